@@ -1,0 +1,60 @@
+"""Settings: one pydantic-settings object, `SURVEILLANCE_` prefix, nested with `__`.
+
+Example: `SURVEILLANCE_KAFKA__BOOTSTRAP=kafka-1:9092`,
+`SURVEILLANCE_DATABASE__URL=postgresql://surv@tsdb/surveillance`,
+`SURVEILLANCE_PSEUDONYM_KEY=...` (required outside the embedded demo).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Used only by the embedded demo and tests; production must set its own key.
+DEMO_PSEUDONYM_KEY = "embedded-demo-key-not-for-production"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "localhost:9092"
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=7)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr = SecretStr("")
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    max_buffer_rows: int = Field(default=200_000, ge=1)
+
+
+class StreamSettings(BaseModel):
+    app_id: str = "surveillance"
+    #: An AI result with no report this long (event time) after inference is `unlabelled`.
+    unlabelled_horizon_hours: float = Field(default=14 * 24, gt=0)
+    #: Join state for an accession is dropped this long (event time) after its last event.
+    join_retention_days: float = Field(default=120, gt=0)
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    store: str = "memory://"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SURVEILLANCE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    pseudonym_key: SecretStr = SecretStr(DEMO_PSEUDONYM_KEY)
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    stream: StreamSettings = StreamSettings()
+    baselines_file: Path | None = None
+    state_dir: Path = Path(".surveillance")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
