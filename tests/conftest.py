@@ -1,0 +1,39 @@
+"""Shared fixtures: the real embedded broker and PostgreSQL server, started once per run.
+
+Both are stopped at the end of the session whatever happened (context managers), and a
+test that needs a clean slate takes `fresh_database` / unique topic names instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def fresh_database(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A new, empty database on the shared server; returns its URL; dropped afterwards."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:{postgres.port}/{name}"
+    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
