@@ -339,6 +339,29 @@ class Alert(Contract):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class MetricSnapshot(Contract):
+    """A metric's value at a point in time (topic `surveillance.snapshots`), for storage.
+
+    `kind` agreement: `metric` is sensitivity/specificity/ppv/...; cusum: the chart's
+    statistic; drift: `metric` is the feature and `detector` the detector.
+    """
+
+    snapshot_id: Id
+    kind: Literal["agreement", "cusum", "drift", "shadow"]
+    at: AwareDatetime
+    tool_id: Id
+    software_version: Id | None = None
+    site: Id | None = None
+    window: ShortText | None = None
+    metric: ShortText
+    detector: ShortText | None = None
+    subgroup: dict[str, str] | None = None
+    value: float | None
+    lower: float | None = None
+    upper: float | None = None
+    n: int | None = None
+
+
 class DeadLetter(Contract):
     """An input event that could not be accepted (topic `<topic>.dlq`)."""
 
@@ -359,6 +382,7 @@ TOPIC_MODELS: dict[str, type[Contract]] = {
     "cases.join": JoinInput,
     "cases.adjudicated": AdjudicatedCase,
     "surveillance.alerts": Alert,
+    "surveillance.snapshots": MetricSnapshot,
     "dlq": DeadLetter,
 }
 

@@ -1,0 +1,263 @@
+"""The Faust app: topics, tables and agents, read top to bottom.
+
+    ai.results ─┐                      cases.join                 cases.adjudicated
+                ├─ ingest_agent ─► (key: pseudonymized ─► join_agent ─► (key: tool) ─► case_agent
+ reports.final ─┘   │ invalid         accession)          join_state       │            case_state
+                    ▼                                                       └─► agreement, CUSUM
+               <topic>.dlq
+
+Agents are thin: they parse, call pure code (`stream.ingest`, `clinical.join`,
+`clinical.ledger`) and emit. Processing is at-least-once (Faust flushes the producer
+before it commits offsets); every effect is idempotent by event id or case revision, so
+N valid events in means N counted, also after a crash or a rebalance. State that
+matters lives in the two tables (changelog topics created up front); the few in-memory
+indexes (event-time watermark and pending deadlines per partition) are rebuilt from the
+table whenever partitions are assigned.
+
+Agents take events in batches (`take_events`), which acks a batch only after it is
+processed. Faust's tables find the changelog partition through the "current event";
+inside a batch we set it per event (`_as_current`), so each table write goes to the
+partition of the event that caused it, exactly as in one-at-a-time iteration.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import logging
+import weakref
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+from surveillance.clinical import join
+from surveillance.clinical.baselines import load_registry
+from surveillance.clinical.ledger import CaseLedger, CaseRecord
+from surveillance.contracts import AdjudicatedCase, DeadLetter, JoinInput
+from surveillance.observe import metrics
+from surveillance.settings import get_settings
+from surveillance.stream import topics
+from surveillance.stream.ingest import Ingest, Rejected
+
+log = logging.getLogger(__name__)
+
+settings = get_settings()
+registry = load_registry(settings.baselines_file)
+BATCH = 1000
+WITHIN = 0.05
+
+app = faust.App(
+    settings.stream.app_id,
+    broker=f"kafka://{settings.kafka.bootstrap}",
+    store=settings.stream.store,
+    topic_partitions=settings.kafka.partitions,
+    topic_allow_declare=False,  # `surveillance topics create` made every topic
+    topic_disable_leader=True,
+    consumer_auto_offset_reset="earliest",
+    # The embedded broker holds a join for about the rebalance timeout: keep it short.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    broker_rebalance_timeout=3.0,
+    producer_linger=0.005,
+    broker_max_poll_records=2000,
+    stream_buffer_maxsize=8192,
+    web_host="127.0.0.1",
+    datadir=str(settings.state_dir / "faust"),
+)
+
+raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+inputs_topic = app.topic(topics.AI_RESULTS, topics.REPORTS_FINAL, **raw)
+join_topic = app.topic(topics.CASES_JOIN, **raw)
+cases_topic = app.topic(topics.CASES_ADJUDICATED, **raw)
+dlq_topics = {t: app.topic(topics.dlq(t), **raw) for t in (topics.AI_RESULTS, topics.REPORTS_FINAL)}
+
+join_table = app.Table("join_state", partitions=settings.kafka.partitions, value_serializer="json")
+case_table = app.Table("case_state", partitions=settings.kafka.partitions, value_serializer="json")
+
+ingest = Ingest(
+    key=settings.pseudonym_key.get_secret_value().encode(),
+    finding_codes=[t.finding_code for t in registry.values()],
+    max_bytes=settings.stream.max_event_bytes,
+)
+HORIZON = timedelta(hours=settings.stream.unlabelled_horizon_hours)
+RETENTION = timedelta(days=settings.stream.join_retention_days)
+for _tool in registry.values():
+    metrics.register_tool(_tool.tool_id, _tool.modality)
+
+
+def _as_current(event: Any) -> None:
+    _current_event.set(weakref.ref(event))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.agent(inputs_topic)
+async def ingest_agent(stream: Any) -> None:
+    async for batch in stream.take_events(BATCH, within=WITHIN):
+        now = _now()
+        for event in batch:
+            msg = event.message
+            metrics.record_processed(msg.topic)
+            result = ingest(msg.topic, event.value, now)
+            if isinstance(result, Rejected):
+                dead_letter(msg, event.value, result)
+                continue
+            join_topic.send_soon(
+                key=result.accession.encode(), value=result.model_dump_json().encode()
+            )
+
+
+def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
+    original = value or b""
+    letter = DeadLetter(
+        source_topic=msg.topic,
+        source_partition=msg.partition,
+        source_offset=msg.offset,
+        reason=f"{why.reason}: {why.message}"[:2000],
+        received_at=_now(),
+        original_b64=base64.b64encode(original[: settings.stream.max_event_bytes]).decode(),
+        original_size=len(original),
+    )
+    dlq_topics[msg.topic].send_soon(
+        key=f"{msg.partition}:{msg.offset}".encode(), value=letter.model_dump_json().encode()
+    )
+    metrics.record_dead_letter(msg.topic, why.reason)
+    log.warning(
+        "dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, why.reason
+    )
+
+
+class PartitionClock:
+    """Event-time watermark and pending deadlines of one `cases.join` partition."""
+
+    def __init__(self) -> None:
+        self.watermark: datetime | None = None
+        self.deadlines: list[tuple[datetime, str]] = []
+
+    def advance(self, at: datetime) -> None:
+        if self.watermark is None or at > self.watermark:
+            self.watermark = at
+
+    def track(self, state: join.JoinState) -> None:
+        for deadline in join.pending_deadlines(state, HORIZON):
+            heapq.heappush(self.deadlines, (deadline, state.accession))
+
+    def due(self) -> Iterable[str]:
+        while self.deadlines and self.watermark and self.deadlines[0][0] <= self.watermark:
+            yield heapq.heappop(self.deadlines)[1]
+
+
+_clocks: dict[int, PartitionClock] = {}
+
+
+@app.on_partitions_revoked.connect
+async def _forget_clocks(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    _clocks.clear()  # rebuilt from the table on the next event of each partition
+
+
+def _clock(partition: int) -> PartitionClock:
+    clock = _clocks.get(partition)
+    if clock is None:
+        clock = _clocks[partition] = PartitionClock()
+        for raw_state in list(join_table.values()):
+            state = join.JoinState.model_validate(raw_state)
+            if state.partition != partition:
+                continue
+            if state.last_event_at is not None:
+                clock.advance(state.last_event_at)
+            clock.track(state)
+    return clock
+
+
+@app.agent(join_topic)
+async def join_agent(stream: Any) -> None:
+    async for batch in stream.take_events(BATCH, within=WITHIN):
+        for event in batch:
+            _as_current(event)
+            partition = event.message.partition
+            item = JoinInput.model_validate_json(event.value)
+            clock = _clock(partition)
+            stored = join_table.get(item.accession)
+            state = join.JoinState.model_validate(stored) if stored else None
+            state, cases = join.apply(state, item, partition, HORIZON, clock.watermark)
+            clock.advance(join.event_time(item))
+            join_table[item.accession] = state.model_dump(mode="json")
+            clock.track(state)
+            emit(cases)
+            expire_due(clock)
+
+
+def expire_due(clock: PartitionClock) -> None:
+    assert clock.watermark is not None
+    for accession in clock.due():
+        stored = join_table.get(accession)
+        if not stored:
+            continue
+        state = join.JoinState.model_validate(stored)
+        if join.is_stale(state, RETENTION, clock.watermark):
+            del join_table[accession]
+            continue
+        cases = join.expire(state, HORIZON, clock.watermark)
+        if cases:
+            join_table[accession] = state.model_dump(mode="json")
+            emit(cases)
+
+
+def emit(cases: list[AdjudicatedCase]) -> None:
+    for case in cases:
+        cases_topic.send_soon(key=case.tool_id.encode(), value=case.model_dump_json().encode())
+
+
+ledger = CaseLedger()
+
+
+@app.agent(cases_topic)
+async def case_agent(stream: Any) -> None:
+    async for batch in stream.take_events(BATCH, within=WITHIN):
+        for event in batch:
+            _as_current(event)
+            case = AdjudicatedCase.model_validate_json(event.value)
+            stored = case_table.get(case.case_id)
+            previous = CaseRecord.from_dict(stored) if stored else None
+            record = ledger.apply(previous, case, event.message.partition)
+            if record is None:
+                continue
+            case_table[case.case_id] = record.as_dict()
+            metrics.record_case(case.tool_id, case.software_version, case.site, case.outcome)
+
+
+def owned_records() -> list[CaseRecord]:
+    """The case records of the `cases.adjudicated` partitions this worker holds now."""
+    owned = {
+        tp.partition
+        for tp in app.consumer.assignment()
+        if tp.topic == topics.CASES_ADJUDICATED
+    }
+    records = (CaseRecord.from_dict(v) for v in list(case_table.values()))
+    return [r for r in records if r.partition in owned]
+
+
+@app.page("/surveillance/counts")
+async def counts_view(web: Any, request: Any) -> Any:
+    """Counts per tool over the cases this worker owns, derived from its table."""
+    counts = CaseLedger()
+    for record in owned_records():
+        counts.add_existing(record)
+    ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+    return web.json(
+        {
+            "ready": ready,
+            "tools": {tool: dict(c) for tool, c in counts.per_tool().items()},
+        }
+    )
+
+
+@app.page("/metrics")
+async def metrics_view(web: Any, request: Any) -> Any:
+    body, content_type = metrics.render()
+    return web.bytes(body, content_type=content_type)

@@ -1,0 +1,77 @@
+"""Small builders of valid contract events for pure unit tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from surveillance.contracts import (
+    AIResult,
+    JoinInput,
+    Label,
+    ReportLabels,
+    ReportStatus,
+    Scanner,
+)
+
+T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
+
+
+def ai_result(
+    event_id: str = "ai-1",
+    accession: str = "ACC1",
+    tool: str = "ich-triage",
+    positive: bool = True,
+    at: datetime = T0,
+    finding: str = "intracranial_hemorrhage",
+    version: str = "1.0",
+    **extra: Any,
+) -> AIResult:
+    fields: dict[str, Any] = dict(
+        event_id=event_id,
+        tool_id=tool,
+        manufacturer="RapidAI",
+        model="Rapid NCCT Stroke",
+        software_version=version,
+        finding_code=finding,
+        ai_result=0.9 if positive else 0.1,
+        operating_threshold=0.5,
+        result_indicator=positive,
+        patient_id="MRN1",
+        accession_number=accession,
+        study_instance_uid="1.2.3",
+        study_date=date(2026, 7, 1),
+        site="site-a",
+        modality="CT",
+        body_part_examined="HEAD",
+        scanner=Scanner(manufacturer="GE", model="Revolution", software_version="r1"),
+        inference_date=at,
+    )
+    fields.update(extra)
+    return AIResult(**fields)
+
+
+def report_labels(
+    event_id: str = "rep-1",
+    accession: str = "ACC1",
+    labels: dict[str, Label] | None = None,
+    at: datetime = T0 + timedelta(hours=6),
+    status: ReportStatus = ReportStatus.FINAL,
+) -> ReportLabels:
+    return ReportLabels(
+        event_id=event_id,
+        accession=accession,
+        site="site-a",
+        finalized_at=at,
+        status=status,
+        labels=labels if labels is not None else {"intracranial_hemorrhage": Label.PRESENT},
+        label_source="structured",
+    )
+
+
+def ai_in(**kw: Any) -> JoinInput:
+    return JoinInput(kind="ai", ai=ai_result(**kw))
+
+
+def report_in(**kw: Any) -> JoinInput:
+    return JoinInput(kind="report", report=report_labels(**kw))

@@ -1,0 +1,117 @@
+"""Ingest: validation, dead-letter reasons, pseudonymization, label extraction (pure)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from surveillance.contracts import Label
+from surveillance.privacy import pseudonymize
+from surveillance.stream.ingest import Ingest, Rejected
+from tests.factories import T0, ai_result
+
+KEY = b"test-key"
+NOW = T0 + timedelta(days=1)
+ingest = Ingest(KEY, ["intracranial_hemorrhage", "pneumothorax"], max_bytes=4096)
+
+
+def ai_bytes(**kw: object) -> bytes:
+    return ai_result(**kw).model_dump_json().encode()  # type: ignore[arg-type]
+
+
+def report(**fields: object) -> bytes:
+    base = {
+        "event_id": "rep-1",
+        "accession_number": "ACC1",
+        "site": "site-a",
+        "finalized_at": (T0 + timedelta(hours=5)).isoformat(),
+        "report_text": "Acute subdural hematoma. No pneumothorax.",
+    }
+    base.update(fields)
+    return json.dumps(base).encode()
+
+
+def test_valid_ai_result_is_pseudonymized() -> None:
+    out = ingest("ai.results", ai_bytes(), NOW)
+    assert not isinstance(out, Rejected)
+    assert out.ai is not None
+    assert out.ai.accession_number == pseudonymize(KEY, "accession", "ACC1")
+    assert out.ai.patient_id == pseudonymize(KEY, "patient", "MRN1")
+    assert out.ai.study_instance_uid == pseudonymize(KEY, "study", "1.2.3")
+    assert out.ai.pseudonymized
+    assert "MRN1" not in out.model_dump_json() and "ACC1" not in out.model_dump_json()
+
+
+def test_report_text_becomes_labels_and_is_dropped() -> None:
+    out = ingest("reports.final", report(), NOW)
+    assert not isinstance(out, Rejected) and out.report is not None
+    assert out.report.labels == {
+        "intracranial_hemorrhage": Label.PRESENT,
+        "pneumothorax": Label.ABSENT,
+    }
+    assert out.report.label_source == "text"
+    assert "hematoma" not in out.model_dump_json()
+    assert out.report.accession == pseudonymize(KEY, "accession", "ACC1")
+
+
+def test_structured_findings_win_over_text() -> None:
+    raw = report(findings=[{"finding_code": "pneumothorax", "label": "present"}])
+    out = ingest("reports.final", raw, NOW)
+    assert not isinstance(out, Rejected) and out.report is not None
+    assert out.report.labels == {"pneumothorax": Label.PRESENT}
+    assert out.report.label_source == "structured"
+
+
+@pytest.mark.parametrize(
+    ("topic", "raw", "reason", "fragment"),
+    [
+        ("ai.results", b"{not json", "invalid_json", "line 1"),
+        ("ai.results", b"\xff\xfe", "encoding", "UTF-8"),
+        ("ai.results", b"[1, 2]", "schema", "JSON object"),
+        ("ai.results", b"x" * 5000, "oversize", "5000 bytes"),
+        ("ai.results", None, "schema", "empty"),
+        ("reports.final", report(report_text=None), "schema", "findings or report_text"),
+        ("reports.final", report(finalized_at="2026-07-01T08:00:00"), "schema", "finalized_at"),
+        ("reports.final", report(status="draft"), "schema", "status"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_reason(
+    topic: str, raw: bytes | None, reason: str, fragment: str
+) -> None:
+    out = ingest(topic, raw, NOW)
+    assert isinstance(out, Rejected)
+    assert out.reason == reason
+    assert fragment in out.message
+
+
+def test_schema_errors_name_the_field_and_never_quote_the_value() -> None:
+    data = json.loads(ai_bytes())
+    data["ai_result"] = 1.7
+    data["patient_id"] = ""
+    out = ingest("ai.results", json.dumps(data).encode(), NOW)
+    assert isinstance(out, Rejected) and out.reason == "schema"
+    assert "ai_result" in out.message and "patient_id" in out.message
+    assert "1.7" not in out.message
+
+
+def test_wrong_type_and_unknown_field_are_schema_errors() -> None:
+    data = json.loads(ai_bytes())
+    data["result_indicator"] = "maybe"
+    data["free_text"] = "patient John Doe"
+    out = ingest("ai.results", json.dumps(data).encode(), NOW)
+    assert isinstance(out, Rejected)
+    assert "result_indicator" in out.message and "free_text" in out.message
+    assert "John" not in out.message
+
+
+def test_future_timestamps_are_rejected() -> None:
+    future = ai_bytes(at=datetime.now(UTC) + timedelta(days=2))
+    out = ingest("ai.results", future, datetime.now(UTC))
+    assert isinstance(out, Rejected) and "future" in out.message
+
+
+def test_events_claiming_to_be_pseudonymized_are_rejected_at_ingest() -> None:
+    out = ingest("ai.results", ai_bytes(pseudonymized=True), NOW)
+    assert isinstance(out, Rejected)
