@@ -81,7 +81,6 @@ def worker() -> None:
         str(settings.stream.web_port),
         "--web-host",
         "127.0.0.1",
-        "--without-uvloop",
     ]
     faust_app.main()
 

@@ -288,6 +288,10 @@ class AdjudicatedCase(Contract):
     scanner_model: ShortText
     scanner_software_version: ShortText
     protocol_name: ShortText | None = None
+    kvp: float | None = None
+    slice_thickness: float | None = None
+    pixel_spacing: float | None = None
+    contrast_indication: bool | None = None
     age: int | None = None
     sex: Sex = Sex.UNKNOWN
     ai_event_id: Id

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from surveillance.clinical.ledger import LABELLED
 from surveillance.embedded import EmbeddedBroker
-from surveillance.simulate import SCENARIOS, Faults, simulate
+from surveillance.simulate import Faults, scenario_by_name, simulate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, wait_for_counts
 from surveillance.stream.topics import all_topics, create_topics
@@ -25,7 +25,7 @@ def run_demo(
     days: int, seed: int, scenario: str, timeout: float, state_dir: Path, partitions: int
 ) -> bool:
     t0 = time.monotonic()
-    events, truth = simulate(days=days, seed=seed, scenario=SCENARIOS[scenario], faults=Faults())
+    events, truth = simulate(days=days, seed=seed, scenario=scenario_by_name(scenario), faults=Faults())
     print(f"simulated {len(events)} events over {days} days "
           f"(scenario {scenario!r}, seed {seed}) in {time.monotonic() - t0:.1f}s")
     with EmbeddedBroker(log_dir=state_dir) as broker:

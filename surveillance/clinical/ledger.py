@@ -10,8 +10,10 @@ table after a rebalance.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from surveillance.contracts import AdjudicatedCase, CaseOutcome
 
@@ -29,29 +31,19 @@ class CaseRecord:
     site: str
     partition: int
     inference_ts: float
+    labelled_ts: float | None = None
+    score: float = 0.0
+    positive_call: bool = False
+    scanner_manufacturer: str = ""
+    sex: str = "U"
+    age: int | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "revision": self.revision,
-            "outcome": self.outcome,
-            "tool": self.tool,
-            "version": self.version,
-            "site": self.site,
-            "partition": self.partition,
-            "inference_ts": self.inference_ts,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, object]) -> CaseRecord:
-        return cls(
-            revision=int(raw["revision"]),  # type: ignore[call-overload]
-            outcome=str(raw["outcome"]),
-            tool=str(raw["tool"]),
-            version=str(raw["version"]),
-            site=str(raw["site"]),
-            partition=int(raw["partition"]),  # type: ignore[call-overload]
-            inference_ts=float(raw["inference_ts"]),  # type: ignore[arg-type]
-        )
+    def from_dict(cls, raw: dict[str, Any]) -> CaseRecord:
+        return cls(**raw)
 
     @property
     def key(self) -> CountKey:
@@ -67,6 +59,12 @@ def record_of(case: AdjudicatedCase, partition: int) -> CaseRecord:
         site=case.site,
         partition=partition,
         inference_ts=case.inference_date.timestamp(),
+        labelled_ts=case.labelled_at.timestamp() if case.labelled_at else None,
+        score=case.ai_result,
+        positive_call=case.result_indicator,
+        scanner_manufacturer=case.scanner_manufacturer,
+        sex=case.sex.value,
+        age=case.age,
     )
 
 

@@ -1,1 +1,1 @@
-"""observe."""
+"""Observability: Prometheus metrics (`metrics`); alert rules live in deploy/prometheus/."""

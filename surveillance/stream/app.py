@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import heapq
 import logging
+import os
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -74,8 +75,8 @@ join_topic = app.topic(topics.CASES_JOIN, **raw)
 cases_topic = app.topic(topics.CASES_ADJUDICATED, **raw)
 dlq_topics = {t: app.topic(topics.dlq(t), **raw) for t in (topics.AI_RESULTS, topics.REPORTS_FINAL)}
 
-join_table = app.Table("join_state", partitions=settings.kafka.partitions, value_serializer="json")
-case_table = app.Table("case_state", partitions=settings.kafka.partitions, value_serializer="json")
+join_table = app.Table("join_state", partitions=settings.kafka.partitions)
+case_table = app.Table("case_state", partitions=settings.kafka.partitions)
 
 ingest = Ingest(
     key=settings.pseudonym_key.get_secret_value().encode(),
@@ -96,14 +97,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _fatal(agent: str) -> None:
+    """An internal agent failed on our own data: a bug. Exit so the supervisor restarts us.
+
+    A crashed Faust agent leaves the worker running but deaf (a silent failure); exiting
+    instead is safe because processing is at-least-once and every effect idempotent.
+    """
+    log.critical("%s failed; exiting so the worker is restarted", agent, exc_info=True)
+    os._exit(70)
+
+
 @app.agent(inputs_topic)
 async def ingest_agent(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
         now = _now()
         for event in batch:
             msg = event.message
-            metrics.record_processed(msg.topic)
-            result = ingest(msg.topic, event.value, now)
+            metrics.record_processed(metrics.Topic(msg.topic))
+            try:
+                result = ingest(msg.topic, event.value, now)
+            except Exception:  # hostile input must never stop the worker: dead-letter it
+                log.exception("ingest failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                result = Rejected("internal", "the event could not be processed")
             if isinstance(result, Rejected):
                 dead_letter(msg, event.value, result)
                 continue
@@ -126,7 +141,7 @@ def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
     dlq_topics[msg.topic].send_soon(
         key=f"{msg.partition}:{msg.offset}".encode(), value=letter.model_dump_json().encode()
     )
-    metrics.record_dead_letter(msg.topic, why.reason)
+    metrics.record_dead_letter(metrics.Topic(msg.topic), metrics.DlqReason(why.reason))
     log.warning(
         "dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, why.reason
     )
@@ -176,6 +191,13 @@ def _clock(partition: int) -> PartitionClock:
 
 @app.agent(join_topic)
 async def join_agent(stream: Any) -> None:
+    try:
+        await _join(stream)
+    except Exception:
+        _fatal("join_agent")
+
+
+async def _join(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
         for event in batch:
             _as_current(event)
@@ -218,6 +240,13 @@ ledger = CaseLedger()
 
 @app.agent(cases_topic)
 async def case_agent(stream: Any) -> None:
+    try:
+        await _count(stream)
+    except Exception:
+        _fatal("case_agent")
+
+
+async def _count(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
         for event in batch:
             _as_current(event)
@@ -249,9 +278,11 @@ async def counts_view(web: Any, request: Any) -> Any:
     for record in owned_records():
         counts.add_existing(record)
     ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+    assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     return web.json(
         {
             "ready": ready,
+            "assigned": assigned,
             "tools": {tool: dict(c) for tool, c in counts.per_tool().items()},
         }
     )

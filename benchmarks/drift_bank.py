@@ -1,0 +1,148 @@
+"""Per-event cost of one tool's whole drift bank vs. Evidently recomputing daily drift.
+
+Run: .venv/bin/python benchmarks/drift_bank.py [--per-day 200] [--days 91] [--evidently-days 14]
+
+Builds a seeded synthetic head-CT tool (all 13 features of DEFAULT_FEATURES: 11 input,
+2 output), calibrates a bank on a 30-day reference, then times `bank.update` over the
+monitored days (window closes included). In the same run, Evidently's DataDriftPreset
+recomputes drift for each of the first --evidently-days daily windows against the same
+reference. Prints both per-event costs, their ratio and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+
+import numpy as np
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+
+from surveillance.contracts import Acquisition, AIResult, Scanner, Sex
+from surveillance.report.drift_report import write_drift_report
+from surveillance.stats.drift_bank import (
+    DEFAULT_FEATURES,
+    DriftBank,
+    DriftBankConfig,
+    feature_row,
+)
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+SCANNERS = [("GE", "Revolution", "rev-1.2"), ("Siemens", "SOMATOM Force", "VB20"),
+            ("Canon", "Aquilion ONE", "v10")]  # fmt: skip
+
+
+def synthetic_results(seed: int, first_day: int, days: int, per_day: float) -> list[AIResult]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for day in range(first_day, first_day + days):
+        n = int(rng.poisson(per_day))
+        seconds = np.sort(rng.uniform(0, 86_400, n))
+        protocol = rng.choice(["HEAD ROUTINE", "HEAD TRAUMA", "HEAD STROKE"], n, p=[0.7, 0.2, 0.1])
+        thickness = rng.choice([0.625, 1.25, 2.5, 5.0], n, p=[0.1, 0.2, 0.3, 0.4])
+        scanner = rng.choice(3, n, p=[0.5, 0.35, 0.15])
+        kvp = rng.choice([100.0, 120.0, 140.0], n, p=[0.2, 0.7, 0.1])
+        spacing = rng.normal(0.45, 0.04, n).clip(0.2, 1.0)
+        age = rng.integers(18, 95, n)
+        score = rng.beta(1.2, 6.0, n)
+        site = rng.choice(["site-a", "site-b"], n, p=[0.6, 0.4])
+        sex = rng.choice(["F", "M"], n)
+        contrast = rng.random(n) < 0.05
+        for i in range(n):
+            manufacturer, model, software = SCANNERS[int(scanner[i])]
+            at = START + timedelta(days=day, seconds=float(seconds[i]))
+            out.append(AIResult(
+                event_id=f"{seed}-{day}-{i}", tool_id="ich-triage", manufacturer="Vendor",
+                model="ICH", software_version="4.0", finding_code="intracranial_hemorrhage",
+                ai_result=float(score[i]), operating_threshold=0.5,
+                result_indicator=bool(score[i] >= 0.5), patient_id="p", accession_number="a",
+                study_instance_uid="u", study_date=at.date(), site=str(site[i]), modality="CT",
+                body_part_examined="HEAD", contrast_indication=bool(contrast[i]),
+                scanner=Scanner(manufacturer=manufacturer, model=model, software_version=software),
+                acquisition=Acquisition(kvp=float(kvp[i]), slice_thickness=float(thickness[i]),
+                                        pixel_spacing=float(spacing[i]),
+                                        protocol_name=str(protocol[i])),
+                age=int(age[i]), sex=Sex(str(sex[i])), inference_date=at, pseudonymized=True,
+            ))  # fmt: skip
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, numpy {version('numpy')}, river {version('river')}, "
+        f"evidently {version('evidently')}, pandas {version('pandas')}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-day", type=float, default=200.0)
+    parser.add_argument("--days", type=int, default=91)
+    parser.add_argument("--evidently-days", type=int, default=14)
+    args = parser.parse_args()
+
+    reference = synthetic_results(1, 0, 30, args.per_day)
+    monitored = synthetic_results(2, 30, args.days, args.per_day)
+    t0 = time.perf_counter()
+    bank = DriftBank.from_reference("ich-triage", reference, DriftBankConfig())
+    build = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    verdicts = 0
+    for result in monitored:
+        verdicts += len(bank.update(result))
+    bank_seconds = time.perf_counter() - t0
+    bank_us = bank_seconds / len(monitored) * 1e6
+
+    reference_frame = pd.DataFrame([feature_row(r) for r in reference])
+    by_day: dict[int, list[AIResult]] = {}
+    for r in monitored:
+        by_day.setdefault((r.inference_date - START).days, []).append(r)
+    days = sorted(by_day)[: args.evidently_days]
+    frames = [pd.DataFrame([feature_row(r) for r in by_day[day]]) for day in days]
+    evidently_events = sum(len(f) for f in frames)
+    numeric = [s.name for s in DEFAULT_FEATURES if s.kind == "numeric"]
+    categorical = [s.name for s in DEFAULT_FEATURES if s.kind == "categorical"]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    reference_ds = Dataset.from_pandas(reference_frame, data_definition=definition)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        for frame in frames:  # drift computation only, as the bank does
+            Report([DataDriftPreset()]).run(
+                Dataset.from_pandas(frame, data_definition=definition), reference_ds
+            )
+        evidently_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_drift_report(reference_frame, frames[0], "/tmp/drift-bench-reports", "one day")
+        report_seconds = time.perf_counter() - t0
+    evidently_us = evidently_seconds / evidently_events * 1e6
+
+    print(f"machine: {machine()}")
+    print(f"tool volume {args.per_day:.0f}/day, reference {len(reference)} events (30 days), "
+          f"13 features (11 input + 2 output)")  # fmt: skip
+    print(f"bank calibration (once per reference): {build:.2f} s")
+    print(f"bank: {len(monitored)} events over {args.days} days in {bank_seconds:.2f} s = "
+          f"{bank_us:.1f} us/event (window closes included), {verdicts} verdicts")  # fmt: skip
+    print(f"evidently DataDriftPreset, {len(days)} daily windows ({evidently_events} events): "
+          f"{evidently_seconds:.2f} s = {evidently_seconds / len(days):.3f} s/window = "
+          f"{evidently_us:.1f} us/event (Report.run only)")  # fmt: skip
+    print(f"write_drift_report for one day (run + HTML + JSON): {report_seconds:.2f} s")
+    print(f"ratio evidently/bank per event: {evidently_us / bank_us:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""End-to-end throughput of one worker process on the embedded broker, with its ceiling.
+
+    .venv/bin/python benchmarks/throughput.py [--days 90] [--scale 1.0] [--partitions 4]
+
+1. Starts the embedded broker, creates the topics, starts ONE worker and waits until it
+   holds its partitions.
+2. Produces the simulator's stream (AI results + reports) and measures the time until
+   the worker has counted every case: end-to-end input events per second (validate,
+   pseudonymize, extract labels, join, adjudicate, count, with table changelogs).
+3. In the same run, on the same broker, consumes the same input topics with a bare
+   aiokafka consumer (no processing): the ceiling the broker and client allow.
+Prints both with the machine it ran on. A measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from surveillance.embedded import EmbeddedBroker
+from surveillance.simulate import Faults, Scenario, simulate
+from surveillance.stream.produce import produce
+from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
+from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL, all_topics, create_topics
+
+
+async def raw_consume_rate(bootstrap: str, expected: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        AI_RESULTS, REPORTS_FINAL, bootstrap_servers=bootstrap, group_id=None,
+        auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    n, started = 0, time.perf_counter()
+    try:
+        while n < expected:
+            batch = await consumer.getmany(timeout_ms=2000, max_records=20_000)
+            if not batch:
+                break
+            n += sum(len(v) for v in batch.values())
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    events, truth = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults(),
+                             volume_scale=args.scale)
+    expected = {tool: t.cases for tool, t in truth.items()}
+    state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    with EmbeddedBroker(log_dir=state) as broker:
+        create_topics(broker.bootstrap, all_topics("surveillance", args.partitions))
+        worker = WorkerProcess(broker.bootstrap, state).start()
+        try:
+            deadline = time.monotonic() + 60
+            while combined_counts([worker]) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            started = time.perf_counter()
+            produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
+            produced = time.perf_counter() - started
+            counts = wait_for_counts([worker], expected, timeout=900, settle=0.0)
+            elapsed = time.perf_counter() - started
+        finally:
+            worker.stop()
+        ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
+        ceiling = asyncio.run(raw_consume_rate(broker.bootstrap, len(events)))
+
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.system()} {platform.machine()} {cpu}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+    print(f"events: {len(events)} input events ({sum(expected.values())} cases), "
+          f"{args.partitions} partitions, 1 worker process")
+    print(f"produce: {len(events) / produced:,.0f} events/s (kafka-python producer)")
+    print(f"end-to-end: {len(events) / elapsed:,.0f} input events/s "
+          f"({elapsed:.1f}s; counts {'exact' if ok else 'INCOMPLETE'})")
+    print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Label-free early warning: has a version's output changed since its reference period?
+
+Reports arrive hours to days after the AI call, and a drop in sensitivity shows in the
+agreement windows only once enough read-positive cases are labelled. The AI output itself
+is known at once, so two tests compare every case of a version (pending ones included)
+over the last `recent_days` with the version's own first `reference_days`:
+
+- positive-call rate: Fisher's exact test on the 2x2 table (positive / negative calls,
+  recent / reference), two-sided;
+- score distribution: the two-sample Kolmogorov-Smirnov test (scipy `ks_2samp`).
+
+A change in either is an ESTIMATE of a change in performance, not a confirmation: case
+mix shifts move both without the tool getting worse.
+
+Calibration. Each test is run once per day, so with per-test level `alpha` the expected
+number of days on which either test rejects on a stable stream is at most
+2 * 365.25 * alpha per year (linearity of expectation; it holds whatever the dependence
+between overlapping windows). A warning is raised only when a test enters rejection, so
+the expected count of warnings per tool-year is at most that too. `alpha_for_budget` sets
+alpha from a budget of false warnings per year. The tests are valid level-alpha tests
+under a stable stream: Fisher's is exact (conservative), the KS p-value is exact for small
+samples and asymptotic otherwise. Scores are kept at 1e-4 resolution (the vendors'
+payload precision); ties only make the KS test more conservative.
+
+Memory: one day bucket per day of the recent window (a positive-call count and a
+histogram of scores at 1e-4), plus the reference totals and histogram.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.stats import fisher_exact, ks_2samp
+
+from surveillance.stats.cusum import DAYS_PER_YEAR
+from surveillance.stats.intervals import StatsParameterError
+
+Feature = Literal["positive_rate", "score"]
+FEATURES: tuple[Feature, Feature] = ("positive_rate", "score")
+
+#: Score histogram resolution: 1e-4, the precision of the vendors' JSON payloads.
+_SCORE_SCALE = 10_000
+
+
+def alpha_for_budget(false_warnings_per_year: float, tests_per_day: int = 2) -> float:
+    """Per-test level that keeps expected false warnings per year within the budget."""
+    if not false_warnings_per_year > 0:
+        raise StatsParameterError(
+            f"false warnings per year must be > 0, got {false_warnings_per_year}"
+        )
+    return min(0.5, false_warnings_per_year / (DAYS_PER_YEAR * tests_per_day))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelFreeTest:
+    """One feature of one version: recent window against the reference period."""
+
+    feature: Feature
+    recent_value: float  # positive-call rate, or median score
+    reference_value: float
+    statistic: float  # recent minus reference rate, or the KS distance D
+    p_value: float
+    rejected: bool
+    n_recent: int
+    n_reference: int
+    reference_first_day: int
+    reference_last_day: int
+
+
+@dataclass
+class _Day:
+    cases: int = 0
+    positives: int = 0
+    scores: Counter[int] | None = None
+
+
+def _scores(histogram: Counter[int]) -> np.ndarray:
+    keys = np.fromiter(histogram.keys(), dtype=np.float64, count=len(histogram))
+    counts = np.fromiter(histogram.values(), dtype=np.int64, count=len(histogram))
+    return np.repeat(keys / _SCORE_SCALE, counts)
+
+
+def _median(histogram: Counter[int]) -> float:
+    return float(np.median(_scores(histogram)))
+
+
+class LabelFreeMonitor:
+    """Positive-call rate and score distribution of one version against its first days.
+
+    Parameters
+    ----------
+    reference_days
+        Length of the reference period, from the first case day of the version.
+    recent_days
+        Length of the recent window tested each day.
+    alpha
+        Per-test level; see `alpha_for_budget`.
+    min_recent
+        Fewest recent cases worth testing (the KS asymptotics need a few dozen).
+    """
+
+    def __init__(
+        self, reference_days: int, recent_days: int = 7, alpha: float = 0.001,
+        min_recent: int = 50,
+    ) -> None:
+        if reference_days < 1 or recent_days < 1:
+            raise StatsParameterError(
+                f"reference_days and recent_days must be >= 1, got {reference_days}, "
+                f"{recent_days}"
+            )
+        if not 0.0 < alpha < 1.0:
+            raise StatsParameterError(f"alpha must be in (0, 1), got {alpha}")
+        self.reference_days = reference_days
+        self.recent_days = recent_days
+        self.alpha = alpha
+        self.min_recent = min_recent
+        self._first_day: int | None = None
+        self._reference = _Day(scores=Counter())
+        self._recent: dict[int, _Day] = {}
+        self._watermark: int | None = None
+
+    @property
+    def reference_end(self) -> int | None:
+        """First day after the reference period (None before the first case)."""
+        return None if self._first_day is None else self._first_day + self.reference_days
+
+    def add(self, day: int, positive: bool, score: float) -> None:
+        """Count one case (its first revision only) by the UTC day ordinal of its AI call."""
+        if self._first_day is None:
+            self._first_day = day
+        assert self.reference_end is not None
+        key = round(score * _SCORE_SCALE)
+        if day < self.reference_end:
+            bucket = self._reference
+        else:
+            if self._watermark is None or day > self._watermark:
+                self._watermark = day
+                for old in [d for d in self._recent if d <= day - self.recent_days]:
+                    del self._recent[old]
+            if day <= self._watermark - self.recent_days:
+                return  # too late for any recent window still to be tested
+            bucket = self._recent.setdefault(day, _Day(scores=Counter()))
+        bucket.cases += 1
+        bucket.positives += int(positive)
+        assert bucket.scores is not None
+        bucket.scores[key] += 1
+
+    def test(self, today: int) -> list[LabelFreeTest]:
+        """Both tests over the `recent_days` ending on `today`; [] when not yet testable.
+
+        Testable once the recent window lies wholly after the reference period and holds
+        at least `min_recent` cases.
+        """
+        end = self.reference_end
+        first = today - self.recent_days + 1
+        if end is None or first < end or self._reference.cases == 0:
+            return []
+        days = [b for d, b in self._recent.items() if first <= d <= today]
+        cases = sum(b.cases for b in days)
+        if cases < self.min_recent:
+            return []
+        positives = sum(b.positives for b in days)
+        histogram: Counter[int] = Counter()
+        for b in days:
+            assert b.scores is not None
+            histogram.update(b.scores)
+        ref = self._reference
+        assert ref.scores is not None
+        table = [[positives, cases - positives], [ref.positives, ref.cases - ref.positives]]
+        rate_p = float(fisher_exact(table, alternative="two-sided").pvalue)
+        ks = ks_2samp(_scores(histogram), _scores(ref.scores))
+        assert self._first_day is not None
+        first_day, last_day = self._first_day, end - 1
+        recent_rate, ref_rate = positives / cases, ref.positives / ref.cases
+        ks_p = float(ks.pvalue)
+        return [
+            LabelFreeTest(
+                "positive_rate", recent_rate, ref_rate, recent_rate - ref_rate, rate_p,
+                rate_p < self.alpha, cases, ref.cases, first_day, last_day,
+            ),
+            LabelFreeTest(
+                "score", _median(histogram), _median(ref.scores), float(ks.statistic), ks_p,
+                ks_p < self.alpha, cases, ref.cases, first_day, last_day,
+            ),
+        ]

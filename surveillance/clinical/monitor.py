@@ -1,0 +1,798 @@
+"""The performance monitor: adjudicated cases in, metric snapshots and clinical alerts out.
+
+Pure (no Kafka, no Prometheus): the Faust agent on `cases.adjudicated` calls `on_case`
+once per new (higher) revision of a case and `evaluate` once per event-time day; the
+adapter `surveillance.observe.publish` turns what it returns into gauges.
+
+What it keeps, per tool:
+- agreement windows (`stats.windows`) under (tool, version, site) and (tool, version,
+  "all"), each refined by scanner manufacturer, sex and age band. A case counts under the
+  version that produced it, so a new model version starts its own figures;
+- per version: two Bernoulli CUSUM charts (misses among read-positives, false positives
+  among read-negatives), started after `reference_days` of labelled cases and designed
+  from the weekly volume observed in that reference period, so that the false-alarm
+  budget is in calendar time at the tool's own volume;
+- per version: the label-free early warning (`clinical.label_free`);
+- per (version, site, window, metric): the last verdict, so that a `baseline_deviation`
+  alert is raised when a verdict ENTERS below_baseline, not every day it stays there.
+
+Times are event times (the AI call for windows and label-free tests, the report for the
+CUSUM order), never the wall clock: a replay of 90 days gives the same alerts.
+
+Alert ids are deterministic, so a replay after a crash produces ids downstream already has:
+`version_change:{tool}:{version}`, `cusum_signal:{tool}:{version}:{metric}:{k}` (k-th signal
+of that chart), `baseline_deviation:{tool}:{version}:{site}:{metric}:{window}:{day}` and
+`label_free_warning:{tool}:{version}:{feature}:{day}` (day the verdict entered).
+
+`rebuild` is approximate in three ways, all documented at the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from surveillance.clinical.baselines import ToolBaseline
+from surveillance.clinical.label_free import LabelFreeMonitor, LabelFreeTest, alpha_for_budget
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.clinical.verdicts import (
+    METRICS,
+    Metric,
+    MetricVerdict,
+    VerdictKind,
+    chart_designs,
+    chart_observation,
+    judge,
+    locate_deviation,
+)
+from surveillance.contracts import (
+    AdjudicatedCase,
+    Alert,
+    AlertSeverity,
+    CaseOutcome,
+    MetricSnapshot,
+)
+from surveillance.errors import SurveillanceError
+from surveillance.stats.agreement import Confusion, Estimate
+from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
+from surveillance.stats.windows import AgreementWindows, Key, age_band, subgroup_keys, utc_day
+
+ALL_SITES = "all"
+SUBGROUP_DIMENSIONS = ("scanner_manufacturer", "sex", "age_band")
+#: Windows the verdicts are judged on (a subset of the monitor's calendar windows).
+VERDICT_WINDOWS = (30, 90)
+#: Window whose figures give a CUSUM signal its clinical context.
+CONTEXT_WINDOW = 30
+#: Fewest cases in a metric's denominator for a subgroup to be named as the concentration.
+SUBGROUP_MIN_N = 10
+AGREEMENT_METRICS = (
+    "sensitivity", "specificity", "ppv", "npv", "prevalence", "accuracy", "kappa",
+)
+_DIMENSION_NAMES = {
+    "site": "site", "scanner_manufacturer": "scanner", "sex": "sex", "age_band": "age band",
+}
+_FAILURE = {"sensitivity": "misses among read-positive cases",
+            "specificity": "false positives among read-negative cases"}
+
+
+class MonitorError(SurveillanceError):
+    """A case or time the monitor cannot place (e.g. a naive datetime)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """The fields of a case the monitor uses, from an `AdjudicatedCase` or a `CaseRecord`."""
+
+    case_id: str
+    revision: int
+    outcome: CaseOutcome
+    tool: str
+    version: str
+    site: str
+    inferred_at: datetime
+    labelled_at: datetime | None
+    score: float
+    positive_call: bool
+    scanner_manufacturer: str
+    sex: str
+    age: int | None
+
+    @classmethod
+    def of_case(cls, case: AdjudicatedCase) -> CaseView:
+        return cls(
+            case.case_id, case.revision, case.outcome, case.tool_id, case.software_version,
+            case.site, case.inference_date, case.labelled_at, case.ai_result,
+            case.result_indicator, case.scanner_manufacturer, case.sex.value, case.age,
+        )
+
+    @classmethod
+    def of_record(cls, case_id: str, record: CaseRecord) -> CaseView:
+        labelled = record.labelled_ts
+        return cls(
+            case_id, record.revision, CaseOutcome(record.outcome), record.tool, record.version,
+            record.site, datetime.fromtimestamp(record.inference_ts, UTC),
+            None if labelled is None else datetime.fromtimestamp(labelled, UTC),
+            record.score, record.positive_call, record.scanner_manufacturer, record.sex,
+            record.age,
+        )
+
+    @property
+    def latest_at(self) -> datetime:
+        return self.labelled_at or self.inferred_at
+
+    def subgroups(self) -> dict[str, str]:
+        return {
+            "scanner_manufacturer": self.scanner_manufacturer or "unknown",
+            "sex": self.sex,
+            "age_band": age_band(self.age),
+        }
+
+
+@dataclass
+class Chart:
+    """One CUSUM chart of one version, with the time its current excursion began."""
+
+    design: ChartDesign
+    cusum: BernoulliCUSUM
+    excursion_start: datetime | None = None
+    signals: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChartState:
+    """What `publish_charts` exports for one chart."""
+
+    tool: str
+    version: str
+    metric: Metric
+    statistic: float
+    threshold: float
+    cases: int
+
+
+@dataclass
+class VersionRecord:
+    """Everything kept about one model version of one tool."""
+
+    tool: str
+    version: str
+    first_seen: datetime
+    label_free: LabelFreeMonitor
+    sites: set[str] = field(default_factory=set)
+    subgroups: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # site -> dim
+    reference_start: datetime | None = None
+    reference_counts: dict[Metric, int] = field(
+        default_factory=lambda: {"sensitivity": 0, "specificity": 0}
+    )
+    charts: dict[Metric, Chart] | None = None
+
+
+VerdictKey = tuple[str, str, str, int, Metric]  # tool, version, site, window, metric
+
+
+def _key(tool: str, version: str, site: str) -> Key:
+    return (("tool", tool), ("version", version), ("site", site))
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise MonitorError(f"evaluate needs a timezone-aware event time, got {now.isoformat()}")
+    return now
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _interval_text(interval: tuple[float, float] | None) -> str:
+    return "n/a" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
+
+
+def _day_start(day: int) -> datetime:
+    d = date.fromordinal(day)
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _where(site: str) -> str:
+    return "all sites" if site == ALL_SITES else site
+
+
+class PerformanceMonitor:
+    """Agreement, verdicts, CUSUM charts, version changes and label-free warnings.
+
+    Parameters
+    ----------
+    registry
+        Clearance baselines by tool id; tools missing from it get windows, snapshots and
+        label-free warnings but no verdicts or charts (there is nothing to compare with).
+    windows_days, last_n
+        Calendar windows and the last-N-cases window of the agreement figures.
+    false_alarms_per_year
+        Budget per tool shared by its two CUSUM charts, and separately by its two
+        label-free tests.
+    reference_days
+        Days of labelled cases (CUSUM volume) and of all cases (label-free reference) that
+        open each version's monitoring.
+    alpha
+        Level of the one-sided below-baseline test of the verdicts.
+    """
+
+    def __init__(
+        self,
+        registry: Mapping[str, ToolBaseline],
+        *,
+        windows_days: Iterable[int] = (7, 30, 90),
+        last_n: int = 200,
+        false_alarms_per_year: float = 1.0,
+        reference_days: int = 28,
+        alpha: float = 0.05,
+    ) -> None:
+        days = tuple(sorted(set(windows_days)))
+        missing = [w for w in VERDICT_WINDOWS if w not in days]
+        if missing:
+            raise MonitorError(
+                f"windows_days {days} must include the verdict windows {VERDICT_WINDOWS}"
+            )
+        if reference_days < 7:
+            raise MonitorError(f"reference_days must be >= 7 (a week), got {reference_days}")
+        self.registry = dict(registry)
+        self.windows_days = days
+        self.last_n = last_n
+        self.false_alarms_per_year = false_alarms_per_year
+        self.reference_days = reference_days
+        self.alpha = alpha
+        self._label_free_alpha = alpha_for_budget(false_alarms_per_year)
+        self._windows: dict[str, AgreementWindows] = {}
+        self._versions: dict[str, dict[str, VersionRecord]] = {}
+        self._verdicts: dict[VerdictKey, MetricVerdict] = {}
+        self._warnings: dict[tuple[str, str, str], bool] = {}
+
+    # -- cases ---------------------------------------------------------------------------
+
+    def on_case(self, previous: CaseRecord | None, case: AdjudicatedCase) -> list[Alert]:
+        """Fold one new revision of a case in; returns the alerts it raises.
+
+        `previous` is the record stored for the case before this revision (None for its
+        first). A revision not higher than the stored one changes nothing.
+        """
+        if previous is not None and case.revision <= previous.revision:
+            return []
+        before = None if previous is None else CaseView.of_record(case.case_id, previous)
+        return self._apply(before, CaseView.of_case(case), alert=True)
+
+    def _apply(self, before: CaseView | None, view: CaseView, alert: bool) -> list[Alert]:
+        alerts: list[Alert] = []
+        if view.version not in self._versions.get(view.tool, {}):
+            change = self._open_version(view)
+            if change is not None and alert:
+                alerts.append(change)
+        # A case keeps the place it was first counted in: a re-run of the tool on the same
+        # study (new version, new time) must retract from where the earlier revision was.
+        home = before or view
+        record = self._versions[home.tool].get(home.version) or self._open_version_silently(home)
+        subgroups = home.subgroups()
+        record.sites.add(home.site)
+        keys: list[Key] = []
+        for site in (home.site, ALL_SITES):
+            dims = record.subgroups.setdefault(site, {})
+            for dim, value in subgroups.items():
+                dims.setdefault(dim, set()).add(value)
+            keys.extend(subgroup_keys(_key(home.tool, home.version, site), subgroups))
+        windows = self._windows_of(home.tool)
+        windows.apply(
+            keys, view.case_id, None if before is None else before.outcome, view.outcome,
+            home.inferred_at,
+        )
+        if before is None:
+            record.label_free.add(utc_day(view.inferred_at), view.positive_call, view.score)
+        observation = chart_observation(None if before is None else before.outcome, view.outcome)
+        if observation is not None:
+            signal = self._chart(record, observation[0], observation[1], view)
+            if signal is not None and alert:
+                alerts.append(signal)
+        return alerts
+
+    def _windows_of(self, tool: str) -> AgreementWindows:
+        windows = self._windows.get(tool)
+        if windows is None:
+            windows = self._windows[tool] = AgreementWindows(self.windows_days, self.last_n)
+        return windows
+
+    def _open_version_silently(self, view: CaseView) -> VersionRecord:
+        record = VersionRecord(
+            tool=view.tool,
+            version=view.version,
+            first_seen=view.inferred_at,
+            label_free=LabelFreeMonitor(self.reference_days, alpha=self._label_free_alpha),
+        )
+        self._versions.setdefault(view.tool, {})[view.version] = record
+        return record
+
+    def _open_version(self, view: CaseView) -> Alert | None:
+        known = self._versions.get(view.tool, {})
+        previous = max(known.values(), key=lambda r: r.first_seen, default=None)
+        self._open_version_silently(view)
+        if previous is None:
+            return None
+        windows = self._windows_of(view.tool)
+        counts = windows.window(_key(view.tool, previous.version, ALL_SITES), 90).confusion
+        figures: dict[str, object] = {}
+        texts = []
+        for metric in METRICS:
+            est = counts.sensitivity() if metric == "sensitivity" else counts.specificity()
+            figures[metric] = {
+                "value": est.value, "interval": est.interval, "n": est.denominator,
+                "window": "90d",
+            }
+            texts.append(
+                f"{metric} {_fmt(est.value)} (95% CI {_interval_text(est.interval)}, "
+                f"n={est.denominator})"
+            )
+        summary = (
+            f"{view.tool}: new model version {view.version} first seen at {view.site} on "
+            f"{view.inferred_at.date().isoformat()} (replacing {previous.version}); "
+            f"revalidation required. {previous.version} over its last 90 days: "
+            + ", ".join(texts) + "."
+        )
+        return Alert(
+            alert_id=f"version_change:{view.tool}:{view.version}",
+            kind="version_change",
+            severity=AlertSeverity.WARNING,
+            raised_at=view.latest_at,
+            tool_id=view.tool,
+            software_version=view.version,
+            site=view.site,
+            window="90d",
+            since=view.inferred_at,
+            summary=summary,
+            details={
+                "action": "revalidation required",
+                "previous_version": previous.version,
+                "previous_figures": figures,
+            },
+        )
+
+    # -- CUSUM ---------------------------------------------------------------------------
+
+    def _chart(
+        self, record: VersionRecord, metric: Metric, failure: bool, view: CaseView
+    ) -> Alert | None:
+        baseline = self.registry.get(record.tool)
+        if baseline is None:
+            return None
+        at = view.latest_at
+        if record.reference_start is None:
+            record.reference_start = at
+        if record.charts is None:
+            end = record.reference_start + timedelta(days=self.reference_days)
+            if at < end:
+                record.reference_counts[metric] += 1
+                return None
+            record.charts = self._design(baseline, record)
+        chart = record.charts[metric]
+        if chart.cusum.drift_detected:
+            chart.excursion_start = None  # the chart restarts from zero on this update
+        if chart.excursion_start is None:
+            chart.excursion_start = view.inferred_at
+        chart.cusum.update(failure)
+        if chart.cusum.statistic == 0.0:
+            chart.excursion_start = None
+        if not chart.cusum.drift_detected:
+            return None
+        chart.signals += 1
+        return self._cusum_alert(baseline, record, metric, chart, at)
+
+    def _design(self, baseline: ToolBaseline, record: VersionRecord) -> dict[Metric, Chart]:
+        weeks = self.reference_days / DAYS_PER_WEEK
+        # A chart that saw no case of its kind in the reference period is designed for one:
+        # the volume is tiny either way, and design_chart needs a positive volume.
+        positives = max(record.reference_counts["sensitivity"], 1) / weeks
+        negatives = max(record.reference_counts["specificity"], 1) / weeks
+        designs = chart_designs(baseline, positives, negatives, self.false_alarms_per_year)
+        return {
+            metric: Chart(design, BernoulliCUSUM(design.p0, design.p1, design.h))
+            for metric, design in designs.items()
+        }
+
+    def _cusum_alert(
+        self, baseline: ToolBaseline, record: VersionRecord, metric: Metric, chart: Chart,
+        at: datetime,
+    ) -> Alert:
+        tool, version = record.tool, record.version
+        windows = self._windows_of(tool)
+        confusion = windows.window(_key(tool, version, ALL_SITES), CONTEXT_WINDOW).confusion
+        est = confusion.sensitivity() if metric == "sensitivity" else confusion.specificity()
+        deviation = self._locate(tool, version, ALL_SITES, CONTEXT_WINDOW, metric, None)
+        base_value = getattr(baseline.baseline, metric).value
+        tolerance = getattr(baseline.tolerance, metric)
+        design = chart.design
+        since = chart.excursion_start
+        where = self._concentration_text(deviation)
+        summary = (
+            f"{tool} {version} at all sites: the {metric} CUSUM signalled "
+            f"({_FAILURE[metric]} above the clearance rate) on {at.date().isoformat()}, "
+            f"change estimated to start {since.date().isoformat() if since else 'n/a'}; "
+            f"{metric} {_fmt(est.value)} (95% CI {_interval_text(est.interval)}, "
+            f"n={est.denominator}, {CONTEXT_WINDOW} days) against the clearance baseline "
+            f"{base_value:.3g}; {where}. Expected detection delay of this chart for a drop "
+            f"to baseline minus tolerance ({base_value - tolerance:.3g}): "
+            f"{design.arl1_days:.0f} days."
+        )
+        return Alert(
+            alert_id=f"cusum_signal:{tool}:{version}:{metric}:{chart.signals}",
+            kind="cusum_signal",
+            severity=AlertSeverity.WARNING,
+            raised_at=at,
+            tool_id=tool,
+            software_version=version,
+            site=ALL_SITES,
+            metric=metric,
+            value=est.value,
+            interval=est.interval,
+            baseline=base_value,
+            n=est.denominator,
+            window=f"{CONTEXT_WINDOW}d",
+            since=since,
+            subgroup=None if deviation is None else {deviation[0]: deviation[1]},
+            summary=summary,
+            details={
+                "statistic": chart.cusum.statistic,
+                "threshold": design.h,
+                "cases_since_restart": chart.cusum.n_cases,
+                "p0": design.p0,
+                "p1": design.p1,
+                "weekly_volume": design.weekly_volume,
+                "arl0_days": design.arl0_days,
+                "expected_detection_days": design.arl1_days,
+                "tolerance": tolerance,
+            },
+        )
+
+    # -- subgroups -----------------------------------------------------------------------
+
+    def _by_dimension(
+        self, tool: str, version: str, site: str, window: int | str, now: datetime | None
+    ) -> dict[str, dict[str, Confusion]]:
+        windows = self._windows_of(tool)
+        record = self._versions[tool][version]
+        base = _key(tool, version, site)
+        out: dict[str, dict[str, Confusion]] = {}
+        if site == ALL_SITES:
+            out["site"] = {
+                s: windows.window(_key(tool, version, s), window, now).confusion
+                for s in sorted(record.sites)
+            }
+        for dim, values in record.subgroups.get(site, {}).items():
+            out[dim] = {
+                v: windows.window((*base, (dim, v)), window, now).confusion
+                for v in sorted(values)
+            }
+        return out
+
+    def _locate(
+        self, tool: str, version: str, site: str, window: int, metric: Metric,
+        now: datetime | None,
+    ) -> tuple[str, str] | None:
+        baseline = self.registry[tool]
+        by_dimension = self._by_dimension(tool, version, site, window, now)
+        found = locate_deviation(by_dimension, baseline, metric, min_n=SUBGROUP_MIN_N)
+        return None if found is None else (found.dimension, found.subgroup)
+
+    @staticmethod
+    def _concentration_text(deviation: tuple[str, str] | None) -> str:
+        if deviation is None:
+            return "not concentrated in any one site, scanner, sex or age band"
+        return f"concentrated in {_DIMENSION_NAMES[deviation[0]]} {deviation[1]}"
+
+    # -- daily evaluation ----------------------------------------------------------------
+
+    def evaluate(
+        self, now: datetime, *, tools: Iterable[str] | None = None, snapshots: bool = True
+    ) -> tuple[list[Alert], list[MetricSnapshot]]:
+        """Snapshots and verdict alerts as of the event-time day of `now`.
+
+        `tools` restricts the evaluation (default: every tool seen); `snapshots=False`
+        skips building snapshots (verdicts and alerts are unchanged).
+        """
+        now = _aware(now)
+        alerts: list[Alert] = []
+        out: list[MetricSnapshot] = []
+        selected = list(self._versions) if tools is None else list(tools)
+        for tool in selected:
+            for record in list(self._versions.get(tool, {}).values()):
+                if not self._active(record, now):
+                    continue
+                for site in (*sorted(record.sites), ALL_SITES):
+                    if snapshots:
+                        out.extend(self._snapshots(record, site, now))
+                    alerts.extend(self._verdicts_of(record, site, now))
+                if snapshots:
+                    out.extend(self._chart_snapshots(record, now))
+                alerts.extend(self._label_free(record, now))
+        return alerts, out
+
+    def _active(self, record: VersionRecord, now: datetime) -> bool:
+        """A version is evaluated while it has cases in the longest window."""
+        counts = self._windows_of(record.tool).window(
+            _key(record.tool, record.version, ALL_SITES), self.windows_days[-1], now
+        )
+        return counts.confusion.n + counts.pending + counts.unlabelled + counts.indeterminate > 0
+
+    def _snapshots(self, record: VersionRecord, site: str, now: datetime) -> list[MetricSnapshot]:
+        tool, version = record.tool, record.version
+        windows = self._windows_of(tool)
+        day = now.date().isoformat()
+        out = []
+        labelled: list[tuple[int | str, str]] = [(d, f"{d}d") for d in self.windows_days]
+        labelled.append(("last_n", f"last{self.last_n}"))
+        for window, label in labelled:
+            confusion = windows.window(_key(tool, version, site), window, now).confusion
+            for metric, value, interval, n in _figures(confusion):
+                out.append(
+                    MetricSnapshot(
+                        snapshot_id=f"agreement:{tool}:{version}:{site}:{label}:{metric}:{day}",
+                        kind="agreement",
+                        at=now,
+                        tool_id=tool,
+                        software_version=version,
+                        site=site,
+                        window=label,
+                        metric=metric,
+                        value=value,
+                        lower=None if interval is None else interval[0],
+                        upper=None if interval is None else interval[1],
+                        n=n,
+                    )
+                )
+        return out
+
+    def _chart_snapshots(self, record: VersionRecord, now: datetime) -> list[MetricSnapshot]:
+        day = now.date().isoformat()
+        return [
+            MetricSnapshot(
+                snapshot_id=f"cusum:{s.tool}:{s.version}:{s.metric}:{day}",
+                kind="cusum",
+                at=now,
+                tool_id=s.tool,
+                software_version=s.version,
+                site=ALL_SITES,
+                metric=s.metric,
+                detector="bernoulli_cusum",
+                value=s.statistic,
+                n=s.cases,
+            )
+            for s in self._chart_states_of(record)
+        ]
+
+    def _verdicts_of(self, record: VersionRecord, site: str, now: datetime) -> list[Alert]:
+        baseline = self.registry.get(record.tool)
+        if baseline is None:
+            return []
+        windows = self._windows_of(record.tool)
+        alerts = []
+        for window in VERDICT_WINDOWS:
+            confusion = windows.window(_key(record.tool, record.version, site), window, now)
+            for metric, verdict in judge(confusion.confusion, baseline, self.alpha).items():
+                key: VerdictKey = (record.tool, record.version, site, window, metric)
+                before = self._verdicts.get(key)
+                self._verdicts[key] = verdict
+                entered = verdict.kind is VerdictKind.BELOW_BASELINE and (
+                    before is None or before.kind is not VerdictKind.BELOW_BASELINE
+                )
+                if entered:
+                    alerts.append(self._deviation_alert(baseline, record, site, window,
+                                                        verdict, now))
+        return alerts
+
+    def _deviation_alert(
+        self, baseline: ToolBaseline, record: VersionRecord, site: str, window: int,
+        verdict: MetricVerdict, now: datetime,
+    ) -> Alert:
+        tool, version, metric = record.tool, record.version, verdict.metric
+        deviation = self._locate(tool, version, site, window, metric, now)
+        since = self._since(record, metric, now, window)
+        summary = (
+            f"{tool} {version} at {_where(site)}: {metric} {_fmt(verdict.value)} (95% CI "
+            f"{_interval_text(verdict.interval)}, n={verdict.n}, {window} days) is below the "
+            f"clearance baseline {verdict.baseline:.3g} minus tolerance "
+            f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g}); "
+            f"{self._concentration_text(deviation)}."
+        )
+        return Alert(
+            alert_id=f"baseline_deviation:{tool}:{version}:{site}:{metric}:{window}d:"
+            f"{now.date().isoformat()}",
+            kind="baseline_deviation",
+            severity=AlertSeverity.CRITICAL,
+            raised_at=now,
+            tool_id=tool,
+            software_version=version,
+            site=site,
+            metric=metric,
+            value=verdict.value,
+            interval=verdict.interval,
+            baseline=verdict.baseline,
+            n=verdict.n,
+            window=f"{window}d",
+            since=since,
+            subgroup=None if deviation is None else {deviation[0]: deviation[1]},
+            summary=summary,
+            details={
+                "tolerance": verdict.tolerance,
+                "reference": verdict.reference,
+                "p_value": verdict.p_value,
+                "alpha": self.alpha,
+                "successes": verdict.successes,
+            },
+        )
+
+    @staticmethod
+    def _since(record: VersionRecord, metric: Metric, now: datetime, window: int) -> datetime:
+        """Start of the CUSUM excursion of this metric if one is under way, else the window's."""
+        chart = None if record.charts is None else record.charts[metric]
+        if chart is not None and chart.excursion_start is not None:
+            return chart.excursion_start
+        return _day_start(utc_day(now) - window + 1)
+
+    # -- label-free early warning --------------------------------------------------------
+
+    def _label_free(self, record: VersionRecord, now: datetime) -> list[Alert]:
+        alerts = []
+        for test in record.label_free.test(utc_day(now)):
+            key = (record.tool, record.version, test.feature)
+            was = self._warnings.get(key, False)
+            self._warnings[key] = test.rejected
+            if test.rejected and not was:
+                alerts.append(self._label_free_alert(record, test, now))
+        return alerts
+
+    def _label_free_alert(
+        self, record: VersionRecord, test: LabelFreeTest, now: datetime
+    ) -> Alert:
+        tool, version = record.tool, record.version
+        reference = (
+            f"{date.fromordinal(test.reference_first_day).isoformat()} to "
+            f"{date.fromordinal(test.reference_last_day).isoformat()}"
+        )
+        if test.feature == "positive_rate":
+            what = (
+                f"positive-call rate {test.recent_value:.3f} over the last "
+                f"{record.label_free.recent_days} days (n={test.n_recent}) against "
+                f"{test.reference_value:.3f} in its reference period {reference} "
+                f"(n={test.n_reference}; Fisher exact p={test.p_value:.2g})"
+            )
+        else:
+            what = (
+                f"score distribution shifted over the last {record.label_free.recent_days} "
+                f"days (median {test.recent_value:.3f}, n={test.n_recent}) against its "
+                f"reference period {reference} (median {test.reference_value:.3f}, "
+                f"n={test.n_reference}; Kolmogorov-Smirnov D={test.statistic:.3f}, "
+                f"p={test.p_value:.2g})"
+            )
+        return Alert(
+            alert_id=f"label_free_warning:{tool}:{version}:{test.feature}:"
+            f"{now.date().isoformat()}",
+            kind="label_free_warning",
+            severity=AlertSeverity.INFO,
+            raised_at=now,
+            tool_id=tool,
+            software_version=version,
+            site=ALL_SITES,
+            metric=test.feature,
+            value=test.recent_value,
+            baseline=test.reference_value,
+            n=test.n_recent,
+            window=f"{record.label_free.recent_days}d",
+            since=_day_start(utc_day(now) - record.label_free.recent_days + 1),
+            summary=(
+                f"{tool} {version} at all sites (estimate, not confirmed by reports): {what}."
+            ),
+            details={
+                "estimate": "estimate, not confirmed by reports",
+                "feature": test.feature,
+                "statistic": test.statistic,
+                "p_value": test.p_value,
+                "alpha": record.label_free.alpha,
+                "n_reference": test.n_reference,
+            },
+        )
+
+    # -- state for the adapter -----------------------------------------------------------
+
+    def verdicts(self) -> dict[VerdictKey, MetricVerdict]:
+        """The latest verdict per (tool, version, site, window days, metric)."""
+        return dict(self._verdicts)
+
+    def chart_states(self) -> list[ChartState]:
+        return [
+            state
+            for versions in self._versions.values()
+            for record in versions.values()
+            for state in self._chart_states_of(record)
+        ]
+
+    @staticmethod
+    def _chart_states_of(record: VersionRecord) -> list[ChartState]:
+        if record.charts is None:
+            return []
+        return [
+            ChartState(record.tool, record.version, metric, chart.cusum.statistic,
+                       chart.design.h, chart.cusum.n_cases)
+            for metric, chart in record.charts.items()
+        ]
+
+    def versions(self, tool: str) -> list[str]:
+        """Versions seen for `tool`, in the order first seen."""
+        return list(self._versions.get(tool, {}))
+
+    def window(
+        self, tool: str, version: str, site: str, window: int | Literal["last_n"],
+        now: datetime | None = None, subgroup: tuple[str, str] | None = None,
+    ) -> Confusion:
+        """Confusion counts of one key (for callers and tests)."""
+        key = _key(tool, version, site) + (() if subgroup is None else (subgroup,))
+        return self._windows_of(tool).window(key, window, now).confusion
+
+    def window_keys(self, tool: str) -> list[Key]:
+        return self._windows_of(tool).keys() if tool in self._windows else []
+
+    # -- ownership -----------------------------------------------------------------------
+
+    def rebuild(self, records: Iterable[CaseRecord | tuple[str, CaseRecord]]) -> None:
+        """Rebuild every tool's state from the stored case records, raising no alerts.
+
+        Pass `(case_id, record)` pairs (e.g. `case_table.items()` decoded) so that later
+        corrections find their case in the last-N window; bare records get a stand-in id.
+        Records are replayed in labelled-time order (pending ones at their AI time).
+        Approximate, because a record holds only a case's latest revision:
+        - the CUSUM charts see each case's final outcome once, in labelled-time order, not
+          the historical sequence (a case corrected after it fed a chart fed it with its
+          first outcome); the chart state is therefore close, not identical;
+        - the last-N window holds the last N cases by labelled time of their final
+          revision, not by the order they first entered;
+        - the label-free reference and recent windows use each case's final score.
+        Verdict and warning states of tools this monitor held before are kept, so an
+        ongoing deviation is not alerted again; for newly assigned tools they start empty,
+        and an ongoing deviation is alerted on the next `evaluate` (with that day's id).
+        """
+        views = []
+        for i, item in enumerate(records):
+            case_id, record = item if isinstance(item, tuple) else (f"rebuilt-{i}", item)
+            views.append(CaseView.of_record(case_id, record))
+        views.sort(key=lambda v: (v.latest_at, v.case_id))
+        kept_verdicts = self._verdicts
+        kept_warnings = self._warnings
+        held = set(self._versions)
+        self._windows, self._versions = {}, {}
+        self._verdicts = {k: v for k, v in kept_verdicts.items() if k[0] in held}
+        self._warnings = {k: v for k, v in kept_warnings.items() if k[0] in held}
+        for view in views:
+            self._apply(None, view, alert=False)
+
+    def forget_tools(self, tools: Iterable[str]) -> None:
+        """Drop all state of tools whose partitions this worker no longer owns."""
+        for tool in set(tools):
+            self._windows.pop(tool, None)
+            self._versions.pop(tool, None)
+            self._verdicts = {k: v for k, v in self._verdicts.items() if k[0] != tool}
+            self._warnings = {k: v for k, v in self._warnings.items() if k[0] != tool}
+
+
+Figure = tuple[str, float | None, tuple[float, float] | None, int]
+
+
+def _figures(confusion: Confusion) -> list[Figure]:
+    """The seven agreement metrics of a window: name, value, 95% interval, denominator."""
+    estimates: list[tuple[str, Estimate]] = [
+        ("sensitivity", confusion.sensitivity()),
+        ("specificity", confusion.specificity()),
+        ("ppv", confusion.ppv()),
+        ("npv", confusion.npv()),
+        ("prevalence", confusion.prevalence()),
+        ("accuracy", confusion.accuracy()),
+    ]
+    out: list[Figure] = [(name, e.value, e.interval, e.denominator) for name, e in estimates]
+    kappa = confusion.kappa()
+    out.append(("kappa", kappa.value, kappa.interval, kappa.n))
+    return out

@@ -1,0 +1,42 @@
+"""`surveillance intake`: provision the topic, then serve the app with uvicorn."""
+
+from __future__ import annotations
+
+from surveillance.clinical.baselines import load_registry
+from surveillance.intake.app import create_app
+from surveillance.intake.config import IntakeSettings
+from surveillance.intake.publisher import KafkaPublisher
+from surveillance.settings import Settings
+from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+
+
+def serve(
+    host: str,
+    port: int,
+    bootstrap: str,
+    settings: Settings,
+    intake: IntakeSettings | None = None,
+) -> None:
+    """Run the intake until interrupted. Raises `TopicError` when no broker answers."""
+    import uvicorn
+
+    cfg = intake or IntakeSettings()
+    create_topics(
+        bootstrap,
+        [TopicSpec(ADVERSE_EVENTS, settings.kafka.partitions)],
+        settings.kafka.replication_factor,
+    )
+    publisher = KafkaPublisher(
+        bootstrap,
+        ADVERSE_EVENTS,
+        attempts=cfg.publish_attempts,
+        timeout_seconds=cfg.publish_timeout_seconds,
+    )
+    app = create_app(
+        publisher=publisher,
+        pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
+        state_dir=settings.state_dir,
+        intake=cfg,
+        registry=load_registry(settings.baselines_file),
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -1,0 +1,76 @@
+"""Adapter: what the performance monitor computes -> Prometheus gauges.
+
+The monitor (`clinical.monitor`) is pure; the worker passes its outputs here after each
+`evaluate`. Labels are only tool, version, site, metric and window (`observe.metrics`
+validates them). Undefined estimates (no cases in the denominator) are published as NaN
+with their denominator, never as 0.
+
+Windows without a fixed Prometheus label (the last-N-cases window) are stored through
+`surveillance.snapshots` only and skipped here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from surveillance.clinical.baselines import ToolBaseline
+from surveillance.clinical.monitor import ChartState, VerdictKey
+from surveillance.clinical.verdicts import METRICS, MetricVerdict, VerdictKind
+from surveillance.contracts import MetricSnapshot
+from surveillance.observe import metrics
+from surveillance.observe.metrics import AgreementMetric, Window
+
+_WINDOWS = {w.value: w for w in Window}
+_METRICS = {m.value: m for m in AgreementMetric}
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def publish(snapshots: Iterable[MetricSnapshot]) -> None:
+    """Set the agreement gauges from the agreement snapshots that have a window label."""
+    for snap in snapshots:
+        window = _WINDOWS.get(snap.window or "")
+        metric = _METRICS.get(snap.metric)
+        if (
+            snap.kind != "agreement" or window is None or metric is None
+            or snap.software_version is None or snap.site is None or snap.subgroup
+        ):
+            continue
+        metrics.set_agreement(
+            snap.tool_id, snap.software_version, snap.site, metric, window,
+            _nan(snap.value), _nan(snap.lower), _nan(snap.upper), snap.n or 0,
+        )
+
+
+def publish_verdicts(verdicts: Mapping[VerdictKey, MetricVerdict]) -> None:
+    """`surveillance_below_baseline` for every judged (tool, version, site, window, metric)."""
+    for (tool, version, site, days, metric), verdict in verdicts.items():
+        window = _WINDOWS.get(f"{days}d")
+        if window is None:
+            continue
+        metrics.set_below_baseline(
+            tool, version, site, AgreementMetric(metric), window,
+            verdict.kind is VerdictKind.BELOW_BASELINE,
+        )
+
+
+def publish_charts(states: Iterable[ChartState]) -> None:
+    """CUSUM statistic, threshold and signal per (tool, version) chart; site label "all"."""
+    for state in states:
+        metrics.set_cusum(
+            state.tool, state.version, "all", AgreementMetric(state.metric), state.statistic,
+            state.threshold,
+        )
+
+
+def publish_baselines(registry: Mapping[str, ToolBaseline]) -> None:
+    """Clearance baseline and tolerance of every registered tool (once, at startup)."""
+    for tool, entry in registry.items():
+        for metric in METRICS:
+            metrics.set_baseline(
+                tool, AgreementMetric(metric), getattr(entry.baseline, metric).value,
+                getattr(entry.tolerance, metric),
+            )

@@ -1,0 +1,263 @@
+"""The seeded event simulator: AI results and reports of a health system, with ground truth.
+
+For every study (profiles.py gives volumes, scanners, patients) and every tool that scores
+it: the finding is present with the tool's prevalence; the report states the label (2%
+indeterminate); the AI score is drawn from class-conditional beta distributions solved so
+that the tool's positive calls reproduce the registry's sensitivity and specificity at its
+operating threshold (scores.py). The AI result arrives minutes after acquisition; the
+report hours to days later, except in an orchestrator backlog (5% of studies) when the
+report comes first. About 1% of reports are later corrected or addended, changing one
+finding's label. Scenario knobs act from the day of acquisition (scenario.py); faults are
+injected last (faults.py). The stream ends at `start + days`: whatever would arrive later
+is not in it.
+
+Randomness comes from one `numpy` SeedSequence per seed, split into independent streams for
+studies, report wording and faults: the same arguments give byte-identical events, enabling
+a fault does not change the clean events, and the share of structured reports changes no
+study, label or event id (only how each report is worded).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from surveillance.clinical.baselines import ToolBaseline, load_registry
+from surveillance.contracts import AIResult, Label, ReportFinal, ReportStatus, StructuredFinding
+from surveillance.simulate import profiles as P
+from surveillance.simulate.events import SimEvent, ToolTruth
+from surveillance.simulate.faults import Faults, duplicates, invalid_events
+from surveillance.simulate.reports import render_report_text
+from surveillance.simulate.scenario import Scenario, ScenarioError
+from surveillance.simulate.studies import (
+    LABELS,
+    StudyDraws,
+    acquisition_of,
+    draw_studies,
+    scanner_of,
+    sex_of,
+)
+from surveillance.simulate.truth import CaseRecord, ReportRecord, tool_truth
+
+_STABLE = Scenario()
+_CLEAN = Faults()
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportDraft:
+    event_id: str
+    study_type: str
+    accession: str
+    patient_id: str
+    site: str
+    finalized: datetime
+    status: ReportStatus
+    structured: bool
+
+
+@dataclass
+class _Stream:
+    text_rng: np.random.Generator
+    events: list[SimEvent]
+    cases: list[CaseRecord]
+    reports: list[ReportRecord]
+
+
+def simulate(
+    days: int = 90,
+    seed: int = 7,
+    start: date = date(2026, 7, 1),
+    scenario: Scenario = _STABLE,
+    faults: Faults = _CLEAN,
+    volume_scale: float = 1.0,
+    tools: Sequence[str] | None = None,
+) -> tuple[list[SimEvent], dict[str, ToolTruth]]:
+    """Events in arrival order, and per tool what a correct pipeline must count."""
+    if days < 1:
+        raise ScenarioError(f"days must be at least 1, got {days}")
+    if volume_scale <= 0:
+        raise ScenarioError(f"volume_scale must be positive, got {volume_scale}")
+    registry = load_registry()
+    selected = _selected_tools(registry, tools)
+    _check_scenario(registry, scenario)
+    study_seq, text_seq, fault_seq = np.random.SeedSequence(seed).spawn(3)
+    rng = np.random.default_rng(study_seq)
+    stream = _Stream(np.random.default_rng(text_seq), [], [], [])
+    t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    end = t0 + timedelta(days=days)
+    next_accession = int(rng.integers(10**9, 2 * 10**9))
+    for study_type in P.STUDY_TYPES:
+        type_tools = [registry[t] for t in study_type.tools if t in selected]
+        if not type_tools:
+            continue
+        draws = draw_studies(rng, study_type, type_tools, t0, days, volume_scale, scenario,
+                             faults.correction_rate, faults.structured_rate)
+        _emit_study_type(stream, study_type, type_tools, draws, t0, scenario, next_accession)
+        next_accession += draws.n
+    # Python's sort is stable: events arriving at the same millisecond keep creation order.
+    clean = [e for e in sorted(stream.events, key=lambda e: e.arrival) if e.arrival < end]
+    dup_rng, invalid_rng = (np.random.default_rng(s) for s in fault_seq.spawn(2))
+    extra = duplicates(dup_rng, clean, faults.duplicate_rate, end)
+    extra += invalid_events(invalid_rng, clean, faults.invalid_rate, end)
+    events = sorted(clean + extra, key=lambda e: e.arrival)
+    codes = {t: registry[t].finding_code for t in selected}
+    return events, tool_truth(stream.cases, stream.reports, codes, end)
+
+
+def _selected_tools(registry: dict[str, ToolBaseline], tools: Sequence[str] | None) -> list[str]:
+    simulated = [t for t in P.TOOL_PROFILES if t in registry]
+    if tools is None:
+        return simulated
+    unknown = sorted(set(tools) - set(simulated))
+    if unknown:
+        raise ScenarioError(
+            f"cannot simulate tools {unknown}; simulated tools are: {', '.join(simulated)}"
+        )
+    return [t for t in simulated if t in tools]
+
+
+def _check_scenario(registry: dict[str, ToolBaseline], scenario: Scenario) -> None:
+    for field_name in ("model_update_tool", "drop_tool"):
+        tool = getattr(scenario, field_name)
+        if tool not in registry or tool not in P.TOOL_PROFILES:
+            raise ScenarioError(f"Scenario.{field_name} {tool!r} is not a simulated tool")
+    if not 0.0 < scenario.drop_to < 1.0:
+        raise ScenarioError(f"Scenario.drop_to must be between 0 and 1, got {scenario.drop_to}")
+    head_ct_sites = {s.site for s in P.HEAD_CT.sites}
+    for field_name in ("protocol_change_site", "new_scanner_software_site"):
+        site = getattr(scenario, field_name)
+        if site not in head_ct_sites:
+            raise ScenarioError(
+                f"Scenario.{field_name} {site!r} has no head CT; use one of "
+                f"{', '.join(sorted(head_ct_sites))}"
+            )
+
+
+def _emit_study_type(
+    stream: _Stream,
+    study_type: P.StudyType,
+    tools: list[ToolBaseline],
+    d: StudyDraws,
+    t0: datetime,
+    scenario: Scenario,
+    first_accession: int,
+) -> None:
+    per_study = len(tools) + 2
+
+    def event_id(study: int, slot: int) -> str:
+        offset = 16 * (study * per_study + slot)
+        return str(uuid.UUID(bytes=d.id_bytes[offset : offset + 16], version=4))
+
+    for i in range(d.n):
+        number = first_accession + i
+        accession = f"ACC{number}"
+        day = int(d.day[i])
+        site = study_type.sites[int(d.site[i])]
+        scanner = site.scanners[int(d.scanner[i])]
+        study_time = t0 + timedelta(seconds=float(d.t_study_s[i]))
+        report_time = _ms(study_time + timedelta(hours=float(d.report_delay_h[i])))
+        patient_id = f"MRN{d.mrn[i]}"
+        scanner_model = scanner_of(study_type, site, scanner, day, scenario)
+        acquisition = acquisition_of(study_type, site, scanner, day, scenario,
+                                     float(d.kvp_jitter[i]), float(d.spacing_jitter[i]))
+        for k, tool in enumerate(tools):
+            draws = d.tools[tool.tool_id]
+            if d.backlog[i]:
+                inferred = report_time + timedelta(seconds=float(d.backlog_lag_s[i]))
+            else:
+                inferred = study_time + timedelta(seconds=float(draws.ai_delay_s[i]))
+            score = float(draws.score[i])
+            result = AIResult(
+                event_id=event_id(i, k),
+                tool_id=tool.tool_id,
+                manufacturer=tool.manufacturer,
+                model=tool.product,
+                software_version=str(draws.version[i]),
+                platform=P.TOOL_PROFILES[tool.tool_id].platform,
+                finding_code=tool.finding_code,
+                ai_result=score,
+                operating_threshold=tool.operating_threshold,
+                result_indicator=score >= tool.operating_threshold,
+                patient_id=patient_id,
+                accession_number=accession,
+                study_instance_uid=f"1.2.840.113619.2.{int(d.site[i]) + 1}.{number}."
+                f"{d.uid_suffix[i]}",
+                study_date=study_time.date(),
+                site=site.site,
+                modality=tool.modality,
+                body_part_examined=tool.body_part,
+                exam_name=study_type.exam_name,
+                contrast_indication=study_type.contrast_indication,
+                scanner=scanner_model,
+                acquisition=acquisition,
+                age=int(d.age[i]),
+                sex=sex_of(float(d.sex[i]), study_type.female_fraction),
+                inference_date=_ms(inferred),
+            )
+            arrival = _ms(result.inference_date + timedelta(seconds=float(draws.latency_s[i])))
+            stream.events.append(_event("ai.results", accession, result.model_dump_json(),
+                                        arrival, result.event_id))
+            stream.cases.append(CaseRecord(tool.tool_id, accession, result.software_version,
+                                           result.result_indicator, arrival))
+        labels = {t.finding_code: LABELS[int(d.tools[t.tool_id].label[i])] for t in tools}
+        original = _ReportDraft(event_id(i, len(tools)), study_type.name, accession, patient_id,
+                                site.site, report_time, ReportStatus.FINAL,
+                                bool(d.structured[i]))
+        _emit_report(stream, original, labels, float(d.report_latency_s[0, i]))
+        if d.corrected[i]:
+            target = tools[int(d.corrected_tool[i])]
+            code = target.finding_code
+            revised = dict(labels)
+            revised[code] = _corrected_label(labels[code],
+                                             bool(d.tools[target.tool_id].disease[i]),
+                                             bool(d.to_indeterminate[i]))
+            revision = replace(
+                original,
+                event_id=event_id(i, len(tools) + 1),
+                finalized=_ms(report_time + timedelta(hours=float(d.correction_delay_h[i]))),
+                status=ReportStatus.ADDENDUM if d.addendum[i] else ReportStatus.CORRECTED,
+            )
+            _emit_report(stream, revision, revised, float(d.report_latency_s[1, i]))
+
+
+def _corrected_label(label: Label, disease: bool, to_indeterminate: bool) -> Label:
+    """An indeterminate read is resolved; a definite one is flipped or made indeterminate."""
+    if label is Label.INDETERMINATE:
+        return Label.PRESENT if disease else Label.ABSENT
+    if to_indeterminate:
+        return Label.INDETERMINATE
+    return Label.ABSENT if label is Label.PRESENT else Label.PRESENT
+
+
+def _emit_report(
+    stream: _Stream, draft: _ReportDraft, labels: dict[str, Label], latency_s: float
+) -> None:
+    findings: list[StructuredFinding] | None = None
+    text: str | None = None
+    if draft.structured:
+        findings = [StructuredFinding(finding_code=c, label=v) for c, v in labels.items()]
+    else:
+        text = render_report_text(stream.text_rng, draft.study_type, labels, draft.status)
+    report = ReportFinal(
+        event_id=draft.event_id, accession_number=draft.accession, patient_id=draft.patient_id,
+        site=draft.site, finalized_at=draft.finalized, status=draft.status, findings=findings,
+        report_text=text,
+    )
+    arrival = _ms(draft.finalized + timedelta(seconds=latency_s))
+    stream.events.append(_event("reports.final", draft.accession, report.model_dump_json(),
+                                arrival, draft.event_id))
+    stream.reports.append(ReportRecord(draft.accession, draft.finalized, arrival, labels,
+                                       draft.status))
+
+
+def _event(topic: str, accession: str, value: str, arrival: datetime, event_id: str) -> SimEvent:
+    return SimEvent(topic, accession.encode(), value.encode(), arrival, True, event_id)
+
+
+def _ms(t: datetime) -> datetime:
+    """Truncate to milliseconds, as source systems timestamp."""
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)

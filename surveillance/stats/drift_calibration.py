@@ -1,0 +1,350 @@
+"""Drift thresholds chosen from a false-alarm budget on simulated stable streams.
+
+Budget. The default is one false alarm per tool per quarter (91 days) across ALL of the
+tool's features. It is split Bonferroni-style: each of the tool's F configured features
+gets alarms_per_quarter / F (features the reference cannot support, e.g. kVp on fundus
+photographs, keep their share unused: conservative, and the split does not depend on
+the data). By linearity of expectation the tool's expected false alarms per quarter is
+then at most the budget whatever the dependence between features.
+
+Within one feature:
+- categorical: PSI, Jensen-Shannon and chi-square run on the same windows and are highly
+  correlated, so they share the feature's budget jointly: each gets the same per-window
+  tail rate r, and r is the largest rate whose UNION (any of the tests alarms) stays at
+  or below the feature's per-window rate share / W, W = windows per quarter (91 daily,
+  13 weekly windows). The chi-square p threshold is never above the nominal rate.
+- numeric: half the share goes to the per-event river detector (a rate per quarter) and
+  half to PSI on reference-quantile bins (per window, share / 2 / W).
+
+Stable streams. Nothing in the null is assumed Gaussian: streams are resampled from the
+tool's own reference period at the tool's volume (the reference's mean events per day).
+- Windowed tests: the reference is itself a sample, so each simulated window is compared
+  with a simulated reference: reference counts ~ Multinomial(N_ref, p_ref), window counts
+  ~ Multinomial(Poisson(events per window), p_ref), with p_ref the reference proportions
+  per category (or per bin of a numeric feature; bin edges are held at the reference's
+  quantiles). Windows below the bank's minimum size are not tested, as in operation.
+- River detectors: each simulated quarter is an i.i.d. bootstrap of the reference values
+  (standardised by the reference mean and SD, as the bank feeds them), events_per_quarter
+  long. Page-Hinkley has a closed-form recursion that is evaluated for all simulated
+  quarters at once (`page_hinkley_statistics`, checked against river in the tests); its
+  threshold is the (1 - rate) quantile of the quarter's maximum statistic, so that the
+  share of quarters with at least one alarm is at most the rate (after a false alarm the
+  detector restarts; a second false alarm in the same quarter has probability about
+  rate^2, which the budget absorbs only approximately). ADWIN's delta and KSWIN's alpha
+  have no such recursion: `calibrate_stream_detector` runs the real detector on the
+  simulated quarters for each candidate and keeps the most sensitive candidate whose mean
+  alarms per quarter is within the rate.
+
+What the simulation does not see: day-of-week and seasonal structure, and dependence
+between consecutive studies; real stable streams with such structure alarm more often
+than the budget. Reproducible: everything is drawn from numpy's PCG64 seeded by `seed`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter
+
+from surveillance.stats.categorical_drift import (
+    WINDOW_TESTS,
+    WindowTestName,
+    WindowThresholds,
+)
+from surveillance.stats.chi_square import chi_square_rows
+from surveillance.stats.jensen_shannon import jensen_shannon_rows
+from surveillance.stats.numeric_drift import DriftParameterError, NumericDriftDetector
+from surveillance.stats.psi import FloatArray, psi_rows
+
+WindowKind = Literal["daily", "weekly"]
+DAYS_PER_QUARTER = 91
+WINDOW_DAYS: dict[WindowKind, int] = {"daily": 1, "weekly": 7}
+#: Simulated windows: enough for ~EXCEEDANCES windows beyond the threshold at the target
+#: rate (the rate is then estimated to about +-1/sqrt(EXCEEDANCES), 14%), within bounds.
+EXCEEDANCES = 50
+MIN_SIMULATED_WINDOWS = 20_000
+MAX_SIMULATED_WINDOWS = 100_000
+#: Simulated references that the simulated windows are compared with (round-robin).
+SIMULATED_REFERENCES = 200
+#: Smallest thresholds returned, so that a degenerate null (one category) stays valid.
+MIN_DIVERGENCE_THRESHOLD = 1e-6
+
+
+@dataclass(frozen=True)
+class FalseAlarmBudget:
+    """Expected false alarms per tool per quarter, split over `n_features`."""
+
+    n_features: int
+    alarms_per_quarter: float = 1.0
+    window: WindowKind = "daily"
+
+    def __post_init__(self) -> None:
+        if self.n_features < 1:
+            raise DriftParameterError(f"n_features must be >= 1, got {self.n_features}")
+        if not 0 < self.alarms_per_quarter <= 100:
+            raise DriftParameterError(
+                f"alarms_per_quarter must be in (0, 100], got {self.alarms_per_quarter}"
+            )
+        if self.window not in WINDOW_DAYS:
+            raise DriftParameterError(f"window must be daily or weekly, got {self.window!r}")
+
+    @property
+    def per_feature(self) -> float:
+        return self.alarms_per_quarter / self.n_features
+
+    @property
+    def windows_per_quarter(self) -> int:
+        return DAYS_PER_QUARTER // WINDOW_DAYS[self.window]
+
+    def per_window_rate(self, share: float) -> float:
+        """Per-window false-alarm probability for a test holding `share` of the budget."""
+        return share / self.windows_per_quarter
+
+
+def _multinomial_rows(
+    rng: np.random.Generator, sizes: npt.NDArray[np.int64], p: FloatArray
+) -> FloatArray:
+    """One Multinomial(sizes[i], p) row per size, by sequential conditional binomials
+    (vectorised over rows; numpy's multinomial loops over rows one by one)."""
+    out = np.zeros((sizes.size, p.size), dtype=np.float64)
+    remaining = sizes.astype(np.int64)
+    mass_left = 1.0
+    for j in range(p.size - 1):
+        share = min(max(p[j] / mass_left, 0.0), 1.0) if mass_left > 0 else 0.0
+        draw = rng.binomial(remaining, share)
+        out[:, j] = draw
+        remaining = remaining - draw
+        mass_left -= p[j]
+    out[:, -1] = remaining
+    return out
+
+
+def simulate_window_statistics(
+    reference_counts: Sequence[float] | FloatArray,
+    events_per_window: float,
+    n_windows: int,
+    seed: int,
+    min_window_events: int = 20,
+    tests: Sequence[WindowTestName] = WINDOW_TESTS,
+) -> dict[WindowTestName, FloatArray]:
+    """PSI, JS distance and chi-square p-value of simulated stable windows (see module doc).
+
+    Only `tests` are computed. Untested windows (fewer than `min_window_events`) get
+    PSI 0, JS 0 and p 1.
+    """
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    if ref.ndim != 1 or ref.size == 0 or np.any(ref < 0) or ref.sum() <= 0:
+        raise DriftParameterError("reference_counts must be non-negative with a positive total")
+    if events_per_window <= 0:
+        raise DriftParameterError(f"events_per_window must be > 0, got {events_per_window}")
+    rng = np.random.default_rng(seed)
+    p_ref = ref / ref.sum()
+    n_ref = np.full(SIMULATED_REFERENCES, int(ref.sum()), dtype=np.int64)
+    sim_refs = _multinomial_rows(rng, n_ref, p_ref)
+    sizes = rng.poisson(events_per_window, size=n_windows)
+    windows = _multinomial_rows(rng, sizes, p_ref)
+    paired = sim_refs[np.arange(n_windows) % SIMULATED_REFERENCES]
+    tested = sizes >= min_window_events
+    stats: dict[WindowTestName, FloatArray] = {}
+    if "psi" in tests:
+        stats["psi"] = np.where(tested, psi_rows(paired, windows), 0.0)
+    if "jensen_shannon" in tests:
+        stats["jensen_shannon"] = np.where(tested, jensen_shannon_rows(paired, windows), 0.0)
+    if "chi_square" in tests:
+        stats["chi_square"] = np.where(tested, chi_square_rows(paired, windows)[1], 1.0)
+    return stats
+
+
+def _thresholds_at(
+    ordered: dict[WindowTestName, FloatArray], rate: float
+) -> dict[WindowTestName, float]:
+    """Per-test thresholds whose tail holds at most `rate` of the (sorted) statistics."""
+    out: dict[WindowTestName, float] = {}
+    for test, values in ordered.items():
+        k = math.floor(rate * values.size)
+        if test == "chi_square":
+            out[test] = float(values[min(k, values.size - 1)])
+        else:
+            out[test] = float(values[max(values.size - 1 - k, 0)])
+    return out
+
+
+def _union_rate(
+    stats: dict[WindowTestName, FloatArray], thresholds: dict[WindowTestName, float]
+) -> float:
+    alarm = np.zeros(next(iter(stats.values())).shape, dtype=bool)
+    for t, values in stats.items():
+        if t == "chi_square":
+            alarm |= values < thresholds[t]
+        else:
+            alarm |= values > thresholds[t]
+    return float(alarm.mean())
+
+
+def calibrate_window_thresholds(
+    reference_counts: Sequence[float] | FloatArray,
+    events_per_window: float,
+    per_window_rate: float,
+    *,
+    seed: int,
+    tests: Sequence[WindowTestName] = WINDOW_TESTS,
+    min_window_events: int = 20,
+) -> WindowThresholds:
+    """Thresholds whose union false-alarm rate per stable window is <= per_window_rate."""
+    if not 0 < per_window_rate < 0.5:
+        raise DriftParameterError(f"per_window_rate must be in (0, 0.5), got {per_window_rate}")
+    if not tests or any(t not in WINDOW_TESTS for t in tests):
+        raise DriftParameterError(f"tests must be a non-empty subset of {WINDOW_TESTS}")
+    n_windows = int(
+        min(
+            max(math.ceil(EXCEEDANCES / per_window_rate), MIN_SIMULATED_WINDOWS),
+            MAX_SIMULATED_WINDOWS,
+        )
+    )
+    stats = simulate_window_statistics(
+        reference_counts, events_per_window, n_windows, seed, min_window_events, tests
+    )
+    ordered = {t: np.sort(v) for t, v in stats.items()}
+    # Bisection on the per-test tail rate; the union rate only grows with it.
+    low, high = 0.0, per_window_rate
+    for _ in range(30):
+        mid = (low + high) / 2
+        if _union_rate(stats, _thresholds_at(ordered, mid)) <= per_window_rate:
+            low = mid
+        else:
+            high = mid
+    chosen = _thresholds_at(ordered, low)
+    # Tests not calibrated (not in `tests`) get thresholds that never alarm.
+    return WindowThresholds(
+        psi=max(chosen.get("psi", math.inf), MIN_DIVERGENCE_THRESHOLD),
+        jensen_shannon=min(max(chosen.get("jensen_shannon", 1.0), MIN_DIVERGENCE_THRESHOLD), 1.0),
+        chi_square_p=min(max(chosen.get("chi_square", 1e-300), 1e-300), per_window_rate),
+    )
+
+
+def page_hinkley_statistics(
+    values: npt.ArrayLike,
+    min_instances: int,
+    delta: float,
+    alpha: float,
+    mode: Literal["up", "down", "both"] = "both",
+) -> FloatArray:
+    """river.drift.PageHinkley's test statistic after each update, without resets.
+
+    Rows are independent streams (last axis = time). The detector alarms at the first
+    position where the statistic exceeds its threshold; before `min_instances` values
+    the statistic is -inf (river does not test there).
+    """
+    x = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    t = np.arange(1, x.shape[-1] + 1, dtype=np.float64)
+    dev = x - np.cumsum(x, axis=-1) / t
+    a = [1.0, -alpha]
+    s_inc = lfilter([1.0], a, dev - delta, axis=-1)
+    s_dec = lfilter([1.0], a, dev + delta, axis=-1)
+    test_inc = s_inc - np.minimum.accumulate(s_inc, axis=-1)
+    # river starts its running maximum of the decrease sum at -1, not at -inf.
+    test_dec = np.maximum.accumulate(np.maximum(s_dec, -1.0), axis=-1) - s_dec
+    if mode == "up":
+        stat = test_inc
+    elif mode == "down":
+        stat = test_dec
+    else:
+        stat = np.maximum(test_inc, test_dec)
+    result: FloatArray = np.where(t >= min_instances, stat, -np.inf)
+    return result
+
+
+def _bootstrap_quarters(
+    reference_values: FloatArray, events_per_quarter: int, n_quarters: int, seed: int
+) -> FloatArray:
+    rng = np.random.default_rng(seed)
+    return rng.choice(reference_values, size=(n_quarters, events_per_quarter))
+
+
+def _check_stream_inputs(
+    reference_values: Sequence[float] | FloatArray, events_per_quarter: int, rate: float
+) -> FloatArray:
+    ref = np.asarray(reference_values, dtype=np.float64)
+    ref = ref[~np.isnan(ref)]
+    if ref.size < 2:
+        raise DriftParameterError("calibration needs at least 2 non-missing reference values")
+    if events_per_quarter < 2:
+        raise DriftParameterError(f"events_per_quarter must be >= 2, got {events_per_quarter}")
+    if not 0 < rate < 1:
+        raise DriftParameterError(f"rate per quarter must be in (0, 1), got {rate}")
+    return ref
+
+
+def calibrate_page_hinkley(
+    reference_values: Sequence[float] | FloatArray,
+    events_per_quarter: int,
+    rate_per_quarter: float,
+    *,
+    seed: int,
+    n_quarters: int = 400,
+    min_instances: int = 30,
+    delta: float = 0.005,
+    alpha: float = 1 - 0.0001,
+    mode: Literal["up", "down", "both"] = "both",
+) -> float:
+    """Page-Hinkley threshold: share of stable quarters with an alarm <= rate_per_quarter."""
+    ref = _check_stream_inputs(reference_values, events_per_quarter, rate_per_quarter)
+    if n_quarters * rate_per_quarter < 5:
+        raise DriftParameterError(
+            f"n_quarters={n_quarters} is too few to estimate a rate of {rate_per_quarter}; "
+            f"use at least {math.ceil(5 / rate_per_quarter)}"
+        )
+    maxima = []
+    chunk = max(1, 2_000_000 // events_per_quarter)
+    for start in range(0, n_quarters, chunk):
+        size = min(chunk, n_quarters - start)
+        quarters = _bootstrap_quarters(ref, events_per_quarter, size, seed + start)
+        stats = page_hinkley_statistics(quarters, min_instances, delta, alpha, mode)
+        maxima.append(stats.max(axis=-1))
+    all_max = np.concatenate(maxima)
+    threshold = float(np.quantile(all_max, 1 - rate_per_quarter, method="higher"))
+    return max(threshold, MIN_DIVERGENCE_THRESHOLD)
+
+
+@dataclass(frozen=True)
+class StreamCalibration:
+    parameter: float
+    alarms_per_quarter: float
+
+
+def calibrate_stream_detector(
+    make_detector: Callable[[float], NumericDriftDetector],
+    candidates: Sequence[float],
+    reference_values: Sequence[float] | FloatArray,
+    events_per_quarter: int,
+    rate_per_quarter: float,
+    *,
+    seed: int,
+    n_quarters: int = 50,
+) -> StreamCalibration:
+    """First candidate (order them most sensitive first) whose detector, run on simulated
+    stable quarters, averages at most rate_per_quarter alarms per quarter.
+
+    For ADWIN pass deltas in decreasing order, for KSWIN alphas in decreasing order.
+    """
+    ref = _check_stream_inputs(reference_values, events_per_quarter, rate_per_quarter)
+    if not candidates:
+        raise DriftParameterError("calibrate_stream_detector needs at least one candidate")
+    quarters = _bootstrap_quarters(ref, events_per_quarter, n_quarters, seed).tolist()
+    for candidate in candidates:
+        alarms = 0
+        for quarter in quarters:
+            detector = make_detector(candidate)
+            alarms += sum(1 for x in quarter if detector.update(x).drift_detected)
+        rate = alarms / n_quarters
+        if rate <= rate_per_quarter:
+            return StreamCalibration(candidate, rate)
+    raise DriftParameterError(
+        f"no candidate in {list(candidates)} keeps false alarms within {rate_per_quarter} "
+        "per quarter; add less sensitive candidates"
+    )

@@ -1,0 +1,285 @@
+"""Agreement counts per key over calendar windows and over the last N cases, in bounded memory.
+
+A key is any tuple of (dimension, value) pairs, e.g.
+`(("tool", "ich-triage"), ("version", "2.1"), ("site", "A"), ("sex", "F"))`; the caller
+decides which keys a case counts under (`subgroup_keys` builds the usual set).
+
+Calendar windows (default 7, 30 and 90 days). Counts live in one bucket per UTC day of the
+case's time. A window of D days read at day T covers the days T-D+1 .. T. Buckets at or
+before (latest day seen - longest window) can never be read again and are dropped, so
+memory per key is at most one bucket per day of the longest window, whatever the stream
+length. A case whose day is already dropped when it arrives is counted in `late_ignored`
+and nowhere else.
+
+Last N cases. The cases that most recently entered the confusion matrix (outcome became
+TP/FP/TN/FN from none, pending, unlabelled or indeterminate), in the order they entered.
+A correction between confusion outcomes (FN -> TP) changes the case in place and keeps its
+place. A correction out of the matrix (TP -> indeterminate) removes the case, and the
+structure then holds fewer than N until new cases enter: the case it displaced was
+forgotten when displaced, because remembering it would need unbounded memory. Precisely:
+a case is counted iff its current outcome is in the matrix and its latest entry is among
+the last N entries made under that key.
+
+Corrections. The caller knows each case's previous outcome (it keeps the highest revision
+per case) and passes it, so a correction retracts the previous outcome from the bucket of
+the case's day and adds the new one: the same case is never counted twice.
+
+Outcomes TP/FP/TN/FN enter the confusion matrix; indeterminate, pending and unlabelled are
+counted per window beside it and never enter it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from surveillance.contracts import CaseOutcome
+from surveillance.stats.agreement import Confusion
+from surveillance.stats.intervals import StatsParameterError
+
+Key = tuple[tuple[str, str], ...]
+
+# Column of each outcome in a bucket; the first four are the confusion matrix.
+_INDEX: dict[CaseOutcome, int] = {
+    CaseOutcome.TP: 0,
+    CaseOutcome.FP: 1,
+    CaseOutcome.TN: 2,
+    CaseOutcome.FN: 3,
+    CaseOutcome.INDETERMINATE: 4,
+    CaseOutcome.PENDING: 5,
+    CaseOutcome.UNLABELLED: 6,
+}
+_IN_MATRIX = 4  # columns below this index are TP, FP, TN, FN
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """One window of one key: the confusion matrix and the cases kept out of it."""
+
+    confusion: Confusion
+    indeterminate: int
+    pending: int
+    unlabelled: int
+
+
+def _counts(row: Sequence[int]) -> WindowCounts:
+    return WindowCounts(
+        Confusion(tp=row[0], fp=row[1], tn=row[2], fn=row[3]),
+        indeterminate=row[4],
+        pending=row[5],
+        unlabelled=row[6],
+    )
+
+
+def utc_day(moment: datetime) -> int:
+    """Proleptic ordinal of the UTC calendar day of an aware datetime."""
+    if moment.tzinfo is None:
+        raise StatsParameterError("case_time must be timezone-aware (e.g. ...+00:00)")
+    return moment.astimezone(UTC).toordinal()
+
+
+class KeyWindows:
+    """Windows of one key. Usually reached through `AgreementWindows`."""
+
+    __slots__ = (
+        "_buckets",
+        "_days",
+        "_entries",
+        "_last",
+        "_last_n",
+        "_ring_counts",
+        "_watermark",
+        "late_ignored",
+    )
+
+    def __init__(self, days: tuple[int, ...], last_n: int) -> None:
+        self._days = days
+        self._last_n = last_n
+        self._buckets: dict[int, list[int]] = {}
+        self._watermark: int | None = None
+        self._last: OrderedDict[str, tuple[int, int]] = OrderedDict()  # case -> (entry, col)
+        self._entries = 0
+        self._ring_counts = [0, 0, 0, 0]
+        self.late_ignored = 0
+
+    def apply(self, case_id: str, previous: int | None, new: int, day: int) -> None:
+        """Record a case's outcome (column index); `previous` is its earlier one, if any."""
+        self._apply_calendar(previous, new, day)
+        self._apply_last_n(case_id, previous, new)
+
+    def _apply_calendar(self, previous: int | None, new: int, day: int) -> None:
+        horizon = self._days[-1]
+        watermark = self._watermark
+        if watermark is None or day > watermark:
+            self._watermark = watermark = day
+            for old in [d for d in self._buckets if d <= day - horizon]:
+                del self._buckets[old]
+        if day <= watermark - horizon:
+            self.late_ignored += 1
+            return
+        bucket = self._buckets.get(day)
+        if bucket is None:
+            bucket = self._buckets[day] = [0, 0, 0, 0, 0, 0, 0]
+        if previous is not None:
+            if bucket[previous] == 0:
+                # Retracting what was never added would corrupt every window of this key.
+                raise StatsParameterError(
+                    "a correction names a previous outcome that was never counted for this "
+                    "case's day: pass the outcome this case was last applied with"
+                )
+            bucket[previous] -= 1
+        bucket[new] += 1
+
+    def _apply_last_n(self, case_id: str, previous: int | None, new: int) -> None:
+        was_in = previous is not None and previous < _IN_MATRIX
+        now_in = new < _IN_MATRIX
+        ring = self._last
+        counts = self._ring_counts
+        if was_in:
+            held = ring.get(case_id)
+            if held is None:
+                return  # displaced earlier; its correction no longer concerns the last N
+            counts[held[1]] -= 1
+            if now_in:
+                ring[case_id] = (held[0], new)
+                counts[new] += 1
+            else:
+                del ring[case_id]
+        elif now_in:
+            self._entries += 1
+            ring[case_id] = (self._entries, new)
+            counts[new] += 1
+            oldest = self._entries - self._last_n
+            while ring:
+                first_id = next(iter(ring))
+                entry, col = ring[first_id]
+                if entry > oldest:
+                    break
+                del ring[first_id]
+                counts[col] -= 1
+
+    @property
+    def watermark(self) -> int | None:
+        """Latest UTC day (ordinal) seen under this key."""
+        return self._watermark
+
+    def calendar(self, days: int, today: int) -> WindowCounts:
+        first = today - days + 1
+        rows = [bucket for day, bucket in self._buckets.items() if first <= day <= today]
+        if not rows:
+            return _counts([0] * 7)
+        return _counts([sum(column) for column in zip(*rows, strict=True)])
+
+    def last_n(self) -> WindowCounts:
+        return _counts([*self._ring_counts, 0, 0, 0])
+
+    def memory_cells(self) -> int:
+        return len(self._buckets) + len(self._last)
+
+
+class AgreementWindows:
+    """Agreement counts for every key a case belongs to.
+
+    Parameters
+    ----------
+    days
+        Calendar window lengths in days.
+    last_n
+        Size of the last-N-cases window.
+    """
+
+    def __init__(self, days: Iterable[int] = (7, 30, 90), last_n: int = 200) -> None:
+        window_days = tuple(sorted(set(days)))
+        if not window_days or window_days[0] < 1:
+            raise StatsParameterError(f"window lengths must be >= 1 day, got {tuple(days)}")
+        if last_n < 1:
+            raise StatsParameterError(f"last_n must be >= 1, got {last_n}")
+        self.days = window_days
+        self.last_n = last_n
+        self._keys: dict[Key, KeyWindows] = {}
+
+    def apply(
+        self,
+        keys: Iterable[Key],
+        case_id: str,
+        previous: CaseOutcome | None,
+        new: CaseOutcome,
+        case_time: datetime,
+    ) -> None:
+        """Count a case (or its correction) under each of `keys`.
+
+        `previous` is the outcome this case was last applied with, None for a new case;
+        `case_time` is the case's own time (the same on every revision), which places it in
+        a calendar day.
+        """
+        day = utc_day(case_time)
+        old = None if previous is None else _INDEX[previous]
+        col = _INDEX[new]
+        for key in keys:
+            state = self._keys.get(key)
+            if state is None:
+                state = self._keys[key] = KeyWindows(self.days, self.last_n)
+            state.apply(case_id, old, col, day)
+
+    def keys(self) -> list[Key]:
+        return list(self._keys)
+
+    def window(self, key: Key, window: int | str, now: datetime | None = None) -> WindowCounts:
+        """Counts of `key` over `window`: a day count from `days`, or "last_n".
+
+        Calendar windows end on the UTC day of `now`, by default the latest case day seen
+        under this key (event time). Read at or after that day: older days may be dropped.
+        """
+        state = self._keys.get(key)
+        if window == "last_n":
+            return state.last_n() if state is not None else _counts([0] * 7)
+        if window not in self.days:
+            raise StatsParameterError(
+                f"unknown window {window!r}: use one of {self.days} or 'last_n'"
+            )
+        assert isinstance(window, int)
+        if state is None or state.watermark is None:
+            return _counts([0] * 7)
+        today = state.watermark if now is None else utc_day(now)
+        if today - window < state.watermark - self.days[-1]:
+            raise StatsParameterError(
+                f"a {window}-day window ending {now} reaches days already dropped: "
+                f"read it at or after the latest case day"
+            )
+        return state.calendar(window, today)
+
+    def memory_cells(self, key: Key) -> int:
+        """Day buckets plus last-N entries held for `key`: at most longest window + last_n."""
+        state = self._keys.get(key)
+        return 0 if state is None else state.memory_cells()
+
+    def late_ignored(self, key: Key) -> int:
+        """Cases or corrections under `key` that came after their day left the longest window."""
+        state = self._keys.get(key)
+        return 0 if state is None else state.late_ignored
+
+
+def age_band(age: int | None) -> str:
+    """Age band of a patient for subgroup keys."""
+    if age is None:
+        return "unknown"
+    if age < 18:
+        return "0-17"
+    if age < 40:
+        return "18-39"
+    if age < 65:
+        return "40-64"
+    if age < 80:
+        return "65-79"
+    return "80+"
+
+
+def subgroup_keys(base: Key, subgroups: Mapping[str, str]) -> tuple[Key, ...]:
+    """`base` itself plus `base` refined by each subgroup dimension on its own.
+
+    >>> subgroup_keys((("tool", "t"),), {"sex": "F", "age_band": "65-79"})
+    ((('tool', 't'),), (('tool', 't'), ('sex', 'F')), (('tool', 't'), ('age_band', '65-79')))
+    """
+    return (base, *((*base, (dimension, value)) for dimension, value in subgroups.items()))

@@ -1,0 +1,146 @@
+"""Grafana dashboards: every query parses as PromQL and uses only metrics we export."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+from surveillance.observe.metrics import Window, exposed_sample_names
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
+# Series Prometheus itself creates: target health and the alerts it evaluates.
+PROMETHEUS_SERIES = {"up", "ALERTS"}
+# Grafana replaces these before sending a query; any valid duration stands in for them.
+GRAFANA_RANGES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def _queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) for every panel target, annotation and template variable."""
+    for panel in _panels(dashboard):
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r} {target['refId']}", target["expr"]
+    for annotation in dashboard["annotations"]["list"]:
+        yield f"annotation {annotation['name']!r}", annotation["expr"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            match = LABEL_VALUES.match(variable["query"]["query"])
+            assert match is not None, variable["query"]
+            yield f"variable {variable['name']}", match.group("selector")
+
+
+def _metric_names(expr: str) -> set[str]:
+    for variable, duration in GRAFANA_RANGES.items():
+        expr = expr.replace(variable, duration)
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            assert node.name, f"selector without a metric name in {expr!r}"
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def test_the_three_dashboards_exist_with_unique_uids() -> None:
+    assert [p.name for p in DASHBOARDS] == [
+        "fleet-overview.json",
+        "pipeline-health.json",
+        "tool-drilldown.json",
+    ]
+    uids = [_load(p)["uid"] for p in DASHBOARDS]
+    assert len(set(uids)) == len(uids)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_query_parses_and_uses_exported_metrics(path: Path) -> None:
+    exported = exposed_sample_names() | PROMETHEUS_SERIES
+    queries = list(_queries(_load(path)))
+    assert len(queries) >= 10
+    for where, expr in queries:
+        names = _metric_names(expr)
+        assert names, f"{path.name} {where}: no metric in {expr!r}"
+        assert names <= exported, f"{path.name} {where}: unknown {names - exported}"
+
+
+def test_a_query_with_an_unknown_metric_is_caught() -> None:
+    # The check above is only as good as this parser walk; make sure it sees through
+    # functions, aggregations, ranges and binary operators.
+    expr = (
+        "histogram_quantile(0.95, sum by (le) (rate(a_bucket[$__rate_interval]))) "
+        "/ on (tool) group_left () max_over_time(b[1h]) + label_replace(c, 'x', 'y', 'z', '.*')"
+    )
+    assert _metric_names(expr) == {"a_bucket", "b", "c"}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_panels_use_the_provisioned_datasource_and_unique_ids(path: Path) -> None:
+    provisioned = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]
+    dashboard = _load(path)
+    ids = [p["id"] for p in _panels(dashboard)]
+    assert len(ids) == len(set(ids))
+    for panel in _panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": provisioned["type"], "uid": provisioned["uid"]}
+        assert panel["targets"], panel["title"]
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+
+
+def test_fleet_overview_shows_every_status_the_committee_asks_for() -> None:
+    exprs = " ".join(e for _, e in _queries(_load(ROOT / "dashboards/fleet-overview.json")))
+    for needle in (
+        'surveillance_agreement_value{metric="sensitivity"',
+        'surveillance_agreement_value{metric="specificity"',
+        "surveillance_agreement_lower",
+        "surveillance_agreement_upper",
+        "surveillance_baseline_value",
+        "surveillance_ai_results_total",
+        "surveillance_drift_detected",
+        "surveillance_adverse_events_open",
+        "surveillance_unvalidated_version_cases_total",
+        "surveillance_last_event_timestamp_seconds",
+    ):
+        assert needle in exprs, needle
+
+
+def test_tool_drilldown_is_driven_by_the_tool_variable() -> None:
+    dashboard = _load(ROOT / "dashboards/tool-drilldown.json")
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"tool", "version", "site", "window"}
+    windows = [o["value"] for o in variables["window"]["options"]]
+    assert set(windows) <= {w.value for w in Window}
+    for where, expr in _queries(dashboard):
+        if where.startswith("panel"):
+            assert 'tool="$tool"' in expr, where
+    titles = {p["title"] for p in _panels(dashboard)}
+    for title in (
+        "Sensitivity with 95% interval and clearance baseline",
+        "Specificity with 95% interval and clearance baseline",
+        "CUSUM statistic and decision threshold",
+        "Drift statistic per feature",
+        "Version timeline",
+    ):
+        assert title in titles, title

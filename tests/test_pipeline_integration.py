@@ -1,0 +1,183 @@
+"""End to end on the real embedded broker: simulator -> worker(s) -> exact counts.
+
+Each test starts its own broker (memory storage, so a clean slate), creates the topics
+explicitly, replays a seeded simulator stream with injected faults (2% duplicates, 1%
+invalid events, reports before and after their AI results, corrections, late reports)
+and compares what the worker counted with what the simulator knows it produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from surveillance.embedded import EmbeddedBroker
+from surveillance.simulate import Faults, Scenario, SimEvent, ToolTruth, simulate
+from surveillance.stream.produce import produce
+from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
+from surveillance.stream.topics import all_topics, create_topics
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+OUTCOMES = ("TP", "FP", "TN", "FN", "indeterminate")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_dir=tmp_path) as broker:
+        create_topics(broker.bootstrap, all_topics("surveillance", PARTITIONS))
+        yield broker
+
+
+def faulty_stream(target_events: int) -> tuple[list[SimEvent], dict[str, ToolTruth]]:
+    """About `target_events` events with the faults the issue names."""
+    events, truth = simulate(
+        days=35,
+        seed=11,
+        scenario=Scenario(),
+        faults=Faults(duplicate_rate=0.02, invalid_rate=0.01, correction_rate=0.01),
+        volume_scale=target_events / 21_000,
+    )
+    return events, truth
+
+
+def send(broker: EmbeddedBroker, events: list[SimEvent]) -> int:
+    return produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
+
+
+def expected_counts(truth: dict[str, ToolTruth]) -> dict[str, int]:
+    return {tool: t.cases for tool, t in truth.items()}
+
+
+def assert_exact(truth: dict[str, ToolTruth], counts: dict[str, dict[str, int]]) -> None:
+    for tool, t in truth.items():
+        got = counts.get(tool, {})
+        assert got.get("cases", 0) == t.cases, f"{tool}: cases {got} vs {t.cases}"
+        for outcome in OUTCOMES:
+            assert got.get(outcome, 0) == t.final_outcomes.get(outcome, 0), (
+                f"{tool} {outcome}: counted {got.get(outcome, 0)}, "
+                f"simulated {t.final_outcomes.get(outcome, 0)}"
+            )
+
+
+def read_dlq(bootstrap: str, expected: int, timeout: float = 30.0) -> dict[tuple[str, int, int], dict]:
+    """Dead letters by source coordinates (at-least-once: a replay may write one twice)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        "ai.results.dlq", "reports.final.dlq",
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=2000,
+    )
+    letters: dict[tuple[str, int, int], dict] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(letters) < expected and time.monotonic() < deadline:
+            for msg in consumer:
+                letter = json.loads(msg.value)
+                letters[(letter["source_topic"], letter["source_partition"],
+                         letter["source_offset"])] = letter
+    finally:
+        consumer.close()
+    return letters
+
+
+def assert_no_crash(*workers: WorkerProcess) -> None:
+    for w in workers:
+        log = w.log_tail(200_000)
+        assert "Crashed" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_20k_mixed_events_counted_exactly_once_and_invalid_ones_dead_lettered(
+    stack: EmbeddedBroker, tmp_path: Path
+) -> None:
+    events, truth = faulty_stream(20_000)
+    invalid = [e for e in events if not e.valid]
+    duplicates = len(events) - len(invalid) - len({e.event_id for e in events if e.valid})
+    print(f"\n{len(events)} events: {len(invalid)} invalid, {duplicates} duplicates")
+    assert len(events) >= 20_000 and len(invalid) >= 150 and duplicates >= 300
+
+    worker = WorkerProcess(stack.bootstrap, tmp_path).start()
+    try:
+        started = time.monotonic()
+        send(stack, events)
+        counts = wait_for_counts([worker], expected_counts(truth), timeout=240)
+        print(f"counted in {time.monotonic() - started:.1f}s: {counts}")
+        assert_exact(truth, counts)
+        letters = read_dlq(stack.bootstrap, len(invalid))
+        assert len(letters) == len(invalid)
+        originals = {e.value for e in invalid}
+        for letter in letters.values():
+            assert letter["reason"].split(":")[0] in {"oversize", "encoding", "invalid_json", "schema"}
+            original = base64.b64decode(letter["original_b64"])
+            if letter["original_size"] <= 64 * 1024:
+                assert original in originals
+        assert worker.alive()
+        assert_no_crash(worker)
+    finally:
+        worker.stop()
+
+
+def test_sigkill_mid_stream_then_restart_gives_the_same_exact_counts(
+    stack: EmbeddedBroker, tmp_path: Path
+) -> None:
+    events, truth = faulty_stream(20_000)
+    half = len(events) // 2
+    first = WorkerProcess(stack.bootstrap, tmp_path).start()
+    send(stack, events[:half])
+    # Let it get well into the first half, then crash it without any shutdown.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        counts = combined_counts([first])
+        if counts and sum(c.get("cases", 0) for c in counts.values()) > 2000:
+            break
+        time.sleep(0.2)
+    first.kill()
+    send(stack, events[half:])
+    second = WorkerProcess(stack.bootstrap, tmp_path).start()
+    try:
+        counts = wait_for_counts([second], expected_counts(truth), timeout=240)
+        assert_exact(truth, counts)
+        assert_no_crash(second)
+    finally:
+        second.stop()
+
+
+def test_two_workers_share_partitions_and_one_stopping_moves_its_state(
+    stack: EmbeddedBroker, tmp_path: Path
+) -> None:
+    events, truth = faulty_stream(20_000)
+    a = WorkerProcess(stack.bootstrap, tmp_path).start()
+    b = WorkerProcess(stack.bootstrap, tmp_path).start()
+    try:
+        third = len(events) // 3
+        send(stack, events[:third])
+        # Both must hold a share of the partitions before one goes away.
+        deadline = time.monotonic() + 90
+        shares: list[list[str]] = []
+        while time.monotonic() < deadline:
+            answers = [w.counts() for w in (a, b)]
+            if all(x and x["ready"] and x["assigned"] for x in answers):
+                shares = [x["assigned"] for x in answers]  # type: ignore[index]
+                break
+            time.sleep(0.3)
+        assert shares and not set(shares[0]) & set(shares[1]), shares
+        print(f"\nworker A holds {shares[0]}\nworker B holds {shares[1]}")
+        send(stack, events[third : 2 * third])
+        time.sleep(2)
+        b.stop()
+        send(stack, events[2 * third :])
+        counts = wait_for_counts([a], expected_counts(truth), timeout=240)
+        assert_exact(truth, counts)
+        final = a.counts()
+        assert final is not None and set(final["assigned"]) == set(shares[0]) | set(shares[1])
+        assert_no_crash(a, b)
+    finally:
+        a.stop()
+        b.stop()
