@@ -182,9 +182,9 @@ def test_cusum_starts_after_the_reference_period_and_signals_with_context() -> N
     start = T0 + timedelta(days=28, hours=1)
     feed(case(n, CaseOutcome.TP, start, labelled_after=timedelta(0)))
     n += 1
-    design = m._versions[TOOL]["2.4.0"].charts["sensitivity"].design  # noqa: SLF001
+    design = m._versions[TOOL]["2.4.0"].charts["sensitivity"].design
     assert design.weekly_volume == pytest.approx(5 * 7)
-    other = m._versions[TOOL]["2.4.0"].charts["specificity"].design  # noqa: SLF001
+    other = m._versions[TOOL]["2.4.0"].charts["specificity"].design
     assert other.weekly_volume == pytest.approx(100 * 7)
     # Consecutive misses on scanner GE from a zero statistic: each adds ln(p1/p0) (up to the
     # lattice rounding of the chart), so the signal comes after ceil(h / ln(p1/p0)) misses.
@@ -254,7 +254,7 @@ def test_rebuild_with_a_correction_matches_the_incremental_counts() -> None:
     assert sorted(rebuilt.window_keys(TOOL)) == sorted(m.window_keys(TOOL))
     for key in m.window_keys(TOOL):
         for days in (7, 30, 90):
-            assert rebuilt._windows[TOOL].window(key, days, now) == m._windows[TOOL].window(  # noqa: SLF001
+            assert rebuilt._windows[TOOL].window(key, days, now) == m._windows[TOOL].window(
                 key, days, now
             )
     # A correction after the rebuild finds its case.

@@ -203,8 +203,8 @@ def test_twenty_stable_tool_years_stay_within_the_false_alarm_budget_and_every_d
         assert flags, f"seed {seed}: drop to {DROP_TO} not flagged within {FOLLOW_DAYS} days"
         first = flags[0]
         delay = (first.raised_at - (T0 + timedelta(days=DROP_DAY))) / timedelta(days=1)
-        chart = [c for c in dropped.chart_states() if c.metric == "sensitivity"][0]
-        design = dropped._versions[TOOL][chart.version].charts["sensitivity"].design  # noqa: SLF001
+        chart = next(c for c in dropped.chart_states() if c.metric == "sensitivity")
+        design = dropped._versions[TOOL][chart.version].charts["sensitivity"].design
         arl1 = average_run_length(design.p0, design.p1, design.h, 1.0 - DROP_TO)
         expected = arl1 / (design.weekly_volume / 7.0)
         delays.append(delay)
@@ -339,8 +339,8 @@ def test_rebuild_from_records_gives_the_incremental_window_counts(
     now = _end_of(89)
     keys = worker.monitor.window_keys(TOOL)
     assert sorted(keys) == sorted(rebuilt.window_keys(TOOL))
-    windows = worker.monitor._windows[TOOL]  # noqa: SLF001
-    again = rebuilt._windows[TOOL]  # noqa: SLF001
+    windows = worker.monitor._windows[TOOL]
+    again = rebuilt._windows[TOOL]
     for key in keys:
         for days in (7, 30, 90):
             assert windows.window(key, days, now) == again.window(key, days, now), (key, days)
