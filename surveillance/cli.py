@@ -108,6 +108,48 @@ def _check_broker(bootstrap: str, app_id: str, partitions: int) -> None:
              "`surveillance topics create`")
 
 
+@app.command("store-writer")
+def store_writer() -> None:
+    """Consume the surveillance topics into PostgreSQL/TimescaleDB (its own consumer group)."""
+    import asyncio
+    import signal
+
+    from surveillance.store import run_writer
+
+    settings = _settings()
+    url = settings.database.url.get_secret_value()
+    if not url:
+        fail("no database configured: set SURVEILLANCE_DATABASE__URL")
+    _check_broker(settings.kafka.bootstrap, settings.stream.app_id, settings.kafka.partitions)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        health = await run_writer(settings.kafka.bootstrap, url, stop)
+        typer.echo(f"store writer stopped: {health.rows_written} rows written", err=True)
+
+    asyncio.run(run())
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL/TimescaleDB store.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the numbered migrations (TimescaleDB features when the extension exists)."""
+    from surveillance.store import migrate
+
+    settings = _settings()
+    url = settings.database.url.get_secret_value()
+    if not url:
+        fail("no database configured: set SURVEILLANCE_DATABASE__URL")
+    applied = migrate(url)
+    typer.echo(f"{len(applied)} migrations applied: {', '.join(applied) or 'none needed'}")
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="write events as JSON lines here")],

@@ -8,14 +8,20 @@ prints per tool what the simulator produced next to what the worker counted.
 from __future__ import annotations
 
 import time
+from datetime import date
 from pathlib import Path
 
+from collections import Counter
+
 from surveillance.clinical.ledger import LABELLED
-from surveillance.embedded import EmbeddedBroker
-from surveillance.simulate import Faults, scenario_by_name, simulate
+from surveillance.contracts import Alert
+from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
+from surveillance.report.quarterly import export_quarterly
+from surveillance.store import migrate
+from surveillance.simulate import scenario_by_name, simulate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, wait_for_counts
-from surveillance.stream.topics import all_topics, create_topics
+from surveillance.stream.topics import ALERTS, all_topics, create_topics
 from surveillance.settings import get_settings
 
 OUTCOMES = ("TP", "FP", "TN", "FN", "indeterminate")
@@ -25,12 +31,17 @@ def run_demo(
     days: int, seed: int, scenario: str, timeout: float, state_dir: Path, partitions: int
 ) -> bool:
     t0 = time.monotonic()
-    events, truth = simulate(days=days, seed=seed, scenario=scenario_by_name(scenario), faults=Faults())
+    events, truth = simulate(days=days, seed=seed, scenario=scenario_by_name(scenario))
     print(f"simulated {len(events)} events over {days} days "
           f"(scenario {scenario!r}, seed {seed}) in {time.monotonic() - t0:.1f}s")
-    with EmbeddedBroker(log_dir=state_dir) as broker:
+    with EmbeddedBroker(log_dir=state_dir) as broker, EmbeddedPostgres(state_dir / "pg") as pg:
         create_topics(broker.bootstrap, all_topics(get_settings().stream.app_id, partitions))
+        migrate(pg.url)
         worker = WorkerProcess(broker.bootstrap, state_dir).start()
+        writer = WorkerProcess(
+            broker.bootstrap, state_dir, env={"SURVEILLANCE_DATABASE__URL": pg.url},
+            command="store-writer",
+        ).start()
         try:
             t1 = time.monotonic()
             n = produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
@@ -38,11 +49,74 @@ def run_demo(
             expected = {tool: t.cases for tool, t in truth.items()}
             counts = wait_for_counts([worker], expected, timeout=timeout)
             elapsed = time.monotonic() - t0
+            alerts = read_alerts(broker.bootstrap)
+            stored = wait_for_rows(pg.url, sum(expected.values()), timeout=60)
         finally:
             worker.stop()
-    ok = _summary(truth, counts)
-    print(f"end to end {elapsed:.1f}s; worker log: {worker.log_path}")
+            writer.stop()
+        ok = _summary(truth, counts)
+        _alert_digest(alerts)
+        print(f"\nstored in PostgreSQL: {stored} cases (expected {sum(expected.values())})")
+        ok &= stored == sum(expected.values())
+        exports = export_quarterly(pg.url, quarter=_quarter(events[0].arrival.date()),
+                                   out_dir=state_dir / "quarterly")
+        for export in exports:
+            print(f"quarterly review {export.tool_id}: {export.html} ({export.pdf_pages} PDF pages)")
+    print(f"pipeline end to end {elapsed:.1f}s; total {time.monotonic() - t0:.1f}s; "
+          f"worker log: {worker.log_path}")
     return ok
+
+
+def _quarter(day: date) -> str:
+    return f"{day.year}Q{(day.month - 1) // 3 + 1}"
+
+
+def wait_for_rows(db_url: str, expected: int, timeout: float) -> int:
+    """Wait until the store writer has committed `expected` cases; return the count."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT count(*) FROM cases").fetchone()
+        n = int(row[0]) if row else 0
+        if n >= expected:
+            return n
+        time.sleep(0.5)
+    return n
+
+
+def read_alerts(bootstrap: str) -> list[Alert]:
+    """Every alert raised so far, once each (alert ids are deterministic)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        ALERTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=3000,
+    )
+    by_id: dict[str, Alert] = {}
+    try:
+        for msg in consumer:
+            alert = Alert.model_validate_json(msg.value)
+            by_id.setdefault(alert.alert_id, alert)
+    finally:
+        consumer.close()
+    return sorted(by_id.values(), key=lambda a: a.raised_at)
+
+
+def _alert_digest(alerts: list[Alert]) -> None:
+    kinds = Counter((a.tool_id, a.kind) for a in alerts)
+    print(f"\nalerts raised: {len(alerts)}")
+    for (tool, kind), n in sorted(kinds.items()):
+        print(f"  {tool:<12} {kind:<20} {n}")
+    shown: set[tuple[str, str]] = set()
+    for alert in alerts:
+        key = (alert.tool_id, alert.kind)
+        if key in shown or alert.kind == "new_category":
+            continue
+        shown.add(key)
+        print(f"- [{alert.severity}] {alert.raised_at:%Y-%m-%d} {alert.summary}")
 
 
 def _summary(truth: dict, counts: dict[str, dict[str, int]]) -> bool:  # type: ignore[type-arg]

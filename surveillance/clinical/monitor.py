@@ -9,19 +9,33 @@ What it keeps, per tool:
   "all"), each refined by scanner manufacturer, sex and age band. A case counts under the
   version that produced it, so a new model version starts its own figures;
 - per version: two Bernoulli CUSUM charts (misses among read-positives, false positives
-  among read-negatives), started after `reference_days` of labelled cases and designed
-  from the weekly volume observed in that reference period, so that the false-alarm
-  budget is in calendar time at the tool's own volume;
+  among read-negatives), started after `reference_days` of report time and designed from
+  the weekly volume observed in that reference period, so that the false-alarm budget is
+  in calendar time at the tool's own volume (`clinical.version_charts`);
 - per version: the label-free early warning (`clinical.label_free`);
 - per (version, site, window, metric): the last verdict, so that a `baseline_deviation`
   alert is raised when a verdict ENTERS below_baseline, not every day it stays there.
 
-Times are event times (the AI call for windows and label-free tests, the report for the
-CUSUM order), never the wall clock: a replay of 90 days gives the same alerts.
+Times are event times, never the wall clock or the arrival order: windows, verdicts and
+label-free tests place a case by its AI call (`inference_date`); the CUSUM charts order
+and date observations by report time (`labelled_at`), because that is when a miss became
+known. A CUSUM signal's context (its 30-day figures) is read from the window ending on the
+signal's day, so a signal never shows an empty window. A replay gives the same alerts.
+
+One alert per episode. A deviation of one metric of one version is an episode: it opens
+with its first alert (a CUSUM signal, or a verdict entering below_baseline at any site and
+window) and closes at the first `evaluate`, at least 30 days after it opened (so that the
+30-day window no longer mixes in cases from before the alert), at which no verdict of that
+metric is below_baseline and the 30-day all-sites figure is back at or above baseline -
+tolerance.
+While it is open no further cusum_signal or baseline_deviation alert of that metric is
+raised (the signalled chart is frozen; verdicts keep being published as gauges); when it
+closes the chart restarts from zero. A drop that persists is one alert, not one per CUSUM
+run length or per site and window.
 
 Alert ids are deterministic, so a replay after a crash produces ids downstream already has:
-`version_change:{tool}:{version}`, `cusum_signal:{tool}:{version}:{metric}:{k}` (k-th signal
-of that chart), `baseline_deviation:{tool}:{version}:{site}:{metric}:{window}:{day}` and
+`version_change:{tool}:{version}`, `cusum_signal:{tool}:{version}:{metric}:{k}` (k-th
+signal of that chart), `baseline_deviation:{tool}:{version}:{site}:{metric}:{window}:{day}` and
 `label_free_warning:{tool}:{version}:{feature}:{day}` (day the verdict entered).
 
 `rebuild` is approximate in three ways, all documented at the method.
@@ -42,11 +56,11 @@ from surveillance.clinical.verdicts import (
     Metric,
     MetricVerdict,
     VerdictKind,
-    chart_designs,
     chart_observation,
     judge,
     locate_deviation,
 )
+from surveillance.clinical.version_charts import Observation, Signal, VersionCharts
 from surveillance.contracts import (
     AdjudicatedCase,
     Alert,
@@ -56,7 +70,7 @@ from surveillance.contracts import (
 )
 from surveillance.errors import SurveillanceError
 from surveillance.stats.agreement import Confusion, Estimate
-from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
+from surveillance.stats.cusum import ChartDesign
 from surveillance.stats.windows import AgreementWindows, Key, age_band, subgroup_keys, utc_day
 
 ALL_SITES = "all"
@@ -73,8 +87,7 @@ AGREEMENT_METRICS = (
 _DIMENSION_NAMES = {
     "site": "site", "scanner_manufacturer": "scanner", "sex": "sex", "age_band": "age band",
 }
-_FAILURE = {"sensitivity": "misses among read-positive cases",
-            "specificity": "false positives among read-negative cases"}
+_FAILURE = {"sensitivity": "missed findings", "specificity": "false alarms"}
 
 
 class MonitorError(SurveillanceError):
@@ -130,16 +143,6 @@ class CaseView:
         }
 
 
-@dataclass
-class Chart:
-    """One CUSUM chart of one version, with the time its current excursion began."""
-
-    design: ChartDesign
-    cusum: BernoulliCUSUM
-    excursion_start: datetime | None = None
-    signals: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class ChartState:
     """What `publish_charts` exports for one chart."""
@@ -159,17 +162,23 @@ class VersionRecord:
     tool: str
     version: str
     first_seen: datetime
+    latest_inferred: datetime
     label_free: LabelFreeMonitor
     sites: set[str] = field(default_factory=set)
     subgroups: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # site -> dim
-    reference_start: datetime | None = None
-    reference_counts: dict[Metric, int] = field(
-        default_factory=lambda: {"sensitivity": 0, "specificity": 0}
-    )
-    charts: dict[Metric, Chart] | None = None
+    charts: VersionCharts | None = None  # None when the tool has no clearance baseline
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """An open deviation of one metric of one version: the alert that opened it."""
+
+    alert_id: str
+    opened_at: datetime
 
 
 VerdictKey = tuple[str, str, str, int, Metric]  # tool, version, site, window, metric
+EpisodeKey = tuple[str, str, Metric]  # tool, version, metric
 
 
 def _key(tool: str, version: str, site: str) -> Key:
@@ -213,8 +222,11 @@ class PerformanceMonitor:
         Budget per tool shared by its two CUSUM charts, and separately by its two
         label-free tests.
     reference_days
-        Days of labelled cases (CUSUM volume) and of all cases (label-free reference) that
-        open each version's monitoring.
+        Days of report time (CUSUM volume) and of AI calls (label-free reference) that open
+        each version's monitoring.
+    reference_grace_days
+        How long after the CUSUM reference period (in report time) late-arriving reports
+        still count towards its volume before the charts are designed.
     alpha
         Level of the one-sided below-baseline test of the verdicts.
     """
@@ -227,6 +239,7 @@ class PerformanceMonitor:
         last_n: int = 200,
         false_alarms_per_year: float = 1.0,
         reference_days: int = 28,
+        reference_grace_days: int = 2,
         alpha: float = 0.05,
     ) -> None:
         days = tuple(sorted(set(windows_days)))
@@ -241,13 +254,19 @@ class PerformanceMonitor:
         self.windows_days = days
         self.last_n = last_n
         self.false_alarms_per_year = false_alarms_per_year
+        if reference_grace_days < 0:
+            raise MonitorError(
+                f"reference_grace_days must be >= 0, got {reference_grace_days}"
+            )
         self.reference_days = reference_days
+        self.reference_grace_days = reference_grace_days
         self.alpha = alpha
         self._label_free_alpha = alpha_for_budget(false_alarms_per_year)
         self._windows: dict[str, AgreementWindows] = {}
         self._versions: dict[str, dict[str, VersionRecord]] = {}
         self._verdicts: dict[VerdictKey, MetricVerdict] = {}
         self._warnings: dict[tuple[str, str, str], bool] = {}
+        self._episodes: dict[EpisodeKey, Episode] = {}
 
     # -- cases ---------------------------------------------------------------------------
 
@@ -274,6 +293,7 @@ class PerformanceMonitor:
         record = self._versions[home.tool].get(home.version) or self._open_version_silently(home)
         subgroups = home.subgroups()
         record.sites.add(home.site)
+        record.latest_inferred = max(record.latest_inferred, home.inferred_at)
         keys: list[Key] = []
         for site in (home.site, ALL_SITES):
             dims = record.subgroups.setdefault(site, {})
@@ -288,10 +308,12 @@ class PerformanceMonitor:
         if before is None:
             record.label_free.add(utc_day(view.inferred_at), view.positive_call, view.score)
         observation = chart_observation(None if before is None else before.outcome, view.outcome)
-        if observation is not None:
-            signal = self._chart(record, observation[0], observation[1], view)
-            if signal is not None and alert:
-                alerts.append(signal)
+        if observation is not None and record.charts is not None:
+            seen = Observation(observation[0], observation[1], view.latest_at)
+            for signal in record.charts.observe(seen):
+                raised = self._on_signal(record, signal, alert)
+                if raised is not None:
+                    alerts.append(raised)
         return alerts
 
     def _windows_of(self, tool: str) -> AgreementWindows:
@@ -301,11 +323,17 @@ class PerformanceMonitor:
         return windows
 
     def _open_version_silently(self, view: CaseView) -> VersionRecord:
+        baseline = self.registry.get(view.tool)
         record = VersionRecord(
             tool=view.tool,
             version=view.version,
             first_seen=view.inferred_at,
             label_free=LabelFreeMonitor(self.reference_days, alpha=self._label_free_alpha),
+            latest_inferred=view.inferred_at,
+            charts=None if baseline is None else VersionCharts(
+                baseline, self.reference_days, self.reference_grace_days,
+                self.false_alarms_per_year,
+            ),
         )
         self._versions.setdefault(view.tool, {})[view.version] = record
         return record
@@ -354,77 +382,53 @@ class PerformanceMonitor:
             },
         )
 
-    # -- CUSUM ---------------------------------------------------------------------------
+    # -- CUSUM and episodes --------------------------------------------------------------
 
-    def _chart(
-        self, record: VersionRecord, metric: Metric, failure: bool, view: CaseView
-    ) -> Alert | None:
-        baseline = self.registry.get(record.tool)
-        if baseline is None:
+    def _on_signal(self, record: VersionRecord, signal: Signal, alert: bool) -> Alert | None:
+        """The alert of a signal, or None when its metric's episode is already open."""
+        key: EpisodeKey = (record.tool, record.version, signal.metric)
+        if key in self._episodes:
             return None
-        at = view.latest_at
-        if record.reference_start is None:
-            record.reference_start = at
-        if record.charts is None:
-            end = record.reference_start + timedelta(days=self.reference_days)
-            if at < end:
-                record.reference_counts[metric] += 1
-                return None
-            record.charts = self._design(baseline, record)
-        chart = record.charts[metric]
-        if chart.cusum.drift_detected:
-            chart.excursion_start = None  # the chart restarts from zero on this update
-        if chart.excursion_start is None:
-            chart.excursion_start = view.inferred_at
-        chart.cusum.update(failure)
-        if chart.cusum.statistic == 0.0:
-            chart.excursion_start = None
-        if not chart.cusum.drift_detected:
-            return None
-        chart.signals += 1
-        return self._cusum_alert(baseline, record, metric, chart, at)
+        raised = self._cusum_alert(record, signal)
+        self._episodes[key] = Episode(raised.alert_id, signal.at)
+        return raised if alert else None
 
-    def _design(self, baseline: ToolBaseline, record: VersionRecord) -> dict[Metric, Chart]:
-        weeks = self.reference_days / DAYS_PER_WEEK
-        # A chart that saw no case of its kind in the reference period is designed for one:
-        # the volume is tiny either way, and design_chart needs a positive volume.
-        positives = max(record.reference_counts["sensitivity"], 1) / weeks
-        negatives = max(record.reference_counts["specificity"], 1) / weeks
-        designs = chart_designs(baseline, positives, negatives, self.false_alarms_per_year)
-        return {
-            metric: Chart(design, BernoulliCUSUM(design.p0, design.p1, design.h))
-            for metric, design in designs.items()
-        }
+    def _context_time(self, record: VersionRecord, at: datetime) -> datetime:
+        """End of the window giving a signal its context: the signal's day, unless that
+        window would reach days the longest window has already dropped."""
+        earliest = record.latest_inferred - timedelta(
+            days=self.windows_days[-1] - CONTEXT_WINDOW
+        )
+        return max(at, earliest)
 
-    def _cusum_alert(
-        self, baseline: ToolBaseline, record: VersionRecord, metric: Metric, chart: Chart,
-        at: datetime,
-    ) -> Alert:
-        tool, version = record.tool, record.version
-        windows = self._windows_of(tool)
-        confusion = windows.window(_key(tool, version, ALL_SITES), CONTEXT_WINDOW).confusion
+    def _cusum_alert(self, record: VersionRecord, signal: Signal) -> Alert:
+        tool, version, metric, chart = record.tool, record.version, signal.metric, signal.chart
+        baseline = self.registry[tool]
+        context = self._context_time(record, signal.at)
+        confusion = self.window(tool, version, ALL_SITES, CONTEXT_WINDOW, context)
         est = confusion.sensitivity() if metric == "sensitivity" else confusion.specificity()
-        deviation = self._locate(tool, version, ALL_SITES, CONTEXT_WINDOW, metric, None)
+        deviation = self._locate(tool, version, ALL_SITES, CONTEXT_WINDOW, metric, context)
         base_value = getattr(baseline.baseline, metric).value
         tolerance = getattr(baseline.tolerance, metric)
+        reference = base_value - tolerance
         design = chart.design
-        since = chart.excursion_start
-        where = self._concentration_text(deviation)
+        day = signal.at.date().isoformat()
         summary = (
-            f"{tool} {version} at all sites: the {metric} CUSUM signalled "
-            f"({_FAILURE[metric]} above the clearance rate) on {at.date().isoformat()}, "
-            f"change estimated to start {since.date().isoformat() if since else 'n/a'}; "
-            f"{metric} {_fmt(est.value)} (95% CI {_interval_text(est.interval)}, "
-            f"n={est.denominator}, {CONTEXT_WINDOW} days) against the clearance baseline "
-            f"{base_value:.3g}; {where}. Expected detection delay of this chart for a drop "
-            f"to baseline minus tolerance ({base_value - tolerance:.3g}): "
-            f"{design.arl1_days:.0f} days."
+            f"{tool} {version} at all sites: more {_FAILURE[metric]} than the clearance rate "
+            f"since {signal.since.date().isoformat()} (CUSUM signal on {day}). {metric} "
+            f"{_fmt(est.value)} (95% CI {_interval_text(est.interval)}, n={est.denominator}, "
+            f"30 days to {context.date().isoformat()}) against the clearance baseline "
+            f"{base_value:.3g} minus tolerance {tolerance:.2g} = {reference:.3g}"
+            f"{self._sites_text(record, metric, CONTEXT_WINDOW, context)}; "
+            f"{self._concentration_text(deviation)}. Expected detection delay for a drop to "
+            f"{reference:.3g}: {design.arl1_days:.0f} days. No further alert until the "
+            f"30-day {metric} is back at or above {reference:.3g}."
         )
         return Alert(
             alert_id=f"cusum_signal:{tool}:{version}:{metric}:{chart.signals}",
             kind="cusum_signal",
             severity=AlertSeverity.WARNING,
-            raised_at=at,
+            raised_at=signal.at,
             tool_id=tool,
             software_version=version,
             site=ALL_SITES,
@@ -434,7 +438,7 @@ class PerformanceMonitor:
             baseline=base_value,
             n=est.denominator,
             window=f"{CONTEXT_WINDOW}d",
-            since=since,
+            since=signal.since,
             subgroup=None if deviation is None else {deviation[0]: deviation[1]},
             summary=summary,
             details={
@@ -447,8 +451,59 @@ class PerformanceMonitor:
                 "arl0_days": design.arl0_days,
                 "expected_detection_days": design.arl1_days,
                 "tolerance": tolerance,
+                "reference": reference,
             },
         )
+
+    def _sites_text(
+        self, record: VersionRecord, metric: Metric, window: int, now: datetime
+    ) -> str:
+        """'; by site: site-a 0.80 (n=60), ...' when the version runs at several sites."""
+        if len(record.sites) < 2:
+            return ""
+        parts = []
+        for site in sorted(record.sites):
+            c = self.window(record.tool, record.version, site, window, now)
+            est = c.sensitivity() if metric == "sensitivity" else c.specificity()
+            parts.append(f"{site} {_fmt(est.value)} (n={est.denominator})")
+        return "; by site: " + ", ".join(parts)
+
+    def _close_episodes(self, record: VersionRecord, now: datetime) -> None:
+        """Close each open episode of this version whose metric is back within baseline."""
+        for metric in METRICS:
+            key: EpisodeKey = (record.tool, record.version, metric)
+            episode = self._episodes.get(key)
+            if episode is None or now - episode.opened_at < timedelta(days=CONTEXT_WINDOW):
+                continue
+            verdicts = [
+                v for (t, ver, _s, _w, m), v in self._verdicts.items()
+                if (t, ver, m) == key
+            ]
+            pooled = self._verdicts.get(
+                (record.tool, record.version, ALL_SITES, CONTEXT_WINDOW, metric)
+            )
+            recovered = (
+                pooled is not None
+                and pooled.kind is VerdictKind.WITHIN_BASELINE
+                and pooled.value is not None
+                and pooled.value >= pooled.baseline - pooled.tolerance
+                and all(v.kind is not VerdictKind.BELOW_BASELINE for v in verdicts)
+            )
+            if recovered:
+                del self._episodes[key]
+                if record.charts is not None:
+                    record.charts.close(metric)
+
+    def episodes(self) -> dict[EpisodeKey, Episode]:
+        """Open episodes per (tool, version, metric)."""
+        return dict(self._episodes)
+
+    def chart_design(self, tool: str, version: str, metric: Metric) -> ChartDesign | None:
+        """The design of one chart, None before its reference period has ended."""
+        record = self._versions.get(tool, {}).get(version)
+        if record is None or record.charts is None or record.charts.charts is None:
+            return None
+        return record.charts.charts[metric].design
 
     # -- subgroups -----------------------------------------------------------------------
 
@@ -508,6 +563,7 @@ class PerformanceMonitor:
                     if snapshots:
                         out.extend(self._snapshots(record, site, now))
                     alerts.extend(self._verdicts_of(record, site, now))
+                self._close_episodes(record, now)
                 if snapshots:
                     out.extend(self._chart_snapshots(record, now))
                 alerts.extend(self._label_free(record, now))
@@ -581,9 +637,11 @@ class PerformanceMonitor:
                 entered = verdict.kind is VerdictKind.BELOW_BASELINE and (
                     before is None or before.kind is not VerdictKind.BELOW_BASELINE
                 )
-                if entered:
-                    alerts.append(self._deviation_alert(baseline, record, site, window,
-                                                        verdict, now))
+                episode: EpisodeKey = (record.tool, record.version, metric)
+                if entered and episode not in self._episodes:
+                    alert = self._deviation_alert(baseline, record, site, window, verdict, now)
+                    self._episodes[episode] = Episode(alert.alert_id, now)
+                    alerts.append(alert)
         return alerts
 
     def _deviation_alert(
@@ -597,7 +655,9 @@ class PerformanceMonitor:
             f"{tool} {version} at {_where(site)}: {metric} {_fmt(verdict.value)} (95% CI "
             f"{_interval_text(verdict.interval)}, n={verdict.n}, {window} days) is below the "
             f"clearance baseline {verdict.baseline:.3g} minus tolerance "
-            f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g}); "
+            f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g})"
+            f"{self._since_text(record, metric)}"
+            f"{self._sites_text(record, metric, window, now) if site == ALL_SITES else ''}; "
             f"{self._concentration_text(deviation)}."
         )
         return Alert(
@@ -628,12 +688,22 @@ class PerformanceMonitor:
         )
 
     @staticmethod
-    def _since(record: VersionRecord, metric: Metric, now: datetime, window: int) -> datetime:
+    def _excursion_start(record: VersionRecord, metric: Metric) -> datetime | None:
+        """Report time at which this metric's CUSUM excursion began, if one is under way."""
+        if record.charts is None or record.charts.charts is None:
+            return None
+        return record.charts.charts[metric].excursion_start
+
+    def _since(self, record: VersionRecord, metric: Metric, now: datetime, window: int) -> datetime:
         """Start of the CUSUM excursion of this metric if one is under way, else the window's."""
-        chart = None if record.charts is None else record.charts[metric]
-        if chart is not None and chart.excursion_start is not None:
-            return chart.excursion_start
-        return _day_start(utc_day(now) - window + 1)
+        start = self._excursion_start(record, metric)
+        return start if start is not None else _day_start(utc_day(now) - window + 1)
+
+    def _since_text(self, record: VersionRecord, metric: Metric) -> str:
+        start = self._excursion_start(record, metric)
+        if start is None:
+            return ""
+        return f"; more {_FAILURE[metric]} than the clearance rate since {start.date().isoformat()}"
 
     # -- label-free early warning --------------------------------------------------------
 
@@ -714,12 +784,12 @@ class PerformanceMonitor:
 
     @staticmethod
     def _chart_states_of(record: VersionRecord) -> list[ChartState]:
-        if record.charts is None:
+        if record.charts is None or record.charts.charts is None:
             return []
         return [
             ChartState(record.tool, record.version, metric, chart.cusum.statistic,
                        chart.design.h, chart.cusum.n_cases)
-            for metric, chart in record.charts.items()
+            for metric, chart in record.charts.charts.items()
         ]
 
     def versions(self, tool: str) -> list[str]:
@@ -752,9 +822,11 @@ class PerformanceMonitor:
         - the last-N window holds the last N cases by labelled time of their final
           revision, not by the order they first entered;
         - the label-free reference and recent windows use each case's final score.
-        Verdict and warning states of tools this monitor held before are kept, so an
-        ongoing deviation is not alerted again; for newly assigned tools they start empty,
-        and an ongoing deviation is alerted on the next `evaluate` (with that day's id).
+        Verdict, warning and episode states of tools this monitor held before are kept, so
+        an ongoing deviation is not alerted again; for newly assigned tools they start
+        empty, and an ongoing deviation is alerted on the next `evaluate` (with that day's
+        id) unless a chart signals during the rebuild: that opens its episode silently (the
+        previous owner raised it), and the chart stays signalled until the episode closes.
         """
         views = []
         for i, item in enumerate(records):
@@ -763,10 +835,12 @@ class PerformanceMonitor:
         views.sort(key=lambda v: (v.latest_at, v.case_id))
         kept_verdicts = self._verdicts
         kept_warnings = self._warnings
+        kept_episodes = self._episodes
         held = set(self._versions)
         self._windows, self._versions = {}, {}
         self._verdicts = {k: v for k, v in kept_verdicts.items() if k[0] in held}
         self._warnings = {k: v for k, v in kept_warnings.items() if k[0] in held}
+        self._episodes = {k: v for k, v in kept_episodes.items() if k[0] in held}
         for view in views:
             self._apply(None, view, alert=False)
 
@@ -777,6 +851,7 @@ class PerformanceMonitor:
             self._versions.pop(tool, None)
             self._verdicts = {k: v for k, v in self._verdicts.items() if k[0] != tool}
             self._warnings = {k: v for k, v in self._warnings.items() if k[0] != tool}
+            self._episodes = {k: v for k, v in self._episodes.items() if k[0] != tool}
 
 
 Figure = tuple[str, float | None, tuple[float, float] | None, int]

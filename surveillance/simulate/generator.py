@@ -6,8 +6,10 @@ indeterminate); the AI score is drawn from class-conditional beta distributions 
 that the tool's positive calls reproduce the registry's sensitivity and specificity at its
 operating threshold (scores.py). The AI result arrives minutes after acquisition; the
 report hours to days later, except in an orchestrator backlog (5% of studies) when the
-report comes first. About 1% of reports are later corrected or addended, changing one
-finding's label. Scenario knobs act from the day of acquisition (scenario.py); faults are
+report comes first. About 1% of original reports misread one finding (the opposite
+label, or "cannot exclude" for a fifth of them) and are later corrected or addended with
+the true label: corrections fix errors, so a stable tool's final figures stay at its
+cleared operating point. Scenario knobs act from the day of acquisition (scenario.py); faults are
 injected last (faults.py). The stream ends at `start + days`: whatever would arrive later
 is not in it.
 
@@ -204,17 +206,18 @@ def _emit_study_type(
             stream.cases.append(CaseRecord(tool.tool_id, accession, result.software_version,
                                            result.result_indicator, arrival))
         labels = {t.finding_code: LABELS[int(d.tools[t.tool_id].label[i])] for t in tools}
-        original = _ReportDraft(event_id(i, len(tools)), study_type.name, accession, patient_id,
-                                site.site, report_time, ReportStatus.FINAL,
-                                bool(d.structured[i]))
-        _emit_report(stream, original, labels, float(d.report_latency_s[0, i]))
+        revised: dict[str, Label] | None = None
         if d.corrected[i]:
             target = tools[int(d.corrected_tool[i])]
             code = target.finding_code
             revised = dict(labels)
-            revised[code] = _corrected_label(labels[code],
-                                             bool(d.tools[target.tool_id].disease[i]),
-                                             bool(d.to_indeterminate[i]))
+            revised[code] = _true_label(bool(d.tools[target.tool_id].disease[i]))
+            labels[code] = _misread(revised[code], bool(d.to_indeterminate[i]))
+        original = _ReportDraft(event_id(i, len(tools)), study_type.name, accession, patient_id,
+                                site.site, report_time, ReportStatus.FINAL,
+                                bool(d.structured[i]))
+        _emit_report(stream, original, labels, float(d.report_latency_s[0, i]))
+        if revised is not None:
             revision = replace(
                 original,
                 event_id=event_id(i, len(tools) + 1),
@@ -224,13 +227,15 @@ def _emit_study_type(
             _emit_report(stream, revision, revised, float(d.report_latency_s[1, i]))
 
 
-def _corrected_label(label: Label, disease: bool, to_indeterminate: bool) -> Label:
-    """An indeterminate read is resolved; a definite one is flipped or made indeterminate."""
-    if label is Label.INDETERMINATE:
-        return Label.PRESENT if disease else Label.ABSENT
+def _true_label(disease: bool) -> Label:
+    return Label.PRESENT if disease else Label.ABSENT
+
+
+def _misread(truth: Label, to_indeterminate: bool) -> Label:
+    """The original report's error that a correction later fixes: hedged, or the opposite."""
     if to_indeterminate:
         return Label.INDETERMINATE
-    return Label.ABSENT if label is Label.PRESENT else Label.PRESENT
+    return Label.ABSENT if truth is Label.PRESENT else Label.PRESENT
 
 
 def _emit_report(

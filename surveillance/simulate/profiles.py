@@ -82,7 +82,8 @@ AI_DELAY_SIGMA = 0.5
 #: Correction or addendum after the original report, lognormal hours: median 1 day.
 CORRECTION_DELAY_MEDIAN_HOURS = 24.0
 CORRECTION_DELAY_SIGMA = 1.0
-#: Share of corrections that make the label indeterminate instead of flipping it.
+#: Share of misread original reports that hedge ("cannot exclude") instead of stating the
+#: opposite label; the correction then states the true label.
 CORRECTION_TO_INDETERMINATE = 0.2
 #: Share of corrections issued as addenda (the rest are corrected reports).
 ADDENDUM_SHARE = 0.3

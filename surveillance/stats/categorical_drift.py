@@ -9,7 +9,11 @@ drift, and later crossings are reported as `crossed` but not `raised`, until
 `clear_after` consecutive tested windows cross nothing. A lasting shift whose statistics
 hover around the thresholds therefore pages once, not every few days; raised alarms
 are a subset of crossings, so the calibrated false-alarm rate still bounds them.
-Windows with fewer than `min_window_events` events are not tested.
+Windows with fewer than `min_window_events` events are not tested, and a window whose
+share of moved probability mass (total variation distance) is below
+`min_total_variation` does not cross: a statistically clear but tiny shift (huge
+windows), or any odd value against a reference with a single category (kVp is 120 on
+every head CT, so the calibrated null threshold is ~0), is not worth a page.
 
 A category never seen in the reference is reported once, by the update that first sees
 it, with the time it was seen (`new_category`). It is a fact, not a statistical alarm,
@@ -97,9 +101,13 @@ class WindowResult:
     @property
     def total_variation(self) -> float:
         """Share of probability mass that moved: half the L1 distance of the proportions."""
-        ref = np.asarray(self.reference_counts)
-        cur = np.asarray(self.current_counts)
-        return float(0.5 * np.abs(ref / ref.sum() - cur / cur.sum()).sum())
+        return _total_variation(self.reference_counts, self.current_counts)
+
+
+def _total_variation(reference: Sequence[float], current: Sequence[float]) -> float:
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    return float(0.5 * np.abs(ref / ref.sum() - cur / cur.sum()).sum())
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class WindowedDistributionTest:
         tests: Sequence[WindowTestName] = WINDOW_TESTS,
         min_window_events: int = 20,
         clear_after: int = 7,
+        min_total_variation: float = 0.0,
     ) -> None:
         ref = np.asarray(reference_counts, dtype=np.float64)
         if ref.ndim != 1 or ref.size != len(labels) or ref.size == 0:
@@ -139,6 +148,11 @@ class WindowedDistributionTest:
         self.tests = tuple(tests)
         if clear_after < 1:
             raise DriftParameterError(f"clear_after must be >= 1, got {clear_after}")
+        if not 0 <= min_total_variation < 1:
+            raise DriftParameterError(
+                f"min_total_variation must be in [0, 1), got {min_total_variation}"
+            )
+        self.min_total_variation = min_total_variation
         self.min_window_events = min_window_events
         self.clear_after = clear_after
         self._in_drift = False
@@ -174,6 +188,8 @@ class WindowedDistributionTest:
             "chi_square": chi.p_value if chi else math.nan,
         }
         crossed = tuple(t for t in self.tests if _crosses(t, values[t], self.thresholds))
+        if crossed and _total_variation(ref, cur) < self.min_total_variation:
+            crossed = ()
         raised: tuple[WindowTestName, ...] = ()
         if crossed:
             raised = () if self._in_drift else crossed
@@ -225,6 +241,7 @@ class CategoricalDriftDetector:
         tests: Sequence[WindowTestName] = WINDOW_TESTS,
         min_window_events: int = 20,
         clear_after: int = 7,
+        min_total_variation: float = 0.0,
     ) -> None:
         labels = [k for k, v in reference_counts.items() if v > 0]
         self.feature = feature
@@ -235,6 +252,7 @@ class CategoricalDriftDetector:
             tests,
             min_window_events,
             clear_after,
+            min_total_variation,
         )
         self._index = {k: i for i, k in enumerate(labels)}
         self._known: set[str] = set(labels)

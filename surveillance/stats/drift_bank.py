@@ -6,41 +6,58 @@ Features (`DEFAULT_FEATURES`, read from each `AIResult`):
   protocol_name, site, contrast, sex
 - output (kept per AI software version), numeric: score; categorical: positive_call
 
-Per numeric feature: a per-event river detector (Page-Hinkley by default, or ADWIN) on
-values standardised by the reference mean and SD, and PSI on bins cut at the reference
-quantiles (plus a missing-value bin) per window. Per categorical feature: PSI,
-Jensen-Shannon and chi-square per window (`categorical_drift`), and a one-time notice
-the first time a category absent from the reference appears. Thresholds come from
-`drift_calibration` with the tool's false-alarm budget split over all its features.
+Per numeric feature: PSI on bins cut at the reference quantiles (plus a missing-value
+bin) per window, and, for continuous features only, a per-event river detector
+(Page-Hinkley by default, or ADWIN) on values standardised by the reference mean and SD.
+A feature with at most `n_bins` distinct reference values (kVp and slice thickness on
+CT, fixed by the protocol) gets one bin per value, so the windowed test already sees
+every change; a per-event detector there would standardise by an SD of about 0 and
+turn any change into an alarm on every event. Per categorical feature: PSI,
+Jensen-Shannon and chi-square per window (`categorical_drift`), and a one-time notice the
+first time a category absent from the reference appears. Thresholds come from
+`drift_calibration` with the tool's false-alarm budget split over all its features,
+on simulated windows whose sizes are resampled from the reference's own days.
 
-Reference period. `DriftBank.for_tool(tool_id, config)` collects the first
-`config.reference_days` days of the tool's events (the local-validation period), then
-calibrates and starts monitoring. Output features are kept per software version, and
-each version's reference is its own first `reference_days` days: a new version's scores
-are not judged against the previous version's (version changes are alerted elsewhere).
+Episodes. A feature enters drift on the first window where any of its detectors crosses
+(and the window's moved mass is at least `min_total_variation`); that window gives ONE
+verdict. Later crossings of the same feature, by any detector, extend the episode
+without a new verdict; the episode ends after `clear_after_days` of tested windows with
+no crossing. A lasting shift (a new protocol) is one alert, not one per day or event.
+
+Event time. Events arrive out of event-time order (report-first cases, several join
+partitions). The bank buffers each event-time day and evaluates it, in event-time
+order, once its clock (the latest event time seen, or `advance(now)`) is
+`lateness_days` past the day's end. An event for a day already evaluated is counted in
+the earliest open day: evaluated days are never reopened. Within the buffer an event id
+is counted once (redelivery).
+
+Reference period. `DriftBank.for_tool(tool_id, config)` takes the first
+`config.reference_days` evaluated days of the tool's events as the reference (the
+local-validation period), then calibrates and starts monitoring. Output features are
+kept per software version, and each version's reference is its own first
+`reference_days` days: a new version's scores are not judged against the previous
+version's (version changes are alerted elsewhere).
 `DriftBank.from_reference(tool_id, reference_results, config)` takes an explicit
 reference instead. A feature with fewer than `min_reference_events` non-missing values
 in its reference (kVp on fundus photographs) is not monitored: see `disabled_features`.
 
-Windows are event-time days (UTC) or Monday-based weeks. The first event at or after the
-end of the current window closes it (`advance(now)` does the same from a timer). A late
-event, older than the current window, is counted in the current window: closed windows
-are never reopened. Within a window an event id is counted once (redelivery).
+Context. Each verdict says what moved in the feature's units, and the site where the
+shift concentrates when one does (a site whose window differs from its own reference by
+at least twice the total variation distance of any other site).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from surveillance.contracts import AIResult, Alert, AlertSeverity
+from surveillance.contracts import AIResult
 from surveillance.stats.categorical_drift import (
     MISSING,
     CategoricalDriftDetector,
@@ -57,6 +74,7 @@ from surveillance.stats.drift_calibration import (
     calibrate_stream_detector,
     calibrate_window_thresholds,
 )
+from surveillance.stats.drift_verdict import DriftVerdict, Summary, VerdictKind
 from surveillance.stats.numeric_drift import (
     AdwinDetector,
     DriftParameterError,
@@ -65,9 +83,19 @@ from surveillance.stats.numeric_drift import (
 )
 from surveillance.stats.psi import FloatArray, bin_counts, quantile_edges
 
+__all__ = [
+    "CAUSE_FEATURES",
+    "DEFAULT_FEATURES",
+    "FEATURES_BY_NAME",
+    "DriftBank",
+    "DriftBankConfig",
+    "DriftVerdict",
+    "FeatureSpec",
+    "feature_row",
+]
+
 FeatureValue = float | str | None
 Role = Literal["input", "output"]
-VerdictKind = Literal["input_drift", "output_drift", "new_category"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,8 @@ class FeatureSpec:
     kind: Literal["numeric", "categorical"]
     role: Role
     extract: Callable[[AIResult], FeatureValue]
+    #: Unit appended to numeric values in alert text (with its leading space).
+    unit: str = ""
 
 
 def _flag(value: bool | None) -> str | None:
@@ -83,10 +113,14 @@ def _flag(value: bool | None) -> str | None:
 
 
 DEFAULT_FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("kvp", "numeric", "input", lambda r: r.acquisition.kvp),
-    FeatureSpec("slice_thickness", "numeric", "input", lambda r: r.acquisition.slice_thickness),
-    FeatureSpec("pixel_spacing", "numeric", "input", lambda r: r.acquisition.pixel_spacing),
-    FeatureSpec("age", "numeric", "input", lambda r: None if r.age is None else float(r.age)),
+    FeatureSpec("kvp", "numeric", "input", lambda r: r.acquisition.kvp, " kV"),
+    FeatureSpec(
+        "slice_thickness", "numeric", "input", lambda r: r.acquisition.slice_thickness, " mm"
+    ),
+    FeatureSpec("pixel_spacing", "numeric", "input", lambda r: r.acquisition.pixel_spacing, " mm"),
+    FeatureSpec(
+        "age", "numeric", "input", lambda r: None if r.age is None else float(r.age), " years"
+    ),
     FeatureSpec("scanner_manufacturer", "categorical", "input", lambda r: r.scanner.manufacturer),
     FeatureSpec("scanner_model", "categorical", "input", lambda r: r.scanner.model),
     FeatureSpec(
@@ -109,6 +143,8 @@ CAUSE_FEATURES = frozenset(
 )
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP_CATEGORIES = 5
+#: A site's window is compared with the site's own reference only from this many events.
+MIN_SITE_EVENTS = 10
 
 
 class DriftBankConfig(BaseModel):
@@ -128,9 +164,15 @@ class DriftBankConfig(BaseModel):
     adwin_deltas: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 1e-3, 1e-4, 1e-5)
     n_bins: int = Field(default=10, ge=2, le=100)
     min_window_events: int = Field(default=20, ge=1)
+    #: Smallest share of a window's events that must have moved (total variation
+    #: distance from the reference) for a windowed test to count as crossing.
+    min_total_variation: float = Field(default=0.05, ge=0, lt=1)
     #: A feature in drift is cleared after this many days of tested windows crossing no
     #: threshold (at least one window); until then a lasting shift is not re-raised.
     clear_after_days: int = Field(default=7, ge=1)
+    #: An event-time day is evaluated once the bank's clock is this many days past its
+    #: end; later events for it are counted in the earliest open day.
+    lateness_days: int = Field(default=1, ge=0, le=30)
     min_reference_events: int = Field(default=200, ge=2)
     calibration_quarters: int = Field(default=400, ge=10)
     events_per_day: float | None = Field(default=None, gt=0)
@@ -154,78 +196,6 @@ class DriftBankConfig(BaseModel):
         return tuple(FEATURES_BY_NAME[name] for name in self.features)
 
 
-Summary = tuple[tuple[str, float], ...]
-
-
-@dataclass(frozen=True)
-class DriftVerdict:
-    """One drift finding with what a reader needs to judge it."""
-
-    tool_id: str
-    software_version: str | None
-    kind: VerdictKind
-    feature: str
-    detector: str
-    statistic: float | None
-    threshold: float | None
-    magnitude: float | None
-    magnitude_unit: str
-    window_start: datetime
-    detected_at: datetime
-    n_reference: int
-    n_current: int
-    reference: Summary
-    current: Summary
-    first_seen: datetime | None = None
-    cause_hint: str | None = None
-    category: str | None = None
-    #: Every windowed test of the feature in this window: (test, value, threshold).
-    tests: tuple[tuple[str, float, float], ...] = ()
-
-    def to_alert(self) -> Alert:
-        """The `surveillance.alerts` event for this verdict (id is deterministic)."""
-        key = "|".join(
-            [
-                self.tool_id,
-                self.software_version or "",
-                self.feature,
-                self.detector,
-                self.category or "",
-                self.detected_at.isoformat(),
-            ]
-        )
-        what = f"new {self.feature} {self.category!r}" if self.category else self.feature
-        summary = f"{self.tool_id}: {what} ({self.detector})"
-        if self.statistic is not None and self.threshold is not None:
-            summary += f" {self.statistic:.4g} vs threshold {self.threshold:.4g}"
-        if self.cause_hint:
-            summary += f"; likely cause: {self.cause_hint}"
-        return Alert(
-            alert_id="drift-" + hashlib.sha256(key.encode()).hexdigest()[:40],
-            kind=self.kind,
-            severity=AlertSeverity.INFO if self.kind == "new_category" else AlertSeverity.WARNING,
-            raised_at=self.detected_at,
-            tool_id=self.tool_id,
-            software_version=self.software_version,
-            metric=f"{self.feature}:{self.detector}",
-            value=self.statistic,
-            n=self.n_current,
-            since=self.first_seen or self.window_start,
-            summary=summary[:1000],
-            details={
-                "threshold": self.threshold,
-                "magnitude": self.magnitude,
-                "magnitude_unit": self.magnitude_unit,
-                "reference": dict(self.reference),
-                "current": dict(self.current),
-                "n_reference": self.n_reference,
-                "first_seen": self.first_seen.isoformat() if self.first_seen else None,
-                "cause_hint": self.cause_hint,
-                "tests": [list(t) for t in self.tests],
-            },
-        )
-
-
 def _numeric_summary(values: Sequence[float] | FloatArray) -> Summary:
     arr = np.asarray(values, dtype=np.float64)
     present = arr[~np.isnan(arr)]
@@ -234,6 +204,7 @@ def _numeric_summary(values: Sequence[float] | FloatArray) -> Summary:
         return (missing,)
     qs = np.quantile(present, QUANTILES)
     return (
+        ("mean", float(present.mean())),
         *((f"p{round(q * 100):02d}", float(v)) for q, v in zip(QUANTILES, qs, strict=True)),
         missing,
     )
@@ -245,17 +216,72 @@ def _category_summary(labels: Sequence[str], counts: Sequence[float]) -> Summary
     return tuple((k, v / total) for k, v in ranked[:TOP_CATEGORIES] if total > 0)
 
 
+def _tv(reference: FloatArray, current: FloatArray) -> float:
+    """Total variation distance of two count vectors on the same axis."""
+    return float(0.5 * np.abs(reference / reference.sum() - current / current.sum()).sum())
+
+
+def _concentrated(by_site: Sequence[tuple[str, float]], floor: float) -> str | None:
+    """The site whose shift is at least `floor` and twice any other site's, else None."""
+    ranked = sorted(by_site, key=lambda kv: -kv[1])
+    if not ranked or ranked[0][1] < max(floor, 1e-12):
+        return None
+    if len(ranked) > 1 and ranked[0][1] < 2 * ranked[1][1]:
+        return None
+    return ranked[0][0]
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
 @dataclass
 class _Context:
-    """Who and when, shared by every verdict of one feature bank."""
+    """Who, when and compared with what, shared by every verdict of one feature bank."""
 
     tool_id: str
     software_version: str | None
     role: Role
+    reference_period: tuple[date, date] | None = None
 
     @property
     def kind(self) -> VerdictKind:
         return "input_drift" if self.role == "input" else "output_drift"
+
+
+class _Episode:
+    """Edge trigger of one feature across all its detectors (see module doc)."""
+
+    def __init__(self, clear_after: int) -> None:
+        self.clear_after = clear_after
+        self.since: datetime | None = None
+        self._quiet = 0
+
+    def observe(self, crossed: bool, tested: bool, at: datetime) -> bool:
+        """Record one window; True when it opens a new episode."""
+        if crossed:
+            opened = self.since is None
+            if opened:
+                self.since = at
+            self._quiet = 0
+            return opened
+        if self.since is not None and tested:
+            self._quiet += 1
+            if self._quiet >= self.clear_after:
+                self.since, self._quiet = None, 0
+        return False
+
+
+class _Window:
+    """One window's values of one feature, with the site of each."""
+
+    def __init__(self) -> None:
+        self.values: list[FeatureValue] = []
+        self.sites: list[str] = []
+
+    def add(self, value: FeatureValue, site: str) -> None:
+        self.values.append(value)
+        self.sites.append(site)
 
 
 class _NumericFeature:
@@ -263,10 +289,12 @@ class _NumericFeature:
         self,
         spec: FeatureSpec,
         values: FloatArray,
+        sites: Sequence[str],
         ctx: _Context,
         config: DriftBankConfig,
         budget: FalseAlarmBudget,
         events_per_day: float,
+        window_sizes: Sequence[int] | None,
     ) -> None:
         self.spec = spec
         self.ctx = ctx
@@ -275,11 +303,19 @@ class _NumericFeature:
         sd = float(present.std(ddof=1))
         # A constant reference: any change is drift; measure it in the feature's units.
         self.scale = sd if sd > 0 else 1.0
+        self.magnitude_unit = "reference_sd" if sd > 0 else (spec.unit.strip() or "units")
         self.n_reference = int(values.size)
         self.reference_summary = _numeric_summary(values)
         self.edges = quantile_edges(present, config.n_bins)
         ref_bins = bin_counts(values, self.edges)
-        share = budget.per_feature / 2
+        site_arr = np.asarray(sites)
+        self.site_reference = {
+            str(s): values[site_arr == s] for s in np.unique(site_arr) if s != ""
+        }
+        continuous = np.unique(present).size > config.n_bins
+        # The per-event detector and the windowed test split the share; a discrete
+        # feature has no per-event detector and gives the windowed test the whole share.
+        share = budget.per_feature / 2 if continuous else budget.per_feature
         window_events = events_per_day * WINDOW_DAYS[config.window]
         thresholds = calibrate_window_thresholds(
             ref_bins,
@@ -288,6 +324,7 @@ class _NumericFeature:
             seed=config.seed,
             tests=("psi",),
             min_window_events=config.min_window_events,
+            window_sizes=window_sizes,
         )
         labels = [f"bin{i}" for i in range(ref_bins.size)]
         self.window_test = WindowedDistributionTest(
@@ -297,16 +334,24 @@ class _NumericFeature:
             ("psi",),
             config.min_window_events,
             config.clear_after_windows,
+            config.min_total_variation,
         )
-        standardised = (present - self.mean) / self.scale
-        per_quarter = max(2, round(events_per_day * DAYS_PER_QUARTER * present.size / values.size))
+        self.min_total_variation = config.min_total_variation
+        self.episode = _Episode(config.clear_after_windows)
         self.detector_name = config.numeric_detector
-        self.detector_threshold, self._make = self._calibrate_detector(
-            standardised, per_quarter, share, config
-        )
-        self.detector: NumericDriftDetector = self._make()
-        self.window: list[float] = []
-        self.previous: list[float] = []
+        self.detector: NumericDriftDetector | None = None
+        self.detector_threshold: float | None = None
+        if continuous:
+            standardised = (present - self.mean) / self.scale
+            per_quarter = max(
+                2, round(events_per_day * DAYS_PER_QUARTER * present.size / values.size)
+            )
+            self.detector_threshold, self._make = self._calibrate_detector(
+                standardised, per_quarter, share, config
+            )
+            self.detector = self._make()
+        self.window = _Window()
+        self._fired_at: datetime | None = None
 
     def _calibrate_detector(
         self, standardised: FloatArray, per_quarter: int, share: float, config: DriftBankConfig
@@ -338,33 +383,70 @@ class _NumericFeature:
         )
         return chosen.parameter, lambda: AdwinDetector(delta=chosen.parameter)
 
-    def update(
-        self, value: FeatureValue, at: datetime, window_start: datetime
-    ) -> DriftVerdict | None:
-        if value is None:
-            self.window.append(math.nan)
+    def add(self, value: FeatureValue, site: str, at: datetime) -> DriftVerdict | None:
+        self.window.add(None if value is None else float(value), site)
+        if value is None or self.detector is None:
             return None
-        x = float(value)
-        self.window.append(x)
-        if not self.detector.update((x - self.mean) / self.scale).drift_detected:
-            return None
-        recent = (self.previous + self.window)[-500:]
-        return self._verdict(
-            self.detector_name, None, self.detector_threshold, recent, window_start, at
+        if self.detector.update((float(value) - self.mean) / self.scale).drift_detected:
+            self._fired_at = self._fired_at or at
+        return None
+
+    def close_window(self, window_start: datetime, at: datetime) -> tuple[bool, DriftVerdict | None]:
+        """(crossed, verdict): verdict only when the window opens an episode."""
+        values = np.array([math.nan if v is None else v for v in self.window.values])
+        sites = np.asarray(self.window.sites)
+        self.window = _Window()
+        result = self.window_test.close(bin_counts(values, self.edges).tolist())
+        fired, self._fired_at = self._fired_at, None
+        crossed = fired is not None or (result is not None and bool(result.crossed))
+        tested = fired is not None or result is not None
+        if not self.episode.observe(crossed, tested, window_start):
+            return crossed, None
+        if result is not None and result.crossed:
+            detector, statistic = "psi", result.psi
+            threshold: float | None = self.window_test.thresholds.psi
+        else:
+            detector, statistic, threshold = self.detector_name, None, self.detector_threshold
+        return True, self._verdict(detector, statistic, threshold, values, sites, window_start, at)
+
+    def _by_site(self, values: FloatArray, sites: FloatArray) -> list[tuple[str, float]]:
+        out = []
+        for site, ref in self.site_reference.items():
+            cur = values[sites == site]
+            if cur.size >= MIN_SITE_EVENTS and ref.size >= MIN_SITE_EVENTS:
+                out.append((site, _tv(bin_counts(ref, self.edges), bin_counts(cur, self.edges))))
+        return out
+
+    def _change(self, reference: FloatArray, current: FloatArray) -> str:
+        ref = reference[~np.isnan(reference)]
+        cur = current[~np.isnan(current)]
+        if cur.size == 0 or ref.size == 0:
+            return f"missing {np.isnan(reference).mean():.0%} -> {np.isnan(current).mean():.0%}"
+        unit = self.spec.unit
+        return (
+            f"mean {_g(ref.mean())} -> {_g(cur.mean())}{unit} "
+            f"(median {_g(float(np.median(ref)))} -> {_g(float(np.median(cur)))}{unit})"
         )
 
     def _verdict(
         self,
         detector: str,
         statistic: float | None,
-        threshold: float,
-        current: Sequence[float],
+        threshold: float | None,
+        values: FloatArray,
+        sites: FloatArray,
         window_start: datetime,
         at: datetime,
     ) -> DriftVerdict:
-        arr = np.asarray(current, dtype=np.float64)
-        present = arr[~np.isnan(arr)]
+        present = values[~np.isnan(values)]
         shift = float((present.mean() - self.mean) / self.scale) if present.size else None
+        by_site = self._by_site(values, sites) if self.ctx.role == "input" else []
+        site = _concentrated(by_site, self.min_total_variation)
+        if site is not None:
+            change = self._change(self.site_reference[site], values[sites == site])
+        else:
+            all_ref = np.concatenate(list(self.site_reference.values()))
+            change = self._change(all_ref, values)
         return DriftVerdict(
             tool_id=self.ctx.tool_id,
             software_version=self.ctx.software_version,
@@ -374,25 +456,19 @@ class _NumericFeature:
             statistic=statistic,
             threshold=threshold,
             magnitude=shift,
-            magnitude_unit="reference_sd",
+            magnitude_unit=self.magnitude_unit,
             window_start=window_start,
             detected_at=at,
             n_reference=self.n_reference,
-            n_current=int(arr.size),
+            n_current=int(values.size),
             reference=self.reference_summary,
-            current=_numeric_summary(arr),
+            current=_numeric_summary(values),
+            change=change,
+            site=site,
+            by_site=tuple(sorted(by_site)),
+            reference_period=self.ctx.reference_period,
+            since=self.episode.since,
         )
-
-    def close_window(self, window_start: datetime, at: datetime) -> list[DriftVerdict]:
-        result = self.window_test.close(bin_counts(self.window, self.edges).tolist())
-        verdicts = []
-        if result is not None and result.raised:
-            threshold = self.window_test.thresholds.psi
-            verdicts.append(
-                self._verdict("psi", result.psi, threshold, self.window, window_start, at)
-            )
-        self.previous, self.window = self.window, []
-        return verdicts
 
 
 class _CategoricalFeature:
@@ -400,16 +476,22 @@ class _CategoricalFeature:
         self,
         spec: FeatureSpec,
         values: Sequence[str],
+        sites: Sequence[str],
         ctx: _Context,
         config: DriftBankConfig,
         budget: FalseAlarmBudget,
         events_per_day: float,
+        window_sizes: Sequence[int] | None,
     ) -> None:
         self.spec = spec
         self.ctx = ctx
         counts: dict[str, int] = {}
-        for v in values:
+        self.site_reference: dict[str, dict[str, int]] = {}
+        for v, s in zip(values, sites, strict=True):
             counts[v] = counts.get(v, 0) + 1
+            per_site = self.site_reference.setdefault(s, {})
+            per_site[v] = per_site.get(v, 0) + 1
+        self.reference_counts = counts
         self.n_reference = len(values)
         self.reference_summary = _category_summary(list(counts), list(counts.values()))
         thresholds = calibrate_window_thresholds(
@@ -418,6 +500,7 @@ class _CategoricalFeature:
             budget.per_window_rate(budget.per_feature),
             seed=config.seed,
             min_window_events=config.min_window_events,
+            window_sizes=window_sizes,
         )
         self.detector = CategoricalDriftDetector(
             spec.name,
@@ -425,15 +508,19 @@ class _CategoricalFeature:
             thresholds,
             min_window_events=config.min_window_events,
             clear_after=config.clear_after_windows,
+            min_total_variation=config.min_total_variation,
         )
+        self.min_total_variation = config.min_total_variation
+        self.episode = _Episode(config.clear_after_windows)
+        self.window = _Window()
 
-    def update(
-        self, value: FeatureValue, at: datetime, window_start: datetime
-    ) -> DriftVerdict | None:
+    def add(self, value: FeatureValue, site: str, at: datetime) -> DriftVerdict | None:
         category = MISSING if value is None else str(value)
+        self.window.add(category, site)
         new = self.detector.update(category, at).new_category
         if new is None:
             return None
+        by_site = [site] if self.ctx.role == "input" and self.spec.name != "site" else []
         return DriftVerdict(
             tool_id=self.ctx.tool_id,
             software_version=self.ctx.software_version,
@@ -444,7 +531,7 @@ class _CategoricalFeature:
             threshold=None,
             magnitude=None,
             magnitude_unit="none",
-            window_start=window_start,
+            window_start=datetime.combine(at.astimezone(UTC).date(), time(), UTC),
             detected_at=at,
             n_reference=self.n_reference,
             n_current=self.detector.window_size,
@@ -452,29 +539,82 @@ class _CategoricalFeature:
             current=(),
             first_seen=new.first_seen,
             category=new.category,
+            site=by_site[0] if by_site else None,
+            reference_period=self.ctx.reference_period,
         )
 
-    def close_window(self, window_start: datetime, at: datetime) -> list[DriftVerdict]:
+    def close_window(self, window_start: datetime, at: datetime) -> tuple[bool, DriftVerdict | None]:
+        """(crossed, verdict): verdict only when the window opens an episode."""
+        window, self.window = self.window, _Window()
         result = self.detector.close_window()
-        if result is None or not result.raised:
+        crossed = result is not None and bool(result.crossed)
+        if not self.episode.observe(crossed, result is not None, window_start):
+            return crossed, None
+        assert result is not None
+        return True, self._verdict(result, result.crossed[0], window, window_start, at)
+
+    def _by_site(self, window: _Window) -> list[tuple[str, float]]:
+        if self.ctx.role != "input" or self.spec.name == "site":
             return []
-        # One verdict per feature and window: the tests share one false-alarm budget.
-        return [self._verdict(result, result.raised[0], window_start, at)]
+        out = []
+        for site, ref_counts in self.site_reference.items():
+            cur = [c for c, s in zip(window.values, window.sites, strict=True) if s == site]
+            if len(cur) >= MIN_SITE_EVENTS and sum(ref_counts.values()) >= MIN_SITE_EVENTS:
+                ref, now = self._aligned(ref_counts, cur)
+                out.append((site, _tv(ref, now)))
+        return out
+
+    @staticmethod
+    def _aligned(ref_counts: dict[str, int], current: Sequence[FeatureValue]) -> tuple[
+        FloatArray, FloatArray
+    ]:
+        cur_counts: dict[str, int] = {}
+        for c in current:
+            cur_counts[str(c)] = cur_counts.get(str(c), 0) + 1
+        keys = sorted(set(ref_counts) | set(cur_counts))
+        ref = np.array([ref_counts.get(k, 0) for k in keys], dtype=np.float64)
+        now = np.array([cur_counts.get(k, 0) for k in keys], dtype=np.float64)
+        return ref, now
+
+    @staticmethod
+    def _change(ref_counts: dict[str, int], current: Sequence[FeatureValue]) -> str:
+        """The two categories whose share moved most, as 'X' a% -> b% of studies."""
+        cur_counts: dict[str, int] = {}
+        for c in current:
+            cur_counts[str(c)] = cur_counts.get(str(c), 0) + 1
+        n_ref, n_cur = sum(ref_counts.values()), max(len(current), 1)
+        keys = set(ref_counts) | set(cur_counts)
+        moves = sorted(
+            ((ref_counts.get(k, 0) / n_ref, cur_counts.get(k, 0) / n_cur, k) for k in keys),
+            key=lambda m: (-abs(m[1] - m[0]), m[2]),
+        )
+        parts = [f"{k!r} {a:.0%} -> {b:.0%}" for a, b, k in moves[:2]]
+        return "share " + ", ".join(parts) + " of studies"
 
     def _verdict(
-        self, result: WindowResult, test: WindowTestName, window_start: datetime, at: datetime
+        self,
+        result: WindowResult,
+        test: WindowTestName,
+        window: _Window,
+        window_start: datetime,
+        at: datetime,
     ) -> DriftVerdict:
         thresholds = self.detector.reference.thresholds
-        statistic = result.statistic(test)
-        threshold = thresholds.value(test)
+        by_site = self._by_site(window)
+        site = _concentrated(by_site, self.min_total_variation)
+        if site is not None:
+            values = [c for c, s in zip(window.values, window.sites, strict=True) if s == site]
+            change = self._change(self.site_reference[site], values)
+        else:
+            change = self._change(self.reference_counts, window.values)
         return DriftVerdict(
             tool_id=self.ctx.tool_id,
             software_version=self.ctx.software_version,
             kind=self.ctx.kind,
             feature=self.spec.name,
             detector=test,
-            statistic=statistic,
-            threshold=threshold,
+            statistic=result.statistic(test),
+            threshold=thresholds.value(test),
             magnitude=result.total_variation,
             magnitude_unit="total_variation",
             window_start=window_start,
@@ -486,10 +626,23 @@ class _CategoricalFeature:
             tests=tuple(
                 (t, result.statistic(t), thresholds.value(t)) for t in self.detector.reference.tests
             ),
+            change=change,
+            site=site,
+            by_site=tuple(sorted(by_site)),
+            reference_period=self.ctx.reference_period,
+            since=self.episode.since,
         )
 
 
 _Feature = _NumericFeature | _CategoricalFeature
+
+
+class _Row(NamedTuple):
+    """One event's feature values for one role, with its time and site."""
+
+    at: datetime
+    site: str
+    values: tuple[FeatureValue, ...]
 
 
 class _FeatureBank:
@@ -498,18 +651,30 @@ class _FeatureBank:
     def __init__(
         self,
         specs: Sequence[FeatureSpec],
-        rows: Sequence[Sequence[FeatureValue]],
-        reference_days: float,
+        rows: Sequence[_Row],
+        reference_days: int,
         ctx: _Context,
         config: DriftBankConfig,
     ) -> None:
         budget = FalseAlarmBudget(len(config.features), config.alarms_per_quarter, config.window)
         events_per_day = config.events_per_day or len(rows) / reference_days
+        days = [r.at.astimezone(UTC).date() for r in rows]
+        first, last = min(days), max(days)
+        ctx.reference_period = (first, last)
+        window_sizes = None
+        if config.window == "daily" and config.events_per_day is None:
+            per_day = {d: 0 for d in (first + timedelta(i) for i in range(reference_days))}
+            for d in days:
+                per_day[d] = per_day.get(d, 0) + 1
+            window_sizes = list(per_day.values())
         self.features: list[_Feature | None] = []
         self.disabled: list[str] = []
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in specs]
+        sites = [r.site for r in rows]
+        columns = list(zip(*(r.values for r in rows), strict=True))
         for spec, column in zip(specs, columns, strict=True):
-            feature = self._build(spec, column, ctx, config, budget, events_per_day)
+            feature = self._build(
+                spec, column, sites, ctx, config, budget, events_per_day, window_sizes
+            )
             self.features.append(feature)
             if feature is None:
                 self.disabled.append(spec.name)
@@ -518,38 +683,47 @@ class _FeatureBank:
     def _build(
         spec: FeatureSpec,
         column: Sequence[FeatureValue],
+        sites: Sequence[str],
         ctx: _Context,
         config: DriftBankConfig,
         budget: FalseAlarmBudget,
         events_per_day: float,
+        window_sizes: Sequence[int] | None,
     ) -> _Feature | None:
+        args = (ctx, config, budget, events_per_day, window_sizes)
         if spec.kind == "numeric":
             values = np.array([math.nan if v is None else float(v) for v in column])
             if int((~np.isnan(values)).sum()) < config.min_reference_events:
                 return None
-            return _NumericFeature(spec, values, ctx, config, budget, events_per_day)
+            return _NumericFeature(spec, values, sites, *args)
         present = [MISSING if v is None else str(v) for v in column]
         if sum(1 for v in column if v is not None) < config.min_reference_events:
             return None
-        return _CategoricalFeature(spec, present, ctx, config, budget, events_per_day)
+        return _CategoricalFeature(spec, present, sites, *args)
 
-    def update(
-        self, values: Sequence[FeatureValue], at: datetime, window_start: datetime
-    ) -> list[DriftVerdict]:
+    def add(self, row: _Row) -> list[DriftVerdict]:
         verdicts = []
-        for feature, value in zip(self.features, values, strict=True):
+        for feature, value in zip(self.features, row.values, strict=True):
             if feature is not None:
-                verdict = feature.update(value, at, window_start)
+                verdict = feature.add(value, row.site, row.at)
                 if verdict is not None:
                     verdicts.append(verdict)
         return verdicts
 
-    def close_window(self, window_start: datetime, at: datetime) -> list[DriftVerdict]:
+    def close_window(
+        self, window_start: datetime, at: datetime
+    ) -> tuple[list[DriftVerdict], set[str]]:
+        """Verdicts of episodes opened by this window, and every feature that crossed."""
         verdicts: list[DriftVerdict] = []
+        crossed: set[str] = set()
         for feature in self.features:
             if feature is not None:
-                verdicts.extend(feature.close_window(window_start, at))
-        return verdicts
+                did_cross, verdict = feature.close_window(window_start, at)
+                if did_cross:
+                    crossed.add(feature.spec.name)
+                if verdict is not None:
+                    verdicts.append(verdict)
+        return verdicts, crossed
 
 
 @dataclass
@@ -558,15 +732,19 @@ class _Phase:
 
     specs: tuple[FeatureSpec, ...]
     ctx: _Context
-    rows: list[tuple[FeatureValue, ...]] = field(default_factory=list)
+    rows: list[_Row] = field(default_factory=list)
     first_day: date | None = None
     bank: _FeatureBank | None = None
 
 
-def _window_start(at: datetime, window: Literal["daily", "weekly"]) -> datetime:
-    day = at.astimezone(UTC).date()
-    if window == "weekly":
-        day -= timedelta(days=day.weekday())
+class _Event(NamedTuple):
+    at: datetime
+    version: str
+    inputs: _Row
+    outputs: _Row
+
+
+def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
@@ -581,11 +759,13 @@ class DriftBank:
         self._output_specs = tuple(s for s in specs if s.role == "output")
         self._inputs = _Phase(self._input_specs, _Context(tool_id, None, "input"))
         self._outputs: dict[str, _Phase] = {}
-        self._window_start: datetime | None = None
-        self._window_end: datetime | None = None
+        self._open: dict[date, list[_Event]] = {}
         self._seen: set[str] = set()
+        self._clock: datetime | None = None
+        #: First day not yet evaluated (None before the first evaluation).
+        self._next_day: date | None = None
+        self._window_start: datetime | None = None
         self._recent_new: list[tuple[int, NewCategory]] = []
-        self._last_window_verdicts: list[DriftVerdict] = []
         self._window_index = 0
 
     @classmethod
@@ -607,13 +787,13 @@ class DriftBank:
             raise DriftParameterError(f"the reference has no results of tool {tool_id!r}")
         days = [r.inference_date.astimezone(UTC).date() for r in results]
         span = (max(days) - min(days)).days + 1
-        bank._build(bank._inputs, [bank._extract(r, bank._input_specs) for r in results], span)
+        bank._build(bank._inputs, [bank._event(r).inputs for r in results], span)
         by_version: dict[str, list[AIResult]] = {}
         for r in results:
             by_version.setdefault(r.software_version, []).append(r)
         for version, rows in by_version.items():
             phase = bank._output_phase(version)
-            bank._build(phase, [bank._extract(r, bank._output_specs) for r in rows], span)
+            bank._build(phase, [bank._event(r).outputs for r in rows], span)
         return bank
 
     @property
@@ -626,69 +806,105 @@ class DriftBank:
         """Input features the reference could not support (too few non-missing values)."""
         return list(self._inputs.bank.disabled) if self._inputs.bank else []
 
+    @property
+    def reference_period(self) -> tuple[date, date] | None:
+        """First and last day of the input reference, once established."""
+        return self._inputs.ctx.reference_period
+
     def versions_monitored(self) -> list[str]:
         return [v for v, phase in self._outputs.items() if phase.bank is not None]
 
     def update(self, result: AIResult) -> list[DriftVerdict]:
-        """Count one AI result; return the verdicts it completes (possibly none)."""
-        at = result.inference_date
-        verdicts: list[DriftVerdict] = []
-        if self._window_end is None or at >= self._window_end:
-            verdicts = self._roll(at)
-        if result.event_id in self._seen:
-            return verdicts
-        self._seen.add(result.event_id)
-        assert self._window_start is not None
-        verdicts += self._feed(self._inputs, self._extract(result, self._input_specs), at)
-        if self._output_specs:
-            phase = self._outputs.get(result.software_version) or self._output_phase(
-                result.software_version
-            )
-            verdicts += self._feed(phase, self._extract(result, self._output_specs), at)
-        return verdicts
+        """Count one AI result; return the verdicts of the days it lets close."""
+        at = result.inference_date.astimezone(UTC)
+        if result.event_id not in self._seen:
+            self._seen.add(result.event_id)
+            day = at.date()
+            if self._next_day is not None and day < self._next_day:
+                day = self._next_day  # late: evaluated days are never reopened
+            self._open.setdefault(day, []).append(self._event(result))
+        return self._tick(at)
 
     def advance(self, now: datetime) -> list[DriftVerdict]:
-        """Close the current window if `now` is past its end (call from a timer)."""
-        if self._window_end is not None and now >= self._window_end:
-            verdicts = self._close(now)
-            self._window_start = self._window_end = None
-            return verdicts
-        return []
+        """Move the clock to `now` (call from a timer); evaluate the days it closes."""
+        return self._tick(now)
 
-    @staticmethod
-    def _extract(result: AIResult, specs: Sequence[FeatureSpec]) -> tuple[FeatureValue, ...]:
-        return tuple(spec.extract(result) for spec in specs)
+    def _event(self, result: AIResult) -> _Event:
+        at = result.inference_date.astimezone(UTC)
+        return _Event(
+            at,
+            result.software_version,
+            _Row(at, result.site, tuple(s.extract(result) for s in self._input_specs)),
+            _Row(at, result.site, tuple(s.extract(result) for s in self._output_specs)),
+        )
+
+    def _tick(self, now: datetime) -> list[DriftVerdict]:
+        if self._clock is None or now > self._clock:
+            self._clock = now
+        if not self._open and self._next_day is None:
+            return []
+        day = self._next_day if self._next_day is not None else min(self._open)
+        verdicts: list[DriftVerdict] = []
+        lateness = timedelta(days=1 + self.config.lateness_days)
+        while _midnight(day) + lateness <= self._clock and (
+            self._open or day.weekday() != 0 or self.config.window == "weekly"
+        ):
+            verdicts += self._evaluate_day(day, self._open.pop(day, []))
+            day += timedelta(days=1)
+            self._next_day = day
+            if not self._open and self.config.window == "daily":
+                break
+        return verdicts
 
     def _output_phase(self, version: str) -> _Phase:
         phase = _Phase(self._output_specs, _Context(self.tool_id, version, "output"))
         self._outputs[version] = phase
         return phase
 
-    def _build(self, phase: _Phase, rows: list[tuple[FeatureValue, ...]], days: float) -> None:
+    def _build(self, phase: _Phase, rows: list[_Row], days: int) -> None:
         if len(rows) < self.config.min_reference_events:
             return
         phase.bank = _FeatureBank(phase.specs, rows, days, phase.ctx, self.config)
         phase.rows = []
 
-    def _feed(
-        self, phase: _Phase, values: tuple[FeatureValue, ...], at: datetime
-    ) -> list[DriftVerdict]:
-        assert self._window_start is not None
-        if phase.bank is not None:
-            verdicts = phase.bank.update(values, at, self._window_start)
-            return [self._with_hint(v) for v in self._note_new(verdicts)]
-        day = at.astimezone(UTC).date()
-        if phase.first_day is None:
-            phase.first_day = day
-        if (day - phase.first_day).days < self.config.reference_days:
-            phase.rows.append(values)
-            return []
-        self._build(phase, phase.rows, float(self.config.reference_days))
+    def _evaluate_day(self, day: date, events: list[_Event]) -> list[DriftVerdict]:
+        events.sort(key=lambda e: e.at)
+        for e in events:
+            self._seen.discard(e.inputs.values and "" or "")
+        self._seen.difference_update(())
+        if self._window_start is None:
+            self._window_start = _midnight(day)
+        verdicts = self._feed(self._inputs, day, [e.inputs for e in events])
+        by_version: dict[str, list[_Row]] = {}
+        for e in events:
+            by_version.setdefault(e.version, []).append(e.outputs)
+        if self._output_specs:
+            for version, rows in by_version.items():
+                phase = self._outputs.get(version) or self._output_phase(version)
+                verdicts += self._feed(phase, day, rows)
+        window_days = WINDOW_DAYS[self.config.window]
+        if self.config.window == "daily" or day.weekday() == 6:
+            verdicts += self._close(self._window_start)
+            self._window_start = _midnight(day) + timedelta(days=1)
+        del window_days
+        return verdicts
+
+    def _feed(self, phase: _Phase, day: date, rows: list[_Row]) -> list[DriftVerdict]:
+        if phase.bank is None and phase.first_day is not None:
+            if (day - phase.first_day).days >= self.config.reference_days:
+                self._build(phase, phase.rows, self.config.reference_days)
+                if phase.bank is None:
+                    # Too few events for a reference: start collecting again from today.
+                    phase.first_day, phase.rows = None, []
         if phase.bank is None:
-            # Too few events for a reference: start collecting again from today.
-            phase.first_day, phase.rows = day, [values]
+            if rows and phase.first_day is None:
+                phase.first_day = day
+            phase.rows.extend(rows)
             return []
-        return self._feed(phase, values, at)
+        verdicts: list[DriftVerdict] = []
+        for row in rows:
+            verdicts += phase.bank.add(row)
+        return [self._with_hint(v, set()) for v in self._note_new(verdicts)]
 
     def _note_new(self, verdicts: list[DriftVerdict]) -> list[DriftVerdict]:
         for v in verdicts:
@@ -698,27 +914,21 @@ class DriftBank:
                 )
         return verdicts
 
-    def _roll(self, at: datetime) -> list[DriftVerdict]:
-        verdicts = self._close(at) if self._window_start is not None else []
-        self._window_start = _window_start(at, self.config.window)
-        self._window_end = self._window_start + timedelta(days=WINDOW_DAYS[self.config.window])
-        return verdicts
-
-    def _close(self, at: datetime) -> list[DriftVerdict]:
-        assert self._window_start is not None
-        start = self._window_start
+    def _close(self, start: datetime) -> list[DriftVerdict]:
+        assert self._clock is not None
         verdicts: list[DriftVerdict] = []
+        crossed: set[str] = set()
         for phase in (self._inputs, *self._outputs.values()):
             if phase.bank is not None:
-                verdicts.extend(phase.bank.close_window(start, at))
-        self._last_window_verdicts = verdicts
-        verdicts = [self._with_hint(v) for v in verdicts]
+                found, did_cross = phase.bank.close_window(start, self._clock)
+                verdicts += found
+                crossed |= did_cross
+        verdicts = [self._with_hint(v, crossed) for v in verdicts]
         self._window_index += 1
-        self._seen = set()
         self._recent_new = [(i, n) for i, n in self._recent_new if i >= self._window_index - 1]
         return verdicts
 
-    def _with_hint(self, verdict: DriftVerdict) -> DriftVerdict:
+    def _with_hint(self, verdict: DriftVerdict, crossed: set[str]) -> DriftVerdict:
         if verdict.kind == "new_category":
             return verdict
         news = [
@@ -726,19 +936,14 @@ class DriftBank:
             for _, n in self._recent_new
             if n.feature in CAUSE_FEATURES and n.feature != verdict.feature
         ]
-        shifts = [
-            v
-            for v in self._last_window_verdicts
-            if v.feature in CAUSE_FEATURES and v.feature != verdict.feature
-        ]
         parts = [
-            f"new {n.feature} {n.category!r} first seen {n.first_seen.isoformat()}" for n in news
+            f"new {n.feature} {n.category!r} first seen {n.first_seen:%Y-%m-%d %H:%M} UTC"
+            for n in news
         ]
-        seen_features = set()
-        for v in shifts:
-            if v.feature not in seen_features:
-                seen_features.add(v.feature)
-                parts.append(f"{v.feature} distribution shifted in the same window ({v.detector})")
+        parts += [
+            f"{name} shifted in the same window"
+            for name in sorted(crossed & CAUSE_FEATURES - {verdict.feature})
+        ]
         if not parts:
             return verdict
         first = min((n.first_seen for n in news), default=None)

@@ -20,9 +20,12 @@ Stable streams. Nothing in the null is assumed Gaussian: streams are resampled f
 tool's own reference period at the tool's volume (the reference's mean events per day).
 - Windowed tests: the reference is itself a sample, so each simulated window is compared
   with a simulated reference: reference counts ~ Multinomial(N_ref, p_ref), window counts
-  ~ Multinomial(Poisson(events per window), p_ref), with p_ref the reference proportions
-  per category (or per bin of a numeric feature; bin edges are held at the reference's
-  quantiles). Windows below the bank's minimum size are not tested, as in operation.
+  ~ Multinomial(n, p_ref), with p_ref the reference proportions per category (or per bin
+  of a numeric feature; bin edges are held at the reference's quantiles). The window size
+  n is resampled from the reference's own window sizes when the caller gives them (the
+  weekday/weekend rhythm: small weekend windows have the widest null spread, and a
+  Poisson(mean) size misses them), else drawn Poisson(events per window). Windows below
+  the bank's minimum size are not tested, as in operation.
 - River detectors: each simulated quarter is an i.i.d. bootstrap of the reference values
   (standardised by the reference mean and SD, as the bank feeds them), events_per_quarter
   long. Page-Hinkley has a closed-form recursion that is evaluated for all simulated
@@ -35,7 +38,7 @@ tool's own reference period at the tool's volume (the reference's mean events pe
   simulated quarters for each candidate and keeps the most sensitive candidate whose mean
   alarms per quarter is within the rate.
 
-What the simulation does not see: day-of-week and seasonal structure, and dependence
+What the simulation does not see: seasonal structure, and dependence
 between consecutive studies; real stable streams with such structure alarm more often
 than the budget. Reproducible: everything is drawn from numpy's PCG64 seeded by `seed`.
 """
@@ -131,11 +134,12 @@ def simulate_window_statistics(
     seed: int,
     min_window_events: int = 20,
     tests: Sequence[WindowTestName] = WINDOW_TESTS,
+    window_sizes: Sequence[int] | None = None,
 ) -> dict[WindowTestName, FloatArray]:
     """PSI, JS distance and chi-square p-value of simulated stable windows (see module doc).
 
     Only `tests` are computed. Untested windows (fewer than `min_window_events`) get
-    PSI 0, JS 0 and p 1.
+    PSI 0, JS 0 and p 1. `window_sizes`: observed window sizes to resample (else Poisson).
     """
     ref = np.asarray(reference_counts, dtype=np.float64)
     if ref.ndim != 1 or ref.size == 0 or np.any(ref < 0) or ref.sum() <= 0:
@@ -146,7 +150,10 @@ def simulate_window_statistics(
     p_ref = ref / ref.sum()
     n_ref = np.full(SIMULATED_REFERENCES, int(ref.sum()), dtype=np.int64)
     sim_refs = _multinomial_rows(rng, n_ref, p_ref)
-    sizes = rng.poisson(events_per_window, size=n_windows)
+    if window_sizes is not None and len(window_sizes) > 0:
+        sizes = rng.choice(np.asarray(window_sizes, dtype=np.int64), size=n_windows)
+    else:
+        sizes = rng.poisson(events_per_window, size=n_windows)
     windows = _multinomial_rows(rng, sizes, p_ref)
     paired = sim_refs[np.arange(n_windows) % SIMULATED_REFERENCES]
     tested = sizes >= min_window_events
@@ -194,8 +201,13 @@ def calibrate_window_thresholds(
     seed: int,
     tests: Sequence[WindowTestName] = WINDOW_TESTS,
     min_window_events: int = 20,
+    window_sizes: Sequence[int] | None = None,
 ) -> WindowThresholds:
-    """Thresholds whose union false-alarm rate per stable window is <= per_window_rate."""
+    """Thresholds whose union false-alarm rate per stable window is <= per_window_rate.
+
+    `window_sizes`: the reference's observed window sizes, resampled for the simulated
+    windows (else their size is Poisson(events_per_window)).
+    """
     if not 0 < per_window_rate < 0.5:
         raise DriftParameterError(f"per_window_rate must be in (0, 0.5), got {per_window_rate}")
     if not tests or any(t not in WINDOW_TESTS for t in tests):
@@ -207,7 +219,8 @@ def calibrate_window_thresholds(
         )
     )
     stats = simulate_window_statistics(
-        reference_counts, events_per_window, n_windows, seed, min_window_events, tests
+        reference_counts, events_per_window, n_windows, seed, min_window_events, tests,
+        window_sizes,
     )
     ordered = {t: np.sort(v) for t, v in stats.items()}
     # Bisection on the per-test tail rate; the union rate only grows with it.

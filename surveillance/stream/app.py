@@ -28,7 +28,7 @@ import logging
 import os
 import weakref
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import faust
@@ -37,8 +37,11 @@ from faust.streams import _current_event
 from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
-from surveillance.contracts import AdjudicatedCase, DeadLetter, JoinInput
-from surveillance.observe import metrics
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.contracts import AdjudicatedCase, Alert, DeadLetter, JoinInput
+from surveillance.observe import metrics, publish
+from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
+from surveillance.stream.case_features import as_ai_result
 from surveillance.settings import get_settings
 from surveillance.stream import topics
 from surveillance.stream.ingest import Ingest, Rejected
@@ -73,6 +76,8 @@ raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 inputs_topic = app.topic(topics.AI_RESULTS, topics.REPORTS_FINAL, **raw)
 join_topic = app.topic(topics.CASES_JOIN, **raw)
 cases_topic = app.topic(topics.CASES_ADJUDICATED, **raw)
+alerts_topic = app.topic(topics.ALERTS, **raw)
+snapshots_topic = app.topic(topics.SNAPSHOTS, **raw)
 dlq_topics = {t: app.topic(topics.dlq(t), **raw) for t in (topics.AI_RESULTS, topics.REPORTS_FINAL)}
 
 join_table = app.Table("join_state", partitions=settings.kafka.partitions)
@@ -236,6 +241,27 @@ def emit(cases: list[AdjudicatedCase]) -> None:
 
 
 ledger = CaseLedger()
+monitor = PerformanceMonitor(registry)
+publish.publish_baselines(registry)
+drift_banks: dict[str, DriftBank] = {}
+_evaluated_day: dict[str, date] = {}
+_monitor_ready = False
+
+
+@app.on_partitions_revoked.connect
+async def _forget_monitor(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    global _monitor_ready
+    _monitor_ready = False  # rebuilt from case_state before the next case is applied
+
+
+def _ensure_monitor() -> None:
+    """After an assignment, rebuild the monitor from the case records this worker owns."""
+    global monitor, _monitor_ready
+    if _monitor_ready:
+        return
+    monitor = PerformanceMonitor(registry)
+    monitor.rebuild(owned_records())
+    _monitor_ready = True
 
 
 @app.agent(cases_topic)
@@ -248,6 +274,7 @@ async def case_agent(stream: Any) -> None:
 
 async def _count(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
+        _ensure_monitor()
         for event in batch:
             _as_current(event)
             case = AdjudicatedCase.model_validate_json(event.value)
@@ -258,24 +285,64 @@ async def _count(stream: Any) -> None:
                 continue
             case_table[case.case_id] = record.as_dict()
             metrics.record_case(case.tool_id, case.software_version, case.site, case.outcome)
+            alerts = monitor.on_case(previous, case)
+            if previous is None:
+                alerts += [v.to_alert() for v in _bank(case.tool_id).update(as_ai_result(case))]
+            alerts += _maybe_evaluate(case.tool_id, case.inference_date)
+            send_alerts(alerts)
 
 
-def owned_records() -> list[CaseRecord]:
-    """The case records of the `cases.adjudicated` partitions this worker holds now."""
+def _bank(tool: str) -> DriftBank:
+    bank = drift_banks.get(tool)
+    if bank is None:
+        bank = drift_banks[tool] = DriftBank.for_tool(tool, DriftBankConfig())
+    return bank
+
+
+def _maybe_evaluate(tool: str, at: datetime) -> list[Alert]:
+    """Once per event-time day per tool: verdicts, snapshots, drift windows, gauges."""
+    day = at.date()
+    last = _evaluated_day.get(tool)
+    if last is None:
+        _evaluated_day[tool] = day
+        return []
+    if day <= last:
+        return []
+    _evaluated_day[tool] = day
+    now = datetime.combine(day, time.min, tzinfo=UTC)
+    alerts, snapshots = monitor.evaluate(now, tools=[tool])
+    alerts += [v.to_alert() for v in _bank(tool).advance(now)]
+    for snapshot in snapshots:
+        snapshots_topic.send_soon(
+            key=tool.encode(), value=snapshot.model_dump_json().encode()
+        )
+    publish.publish(snapshots)
+    publish.publish_verdicts(monitor.verdicts())
+    publish.publish_charts(monitor.chart_states())
+    return alerts
+
+
+def send_alerts(alerts: list[Alert]) -> None:
+    for alert in alerts:
+        alerts_topic.send_soon(key=alert.tool_id.encode(), value=alert.model_dump_json().encode())
+
+
+def owned_records() -> list[tuple[str, CaseRecord]]:
+    """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
     owned = {
         tp.partition
         for tp in app.consumer.assignment()
         if tp.topic == topics.CASES_ADJUDICATED
     }
-    records = (CaseRecord.from_dict(v) for v in list(case_table.values()))
-    return [r for r in records if r.partition in owned]
+    pairs = ((k, CaseRecord.from_dict(v)) for k, v in list(case_table.items()))
+    return [(k, r) for k, r in pairs if r.partition in owned]
 
 
 @app.page("/surveillance/counts")
 async def counts_view(web: Any, request: Any) -> Any:
     """Counts per tool over the cases this worker owns, derived from its table."""
     counts = CaseLedger()
-    for record in owned_records():
+    for _case_id, record in owned_records():
         counts.add_existing(record)
     ready = not app.rebalancing and app.tables.recovery.completed.is_set()
     assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())

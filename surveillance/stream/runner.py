@@ -33,7 +33,9 @@ class WorkerProcess:
         state_dir: Path,
         env: Mapping[str, str] | None = None,
         web_port: int | None = None,
+        command: str = "worker",
     ) -> None:
+        self.command = command
         self.bootstrap = bootstrap
         self.web_port = web_port or free_port()
         self.state_dir = state_dir / f"worker-{self.web_port}"
@@ -51,7 +53,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "surveillance.cli", "worker"],
+                [sys.executable, "-m", "surveillance.cli", self.command],
                 env=self._env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

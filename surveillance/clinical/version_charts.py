@@ -1,0 +1,151 @@
+"""The two CUSUM charts of one model version, on report time, raising one signal per episode.
+
+A chart observation is a case entering the confusion matrix (`verdicts.chart_observation`);
+its time is the report's finalization (`labelled_at`): that is when the miss or false
+positive became known. Cases reach the worker in arrival order, which a bulk replay across
+Kafka partitions can scramble by days, so nothing here trusts arrival order:
+
+- the reference period is the first `reference_days` of report time, from the earliest
+  report seen. The weekly volume that sets the thresholds counts every observation whose
+  report falls in it, also those arriving late, until the charts are designed: when the
+  latest report time seen passes the period's end by `grace_days`;
+- observations after the reference period that arrive before the design wait and are fed
+  in report-time order at the design; one from inside the period arriving after the design
+  feeds nothing (its period is closed);
+- the charts' clock is the latest report time fed. A signal is dated by it, and its change
+  point (the report time that started the excursion) is never after it.
+
+Episodes. After a signal the chart is frozen in a `signalled` state and raises nothing
+more until `close()`, which the monitor calls when the metric is back at or above
+baseline - tolerance; the chart then restarts from zero. A persisting drop therefore gives
+one signal, not one per run length (alert fatigue). The in-control false-alarm budget is
+unchanged: after a false alarm the metric is within baseline, the episode closes at the
+next evaluation and the chart restarts, as the renewal argument of `cusum` assumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from surveillance.clinical.baselines import ToolBaseline
+from surveillance.clinical.verdicts import METRICS, Metric, chart_designs
+from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    metric: Metric
+    failure: bool
+    at: datetime  # report time
+
+
+@dataclass
+class Chart:
+    """One chart: its design, running statistic, current excursion and episode state."""
+
+    design: ChartDesign
+    cusum: BernoulliCUSUM
+    excursion_start: datetime | None = None
+    signalled_at: datetime | None = None
+    signals: int = 0
+
+    def restart(self) -> None:
+        self.cusum = BernoulliCUSUM(self.design.p0, self.design.p1, self.design.h)
+        self.excursion_start = None
+        self.signalled_at = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    metric: Metric
+    chart: Chart
+    at: datetime  # the charts' clock when the threshold was crossed
+    since: datetime  # report time of the first case of the excursion
+
+
+@dataclass
+class VersionCharts:
+    """Sensitivity and specificity charts of one version; see the module docstring."""
+
+    baseline: ToolBaseline
+    reference_days: int
+    grace_days: int
+    false_alarms_per_year: float
+    clock: datetime | None = None
+    reference_start: datetime | None = None
+    reference_counts: dict[Metric, int] = field(
+        default_factory=lambda: {"sensitivity": 0, "specificity": 0}
+    )
+    charts: dict[Metric, Chart] | None = None
+    _waiting: list[Observation] = field(default_factory=list)
+
+    @property
+    def reference_end(self) -> datetime | None:
+        if self.reference_start is None:
+            return None
+        return self.reference_start + timedelta(days=self.reference_days)
+
+    def observe(self, obs: Observation) -> list[Signal]:
+        """Fold one observation in; returns the signals it (or the design it triggers) raises."""
+        if self.clock is None or obs.at > self.clock:
+            self.clock = obs.at
+        if self.charts is None:
+            self._waiting.append(obs)
+            if self.reference_start is None or obs.at < self.reference_start:
+                self.reference_start = obs.at
+            end = self.reference_end
+            assert end is not None
+            if self.clock < end + timedelta(days=self.grace_days):
+                return []
+            return self._design(end)
+        end = self.reference_end
+        assert end is not None
+        if obs.at < end:
+            return []
+        return self._feed(obs)
+
+    def close(self, metric: Metric) -> None:
+        """End the metric's episode: a signalled chart restarts from zero."""
+        if self.charts is not None and self.charts[metric].signalled_at is not None:
+            self.charts[metric].restart()
+
+    def _design(self, end: datetime) -> list[Signal]:
+        later: list[Observation] = []
+        for obs in self._waiting:
+            if obs.at < end:
+                self.reference_counts[obs.metric] += 1
+            else:
+                later.append(obs)
+        self._waiting = []
+        weeks = self.reference_days / DAYS_PER_WEEK
+        # A chart that saw no case of its kind in the reference period is designed for one:
+        # the volume is tiny either way, and design_chart needs a positive volume.
+        volumes = [max(self.reference_counts[m], 1) / weeks for m in METRICS]
+        designs = chart_designs(self.baseline, volumes[0], volumes[1],
+                                self.false_alarms_per_year)
+        self.charts = {
+            m: Chart(d, BernoulliCUSUM(d.p0, d.p1, d.h)) for m, d in designs.items()
+        }
+        signals: list[Signal] = []
+        for obs in sorted(later, key=lambda o: o.at):
+            signals += self._feed(obs)
+        return signals
+
+    def _feed(self, obs: Observation) -> list[Signal]:
+        assert self.charts is not None and self.clock is not None
+        chart = self.charts[obs.metric]
+        if chart.signalled_at is not None:
+            return []
+        was_zero = chart.cusum.statistic == 0.0
+        chart.cusum.update(obs.failure)
+        if chart.cusum.statistic == 0.0:
+            chart.excursion_start = None
+        elif was_zero or chart.excursion_start is None:
+            chart.excursion_start = obs.at
+        if not chart.cusum.drift_detected:
+            return []
+        chart.signals += 1
+        chart.signalled_at = self.clock
+        since = chart.excursion_start or obs.at
+        return [Signal(obs.metric, chart, self.clock, min(since, self.clock))]
