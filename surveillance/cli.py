@@ -150,6 +150,205 @@ def db_migrate() -> None:
     typer.echo(f"{len(applied)} migrations applied: {', '.join(applied) or 'none needed'}")
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Exports for the AI committee.")
+app.add_typer(export_app, name="export")
+
+
+def _db_url() -> str:
+    url: str = _settings().database.url.get_secret_value()
+    if not url:
+        fail("no database configured: set SURVEILLANCE_DATABASE__URL")
+    return url
+
+
+@export_app.command("quarterly")
+def export_quarterly_cmd(
+    quarter: Annotated[str, typer.Option(help="e.g. 2026Q3")],
+    out: Annotated[Path, typer.Option(help="folder for HTML, PDF, CSV and JSON")],
+    tool: Annotated[str | None, typer.Option(help="one tool id (default: every tool)")] = None,
+) -> None:
+    """The quarterly performance review per tool: HTML, PDF, CSV and JSON of every figure."""
+    from surveillance.report.quarterly import export_quarterly
+
+    settings = _settings()
+    for done in export_quarterly(_db_url(), quarter=quarter, tool=tool, out_dir=out,
+                                 registry_path=settings.baselines_file,
+                                 state_dir=settings.state_dir):
+        typer.echo(f"{done.tool_id}: {done.html}, {done.pdf} ({done.pdf_pages} pages), "
+                   f"{done.json}, {done.csv_dir}/")
+
+
+@app.command("drift-report")
+def drift_report(
+    tool: Annotated[str, typer.Option()],
+    from_: Annotated[str, typer.Option("--from", help="first day of the period, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option(help="day after the period, YYYY-MM-DD")],
+    reference: Annotated[
+        str | None, typer.Option(help="reference period START:END (default: the 30 days before)")
+    ] = None,
+    out: Path = Path("drift-report"),
+) -> None:
+    """Evidently drift report (HTML and JSON) of a tool's inputs and outputs, two periods."""
+    from datetime import date, timedelta
+
+    import psycopg
+
+    from surveillance.report.drift_report import write_drift_report
+    from surveillance.store.queries import drift_feature_rows
+
+    try:
+        start, end = date.fromisoformat(from_), date.fromisoformat(to)
+        if reference:
+            r0, r1 = (date.fromisoformat(x) for x in reference.split(":", 1))
+        else:
+            r0, r1 = start - timedelta(days=30), start
+    except ValueError:
+        fail("dates must be YYYY-MM-DD and --reference START:END")
+        return
+    with psycopg.connect(_db_url()) as conn:
+        ref_rows = drift_feature_rows(conn, tool, r0, r1)
+        cur_rows = drift_feature_rows(conn, tool, start, end)
+    if not ref_rows or not cur_rows:
+        fail(f"no stored AI results for {tool} in {'the reference' if not ref_rows else 'the'} "
+             f"period ({len(ref_rows)} reference, {len(cur_rows)} current rows)")
+    html, js = write_drift_report(ref_rows, cur_rows, out,
+                                  f"{tool}: {start}..{end} against {r0}..{r1}")
+    typer.echo(f"{html}\n{js}")
+
+
+@app.command()
+def validate(
+    tool: Annotated[str, typer.Option()],
+    version: Annotated[str, typer.Option()],
+    out: Path = Path("validation"),
+) -> None:
+    """Local validation of a tool version against the registry's acceptance criteria."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.report.validation_report import run_validation
+    from surveillance.store.queries import cases_of_version
+
+    settings = _settings()
+    with psycopg.connect(_db_url()) as conn:
+        cases = cases_of_version(conn, tool, version)
+    result, html, js = run_validation(load_registry(settings.baselines_file), tool, version,
+                                      cases, out, datetime.now(UTC))
+    typer.echo(f"{tool} {version}: {'PASS' if result.passed else 'FAIL'} ({len(cases)} cases)")
+    typer.echo(f"{html}\n{js}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+tool_app = typer.Typer(no_args_is_help=True, help="Tool-version lifecycle (audit trail).")
+app.add_typer(tool_app, name="tool")
+Who = Annotated[str, typer.Option("--who", help="the person making the change")]
+Why = Annotated[str, typer.Option("--why", help="the reason, for the audit trail")]
+
+
+@tool_app.command("register")
+def tool_register(tool: str, version: str, who: Who, why: Why) -> None:
+    """A new version enters the lifecycle in shadow."""
+    from surveillance.clinical.lifecycle import register
+
+    t = register(_settings().state_dir, tool, version, who, why)
+    typer.echo(f"{tool} {version}: {t}")
+
+
+@tool_app.command("promote")
+def tool_promote(
+    tool: str, version: str, who: Who, why: Why,
+    to: Annotated[str, typer.Option(help="validating or live")] = "validating",
+) -> None:
+    """shadow -> validating -> live. Going live runs the validation on stored cases first."""
+    from datetime import UTC, datetime
+
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.clinical.lifecycle import ToolState, promote
+    from surveillance.clinical.validation import validate as judge
+
+    settings = _settings()
+    try:
+        target = ToolState(to)
+    except ValueError:
+        fail(f"--to must be one of {', '.join(s.value for s in ToolState)}")
+        return
+    validation = None
+    if target is ToolState.LIVE:
+        import psycopg
+
+        from surveillance.store.queries import cases_of_version
+
+        registry = load_registry(settings.baselines_file)
+        if tool not in registry:
+            fail(f"tool {tool!r} is not in the baseline registry")
+        with psycopg.connect(_db_url()) as conn:
+            cases = cases_of_version(conn, tool, version)
+        validation = judge(registry[tool], cases, version=version)
+    t = promote(settings.state_dir, tool, version, target, who, why, validation,
+                datetime.now(UTC))
+    typer.echo(f"{tool} {version}: {t}")
+
+
+@tool_app.command("suspend")
+def tool_suspend(tool: str, version: str, who: Who, why: Why) -> None:
+    from surveillance.clinical.lifecycle import suspend
+
+    typer.echo(str(suspend(_settings().state_dir, tool, version, who, why)))
+
+
+@tool_app.command("retire")
+def tool_retire(tool: str, version: str, who: Who, why: Why) -> None:
+    from surveillance.clinical.lifecycle import retire
+
+    typer.echo(str(retire(_settings().state_dir, tool, version, who, why)))
+
+
+@tool_app.command("history")
+def tool_history(tool: str | None = None, version: str | None = None) -> None:
+    """The audit trail: every transition with who, when and why."""
+    from surveillance.clinical.lifecycle import history
+
+    for t in history(_settings().state_dir, tool, version):
+        typer.echo(str(t))
+
+
+@app.command()
+def intake(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> None:
+    """Serve the adverse-event form and JSON API (its own process)."""
+    from surveillance.intake import serve
+
+    settings = _settings()
+    serve(host, port, settings.kafka.bootstrap, settings)
+
+
+adverse_app = typer.Typer(no_args_is_help=True, help="Adverse-event reports.")
+app.add_typer(adverse_app, name="adverse")
+
+
+@adverse_app.command("list")
+def adverse_list() -> None:
+    """Open adverse-event reports and their regulatory clocks."""
+    from datetime import datetime
+
+    from surveillance.intake import list_open_reports
+
+    rows = list_open_reports(_settings().state_dir, datetime.now().astimezone())
+    if not rows:
+        typer.echo("no open adverse-event reports")
+    for row in rows:
+        clocks = "; ".join(
+            f"{o.regime} {o.recipient} due {o.due} ({o.status.value})" for o in row.obligations
+        )
+        typer.echo(f"{row.reference}  {row.tool_id} {row.software_version}  "
+                   f"{row.outcome}  aware {row.aware_date}  {clocks}")
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="write events as JSON lines here")],

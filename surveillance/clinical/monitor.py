@@ -56,11 +56,10 @@ from surveillance.clinical.verdicts import (
     Metric,
     MetricVerdict,
     VerdictKind,
-    chart_observation,
     judge,
     locate_deviation,
 )
-from surveillance.clinical.version_charts import Observation, Signal, VersionCharts
+from surveillance.clinical.version_charts import Signal, VersionCharts
 from surveillance.contracts import (
     AdjudicatedCase,
     Alert,
@@ -227,6 +226,8 @@ class PerformanceMonitor:
     reference_grace_days
         How long after the CUSUM reference period (in report time) late-arriving reports
         still count towards its volume before the charts are designed.
+    settle_days
+        Report-time days a case waits for corrections before it feeds a CUSUM chart.
     alpha
         Level of the one-sided below-baseline test of the verdicts.
     """
@@ -240,6 +241,7 @@ class PerformanceMonitor:
         false_alarms_per_year: float = 1.0,
         reference_days: int = 28,
         reference_grace_days: int = 2,
+        settle_days: int = 7,
         alpha: float = 0.05,
     ) -> None:
         days = tuple(sorted(set(windows_days)))
@@ -254,12 +256,14 @@ class PerformanceMonitor:
         self.windows_days = days
         self.last_n = last_n
         self.false_alarms_per_year = false_alarms_per_year
-        if reference_grace_days < 0:
+        if reference_grace_days < 0 or settle_days < 0:
             raise MonitorError(
-                f"reference_grace_days must be >= 0, got {reference_grace_days}"
+                f"reference_grace_days and settle_days must be >= 0, got "
+                f"{reference_grace_days} and {settle_days}"
             )
         self.reference_days = reference_days
         self.reference_grace_days = reference_grace_days
+        self.settle_days = settle_days
         self.alpha = alpha
         self._label_free_alpha = alpha_for_budget(false_alarms_per_year)
         self._windows: dict[str, AgreementWindows] = {}
@@ -307,10 +311,10 @@ class PerformanceMonitor:
         )
         if before is None:
             record.label_free.add(utc_day(view.inferred_at), view.positive_call, view.score)
-        observation = chart_observation(None if before is None else before.outcome, view.outcome)
-        if observation is not None and record.charts is not None:
-            seen = Observation(observation[0], observation[1], view.latest_at)
-            for signal in record.charts.observe(seen):
+        if record.charts is not None:
+            previous = None if before is None else before.outcome
+            signals = record.charts.update(view.case_id, previous, view.outcome, view.latest_at)
+            for signal in signals:
                 raised = self._on_signal(record, signal, alert)
                 if raised is not None:
                     alerts.append(raised)
@@ -331,7 +335,7 @@ class PerformanceMonitor:
             label_free=LabelFreeMonitor(self.reference_days, alpha=self._label_free_alpha),
             latest_inferred=view.inferred_at,
             charts=None if baseline is None else VersionCharts(
-                baseline, self.reference_days, self.reference_grace_days,
+                baseline, self.reference_days, self.reference_grace_days, self.settle_days,
                 self.false_alarms_per_year,
             ),
         )

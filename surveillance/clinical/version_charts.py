@@ -2,8 +2,17 @@
 
 A chart observation is a case entering the confusion matrix (`verdicts.chart_observation`);
 its time is the report's finalization (`labelled_at`): that is when the miss or false
-positive became known. Cases reach the worker in arrival order, which a bulk replay across
-Kafka partitions can scramble by days, so nothing here trusts arrival order:
+positive became known.
+
+Settling. A CUSUM cannot retract, and an original report that misread the finding is
+usually corrected within days (an addendum, a corrected report). Feeding the first label
+would feed every such misread: at 5% prevalence, 1% of reads misread turn about 0.8% of
+studies into false "misses" and double the chart's miss rate. So a case waits
+`settle_days` of report time, taking any correction meanwhile, before it feeds a chart;
+that adds `settle_days` to the detection delay and keeps the in-control rate honest.
+
+Cases reach the worker in arrival order, which a bulk replay across Kafka partitions can
+scramble by days, so nothing here trusts arrival order:
 
 - the reference period is the first `reference_days` of report time, from the earliest
   report seen. The weekly volume that sets the thresholds counts every observation whose
@@ -12,8 +21,8 @@ Kafka partitions can scramble by days, so nothing here trusts arrival order:
 - observations after the reference period that arrive before the design wait and are fed
   in report-time order at the design; one from inside the period arriving after the design
   feeds nothing (its period is closed);
-- the charts' clock is the latest report time fed. A signal is dated by it, and its change
-  point (the report time that started the excursion) is never after it.
+- the charts' clock is the latest report time seen. A signal is dated by it, and its
+  change point (the report time that started the excursion) is never after it.
 
 Episodes. After a signal the chart is frozen in a `signalled` state and raises nothing
 more until `close()`, which the monitor calls when the metric is back at or above
@@ -25,11 +34,13 @@ next evaluation and the chart restarts, as the renewal argument of `cusum` assum
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from surveillance.clinical.baselines import ToolBaseline
-from surveillance.clinical.verdicts import METRICS, Metric, chart_designs
+from surveillance.clinical.verdicts import METRICS, Metric, chart_designs, chart_observation
+from surveillance.contracts import CaseOutcome
 from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
 
 
@@ -71,14 +82,18 @@ class VersionCharts:
     baseline: ToolBaseline
     reference_days: int
     grace_days: int
+    settle_days: int
     false_alarms_per_year: float
     clock: datetime | None = None
+    settled: datetime | None = None  # latest report time released to the charts
     reference_start: datetime | None = None
     reference_counts: dict[Metric, int] = field(
         default_factory=lambda: {"sensitivity": 0, "specificity": 0}
     )
     charts: dict[Metric, Chart] | None = None
     _waiting: list[Observation] = field(default_factory=list)
+    _settling: dict[str, Observation] = field(default_factory=dict)
+    _due: list[tuple[datetime, str]] = field(default_factory=list)  # heap of (at, case)
 
     @property
     def reference_end(self) -> datetime | None:
@@ -86,17 +101,52 @@ class VersionCharts:
             return None
         return self.reference_start + timedelta(days=self.reference_days)
 
-    def observe(self, obs: Observation) -> list[Signal]:
-        """Fold one observation in; returns the signals it (or the design it triggers) raises."""
-        if self.clock is None or obs.at > self.clock:
-            self.clock = obs.at
+    def update(
+        self, case_id: str, previous: CaseOutcome | None, new: CaseOutcome, at: datetime
+    ) -> list[Signal]:
+        """Fold one revision of a case in (`at`: its report time); returns the signals raised.
+
+        A case entering the confusion matrix starts settling; a revision while it settles
+        replaces its observation (or drops it, if it left the matrix); a revision of a case
+        already released changes nothing here (the windows and verdicts take it).
+        """
+        entry = chart_observation(None, new)
+        held = self._settling.get(case_id)
+        if held is not None:
+            if entry is None:
+                del self._settling[case_id]
+            else:
+                self._settling[case_id] = Observation(entry[0], entry[1], held.at)
+        elif entry is not None and chart_observation(previous, new) is not None:
+            self._settling[case_id] = Observation(entry[0], entry[1], at)
+            heapq.heappush(self._due, (at, case_id))
+        if self.clock is None or at > self.clock:
+            self.clock = at
+        return self._release()
+
+    def _release(self) -> list[Signal]:
+        assert self.clock is not None
+        horizon = self.clock - timedelta(days=self.settle_days)
+        signals: list[Signal] = []
+        while self._due and self._due[0][0] <= horizon:
+            at, case_id = heapq.heappop(self._due)
+            obs = self._settling.get(case_id)
+            if obs is None or obs.at != at:
+                continue  # dropped while settling
+            del self._settling[case_id]
+            signals += self._observe(obs)
+        return signals
+
+    def _observe(self, obs: Observation) -> list[Signal]:
+        if self.settled is None or obs.at > self.settled:
+            self.settled = obs.at
         if self.charts is None:
             self._waiting.append(obs)
             if self.reference_start is None or obs.at < self.reference_start:
                 self.reference_start = obs.at
             end = self.reference_end
             assert end is not None
-            if self.clock < end + timedelta(days=self.grace_days):
+            if self.settled < end + timedelta(days=self.grace_days):
                 return []
             return self._design(end)
         end = self.reference_end

@@ -391,7 +391,9 @@ class _NumericFeature:
             self._fired_at = self._fired_at or at
         return None
 
-    def close_window(self, window_start: datetime, at: datetime) -> tuple[bool, DriftVerdict | None]:
+    def close_window(
+        self, window_start: datetime, at: datetime
+    ) -> tuple[bool, DriftVerdict | None]:
         """(crossed, verdict): verdict only when the window opens an episode."""
         values = np.array([math.nan if v is None else v for v in self.window.values])
         sites = np.asarray(self.window.sites)
@@ -543,7 +545,9 @@ class _CategoricalFeature:
             reference_period=self.ctx.reference_period,
         )
 
-    def close_window(self, window_start: datetime, at: datetime) -> tuple[bool, DriftVerdict | None]:
+    def close_window(
+        self, window_start: datetime, at: datetime
+    ) -> tuple[bool, DriftVerdict | None]:
         """(crossed, verdict): verdict only when the window opens an episode."""
         window, self.window = self.window, _Window()
         result = self.detector.close_window()
@@ -739,6 +743,7 @@ class _Phase:
 
 class _Event(NamedTuple):
     at: datetime
+    event_id: str
     version: str
     inputs: _Row
     outputs: _Row
@@ -833,6 +838,7 @@ class DriftBank:
         at = result.inference_date.astimezone(UTC)
         return _Event(
             at,
+            result.event_id,
             result.software_version,
             _Row(at, result.site, tuple(s.extract(result) for s in self._input_specs)),
             _Row(at, result.site, tuple(s.extract(result) for s in self._output_specs)),
@@ -841,19 +847,17 @@ class DriftBank:
     def _tick(self, now: datetime) -> list[DriftVerdict]:
         if self._clock is None or now > self._clock:
             self._clock = now
-        if not self._open and self._next_day is None:
-            return []
-        day = self._next_day if self._next_day is not None else min(self._open)
+        if self._next_day is None:
+            if not self._open:
+                return []
+            self._next_day = min(self._open)
         verdicts: list[DriftVerdict] = []
         lateness = timedelta(days=1 + self.config.lateness_days)
-        while _midnight(day) + lateness <= self._clock and (
-            self._open or day.weekday() != 0 or self.config.window == "weekly"
-        ):
+        # Every day in turn, empty ones too: weekly windows close on Sundays.
+        while _midnight(self._next_day) + lateness <= self._clock:
+            day = self._next_day
             verdicts += self._evaluate_day(day, self._open.pop(day, []))
-            day += timedelta(days=1)
-            self._next_day = day
-            if not self._open and self.config.window == "daily":
-                break
+            self._next_day = day + timedelta(days=1)
         return verdicts
 
     def _output_phase(self, version: str) -> _Phase:
@@ -869,9 +873,7 @@ class DriftBank:
 
     def _evaluate_day(self, day: date, events: list[_Event]) -> list[DriftVerdict]:
         events.sort(key=lambda e: e.at)
-        for e in events:
-            self._seen.discard(e.inputs.values and "" or "")
-        self._seen.difference_update(())
+        self._seen.difference_update(e.event_id for e in events)
         if self._window_start is None:
             self._window_start = _midnight(day)
         verdicts = self._feed(self._inputs, day, [e.inputs for e in events])
@@ -882,20 +884,20 @@ class DriftBank:
             for version, rows in by_version.items():
                 phase = self._outputs.get(version) or self._output_phase(version)
                 verdicts += self._feed(phase, day, rows)
-        window_days = WINDOW_DAYS[self.config.window]
         if self.config.window == "daily" or day.weekday() == 6:
             verdicts += self._close(self._window_start)
             self._window_start = _midnight(day) + timedelta(days=1)
-        del window_days
         return verdicts
 
     def _feed(self, phase: _Phase, day: date, rows: list[_Row]) -> list[DriftVerdict]:
-        if phase.bank is None and phase.first_day is not None:
-            if (day - phase.first_day).days >= self.config.reference_days:
-                self._build(phase, phase.rows, self.config.reference_days)
-                if phase.bank is None:
-                    # Too few events for a reference: start collecting again from today.
-                    phase.first_day, phase.rows = None, []
+        collected = phase.first_day is not None and (
+            (day - phase.first_day).days >= self.config.reference_days
+        )
+        if phase.bank is None and collected:
+            self._build(phase, phase.rows, self.config.reference_days)
+            if phase.bank is None:
+                # Too few events for a reference: start collecting again from today.
+                phase.first_day, phase.rows = None, []
         if phase.bank is None:
             if rows and phase.first_day is None:
                 phase.first_day = day

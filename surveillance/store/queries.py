@@ -370,3 +370,37 @@ def drift_verdicts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -
     ORDER BY at, verdict_id"""
     with conn.cursor(row_factory=class_row(DriftRow)) as cur:
         return cur.execute(query, _params(tool, quarter)).fetchall()
+
+
+def cases_of_version(
+    conn: psycopg.Connection[Any], tool: str, version: str
+) -> list[AdjudicatedCase]:
+    """Every stored case of one tool version: the evidence `surveillance validate` judges."""
+    columns = ", ".join(CASE_COLUMNS)
+    query = f"""
+    SELECT {columns} FROM cases
+    WHERE tool_id = %s AND software_version = %s
+    ORDER BY case_id"""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query.encode(), (tool, version)).fetchall()
+    return [AdjudicatedCase.model_validate(r) for r in rows]
+
+
+def drift_feature_rows(
+    conn: psycopg.Connection[Any], tool: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """AI results of a tool with study dates in [start, end), as drift-feature rows.
+
+    Column names are the drift bank's feature names (`stats.drift_bank.DEFAULT_FEATURES`),
+    so the Evidently report compares exactly what the detectors watch.
+    """
+    query = """
+    SELECT kvp, slice_thickness, pixel_spacing, age::double precision AS age,
+           scanner_manufacturer, scanner_model, scanner_software_version, protocol_name,
+           site, lower(contrast_indication::text) AS contrast, sex,
+           ai_result AS score, lower(result_indicator::text) AS positive_call
+    FROM ai_results
+    WHERE tool_id = %s AND study_date >= %s AND study_date < %s
+    ORDER BY inference_date, ai_event_id"""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return list(cur.execute(query, (tool, start, end)).fetchall())

@@ -25,12 +25,14 @@ CASE_COLUMNS = (
     "result_indicator", "accession", "study_date", "inference_date", "labelled_at",
     "modality", "scanner_manufacturer", "scanner_model", "scanner_software_version",
     "protocol_name", "age", "sex", "ai_event_id", "report_event_id",
+    "kvp", "slice_thickness", "pixel_spacing", "contrast_indication",
 )  # fmt: skip
 AI_RESULT_COLUMNS = (
     "ai_event_id", "case_id", "tool_id", "software_version", "finding_code", "site",
     "ai_result", "operating_threshold", "result_indicator", "accession", "study_date",
     "inference_date", "modality", "scanner_manufacturer", "scanner_model",
     "scanner_software_version", "protocol_name", "age", "sex",
+    "kvp", "slice_thickness", "pixel_spacing", "contrast_indication",
 )  # fmt: skip
 SNAPSHOT_COLUMNS = (
     "snapshot_id", "kind", "at", "tool_id", "software_version", "site", "window", "metric",
