@@ -39,6 +39,8 @@ class StreamSettings(BaseModel):
     join_retention_days: float = Field(default=120, gt=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
     web_port: int = Field(default=6066, ge=0, le=65535)
+    #: How often regulatory clocks and consumer lag are re-evaluated (wall-clock seconds).
+    clock_interval_seconds: float = Field(default=60.0, gt=0)
     store: str = "memory://"
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import urllib.error
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -102,9 +103,14 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, worker: Wor
 
 
 def processed(worker: WorkerProcess) -> float:
-    """Input events the worker has ingested (valid or not), from its /metrics."""
+    """Input events the worker has ingested (valid or not), from its /metrics.
+
+    An HTTP error fails at once: Prometheus could not scrape such a worker either.
+    """
     try:
         samples = scrape(worker.url + "/metrics")
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"the worker's /metrics answered HTTP {exc.code}:\n{worker.log_tail()}")
     except OSError:
         return -1.0
     return sum(v for n, _l, v in samples if n == "surveillance_events_processed_total")
@@ -119,7 +125,8 @@ def counts_settled(worker: WorkerProcess, settle: float = 3.0) -> Callable[[], b
         if counts is None or counts != state["last"]:
             state["last"], state["since"] = counts, time.monotonic()
             return False
-        return time.monotonic() - state["since"] >= settle
+        since: float = state["since"]
+        return time.monotonic() - since >= settle
 
     return check
 

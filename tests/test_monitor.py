@@ -137,9 +137,13 @@ def test_baseline_deviation_is_raised_once_on_entry_with_its_clinical_context() 
     alerts, snapshots = m.evaluate(T0)
     deviations = [a for a in alerts if a.kind == "baseline_deviation"]
     # 40 read-positives in both the 30- and 90-day windows, at site "all" (site-a and
-    # site-b have 20 each, below min_counts 25).
-    assert sorted((a.site, a.window) for a in deviations) == [(ALL_SITES, "30d"),
-                                                              (ALL_SITES, "90d")]
+    # site-b have 20 each, below min_counts 25): both verdicts are below baseline, and the
+    # episode gives one alert, the first window's.
+    assert [(a.site, a.window) for a in deviations] == [(ALL_SITES, "30d")]
+    verdicts = m.verdicts()
+    for window in (30, 90):
+        assert verdicts[(TOOL, "2.4.0", ALL_SITES, window, "sensitivity")].kind == "below_baseline"
+    assert list(m.episodes()) == [(TOOL, "2.4.0", "sensitivity")]
     alert = deviations[0]
     assert alert.metric == "sensitivity" and alert.value == 0.75 and alert.n == 40
     assert alert.baseline == 0.927 and alert.software_version == "2.4.0"
@@ -153,7 +157,9 @@ def test_baseline_deviation_is_raised_once_on_entry_with_its_clinical_context() 
         f"{low:.2f}-{high:.2f}, n=40, 30 days) is below the clearance baseline 0.927 minus "
         "tolerance 0.05"
     )
-    assert alert.summary.endswith("concentrated in scanner GE.")
+    assert alert.summary.endswith(
+        "; by site: site-a 0.75 (n=20), site-b 0.75 (n=20); concentrated in scanner GE."
+    )
     print(f"\n{alert.summary}")
     # Still below the next day: no new alert (alert fatigue).
     later, _ = m.evaluate(T0 + timedelta(days=1))
@@ -168,7 +174,7 @@ def test_baseline_deviation_is_raised_once_on_entry_with_its_clinical_context() 
 
 
 def test_cusum_starts_after_the_reference_period_and_signals_with_context() -> None:
-    m = PerformanceMonitor(REGISTRY, reference_days=28)
+    m = PerformanceMonitor(REGISTRY, reference_days=28, reference_grace_days=0, settle_days=0)
     feed = Feed(m)
     n = 0
     # Reference period: 28 days, 5 read-positives (all TP) and 100 read-negatives a day.
@@ -182,9 +188,11 @@ def test_cusum_starts_after_the_reference_period_and_signals_with_context() -> N
     start = T0 + timedelta(days=28, hours=1)
     feed(case(n, CaseOutcome.TP, start, labelled_after=timedelta(0)))
     n += 1
-    design = m._versions[TOOL]["2.4.0"].charts["sensitivity"].design
+    design = m.chart_design(TOOL, "2.4.0", "sensitivity")
+    assert design is not None
     assert design.weekly_volume == pytest.approx(5 * 7)
-    other = m._versions[TOOL]["2.4.0"].charts["specificity"].design
+    other = m.chart_design(TOOL, "2.4.0", "specificity")
+    assert other is not None
     assert other.weekly_volume == pytest.approx(100 * 7)
     # Consecutive misses on scanner GE from a zero statistic: each adds ln(p1/p0) (up to the
     # lattice rounding of the chart), so the signal comes after ceil(h / ln(p1/p0)) misses.

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.regulatory_clock import Obligation, ObligationStatus, status
@@ -27,8 +27,23 @@ from surveillance.contracts import (
     Outcome,
 )
 
+class CaseLike(Protocol):
+    """What linking needs of a case: an `AdjudicatedCase` or the worker's stored record."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def tool_id(self) -> str: ...
+    @property
+    def software_version(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def outcome(self) -> CaseOutcome: ...
+
+
 #: Cases recorded for one pseudonymized accession (one per tool that read the study).
-CaseLookup = Callable[[str], Sequence[AdjudicatedCase]]
+CaseLookup = Callable[[str], Sequence[CaseLike]]
 
 #: The case outcome a reported discordance implies; other discordances are not checkable.
 _EXPECTED_OUTCOME = {
@@ -56,9 +71,7 @@ class AdverseLink:
     consistent: bool | None
 
 
-def _pick_case(
-    cases: Sequence[AdjudicatedCase], tool_id: str, version: str
-) -> AdjudicatedCase | None:
+def _pick_case(cases: Sequence[CaseLike], tool_id: str, version: str) -> CaseLike | None:
     same_tool = [c for c in cases if c.tool_id == tool_id]
     if not same_tool:
         return None

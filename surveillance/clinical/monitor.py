@@ -419,8 +419,9 @@ class PerformanceMonitor:
         day = signal.at.date().isoformat()
         summary = (
             f"{tool} {version} at all sites: more {_FAILURE[metric]} than the clearance rate "
-            f"since {signal.since.date().isoformat()} (CUSUM signal on {day}). {metric} "
-            f"{_fmt(est.value)} (95% CI {_interval_text(est.interval)}, n={est.denominator}, "
+            f"since {signal.since.date().isoformat()} (CUSUM signal on {day}). "
+            f"{metric.capitalize()} {_fmt(est.value)} (95% CI {_interval_text(est.interval)}, "
+            f"n={est.denominator}, "
             f"30 days to {context.date().isoformat()}) against the clearance baseline "
             f"{base_value:.3g} minus tolerance {tolerance:.2g} = {reference:.3g}"
             f"{self._sites_text(record, metric, CONTEXT_WINDOW, context)}; "
@@ -471,6 +472,16 @@ class PerformanceMonitor:
             est = c.sensitivity() if metric == "sensitivity" else c.specificity()
             parts.append(f"{site} {_fmt(est.value)} (n={est.denominator})")
         return "; by site: " + ", ".join(parts)
+
+    def _others_text(
+        self, record: VersionRecord, site: str, metric: Metric, window: int, now: datetime
+    ) -> str:
+        """Each site's figure for an all-sites alert; the pooled figure for a site's alert."""
+        if site == ALL_SITES:
+            return self._sites_text(record, metric, window, now)
+        c = self.window(record.tool, record.version, ALL_SITES, window, now)
+        est = c.sensitivity() if metric == "sensitivity" else c.specificity()
+        return f"; all sites {_fmt(est.value)} (n={est.denominator})"
 
     def _close_episodes(self, record: VersionRecord, now: datetime) -> None:
         """Close each open episode of this version whose metric is back within baseline."""
@@ -561,17 +572,26 @@ class PerformanceMonitor:
         selected = list(self._versions) if tools is None else list(tools)
         for tool in selected:
             for record in list(self._versions.get(tool, {}).values()):
-                if not self._active(record, now):
+                at = self._read_time(record, now)
+                if not self._active(record, at):
                     continue
                 for site in (*sorted(record.sites), ALL_SITES):
                     if snapshots:
-                        out.extend(self._snapshots(record, site, now))
-                    alerts.extend(self._verdicts_of(record, site, now))
-                self._close_episodes(record, now)
+                        out.extend(self._snapshots(record, site, at))
+                    alerts.extend(self._verdicts_of(record, site, at))
+                self._close_episodes(record, at)
                 if snapshots:
-                    out.extend(self._chart_snapshots(record, now))
-                alerts.extend(self._label_free(record, now))
+                    out.extend(self._chart_snapshots(record, at))
+                alerts.extend(self._label_free(record, at))
         return alerts, out
+
+    @staticmethod
+    def _read_time(record: VersionRecord, now: datetime) -> datetime:
+        """`now`, or the start of the version's latest case day if a case of a later day
+        was already applied (possible after a rebuild): the windows cannot be read before
+        their latest day, and refusing would stop the worker."""
+        latest = _day_start(utc_day(record.latest_inferred))
+        return now if now >= latest else latest
 
     def _active(self, record: VersionRecord, now: datetime) -> bool:
         """A version is evaluated while it has cases in the longest window."""
@@ -661,7 +681,7 @@ class PerformanceMonitor:
             f"clearance baseline {verdict.baseline:.3g} minus tolerance "
             f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g})"
             f"{self._since_text(record, metric)}"
-            f"{self._sites_text(record, metric, window, now) if site == ALL_SITES else ''}; "
+            f"{self._others_text(record, site, metric, window, now)}; "
             f"{self._concentration_text(deviation)}."
         )
         return Alert(

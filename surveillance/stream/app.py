@@ -28,23 +28,36 @@ import logging
 import os
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import faust
 from faust.streams import _current_event
+from pydantic import ValidationError
 
 from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
+from surveillance.clinical import regulatory_clock
+from surveillance.clinical.adverse_link import alerts_to_raise, link_report
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
+from surveillance.clinical.lifecycle import LifecycleStore, ToolState, check_version, version_alert
+from surveillance.clinical.regulatory_clock import ObligationStatus
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import AdjudicatedCase, Alert, DeadLetter, JoinInput
+from surveillance.contracts import (
+    AdjudicatedCase,
+    AdverseEvent,
+    Alert,
+    CaseOutcome,
+    DeadLetter,
+    JoinInput,
+)
 from surveillance.observe import metrics, publish
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
 from surveillance.stream.case_features import as_ai_result
 from surveillance.settings import get_settings
 from surveillance.stream import topics
-from surveillance.stream.ingest import Ingest, Rejected
+from surveillance.stream.ingest import Ingest, Rejected, describe
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +91,12 @@ join_topic = app.topic(topics.CASES_JOIN, **raw)
 cases_topic = app.topic(topics.CASES_ADJUDICATED, **raw)
 alerts_topic = app.topic(topics.ALERTS, **raw)
 snapshots_topic = app.topic(topics.SNAPSHOTS, **raw)
-dlq_topics = {t: app.topic(topics.dlq(t), **raw) for t in (topics.AI_RESULTS, topics.REPORTS_FINAL)}
+dlq_topics = {t: app.topic(topics.dlq(t), **raw) for t in topics.INPUT_TOPICS}
+adverse_topic = app.topic(topics.ADVERSE_EVENTS, **raw)
 
 join_table = app.Table("join_state", partitions=settings.kafka.partitions)
 case_table = app.Table("case_state", partitions=settings.kafka.partitions)
+adverse_table = app.Table("adverse_state", partitions=settings.kafka.partitions)
 
 ingest = Ingest(
     key=settings.pseudonym_key.get_secret_value().encode(),
@@ -127,9 +142,21 @@ async def ingest_agent(stream: Any) -> None:
             if isinstance(result, Rejected):
                 dead_letter(msg, event.value, result)
                 continue
+            _count_input(result)
             join_topic.send_soon(
                 key=result.accession.encode(), value=result.model_dump_json().encode()
             )
+
+
+def _count_input(item: JoinInput) -> None:
+    try:
+        if item.ai is not None:
+            ai = item.ai
+            metrics.record_ai_result(ai.tool_id, ai.software_version, ai.site, ai.modality)
+        elif item.report is not None:
+            metrics.record_report(item.report.status)
+    except metrics.MetricLabelError as exc:  # a label we will not export; the event still counts
+        log.warning("metric not recorded: %s", exc)
 
 
 def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
@@ -211,6 +238,10 @@ async def _join(stream: Any) -> None:
             clock = _clock(partition)
             stored = join_table.get(item.accession)
             state = join.JoinState.model_validate(stored) if stored else None
+            if state is not None and item.event_id in state.seen:
+                metrics.record_duplicate(
+                    metrics.Topic.AI_RESULTS if item.ai else metrics.Topic.REPORTS_FINAL
+                )
             state, cases = join.apply(state, item, partition, HORIZON, clock.watermark)
             clock.advance(join.event_time(item))
             join_table[item.accession] = state.model_dump(mode="json")
@@ -287,6 +318,7 @@ async def _count(stream: Any) -> None:
             metrics.record_case(case.tool_id, case.software_version, case.site, case.outcome)
             alerts = monitor.on_case(previous, case)
             if previous is None:
+                alerts += _version_check(case)
                 alerts += [v.to_alert() for v in _bank(case.tool_id).update(as_ai_result(case))]
             alerts += _maybe_evaluate(case.tool_id, case.inference_date)
             send_alerts(alerts)
@@ -325,6 +357,132 @@ def _maybe_evaluate(tool: str, at: datetime) -> list[Alert]:
 def send_alerts(alerts: list[Alert]) -> None:
     for alert in alerts:
         alerts_topic.send_soon(key=alert.tool_id.encode(), value=alert.model_dump_json().encode())
+
+
+_lifecycle = LifecycleStore(settings.state_dir)
+_states: dict[tuple[str, str], ToolState] = _lifecycle.states()
+
+
+def _version_check(case: AdjudicatedCase) -> list[Alert]:
+    """A result from a version that is not live, for a tool under lifecycle management."""
+    if not any(tool == case.tool_id for tool, _ in _states):
+        return []  # this site does not manage the tool's versions through the lifecycle
+    verdict = check_version(_states, case.tool_id, case.software_version)
+    if not verdict.alert:
+        return []
+    metrics.record_unvalidated_case(case.tool_id, case.software_version)
+    alert = version_alert(verdict, case.inference_date)
+    return [alert] if alert is not None else []
+
+
+@app.agent(adverse_topic)
+async def adverse_agent(stream: Any) -> None:
+    """Link each adverse-event report to its tool, version and case; start its clocks.
+
+    `adverse.events` is keyed by tool id like `cases.adjudicated`, and co-partitioned
+    with it, so the case a report is about is in this worker's `case_state`.
+    """
+    async for batch in stream.take_events(100, within=WITHIN):
+        for event in batch:
+            _as_current(event)
+            msg = event.message
+            metrics.record_processed(metrics.Topic.ADVERSE_EVENTS)
+            try:
+                report = AdverseEvent.model_validate_json(event.value or b"")
+            except ValidationError as exc:
+                dead_letter(msg, event.value, Rejected("schema", describe(exc)))
+                continue
+            if not report.pseudonymized:
+                dead_letter(msg, event.value, Rejected(
+                    "schema", "pseudonymized: adverse events must come through intake"))
+                continue
+            if report.event_id in adverse_table:
+                metrics.record_duplicate(metrics.Topic.ADVERSE_EVENTS)
+                continue
+            link = link_report(report, registry, _cases_of_accession)
+            adverse_table[report.event_id] = {
+                "event": report.model_dump(mode="json"),
+                "link": {"case_id": link.case_id, "consistent": link.consistent,
+                         "case_outcome": link.case_outcome.value if link.case_outcome else None},
+                "partition": msg.partition,
+            }
+            metrics.record_adverse_event(report.device.tool_id, report.event.outcome)
+            send_alerts(_clock_alerts(report, _now()))
+
+
+@dataclass(frozen=True)
+class _StoredCase:
+    case_id: str
+    tool_id: str
+    software_version: str
+    revision: int
+    outcome: CaseOutcome
+
+
+def _cases_of_accession(accession: str | None) -> list[_StoredCase]:
+    if not accession:
+        return []
+    found = []
+    for tool in registry:
+        stored = case_table.get(f"{accession}:{tool}")
+        if stored:
+            r = CaseRecord.from_dict(stored)
+            found.append(_StoredCase(f"{accession}:{tool}", r.tool, r.version, r.revision,
+                                     CaseOutcome(r.outcome)))
+    return found
+
+
+_raised_clock_alerts: set[str] = set()
+
+
+def _clock_alerts(report: AdverseEvent, now: datetime) -> list[Alert]:
+    """Received / due-soon / overdue alerts not raised yet (ids are deterministic)."""
+    obligations = regulatory_clock.obligations(report.event.outcome, report.aware_date)
+    alerts = alerts_to_raise(report, obligations, now.astimezone(), _raised_clock_alerts)
+    _raised_clock_alerts.update(a.alert_id for a in alerts)
+    return alerts
+
+
+@app.timer(interval=settings.stream.clock_interval_seconds)
+async def regulatory_clocks() -> None:
+    """Re-evaluate every open report's clocks (wall clock: deadlines are real days)."""
+    global _states
+    _states = _lifecycle.states()
+    owned = {tp.partition for tp in app.consumer.assignment()
+             if tp.topic == topics.ADVERSE_EVENTS}
+    now = _now()
+    per_tool: dict[str, list[int]] = {}
+    for value in list(adverse_table.values()):
+        if value["partition"] not in owned:
+            continue
+        report = AdverseEvent.model_validate(value["event"])
+        send_alerts(_clock_alerts(report, now))
+        obligations = regulatory_clock.obligations(report.event.outcome, report.aware_date)
+        states = [regulatory_clock.status(o, now.astimezone().date()) for o in obligations]
+        counts = per_tool.setdefault(report.device.tool_id, [0, 0, 0])
+        counts[0] += 1
+        counts[1] += any(s is ObligationStatus.DUE_SOON for s in states)
+        counts[2] += any(s is ObligationStatus.OVERDUE for s in states)
+    for tool, (open_, soon, overdue) in per_tool.items():
+        metrics.set_regulatory_clock(tool, open_, min(soon, open_ - overdue), overdue)
+
+
+@app.timer(interval=5.0)
+async def consumer_lag() -> None:
+    """Messages behind the end of each stream topic this worker reads."""
+    lag: dict[str, int] = {}
+    read = app.consumer._read_offset  # Faust keeps the last offset it read per partition
+    for tp in app.consumer.assignment():
+        if tp.topic not in _LAG_TOPICS:
+            continue
+        position = read.get(tp)
+        behind = app.consumer.highwater(tp) - (position + 1 if position is not None else 0)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(behind, 0)
+    for topic, n in lag.items():
+        metrics.set_consumer_lag(metrics.Topic(topic), n)
+
+
+_LAG_TOPICS = {t.value for t in metrics.Topic}
 
 
 def owned_records() -> list[tuple[str, CaseRecord]]:

@@ -22,7 +22,7 @@ SNAPSHOTS = "surveillance.snapshots"
 INPUT_TOPICS = (AI_RESULTS, REPORTS_FINAL, ADVERSE_EVENTS)
 
 #: Faust tables (name -> the topic whose partitions it follows).
-TABLES = ("join_state", "case_state")
+TABLES = ("join_state", "case_state", "adverse_state")
 
 
 class TopicError(SurveillanceError):

@@ -1,0 +1,223 @@
+"""The drift bank on the simulator's scenarios, fed exactly as the worker feeds it.
+
+Pure harness, no broker: `surveillance.simulate` events in arrival order -> `Ingest` ->
+`clinical.join.apply` -> `CaseLedger.apply`; on the first sight of a case (no previous
+record) `DriftBank.update(as_ai_result(case))`, and at each new event-time day per tool
+`bank.advance(midnight)` — as `surveillance.stream.app._count` / `_maybe_evaluate` do.
+
+Injected days (`simulate.scenario`): protocol change at site-b on day 45 (protocol
+name, kVp 120 -> 100, slice 5 -> 2.5 mm on head CT), new scanner software at site-c on
+day 60; the model update (day 40) and the ptx sensitivity drop (day 30) are not input
+drift. The reference period is days 0-29.
+
+False-alarm allowance: the bank is calibrated to at most 1 expected false drift alarm
+per tool per quarter (DriftBankConfig.alarms_per_quarter), so over one simulated quarter
+a tool may raise at most 1 drift alert on a feature the scenario does not touch.
+ich-triage and lvo-triage read the same head CT studies, so their chance alarms coincide.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+
+from surveillance.clinical import join
+from surveillance.clinical.baselines import load_registry
+from surveillance.clinical.ledger import CaseLedger, CaseRecord
+from surveillance.contracts import Alert
+from surveillance.simulate import Faults, scenario_by_name, simulate
+from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
+from surveillance.stream.case_features import as_ai_result
+from surveillance.stream.ingest import Ingest, Rejected
+from tests.test_drift_detectors import REFERENCE_DAYS, START, day_of, make_stream
+
+SIM_START = date(2026, 7, 1)
+PROTOCOL_DAY, SOFTWARE_DAY = 45, 60
+PROTOCOL_FEATURES = {"protocol_name", "kvp", "slice_thickness"}
+SOFTWARE_FEATURES = {"scanner_software_version"}
+#: Detection delay allowed: the episode starts on the injected day or the next, and is
+#: raised once the day is evaluated (one day of lateness, then the day closes).
+MAX_SINCE_DELAY_DAYS = 1
+MAX_RAISE_DELAY_DAYS = 3
+#: Drift + new-category alerts per head CT tool over the quarter: 3 protocol features,
+#: 1 software feature, 2 new categories, and 1 chance alarm (the budget).
+MAX_ALERTS_PER_TOOL = 7
+FALSE_ALARMS_PER_TOOL_QUARTER = 1
+DRIFT_KINDS = {"input_drift", "output_drift"}
+
+
+def run_worker_path(scenario: str) -> list[Alert]:
+    events, _ = simulate(days=90, seed=7, scenario=scenario_by_name(scenario), faults=Faults())
+    registry = load_registry()
+    ingest = Ingest(b"test-key", [b.finding_code for b in registry.values()], 64 * 1024)
+    states: dict[str, join.JoinState] = {}
+    table: dict[str, CaseRecord] = {}
+    ledger = CaseLedger()
+    banks: dict[str, DriftBank] = {}
+    evaluated: dict[str, date] = {}
+    watermark: datetime | None = None
+    alerts: list[Alert] = []
+    for event in events:
+        item = ingest(event.topic, event.value, event.arrival)
+        if isinstance(item, Rejected):
+            continue
+        state, cases = join.apply(
+            states.get(item.accession), item, 0, timedelta(days=14), watermark
+        )
+        states[item.accession] = state
+        at = join.event_time(item)
+        watermark = at if watermark is None or at > watermark else watermark
+        for case in cases:
+            previous = table.get(case.case_id)
+            record = ledger.apply(previous, case, 0)
+            if record is None:
+                continue
+            table[case.case_id] = record
+            bank = banks.setdefault(case.tool_id, DriftBank.for_tool(case.tool_id))
+            if previous is None:
+                alerts += [v.to_alert() for v in bank.update(as_ai_result(case))]
+            day = case.inference_date.date()
+            last = evaluated.get(case.tool_id)
+            if last is None or day > last:
+                evaluated[case.tool_id] = day
+                if last is not None:
+                    now = datetime.combine(day, time.min, tzinfo=UTC)
+                    alerts += [v.to_alert() for v in bank.advance(now)]
+    return alerts
+
+
+def sim_day(t: datetime) -> int:
+    return (t.date() - SIM_START).days
+
+
+@pytest.fixture(scope="module")
+def all_alerts() -> list[Alert]:
+    return run_worker_path("all")
+
+
+@pytest.fixture(scope="module")
+def stable_alerts() -> list[Alert]:
+    return run_worker_path("stable")
+
+
+@pytest.mark.parametrize("tool", ["ich-triage", "lvo-triage"])
+def test_all_scenario_alerts_once_per_injected_change_within_delay(
+    all_alerts: list[Alert], tool: str
+) -> None:
+    mine = [a for a in all_alerts if a.tool_id == tool]
+    for a in mine:
+        print(f"{a.kind:13} day {sim_day(a.raised_at):2} since day {sim_day(a.since)}: {a.summary}")
+    drift = {a.details["feature"]: a for a in mine if a.kind == "input_drift"}
+    assert len(drift) == sum(1 for a in mine if a.kind == "input_drift")  # one per feature
+    assert set(drift) >= PROTOCOL_FEATURES | SOFTWARE_FEATURES
+    for features, day in ((PROTOCOL_FEATURES, PROTOCOL_DAY), (SOFTWARE_FEATURES, SOFTWARE_DAY)):
+        for feature in sorted(features):
+            alert = drift[feature]
+            since, raised = sim_day(alert.since) - day, sim_day(alert.raised_at) - day
+            print(f"{tool} {feature}: injected day {day}, episode since +{since} d, "
+                  f"raised +{raised} d")
+            assert 0 <= since <= MAX_SINCE_DELAY_DAYS
+            assert 0 <= raised <= MAX_RAISE_DELAY_DAYS
+    others = set(drift) - PROTOCOL_FEATURES - SOFTWARE_FEATURES
+    assert len(others) <= FALSE_ALARMS_PER_TOOL_QUARTER
+    assert all(sim_day(a.raised_at) >= REFERENCE_DAYS for a in mine)
+    assert not [a for a in mine if a.kind == "output_drift"]
+    assert len(mine) <= MAX_ALERTS_PER_TOOL
+    assert len({a.alert_id for a in mine}) == len(mine)
+
+
+def test_all_scenario_alerts_say_what_where_since_and_against_what(
+    all_alerts: list[Alert],
+) -> None:
+    ich = {(a.kind, a.details["feature"]): a for a in all_alerts if a.tool_id == "ich-triage"}
+    kvp = ich[("input_drift", "kvp")]
+    assert kvp.site == "site-b" and kvp.subgroup == {"site": "site-b"}
+    assert "kvp mean 120 -> 100 kV (median 120 -> 100 kV) at site-b since 2026-08-15" in (
+        kvp.summary
+    )
+    assert "reference 2026-07-01..2026-07-30 (n=" in kvp.summary
+    assert kvp.details["reference_period"] == ["2026-07-01", "2026-07-30"]
+    slices = ich[("input_drift", "slice_thickness")]
+    assert "mean 5 -> 2.5 mm" in slices.summary and slices.site == "site-b"
+    software = ich[("input_drift", "scanner_software_version")]
+    assert software.site == "site-c" and "'4.1.6-SP2' 0% -> " in software.summary
+    new_protocol = ich[("new_category", "protocol_name")]
+    assert new_protocol.site == "site-b" and sim_day(new_protocol.since) == PROTOCOL_DAY
+    assert "new protocol_name 'HEAD LOW DOSE 2.5MM' at site-b first seen 2026-08-15" in (
+        new_protocol.summary
+    )
+
+
+def test_ptx_and_dr_screen_raise_no_input_drift_in_the_all_scenario(
+    all_alerts: list[Alert],
+) -> None:
+    for tool in ("ptx-triage", "dr-screen"):
+        drift = [a.summary for a in all_alerts if a.tool_id == tool and a.kind in DRIFT_KINDS]
+        print(tool, drift)
+        assert len(drift) <= FALSE_ALARMS_PER_TOOL_QUARTER
+
+
+def test_stable_quarter_stays_within_the_false_alarm_budget(
+    stable_alerts: list[Alert],
+) -> None:
+    per_tool = Counter(a.tool_id for a in stable_alerts if a.kind in DRIFT_KINDS)
+    for a in stable_alerts:
+        print(f"{a.kind} day {sim_day(a.raised_at)}: {a.summary}")
+    print(f"stable quarter drift alerts per tool: {dict(per_tool)} "
+          f"(allowed {FALSE_ALARMS_PER_TOOL_QUARTER} per tool)")
+    assert all(n <= FALSE_ALARMS_PER_TOOL_QUARTER for n in per_tool.values())
+
+
+def _key(v: DriftVerdict) -> tuple[str, str, str, datetime]:
+    return (v.kind, v.feature, v.category or "", v.episode_start)
+
+
+def test_arrival_disorder_within_the_lateness_gives_the_same_verdicts() -> None:
+    reference = make_stream(3, 0, REFERENCE_DAYS)
+    stream = make_stream(4, REFERENCE_DAYS, 20, protocol_change_day=REFERENCE_DAYS + 8,
+                         new_software_day=REFERENCE_DAYS + 12)
+    rng = random.Random(9)
+    # Arrival up to 20 hours after the event: well within one day of lateness.
+    shuffled = sorted(
+        stream, key=lambda r: r.inference_date + timedelta(hours=rng.uniform(0, 20))
+    )
+    end = START + timedelta(days=REFERENCE_DAYS + 22)
+    results = []
+    for order in (stream, shuffled):
+        bank = DriftBank.from_reference("ich-triage", reference, DriftBankConfig(seed=3))
+        verdicts = [v for r in order for v in bank.update(r)] + bank.advance(end)
+        results.append(sorted(_key(v) for v in verdicts))
+    assert shuffled != stream
+    assert results[0] == results[1]
+    assert ("input_drift", "protocol_name", "", START + timedelta(days=REFERENCE_DAYS + 8)) in (
+        results[0]
+    )
+
+
+def test_constant_feature_shift_is_one_episode_not_one_alert_per_event() -> None:
+    # kVp 120 on every reference study, then 100 on 30% of studies for 20 days.
+    reference = [
+        r.model_copy(update={"acquisition": r.acquisition.model_copy(update={"kvp": 120.0})})
+        for r in make_stream(5, 0, REFERENCE_DAYS)
+    ]
+    rng = random.Random(5)
+    stream = [
+        r.model_copy(update={"acquisition": r.acquisition.model_copy(
+            update={"kvp": 100.0 if rng.random() < 0.3 else 120.0})})
+        for r in make_stream(6, REFERENCE_DAYS, 20)
+    ]  # fmt: skip
+    bank = DriftBank.from_reference("ich-triage", reference, DriftBankConfig(seed=5))
+    verdicts = [v for r in stream for v in bank.update(r)]
+    verdicts += bank.advance(START + timedelta(days=REFERENCE_DAYS + 22))
+    kvp = [v for v in verdicts if v.feature == "kvp"]
+    assert [(v.detector, v.window_start) for v in kvp] == [
+        ("psi", START + timedelta(days=REFERENCE_DAYS))
+    ]
+    first_day = [r.acquisition.kvp for r in stream if day_of(r.inference_date) == REFERENCE_DAYS]
+    mean, median = statistics.fmean(first_day), statistics.median(first_day)
+    assert kvp[0].site is None  # both sites shifted alike
+    assert kvp[0].change == f"mean 120 -> {mean:.4g} kV (median 120 -> {median:.4g} kV)"
