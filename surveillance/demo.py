@@ -18,9 +18,9 @@ from surveillance.contracts import Alert
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
 from surveillance.report.quarterly import export_quarterly
 from surveillance.store import migrate
-from surveillance.simulate import scenario_by_name, simulate
+from surveillance.simulate import SimEvent, scenario_by_name, simulate
 from surveillance.stream.produce import produce
-from surveillance.stream.runner import WorkerProcess, wait_for_counts
+from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import ALERTS, all_topics, create_topics
 from surveillance.settings import get_settings
 
@@ -44,7 +44,7 @@ def run_demo(
         ).start()
         try:
             t1 = time.monotonic()
-            n = produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
+            n = replay_paced(broker.bootstrap, events, [worker])
             print(f"replayed {n} events into {broker.bootstrap} in {time.monotonic() - t1:.1f}s")
             expected = {tool: t.cases for tool, t in truth.items()}
             counts = wait_for_counts([worker], expected, timeout=timeout)
@@ -65,6 +65,38 @@ def run_demo(
     print(f"pipeline end to end {elapsed:.1f}s; total {time.monotonic() - t0:.1f}s; "
           f"worker log: {worker.log_path}")
     return ok
+
+
+def replay_paced(bootstrap: str, events: list[SimEvent], workers: list[WorkerProcess]) -> int:
+    """Replay day by day, keeping the worker within about a day of the producer.
+
+    A bulk replay lets the consumer fetch topics and partitions weeks apart in event time,
+    which a live feed never does; pacing keeps event time as the sources would send it.
+    The worker is the bottleneck either way, so pacing costs no wall-clock time.
+    """
+    by_day: dict[date, list[SimEvent]] = {}
+    for e in events:
+        by_day.setdefault(e.arrival.date(), []).append(e)
+    sent = 0
+    ai_sent_before: list[int] = []
+    ai_seen: set[str | None] = set()
+    for day in sorted(by_day):
+        batch = by_day[day]
+        sent += produce(bootstrap, ((e.topic, e.key, e.value) for e in batch))
+        ai_sent_before.append(len(ai_seen))
+        ai_seen.update(e.event_id for e in batch if e.valid and e.topic == "ai.results")
+        if len(ai_sent_before) >= 2:
+            wait_for_total(workers, ai_sent_before[-2], timeout=60)
+    return sent
+
+
+def wait_for_total(workers: list[WorkerProcess], at_least: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = combined_counts(workers)
+        if counts is not None and sum(c.get("cases", 0) for c in counts.values()) >= at_least:
+            return
+        time.sleep(0.1)
 
 
 def _quarter(day: date) -> str:

@@ -221,3 +221,15 @@ def test_constant_feature_shift_is_one_episode_not_one_alert_per_event() -> None
     mean, median = statistics.fmean(first_day), statistics.median(first_day)
     assert kvp[0].site is None  # both sites shifted alike
     assert kvp[0].change == f"mean 120 -> {mean:.4g} kV (median 120 -> {median:.4g} kV)"
+
+
+def test_without_event_clock_only_advance_evaluates_days() -> None:
+    reference = make_stream(3, 0, REFERENCE_DAYS)
+    stream = make_stream(4, REFERENCE_DAYS, 10, protocol_change_day=REFERENCE_DAYS + 2)
+    bank = DriftBank.from_reference(
+        "ich-triage", reference, DriftBankConfig(seed=3, event_clock=False)
+    )
+    assert [v for r in stream for v in bank.update(r)] == []
+    # The watermark reaches the end of the change day plus one day of lateness.
+    verdicts = bank.advance(START + timedelta(days=REFERENCE_DAYS + 4))
+    assert ("input_drift", "protocol_name") in {(v.kind, v.feature) for v in verdicts}

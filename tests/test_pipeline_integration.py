@@ -120,8 +120,31 @@ def test_20k_mixed_events_counted_exactly_once_and_invalid_ones_dead_lettered(
                 assert original in originals
         assert worker.alive()
         assert_no_crash(worker)
+        assert_metrics_served(worker, len(invalid))
     finally:
         worker.stop()
+
+
+def assert_metrics_served(worker: WorkerProcess, dead_letters: int) -> None:
+    """The worker's /metrics answers in Prometheus text format with the pipeline counters."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    dlq = sum(v for (name, _), v in samples.items() if name == "surveillance_dlq_events_total")
+    assert dlq >= dead_letters  # at-least-once: a replayed batch may count a letter twice
+    assert any(name == "surveillance_ai_results_total" for name, _ in samples)
+    for name, labels in samples:
+        assert not any(k in {"accession", "patient", "patient_id"} for k, _ in labels), name
 
 
 def test_sigkill_mid_stream_then_restart_gives_the_same_exact_counts(

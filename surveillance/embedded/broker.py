@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from surveillance.embedded.errors import EmbeddedError
 
@@ -51,16 +52,16 @@ class EmbeddedBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._log_dir = log_dir
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: object | None = None
+        self._log_file: IO[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         binary = _broker_binary()
         url = f"tcp://127.0.0.1:{self.port}"
-        out = subprocess.DEVNULL
+        out: IO[bytes] | int = subprocess.DEVNULL
         if self._log_dir is not None:
             self._log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self._log_dir / "broker.log", "ab")  # noqa: SIM115 - closed in stop()
-            self._log_file = out
+            self._log_file = open(self._log_dir / "broker.log", "ab")  # noqa: SIM115 - closed in stop()
+            out = self._log_file
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(
             [
@@ -122,7 +123,7 @@ class EmbeddedBroker:
                 self._proc.wait()
         self._proc = None
         if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file.close()
             self._log_file = None
 
     @property

@@ -173,6 +173,9 @@ class DriftBankConfig(BaseModel):
     #: An event-time day is evaluated once the bank's clock is this many days past its
     #: end; later events for it are counted in the earliest open day.
     lateness_days: int = Field(default=1, ge=0, le=30)
+    #: True: the latest event time seen moves the clock too. False: only `advance(now)`
+    #: does, for a caller that passes a low watermark (the slowest input partition).
+    event_clock: bool = True
     min_reference_events: int = Field(default=200, ge=2)
     calibration_quarters: int = Field(default=400, ge=10)
     events_per_day: float | None = Field(default=None, gt=0)
@@ -822,7 +825,7 @@ class DriftBank:
             if self._next_day is not None and day < self._next_day:
                 day = self._next_day  # late: evaluated days are never reopened
             self._open.setdefault(day, []).append(self._event(result))
-        return self._tick(at)
+        return self._tick(at) if self.config.event_clock else []
 
     def advance(self, now: datetime) -> list[DriftVerdict]:
         """Move the clock to `now` (call from a timer); evaluate the days it closes."""

@@ -191,8 +191,12 @@ class PartitionClock:
             self.watermark = at
 
     def track(self, state: join.JoinState) -> None:
+        """Remember when this accession next needs attention: a case turning `unlabelled`,
+        and the end of its retention (so join state stays bounded)."""
         for deadline in join.pending_deadlines(state, HORIZON):
             heapq.heappush(self.deadlines, (deadline, state.accession))
+        if state.last_event_at is not None:
+            heapq.heappush(self.deadlines, (state.last_event_at + RETENTION, state.accession))
 
     def due(self) -> Iterable[str]:
         while self.deadlines and self.watermark and self.deadlines[0][0] <= self.watermark:
@@ -320,14 +324,35 @@ async def _count(stream: Any) -> None:
             if previous is None:
                 alerts += _version_check(case)
                 alerts += [v.to_alert() for v in _bank(case.tool_id).update(as_ai_result(case))]
-            alerts += _maybe_evaluate(case.tool_id, case.inference_date)
+            # A case's event time is when it last changed: reports land after their AI result.
+            at = max(case.inference_date, case.labelled_at or case.inference_date)
+            alerts += _maybe_evaluate(case.tool_id, at)
             send_alerts(alerts)
+        _advance_drift()
+
+
+def _low_watermark() -> datetime | None:
+    """The event time every join partition this worker owns has reached.
+
+    Cases of one tool arrive merged from all join partitions, which run days apart during
+    a replay; days are closed for drift only when every partition has passed them.
+    """
+    marks = [c.watermark for c in _clocks.values() if c.watermark is not None]
+    return min(marks) if marks else None
+
+
+def _advance_drift() -> None:
+    low = _low_watermark()
+    if low is None:
+        return
+    for bank in drift_banks.values():
+        send_alerts([v.to_alert() for v in bank.advance(low)])
 
 
 def _bank(tool: str) -> DriftBank:
     bank = drift_banks.get(tool)
     if bank is None:
-        bank = drift_banks[tool] = DriftBank.for_tool(tool, DriftBankConfig())
+        bank = drift_banks[tool] = DriftBank.for_tool(tool, DriftBankConfig(event_clock=False))
     return bank
 
 
@@ -343,7 +368,6 @@ def _maybe_evaluate(tool: str, at: datetime) -> list[Alert]:
     _evaluated_day[tool] = day
     now = datetime.combine(day, time.min, tzinfo=UTC)
     alerts, snapshots = monitor.evaluate(now, tools=[tool])
-    alerts += [v.to_alert() for v in _bank(tool).advance(now)]
     for snapshot in snapshots:
         snapshots_topic.send_soon(
             key=tool.encode(), value=snapshot.model_dump_json().encode()
@@ -516,4 +540,5 @@ async def counts_view(web: Any, request: Any) -> Any:
 @app.page("/metrics")
 async def metrics_view(web: Any, request: Any) -> Any:
     body, content_type = metrics.render()
-    return web.bytes(body, content_type=content_type)
+    # aiohttp refuses a charset inside content_type=; Prometheus needs it in the header.
+    return web.bytes(body, headers={"Content-Type": content_type})
