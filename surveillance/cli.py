@@ -316,6 +316,17 @@ def tool_history(tool: str | None = None, version: str | None = None) -> None:
 
 
 @app.command()
+def shadow() -> None:
+    """ONNX shadow re-scoring of sampled studies (its own consumer group, never blocks).
+
+    Needs SURVEILLANCE_SHADOW__MODEL_PATH and SURVEILLANCE_SHADOW__IMAGE_FOLDER.
+    """
+    from surveillance.shadow.process import main_shadow
+
+    main_shadow(_settings())
+
+
+@app.command()
 def intake(
     host: str = "127.0.0.1",
     port: int = 8080,

@@ -23,6 +23,8 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    #: Embedded broker only: correct its log-end offsets (see embedded/log_end.py).
+    probe_log_end: bool = False
 
 
 class DatabaseSettings(BaseModel):

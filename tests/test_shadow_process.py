@@ -260,6 +260,7 @@ async def test_shadow_process_scores_the_sample_and_every_discordant_case_in_its
         finally:
             stop.set()
             stats = await task
+        assert await asyncio.to_thread(committed, broker.bootstrap) == len(cases)
         snapshots = [MetricSnapshot.model_validate_json(v)
                      for v in read_topic(broker.bootstrap, SNAPSHOTS)]
         alerts = [Alert.model_validate_json(v) for v in read_topic(broker.bootstrap, ALERTS)]

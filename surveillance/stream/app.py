@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 
 settings = get_settings()
 registry = load_registry(settings.baselines_file)
+if settings.kafka.probe_log_end:
+    from surveillance.embedded import log_end
+
+    log_end.install()
 BATCH = 1000
 WITHIN = 0.05
 
