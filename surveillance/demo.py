@@ -8,21 +8,20 @@ prints per tool what the simulator produced next to what the worker counted.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
-
-from collections import Counter
 
 from surveillance.clinical.ledger import LABELLED
 from surveillance.contracts import Alert
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
 from surveillance.report.quarterly import export_quarterly
-from surveillance.store import migrate
+from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
+from surveillance.store import migrate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import ALERTS, all_topics, create_topics
-from surveillance.settings import get_settings
 
 OUTCOMES = ("TP", "FP", "TN", "FN", "indeterminate")
 
@@ -61,7 +60,8 @@ def run_demo(
         exports = export_quarterly(pg.url, quarter=_quarter(events[0].arrival.date()),
                                    out_dir=state_dir / "quarterly")
         for export in exports:
-            print(f"quarterly review {export.tool_id}: {export.html} ({export.pdf_pages} PDF pages)")
+            print(f"quarterly review {export.tool_id}: {export.html} "
+                  f"({export.pdf_pages} PDF pages)")
     print(f"pipeline end to end {elapsed:.1f}s; total {time.monotonic() - t0:.1f}s; "
           f"worker log: {worker.log_path}")
     return ok

@@ -46,7 +46,8 @@ def test_schemas_export_writes_one_file_per_topic(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
     assert "ai.results.schema.json" in files and len(files) == 8
-    assert json.loads((tmp_path / "reports.final.schema.json").read_text())["title"] == "ReportFinal"
+    schema = json.loads((tmp_path / "reports.final.schema.json").read_text())
+    assert schema["title"] == "ReportFinal"
 
 
 def test_simulate_writes_a_reproducible_stream(tmp_path: Path) -> None:

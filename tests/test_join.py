@@ -26,7 +26,10 @@ def run(items: list[JoinInput], watermark_from_events: bool = True) -> list[tupl
 
 
 def test_ai_then_report_emits_pending_then_labelled() -> None:
-    assert run([ai_in(), report_in()]) == [("ACC1:ich-triage", 0, "pending"), ("ACC1:ich-triage", 1, "TP")]
+    assert run([ai_in(), report_in()]) == [
+        ("ACC1:ich-triage", 0, "pending"),
+        ("ACC1:ich-triage", 1, "TP"),
+    ]
 
 
 def test_report_first_then_ai_emits_labelled_once() -> None:
@@ -107,7 +110,7 @@ def test_expire_turns_pending_into_unlabelled_and_a_late_report_labels_it() -> N
 
 
 def test_ai_result_arriving_past_the_horizon_without_report_is_unlabelled_at_once() -> None:
-    state, [case] = join.apply(None, ai_in(), 0, H, T0 + H + timedelta(hours=1))
+    _, [case] = join.apply(None, ai_in(), 0, H, T0 + H + timedelta(hours=1))
     assert case.outcome is CaseOutcome.UNLABELLED
 
 

@@ -18,7 +18,6 @@ from typing import Literal, Protocol
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.regulatory_clock import Obligation, ObligationStatus, status
 from surveillance.contracts import (
-    AdjudicatedCase,
     AdverseEvent,
     Alert,
     AlertSeverity,
@@ -26,6 +25,7 @@ from surveillance.contracts import (
     DiscordanceType,
     Outcome,
 )
+
 
 class CaseLike(Protocol):
     """What linking needs of a case: an `AdjudicatedCase` or the worker's stored record."""

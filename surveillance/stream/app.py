@@ -36,14 +36,13 @@ import faust
 from faust.streams import _current_event
 from pydantic import ValidationError
 
-from surveillance.clinical import join
-from surveillance.clinical.baselines import load_registry
-from surveillance.clinical import regulatory_clock
+from surveillance.clinical import join, regulatory_clock
 from surveillance.clinical.adverse_link import alerts_to_raise, link_report
+from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore, ToolState, check_version, version_alert
-from surveillance.clinical.regulatory_clock import ObligationStatus
 from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.clinical.regulatory_clock import ObligationStatus
 from surveillance.contracts import (
     AdjudicatedCase,
     AdverseEvent,
@@ -53,10 +52,10 @@ from surveillance.contracts import (
     JoinInput,
 )
 from surveillance.observe import metrics, publish
-from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
-from surveillance.stream.case_features import as_ai_result
 from surveillance.settings import get_settings
+from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
 from surveillance.stream import topics
+from surveillance.stream.case_features import as_ai_result
 from surveillance.stream.ingest import Ingest, Rejected, describe
 
 log = logging.getLogger(__name__)
@@ -294,12 +293,17 @@ async def _forget_monitor(sender: Any, revoked: Any, **kwargs: Any) -> None:
 
 
 def _ensure_monitor() -> None:
-    """After an assignment, rebuild the monitor from the case records this worker owns."""
-    global monitor, _monitor_ready
+    """After an assignment, rebuild the monitor and the ledger's counts from the case
+    records this worker owns (once; both are then kept up to date case by case)."""
+    global monitor, ledger, _monitor_ready
     if _monitor_ready:
         return
+    records = owned_records()
     monitor = PerformanceMonitor(registry)
-    monitor.rebuild(owned_records())
+    monitor.rebuild(records)
+    ledger = CaseLedger()
+    for _case_id, record in records:
+        ledger.add_existing(record)
     _monitor_ready = True
 
 
@@ -332,31 +336,14 @@ async def _count(stream: Any) -> None:
             at = max(case.inference_date, case.labelled_at or case.inference_date)
             alerts += _maybe_evaluate(case.tool_id, at)
             send_alerts(alerts)
-        _advance_drift()
-
-
-def _low_watermark() -> datetime | None:
-    """The event time every join partition this worker owns has reached.
-
-    Cases of one tool arrive merged from all join partitions, which run days apart during
-    a replay; days are closed for drift only when every partition has passed them.
-    """
-    marks = [c.watermark for c in _clocks.values() if c.watermark is not None]
-    return min(marks) if marks else None
-
-
-def _advance_drift() -> None:
-    low = _low_watermark()
-    if low is None:
-        return
-    for bank in drift_banks.values():
-        send_alerts([v.to_alert() for v in bank.advance(low)])
 
 
 def _bank(tool: str) -> DriftBank:
     bank = drift_banks.get(tool)
     if bank is None:
-        bank = drift_banks[tool] = DriftBank.for_tool(tool, DriftBankConfig(event_clock=False))
+        # Two days' lateness: cases reach this agent a little out of event-time order (they
+        # come from every join partition), and a closed day is never reopened.
+        bank = drift_banks[tool] = DriftBank.for_tool(tool, DriftBankConfig(lateness_days=2))
     return bank
 
 
@@ -526,11 +513,12 @@ def owned_records() -> list[tuple[str, CaseRecord]]:
 
 @app.page("/surveillance/counts")
 async def counts_view(web: Any, request: Any) -> Any:
-    """Counts per tool over the cases this worker owns, derived from its table."""
-    counts = CaseLedger()
-    for _case_id, record in owned_records():
-        counts.add_existing(record)
+    """Counts per tool over the cases this worker owns (the ledger, rebuilt from the table
+    after every assignment)."""
     ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+    if ready:
+        _ensure_monitor()
+    counts = ledger
     assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     return web.json(
         {
