@@ -59,4 +59,4 @@ async def _end_offsets(
 
 
 def install() -> None:
-    AIOKafkaConsumer.end_offsets = _end_offsets  # type: ignore[method-assign]
+    AIOKafkaConsumer.end_offsets = _end_offsets

@@ -88,14 +88,20 @@ app = faust.App(
     datadir=str(settings.state_dir / "faust"),
 )
 
-raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-inputs_topic = app.topic(topics.AI_RESULTS, topics.REPORTS_FINAL, **raw)
-join_topic = app.topic(topics.CASES_JOIN, **raw)
-cases_topic = app.topic(topics.CASES_ADJUDICATED, **raw)
-alerts_topic = app.topic(topics.ALERTS, **raw)
-snapshots_topic = app.topic(topics.SNAPSHOTS, **raw)
-dlq_topics = {t: app.topic(topics.dlq(t), **raw) for t in topics.INPUT_TOPICS}
-adverse_topic = app.topic(topics.ADVERSE_EVENTS, **raw)
+def _raw_topic(*names: str) -> Any:
+    """Bytes in, bytes out: every value is parsed by its pydantic contract, not by Faust."""
+    return app.topic(
+        *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+inputs_topic = _raw_topic(topics.AI_RESULTS, topics.REPORTS_FINAL)
+join_topic = _raw_topic(topics.CASES_JOIN)
+cases_topic = _raw_topic(topics.CASES_ADJUDICATED)
+alerts_topic = _raw_topic(topics.ALERTS)
+snapshots_topic = _raw_topic(topics.SNAPSHOTS)
+dlq_topics = {t: _raw_topic(topics.dlq(t)) for t in topics.INPUT_TOPICS}
+adverse_topic = _raw_topic(topics.ADVERSE_EVENTS)
 
 join_table = app.Table("join_state", partitions=settings.kafka.partitions)
 case_table = app.Table("case_state", partitions=settings.kafka.partitions)
@@ -210,7 +216,7 @@ _clocks: dict[int, PartitionClock] = {}
 
 
 @app.on_partitions_revoked.connect
-async def _forget_clocks(sender: Any, revoked: Any, **kwargs: Any) -> None:
+async def _forget_clocks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     _clocks.clear()  # rebuilt from the table on the next event of each partition
 
 
@@ -287,7 +293,7 @@ _monitor_ready = False
 
 
 @app.on_partitions_revoked.connect
-async def _forget_monitor(sender: Any, revoked: Any, **kwargs: Any) -> None:
+async def _forget_monitor(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     global _monitor_ready
     _monitor_ready = False  # rebuilt from case_state before the next case is applied
 
@@ -486,7 +492,8 @@ async def regulatory_clocks() -> None:
 async def consumer_lag() -> None:
     """Messages behind the end of each stream topic this worker reads."""
     lag: dict[str, int] = {}
-    read = app.consumer._read_offset  # Faust keeps the last offset it read per partition
+    consumer: Any = app.consumer
+    read = consumer._read_offset  # Faust keeps the last offset it read per partition
     for tp in app.consumer.assignment():
         if tp.topic not in _LAG_TOPICS:
             continue
@@ -515,7 +522,8 @@ def owned_records() -> list[tuple[str, CaseRecord]]:
 async def counts_view(web: Any, request: Any) -> Any:
     """Counts per tool over the cases this worker owns (the ledger, rebuilt from the table
     after every assignment)."""
-    ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+    tables: Any = app.tables
+    ready = not app.rebalancing and tables.recovery.completed.is_set()
     if ready:
         _ensure_monitor()
     counts = ledger
