@@ -7,14 +7,18 @@ prints per tool what the simulator produced next to what the worker counted.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import date
 from pathlib import Path
 
+from surveillance.clinical.labels import extract_labels
 from surveillance.clinical.ledger import LABELLED
-from surveillance.contracts import Alert
-from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
+from surveillance.contracts import AIResult, Alert, Label, ReportFinal
+from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
@@ -41,6 +45,12 @@ def run_demo(
             broker.bootstrap, state_dir, env={"SURVEILLANCE_DATABASE__URL": pg.url},
             command="store-writer",
         ).start()
+        intake_port = free_port()
+        intake = WorkerProcess(
+            broker.bootstrap, state_dir, env={"SURVEILLANCE_INTAKE_API_TOKENS": json.dumps(
+                {"demo": DEMO_TOKEN})},
+            command="intake", args=("--port", str(intake_port)), web_port=intake_port,
+        ).start()
         try:
             t1 = time.monotonic()
             n = replay_paced(broker.bootstrap, events, [worker])
@@ -48,11 +58,14 @@ def run_demo(
             expected = {tool: t.cases for tool, t in truth.items()}
             counts = wait_for_counts([worker], expected, timeout=timeout)
             elapsed = time.monotonic() - t0
+            report_adverse_event(intake, events)
+            time.sleep(2)  # the worker links the report and raises its alert
             alerts = read_alerts(broker.bootstrap)
             stored = wait_for_rows(pg.url, sum(expected.values()), timeout=60)
         finally:
             worker.stop()
             writer.stop()
+            intake.stop()
         ok = _summary(truth, counts)
         _alert_digest(alerts)
         print(f"\nstored in PostgreSQL: {stored} cases (expected {sum(expected.values())})")
@@ -97,6 +110,70 @@ def wait_for_total(workers: list[WorkerProcess], at_least: int, timeout: float) 
         if counts is not None and sum(c.get("cases", 0) for c in counts.values()) >= at_least:
             return
         time.sleep(0.1)
+
+
+DEMO_TOKEN = "demo-intake-token"
+
+
+def report_adverse_event(intake: WorkerProcess, events: list[SimEvent]) -> None:
+    """File one report through the intake API, as a quality nurse's system would: a
+    pneumothorax the AI missed on a real simulated study."""
+    missed = _a_missed_pneumothorax(events)
+    if missed is None:
+        return
+    ai, aware = missed
+    body = {
+        "submission_id": "demo-ae-0001",
+        "aware_date": aware.isoformat(),
+        "patient": {"patient_id": ai.patient_id, "age": ai.age, "sex": ai.sex.value},
+        "event": {"outcome": "required_intervention", "event_date": ai.study_date.isoformat(),
+                  "narrative": "Pneumothorax not flagged by triage; chest tube placed after "
+                               "delayed read."},
+        "device": {"tool_id": ai.tool_id, "manufacturer": ai.manufacturer,
+                   "software_version": ai.software_version, "clearance_number": "K232410"},
+        "reporter": {"name": "Demo Quality Nurse", "role": "quality",
+                     "contact": "quality@example.org"},
+        "accession_number": ai.accession_number,
+        "ai_output": ai.ai_result,
+        "ai_threshold": ai.operating_threshold,
+        "radiologist_read": "present",
+        "discordance_type": "false_negative",
+    }
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(
+                f"{intake.url}/api/v1/adverse-events", data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json",
+                         "Authorization": f"Bearer {DEMO_TOKEN}"}, method="POST")
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                receipt = json.loads(resp.read())
+            print(f"\nadverse-event report filed through intake: reference "
+                  f"{receipt.get('reference')}")
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    print("\nintake did not answer; no adverse-event report filed")
+
+
+def _a_missed_pneumothorax(events: list[SimEvent]) -> tuple[AIResult, date] | None:
+    labels: dict[str, Label] = {}
+    for e in events:
+        if e.valid and e.topic == "reports.final":
+            report = ReportFinal.model_validate_json(e.value)
+            if report.findings is not None:
+                found = {f.finding_code: f.label for f in report.findings}
+            else:
+                found = extract_labels(report.report_text or "", ["pneumothorax"])
+            if "pneumothorax" in found:
+                labels[report.accession_number] = found["pneumothorax"]
+    for e in reversed(events):
+        if e.valid and e.topic == "ai.results":
+            ai = AIResult.model_validate_json(e.value)
+            if (ai.tool_id == "ptx-triage" and not ai.result_indicator
+                    and labels.get(ai.accession_number) is Label.PRESENT):
+                return ai, date.today()
+    return None
 
 
 def _quarter(day: date) -> str:
@@ -145,7 +222,7 @@ def _alert_digest(alerts: list[Alert]) -> None:
     shown: set[tuple[str, str]] = set()
     for alert in alerts:
         key = (alert.tool_id, alert.kind)
-        if key in shown or alert.kind == "new_category":
+        if key in shown or alert.kind in ("new_category", "regulatory_due_soon"):
             continue
         shown.add(key)
         print(f"- [{alert.severity}] {alert.raised_at:%Y-%m-%d} {alert.summary}")

@@ -211,3 +211,76 @@ def test_two_workers_share_partitions_and_one_stopping_moves_its_state(
     finally:
         a.stop()
         b.stop()
+
+
+def test_adverse_event_is_linked_to_its_case_and_alerted_once(
+    stack: EmbeddedBroker, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from surveillance.clinical.labels import extract_labels
+    from surveillance.contracts import (
+        AdverseEvent,
+        AEDevice,
+        AEEvent,
+        AEReporter,
+        AIResult,
+        DiscordanceType,
+        Label,
+        Outcome,
+        ReportFinal,
+    )
+    from surveillance.privacy import pseudonymize
+    from surveillance.settings import DEMO_PSEUDONYM_KEY
+
+    events, truth = simulate(days=10, seed=5, scenario=Scenario())
+    labels: dict[str, Label] = {}
+    for e in events:
+        if e.topic == "reports.final":
+            r = ReportFinal.model_validate_json(e.value)
+            found = ({f.finding_code: f.label for f in r.findings} if r.findings is not None
+                     else extract_labels(r.report_text or "", ["pneumothorax"]))
+            if "pneumothorax" in found:
+                labels[r.accession_number] = found["pneumothorax"]
+    missed = next(
+        ai for ai in (AIResult.model_validate_json(e.value) for e in events
+                      if e.topic == "ai.results")
+        if ai.tool_id == "ptx-triage" and not ai.result_indicator
+        and labels.get(ai.accession_number) is Label.PRESENT
+    )
+    key = DEMO_PSEUDONYM_KEY.encode()
+    report = AdverseEvent(
+        event_id=pseudonymize(key, "submission", "it-ae-1"),
+        received_at=datetime.now(UTC),
+        aware_date=datetime.now(UTC).date(),
+        event=AEEvent(outcome=Outcome.HOSPITALIZATION, event_date=missed.study_date,
+                      narrative="missed pneumothorax"),
+        device=AEDevice(tool_id="ptx-triage", manufacturer="Milvue",
+                        software_version=missed.software_version),
+        reporter=AEReporter(name="QA", role="quality", contact="qa@example.org"),
+        accession_number=pseudonymize(key, "accession", missed.accession_number),
+        discordance_type=DiscordanceType.FALSE_NEGATIVE,
+        pseudonymized=True,
+    ).model_dump_json().encode()
+    worker = WorkerProcess(stack.bootstrap, tmp_path).start()
+    try:
+        send(stack, events)
+        wait_for_counts([worker], expected_counts(truth), timeout=180)
+        produce(stack.bootstrap, [("adverse.events", b"ptx-triage", report)] * 2)
+        from kafka import KafkaConsumer
+
+        deadline = time.monotonic() + 60
+        received: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not received:
+            consumer = KafkaConsumer("surveillance.alerts", bootstrap_servers=stack.bootstrap,
+                                     auto_offset_reset="earliest", consumer_timeout_ms=2000)
+            alerts = [json.loads(m.value) for m in consumer]
+            consumer.close()
+            received = [a for a in alerts if a["kind"] == "adverse_event"]
+        print(f"\n{received[0]['summary'] if received else 'no alert'}")
+        assert len({a["alert_id"] for a in received}) == 1
+        assert "linked case outcome FN (agrees with the report)" in str(received[0]["summary"])
+        assert received[0]["severity"] == "warning"  # hospitalization: serious, not fatal
+        assert_no_crash(worker)
+    finally:
+        worker.stop()

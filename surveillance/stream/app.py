@@ -37,7 +37,7 @@ from faust.streams import _current_event
 from pydantic import ValidationError
 
 from surveillance.clinical import join, regulatory_clock
-from surveillance.clinical.adverse_link import alerts_to_raise, link_report
+from surveillance.clinical.adverse_link import AdverseLink, alerts_to_raise, link_report
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore, ToolState, check_version, version_alert
@@ -428,7 +428,7 @@ async def adverse_agent(stream: Any) -> None:
                 "partition": msg.partition,
             }
             metrics.record_adverse_event(report.device.tool_id, report.event.outcome)
-            send_alerts(_clock_alerts(report, _now()))
+            send_alerts([_with_link(a, link) for a in _clock_alerts(report, _now())])
 
 
 @dataclass(frozen=True)
@@ -451,6 +451,26 @@ def _cases_of_accession(accession: str | None) -> list[_StoredCase]:
             found.append(_StoredCase(f"{accession}:{tool}", r.tool, r.version, r.revision,
                                      CaseOutcome(r.outcome)))
     return found
+
+
+def _with_link(alert: Alert, link: AdverseLink) -> Alert:
+    """Say on the received alert what the report was linked to, so on-call need not look."""
+    if alert.kind != "adverse_event":
+        return alert
+    if link.case_id is None:
+        context = "no adjudicated case found for the accession"
+    else:
+        agrees = {True: "agrees with the report", False: "does NOT agree with the report",
+                  None: "cannot confirm the report"}[link.consistent]
+        outcome = link.case_outcome.value if link.case_outcome else "unknown"
+        context = f"linked case outcome {outcome} ({agrees})"
+    if link.clearance_matches is False:
+        context += f"; clearance number differs from the registry ({link.registry_clearance})"
+    return alert.model_copy(update={
+        "summary": f"{alert.summary}; {context}"[:1000],
+        "details": {**alert.details, "case_outcome": link.case_outcome, "consistent":
+                    link.consistent},
+    })
 
 
 _raised_clock_alerts: set[str] = set()

@@ -34,8 +34,10 @@ class WorkerProcess:
         env: Mapping[str, str] | None = None,
         web_port: int | None = None,
         command: str = "worker",
+        args: tuple[str, ...] = (),
     ) -> None:
         self.command = command
+        self.args = args
         self.bootstrap = bootstrap
         self.web_port = web_port or free_port()
         self.state_dir = state_dir / f"worker-{self.web_port}"
@@ -55,7 +57,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "surveillance.cli", self.command],
+                [sys.executable, "-m", "surveillance.cli", self.command, *self.args],
                 env=self._env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
