@@ -79,7 +79,7 @@ def worker() -> None:
         "--web-port",
         str(settings.stream.web_port),
         "--web-host",
-        "127.0.0.1",
+        settings.stream.web_host,
     ]
     faust_app.main()
 

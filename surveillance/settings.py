@@ -41,6 +41,8 @@ class StreamSettings(BaseModel):
     join_retention_days: float = Field(default=120, gt=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
     web_port: int = Field(default=6066, ge=0, le=65535)
+    #: Address the worker's /metrics and status pages bind to (0.0.0.0 in a container).
+    web_host: str = "127.0.0.1"
     #: How often regulatory clocks and consumer lag are re-evaluated (wall-clock seconds).
     clock_interval_seconds: float = Field(default=60.0, gt=0)
     store: str = "memory://"

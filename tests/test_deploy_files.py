@@ -64,6 +64,8 @@ def test_compose_has_the_whole_stack() -> None:
         "kafka",
         "timescaledb",
         "topics",
+        "migrate",
+        "store-writer",
         "worker-1",
         "worker-2",
         "intake",
@@ -87,8 +89,10 @@ def test_compose_workers_and_intake_run_the_cli_with_real_settings(
     for name, command in (
         ("worker-1", ["worker"]),
         ("worker-2", ["worker"]),
-        ("intake", ["intake"]),
+        ("intake", ["intake", "--host", "0.0.0.0", "--port", "8080"]),
         ("topics", ["topics", "create"]),
+        ("migrate", ["db", "migrate"]),
+        ("store-writer", ["store-writer"]),
     ):
         service = services[name]
         assert service["command"] == command, name
@@ -258,6 +262,7 @@ def test_k8s_worker_deployment() -> None:
         "SURVEILLANCE_KAFKA__PARTITIONS",
         "SURVEILLANCE_KAFKA__REPLICATION_FACTOR",
         "SURVEILLANCE_STREAM__WEB_PORT",
+        "SURVEILLANCE_STREAM__WEB_HOST",
         "SURVEILLANCE_STATE_DIR",
     }
 
@@ -265,7 +270,7 @@ def test_k8s_worker_deployment() -> None:
 def test_k8s_intake_deployment() -> None:
     deployment = _k8s("intake.yaml")[0]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["surveillance", "intake"]
+    assert container["command"] == ["surveillance", "intake", "--host", "0.0.0.0", "--port", "8080"]
     assert "SURVEILLANCE_PSEUDONYM_KEY" in _env_names(container)
 
 

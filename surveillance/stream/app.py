@@ -84,7 +84,7 @@ app = faust.App(
     producer_linger=0.005,
     broker_max_poll_records=2000,
     stream_buffer_maxsize=8192,
-    web_host="127.0.0.1",
+    web_host=settings.stream.web_host,
     datadir=str(settings.state_dir / "faust"),
 )
 
