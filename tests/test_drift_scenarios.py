@@ -233,3 +233,28 @@ def test_without_event_clock_only_advance_evaluates_days() -> None:
     # The watermark reaches the end of the change day plus one day of lateness.
     verdicts = bank.advance(START + timedelta(days=REFERENCE_DAYS + 4))
     assert ("input_drift", "protocol_name") in {(v.kind, v.feature) for v in verdicts}
+
+
+def test_bank_statistics_feed_the_drift_gauges() -> None:
+    """Every monitored feature reports its last window's statistic; the gauges take them."""
+    from datetime import UTC, datetime, timedelta
+
+    from surveillance.observe import metrics, publish
+    from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
+    from tests.factories import ai_result
+
+    bank = DriftBank.for_tool("ich-triage", DriftBankConfig(reference_days=3, lateness_days=0))
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    for i in range(6 * 300):
+        at = start + timedelta(minutes=i * 24 * 60 / 300)
+        bank.update(ai_result(event_id=f"e{i}", accession=f"A{i}", at=at,
+                              positive=i % 9 == 0, age=40 + i % 40))
+    bank.advance(start + timedelta(days=7))
+    stats = {(f, d): (v, on) for f, d, v, on in bank.statistics()}
+    assert ("age", "psi") in stats and ("site", "psi") in stats
+    assert all(v >= 0 for v, _ in stats.values())
+    publish.publish_drift("ich-triage", bank.statistics())
+    age = metrics.REGISTRY.get_sample_value(
+        "surveillance_drift_statistic",
+        {"tool": "ich-triage", "feature": "age", "detector": "psi"})
+    assert age == stats[("age", "psi")][0]

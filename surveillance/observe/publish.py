@@ -66,6 +66,43 @@ def publish_charts(states: Iterable[ChartState]) -> None:
         )
 
 
+#: Drift-bank feature names -> the fixed `feature` label set of the drift gauges.
+_DRIFT_FEATURES: dict[str, metrics.DriftFeature] = {
+    "score": metrics.DriftFeature.SCORE,
+    "positive_call": metrics.DriftFeature.POSITIVE_RATE,
+    "kvp": metrics.DriftFeature.KVP,
+    "slice_thickness": metrics.DriftFeature.SLICE_THICKNESS,
+    "pixel_spacing": metrics.DriftFeature.PIXEL_SPACING,
+    "age": metrics.DriftFeature.AGE,
+    "sex": metrics.DriftFeature.SEX,
+    "scanner_manufacturer": metrics.DriftFeature.SCANNER,
+    "scanner_model": metrics.DriftFeature.SCANNER,
+    "scanner_software_version": metrics.DriftFeature.SCANNER,
+    "protocol_name": metrics.DriftFeature.PROTOCOL,
+    "site": metrics.DriftFeature.SITE,
+}
+
+
+def publish_drift(tool: str, statistics: Iterable[tuple[str, str, float, bool]]) -> None:
+    """Each feature's last window statistic and episode state as drift gauges.
+
+    Features that share a label (the three scanner fields) report the largest statistic,
+    and "detected" when any of them is in an episode. Features outside the label set
+    (contrast) are not exported.
+    """
+    merged: dict[tuple[metrics.DriftFeature, str], tuple[float, bool]] = {}
+    for feature, detector, value, detected in statistics:
+        label = _DRIFT_FEATURES.get(feature)
+        if label is None or not math.isfinite(value):
+            continue
+        key = (label, detector)
+        old = merged.get(key)
+        merged[key] = (value, detected) if old is None else (
+            max(old[0], value), old[1] or detected)
+    for (label, detector), (value, detected) in merged.items():
+        metrics.set_drift(tool, label, metrics.DriftDetector(detector), value, detected)
+
+
 def publish_baselines(registry: Mapping[str, ToolBaseline]) -> None:
     """Clearance baseline and tolerance of every registered tool (once, at startup)."""
     for tool, entry in registry.items():

@@ -344,6 +344,8 @@ class _NumericFeature:
         )
         self.min_total_variation = config.min_total_variation
         self.episode = _Episode(config.clear_after_windows)
+        #: The last tested window's (detector, statistic), for the Prometheus gauges.
+        self.last_statistic: tuple[str, float] | None = None
         self.detector_name = config.numeric_detector
         self.detector: NumericDriftDetector | None = None
         self.detector_threshold: float | None = None
@@ -403,6 +405,8 @@ class _NumericFeature:
         sites = np.asarray(self.window.sites)
         self.window = _Window()
         result = self.window_test.close(bin_counts(values, self.edges).tolist())
+        if result is not None:
+            self.last_statistic = ("psi", float(result.psi))
         fired, self._fired_at = self._fired_at, None
         crossed = fired is not None or (result is not None and bool(result.crossed))
         tested = fired is not None or result is not None
@@ -518,6 +522,8 @@ class _CategoricalFeature:
         )
         self.min_total_variation = config.min_total_variation
         self.episode = _Episode(config.clear_after_windows)
+        #: The last tested window's (detector, statistic), for the Prometheus gauges.
+        self.last_statistic: tuple[str, float] | None = None
         self.window = _Window()
 
     def add(self, value: FeatureValue, site: str, at: datetime) -> DriftVerdict | None:
@@ -553,6 +559,8 @@ class _CategoricalFeature:
         """A verdict when the window opens an episode, else None."""
         window, self.window = self.window, _Window()
         result = self.detector.close_window()
+        if result is not None:
+            self.last_statistic = ("psi", float(result.statistic("psi")))
         crossed = result is not None and bool(result.crossed)
         if not self.episode.observe(crossed, result is not None, window_start):
             return None
@@ -815,6 +823,20 @@ class DriftBank:
 
     def versions_monitored(self) -> list[str]:
         return [v for v, phase in self._outputs.items() if phase.bank is not None]
+
+    def statistics(self) -> list[tuple[str, str, float, bool]]:
+        """(feature, detector, last window's statistic, in a drift episode) per feature."""
+        phases = [self._inputs, *self._outputs.values()]
+        out = []
+        for phase in phases:
+            if phase.bank is None:
+                continue
+            for feature in phase.bank.features:
+                if feature is not None and feature.last_statistic is not None:
+                    detector, value = feature.last_statistic
+                    out.append((feature.spec.name, detector, value,
+                                feature.episode.since is not None))
+        return out
 
     def update(self, result: AIResult) -> list[DriftVerdict]:
         """Count one AI result; return the verdicts of the days it lets close."""

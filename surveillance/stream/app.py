@@ -370,6 +370,7 @@ def _maybe_evaluate(tool: str, at: datetime) -> list[Alert]:
             key=tool.encode(), value=snapshot.model_dump_json().encode()
         )
     publish.publish(snapshots)
+    publish.publish_drift(tool, _bank(tool).statistics())
     publish.publish_verdicts(monitor.verdicts())
     publish.publish_charts(monitor.chart_states())
     return alerts
