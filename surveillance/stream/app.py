@@ -487,7 +487,18 @@ def _clock_alerts(report: AdverseEvent, now: datetime) -> list[Alert]:
 
 @app.timer(interval=settings.stream.clock_interval_seconds)
 async def regulatory_clocks() -> None:
-    """Re-evaluate every open report's clocks (wall clock: deadlines are real days)."""
+    """Re-evaluate every open report's clocks (wall clock: deadlines are real days).
+
+    A failure is logged and retried on the next tick: a timer exception would otherwise
+    stop the whole worker, counting included.
+    """
+    try:
+        _check_clocks()
+    except Exception:
+        log.exception("regulatory clock check failed; retrying next tick")
+
+
+def _check_clocks() -> None:
     global _states
     _states = _lifecycle.states()
     owned = {tp.partition for tp in app.consumer.assignment()
@@ -512,14 +523,23 @@ async def regulatory_clocks() -> None:
 @app.timer(interval=5.0)
 async def consumer_lag() -> None:
     """Messages behind the end of each stream topic this worker reads."""
+    try:
+        _measure_lag()
+    except Exception:
+        log.exception("consumer lag measurement failed; retrying next tick")
+
+
+def _measure_lag() -> None:
     lag: dict[str, int] = {}
     consumer: Any = app.consumer
     read = consumer._read_offset  # Faust keeps the last offset it read per partition
     for tp in app.consumer.assignment():
         if tp.topic not in _LAG_TOPICS:
             continue
-        position = read.get(tp)
-        behind = app.consumer.highwater(tp) - (position + 1 if position is not None else 0)
+        position, high = read.get(tp), app.consumer.highwater(tp)
+        if high is None:  # not fetched yet since assignment: unknown, not zero
+            continue
+        behind = high - (position + 1 if position is not None else 0)
         lag[tp.topic] = lag.get(tp.topic, 0) + max(behind, 0)
     for topic, n in lag.items():
         metrics.set_consumer_lag(metrics.Topic(topic), n)
