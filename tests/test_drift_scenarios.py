@@ -21,18 +21,15 @@ from __future__ import annotations
 import random
 import statistics
 from collections import Counter
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from surveillance.clinical import join
-from surveillance.clinical.baselines import load_registry
-from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.contracts import Alert
 from surveillance.simulate import Faults, scenario_by_name, simulate
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
 from surveillance.stream.case_features import as_ai_result
-from surveillance.stream.ingest import Ingest, Rejected
+from tests.pure_pipeline import case_revisions
 from tests.test_drift_detectors import REFERENCE_DAYS, START, day_of, make_stream
 
 SIM_START = date(2026, 7, 1)
@@ -52,41 +49,15 @@ DRIFT_KINDS = {"input_drift", "output_drift"}
 
 def run_worker_path(scenario: str) -> list[Alert]:
     events, _ = simulate(days=90, seed=7, scenario=scenario_by_name(scenario), faults=Faults())
-    registry = load_registry()
-    ingest = Ingest(b"test-key", [b.finding_code for b in registry.values()], 64 * 1024)
-    states: dict[str, join.JoinState] = {}
-    table: dict[str, CaseRecord] = {}
-    ledger = CaseLedger()
     banks: dict[str, DriftBank] = {}
-    evaluated: dict[str, date] = {}
-    watermark: datetime | None = None
     alerts: list[Alert] = []
-    for event in events:
-        item = ingest(event.topic, event.value, event.arrival)
-        if isinstance(item, Rejected):
-            continue
-        state, cases = join.apply(
-            states.get(item.accession), item, 0, timedelta(days=14), watermark
+    for previous, case in case_revisions(events):
+        # The worker's configuration (stream/app.py `_bank`): own event clock, 2 days late.
+        bank = banks.setdefault(
+            case.tool_id, DriftBank.for_tool(case.tool_id, DriftBankConfig(lateness_days=2))
         )
-        states[item.accession] = state
-        at = join.event_time(item)
-        watermark = at if watermark is None or at > watermark else watermark
-        for case in cases:
-            previous = table.get(case.case_id)
-            record = ledger.apply(previous, case, 0)
-            if record is None:
-                continue
-            table[case.case_id] = record
-            bank = banks.setdefault(case.tool_id, DriftBank.for_tool(case.tool_id))
-            if previous is None:
-                alerts += [v.to_alert() for v in bank.update(as_ai_result(case))]
-            day = case.inference_date.date()
-            last = evaluated.get(case.tool_id)
-            if last is None or day > last:
-                evaluated[case.tool_id] = day
-                if last is not None:
-                    now = datetime.combine(day, time.min, tzinfo=UTC)
-                    alerts += [v.to_alert() for v in bank.advance(now)]
+        if previous is None:
+            alerts += [v.to_alert() for v in bank.update(as_ai_result(case))]
     return alerts
 
 
@@ -237,7 +208,7 @@ def test_without_event_clock_only_advance_evaluates_days() -> None:
 
 def test_bank_statistics_feed_the_drift_gauges() -> None:
     """Every monitored feature reports its last window's statistic; the gauges take them."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
 
     from surveillance.observe import metrics, publish
     from surveillance.stats.drift_bank import DriftBank, DriftBankConfig

@@ -17,15 +17,13 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from scipy import stats
 
-from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
-from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.monitor import PerformanceMonitor
 from surveillance.contracts import Alert
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
 from surveillance.simulate.scenario import SENSITIVITY_DROP_DAY
 from surveillance.stats.cusum import DAYS_PER_YEAR, average_run_length
-from surveillance.stream.ingest import Ingest, Rejected
+from tests.pure_pipeline import case_revisions
 
 REGISTRY = load_registry()
 DAYS = 90
@@ -34,36 +32,19 @@ FLAGS = ("cusum_signal", "baseline_deviation")
 
 
 def worker_replay(events: list[SimEvent]) -> tuple[PerformanceMonitor, list[Alert]]:
-    ingest = Ingest(b"test-key", [b.finding_code for b in REGISTRY.values()], 64 * 1024)
     monitor = PerformanceMonitor(REGISTRY)
-    ledger = CaseLedger()
-    states: dict[str, join.JoinState] = {}
-    table: dict[str, CaseRecord] = {}
     evaluated: dict[str, datetime] = {}
-    watermark: datetime | None = None
     alerts: list[Alert] = []
-    for event in events:
-        item = ingest(event.topic, event.value, event.arrival)
-        if isinstance(item, Rejected):
-            continue
-        state, cases = join.apply(states.get(item.accession), item, 0, timedelta(days=14),
-                                  watermark)
-        states[item.accession] = state
-        at = join.event_time(item)
-        watermark = at if watermark is None or at > watermark else watermark
-        for case in cases:
-            previous = table.get(case.case_id)
-            record = ledger.apply(previous, case, 0)
-            if record is None:
-                continue
-            table[case.case_id] = record
-            alerts += monitor.on_case(previous, case)
-            day = datetime.combine(case.inference_date.date(), time.min, tzinfo=UTC)
-            last = evaluated.get(case.tool_id)
-            if last is None or day > last:
-                evaluated[case.tool_id] = day
-                if last is not None:
-                    alerts += monitor.evaluate(day, tools=[case.tool_id], snapshots=False)[0]
+    for previous, case in case_revisions(events):
+        alerts += monitor.on_case(previous, case)
+        # As the worker does: a case's event time is when it last changed.
+        at = max(case.inference_date, case.labelled_at or case.inference_date)
+        day = datetime.combine(at.date(), time.min, tzinfo=UTC)
+        last = evaluated.get(case.tool_id)
+        if last is None or day > last:
+            evaluated[case.tool_id] = day
+            if last is not None:
+                alerts += monitor.evaluate(day, tools=[case.tool_id], snapshots=False)[0]
     return monitor, alerts
 
 
