@@ -389,5 +389,3 @@ TOPIC_MODELS: dict[str, type[Contract]] = {
     "surveillance.snapshots": MetricSnapshot,
     "dlq": DeadLetter,
 }
-
-INPUT_TOPICS = ("ai.results", "reports.final", "adverse.events")

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from surveillance.contracts import MAX_EVENT_BYTES
+
 #: Used only by the embedded demo and tests; production must set its own key.
 DEMO_PSEUDONYM_KEY = "embedded-demo-key-not-for-production"
 
@@ -39,7 +41,7 @@ class StreamSettings(BaseModel):
     unlabelled_horizon_hours: float = Field(default=14 * 24, gt=0)
     #: Join state for an accession is dropped this long (event time) after its last event.
     join_retention_days: float = Field(default=120, gt=0)
-    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
     web_port: int = Field(default=6066, ge=0, le=65535)
     #: Address the worker's /metrics and status pages bind to (0.0.0.0 in a container).
     web_host: str = "127.0.0.1"

@@ -92,12 +92,6 @@ class CaseLedger:
         """Count a record restored from the table (rebuild after assignment)."""
         self.counts[record.key] += 1
 
-    def drop_partitions(self, records: list[CaseRecord]) -> None:
-        for record in records:
-            self.counts[record.key] -= 1
-            if not self.counts[record.key]:
-                del self.counts[record.key]
-
     def per_tool(self) -> dict[str, Counter[str]]:
         """Outcome counts per tool, all versions and sites together; `cases` is the total."""
         out: dict[str, Counter[str]] = {}
