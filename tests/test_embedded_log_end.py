@@ -16,7 +16,8 @@ def test_probe_finds_the_true_log_end_where_list_offsets_undercounts(
     broker: EmbeddedBroker,
 ) -> None:
     create_topics(broker.bootstrap, [TopicSpec("log-end-probe", 3)])
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    # A long linger: records leave only on flush(), so each flush is exactly one batch.
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=60_000)
     for _ in range(5):  # partition 0: five batches of one record
         producer.send("log-end-probe", partition=0, value=b"x")
         producer.flush()
