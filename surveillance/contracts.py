@@ -222,7 +222,8 @@ class ReportLabels(Contract):
 
 
 class JoinInput(Contract):
-    """Internal topic `cases.join`, keyed by pseudonymized accession."""
+    """Internal topic `cases.join`, keyed by pseudonymized accession, on the partition of
+    the raw accession number (events a source system did not key by accession)."""
 
     kind: Literal["ai", "report"]
     ai: AIResult | None = None

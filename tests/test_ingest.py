@@ -9,7 +9,7 @@ import pytest
 
 from surveillance.contracts import Label
 from surveillance.privacy import pseudonymize
-from surveillance.stream.ingest import Ingest, Rejected
+from surveillance.stream.ingest import Ingest, Rejected, join_partition
 from tests.factories import T0, ai_result
 
 KEY = b"test-key"
@@ -115,3 +115,45 @@ def test_future_timestamps_are_rejected() -> None:
 def test_events_claiming_to_be_pseudonymized_are_rejected_at_ingest() -> None:
     out = ingest("ai.results", ai_bytes(pseudonymized=True), NOW)
     assert isinstance(out, Rejected)
+
+
+# Kafka's own test vectors for its murmur2 partitioner hash (signed 32-bit results), from
+# the Java client's UtilsTest.testMurmur2: the partition a producer picks for a key.
+KAFKA_MURMUR2 = {
+    "21": -973932308,
+    "foobar": -790332482,
+    "a-little-bit-long-string": -985981536,
+    "a-little-bit-longer-string": -1486304829,
+    "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    "abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("key", "signed"), sorted(KAFKA_MURMUR2.items()))
+@pytest.mark.parametrize("partitions", [1, 4, 7, 12])
+def test_join_partition_is_the_kafka_default_partitioner(
+    key: str, signed: int, partitions: int
+) -> None:
+    # Java: Utils.toPositive(murmur2(key)) % numPartitions, toPositive = x & 0x7fffffff.
+    assert join_partition(key, partitions) == (signed & 0x7FFFFFFF) % partitions
+
+
+def test_an_ai_result_and_its_report_get_the_partition_of_their_raw_accession() -> None:
+    ai = ingest.accept("ai.results", ai_bytes(), NOW, partitions=8)
+    rep = ingest.accept("reports.final", report(), NOW, partitions=8)
+    assert not isinstance(ai, Rejected) and not isinstance(rep, Rejected)
+    assert ai[1] == rep[1] == join_partition("ACC1", 8)
+    other = ingest.accept("ai.results", ai_bytes(accession="ACC2"), NOW, partitions=8)
+    assert not isinstance(other, Rejected) and other[1] == join_partition("ACC2", 8)
+    assert {join_partition(f"ACC{i}", 8) for i in range(200)} == set(range(8))
+
+
+def test_accept_rejects_exactly_what_call_rejects() -> None:
+    data = json.loads(ai_bytes())
+    data["score"] = 1.5
+    bad = json.dumps(data).encode()
+    rejected = ingest.accept("ai.results", bad, NOW, partitions=4)
+    assert isinstance(rejected, Rejected) and rejected.message.startswith("score:")
+    assert rejected == ingest("ai.results", bad, NOW)
+    with pytest.raises(ValueError, match="partitions must be >= 1"):
+        join_partition("ACC1", 0)

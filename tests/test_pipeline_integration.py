@@ -12,6 +12,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,77 @@ def assert_metrics_served(worker: WorkerProcess, dead_letters: int) -> None:
     assert any(name == "surveillance_ai_results_total" for name, _ in samples)
     for name, labels in samples:
         assert not any(k in {"accession", "patient", "patient_id"} for k, _ in labels), name
+
+
+def metric_samples(worker: WorkerProcess, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(
+    stack: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Where the broker put each keyed input event is where the worker expects it
+    (`join_partition`, checked against the real producer's choice), and events that
+    were not keyed by accession (a RIS bridge that sets no key) take one more hop through
+    `cases.join` and are still counted exactly once."""
+    from kafka import KafkaConsumer
+
+    from surveillance.stream.ingest import join_partition
+
+    events, truth = simulate(
+        days=14, seed=5, scenario=Scenario(),
+        faults=Faults(duplicate_rate=0.02, invalid_rate=0.01, correction_rate=0.01),
+    )
+    unkeyed = [replace(e, key=b"") if e.topic == "reports.final" else e for e in events]
+    valid_values = {e.value for e in events if e.valid}
+    worker = WorkerProcess(stack.bootstrap, tmp_path).start()
+    try:
+        produce(stack.bootstrap, (
+            (e.topic, e.key or None, e.value) for e in unkeyed
+        ))
+        counts = wait_for_counts([worker], expected_counts(truth), timeout=240)
+        assert_exact(truth, counts)
+        assert_no_crash(worker)
+        rerouted = metric_samples(worker, "surveillance_join_rerouted_total")
+    finally:
+        worker.stop()
+
+    # The broker's placement of every keyed (AI result) event vs our partition function.
+    consumer = KafkaConsumer(
+        "ai.results", "reports.final", bootstrap_servers=stack.bootstrap,
+        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
+    )
+    ai_checked, reports_off = 0, 0
+    try:
+        for msg in consumer:
+            if msg.value not in valid_values:
+                continue  # an injected invalid event: dead-lettered, never routed
+            accession = json.loads(msg.value)["accession_number"]
+            expected = join_partition(accession, PARTITIONS)
+            if msg.topic == "ai.results":
+                assert msg.partition == expected, (msg.partition, expected)
+                ai_checked += 1
+            elif msg.partition != expected:
+                reports_off += 1
+    finally:
+        consumer.close()
+    print(f"\n{ai_checked} keyed AI results on their join partition; "
+          f"{reports_off} unkeyed reports off it; rerouted metric {rerouted}")
+    assert ai_checked > 3000 and reports_off > 1000
+    assert rerouted.get((("topic", "ai.results"),), 0) == 0
+    # At-least-once: a replayed batch could count a reroute twice, never fewer.
+    assert rerouted.get((("topic", "reports.final"),), 0) >= reports_off
 
 
 def test_sigkill_mid_stream_then_restart_gives_the_same_exact_counts(

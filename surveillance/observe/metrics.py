@@ -173,6 +173,13 @@ DUPLICATE_EVENTS = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+JOIN_REROUTED = Counter(
+    "surveillance_join_rerouted_total",
+    "Input events not on their accession's partition (the producer did not key by "
+    "accession), joined after one more hop through cases.join.",
+    ["topic"],
+    registry=REGISTRY,
+)
 EVENT_PROCESSING_SECONDS = Histogram(
     "surveillance_event_processing_seconds",
     "Wall time to process one event, by topic.",
@@ -504,6 +511,10 @@ def record_processed(topic: Topic) -> None:
 
 def record_duplicate(topic: Topic) -> None:
     DUPLICATE_EVENTS.labels(topic.value).inc()
+
+
+def record_rerouted(topic: Topic) -> None:
+    JOIN_REROUTED.labels(topic.value).inc()
 
 
 def record_dead_letter(topic: Topic, reason: DlqReason) -> None:

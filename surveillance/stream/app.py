@@ -1,16 +1,25 @@
 """The Faust app: topics, tables and agents, read top to bottom.
 
-    ai.results ─┐                      cases.join                 cases.adjudicated
-                ├─ ingest_agent ─► (key: pseudonymized ─► join_agent ─► (key: tool) ─► case_agent
- reports.final ─┘   │ invalid         accession)          join_state       │            case_state
-                    ▼                                                       └─► agreement, CUSUM
+    ai.results ─┐                                 cases.adjudicated
+                ├─ ingest_agent ─► join_state ─► (key: tool) ─► case_agent
+ reports.final ─┘   │    │                                      case_state
+                    │    └─► cases.join ─► join_agent ─┘            └─► agreement, CUSUM,
+                    ▼        (mis-keyed only)                           drift, versions
                <topic>.dlq
+
+Source systems key `ai.results` and `reports.final` by accession number, so an AI result
+and its report arrive on the same partition number of both topics, and Faust assigns
+those partitions (and the same partition of the join table) to the same worker. The
+ingest agent therefore joins in place: validate, pseudonymize, extract labels, join. An
+event that is not on its accession's partition (a producer that keys differently, or not
+at all) is forwarded to that partition of `cases.join` and joined there by `join_agent`:
+slower by one hop, never wrong.
 
 Agents are thin: they parse, call pure code (`stream.ingest`, `clinical.join`,
 `clinical.ledger`) and emit. Processing is at-least-once (Faust flushes the producer
 before it commits offsets); every effect is idempotent by event id or case revision, so
 N valid events in means N counted, also after a crash or a rebalance. State that
-matters lives in the two tables (changelog topics created up front); the few in-memory
+matters lives in the tables (changelog topics created up front); the few in-memory
 indexes (event-time watermark and pending deadlines per partition) are rebuilt from the
 table whenever partitions are assigned.
 
@@ -112,6 +121,7 @@ ingest = Ingest(
     finding_codes=[t.finding_code for t in registry.values()],
     max_bytes=settings.stream.max_event_bytes,
 )
+PARTITIONS = settings.kafka.partitions
 HORIZON = timedelta(hours=settings.stream.unlabelled_horizon_hours)
 RETENTION = timedelta(days=settings.stream.join_retention_days)
 for _tool in registry.values():
@@ -144,17 +154,28 @@ async def ingest_agent(stream: Any) -> None:
             msg = event.message
             metrics.record_processed(metrics.Topic(msg.topic))
             try:
-                result = ingest(msg.topic, event.value, now)
+                result = ingest.accept(msg.topic, event.value, now, PARTITIONS)
             except Exception:  # hostile input must never stop the worker: dead-letter it
                 log.exception("ingest failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                 result = Rejected("internal", "the event could not be processed")
             if isinstance(result, Rejected):
                 dead_letter(msg, event.value, result)
                 continue
-            _count_input(result)
-            join_topic.send_soon(
-                key=result.accession.encode(), value=result.model_dump_json().encode()
-            )
+            item, partition = result
+            _count_input(item)
+            if partition == msg.partition:
+                _as_current(event)
+                try:
+                    join_one(item, partition)
+                except Exception:
+                    _fatal("ingest_agent (join)")
+            else:
+                metrics.record_rerouted(metrics.Topic(msg.topic))
+                join_topic.send_soon(
+                    key=item.accession.encode(),
+                    value=item.model_dump_json().encode(),
+                    partition=partition,
+                )
 
 
 def _count_input(item: JoinInput) -> None:
@@ -189,7 +210,8 @@ def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
 
 
 class PartitionClock:
-    """Event-time watermark and pending deadlines of one `cases.join` partition."""
+    """Event-time watermark and pending deadlines of one join partition (the same partition
+    number of the input topics, `cases.join` and the join table)."""
 
     def __init__(self) -> None:
         self.watermark: datetime | None = None
@@ -246,21 +268,25 @@ async def _join(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
         for event in batch:
             _as_current(event)
-            partition = event.message.partition
-            item = JoinInput.model_validate_json(event.value)
-            clock = _clock(partition)
-            stored = join_table.get(item.accession)
-            state = join.JoinState.model_validate(stored) if stored else None
-            if state is not None and item.event_id in state.seen:
-                metrics.record_duplicate(
-                    metrics.Topic.AI_RESULTS if item.ai else metrics.Topic.REPORTS_FINAL
-                )
-            state, cases = join.apply(state, item, partition, HORIZON, clock.watermark)
-            clock.advance(join.event_time(item))
-            join_table[item.accession] = state.model_dump(mode="json")
-            clock.track(state)
-            emit(cases)
-            expire_due(clock)
+            join_one(JoinInput.model_validate_json(event.value), event.message.partition)
+
+
+def join_one(item: JoinInput, partition: int) -> None:
+    """Apply one join input to its accession's state; the current event is on `partition`
+    (of an input topic or of `cases.join`), so the table write lands there too."""
+    clock = _clock(partition)
+    stored = join_table.get(item.accession)
+    state = join.JoinState.model_validate(stored) if stored else None
+    if state is not None and item.event_id in state.seen:
+        metrics.record_duplicate(
+            metrics.Topic.AI_RESULTS if item.ai else metrics.Topic.REPORTS_FINAL
+        )
+    state, cases = join.apply(state, item, partition, HORIZON, clock.watermark)
+    clock.advance(join.event_time(item))
+    join_table[item.accession] = state.model_dump(mode="json")
+    clock.track(state)
+    emit(cases)
+    expire_due(clock)
 
 
 def expire_due(clock: PartitionClock) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
 from surveillance.clinical.labels import extract_labels
@@ -40,6 +41,20 @@ class Rejected:
     message: str
 
 
+def join_partition(accession_number: str, partitions: int) -> int:
+    """The partition a Kafka producer puts a message keyed by this accession number on.
+
+    Kafka's default partitioner (Java client, kafka-python, aiokafka): murmur2 of the key
+    bytes, made non-negative, modulo the partition count. Source systems key their
+    messages by accession, so an AI result and its report arrive on this partition of
+    their topics, and the worker that holds it can join them without another hop.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    digest: int = murmur2(accession_number.encode("utf-8"))
+    return (digest & 0x7FFFFFFF) % partitions
+
+
 def describe(exc: ValidationError) -> str:
     """Field paths and messages only: never the offending values."""
     parts = []
@@ -59,6 +74,13 @@ class Ingest:
         self._max_bytes = max_bytes
 
     def __call__(self, topic: str, raw: bytes | None, now: datetime) -> JoinInput | Rejected:
+        accepted = self.accept(topic, raw, now, partitions=1)
+        return accepted if isinstance(accepted, Rejected) else accepted[0]
+
+    def accept(
+        self, topic: str, raw: bytes | None, now: datetime, partitions: int
+    ) -> tuple[JoinInput, int] | Rejected:
+        """The join input and the join partition of its (raw) accession number."""
         if raw is None:
             return Rejected("schema", "empty message (no value)")
         if len(raw) > self._max_bytes:
@@ -75,9 +97,12 @@ class Ingest:
             return Rejected("schema", "the event must be a JSON object")
         try:
             if topic == AI_RESULTS:
-                return self._ai(AIResult.model_validate(data), now)
+                ai = AIResult.model_validate(data)
+                return _routed(self._ai(ai, now), ai.accession_number, partitions)
             if topic == REPORTS_FINAL:
-                return self._report(ReportFinal.model_validate(data), now)
+                report = ReportFinal.model_validate(data)
+                routed = self._report(report, now)
+                return _routed(routed, report.accession_number, partitions)
         except ValidationError as exc:
             return Rejected("schema", describe(exc))
         return Rejected("schema", f"no contract for topic {topic}")
@@ -123,3 +148,11 @@ class Ingest:
                 label_source=source,
             ),
         )
+
+
+def _routed(
+    item: JoinInput | Rejected, accession_number: str, partitions: int
+) -> tuple[JoinInput, int] | Rejected:
+    if isinstance(item, Rejected):
+        return item
+    return item, join_partition(accession_number, partitions)
