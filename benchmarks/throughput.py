@@ -9,20 +9,27 @@
    pseudonymize, extract labels, join, adjudicate, count, with table changelogs).
 3. In the same run, on the same broker, consumes the same input topics with a bare
    aiokafka consumer (no processing): the ceiling the broker and client allow.
-Prints both with the machine it ran on. A measurement, not a test.
+4. And with a Faust agent that does nothing (`faust_floor_app.py`: the worker's settings
+   and batch iteration, its own consumer group): the floor Faust's per-record cost puts
+   under any Faust worker on this machine, before the service does any work.
+Prints all three with the machine it ran on. A measurement, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from surveillance.embedded import EmbeddedBroker
+from surveillance.embedded.broker import free_port
 from surveillance.simulate import Faults, Scenario, simulate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
@@ -48,6 +55,36 @@ async def raw_consume_rate(bootstrap: str, expected: int) -> float:
     finally:
         await consumer.stop()
     return n / (time.perf_counter() - started)
+
+
+def faust_floor_rate(bootstrap: str, expected: int, state: Path) -> float:
+    """Records/s through a Faust agent that does nothing, on the same broker and topics."""
+    out = state / "faust-floor.json"
+    env = {
+        **os.environ,
+        "FLOOR_BOOTSTRAP": bootstrap,
+        "FLOOR_EXPECTED": str(expected),
+        "FLOOR_OUT": str(out),
+        "FLOOR_WEB_PORT": str(free_port()),
+        "FLOOR_DATADIR": str(state / "faust-floor"),
+    }
+    here = Path(__file__).resolve().parent
+    with open(state / "faust-floor.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "faust_floor_app", "worker", "-l", "warn"],
+            cwd=here, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    if not out.exists():
+        raise SystemExit(f"the Faust floor agent did not finish; see {state / 'faust-floor.log'}")
+    result = json.loads(out.read_text())
+    return float(result["events"]) / float(result["seconds"])
 
 
 def main() -> None:
@@ -77,6 +114,7 @@ def main() -> None:
             worker.stop()
         ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
         ceiling = asyncio.run(raw_consume_rate(broker.bootstrap, len(events)))
+        floor = faust_floor_rate(broker.bootstrap, len(events), state)
 
     cpu = platform.processor() or platform.machine()
     print(f"machine: {platform.system()} {platform.machine()} {cpu}, {os.cpu_count()} cores, "
@@ -87,6 +125,8 @@ def main() -> None:
     print(f"end-to-end: {len(events) / elapsed:,.0f} input events/s "
           f"({elapsed:.1f}s; counts {'exact' if ok else 'INCOMPLETE'})")
     print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
+    print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
+          f"{floor:,.0f} events/s")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""A Faust agent that does nothing: the floor under any Faust worker on this broker.
+
+Started by `throughput.py` as `faust -A faust_floor_app worker` (cwd benchmarks/), with
+the worker's consumer and producer settings and the worker's batch iteration
+(`take_events`), over the same input topics, in its own consumer group. It counts the
+events it is handed and writes the rate to FLOOR_OUT once it has seen FLOOR_EXPECTED:
+what Faust itself costs per record before the service does any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
+
+EXPECTED = int(os.environ["FLOOR_EXPECTED"])
+OUT = Path(os.environ["FLOOR_OUT"])
+
+app = faust.App(
+    "bench-faust-floor",
+    broker=f"kafka://{os.environ['FLOOR_BOOTSTRAP']}",
+    store="memory://",
+    topic_allow_declare=False,
+    topic_disable_leader=True,
+    consumer_auto_offset_reset="earliest",
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    broker_rebalance_timeout=3.0,
+    producer_linger=0.005,
+    broker_max_poll_records=2000,
+    stream_buffer_maxsize=8192,
+    web_port=int(os.environ["FLOOR_WEB_PORT"]),
+    web_host="127.0.0.1",
+    datadir=os.environ["FLOOR_DATADIR"],
+)
+inputs = app.topic(
+    AI_RESULTS, REPORTS_FINAL, key_type=bytes, value_type=bytes,
+    key_serializer="raw", value_serializer="raw",
+)
+
+
+@app.agent(inputs)
+async def floor(stream: Any) -> None:
+    seen, first = 0, 0.0
+    async for batch in stream.take_events(1000, within=0.05):
+        if not seen:
+            first = time.perf_counter()
+        seen += len(batch)
+        if seen >= EXPECTED:
+            elapsed = time.perf_counter() - first
+            OUT.write_text(json.dumps({"events": seen, "seconds": elapsed}))
