@@ -120,6 +120,8 @@ def store_writer() -> None:
     if not url:
         fail("no database configured: set SURVEILLANCE_DATABASE__URL")
     _check_broker(settings.kafka.bootstrap, settings.stream.app_id, settings.kafka.partitions)
+    if settings.database.metrics_port:
+        _serve_metrics(settings.database.metrics_host, settings.database.metrics_port)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -130,6 +132,20 @@ def store_writer() -> None:
         typer.echo(f"store writer stopped: {health.rows_written} rows written", err=True)
 
     asyncio.run(run())
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """/metrics of this process (a background thread), for Prometheus to scrape."""
+    from prometheus_client import start_http_server
+
+    from surveillance.observe.metrics import REGISTRY
+
+    try:
+        start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        fail(f"cannot serve /metrics on {host}:{port} ({exc.strerror}): set "
+             "SURVEILLANCE_DATABASE__METRICS_PORT to a free port, or 0 to turn it off")
+    typer.echo(f"metrics on http://{host}:{port}/metrics", err=True)
 
 
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL/TimescaleDB store.")

@@ -33,6 +33,10 @@ class DatabaseSettings(BaseModel):
     url: SecretStr = SecretStr("")
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     max_buffer_rows: int = Field(default=200_000, ge=1)
+    #: The store writer's /metrics (outage, buffered rows) for Prometheus; 0 turns it off.
+    metrics_port: int = Field(default=6067, ge=0, le=65535)
+    #: Address the store writer's /metrics binds to (0.0.0.0 in a container).
+    metrics_host: str = "127.0.0.1"
 
 
 class StreamSettings(BaseModel):

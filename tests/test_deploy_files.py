@@ -264,7 +264,46 @@ def test_k8s_worker_deployment() -> None:
         "SURVEILLANCE_STREAM__WEB_PORT",
         "SURVEILLANCE_STREAM__WEB_HOST",
         "SURVEILLANCE_STATE_DIR",
+        "SURVEILLANCE_DATABASE__METRICS_PORT",
+        "SURVEILLANCE_DATABASE__METRICS_HOST",
     }
+
+
+def test_k8s_store_writer_is_scraped_on_its_metrics_port() -> None:
+    deployment, service = _k8s("store-writer.yaml")
+    spec = deployment["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["command"] == ["surveillance", "store-writer"]
+    env = _env_names(container)
+    assert "SURVEILLANCE_DATABASE__URL" in env
+    assert "SURVEILLANCE_PSEUDONYM_KEY" not in env  # it never sees raw identifiers
+    # The port it serves (settings) is the port declared, annotated and exposed.
+    configmap = _k8s("configmap.yaml")[0]["data"]
+    port = int(configmap["SURVEILLANCE_DATABASE__METRICS_PORT"])
+    assert configmap["SURVEILLANCE_DATABASE__METRICS_HOST"] == "0.0.0.0"
+    assert container["ports"] == [{"name": "metrics", "containerPort": port}]
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
+    assert service["spec"]["ports"][0]["port"] == port
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+
+
+def test_prometheus_scrapes_the_store_writer_where_compose_serves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """StoreOutage reads surveillance_store_outage, which only the store writer sets."""
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    targets = jobs["surveillance-store-writer"]["static_configs"][0]["targets"]
+    for key, value in _compose()["services"]["store-writer"]["environment"].items():
+        monkeypatch.setenv(key, re.sub(r"\$\{(\w+)[^}]*\}", r"<\1>", str(value)))
+    settings = Settings()
+    assert settings.database.metrics_host == "0.0.0.0"
+    assert targets == [f"store-writer:{settings.database.metrics_port}"]
+    rules = (DEPLOY / "prometheus" / "rules" / "pipeline.yml").read_text()
+    assert "surveillance_store_outage" in rules
 
 
 def test_k8s_intake_deployment() -> None:
@@ -277,7 +316,7 @@ def test_k8s_intake_deployment() -> None:
 def test_k8s_secret_example_has_exactly_the_keys_the_deployments_read() -> None:
     (secret,) = _k8s("examples/secret.yaml")
     read = set()
-    for name in ("worker.yaml", "intake.yaml"):
+    for name in ("worker.yaml", "intake.yaml", "store-writer.yaml"):
         for container in _k8s(name)[0]["spec"]["template"]["spec"]["containers"]:
             for env in container.get("env", []):
                 ref = env["valueFrom"]["secretKeyRef"]

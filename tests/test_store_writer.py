@@ -232,3 +232,84 @@ async def test_database_outage_loses_and_duplicates_nothing(
     recovered = [r for r in caplog.records if r.getMessage().startswith("store recovered:")]
     assert len(started) == 1 and len(recovered) == 1
     assert "rows were buffered" in recovered[0].getMessage()
+
+
+def _scrape(url: str) -> dict[str, float]:
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return {}
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.labels
+    }
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_store_writer_process_serves_its_outage_for_prometheus(tmp_path: Any) -> None:
+    """`surveillance store-writer` as operators run it: its own process, whose /metrics
+    Prometheus scrapes (the StoreOutage alert reads `surveillance_store_outage` from it)."""
+    from surveillance.settings import get_settings
+    from surveillance.stream.runner import WorkerProcess
+    from surveillance.stream.topics import all_topics
+
+    settings = get_settings()
+    cases = make_cases(21, 200, "ich-triage", START, 30)
+    with EmbeddedBroker(log_dir=tmp_path) as broker, EmbeddedPostgres(tmp_path / "pg") as pg:
+        create_topics(
+            broker.bootstrap, all_topics(settings.stream.app_id, settings.kafka.partitions)
+        )
+        migrate(pg.url)
+        writer = WorkerProcess(
+            broker.bootstrap, tmp_path, env={"SURVEILLANCE_DATABASE__URL": pg.url},
+            command="store-writer",
+        ).start()
+
+        def send(batch: list[Any]) -> None:
+            asyncio.run(_produce(broker.bootstrap, [
+                ("cases.adjudicated", c.case_id, c.model_dump_json().encode()) for c in batch
+            ]))
+
+        try:
+            _wait(lambda: _scrape(writer.url).get("surveillance_store_outage") == 0.0, 60,
+                  "the writer's /metrics")
+            send(cases[:100])
+            _wait(lambda: _counts(pg.url)["cases"] == 100, 60, "the first 100 cases stored")
+
+            pg.stop()
+            send(cases[100:])
+            _wait(lambda: _scrape(writer.url).get("surveillance_store_outage") == 1.0, 90,
+                  "the outage on /metrics")
+            during = _scrape(writer.url)
+            assert during["surveillance_store_buffered_rows"] > 0
+
+            pg.start()
+            _wait(lambda: _scrape(writer.url).get("surveillance_store_outage") == 0.0, 120,
+                  "the recovery on /metrics")
+            _wait(lambda: _scrape(writer.url).get("surveillance_store_buffered_rows") == 0.0,
+                  60, "the buffer drained")
+            assert _counts(pg.url)["cases"] == 200
+            assert writer.alive()
+        finally:
+            writer.stop()
+    log = writer.log_tail(20_000)
+    assert "Traceback" not in log, log[-3000:]
+    print(f"\nstore writer: outage seen with {during['surveillance_store_buffered_rows']:.0f} "
+          "rows buffered, then recovered; 200/200 cases stored")

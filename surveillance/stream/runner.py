@@ -48,6 +48,8 @@ class WorkerProcess:
             "SURVEILLANCE_KAFKA__BOOTSTRAP": bootstrap,
             "SURVEILLANCE_STATE_DIR": str(self.state_dir),
             "SURVEILLANCE_STREAM__WEB_PORT": str(self.web_port),
+            # The store writer serves its /metrics here too (a process runs one or the other).
+            "SURVEILLANCE_DATABASE__METRICS_PORT": str(self.web_port),
             # Workers started here run against the embedded broker (demo, tests, benchmarks).
             "SURVEILLANCE_KAFKA__PROBE_LOG_END": "true",
             **(env or {}),
