@@ -89,22 +89,29 @@ def _check_broker(bootstrap: str, app_id: str, partitions: int) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    from surveillance.stream.topics import all_topics
+    from surveillance.stream.topics import all_topics, partition_counts
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
-            present = set(admin.list_topics())
+            counts = partition_counts(admin)
         finally:
             admin.close()
     except KafkaError:
         fail(f"no Kafka broker answers at {bootstrap}: start it or set "
              "SURVEILLANCE_KAFKA__BOOTSTRAP")
         return
-    missing = [s.name for s in all_topics(app_id, partitions) if s.name not in present]
+    specs = all_topics(app_id, partitions)
+    missing = [s.name for s in specs if s.name not in counts]
     if missing:
         fail(f"topics missing on {bootstrap}: {', '.join(missing)}; run "
              "`surveillance topics create`")
+    # The join is co-partitioned: input topics, cases.join and the tables must agree.
+    wrong = [f"{s.name} has {counts[s.name]}" for s in specs if counts[s.name] != partitions]
+    if wrong:
+        fail(f"partition counts differ from SURVEILLANCE_KAFKA__PARTITIONS={partitions}: "
+             f"{', '.join(wrong)}; set it to the topics' count (the join needs one count "
+             "for every topic)")
 
 
 @app.command("store-writer")

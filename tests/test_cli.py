@@ -55,3 +55,28 @@ def test_simulate_writes_a_reproducible_stream(tmp_path: Path) -> None:
     for out in (a, b):
         assert run("simulate", "--out", str(out), "--days", "3", "--seed", "5").returncode == 0
     assert a.read_bytes() == b.read_bytes() and a.stat().st_size > 0
+
+
+@pytest.mark.integration
+def test_worker_refuses_topics_whose_partition_counts_break_the_join(tmp_path: Path) -> None:
+    """The join is co-partitioned (input topics, cases.join, tables): a topic with another
+    partition count is one clear line at start-up, not a crash loop at the first event."""
+    from surveillance.embedded import EmbeddedBroker
+    from surveillance.stream.topics import TopicSpec, all_topics, create_topics
+
+    with EmbeddedBroker(log_dir=tmp_path) as broker:
+        specs = [
+            TopicSpec(s.name, 2) if s.name == "ai.results" else s
+            for s in all_topics("surveillance", 4)
+        ]
+        create_topics(broker.bootstrap, specs)
+        result = run("worker", env={
+            "SURVEILLANCE_KAFKA__BOOTSTRAP": broker.bootstrap,
+            "SURVEILLANCE_KAFKA__PARTITIONS": "4",
+            "SURVEILLANCE_STATE_DIR": str(tmp_path / "state"),
+        })
+    assert result.returncode == 2, result.stderr
+    assert "ai.results has 2" in result.stderr
+    assert "SURVEILLANCE_KAFKA__PARTITIONS=4" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

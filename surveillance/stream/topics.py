@@ -77,7 +77,7 @@ def create_topics(
             "SURVEILLANCE_KAFKA__BOOTSTRAP"
         ) from exc
     try:
-        existing = _partition_counts(admin)
+        existing = partition_counts(admin)
         created: list[str] = []
         for spec in specs:
             if spec.name in existing:
@@ -103,6 +103,7 @@ def create_topics(
         admin.close()
 
 
-def _partition_counts(admin: object) -> dict[str, int]:
+def partition_counts(admin: object) -> dict[str, int]:
+    """Partition count per existing topic (a kafka-python `KafkaAdminClient`)."""
     meta = admin.describe_topics()  # type: ignore[attr-defined]
     return {t["name"]: len(t["partitions"]) for t in meta if not t.get("error_code")}
