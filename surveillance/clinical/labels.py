@@ -236,6 +236,8 @@ def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
 
 def _clause_mentions(clause: str, code: str, vocab: Vocabulary) -> Iterable[_Mention]:
     text = _mask(clause, vocab.exclusions[code])
+    if vocab.findings[code].search(text) is None:
+        return  # no mention here: its triggers cannot matter (most clauses, most codes)
     triggers = []
     for match in vocab.triggers.finditer(text):
         role, side = vocab.roles[_normal(match.group(0))]
