@@ -19,6 +19,18 @@ from surveillance.contracts import AdjudicatedCase, CaseOutcome
 
 CountKey = tuple[str, str, str, str]  # tool, version, site, outcome
 
+#: The fields of a case that the tool's drift bank reads (its AI-result view, see
+#: `stream.case_features`). Kept with each record, so that a worker taking over a tool's
+#: partition rebuilds the drift bank (reference, detectors, open windows) from the table
+#: instead of starting a new reference period with whatever comes next.
+DRIFT_FIELDS = frozenset({
+    "ai_event_id", "tool_id", "software_version", "finding_code", "ai_result",
+    "operating_threshold", "result_indicator", "accession", "study_date", "site",
+    "modality", "contrast_indication", "scanner_manufacturer", "scanner_model",
+    "scanner_software_version", "kvp", "slice_thickness", "pixel_spacing",
+    "protocol_name", "age", "sex", "inference_date",
+})
+
 
 @dataclass(frozen=True)
 class CaseRecord:
@@ -37,6 +49,8 @@ class CaseRecord:
     scanner_manufacturer: str = ""
     sex: str = "U"
     age: int | None = None
+    #: `DRIFT_FIELDS` of the case as JSON values (None in records written before them).
+    features: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -65,6 +79,7 @@ def record_of(case: AdjudicatedCase, partition: int) -> CaseRecord:
         scanner_manufacturer=case.scanner_manufacturer,
         sex=case.sex.value,
         age=case.age,
+        features=case.model_dump(mode="json", include=set(DRIFT_FIELDS)),
     )
 
 

@@ -63,8 +63,8 @@ from surveillance.contracts import (
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
-from surveillance.stream import topics
-from surveillance.stream.case_features import as_ai_result
+from surveillance.stream import case_features, topics
+from surveillance.stream.case_features import record_ai_result
 from surveillance.stream.ingest import Ingest, Rejected, describe
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,18 @@ def _ensure_monitor() -> None:
     ledger = CaseLedger()
     for _case_id, record in records:
         ledger.add_existing(record)
+    rebuild_drift_banks(records)
     _monitor_ready = True
+
+
+def rebuild_drift_banks(records: list[tuple[str, CaseRecord]]) -> None:
+    """Drift banks of the owned tools, rebuilt from their stored cases (not restarted)."""
+    rebuilt = case_features.rebuild_drift_banks((r for _, r in records), _new_bank)
+    drift_banks.clear()
+    drift_banks.update(rebuilt)
+    if rebuilt:
+        log.info("drift banks rebuilt from %d stored cases: %s", len(records),
+                 ", ".join(f"{t} (monitoring: {b.monitoring})" for t, b in sorted(rebuilt.items())))
 
 
 @app.agent(cases_topic)
@@ -363,7 +374,9 @@ async def _count(stream: Any) -> None:
             alerts = monitor.on_case(previous, case)
             if previous is None:
                 alerts += _version_check(case)
-                alerts += [v.to_alert() for v in _bank(case.tool_id).update(as_ai_result(case))]
+                drift_input = record_ai_result(record)
+                assert drift_input is not None  # record_of always stores the features
+                alerts += [v.to_alert() for v in _bank(case.tool_id).update(drift_input)]
             # A case's event time is when it last changed: reports land after their AI result.
             at = max(case.inference_date, case.labelled_at or case.inference_date)
             alerts += _maybe_evaluate(case.tool_id, at)
@@ -373,10 +386,14 @@ async def _count(stream: Any) -> None:
 def _bank(tool: str) -> DriftBank:
     bank = drift_banks.get(tool)
     if bank is None:
-        # Two days' lateness: cases reach this agent a little out of event-time order (they
-        # come from every join partition), and a closed day is never reopened.
-        bank = drift_banks[tool] = DriftBank.for_tool(tool, DriftBankConfig(lateness_days=2))
+        bank = drift_banks[tool] = _new_bank(tool)
     return bank
+
+
+def _new_bank(tool: str) -> DriftBank:
+    # Two days' lateness: cases reach this agent a little out of event-time order (they
+    # come from every join partition), and a closed day is never reopened.
+    return DriftBank.for_tool(tool, DriftBankConfig(lateness_days=2))
 
 
 def _maybe_evaluate(tool: str, at: datetime) -> list[Alert]:

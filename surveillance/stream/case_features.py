@@ -4,45 +4,81 @@ The drift bank reads `AIResult`s; the tool-partitioned stream carries `Adjudicat
 which hold every field the bank's features read (scanner, acquisition, demographics,
 score, call). Identifiers are the pseudonyms the case already carries; fields the bank
 never reads (AI product names, body part) are left empty.
+
+The view is built from the case's `DRIFT_FIELDS` (as the case ledger stores them with the
+record), so the live path and a rebuild from the `case_state` table feed the bank the
+very same results.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from surveillance.clinical.ledger import DRIFT_FIELDS, CaseRecord
 from surveillance.contracts import Acquisition, AdjudicatedCase, AIResult, Scanner
+from surveillance.stats.drift_bank import DriftBank
 
 
 def as_ai_result(case: AdjudicatedCase) -> AIResult:
+    return ai_result_of(case.model_dump(mode="json", include=set(DRIFT_FIELDS)))
+
+
+def record_ai_result(record: CaseRecord) -> AIResult | None:
+    """The drift bank's view of a stored case; None for records stored without features."""
+    return None if record.features is None else ai_result_of(record.features)
+
+
+def rebuild_drift_banks(
+    records: Iterable[CaseRecord], make_bank: Callable[[str], DriftBank]
+) -> dict[str, DriftBank]:
+    """Fresh drift banks fed with the stored cases in event-time order: the reference
+    period, calibration, detectors and open windows come back as they were. The replay's
+    verdicts were raised when those days first closed, so they are dropped here."""
+    banks: dict[str, DriftBank] = {}
+    for record in sorted(records, key=lambda r: r.inference_ts):
+        result = record_ai_result(record)
+        if result is None:
+            continue
+        bank = banks.get(record.tool)
+        if bank is None:
+            bank = banks[record.tool] = make_bank(record.tool)
+        bank.update(result)
+    return banks
+
+
+def ai_result_of(f: Mapping[str, Any]) -> AIResult:
     return AIResult(
-        event_id=case.ai_event_id,
-        tool_id=case.tool_id,
+        event_id=f["ai_event_id"],
+        tool_id=f["tool_id"],
         manufacturer="",
         model="",
-        software_version=case.software_version,
-        finding_code=case.finding_code,
-        ai_result=case.ai_result,
-        operating_threshold=case.operating_threshold,
-        result_indicator=case.result_indicator,
-        patient_id=case.accession,
-        accession_number=case.accession,
-        study_instance_uid=case.accession,
-        study_date=case.study_date,
-        site=case.site,
-        modality=case.modality,
+        software_version=f["software_version"],
+        finding_code=f["finding_code"],
+        ai_result=f["ai_result"],
+        operating_threshold=f["operating_threshold"],
+        result_indicator=f["result_indicator"],
+        patient_id=f["accession"],
+        accession_number=f["accession"],
+        study_instance_uid=f["accession"],
+        study_date=f["study_date"],
+        site=f["site"],
+        modality=f["modality"],
         body_part_examined="",
-        contrast_indication=case.contrast_indication,
+        contrast_indication=f["contrast_indication"],
         scanner=Scanner(
-            manufacturer=case.scanner_manufacturer,
-            model=case.scanner_model,
-            software_version=case.scanner_software_version,
+            manufacturer=f["scanner_manufacturer"],
+            model=f["scanner_model"],
+            software_version=f["scanner_software_version"],
         ),
         acquisition=Acquisition(
-            kvp=case.kvp,
-            slice_thickness=case.slice_thickness,
-            pixel_spacing=case.pixel_spacing,
-            protocol_name=case.protocol_name,
+            kvp=f["kvp"],
+            slice_thickness=f["slice_thickness"],
+            pixel_spacing=f["pixel_spacing"],
+            protocol_name=f["protocol_name"],
         ),
-        age=case.age,
-        sex=case.sex,
-        inference_date=case.inference_date,
+        age=f["age"],
+        sex=f["sex"],
+        inference_date=f["inference_date"],
         pseudonymized=True,
     )
