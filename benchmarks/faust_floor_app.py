@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
 
 EXPECTED = int(os.environ["FLOOR_EXPECTED"])
@@ -26,18 +27,10 @@ app = faust.App(
     "bench-faust-floor",
     broker=f"kafka://{os.environ['FLOOR_BOOTSTRAP']}",
     store="memory://",
-    topic_allow_declare=False,
-    topic_disable_leader=True,
-    consumer_auto_offset_reset="earliest",
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    broker_rebalance_timeout=3.0,
-    producer_linger=0.005,
-    broker_max_poll_records=2000,
-    stream_buffer_maxsize=8192,
     web_port=int(os.environ["FLOOR_WEB_PORT"]),
     web_host="127.0.0.1",
     datadir=os.environ["FLOOR_DATADIR"],
+    **WORKER_OPTIONS,
 )
 inputs = app.topic(
     AI_RESULTS, REPORTS_FINAL, key_type=bytes, value_type=bytes,

@@ -134,8 +134,12 @@ def test_20k_mixed_events_counted_exactly_once_and_invalid_ones_dead_lettered(
         worker.stop()
 
 
-def assert_metrics_served(worker: WorkerProcess, dead_letters: int) -> None:
-    """The worker's /metrics answers in Prometheus text format with the pipeline counters."""
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(worker: WorkerProcess) -> Samples:
+    """(name, sorted labels) -> value of the worker's /metrics, checked to be Prometheus
+    text format."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -144,11 +148,16 @@ def assert_metrics_served(worker: WorkerProcess, dead_letters: int) -> None:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = resp.read().decode()
-    samples = {
+    return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def assert_metrics_served(worker: WorkerProcess, dead_letters: int) -> None:
+    """The worker's /metrics answers in Prometheus text format with the pipeline counters."""
+    samples = scrape(worker)
     dlq = sum(v for (name, _), v in samples.items() if name == "surveillance_dlq_events_total")
     assert dlq >= dead_letters  # at-least-once: a replayed batch may count a letter twice
     assert any(name == "surveillance_ai_results_total" for name, _ in samples)
@@ -157,18 +166,7 @@ def assert_metrics_served(worker: WorkerProcess, dead_letters: int) -> None:
 
 
 def metric_samples(worker: WorkerProcess, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        tuple(sorted(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    }
+    return {labels: v for (n, labels), v in scrape(worker).items() if n == name}
 
 
 def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(

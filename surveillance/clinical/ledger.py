@@ -79,8 +79,16 @@ def record_of(case: AdjudicatedCase, partition: int) -> CaseRecord:
         scanner_manufacturer=case.scanner_manufacturer,
         sex=case.sex.value,
         age=case.age,
-        features=case.model_dump(mode="json", include=set(DRIFT_FIELDS)),
+        features=drift_features(case),
     )
+
+
+_DRIFT_INCLUDE = set(DRIFT_FIELDS)
+
+
+def drift_features(case: AdjudicatedCase) -> dict[str, Any]:
+    """The case's `DRIFT_FIELDS` as JSON values (what a record keeps for the drift bank)."""
+    return case.model_dump(mode="json", include=_DRIFT_INCLUDE)
 
 
 class CaseLedger:

@@ -65,6 +65,7 @@ from surveillance.settings import get_settings
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
 from surveillance.stream import case_features, topics
 from surveillance.stream.case_features import record_ai_result
+from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.ingest import Ingest, Rejected, describe
 
 log = logging.getLogger(__name__)
@@ -83,18 +84,9 @@ app = faust.App(
     broker=f"kafka://{settings.kafka.bootstrap}",
     store=settings.stream.store,
     topic_partitions=settings.kafka.partitions,
-    topic_allow_declare=False,  # `surveillance topics create` made every topic
-    topic_disable_leader=True,
-    consumer_auto_offset_reset="earliest",
-    # The embedded broker holds a join for about the rebalance timeout: keep it short.
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    broker_rebalance_timeout=3.0,
-    producer_linger=0.005,
-    broker_max_poll_records=2000,
-    stream_buffer_maxsize=8192,
     web_host=settings.stream.web_host,
     datadir=str(settings.state_dir / "faust"),
+    **WORKER_OPTIONS,
 )
 
 def _raw_topic(*names: str) -> Any:

@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from surveillance.clinical.ledger import DRIFT_FIELDS, CaseRecord
+from surveillance.clinical.ledger import CaseRecord, drift_features
 from surveillance.contracts import Acquisition, AdjudicatedCase, AIResult, Scanner
 from surveillance.stats.drift_bank import DriftBank
 
 
 def as_ai_result(case: AdjudicatedCase) -> AIResult:
-    return ai_result_of(case.model_dump(mode="json", include=set(DRIFT_FIELDS)))
+    return ai_result_of(drift_features(case))
 
 
 def record_ai_result(record: CaseRecord) -> AIResult | None:

@@ -1,0 +1,22 @@
+"""The worker's Faust consumer, producer and stream options, in one place.
+
+Used by the worker app (`stream.app`) and by the throughput benchmark's no-op Faust agent,
+which must run with exactly the worker's options to measure the worker's floor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WORKER_OPTIONS: dict[str, Any] = {
+    "topic_allow_declare": False,  # `surveillance topics create` made every topic
+    "topic_disable_leader": True,
+    "consumer_auto_offset_reset": "earliest",
+    # The embedded broker holds a join for about the rebalance timeout: keep it short.
+    "broker_session_timeout": 10.0,
+    "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 3.0,
+    "producer_linger": 0.005,
+    "broker_max_poll_records": 2000,
+    "stream_buffer_maxsize": 8192,
+}
