@@ -1,45 +1,110 @@
 """The worker's ingest -> join -> ledger path without Kafka, for scenario tests.
 
-Yields each new case revision with the record it replaces, in arrival order, exactly as
-`stream.app`'s join and case agents apply them (one join partition; the event-time
-watermark advanced by every event).
+`case_revisions` yields each new case revision with the record it replaces, in arrival
+order, exactly as `stream.app`'s join and case agents apply them (one join partition; the
+event-time watermark advanced by every event). `joined` runs the join per partition, as
+the workers do, and gives each case with the partition it came from and the event time
+that partition had reached: what the case agent's drift clock is built from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
-from surveillance.contracts import AdjudicatedCase
+from surveillance.contracts import AdjudicatedCase, Alert
 from surveillance.simulate import SimEvent
+from surveillance.stats.drift_bank import DriftBank
+from surveillance.stream.case_features import as_ai_result, new_bank
 from surveillance.stream.ingest import Ingest, Rejected
 
 HORIZON = timedelta(days=14)
+T = TypeVar("T")
+
+
+def joined(
+    events: Iterable[SimEvent], partitions: int = 1, key: bytes = b"test-key"
+) -> Iterator[tuple[int, datetime, AdjudicatedCase]]:
+    """(join partition, event time its AI results have reached, case) for every case the
+    join emits, in the order the events come (a producer keyed by accession puts each
+    event on that partition of its topic). Like `stream.app.PartitionClock`: the
+    partition's watermark over all events times the join, its AI results' the drift."""
+    codes = [b.finding_code for b in load_registry().values()]
+    ingest = Ingest(key, codes, 64 * 1024)
+    states: dict[str, join.JoinState] = {}
+    watermarks: dict[int, datetime] = {}
+    ai_watermarks: dict[int, datetime] = {}
+    for event in events:
+        accepted = ingest.accept(event.topic, event.value, event.arrival, partitions)
+        if isinstance(accepted, Rejected):
+            continue
+        item, partition = accepted
+        state, cases = join.apply(states.get(item.accession), item, partition, HORIZON,
+                                  watermarks.get(partition))
+        states[item.accession] = state
+        at = join.event_time(item)
+        watermarks[partition] = max(at, watermarks.get(partition, at))
+        if item.ai is not None:
+            ai_watermarks[partition] = max(at, ai_watermarks.get(partition, at))
+        for case in cases:
+            yield partition, ai_watermarks.get(partition, watermarks[partition]), case
 
 
 def case_revisions(
     events: Iterable[SimEvent], key: bytes = b"test-key"
 ) -> Iterator[tuple[CaseRecord | None, AdjudicatedCase]]:
-    codes = [b.finding_code for b in load_registry().values()]
-    ingest = Ingest(key, codes, 64 * 1024)
+    for _, previous, case in ledger_revisions((None, c) for _, _, c in joined(events, 1, key)):
+        yield previous, case
+
+
+def ledger_revisions(
+    cases: Iterable[tuple[T, AdjudicatedCase]],
+) -> Iterator[tuple[T, CaseRecord | None, AdjudicatedCase]]:
+    """The case agent's ledger: each new revision with the record it replaces (and
+    whatever came with the case, passed through)."""
     ledger = CaseLedger()
-    states: dict[str, join.JoinState] = {}
     table: dict[str, CaseRecord] = {}
-    watermark: datetime | None = None
-    for event in events:
-        item = ingest(event.topic, event.value, event.arrival)
-        if isinstance(item, Rejected):
-            continue
-        state, cases = join.apply(states.get(item.accession), item, 0, HORIZON, watermark)
-        states[item.accession] = state
-        at = join.event_time(item)
-        watermark = at if watermark is None or at > watermark else watermark
-        for case in cases:
-            previous = table.get(case.case_id)
-            record = ledger.apply(previous, case, 0)
-            if record is not None:
-                table[case.case_id] = record
-                yield previous, case
+    for extra, case in cases:
+        previous = table.get(case.case_id)
+        record = ledger.apply(previous, case, 0)
+        if record is not None:
+            table[case.case_id] = record
+            yield extra, previous, case
+
+
+class Clock:
+    """The case agent's drift clock on one join partition: the latest event time seen."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def see(self, case: AdjudicatedCase) -> datetime:
+        at = max(case.inference_date, case.labelled_at or case.inference_date)
+        self.at = at if self.at is None or at > self.at else self.at
+        return self.at
+
+
+def feed(
+    banks: dict[str, DriftBank], previous: CaseRecord | None, case: AdjudicatedCase, clock: Clock
+) -> list[Alert]:
+    """What the case agent (stream/app.py `_count`) does with a case for drift: the
+    worker's bank configuration, a new case's AI result in, the clock advanced."""
+    bank = banks.get(case.tool_id) or banks.setdefault(case.tool_id, new_bank(case.tool_id))
+    at = clock.see(case)
+    if previous is None:
+        bank.update(as_ai_result(case))
+    return [v.to_alert() for v in bank.advance(at)]
+
+
+def drift_alerts(events: Iterable[SimEvent]) -> list[Alert]:
+    """The drift alerts the worker raises for `events` arriving in this order."""
+    banks: dict[str, DriftBank] = {}
+    alerts: list[Alert] = []
+    clock = Clock()
+    for previous, case in case_revisions(events):
+        alerts += feed(banks, previous, case, clock)
+    return alerts

@@ -18,6 +18,7 @@ ich-triage and lvo-triage read the same head CT studies, so their chance alarms 
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from collections import Counter
@@ -26,10 +27,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from surveillance.contracts import Alert
-from surveillance.simulate import Faults, scenario_by_name, simulate
+from surveillance.simulate import Faults, SimEvent, scenario_by_name, simulate
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
-from surveillance.stream.case_features import as_ai_result
-from tests.pure_pipeline import case_revisions
+from surveillance.stream.case_features import as_ai_result, new_bank
+from tests.pure_pipeline import Clock, case_revisions, drift_alerts, feed
 from tests.test_drift_detectors import REFERENCE_DAYS, START, day_of, make_stream
 
 SIM_START = date(2026, 7, 1)
@@ -49,16 +50,7 @@ DRIFT_KINDS = {"input_drift", "output_drift"}
 
 def run_worker_path(scenario: str) -> list[Alert]:
     events, _ = simulate(days=90, seed=7, scenario=scenario_by_name(scenario), faults=Faults())
-    banks: dict[str, DriftBank] = {}
-    alerts: list[Alert] = []
-    for previous, case in case_revisions(events):
-        # The worker's configuration (stream/app.py `_bank`): own event clock, 2 days late.
-        bank = banks.setdefault(
-            case.tool_id, DriftBank.for_tool(case.tool_id, DriftBankConfig(lateness_days=2))
-        )
-        if previous is None:
-            alerts += [v.to_alert() for v in bank.update(as_ai_result(case))]
-    return alerts
+    return drift_alerts(events)
 
 
 def sim_day(t: datetime) -> int:
@@ -241,9 +233,6 @@ def _takeover_paths() -> tuple[list[Alert], list[Alert], list[Alert], int]:
     from surveillance.clinical.ledger import record_of
     from surveillance.stream.case_features import rebuild_drift_banks
 
-    def make(tool: str) -> DriftBank:
-        return DriftBank.for_tool(tool, DriftBankConfig(lateness_days=2))
-
     events, _ = simulate(
         days=90, seed=7, scenario=scenario_by_name("protocol_change"), faults=Faults()
     )
@@ -252,18 +241,15 @@ def _takeover_paths() -> tuple[list[Alert], list[Alert], list[Alert], int]:
                >= TAKEOVER_DAY)
     table = {c.case_id: record_of(c, 0) for _, c in revisions[:cut]}  # latest revision wins
     never: dict[str, DriftBank] = {}
+    clock = Clock()
     for previous, case in revisions[:cut]:
-        if previous is None:
-            never.setdefault(case.tool_id, make(case.tool_id)).update(as_ai_result(case))
-    rebuilt = rebuild_drift_banks(table.values(), make)
+        feed(never, previous, case, clock)
+    rebuilt = rebuild_drift_banks(table.values(), new_bank)
     fresh: dict[str, DriftBank] = {}
     out: tuple[list[Alert], list[Alert], list[Alert]] = ([], [], [])
     for previous, case in revisions[cut:]:
-        if previous is not None:
-            continue
         for banks, alerts in zip((never, rebuilt, fresh), out, strict=True):
-            bank = banks.setdefault(case.tool_id, make(case.tool_id))
-            alerts += [v.to_alert() for v in bank.update(as_ai_result(case))]
+            alerts += feed(banks, previous, case, clock)
     return (*out, len(table))
 
 
@@ -297,3 +283,100 @@ def test_a_worker_taking_over_rebuilds_the_drift_bank_from_stored_cases() -> Non
     for a in fresh:
         if a.kind == "input_drift":
             assert sim_day(a.raised_at) >= TAKEOVER_DAY + 30, a.summary
+
+
+#: Events per input partition per turn when a backlog is read: about one fetch.
+CATCH_UP_CHUNK = 1000
+
+
+def _catch_up_alerts(
+    with_watermark: bool, takeover_at: float | None = None
+) -> tuple[list[Alert], int]:
+    """Drift alerts when the protocol-change quarter is read as a backlog: the worker's
+    consumer takes the 8 input partitions (2 topics x 4) a chunk at a time, so they run
+    days apart in event time; the join runs per partition and the case agent receives
+    the cases in that order, 1 ms of wall time per case. With `takeover_at` (a fraction
+    of the cases), a new worker takes over there: banks rebuilt from the stored records,
+    the watermark started afresh. Returns the alerts and the largest lag in event time
+    of an AI result behind the latest one read before it."""
+    from surveillance.clinical.ledger import CaseRecord, record_of
+    from surveillance.stream.case_features import rebuild_drift_banks
+    from surveillance.stream.ingest import join_partition
+    from surveillance.stream.watermark import SourceWatermark
+    from tests.pure_pipeline import joined, ledger_revisions
+
+    events, _ = simulate(
+        days=90, seed=7, scenario=scenario_by_name("protocol_change"), faults=Faults()
+    )
+    queues: dict[tuple[str, int], list[SimEvent]] = {}
+    for e in events:
+        queues.setdefault((e.topic, join_partition(e.key.decode(), 4)), []).append(e)
+    read: list[SimEvent] = []
+    while any(queues.values()):
+        for queue in queues.values():
+            read += queue[:CATCH_UP_CHUNK]
+            del queue[:CATCH_UP_CHUNK]
+    times = [e.arrival for e in read if e.topic == "ai.results"]
+    skew = max(a - b for a, b in zip(itertools.accumulate(times, max), times, strict=True))
+    revisions = list(ledger_revisions(((p, w), c) for p, w, c in joined(read, partitions=4)))
+    cut = int(len(revisions) * takeover_at) if takeover_at is not None else len(revisions)
+    banks: dict[str, DriftBank] = {}
+    sources = SourceWatermark(idle_seconds=30, expected=range(4), now=0.0)
+    clock = Clock()
+    alerts: list[Alert] = []
+    table: dict[str, CaseRecord] = {}
+    for wall, ((partition, watermark), previous, case) in enumerate(revisions):
+        if wall == cut:
+            banks = rebuild_drift_banks(table.values(), new_bank)
+            sources = SourceWatermark(idle_seconds=30, expected=range(4), now=wall / 1000)
+        table[case.case_id] = record_of(case, 0, source=partition)
+        if not with_watermark:
+            alerts += feed(banks, previous, case, clock)
+            continue
+        sources.observe(partition, watermark, wall / 1000)
+        bank = banks.get(case.tool_id) or banks.setdefault(case.tool_id, new_bank(case.tool_id))
+        if previous is None:
+            bank.update(as_ai_result(case))
+        low = sources.low(wall / 1000)
+        if low is not None:
+            alerts += [v.to_alert() for v in bank.advance(low)]
+    return alerts, skew.days
+
+
+def _described(alerts: list[Alert]) -> set[tuple[str, str, object, date]]:
+    return {(a.tool_id, a.kind, a.details.get("feature"), a.since.date()) for a in alerts}
+
+
+def test_a_backlog_read_partition_by_partition_raises_what_live_traffic_raises() -> None:
+    """The case agent's drift clock is the low watermark of the join partitions' AI
+    results, so a backlog (catch-up after an outage, a backfill) gives the alerts the same
+    quarter gives arriving in order. A clock following the latest event time seen closes
+    days before the lagging partitions deliver them: it dates the protocol change days
+    late, from windows that mix the old protocol with the new."""
+    live = run_worker_path("protocol_change")
+    backlog, skew = _catch_up_alerts(with_watermark=True)
+    latest_seen, _ = _catch_up_alerts(with_watermark=False)
+    print(f"\ninput partitions up to {skew} days apart in event time; alerts: {len(live)} "
+          f"live, {len(backlog)} backlog with the watermark, {len(latest_seen)} with the "
+          f"latest event time as the clock")
+    for a in latest_seen:
+        if _described([a]) - _described(live):
+            print(f"  latest-seen clock: {a.summary[:150]}")
+    assert skew > 2  # further apart than the banks' lateness: days would close early
+    assert _described(backlog) == _described(live)
+    kvp = [a for a in backlog if a.tool_id == "ich-triage" and a.details.get("feature") == "kvp"]
+    assert len(kvp) == 1 and "kvp mean 120 -> 100 kV" in kvp[0].summary
+    assert "at site-b since 2026-08-15" in kvp[0].summary
+    # The same backlog against the old clock: not what live traffic raises.
+    assert _described(latest_seen) != _described(live)
+
+
+def test_a_worker_taking_over_in_the_middle_of_a_backlog_raises_what_live_traffic_raises(
+) -> None:
+    """Taking over while the partitions are days apart: the stored records run ahead on
+    some partitions, so the rebuilt banks close only the days every partition has
+    delivered; the lagging partitions' cases still count in their own days."""
+    live = run_worker_path("protocol_change")
+    for takeover_at in (0.48, 0.63):  # partitions 14 and 15 days apart (08-10 .. 08-25)
+        backlog, _ = _catch_up_alerts(with_watermark=True, takeover_at=takeover_at)
+        assert _described(backlog) == _described(live), takeover_at

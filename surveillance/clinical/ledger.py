@@ -51,6 +51,9 @@ class CaseRecord:
     age: int | None = None
     #: `DRIFT_FIELDS` of the case as JSON values (None in records written before them).
     features: dict[str, Any] | None = None
+    #: The join partition the case came from: a drift bank rebuilt from the records
+    #: closes no day some partition has not delivered yet (None: not known).
+    source: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -64,8 +67,9 @@ class CaseRecord:
         return (self.tool, self.version, self.site, self.outcome)
 
 
-def record_of(case: AdjudicatedCase, partition: int) -> CaseRecord:
+def record_of(case: AdjudicatedCase, partition: int, source: int | None = None) -> CaseRecord:
     return CaseRecord(
+        source=source,
         revision=case.revision,
         outcome=case.outcome.value,
         tool=case.tool_id,
@@ -98,12 +102,13 @@ class CaseLedger:
         self.counts: Counter[CountKey] = Counter()
 
     def apply(
-        self, previous: CaseRecord | None, case: AdjudicatedCase, partition: int
+        self, previous: CaseRecord | None, case: AdjudicatedCase, partition: int,
+        source: int | None = None,
     ) -> CaseRecord | None:
         """Return the record to store, or None when the case changes nothing."""
         if previous is not None and case.revision <= previous.revision:
             return None
-        record = record_of(case, partition)
+        record = record_of(case, partition, source)
         if previous is not None:
             self.counts[previous.key] -= 1
             if not self.counts[previous.key]:

@@ -35,6 +35,7 @@ import base64
 import heapq
 import logging
 import os
+import time as wall
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,11 +63,12 @@ from surveillance.contracts import (
 )
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
-from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
+from surveillance.stats.drift_bank import DriftBank
 from surveillance.stream import case_features, topics
-from surveillance.stream.case_features import record_ai_result
+from surveillance.stream.case_features import new_bank, record_ai_result
 from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.ingest import Ingest, Rejected, describe
+from surveillance.stream.watermark import SourceWatermark, read_source, source_headers
 
 log = logging.getLogger(__name__)
 
@@ -203,15 +205,24 @@ def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
 
 class PartitionClock:
     """Event-time watermark and pending deadlines of one join partition (the same partition
-    number of the input topics, `cases.join` and the join table)."""
+    number of the input topics, `cases.join` and the join table).
 
-    def __init__(self) -> None:
+    `watermark` follows every input event (reports too): it times the `unlabelled` horizon
+    and retention. `ai_watermark` follows the AI results alone: the drift banks read AI
+    results, and a backlog's `reports.final` partition can be read well ahead of the
+    `ai.results` partition with the same number."""
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
         self.watermark: datetime | None = None
+        self.ai_watermark: datetime | None = None
         self.deadlines: list[tuple[datetime, str]] = []
 
-    def advance(self, at: datetime) -> None:
+    def advance(self, at: datetime, ai: bool = False) -> None:
         if self.watermark is None or at > self.watermark:
             self.watermark = at
+        if ai and (self.ai_watermark is None or at > self.ai_watermark):
+            self.ai_watermark = at
 
     def track(self, state: join.JoinState) -> None:
         """Remember when this accession next needs attention: a case turning `unlabelled`,
@@ -237,13 +248,15 @@ async def _forget_clocks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any)
 def _clock(partition: int) -> PartitionClock:
     clock = _clocks.get(partition)
     if clock is None:
-        clock = _clocks[partition] = PartitionClock()
+        clock = _clocks[partition] = PartitionClock(partition)
         for raw_state in list(join_table.values()):
             state = join.JoinState.model_validate(raw_state)
             if state.partition != partition:
                 continue
             if state.last_event_at is not None:
                 clock.advance(state.last_event_at)
+            for tool in state.tools.values():
+                clock.advance(tool.ai.inference_date, ai=True)
             clock.track(state)
     return clock
 
@@ -274,10 +287,10 @@ def join_one(item: JoinInput, partition: int) -> None:
             metrics.Topic.AI_RESULTS if item.ai else metrics.Topic.REPORTS_FINAL
         )
     state, cases = join.apply(state, item, partition, HORIZON, clock.watermark)
-    clock.advance(join.event_time(item))
+    clock.advance(join.event_time(item), ai=item.ai is not None)
     join_table[item.accession] = state.model_dump(mode="json")
     clock.track(state)
-    emit(cases)
+    emit(cases, clock)
     expire_due(clock)
 
 
@@ -294,18 +307,31 @@ def expire_due(clock: PartitionClock) -> None:
         cases = join.expire(state, HORIZON, clock.watermark)
         if cases:
             join_table[accession] = state.model_dump(mode="json")
-            emit(cases)
+            emit(cases, clock)
 
 
-def emit(cases: list[AdjudicatedCase]) -> None:
+def emit(cases: list[AdjudicatedCase], clock: PartitionClock) -> None:
+    if not cases:
+        return
+    reached = clock.ai_watermark or clock.watermark  # every case has an AI result
+    assert reached is not None
+    headers = source_headers(clock.partition, reached)
     for case in cases:
-        cases_topic.send_soon(key=case.tool_id.encode(), value=case.model_dump_json().encode())
+        cases_topic.send_soon(key=case.tool_id.encode(), value=case.model_dump_json().encode(),
+                              headers=headers)
 
 
 ledger = CaseLedger()
 monitor = PerformanceMonitor(registry)
 publish.publish_baselines(registry)
 drift_banks: dict[str, DriftBank] = {}
+#: The drift clock of each `cases.adjudicated` partition (a tool's bank sees only its
+#: own partition, and the consumer reads these partitions days apart in a backlog too):
+#: the low watermark of the join partitions its cases come from. A join partition
+#: silent this long (caught up, or no traffic) stops holding it back; partitions read
+#: from a backlog take turns within seconds.
+SOURCE_IDLE_SECONDS = 30.0
+sources: dict[int, SourceWatermark] = {}
 _evaluated_day: dict[str, date] = {}
 _monitor_ready = False
 
@@ -329,12 +355,13 @@ def _ensure_monitor() -> None:
     for _case_id, record in records:
         ledger.add_existing(record)
     rebuild_drift_banks(records)
+    sources.clear()  # wait for every join partition again: the first read must not lead
     _monitor_ready = True
 
 
 def rebuild_drift_banks(records: list[tuple[str, CaseRecord]]) -> None:
     """Drift banks of the owned tools, rebuilt from their stored cases (not restarted)."""
-    rebuilt = case_features.rebuild_drift_banks((r for _, r in records), _new_bank)
+    rebuilt = case_features.rebuild_drift_banks((r for _, r in records), new_bank)
     drift_banks.clear()
     drift_banks.update(rebuilt)
     if rebuilt:
@@ -356,36 +383,43 @@ async def _count(stream: Any) -> None:
         for event in batch:
             _as_current(event)
             case = AdjudicatedCase.model_validate_json(event.value)
+            source, reached = read_source(event.message.headers, case.inference_date)
+            watermark = _sources(event.message.partition)
+            watermark.observe(source, reached, wall.monotonic())
             stored = case_table.get(case.case_id)
             previous = CaseRecord.from_dict(stored) if stored else None
-            record = ledger.apply(previous, case, event.message.partition)
+            record = ledger.apply(previous, case, event.message.partition, source)
             if record is None:
                 continue
             case_table[case.case_id] = record.as_dict()
             metrics.record_case(case.tool_id, case.software_version, case.site, case.outcome)
             alerts = monitor.on_case(previous, case)
+            bank = _bank(case.tool_id)
             if previous is None:
                 alerts += _version_check(case)
                 drift_input = record_ai_result(record)
                 assert drift_input is not None  # record_of always stores the features
-                alerts += [v.to_alert() for v in _bank(case.tool_id).update(drift_input)]
-            # A case's event time is when it last changed: reports land after their AI result.
-            at = max(case.inference_date, case.labelled_at or case.inference_date)
-            alerts += _maybe_evaluate(case.tool_id, at)
+                bank.update(drift_input)
+            clock = watermark.low(wall.monotonic())
+            if clock is not None:
+                alerts += [v.to_alert() for v in bank.advance(clock)]
+                alerts += _maybe_evaluate(case.tool_id, clock)
             send_alerts(alerts)
+
+
+def _sources(partition: int) -> SourceWatermark:
+    found = sources.get(partition)
+    if found is None:
+        found = sources[partition] = SourceWatermark(
+            SOURCE_IDLE_SECONDS, range(PARTITIONS), wall.monotonic())
+    return found
 
 
 def _bank(tool: str) -> DriftBank:
     bank = drift_banks.get(tool)
     if bank is None:
-        bank = drift_banks[tool] = _new_bank(tool)
+        bank = drift_banks[tool] = new_bank(tool)
     return bank
-
-
-def _new_bank(tool: str) -> DriftBank:
-    # Two days' lateness: cases reach this agent a little out of event-time order (they
-    # come from every join partition), and a closed day is never reopened.
-    return DriftBank.for_tool(tool, DriftBankConfig(lateness_days=2))
 
 
 def _maybe_evaluate(tool: str, at: datetime) -> list[Alert]:

@@ -13,11 +13,23 @@ very same results.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from surveillance.clinical.ledger import CaseRecord, drift_features
 from surveillance.contracts import Acquisition, AdjudicatedCase, AIResult, Scanner
-from surveillance.stats.drift_bank import DriftBank
+from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
+
+#: The worker's drift banks. Two days' lateness: within one join partition cases still
+#: come a little out of event-time order (a report before its AI result). The clock is
+#: not the banks' own: the case agent advances them to the low watermark of the join
+#: partitions (`stream.watermark`), so a backlog read partition by partition does not
+#: close days early.
+WORKER_DRIFT = DriftBankConfig(lateness_days=2, event_clock=False)
+
+
+def new_bank(tool: str) -> DriftBank:
+    return DriftBank.for_tool(tool, WORKER_DRIFT)
 
 
 def as_ai_result(case: AdjudicatedCase) -> AIResult:
@@ -34,9 +46,20 @@ def rebuild_drift_banks(
 ) -> dict[str, DriftBank]:
     """Fresh drift banks fed with the stored cases in event-time order: the reference
     period, calibration, detectors and open windows come back as they were. The replay's
-    verdicts were raised when those days first closed, so they are dropped here."""
+    verdicts were raised when those days first closed, so they are dropped here.
+
+    The replay's clock stops where every source (join partition) has delivered, per
+    `cases.adjudicated` partition (as the live clock): in a backlog, some partitions'
+    cases are stored days ahead of others', and a day closed on those would take the
+    lagging partitions' cases, still to come, as late."""
+    ordered = sorted(records, key=lambda r: r.inference_ts)
+    reached: dict[int, dict[int | None, float]] = {}
+    for record in ordered:
+        reached.setdefault(record.partition, {})[record.source] = record.inference_ts
+    everyone = {partition: datetime.fromtimestamp(min(by_source.values()), UTC)
+                for partition, by_source in reached.items()}
     banks: dict[str, DriftBank] = {}
-    for record in sorted(records, key=lambda r: r.inference_ts):
+    for record in ordered:
         result = record_ai_result(record)
         if result is None:
             continue
@@ -44,6 +67,7 @@ def rebuild_drift_banks(
         if bank is None:
             bank = banks[record.tool] = make_bank(record.tool)
         bank.update(result)
+        bank.advance(min(result.inference_date, everyone[record.partition]))
     return banks
 
 
