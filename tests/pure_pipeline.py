@@ -4,7 +4,8 @@
 order, exactly as `stream.app`'s join and case agents apply them (one join partition; the
 event-time watermark advanced by every event). `joined` runs the join per partition, as
 the workers do, and gives each case with the partition it came from and the event time
-that partition had reached: what the case agent's drift clock is built from.
+that partition's AI results had reached: what the case agent's drift clock is built
+from. `DriftPath` is the case agent's drift side; `drift_alerts` runs it over events.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from surveillance.simulate import SimEvent
 from surveillance.stats.drift_bank import DriftBank
 from surveillance.stream.case_features import as_ai_result, new_bank
 from surveillance.stream.ingest import Ingest, Rejected
+from surveillance.stream.watermark import SourceWatermark
 
 HORIZON = timedelta(days=14)
+IDLE_SECONDS = 30.0  # as stream/app.py SOURCE_IDLE_SECONDS
 T = TypeVar("T")
 
 
@@ -76,35 +79,64 @@ def ledger_revisions(
             yield extra, previous, case
 
 
-class Clock:
-    """The case agent's drift clock on one join partition: the latest event time seen."""
+class DriftPath:
+    """The case agent's drift side (stream/app.py `_count`) for one `cases.adjudicated`
+    stream: the worker's bank configuration, a new case's AI result into its tool's bank,
+    and the banks advanced to the low watermark of the join partitions."""
+
+    def __init__(
+        self, partitions: int, banks: dict[str, DriftBank] | None = None, now: float = 0.0
+    ) -> None:
+        self.banks = banks if banks is not None else {}
+        self.sources = SourceWatermark(IDLE_SECONDS, range(partitions), now)
+
+    def on_case(
+        self, source: int, reached: datetime, previous: CaseRecord | None,
+        case: AdjudicatedCase, now: float,
+    ) -> list[Alert]:
+        self.sources.observe(source, reached, now)
+        bank = self.banks.get(case.tool_id)
+        if bank is None:
+            bank = self.banks[case.tool_id] = new_bank(case.tool_id)
+        if previous is None:
+            bank.update(as_ai_result(case))
+        low = self.sources.low(now)
+        return [] if low is None else [v.to_alert() for v in bank.advance(low)]
+
+
+def joined_revisions(
+    events: Iterable[SimEvent], partitions: int
+) -> Iterator[tuple[tuple[int, datetime], CaseRecord | None, AdjudicatedCase]]:
+    """((join partition, its AI watermark), previous record, case) per new revision."""
+    return ledger_revisions(((p, w), c) for p, w, c in joined(events, partitions))
+
+
+def drift_alerts(events: Iterable[SimEvent], partitions: int = 4) -> list[Alert]:
+    """The drift alerts the worker raises for `events` coming in this order (1 ms of wall
+    time per case)."""
+    path = DriftPath(partitions)
+    alerts: list[Alert] = []
+    for wall, ((source, reached), previous, case) in enumerate(
+        joined_revisions(events, partitions)
+    ):
+        alerts += path.on_case(source, reached, previous, case, wall / 1000)
+    return alerts
+
+
+class LatestSeenClock:
+    """The drift clock before the watermark, for comparison: the latest event time seen."""
 
     def __init__(self) -> None:
         self.at: datetime | None = None
 
-    def see(self, case: AdjudicatedCase) -> datetime:
+    def feed(
+        self, banks: dict[str, DriftBank], previous: CaseRecord | None, case: AdjudicatedCase
+    ) -> list[Alert]:
         at = max(case.inference_date, case.labelled_at or case.inference_date)
         self.at = at if self.at is None or at > self.at else self.at
-        return self.at
-
-
-def feed(
-    banks: dict[str, DriftBank], previous: CaseRecord | None, case: AdjudicatedCase, clock: Clock
-) -> list[Alert]:
-    """What the case agent (stream/app.py `_count`) does with a case for drift: the
-    worker's bank configuration, a new case's AI result in, the clock advanced."""
-    bank = banks.get(case.tool_id) or banks.setdefault(case.tool_id, new_bank(case.tool_id))
-    at = clock.see(case)
-    if previous is None:
-        bank.update(as_ai_result(case))
-    return [v.to_alert() for v in bank.advance(at)]
-
-
-def drift_alerts(events: Iterable[SimEvent]) -> list[Alert]:
-    """The drift alerts the worker raises for `events` arriving in this order."""
-    banks: dict[str, DriftBank] = {}
-    alerts: list[Alert] = []
-    clock = Clock()
-    for previous, case in case_revisions(events):
-        alerts += feed(banks, previous, case, clock)
-    return alerts
+        bank = banks.get(case.tool_id)
+        if bank is None:
+            bank = banks[case.tool_id] = new_bank(case.tool_id)
+        if previous is None:
+            bank.update(as_ai_result(case))
+        return [v.to_alert() for v in bank.advance(self.at)]

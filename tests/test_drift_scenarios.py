@@ -1,9 +1,11 @@
 """The drift bank on the simulator's scenarios, fed exactly as the worker feeds it.
 
-Pure harness, no broker: `surveillance.simulate` events in arrival order -> `Ingest` ->
-`clinical.join.apply` -> `CaseLedger.apply`; on the first sight of a case (no previous
-record) `DriftBank.update(as_ai_result(case))`, and at each new event-time day per tool
-`bank.advance(midnight)` — as `surveillance.stream.app._count` / `_maybe_evaluate` do.
+Pure harness, no broker (`tests.pure_pipeline.DriftPath`): `surveillance.simulate` events
+-> `Ingest` -> `clinical.join.apply` on 4 join partitions -> `CaseLedger.apply`; on the
+first sight of a case (no previous record) `DriftBank.update(as_ai_result(case))`, and the
+bank advanced to the low watermark of the join partitions' AI results, as
+`surveillance.stream.app._count` does. Events come in arrival order unless a test
+re-orders them as a backlog is read.
 
 Injected days (`simulate.scenario`): protocol change at site-b on day 45 (protocol
 name, kVp 120 -> 100, slice 5 -> 2.5 mm on head CT), new scanner software at site-c on
@@ -29,8 +31,8 @@ import pytest
 from surveillance.contracts import Alert
 from surveillance.simulate import Faults, SimEvent, scenario_by_name, simulate
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
-from surveillance.stream.case_features import as_ai_result, new_bank
-from tests.pure_pipeline import Clock, case_revisions, drift_alerts, feed
+from surveillance.stream.case_features import new_bank
+from tests.pure_pipeline import DriftPath, LatestSeenClock, drift_alerts, joined_revisions
 from tests.test_drift_detectors import REFERENCE_DAYS, START, day_of, make_stream
 
 SIM_START = date(2026, 7, 1)
@@ -236,20 +238,20 @@ def _takeover_paths() -> tuple[list[Alert], list[Alert], list[Alert], int]:
     events, _ = simulate(
         days=90, seed=7, scenario=scenario_by_name("protocol_change"), faults=Faults()
     )
-    revisions = list(case_revisions(events))
-    cut = next(i for i, (_, c) in enumerate(revisions) if sim_day(c.inference_date)
+    revisions = list(joined_revisions(events, 4))
+    cut = next(i for i, (_, _, c) in enumerate(revisions) if sim_day(c.inference_date)
                >= TAKEOVER_DAY)
-    table = {c.case_id: record_of(c, 0) for _, c in revisions[:cut]}  # latest revision wins
-    never: dict[str, DriftBank] = {}
-    clock = Clock()
-    for previous, case in revisions[:cut]:
-        feed(never, previous, case, clock)
-    rebuilt = rebuild_drift_banks(table.values(), new_bank)
-    fresh: dict[str, DriftBank] = {}
+    # The latest revision of each case wins, as in the table.
+    table = {c.case_id: record_of(c, 0, source=s) for (s, _), _, c in revisions[:cut]}
+    never = DriftPath(4)
+    for wall, ((source, reached), previous, case) in enumerate(revisions[:cut]):
+        never.on_case(source, reached, previous, case, wall / 1000)
+    rebuilt = DriftPath(4, rebuild_drift_banks(table.values(), new_bank), now=cut / 1000)
+    fresh = DriftPath(4, now=cut / 1000)
     out: tuple[list[Alert], list[Alert], list[Alert]] = ([], [], [])
-    for previous, case in revisions[cut:]:
-        for banks, alerts in zip((never, rebuilt, fresh), out, strict=True):
-            alerts += feed(banks, previous, case, clock)
+    for wall, ((source, reached), previous, case) in enumerate(revisions[cut:], start=cut):
+        for path, alerts in zip((never, rebuilt, fresh), out, strict=True):
+            alerts += path.on_case(source, reached, previous, case, wall / 1000)
     return (*out, len(table))
 
 
@@ -302,8 +304,6 @@ def _catch_up_alerts(
     from surveillance.clinical.ledger import CaseRecord, record_of
     from surveillance.stream.case_features import rebuild_drift_banks
     from surveillance.stream.ingest import join_partition
-    from surveillance.stream.watermark import SourceWatermark
-    from tests.pure_pipeline import joined, ledger_revisions
 
     events, _ = simulate(
         days=90, seed=7, scenario=scenario_by_name("protocol_change"), faults=Faults()
@@ -318,28 +318,20 @@ def _catch_up_alerts(
             del queue[:CATCH_UP_CHUNK]
     times = [e.arrival for e in read if e.topic == "ai.results"]
     skew = max(a - b for a, b in zip(itertools.accumulate(times, max), times, strict=True))
-    revisions = list(ledger_revisions(((p, w), c) for p, w, c in joined(read, partitions=4)))
+    revisions = list(joined_revisions(read, 4))
     cut = int(len(revisions) * takeover_at) if takeover_at is not None else len(revisions)
-    banks: dict[str, DriftBank] = {}
-    sources = SourceWatermark(idle_seconds=30, expected=range(4), now=0.0)
-    clock = Clock()
+    path = DriftPath(4)
+    latest_seen, banks = LatestSeenClock(), dict[str, DriftBank]()
     alerts: list[Alert] = []
     table: dict[str, CaseRecord] = {}
-    for wall, ((partition, watermark), previous, case) in enumerate(revisions):
+    for wall, ((source, reached), previous, case) in enumerate(revisions):
         if wall == cut:
-            banks = rebuild_drift_banks(table.values(), new_bank)
-            sources = SourceWatermark(idle_seconds=30, expected=range(4), now=wall / 1000)
-        table[case.case_id] = record_of(case, 0, source=partition)
-        if not with_watermark:
-            alerts += feed(banks, previous, case, clock)
-            continue
-        sources.observe(partition, watermark, wall / 1000)
-        bank = banks.get(case.tool_id) or banks.setdefault(case.tool_id, new_bank(case.tool_id))
-        if previous is None:
-            bank.update(as_ai_result(case))
-        low = sources.low(wall / 1000)
-        if low is not None:
-            alerts += [v.to_alert() for v in bank.advance(low)]
+            path = DriftPath(4, rebuild_drift_banks(table.values(), new_bank), wall / 1000)
+        table[case.case_id] = record_of(case, 0, source=source)
+        if with_watermark:
+            alerts += path.on_case(source, reached, previous, case, wall / 1000)
+        else:
+            alerts += latest_seen.feed(banks, previous, case)
     return alerts, skew.days
 
 

@@ -1,16 +1,17 @@
 """The monitor fed exactly as the worker feeds it, on 90-day simulated streams: how many alerts.
 
 `worker_replay` mirrors `surveillance.stream.app._count`: simulator events -> ingest ->
-`clinical.join.apply` -> `CaseLedger.apply` -> `monitor.on_case(previous, case)` per new
-revision, in arrival order, and `monitor.evaluate(midnight, tools=[tool])` once per new
-event-time day of each tool (the day of `case.inference_date`). `kafka_order` re-orders the
-events as a bulk replay over 4 partitions consumes them (each round takes up to 1 MiB from
-each topic-partition), which scrambles event time by weeks: the demo's conditions.
+`clinical.join.apply` on 4 join partitions -> `CaseLedger.apply` ->
+`monitor.on_case(previous, case)` per new revision, in the order the events come, and
+`monitor.evaluate(midnight, tools=[tool])` once per new day of each tool's clock (the low
+watermark of the join partitions' AI results, `stream.watermark`; 1 ms of wall time per
+case). `kafka_order` re-orders the events as a bulk replay over 4 partitions consumes them
+(each round takes up to 1 MiB from each topic-partition), which scrambles event time by
+weeks: a backlog's conditions.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 
@@ -23,7 +24,11 @@ from surveillance.contracts import Alert
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
 from surveillance.simulate.scenario import SENSITIVITY_DROP_DAY
 from surveillance.stats.cusum import DAYS_PER_YEAR, average_run_length
-from tests.pure_pipeline import case_revisions
+from surveillance.stream.ingest import join_partition
+from surveillance.stream.watermark import SourceWatermark
+from tests.pure_pipeline import joined, ledger_revisions
+
+PARTITIONS = 4
 
 REGISTRY = load_registry()
 DAYS = 90
@@ -35,10 +40,14 @@ def worker_replay(events: list[SimEvent]) -> tuple[PerformanceMonitor, list[Aler
     monitor = PerformanceMonitor(REGISTRY)
     evaluated: dict[str, datetime] = {}
     alerts: list[Alert] = []
-    for previous, case in case_revisions(events):
+    sources = SourceWatermark(idle_seconds=30, expected=range(PARTITIONS), now=0.0)
+    arriving = (((p, w), c) for p, w, c in joined(events, PARTITIONS))
+    for wall, ((partition, reached), previous, case) in enumerate(ledger_revisions(arriving)):
         alerts += monitor.on_case(previous, case)
-        # As the worker does: a case's event time is when it last changed.
-        at = max(case.inference_date, case.labelled_at or case.inference_date)
+        sources.observe(partition, reached, wall / 1000)
+        at = sources.low(wall / 1000)
+        if at is None:
+            continue
         day = datetime.combine(at.date(), time.min, tzinfo=UTC)
         last = evaluated.get(case.tool_id)
         if last is None or day > last:
@@ -48,10 +57,10 @@ def worker_replay(events: list[SimEvent]) -> tuple[PerformanceMonitor, list[Aler
     return monitor, alerts
 
 
-def kafka_order(events: list[SimEvent], partitions: int = 4) -> list[SimEvent]:
+def kafka_order(events: list[SimEvent], partitions: int = PARTITIONS) -> list[SimEvent]:
     queues: dict[tuple[str, int], list[SimEvent]] = {}
     for e in events:
-        queues.setdefault((e.topic, zlib.crc32(e.key or b"") % partitions), []).append(e)
+        queues.setdefault((e.topic, join_partition(e.key.decode(), partitions)), []).append(e)
     out: list[SimEvent] = []
     position = dict.fromkeys(queues, 0)
     while len(out) < len(events):
