@@ -79,6 +79,18 @@ def ledger_revisions(
             yield extra, previous, case
 
 
+def take(
+    banks: dict[str, DriftBank], previous: CaseRecord | None, case: AdjudicatedCase
+) -> DriftBank:
+    """The case's tool bank (the worker's configuration), with a new case's AI result in."""
+    bank = banks.get(case.tool_id)
+    if bank is None:
+        bank = banks[case.tool_id] = new_bank(case.tool_id)
+    if previous is None:
+        bank.update(as_ai_result(case))
+    return bank
+
+
 class DriftPath:
     """The case agent's drift side (stream/app.py `_count`) for one `cases.adjudicated`
     stream: the worker's bank configuration, a new case's AI result into its tool's bank,
@@ -95,11 +107,7 @@ class DriftPath:
         case: AdjudicatedCase, now: float,
     ) -> list[Alert]:
         self.sources.observe(source, reached, now)
-        bank = self.banks.get(case.tool_id)
-        if bank is None:
-            bank = self.banks[case.tool_id] = new_bank(case.tool_id)
-        if previous is None:
-            bank.update(as_ai_result(case))
+        bank = take(self.banks, previous, case)
         low = self.sources.low(now)
         return [] if low is None else [v.to_alert() for v in bank.advance(low)]
 
@@ -134,9 +142,4 @@ class LatestSeenClock:
     ) -> list[Alert]:
         at = max(case.inference_date, case.labelled_at or case.inference_date)
         self.at = at if self.at is None or at > self.at else self.at
-        bank = banks.get(case.tool_id)
-        if bank is None:
-            bank = banks[case.tool_id] = new_bank(case.tool_id)
-        if previous is None:
-            bank.update(as_ai_result(case))
-        return [v.to_alert() for v in bank.advance(self.at)]
+        return [v.to_alert() for v in take(banks, previous, case).advance(self.at)]

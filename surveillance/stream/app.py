@@ -384,8 +384,8 @@ async def _count(stream: Any) -> None:
             _as_current(event)
             case = AdjudicatedCase.model_validate_json(event.value)
             source, reached = read_source(event.message.headers, case.inference_date)
-            watermark = _sources(event.message.partition)
-            watermark.observe(source, reached, wall.monotonic())
+            watermark, now = _sources(event.message.partition), wall.monotonic()
+            watermark.observe(source, reached, now)
             stored = case_table.get(case.case_id)
             previous = CaseRecord.from_dict(stored) if stored else None
             record = ledger.apply(previous, case, event.message.partition, source)
@@ -400,7 +400,7 @@ async def _count(stream: Any) -> None:
                 drift_input = record_ai_result(record)
                 assert drift_input is not None  # record_of always stores the features
                 bank.update(drift_input)
-            clock = watermark.low(wall.monotonic())
+            clock = watermark.low(now)
             if clock is not None:
                 alerts += [v.to_alert() for v in bank.advance(clock)]
                 alerts += _maybe_evaluate(case.tool_id, clock)
