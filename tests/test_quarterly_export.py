@@ -151,8 +151,9 @@ def exported(fresh_database: str, tmp_path: Path) -> tuple[str, Path, Path]:
     migrate(fresh_database)
     _store(fresh_database)
     first, second = tmp_path / "one", tmp_path / "two"
-    export_quarterly(fresh_database, "2026Q3", TOOL, first)
-    export_quarterly(fresh_database, "2026Q3", TOOL, second)
+    as_of = datetime(2026, 10, 15, 9, tzinfo=UTC)  # the committee's export date
+    export_quarterly(fresh_database, "2026Q3", TOOL, first, as_of=as_of)
+    export_quarterly(fresh_database, "2026Q3", TOOL, second, as_of=as_of)
     return fresh_database, first, second
 
 
@@ -300,7 +301,7 @@ def test_every_number_matches_an_independent_recomputation(
     assert len(review["drift"]) == len(drift) + len(drift_alerts)
 
     # Regulatory clocks: 10 US work days (no Federal holiday falls in these windows),
-    # 10 calendar days EU; status as of the quarter's last day; one report filed.
+    # 10 calendar days EU; status as of the export date (2026-10-15); one report filed.
     by_id = {e["event_id"]: e for e in review["adverse_events"]}
     assert sorted(by_id) == [f"{TOOL}-ae-{i}" for i in range(3)]
     for event in make_adverse_events(TOOL, Q3):

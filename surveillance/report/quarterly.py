@@ -9,7 +9,9 @@ For each tool with cases in the quarter (or the one asked for), writes under `ou
                               weekly, subgroups, model_versions, alerts, adverse_events, drift)
 
 The numbers come from `quarterly_review.build_review` only; the outputs are views of it.
-Same stored data, same numbers and the same JSON and CSV bytes. Progress goes to stderr.
+Same stored data and export date: same numbers and the same JSON and CSV bytes. Progress
+goes to stderr. CSV cells that a spreadsheet would run as a formula are escaped
+(`csv_cells.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import csv
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from tqdm import tqdm
 from surveillance.clinical.baselines import ToolBaseline, load_registry
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.report import quarterly_plots
+from surveillance.report.csv_cells import spreadsheet_safe
 from surveillance.report.quarterly_html import render_html
 from surveillance.report.quarterly_pdf import render_pdf
 from surveillance.report.quarterly_review import build_review
@@ -54,14 +58,22 @@ def _write_json(path: Path, review: dict[str, Any]) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
+def _csv_value(value: Any) -> Any:
+    # Floats in full precision (repr); text that a spreadsheet would run, escaped.
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return spreadsheet_safe(value)
+
+
 def _write_csvs(directory: Path, review: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for table in tables(review):
         with open(directory / f"{table.name}.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(table.columns)
-            writer.writerows(["" if v is None else repr(v) if isinstance(v, float) else v
-                              for v in row] for row in table.rows)  # fmt: skip
+            writer.writerows([_csv_value(v) for v in row] for row in table.rows)
 
 
 def _export_tool(
@@ -70,11 +82,12 @@ def _export_tool(
     quarter: queries.Quarter,
     out_dir: Path,
     lifecycle: dict[tuple[str, str], str] | None,
+    as_of: datetime,
     progress: tqdm[Any],
 ) -> ExportedTool:
     stem = f"{tool.tool_id}-{quarter.label}"
     progress.set_postfix_str(f"{tool.tool_id}: query")
-    review = build_review(conn, tool, quarter, lifecycle)
+    review = build_review(conn, tool, quarter, as_of, lifecycle)
     progress.update()
     progress.set_postfix_str(f"{tool.tool_id}: figures")
     figures = quarterly_plots.figures(review)
@@ -106,12 +119,18 @@ def export_quarterly(
     out_dir: Path = Path("exports"),
     registry_path: Path | None = None,
     state_dir: Path | None = None,
+    as_of: datetime | None = None,
 ) -> list[ExportedTool]:
     """Export the quarterly review of `tool` (default: every tool with cases in it).
 
     `state_dir` holds the version lifecycle audit trail (`clinical/lifecycle.py`); without
-    it the versions' lifecycle state is reported as not available.
+    it the versions' lifecycle state is reported as not available. Regulatory status is
+    decided as of `as_of` (aware; default: now, in this machine's time zone).
     """
+    if as_of is None:
+        as_of = datetime.now().astimezone()
+    elif as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
     period = queries.parse_quarter(quarter)
     registry = load_registry(registry_path)
     lifecycle = None
@@ -143,5 +162,7 @@ def export_quarterly(
             file=sys.stderr,
         ) as progress:
             for t in tool_ids:
-                done.append(_export_tool(conn, registry[t], period, out_dir, lifecycle, progress))
+                done.append(
+                    _export_tool(conn, registry[t], period, out_dir, lifecycle, as_of, progress)
+                )
     return done

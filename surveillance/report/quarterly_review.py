@@ -175,9 +175,14 @@ def build_review(
     conn: psycopg.Connection[Any],
     tool: ToolBaseline,
     quarter: Quarter,
+    as_of: datetime,
     lifecycle: Mapping[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
     """Every figure of one tool's quarter, from the store.
+
+    Regulatory obligations are judged as of `as_of` (the export's time, in the facility's
+    time zone): the committee reads the review after the quarter, and a report due after
+    the quarter's end but before the review is overdue by then, or done if filed.
 
     `lifecycle` maps (tool, version) to the version's lifecycle state (shadow, validating,
     live, ...) from the audit trail, when the caller has one.
@@ -186,7 +191,7 @@ def build_review(
     groups = queries.group_counts(conn, t, quarter)
     overall = next((g for g in groups if g.software_version is None), None)
     total = overall.confusion if overall is not None else Confusion()
-    as_of = quarter.end - timedelta(days=1)
+    last_day = quarter.end - timedelta(days=1)
     floor = tool.acceptance.subgroup_floor
     return {
         "tool": {
@@ -199,8 +204,8 @@ def build_review(
             "operating_threshold": tool.operating_threshold,
         },
         "quarter": quarter.label,
-        "period": {"start": quarter.start.isoformat(), "end": as_of.isoformat()},
-        "status_as_of": as_of.isoformat(),
+        "period": {"start": quarter.start.isoformat(), "end": last_day.isoformat()},
+        "status_as_of": as_of.date().isoformat(),
         "counts": _counts(overall) if overall is not None else None,
         "figures": figures(total),
         "baseline_comparison": baseline_comparison(total, tool),
@@ -275,7 +280,7 @@ def build_review(
             for a in queries.alerts(conn, t, quarter)
         ],
         "adverse_events": [
-            _adverse_event(e, as_of) for e in queries.adverse_events(conn, t, quarter)
+            _adverse_event(e, as_of.date()) for e in queries.adverse_events(conn, t, quarter, as_of)
         ],
         "drift": [
             {

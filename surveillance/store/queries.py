@@ -315,9 +315,13 @@ class AdverseEventRow:
 
 
 def adverse_events(
-    conn: psycopg.Connection[Any], tool: str, quarter: Quarter
+    conn: psycopg.Connection[Any], tool: str, quarter: Quarter, filed_by: datetime
 ) -> list[AdverseEventRow]:
-    """Adverse events the facility became aware of in the quarter, with their filings."""
+    """Adverse events the facility became aware of in the quarter, with their filings.
+
+    Filings count up to `filed_by` (the export's time): a report filed after the quarter
+    but before the review is done, not overdue.
+    """
     query = """
     SELECT e.event_id, e.received_at, e.aware_date, e.event_date, e.outcome, e.event_type,
            e.software_version, e.discordance_type, e.radiologist_read, e.ai_output,
@@ -326,12 +330,12 @@ def adverse_events(
                     FILTER (WHERE f.obligation IS NOT NULL), '{}') AS filed
     FROM adverse_events e
     LEFT JOIN adverse_event_filings f
-           ON f.event_id = e.event_id AND f.filed_at < %(end_utc)s
+           ON f.event_id = e.event_id AND f.filed_at <= %(filed_by)s
     WHERE e.tool_id = %(tool)s AND e.aware_date >= %(start)s AND e.aware_date < %(end)s
     GROUP BY e.event_id
     ORDER BY e.aware_date, e.event_id"""
     with conn.cursor(row_factory=class_row(AdverseEventRow)) as cur:
-        return cur.execute(query, _params(tool, quarter)).fetchall()
+        return cur.execute(query, {**_params(tool, quarter), "filed_by": filed_by}).fetchall()
 
 
 def record_filing(
