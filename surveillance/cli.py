@@ -354,10 +354,17 @@ def intake(
     port: int = 8080,
 ) -> None:
     """Serve the adverse-event form and JSON API (its own process)."""
-    from surveillance.intake import serve
+    from surveillance.intake import IntakeSettings, serve
 
     settings = _settings()
-    serve(host, port, settings.kafka.bootstrap, settings)
+    try:
+        intake_settings = IntakeSettings()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = "_".join(str(p) for p in first["loc"]).upper()
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        fail(f"bad setting SURVEILLANCE_INTAKE_{where}: {msg}" if where else msg)
+    serve(host, port, settings.kafka.bootstrap, settings, intake_settings)
 
 
 adverse_app = typer.Typer(no_args_is_help=True, help="Adverse-event reports.")

@@ -1,4 +1,4 @@
-"""Who is asking: bearer tokens for systems, basic auth or a trusted proxy header for people.
+"""Who is asking: bearer tokens for systems, basic auth or a trusted proxy's header for people.
 
 Secrets are compared with `hmac.compare_digest` against every configured entry, so the
 time taken does not tell which entry nearly matched.
@@ -50,27 +50,40 @@ def bearer_identity(authorization: str | None, settings: IntakeSettings) -> Iden
     return Identity("system", name) if name is not None else None
 
 
-def person_identity(headers: Mapping[str, str], settings: IntakeSettings) -> Identity | None:
-    """A person, from HTTP basic auth or, when trusted, the reverse proxy's user header."""
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """(user, password) from an `Authorization: Basic` header, None when there is none."""
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    if not sep or not user:
+        return None
+    return user, password
+
+
+def person_identity(
+    headers: Mapping[str, str], settings: IntakeSettings, via_trusted_proxy: bool = False
+) -> Identity | None:
+    """A person, from HTTP basic auth or the user header of a trusted reverse proxy."""
     authorization = headers.get("authorization")
     if authorization:
-        scheme, _, encoded = authorization.partition(" ")
-        if scheme.lower() != "basic":
+        credentials = basic_credentials(authorization)
+        if credentials is None:
             return None
-        try:
-            user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        if not sep or not user:
-            return None
-        name = _match(settings.basic_users, user, password)
+        name = _match(settings.basic_users, *credentials)
         return Identity("user", name) if name is not None else None
-    if settings.trust_proxy_user_header:
+    if settings.trust_proxy_user_header and via_trusted_proxy:
         user = headers.get(settings.proxy_user_header.lower(), "").strip()
         if user:
             return Identity("user", user)
     return None
 
 
-def can_view(identity: Identity, settings: IntakeSettings) -> bool:
+def is_reviewer(identity: Identity, settings: IntakeSettings) -> bool:
+    """In the reviewer role (`viewers`): may read every report, not only their own."""
     return identity.id in settings.viewers

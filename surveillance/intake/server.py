@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from surveillance.clinical.baselines import load_registry
 from surveillance.intake.app import create_app
 from surveillance.intake.config import IntakeSettings
 from surveillance.intake.publisher import KafkaPublisher
 from surveillance.settings import Settings
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+
+def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """How the intake is served. uvicorn's own proxy-header handling is off: the app's
+    `TrustedProxy` middleware alone decides whom to believe (`trusted_proxies`)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,
+    )
 
 
 def serve(
@@ -39,4 +60,4 @@ def serve(
         intake=cfg,
         registry=load_registry(settings.baselines_file),
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    uvicorn.Server(server_config(app, host, port)).run()

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.contracts import (
@@ -29,12 +36,30 @@ from surveillance.contracts import (
 )
 from surveillance.privacy import pseudonymize
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
-Ident = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000: the store writer would have to drop the report
+    # after the intake had accepted it. (Lone surrogates are refused by pydantic itself.)
+    if "\x00" in value:
+        raise ValueError(
+            "This text contains a NUL character (U+0000), which cannot be stored; remove it."
+        )
+    return value
+
+
+Storable = AfterValidator(_storable)
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True), Storable
+]
+Ident = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True), Storable
+]
 SubmissionId = Annotated[
     str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 ]
-Narrative = Annotated[str, StringConstraints(min_length=1, max_length=8_000, strip_whitespace=True)]
+Narrative = Annotated[
+    str, StringConstraints(min_length=1, max_length=8_000, strip_whitespace=True), Storable
+]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
