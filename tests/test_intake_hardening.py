@@ -566,6 +566,10 @@ def test_proxy_user_header_only_from_a_trusted_proxy(bootstrap: str, tmp_path: P
         assert (
             client.get("/adverse-events", headers={"X-Forwarded-User": "alice"}).status_code == 200
         )
+        assert client.get("/adverse-events").status_code == 401
+        # The reviewer role is by identity: proxy user carol is user:carol, not a reviewer.
+        carol = client.get("/adverse-events", headers={"X-Forwarded-User": "carol"})
+        assert carol.status_code == 200 and "reports you submitted" in carol.text
     with serving(
         bootstrap, tmp_path / "b", trust_proxy_user_header=True, trusted_proxies=["10.0.0.1/32"]
     ) as client:
