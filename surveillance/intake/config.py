@@ -20,8 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 STORE_KEY_HELP = (
-    "the store key must be 32 random bytes, base64-encoded: make one with "
-    "`openssl rand -base64 32`"
+    "the store key must be 32 random bytes, base64-encoded: make one with `openssl rand -base64 32`"
 )
 
 
