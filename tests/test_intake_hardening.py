@@ -30,9 +30,13 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from hypothesis import given
+from hypothesis import settings as settings_h
+from hypothesis import strategies as st
 from kafka import KafkaConsumer
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
+from surveillance.clinical.baselines import load_registry
 from surveillance.contracts import AdverseEvent
 from surveillance.embedded import EmbeddedBroker
 from surveillance.embedded.broker import free_port
@@ -40,6 +44,7 @@ from surveillance.intake import IntakeSettings, KafkaPublisher, create_app, stor
 from surveillance.intake.middleware import CSP
 from surveillance.intake.ratelimit import Lockout
 from surveillance.intake.server import server_config
+from surveillance.intake.submission import AdverseEventSubmission, to_event
 from surveillance.settings import get_settings
 from surveillance.store.batch import write_batch
 from surveillance.store.migrate import migrate
@@ -711,3 +716,41 @@ def test_a_store_written_in_clear_is_sealed_at_start_up(bootstrap: str, tmp_path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     raw = path.read_bytes()
     assert NARRATIVE.encode() not in raw and CONTACT.encode() not in raw
+
+
+# --- the edge is the only validation ---------------------------------------------------
+
+_any_text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=40)  # NUL included
+_REGISTRY = load_registry()
+
+
+@settings_h(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    narrative=_any_text,
+    version=_any_text,
+    role=_any_text,
+    name=_any_text,
+    contact=_any_text,
+    patient=_any_text,
+    accession=_any_text,
+)
+def test_every_report_the_intake_accepts_the_store_writer_can_store(
+    narrative: str, version: str, role: str, name: str, contact: str, patient: str, accession: str
+) -> None:
+    raw = body(
+        event={"outcome": "death", "event_date": "2025-03-06", "narrative": narrative},
+        device={"tool_id": "ich-triage", "software_version": version},
+        reporter={"name": name, "role": role, "contact": contact},
+        patient={"patient_id": patient},
+        accession_number=accession,
+    )
+    try:
+        sub = AdverseEventSubmission.model_validate(raw)
+    except ValidationError as exc:
+        # Refused at the edge, with a reason a person can act on.
+        assert all(e["msg"] for e in exc.errors(include_input=False))
+        return
+    event = to_event(sub, sub.submission_id or "x" * 8, NOW, b"k", _REGISTRY)
+    rows = Rows.empty()
+    Decoder("c", "a", "s", "ae").add(rows, "ae", 0, 0, event.model_dump_json().encode())
+    assert rows.rejects == [] and len(rows.adverse_events) == 1
