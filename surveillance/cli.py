@@ -352,6 +352,8 @@ def shadow() -> None:
 def intake(
     host: str = "127.0.0.1",
     port: int = 8080,
+    tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS: certificate chain")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="serve HTTPS: its private key")] = None,
 ) -> None:
     """Serve the adverse-event form and JSON API (its own process)."""
     from surveillance.intake import IntakeSettings, serve
@@ -364,7 +366,10 @@ def intake(
         where = "_".join(str(p) for p in first["loc"]).upper()
         msg = str(first["msg"]).removeprefix("Value error, ")
         fail(f"bad setting SURVEILLANCE_INTAKE_{where}: {msg}" if where else msg)
-    serve(host, port, settings.kafka.bootstrap, settings, intake_settings)
+    if (tls_cert is None) != (tls_key is None):
+        fail("give both --tls-cert and --tls-key to serve HTTPS, or neither")
+    tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+    serve(host, port, settings.kafka.bootstrap, settings, intake_settings, tls)
 
 
 adverse_app = typer.Typer(no_args_is_help=True, help="Adverse-event reports.")

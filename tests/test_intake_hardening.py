@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import os
 import re
 import sqlite3
+import ssl
 import stat
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,10 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import settings as settings_h
 from hypothesis import strategies as st
@@ -117,9 +123,14 @@ def bootstrap(broker: EmbeddedBroker) -> str:
 
 @contextmanager
 def serving(
-    bootstrap: str, state_dir: Path, clock: Clock | None = None, **changes: Any
+    bootstrap: str,
+    state_dir: Path,
+    clock: Clock | None = None,
+    tls: tuple[Path, Path] | None = None,
+    **changes: Any,
 ) -> Iterator[httpx.Client]:
-    """The intake on a free port, and an httpx client for it (no keep-alive)."""
+    """The intake on a free port, and an httpx client for it (no keep-alive); over HTTPS
+    with `tls` (certificate, key), the client trusting that certificate."""
     publisher = ExplodingPublisher(bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=3)
     app = create_app(
         publisher=publisher,
@@ -130,7 +141,7 @@ def serving(
         monotonic=clock or Clock(),
     )
     port = free_port()
-    server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning", tls=tls))
     if _capture.handler is not None:  # uvicorn's logging set-up just replaced its handlers
         for name in _UVICORN_LOGGERS:
             logging.getLogger(name).addHandler(_capture.handler)
@@ -142,8 +153,12 @@ def serving(
             pytest.fail("uvicorn did not start the intake app within 20 s")
         time.sleep(0.05)
     limits = httpx.Limits(max_keepalive_connections=0)
+    scheme = "https" if tls else "http"
+    verify: Any = ssl.create_default_context(cafile=str(tls[0])) if tls else True
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits) as client:
+        with httpx.Client(
+            base_url=f"{scheme}://127.0.0.1:{port}", limits=limits, verify=verify
+        ) as client:
             yield client
     finally:
         server.should_exit = True
@@ -560,6 +575,52 @@ def test_https_form_behind_a_trusted_tls_proxy(bootstrap: str, tmp_path: Path) -
         )
         assert refused.status_code == 403
         assert "strict-transport-security" not in refused.headers
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_served_over_tls_directly_sends_hsts_and_takes_its_https_form(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    with serving(bootstrap, tmp_path, tls=self_signed(tmp_path)) as client:
+        data = open_form(client, BOB)
+        origin = str(client.base_url).rstrip("/")
+        assert origin.startswith("https://127.0.0.1:")
+        ok = client.post("/adverse-events/new", data=data, auth=BOB, headers={"Origin": origin})
+        assert ok.status_code == 200 and 'id="reference"' in ok.text
+        assert ok.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+        missing = client.get("/no/such/page")
+        assert missing.status_code == 404 and "strict-transport-security" in missing.headers
 
 
 def test_proxy_user_header_only_from_a_trusted_proxy(bootstrap: str, tmp_path: Path) -> None:

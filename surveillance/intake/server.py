@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from surveillance.clinical.baselines import load_registry
@@ -16,9 +17,16 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """How the intake is served. uvicorn's own proxy-header handling is off: the app's
-    `TrustedProxy` middleware alone decides whom to believe (`trusted_proxies`)."""
+def server_config(
+    app: FastAPI,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    tls: tuple[Path, Path] | None = None,
+) -> uvicorn.Config:
+    """How the intake is served: HTTPS itself when given `tls` (certificate chain and key
+    files), else plain HTTP for a TLS-terminating proxy. uvicorn's own proxy-header
+    handling is off: the app's `TrustedProxy` middleware alone decides whom to believe."""
     import uvicorn
 
     return uvicorn.Config(
@@ -28,6 +36,8 @@ def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -
         log_level=log_level,
         server_header=False,
         proxy_headers=False,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
     )
 
 
@@ -37,6 +47,7 @@ def serve(
     bootstrap: str,
     settings: Settings,
     intake: IntakeSettings | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
     """Run the intake until interrupted. Raises `TopicError` when no broker answers."""
     import uvicorn
@@ -60,4 +71,4 @@ def serve(
         intake=cfg,
         registry=load_registry(settings.baselines_file),
     )
-    uvicorn.Server(server_config(app, host, port)).run()
+    uvicorn.Server(server_config(app, host, port, tls=tls)).run()
