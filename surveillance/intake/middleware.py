@@ -261,8 +261,8 @@ class StrictJson:
             detail = [
                 {
                     "loc": ["body"],
-                    "msg": f"{exc} is not a number JSON allows: send a finite number between "
-                    "0 and 1, or leave the field out",
+                    "msg": f"{exc} is not a number JSON allows: send a finite number, or "
+                    "leave the field out",
                     "type": "json_invalid",
                 }
             ]
