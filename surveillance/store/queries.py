@@ -389,10 +389,12 @@ def cases_of_version(
 def drift_feature_rows(
     conn: psycopg.Connection[Any], tool: str, start: date, end: date
 ) -> list[dict[str, Any]]:
-    """AI results of a tool with study dates in [start, end), as drift-feature rows.
+    """AI results of a tool inferred on UTC days [start, end), as drift-feature rows.
 
     Column names are the drift bank's feature names (`stats.drift_bank.DEFAULT_FEATURES`),
-    so the Evidently report compares exactly what the detectors watch.
+    so the Evidently report compares exactly what the detectors watch; the days are the
+    bank's days too (inference time in UTC). Filtering on the time column is what lets
+    TimescaleDB skip every chunk outside the period (and an index serve it elsewhere).
     """
     query = """
     SELECT kvp, slice_thickness, pixel_spacing, age::double precision AS age,
@@ -400,7 +402,11 @@ def drift_feature_rows(
            site, lower(contrast_indication::text) AS contrast, sex,
            ai_result AS score, lower(result_indicator::text) AS positive_call
     FROM ai_results
-    WHERE tool_id = %s AND study_date >= %s AND study_date < %s
+    WHERE tool_id = %s AND inference_date >= %s AND inference_date < %s
     ORDER BY inference_date, ai_event_id"""
     with conn.cursor(row_factory=dict_row) as cur:
-        return list(cur.execute(query, (tool, start, end)).fetchall())
+        return list(cur.execute(query, (tool, _utc(start), _utc(end))).fetchall())
+
+
+def _utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -213,7 +213,7 @@ class StoreWriter:
                 self._conn = await psycopg.AsyncConnection.connect(
                     self._db_url, connect_timeout=self.settings.connect_timeout_seconds
                 )
-            await write_batch(self._conn, rows)
+            conflicts = await write_batch(self._conn, rows)
         except psycopg.Error as exc:
             await self._drop_connection()
             reason = _first_line(exc)
@@ -227,7 +227,8 @@ class StoreWriter:
         self._backoff = self.settings.backoff_initial_seconds
         self._next_attempt = 0.0
         self.health.set_buffered(self._buffer.rows)
-        self.health.write_succeeded(len(rows) - len(rows.rejects), len(rows.rejects))
+        rejected = len(rows.rejects) + len(conflicts)
+        self.health.write_succeeded(len(rows) - rejected, rejected)
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:
