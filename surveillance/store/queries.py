@@ -290,9 +290,10 @@ def alerts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[A
     SELECT alert_id, kind, severity, raised_at, software_version, site, metric, value,
            baseline, summary, resolved_at, resolved_by
     FROM alerts
-    WHERE tool_id = %(tool)s
-      AND ((raised_at >= %(start_utc)s AND raised_at < %(end_utc)s)
-           OR (resolved_at >= %(start_utc)s AND resolved_at < %(end_utc)s))
+    -- tool_id in both arms: each arm is then one index range (alerts_tool_time,
+    -- alerts_tool_resolved), read as a bitmap OR.
+    WHERE (tool_id = %(tool)s AND raised_at >= %(start_utc)s AND raised_at < %(end_utc)s)
+       OR (tool_id = %(tool)s AND resolved_at >= %(start_utc)s AND resolved_at < %(end_utc)s)
     ORDER BY raised_at, alert_id"""
     with conn.cursor(row_factory=class_row(AlertRow)) as cur:
         return cur.execute(query, _params(tool, quarter)).fetchall()
@@ -348,6 +349,28 @@ def record_filing(
         raise QueryError(
             f"no adverse event {event_id!r} is stored: check the id (is the writer running?)"
         ) from exc
+
+
+@dataclass(frozen=True)
+class DayVolume:
+    day: datetime  # the UTC midnight starting the day
+    results: int
+    positive_calls: int
+
+
+def ai_daily(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[DayVolume]:
+    """AI results and positive calls per UTC day of inference, from `tool_daily`.
+
+    `tool_daily` is a view over `ai_results` on plain PostgreSQL and a continuous aggregate
+    with real-time aggregation on TimescaleDB (migrations 0002, 0003, 0006): the same
+    numbers either way, and on TimescaleDB a quarter is read from about 92 stored rows.
+    """
+    query = """
+    SELECT day, results, positive_calls FROM tool_daily
+    WHERE tool_id = %(tool)s AND day >= %(start_utc)s AND day < %(end_utc)s
+    ORDER BY day"""
+    with conn.cursor(row_factory=class_row(DayVolume)) as cur:
+        return cur.execute(query, _params(tool, quarter)).fetchall()
 
 
 @dataclass(frozen=True)

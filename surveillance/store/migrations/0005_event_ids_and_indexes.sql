@@ -24,3 +24,8 @@ CREATE INDEX cases_study_date ON cases (study_date);
 CREATE INDEX cases_tool_version_study_date ON cases (tool_id, software_version, study_date);
 -- alerts(): raised in the quarter (alerts_tool_time) OR resolved in it (this one).
 CREATE INDEX alerts_tool_resolved ON alerts (tool_id, resolved_at) WHERE resolved_at IS NOT NULL;
+-- tool_daily on plain PostgreSQL (a view): a filter on its `day` is pushed down as this very
+-- expression, so a long-range panel or the export reads its days, not the whole table.
+-- (TimescaleDB reads the continuous aggregate instead; 0006 drops this index there.)
+CREATE INDEX ai_results_day_tool ON ai_results
+    (date_bin('1 day', inference_date, TIMESTAMPTZ '2000-01-01 00:00:00+00'), tool_id);

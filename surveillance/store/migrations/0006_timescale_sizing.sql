@@ -30,6 +30,7 @@ SELECT add_compression_policy('metric_snapshots', INTERVAL '60 days');
 -- quarter, a late event 35 days back), and nothing else. The store writer also refreshes
 -- the days a batch wrote in old time right after committing it (store/timescale.py).
 SELECT remove_continuous_aggregate_policy('tool_daily', if_exists => true);
+DROP INDEX IF EXISTS ai_results_day_tool;  -- serves the plain-PostgreSQL view only
 ALTER MATERIALIZED VIEW tool_daily SET (timescaledb.materialized_only = false);
 SELECT add_continuous_aggregate_policy('tool_daily',
     start_offset => NULL, end_offset => INTERVAL '1 day',
