@@ -28,9 +28,12 @@ from surveillance.store.errors import MigrationError
 _REQUIRES = "-- requires-extension:"
 #: Serializes concurrent `migrate` runs (two workers starting at once).
 _LOCK_KEY = 0x5375727645696C6C  # "SurvEill"
-#: TimescaleDB versions the migrations are tested on start at 2.13 (`by_range`); 2.28.3 on
-#: PostgreSQL 15 is the version the TimescaleDB tests ran against.
+#: The oldest TimescaleDB the migrations can run on (`by_range` dimensions).
 TIMESCALEDB_MIN_VERSION = (2, 13)
+#: What tests/test_store_timescale.py ran against (TimescaleDB built from source on
+#: Debian 12's PostgreSQL); deploy/ pins the same (tests/test_deploy_files.py).
+TESTED_TIMESCALEDB = "2.28.3"
+TESTED_POSTGRES_MAJOR = 15
 
 
 @dataclass(frozen=True)
