@@ -16,7 +16,7 @@ PLANS: list[tuple[str, dict[str, Any]]] = []
 
 
 class PlanCapture(psycopg.Cursor[Any]):
-    def execute(  # type: ignore[override]
+    def execute(
         self, query: Any, params: Any = None, **kwargs: Any
     ) -> PlanCapture:
         if isinstance(query, bytes):

@@ -20,13 +20,12 @@ PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -93,7 +92,7 @@ def _quarters(first: date, last: date) -> list[queries.Quarter]:
 
 
 def _messages(
-    cases: list[AdjudicatedCase], extra: list[Any] = ()  # type: ignore[assignment]
+    cases: list[AdjudicatedCase], extra: Sequence[tuple[str, bytes]] = ()
 ) -> list[tuple[str, bytes]]:
     return [("c", c.model_dump_json().encode()) for c in cases] + list(extra)
 
@@ -224,7 +223,8 @@ async def test_backfill_late_corrections_and_compressed_replay_equal_group_bys(
     _check(tsdb, fresh_database, "backfilled quarter 60-150 days back")
 
     # 2. Late events and corrected reports 35 days back, corrections of the quarter too.
-    late = [c for i, t in enumerate(TOOLS) for c in make_cases(200 + i, 300, t, TODAY - timedelta(days=35), 1)]
+    day_35 = TODAY - timedelta(days=35)
+    late = [c for i, t in enumerate(TOOLS) for c in make_cases(200 + i, 300, t, day_35, 1)]
     labelled = [c for c in backfill + late if c.label in ("present", "absent")]
     fixes = [corrected(c, 1) for c in labelled[::25]]
     step2 = _messages(late + fixes)
@@ -242,8 +242,9 @@ async def test_backfill_late_corrections_and_compressed_replay_equal_group_bys(
             " UNION ALL SELECT show_chunks('metric_snapshots', older_than => INTERVAL '30 days')) s"
         ).fetchone()
     assert compressed is not None and compressed[0] >= 4
+    day_100 = TODAY - timedelta(days=100)
     into_compressed = [
-        c for i, t in enumerate(TOOLS) for c in make_cases(300 + i, 100, t, TODAY - timedelta(days=100), 3)
+        c for i, t in enumerate(TOOLS) for c in make_cases(300 + i, 100, t, day_100, 3)
     ]
     step3 = step1 + step2 + _messages(into_compressed)
     await _store(broker, tsdb, step3)
