@@ -51,14 +51,12 @@ from tests.test_store_writer import _produce, _run_until_stored, _topics
 TIMESCALE_URL = os.environ.get("SURVEILLANCE_TEST_TIMESCALE_URL", "")
 UNLOADED_URL = os.environ.get("SURVEILLANCE_TEST_TIMESCALE_UNLOADED_URL", "")
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not TIMESCALE_URL,
-        reason="SURVEILLANCE_TEST_TIMESCALE_URL is not set: these tests need a TimescaleDB "
-        "server with shared_preload_libraries = 'timescaledb' (see the README)",
-    ),
-]
+pytestmark = pytest.mark.integration
+needs_timescale = pytest.mark.skipif(
+    not TIMESCALE_URL,
+    reason="SURVEILLANCE_TEST_TIMESCALE_URL is not set: this test needs a TimescaleDB "
+    "server with shared_preload_libraries = 'timescaledb' (see the README)",
+)
 
 TOOLS = ("ich-triage", "ptx-triage")
 NOW = datetime.now(UTC)
@@ -201,6 +199,7 @@ def _counts(url: str) -> dict[str, int]:
         }
 
 
+@needs_timescale
 async def test_backfill_late_corrections_and_compressed_replay_equal_group_bys(
     broker: EmbeddedBroker, tsdb: str, fresh_database: str
 ) -> None:
@@ -325,6 +324,7 @@ def _chunks_are_pruned(url: str) -> None:
     assert pruned["ai_results"] > 0 and pruned["metric_snapshots"] > 0
 
 
+@needs_timescale
 async def test_a_failing_job_is_exported_with_its_consecutive_failures(tsdb: str) -> None:
     migrate(tsdb)
     with psycopg.connect(tsdb, autocommit=True) as conn:

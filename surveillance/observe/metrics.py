@@ -144,6 +144,8 @@ ALLOWED_LABELS = frozenset(
         "status",
         "state",
         "outcome",
+        # TimescaleDB background jobs: the policies `db migrate` sets up (about eight).
+        "job",
     }
 )
 
@@ -410,6 +412,9 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     CONSUMER_LAG,
     STORE_OUTAGE,
     STORE_BUFFERED_ROWS,
+    TIMESCALEDB_JOB_FAILED,
+    TIMESCALEDB_JOB_CONSECUTIVE_FAILURES,
+    TIMESCALEDB_JOB_OVERDUE_SECONDS,
     LAST_EVENT_TIMESTAMP,
     MODALITY_STUDIES,
     TOOL_INFO,
