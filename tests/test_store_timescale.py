@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +40,8 @@ from surveillance.embedded import EmbeddedBroker
 from surveillance.observe.metrics import render, set_timescaledb_jobs
 from surveillance.report.quarterly_review import build_review
 from surveillance.store import queries
-from surveillance.store.migrate import migrate
+from surveillance.store.migrate import load_migrations, migrate
+from surveillance.store.rows import AI_RESULT_COLUMNS, case_rows
 from surveillance.store.timescale import read_job_health
 from surveillance.store.writer import WriterSettings
 from tests.store_fixtures import corrected, make_alerts, make_cases, make_snapshots
@@ -322,6 +324,35 @@ def _chunks_are_pruned(url: str) -> None:
             print(f"{name}: reads {len(read_chunks)} of {total} chunk relations of {table}")
     # Every chunk read overlaps the range (above); and some reads of each table skip some.
     assert pruned["ai_results"] > 0 and pruned["metric_snapshots"] > 0
+
+
+@needs_timescale
+def test_an_existing_store_with_compressed_history_upgrades_to_a_complete_aggregate(
+    tsdb: str, tmp_path: Path
+) -> None:
+    # The schema as deployed before 0005/0006, with history stored and compressed.
+    for m in load_migrations():
+        if m.version <= 4:
+            (tmp_path / f"{m.name}.sql").write_text(m.sql)
+    assert migrate(tsdb, tmp_path)[-1] == "0004_acquisition"
+    history = make_cases(7, 3000, TOOLS[0], TODAY - timedelta(days=200), 150)
+    with psycopg.connect(tsdb) as conn, conn.cursor() as cur:
+        columns = ", ".join(AI_RESULT_COLUMNS)
+        with cur.copy(f"COPY ai_results ({columns}) FROM STDIN".encode()) as copy:
+            for case in history:
+                copy.write_row(case_rows(case)[1])
+    with psycopg.connect(tsdb, autocommit=True) as conn:
+        conn.execute(
+            "SELECT compress_chunk(c) "
+            "FROM show_chunks('ai_results', older_than => INTERVAL '30 days') c"
+        )
+        assert conn.execute("SELECT count(*) FROM tool_daily").fetchone() == (0,)  # the issue
+    assert migrate(tsdb) == ["0005_event_ids_and_indexes", "0006_timescale_sizing"]
+    with psycopg.connect(tsdb, autocommit=True) as conn:
+        days = _cagg_equals_group_by(conn)
+        ids = conn.execute("SELECT count(*) FROM ai_event_ids").fetchone()
+    assert days == 150 and ids == (3000,)
+    print(f"\nupgrade: tool_daily = GROUP BY on {days} days of compressed history")
 
 
 @needs_timescale

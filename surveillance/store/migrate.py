@@ -10,7 +10,8 @@ extension becomes available.
 Before anything is changed, `migrate` checks that an extension it is about to use is usable:
 TimescaleDB must be preloaded (`shared_preload_libraries`) and of a supported version, or
 the run ends with one line saying what to do. All pending files are then applied in one
-transaction: either every one of them is applied, or none is.
+transaction: either every one of them is applied, or none is. On TimescaleDB, `tool_daily`
+is then materialized up to the refresh policy's end offset (store/timescale.py).
 """
 
 from __future__ import annotations
@@ -164,7 +165,9 @@ def migrate(
     with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            return _migrate_locked(conn, migrations, retention_days)
+            applied = _migrate_locked(conn, migrations, retention_days)
+            _materialize_tool_daily(conn)
+            return applied
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
@@ -208,6 +211,37 @@ def _migrate_locked(
             f"{_first_line(exc)}"
         ) from exc
     return [m.name for m in todo]
+
+
+def _materialize_tool_daily(conn: psycopg.Connection[Any]) -> None:
+    """On TimescaleDB, materialize every day of `tool_daily` the refresh policy covers.
+
+    Outside the migration transaction (a refresh cannot run inside one). Days already
+    materialized and not invalidated are skipped, so this is cheap after the first time;
+    the first time it brings history stored before the continuous aggregate existed (or
+    before migration 0006) into it, instead of leaving that to a policy run.
+    """
+    row = conn.execute(
+        "SELECT to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL"
+    ).fetchone()
+    if row is None or not row[0]:
+        return
+    found = conn.execute(
+        "SELECT count(*) FROM timescaledb_information.continuous_aggregates "
+        "WHERE view_name = 'tool_daily'"
+    ).fetchone()
+    if found is None or found[0] != 1:
+        return
+    try:
+        conn.execute(
+            "CALL refresh_continuous_aggregate('tool_daily', NULL, "
+            "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - INTERVAL '1 day')"
+        )
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"the migrations are applied, but materializing tool_daily failed "
+            f"({_first_line(exc)}): fix the cause and run `surveillance db migrate` again"
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
