@@ -168,7 +168,7 @@ def db_migrate() -> None:
     url = settings.database.url.get_secret_value()
     if not url:
         fail("no database configured: set SURVEILLANCE_DATABASE__URL")
-    applied = migrate(url)
+    applied = migrate(url, retention_days=settings.database.retention_days)
     typer.echo(f"{len(applied)} migrations applied: {', '.join(applied) or 'none needed'}")
 
 

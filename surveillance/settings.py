@@ -37,6 +37,8 @@ class DatabaseSettings(BaseModel):
     metrics_port: int = Field(default=6067, ge=0, le=65535)
     #: Address the store writer's /metrics binds to (0.0.0.0 in a container).
     metrics_host: str = "127.0.0.1"
+    #: Case-level history is kept this long (TimescaleDB policies; `db migrate` applies it).
+    retention_days: int = Field(default=3653, ge=366)
 
 
 class StreamSettings(BaseModel):

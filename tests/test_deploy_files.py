@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from surveillance.settings import Settings
+from surveillance.store.migrate import TESTED_POSTGRES_MAJOR, TESTED_TIMESCALEDB
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -79,7 +80,9 @@ def test_compose_has_the_whole_stack() -> None:
     assert set(kafka["environment"]["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert not any("ZOOKEEPER" in key for key in kafka["environment"])
     assert not any("zookeeper" in s.get("image", "") for s in services.values())
-    assert services["timescaledb"]["image"].startswith("timescale/timescaledb:")
+    assert services["timescaledb"]["image"] == (
+        f"timescale/timescaledb:{TESTED_TIMESCALEDB}-pg{TESTED_POSTGRES_MAJOR}"
+    )
 
 
 def test_compose_workers_and_intake_run_the_cli_with_real_settings(
@@ -266,6 +269,7 @@ def test_k8s_worker_deployment() -> None:
         "SURVEILLANCE_STATE_DIR",
         "SURVEILLANCE_DATABASE__METRICS_PORT",
         "SURVEILLANCE_DATABASE__METRICS_HOST",
+        "SURVEILLANCE_DATABASE__RETENTION_DAYS",
     }
 
 

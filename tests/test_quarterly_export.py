@@ -340,6 +340,7 @@ def test_export_is_deterministic_self_contained_and_renders(
         assert (first / stem / name).read_bytes() == (second / stem / name).read_bytes()
     assert sorted(p.name for p in (first / stem).glob("*.csv")) == [
         "adverse_events.csv",
+        "ai_daily.csv",
         "alerts.csv",
         "baseline_comparison.csv",
         "drift.csv",

@@ -84,13 +84,16 @@ def test_migrate_chooses_the_plain_path_without_timescaledb(fresh_database: str)
             "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
         ).fetchone()
     assert available == (0,)
-    assert migrate(fresh_database) == ["0001_core_tables", "0002_views", "0004_acquisition"]
+    assert migrate(fresh_database) == [
+        "0001_core_tables", "0002_views", "0004_acquisition", "0005_event_ids_and_indexes"
+    ]
     assert migrate(fresh_database) == []
     with psycopg.connect(fresh_database) as conn:
         assert conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [
             (1,),
             (2,),
             (4,),
+            (5,),
         ]
         assert conn.execute(
             "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 
 from prometheus_client import (
@@ -143,6 +144,8 @@ ALLOWED_LABELS = frozenset(
         "status",
         "state",
         "outcome",
+        # TimescaleDB background jobs: the policies `db migrate` sets up (about eight).
+        "job",
     }
 )
 
@@ -201,6 +204,26 @@ STORE_OUTAGE = Gauge(
 STORE_BUFFERED_ROWS = Gauge(
     "surveillance_store_buffered_rows",
     "Rows waiting in memory for the database writer.",
+    registry=REGISTRY,
+)
+TIMESCALEDB_JOB_FAILED = Gauge(
+    "surveillance_timescaledb_job_last_run_failed",
+    "1 if the TimescaleDB background job's last run failed (policies: refresh, "
+    "compression, retention), else 0; exported by the store writer.",
+    ["job"],
+    registry=REGISTRY,
+)
+TIMESCALEDB_JOB_CONSECUTIVE_FAILURES = Gauge(
+    "surveillance_timescaledb_job_consecutive_failures",
+    "Runs of the TimescaleDB background job that failed in a row.",
+    ["job"],
+    registry=REGISTRY,
+)
+TIMESCALEDB_JOB_OVERDUE_SECONDS = Gauge(
+    "surveillance_timescaledb_job_overdue_seconds",
+    "Seconds past the TimescaleDB job's next scheduled start (0 when on time): the "
+    "scheduler is not running it.",
+    ["job"],
     registry=REGISTRY,
 )
 LAST_EVENT_TIMESTAMP = Gauge(
@@ -389,6 +412,9 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     CONSUMER_LAG,
     STORE_OUTAGE,
     STORE_BUFFERED_ROWS,
+    TIMESCALEDB_JOB_FAILED,
+    TIMESCALEDB_JOB_CONSECUTIVE_FAILURES,
+    TIMESCALEDB_JOB_OVERDUE_SECONDS,
     LAST_EVENT_TIMESTAMP,
     MODALITY_STUDIES,
     TOOL_INFO,
@@ -531,6 +557,23 @@ def set_consumer_lag(topic: Topic, messages: int) -> None:
 def set_store_state(outage: bool, buffered_rows: int) -> None:
     STORE_OUTAGE.set(1 if outage else 0)
     STORE_BUFFERED_ROWS.set(buffered_rows)
+
+
+def set_timescaledb_jobs(jobs: Iterable[tuple[str, bool, int, float]]) -> None:
+    """(job, last run failed, consecutive failures, overdue seconds) of every scheduled job;
+    jobs no longer listed disappear (a policy replaced by `db migrate`)."""
+    gauges = (
+        TIMESCALEDB_JOB_FAILED,
+        TIMESCALEDB_JOB_CONSECUTIVE_FAILURES,
+        TIMESCALEDB_JOB_OVERDUE_SECONDS,
+    )
+    for gauge in gauges:
+        gauge.clear()
+    for job, failed, failures, overdue in jobs:
+        name = identifier("job", job)
+        TIMESCALEDB_JOB_FAILED.labels(name).set(1 if failed else 0)
+        TIMESCALEDB_JOB_CONSECUTIVE_FAILURES.labels(name).set(failures)
+        TIMESCALEDB_JOB_OVERDUE_SECONDS.labels(name).set(max(0.0, overdue))
 
 
 def record_ai_result(tool: str, version: str, site: str, modality: str) -> None:

@@ -282,6 +282,14 @@ def build_review(
         "adverse_events": [
             _adverse_event(e, as_of.date()) for e in queries.adverse_events(conn, t, quarter, as_of)
         ],
+        "ai_daily": [
+            {
+                "day": v.day.astimezone(UTC).date().isoformat(),
+                "results": v.results,
+                "positive_calls": v.positive_calls,
+            }
+            for v in queries.ai_daily(conn, t, quarter)
+        ],
         "drift": [
             {
                 "at": _ts(d.at),

@@ -123,6 +123,12 @@ def tables(review: dict[str, Any]) -> list[Table]:
             ],
         ),
         Table(
+            "ai_daily",
+            "AI results and positive calls per day of inference (UTC)",
+            ("day", "results", "positive_calls"),
+            [(d["day"], d["results"], d["positive_calls"]) for d in review["ai_daily"]],
+        ),
+        Table(
             "drift",
             "Drift verdicts (detector snapshots and drift alerts)",
             ("at", "source", "verdict_id", "feature", "detector", "value", "severity",

@@ -290,9 +290,10 @@ def alerts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[A
     SELECT alert_id, kind, severity, raised_at, software_version, site, metric, value,
            baseline, summary, resolved_at, resolved_by
     FROM alerts
-    WHERE tool_id = %(tool)s
-      AND ((raised_at >= %(start_utc)s AND raised_at < %(end_utc)s)
-           OR (resolved_at >= %(start_utc)s AND resolved_at < %(end_utc)s))
+    -- tool_id in both arms: each arm is then one index range (alerts_tool_time,
+    -- alerts_tool_resolved), read as a bitmap OR.
+    WHERE (tool_id = %(tool)s AND raised_at >= %(start_utc)s AND raised_at < %(end_utc)s)
+       OR (tool_id = %(tool)s AND resolved_at >= %(start_utc)s AND resolved_at < %(end_utc)s)
     ORDER BY raised_at, alert_id"""
     with conn.cursor(row_factory=class_row(AlertRow)) as cur:
         return cur.execute(query, _params(tool, quarter)).fetchall()
@@ -355,6 +356,28 @@ def record_filing(
 
 
 @dataclass(frozen=True)
+class DayVolume:
+    day: datetime  # the UTC midnight starting the day
+    results: int
+    positive_calls: int
+
+
+def ai_daily(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[DayVolume]:
+    """AI results and positive calls per UTC day of inference, from `tool_daily`.
+
+    `tool_daily` is a view over `ai_results` on plain PostgreSQL and a continuous aggregate
+    with real-time aggregation on TimescaleDB (migrations 0002, 0003, 0006): the same
+    numbers either way, and on TimescaleDB a quarter is read from about 92 stored rows.
+    """
+    query = """
+    SELECT day, results, positive_calls FROM tool_daily
+    WHERE tool_id = %(tool)s AND day >= %(start_utc)s AND day < %(end_utc)s
+    ORDER BY day"""
+    with conn.cursor(row_factory=class_row(DayVolume)) as cur:
+        return cur.execute(query, _params(tool, quarter)).fetchall()
+
+
+@dataclass(frozen=True)
 class DriftRow:
     source: str
     verdict_id: str
@@ -393,10 +416,12 @@ def cases_of_version(
 def drift_feature_rows(
     conn: psycopg.Connection[Any], tool: str, start: date, end: date
 ) -> list[dict[str, Any]]:
-    """AI results of a tool with study dates in [start, end), as drift-feature rows.
+    """AI results of a tool inferred on UTC days [start, end), as drift-feature rows.
 
     Column names are the drift bank's feature names (`stats.drift_bank.DEFAULT_FEATURES`),
-    so the Evidently report compares exactly what the detectors watch.
+    so the Evidently report compares exactly what the detectors watch; the days are the
+    bank's days too (inference time in UTC). Filtering on the time column is what lets
+    TimescaleDB skip every chunk outside the period (and an index serve it elsewhere).
     """
     query = """
     SELECT kvp, slice_thickness, pixel_spacing, age::double precision AS age,
@@ -404,7 +429,11 @@ def drift_feature_rows(
            site, lower(contrast_indication::text) AS contrast, sex,
            ai_result AS score, lower(result_indicator::text) AS positive_call
     FROM ai_results
-    WHERE tool_id = %s AND study_date >= %s AND study_date < %s
+    WHERE tool_id = %s AND inference_date >= %s AND inference_date < %s
     ORDER BY inference_date, ai_event_id"""
     with conn.cursor(row_factory=dict_row) as cur:
-        return list(cur.execute(query, (tool, start, end)).fetchall())
+        return list(cur.execute(query, (tool, _utc(start), _utc(end))).fetchall())
+
+
+def _utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

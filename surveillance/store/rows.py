@@ -67,6 +67,8 @@ class Rows:
 
     cases: list[Row]
     ai_results: list[Row]
+    #: Where each `ai_results` row came from (same index; `cases[i]` is the same message).
+    ai_sources: list[tuple[str, int, int]]
     snapshots: list[Row]
     alerts: list[Row]
     alerts_touched: set[str]
@@ -75,11 +77,12 @@ class Rows:
 
     @classmethod
     def empty(cls) -> Rows:
-        return cls([], [], [], [], set(), [], [])
+        return cls([], [], [], [], [], set(), [], [])
 
     def extend(self, other: Rows) -> None:
         self.cases += other.cases
         self.ai_results += other.ai_results
+        self.ai_sources += other.ai_sources
         self.snapshots += other.snapshots
         self.alerts += other.alerts
         self.alerts_touched |= other.alerts_touched
@@ -158,6 +161,8 @@ class Decoder:
             reason = "empty message value"
         else:
             reason = self._add_valid(rows, kind, value)
+            if reason is None and kind == "case":
+                rows.ai_sources.append((topic, partition, offset))
         if reason is not None:
             rows.rejects.append(Reject(topic, partition, offset, reason))
 

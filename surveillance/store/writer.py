@@ -10,6 +10,9 @@ fetching into memory up to `max_buffer_rows`, then pauses its partitions (back-p
 Kafka keeps the rest) until the buffer drains. If partitions are taken away in a
 rebalance, the buffer is written if possible and otherwise dropped: it was never
 committed, so the next owner reads it again.
+
+On TimescaleDB the writer also refreshes `tool_daily` over the old days a batch wrote, and
+exports the background jobs' health every `job_poll_seconds` (store/timescale.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -27,13 +31,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
+from surveillance.observe.metrics import set_timescaledb_jobs
 from surveillance.settings import Settings, get_settings
 from surveillance.store.batch import write_batch
 from surveillance.store.health import StoreHealth
-from surveillance.store.rows import Decoder, Rows
+from surveillance.store.rows import AI_RESULT_COLUMNS, Decoder, Rows
+from surveillance.store.timescale import (
+    has_continuous_aggregate,
+    read_job_health,
+    refresh_tool_daily,
+    refresh_window,
+)
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
+
+_INFERENCE_DATE = AI_RESULT_COLUMNS.index("inference_date")
 
 
 class WriterSettings(BaseModel):
@@ -47,6 +60,8 @@ class WriterSettings(BaseModel):
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: int = Field(default=5, ge=1)
+    #: How often TimescaleDB job health is read into /metrics (wall clock).
+    job_poll_seconds: float = Field(default=60.0, gt=0)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WriterSettings:
@@ -134,6 +149,8 @@ class StoreWriter:
         self._next_attempt = 0.0
         # The rebalance listener runs in aiokafka's coordinator task: never two writes at once.
         self._flush_lock = asyncio.Lock()
+        self._timescale: bool | None = None  # known once connected
+        self._next_job_poll = 0.0
 
     async def run(self, stop_event: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -150,6 +167,8 @@ class StoreWriter:
                 await self._fetch(consumer)
                 if self._flush_due():
                     await self._flush_once(consumer)
+                if time.monotonic() >= self._next_job_poll:
+                    await self._poll_jobs()
             # Last chance to store what is buffered; what remains is simply re-read later.
             while self._buffer.rows and await self._flush_once(consumer):
                 pass
@@ -210,10 +229,14 @@ class StoreWriter:
         chunks, rows, offsets = self._buffer.head(self.settings.batch_size)
         try:
             if self._conn is None or self._conn.closed:
+                # Autocommit: batches still run in explicit transactions, and a continuous
+                # aggregate refresh must run outside one.
                 self._conn = await psycopg.AsyncConnection.connect(
-                    self._db_url, connect_timeout=self.settings.connect_timeout_seconds
+                    self._db_url,
+                    connect_timeout=self.settings.connect_timeout_seconds,
+                    autocommit=True,
                 )
-            await write_batch(self._conn, rows)
+            conflicts = await write_batch(self._conn, rows)
         except psycopg.Error as exc:
             await self._drop_connection()
             reason = _first_line(exc)
@@ -227,13 +250,56 @@ class StoreWriter:
         self._backoff = self.settings.backoff_initial_seconds
         self._next_attempt = 0.0
         self.health.set_buffered(self._buffer.rows)
-        self.health.write_succeeded(len(rows) - len(rows.rejects), len(rows.rejects))
+        rejected = len(rows.rejects) + len(conflicts)
+        self.health.write_succeeded(len(rows) - rejected, rejected)
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:
             # The rows are stored; if these offsets are re-delivered the upserts absorb them.
             log.warning("store writer: committing offsets failed (%s); rows are stored", exc)
+        await self._refresh_old_days(rows)
         return True
+
+    async def _refresh_old_days(self, rows: Rows) -> None:
+        """After a commit: re-materialize the old days of `tool_daily` the batch wrote."""
+        conn = self._conn
+        if conn is None or not rows.ai_results:
+            return
+        try:
+            if self._timescale is None:
+                self._timescale = await has_continuous_aggregate(conn)
+            window = refresh_window(
+                (r[_INFERENCE_DATE] for r in rows.ai_results), datetime.now(UTC)
+            )
+            if self._timescale and window is not None:
+                await refresh_tool_daily(conn, *window)
+        except psycopg.Error as exc:
+            # The rows are stored; the hourly refresh policy re-materializes these days.
+            log.warning(
+                "store writer: refreshing tool_daily failed (%s); the refresh policy will "
+                "catch up within the hour",
+                _first_line(exc),
+            )
+
+    async def _poll_jobs(self) -> None:
+        """Export TimescaleDB job health; nothing on plain PostgreSQL or while unreachable."""
+        async with self._flush_lock:
+            conn = self._conn
+            if conn is None or conn.closed or self.health.outage:
+                return  # again on the next loop: the first batch opens the connection
+            self._next_job_poll = time.monotonic() + self.settings.job_poll_seconds
+            try:
+                if self._timescale is None:
+                    self._timescale = await has_continuous_aggregate(conn)
+                if not self._timescale:
+                    return
+                jobs = await read_job_health(conn, datetime.now(UTC))
+            except psycopg.Error as exc:
+                log.warning("store writer: reading TimescaleDB job health failed (%s)", exc)
+                return
+        set_timescaledb_jobs(
+            (j.job, j.last_run_failed, j.consecutive_failures, j.overdue_seconds) for j in jobs
+        )
 
     async def _drop_connection(self) -> None:
         if self._conn is not None:
