@@ -130,22 +130,46 @@ class Vocabulary:
     any_finding: re.Pattern[str]
 
 
-def phrase(text: str) -> str:
-    """A literal phrase as a pattern: case as given (text is lowered first), any whitespace."""
-    return r"\s+".join(re.escape(w) for w in text.lower().split())
-
-
 def normal(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _alternation(pieces: Iterable[str]) -> str:
-    # Longest first, so at one position "no evidence of" wins over "no".
-    return "|".join(sorted(set(pieces), key=lambda p: (-len(p), p)))
+_SPACE = " "
+#: A trie of characters; the key "" marks the end of a phrase.
+_Node = dict[str, "_Node"]
 
 
-def _words(pieces: Iterable[str]) -> str:
-    return BEFORE + "(?:" + _alternation(pieces) + ")" + AFTER
+def _trie(phrases: Iterable[str]) -> str:
+    """One regex of literal phrases, merged on common prefixes.
+
+    The regex engine tries a flat alternation's branches one by one at every word start;
+    a trie tries one branch per first character, which makes the scans several times
+    faster. Longer phrases still win: each optional tail is greedy, and the word-boundary
+    check after the trie backtracks into a shorter phrase when a longer one does not end
+    at a word boundary.
+    """
+    root: _Node = {}
+    for text in phrases:
+        node = root
+        for char in _SPACE.join(text.lower().split()):
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: _Node) -> str:
+        branches = [(r"\s+" if c == _SPACE else re.escape(c)) + emit(child)
+                    for c, child in sorted(node.items()) if c]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
+
+
+def _words(phrases: Iterable[str], patterns: Iterable[str] = ()) -> str:
+    """Literal phrases and regular expressions, as whole words."""
+    pieces = [p for p in (_trie(phrases), *patterns) if p]
+    return BEFORE + "(?:" + "|".join(pieces) + ")" + AFTER
 
 
 def _regex(pattern: str, path: Path, what: str) -> re.Pattern[str]:
@@ -189,7 +213,7 @@ def _headings(sections: _Sections) -> tuple[re.Pattern[str] | None, dict[str, Se
     if not kinds:
         return None, kinds
     # Only listed names start a section: "Pneumothorax: None." is a template line.
-    alternatives = _alternation(phrase(n) for n in kinds)
+    alternatives = _trie(kinds)
     pattern = rf"(?:^|\n|(?<=[.!?])[ \t]+)[ \t]*({alternatives})(?:[ \t]+\d+)?[ \t]*:"
     return re.compile(pattern, re.IGNORECASE), kinds
 
@@ -202,20 +226,20 @@ def _template(values: _StructuredValues) -> tuple[re.Pattern[str] | None, dict[s
             answers[normal(p)] = answer
     if not answers:
         return None, answers
-    alternatives = _alternation(phrase(p) for p in answers)
+    alternatives = _trie(answers)
     return re.compile(rf"^\s*([^:.;]{{1,80}}?)\s*:\s*({alternatives}){AFTER}"), answers
 
 
 def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
     t = raw.triggers
     roles = _roles(t, path)
-    triggers = re.compile(_words(phrase(p) for p in roles))
+    triggers = re.compile(_words(roles))
     trigger_patterns = (
         _regex("|".join(f"(?:{p})" for p in t.negation_before_patterns), path,
                "triggers.negation_before_patterns")
         if t.negation_before_patterns else None
     )
-    words = [phrase(p) for p in t.terminators if re.search(r"\w", p)]
+    words = [p for p in t.terminators if re.search(r"\w", p)]
     marks = [re.escape(p) for p in t.terminators if not re.search(r"\w", p)]
     split_on = [*marks, *(f"(?:{p})" for p in t.terminator_patterns)]
     if words:
@@ -225,18 +249,21 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
     template, answers = _template(raw.structured_values)
     findings: dict[str, re.Pattern[str]] = {}
     exclusions: dict[str, re.Pattern[str] | None] = {}
-    every: list[str] = []
+    terms: list[str] = []
+    patterns: list[str] = []
     for code, finding in raw.findings.items():
-        pieces = [phrase(term) for term in finding.terms] + list(finding.patterns)
-        if not pieces:
+        if not finding.terms and not finding.patterns:
             raise LabelConfigError(
                 f"finding vocabulary {path}: finding {code!r} has no terms or patterns"
             )
-        findings[code] = _regex(_words(pieces), path, f"a pattern of finding {code!r}")
-        every.extend(pieces)
-        excluded = [phrase(p) for p in finding.not_this_finding]
-        exclusions[code] = re.compile(_words(excluded)) if excluded else None
-    any_finding = _regex(_words(every), path, "the finding patterns")
+        findings[code] = _regex(_words(finding.terms, finding.patterns), path,
+                                f"a pattern of finding {code!r}")
+        terms.extend(finding.terms)
+        patterns.extend(finding.patterns)
+        exclusions[code] = (
+            re.compile(_words(finding.not_this_finding)) if finding.not_this_finding else None
+        )
+    any_finding = _regex(_words(terms, patterns), path, "the finding patterns")
     return Vocabulary(triggers, roles, trigger_patterns, terminators, headings, kinds, template,
                       answers, findings, exclusions, any_finding)
 

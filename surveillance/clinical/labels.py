@@ -207,12 +207,17 @@ def _triggers(text: str, vocab: Vocabulary) -> list[_Trigger]:
     return found
 
 
-def _clause_mentions(clause: _Clause, code: str, vocab: Vocabulary) -> list[Mention]:
+def _clause_mentions(
+    clause: _Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
+) -> list[Mention]:
     text = _mask(clause.text, vocab.exclusions[code])
     finding = vocab.findings[code]
     if finding.search(text) is None:
         return []
-    triggers = _triggers(text, vocab)
+    # Masking keeps positions, so one trigger scan of a clause serves every finding code.
+    triggers = triggers_of.get(id(clause))
+    if triggers is None:
+        triggers = triggers_of[id(clause)] = _triggers(clause.text, vocab)
     out = []
     for mention in finding.finditer(text):
         applying = [t for t in triggers if t.applies_to(mention.start(), mention.end())]
@@ -227,7 +232,13 @@ def _clause_mentions(clause: _Clause, code: str, vocab: Vocabulary) -> list[Ment
     return out
 
 
-def _mentions(clauses: Sequence[_Clause], code: str, vocab: Vocabulary) -> list[Mention]:
+def _mentions(
+    clauses: Sequence[_Clause],
+    code: str,
+    vocab: Vocabulary,
+    triggers_of: dict[int, list[_Trigger]] | None = None,
+) -> list[Mention]:
+    triggers_of = {} if triggers_of is None else triggers_of
     finding = vocab.findings[code]
     out: list[Mention] = []
     decided: set[int] = set()
@@ -240,33 +251,43 @@ def _mentions(clauses: Sequence[_Clause], code: str, vocab: Vocabulary) -> list[
                 out.append(Mention(clause.section, clause.section_index, name_match.group(0),
                                    _ANSWER_STATE[answer], answer_text, clause.text.strip()))
         elif clause.sentence not in decided:
-            out.extend(_clause_mentions(clause, code, vocab))
+            out.extend(_clause_mentions(clause, code, vocab, triggers_of))
     return out
 
 
-def _decide(mentions: Sequence[Mention]) -> Explanation:
+def _deciding(mentions: Sequence[Mention]) -> tuple[list[Mention], SectionKind | None]:
+    """The mentions of the part that decides: last addendum, else impression, else body."""
     read = [m for m in mentions if m.state is not MentionState.IGNORED]
+    if not read:
+        return read, None
     addenda = [m for m in read if m.section is SectionKind.ADDENDUM]
-    deciding: list[Mention]
     if addenda:
         last = max(m.section_index for m in addenda)
-        deciding, part = [m for m in addenda if m.section_index == last], SectionKind.ADDENDUM
-    elif any(m.section is SectionKind.IMPRESSION for m in read):
-        deciding = [m for m in read if m.section is SectionKind.IMPRESSION]
-        part = SectionKind.IMPRESSION
-    else:
-        deciding, part = read, SectionKind.BODY
+        return [m for m in addenda if m.section_index == last], SectionKind.ADDENDUM
+    impression = [m for m in read if m.section is SectionKind.IMPRESSION]
+    if impression:
+        return impression, SectionKind.IMPRESSION
+    return read, SectionKind.BODY
+
+
+def _label(deciding: Sequence[Mention]) -> Label:
     states = {m.state for m in deciding}
     if MentionState.AFFIRMED in states:
-        label = Label.PRESENT
-    elif MentionState.UNCERTAIN in states:
-        label = Label.INDETERMINATE
-    else:
-        label = Label.ABSENT
-    decisive = {Label.PRESENT: MentionState.AFFIRMED, Label.INDETERMINATE: MentionState.UNCERTAIN}
-    wanted = decisive.get(label)
+        return Label.PRESENT
+    if MentionState.UNCERTAIN in states:
+        return Label.INDETERMINATE
+    return Label.ABSENT
+
+
+_DECISIVE = {Label.PRESENT: MentionState.AFFIRMED, Label.INDETERMINATE: MentionState.UNCERTAIN}
+
+
+def _decide(mentions: Sequence[Mention]) -> Explanation:
+    deciding, part = _deciding(mentions)
+    label = _label(deciding)
+    wanted = _DECISIVE.get(label)
     shown = tuple(m for m in deciding if wanted is None or m.state is wanted)
-    return Explanation(label, part if deciding else None, shown, tuple(mentions))
+    return Explanation(label, part, shown, tuple(mentions))
 
 
 def _check_codes(codes: Iterable[str], vocab: Vocabulary) -> list[str]:
@@ -300,8 +321,19 @@ def extract_labels(
     """The report's label for each finding code."""
     vocab = vocabulary or _default_vocabulary()
     codes = _check_codes(finding_codes, vocab)
+    # Most codes are not named anywhere in a report (a head CT names no embolism): one
+    # scan of the whole text settles them.
+    lowered = text.lower()
+    labels = {code: Label.ABSENT for code in codes}
+    named = [code for code in codes if vocab.findings[code].search(lowered) is not None]
+    if not named:
+        return labels
     clauses = _clauses(text, vocab)
-    return {code: _decide(_mentions(clauses, code, vocab)).label for code in codes}
+    triggers_of: dict[int, list[_Trigger]] = {}
+    for code in named:
+        mentions = _mentions(clauses, code, vocab, triggers_of)
+        labels[code] = _label(_deciding(mentions)[0]) if mentions else Label.ABSENT
+    return labels
 
 
 def report_labels(
