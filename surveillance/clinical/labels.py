@@ -42,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from surveillance.clinical.label_vocabulary import (
     DEFAULT_VOCABULARY,
@@ -118,8 +118,7 @@ class Explanation:
     mentions: tuple[Mention, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _Trigger:
+class _Trigger(NamedTuple):
     start: int
     end: int
     role: Role
@@ -137,8 +136,7 @@ class _Trigger:
         return before or after
 
 
-@dataclass(frozen=True, slots=True)
-class _Clause:
+class _Clause(NamedTuple):
     section: SectionKind
     section_index: int
     sentence: int
@@ -196,9 +194,10 @@ def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
 def _triggers(text: str, vocab: Vocabulary) -> list[_Trigger]:
     found = []
     for match in vocab.triggers.finditer(text):
-        role, side = vocab.roles[normal(match.group(0))]
+        found_text = match.group(0)
+        role, side = vocab.roles.get(found_text) or vocab.roles[normal(found_text)]
         if role is not Role.PSEUDO:
-            found.append(_Trigger(match.start(), match.end(), role, side, match.group(0)))
+            found.append(_Trigger(match.start(), match.end(), role, side, found_text))
     if vocab.trigger_patterns is not None:
         for match in vocab.trigger_patterns.finditer(text):
             found.append(
