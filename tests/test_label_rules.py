@@ -8,10 +8,15 @@ results winning over the text. Each case is a phrasing with the label a radiolog
 from __future__ import annotations
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surveillance.clinical.label_vocabulary import SectionKind
+from surveillance.clinical.label_vocabulary import (
+    DEFAULT_VOCABULARY,
+    SectionKind,
+    load_vocabulary,
+)
 from surveillance.clinical.labels import (
     MentionState,
     explain_label,
@@ -277,3 +282,22 @@ def test_any_text_gets_one_label_per_code_and_case_does_not_matter(text: str) ->
     assert set(labels) == set(codes)
     # Headings are matched in any case and everything else is lowered: upper case reads alike.
     assert extract_labels(text.upper(), codes) == labels
+
+
+def test_every_vocabulary_phrase_matches_whole_and_longest_first() -> None:
+    vocab = load_vocabulary()
+    for phrase in vocab.roles:
+        # Each trigger is found whole, also with its spaces stretched (line wrapping).
+        assert [m.group(0) for m in vocab.triggers.finditer(phrase)] == [phrase], phrase
+        stretched = phrase.replace(" ", " \n  ")
+        assert [m.group(0) for m in vocab.triggers.finditer(stretched)] == [stretched]
+    assert [m.group(0) for m in vocab.triggers.finditer("no evidence of pe")] == [
+        "no evidence of"
+    ]
+    # A longer phrase that does not end at a word boundary gives way to a shorter one.
+    assert [m.group(0) for m in vocab.triggers.finditer("not seeing")] == ["not"]
+    raw = yaml.safe_load(DEFAULT_VOCABULARY.read_text())
+    for code, finding in raw["findings"].items():
+        for term in finding.get("terms", []):
+            match = vocab.findings[code].search(f"x {term.upper()} y".lower())
+            assert match is not None and match.group(0) == term.lower(), (code, term)
