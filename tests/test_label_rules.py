@@ -301,3 +301,19 @@ def test_every_vocabulary_phrase_matches_whole_and_longest_first() -> None:
         for term in finding.get("terms", []):
             match = vocab.findings[code].search(f"x {term.upper()} y".lower())
             assert match is not None and match.group(0) == term.lower(), (code, term)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (("occlusion of the " + "left " * 7000)[:32_000], {LVO: A}),
+        ("no " * 10_000 + "pneumothorax", {PTX: A}),
+        (("favored to represent a b c d " * 1200) + "over hemorrhage", {ICH: A}),
+        (("pneumothorax" + " x" * 40 + ": ") * 300, {PTX: P}),
+        ("IMPRESSION: no pe; possible dissection. ADDENDUM: " * 600, {PE: A, AD: U}),
+        ("\n" * 32_000 + "Saddle embolus.", {PE: P}),
+    ],
+)
+def test_long_hostile_texts_are_read_in_one_pass(text: str, expected: dict[str, Label]) -> None:
+    # Report text may be 32,000 characters; none of the patterns may backtrack on it.
+    assert extract_labels(text, list(expected)) == expected
