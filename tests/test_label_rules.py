@@ -167,6 +167,13 @@ SCOPE = [
     ("Intimal flap in the descending aorta.", AD, P),
     ("Abrupt cutoff of the right M1 segment.", LVO, P),
     ("Severe NPDR in the left eye.", DR, P),
+    # Grading schemes: English screening grades and ETDRS levels.
+    ("Right eye R2 M0, left eye R1 M0; refer to the eye clinic.", DR, P),
+    ("R3A in the left eye.", DR, P),
+    ("R1 M0 both eyes; annual recall.", DR, A),
+    ("M1 maculopathy, right eye.", DR, P),
+    ("ETDRS level 53 in the right eye.", DR, P),
+    ("ETDRS level 35 OU.", DR, A),
 ]
 
 
