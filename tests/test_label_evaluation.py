@@ -58,6 +58,13 @@ def test_bad_gold_files_name_the_line(tmp_path: Path, content: str, message: str
         read_gold(gold)
 
 
+def test_an_unknown_finding_code_names_its_line() -> None:
+    rows = [ROWS[0], GoldRow(9, "pe", P, "Saddle embolus.")]
+    with pytest.raises(GoldFileError, match=r"gold line 9: finding code 'pe' is not in the "
+                                            r"vocabulary \(known: aortic_dissection, "):
+        evaluate(rows)
+
+
 def test_unreadable_gold_files(tmp_path: Path) -> None:
     with pytest.raises(GoldFileError, match="cannot read gold file"):
         read_gold(tmp_path / "missing.tsv")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from surveillance.clinical.label_vocabulary import Vocabulary
-from surveillance.clinical.labels import extract_label
+from surveillance.clinical.labels import default_vocabulary, extract_label
 from surveillance.contracts import Label
 from surveillance.errors import SurveillanceError
 from surveillance.stats.intervals import wilson
@@ -122,9 +122,15 @@ def read_gold(path: Path) -> list[GoldRow]:
 
 
 def evaluate(rows: Sequence[GoldRow], vocabulary: Vocabulary | None = None) -> Evaluation:
+    known = (vocabulary or default_vocabulary()).findings
     tables: dict[str, Counter[tuple[Label, Label]]] = {}
     misses = []
     for row in rows:
+        if row.finding_code not in known:
+            raise GoldFileError(
+                f"gold line {row.line}: finding code {row.finding_code[:40]!r} is not in the "
+                f"vocabulary (known: {', '.join(sorted(known))})"
+            )
         got = extract_label(row.text, row.finding_code, vocabulary)
         tables.setdefault(row.finding_code, Counter())[(row.expected, got)] += 1
         if got is not row.expected:

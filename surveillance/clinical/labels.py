@@ -62,6 +62,7 @@ __all__ = [
     "LabelConfigError",
     "Mention",
     "MentionState",
+    "default_vocabulary",
     "explain_label",
     "extract_label",
     "extract_labels",
@@ -146,7 +147,8 @@ class _Clause(NamedTuple):
 
 
 @lru_cache(maxsize=1)
-def _default_vocabulary() -> Vocabulary:
+def default_vocabulary() -> Vocabulary:
+    """The shipped vocabulary (`findings.yaml`), compiled once."""
     return load_vocabulary()
 
 
@@ -304,7 +306,7 @@ def explain_label(
     text: str, finding_code: str, vocabulary: Vocabulary | None = None
 ) -> Explanation:
     """The label for one finding, with every mention and the trigger that set its state."""
-    vocab = vocabulary or _default_vocabulary()
+    vocab = vocabulary or default_vocabulary()
     _check_codes((finding_code,), vocab)
     return _decide(_mentions(_clauses(text, vocab), finding_code, vocab))
 
@@ -318,7 +320,7 @@ def extract_labels(
     text: str, finding_codes: Iterable[str], vocabulary: Vocabulary | None = None
 ) -> dict[str, Label]:
     """The report's label for each finding code."""
-    vocab = vocabulary or _default_vocabulary()
+    vocab = vocabulary or default_vocabulary()
     codes = _check_codes(finding_codes, vocab)
     # Most codes are not named anywhere in a report (a head CT names no embolism): one
     # scan of the whole text settles them.
