@@ -57,10 +57,23 @@ def test_report_text_becomes_labels_and_is_dropped() -> None:
 
 
 def test_structured_findings_win_over_text() -> None:
+    # The text says "No pneumothorax"; the coded result says present and wins. The text
+    # still gives the finding the code does not (the hematoma).
     raw = report(findings=[{"finding_code": "pneumothorax", "label": "present"}])
     out = ingest("reports.final", raw, NOW)
     assert not isinstance(out, Rejected) and out.report is not None
-    assert out.report.labels == {"pneumothorax": Label.PRESENT}
+    assert out.report.labels == {
+        "pneumothorax": Label.PRESENT,
+        "intracranial_hemorrhage": Label.PRESENT,
+    }
+    assert out.report.label_source == "structured"
+
+
+def test_structured_findings_alone_need_no_text() -> None:
+    raw = report(report_text=None, findings=[{"finding_code": "pneumothorax", "label": "absent"}])
+    out = ingest("reports.final", raw, NOW)
+    assert not isinstance(out, Rejected) and out.report is not None
+    assert out.report.labels == {"pneumothorax": Label.ABSENT}
     assert out.report.label_source == "structured"
 
 

@@ -374,10 +374,16 @@ def test_duplicates_repeat_an_earlier_event_verbatim() -> None:
     assert list(first.values()) == clean
 
 
-def test_structured_share_changes_only_the_wording_and_texts_read_back_exactly() -> None:
+@pytest.mark.parametrize("tools", [None, ("pe-triage", "ad-triage")])
+def test_structured_share_changes_only_the_wording_and_texts_read_back_exactly(
+    tools: tuple[str, ...] | None,
+) -> None:
     faults = Faults(correction_rate=0.2)
-    structured, _ = simulate(days=20, seed=13, faults=replace(faults, structured_rate=1.0))
-    textual, _ = simulate(days=20, seed=13, faults=replace(faults, structured_rate=0.0))
+    days = 20 if tools is None else 60
+    structured, _ = simulate(days=days, seed=13, tools=tools,
+                             faults=replace(faults, structured_rate=1.0))
+    textual, _ = simulate(days=days, seed=13, tools=tools,
+                          faults=replace(faults, structured_rate=0.0))
     assert [(e.event_id, e.arrival) for e in structured] == [
         (e.event_id, e.arrival) for e in textual
     ]

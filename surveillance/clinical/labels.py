@@ -1,33 +1,36 @@
 """Report labels from free text: is each finding present, absent or indeterminate?
 
-A NegEx-style reader, configured by `findings.yaml` (terms per finding code, and the
-context triggers shared by all findings). The text is split into sentences (at ``.``, ``!``
-or ``?`` followed by white space, at blank lines, and at line breaks before a section
-heading such as ``IMPRESSION:``; other line breaks are only wrapping) and each sentence
-into clauses at the terminators (``;``, "but", "however", ...). Every mention of the
-finding is then, within its clause:
+A NegEx-style reader configured by `findings.yaml` (terms per finding code; context
+triggers, clause terminators, section headings and template answers shared by all).
 
-- ignored when an `ignore_before` phrase precedes it (an indication such as "rule out
-  pneumothorax" asks a question, it states no finding);
-- uncertain when an uncertainty trigger applies ("cannot exclude ...", "possible ...",
-  "... cannot be excluded", "suspicious for ...", "... versus ...");
-- else negated when a negation trigger applies ("no ...", "negative for ...",
-  "... has resolved");
-- else affirmed.
+1. Sections. The text is cut at the headings the vocabulary lists (``IMPRESSION:``,
+   ``ADDENDUM:``, ``INDICATION:``...; at the start of the text, of a line or of a sentence).
+   Indication, history, comparison and technique sections are never read: they ask
+   questions or describe other studies. Text before any heading, and ``FINDINGS:``, is body.
+2. Sentences and clauses. A section is split into sentences (``.``, ``!`` or ``?`` before
+   white space, blank lines, line breaks before a ``Heading:``; other line breaks only wrap)
+   and each sentence into clauses at the terminators (``;``, "but", "however", ", and there
+   is", a comma before a size word...): a trigger's scope is its clause.
+3. Structured template lines. A sentence ``<name>: <answer>`` whose name mentions the
+   finding ("Pneumothorax: None.", "PE: positive") is decided by the answer alone.
+4. Mentions. Every other mention of the finding is, within its clause:
+   ignored after an `ignore_before` phrase ("rule out PE" asks, it states nothing);
+   uncertain under an uncertainty trigger ("cannot exclude", "difficult to exclude",
+   "... versus ..."); negated under a negation trigger ("no", "was negative", "rather than",
+   "favored to represent X over"); historical after "history of"; else affirmed.
+   Uncertainty is checked before negation because its phrases contain negation words
+   ("not entirely excluded"). "probable" and "likely" are NOT uncertainty: they state the
+   reader's diagnosis, which is acted upon.
+5. Decision. The last addendum that mentions the finding decides (an addendum corrects the
+   report); else the impression, if it mentions the finding; else the body. Within the
+   deciding part: PRESENT if any mention is affirmed ("No hemorrhage on the left. Right
+   subdural hematoma."), else INDETERMINATE if any is uncertain, else ABSENT (negated,
+   historical, or not mentioned: reports of these exams state pertinent negatives, so
+   silence means absent).
 
-Uncertainty is checked before negation because uncertainty phrases contain negation words
-("cannot be excluded", "not ruled out"). "probable" and "likely" are NOT uncertainty
-triggers: they state the reader's diagnosis, which is acted upon.
-
-The report's label: PRESENT if any mention is affirmed (a finding stated anywhere is in the
-report, whatever other sentences deny: "No hemorrhage on the left. Right subdural
-hematoma."); else INDETERMINATE if any mention is uncertain; else ABSENT (every mention
-negated, or the finding not mentioned: reports of these exams state pertinent negatives, so
-silence means absent).
-
-Known limitation: a trigger's scope is its whole clause, so a comma-joined sentence such as
-"no fracture, and a small pneumothorax" reads the pneumothorax as negated; reports that
-join unrelated statements this way need a terminator.
+A coded result wins over all of this: `report_labels` takes a report's structured findings
+(HL7 OBX, FHIR conclusionCode, a template field) first and reads the text only for the
+finding codes they do not give.
 
 The text is only read: never logged, stored or put in an error message.
 """
@@ -35,197 +38,153 @@ The text is only read: never logged, stored or put in an error message.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from pathlib import Path
-from typing import Annotated
+from typing import Literal, NamedTuple
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from surveillance.clinical.label_vocabulary import (
+    DEFAULT_VOCABULARY,
+    Answer,
+    LabelConfigError,
+    Role,
+    SectionKind,
+    Side,
+    Vocabulary,
+    load_vocabulary,
+    normal,
+)
+from surveillance.contracts import Label, StructuredFinding
 
-from surveillance.contracts import Label
-from surveillance.errors import SurveillanceError
+__all__ = [
+    "Explanation",
+    "LabelConfigError",
+    "Mention",
+    "MentionState",
+    "default_vocabulary",
+    "explain_label",
+    "extract_label",
+    "extract_labels",
+    "load_vocabulary",
+    "report_labels",
+]
 
-DEFAULT_VOCABULARY = Path(__file__).with_name("findings.yaml")
-
-#: A word character or a hyphen may not touch a matched phrase on either side.
-_BEFORE = r"(?<![\w-])"
-_AFTER = r"(?![\w-])"
-# Sentence ends, blank lines, and line breaks before a section heading ("IMPRESSION:").
+# Sentence ends, blank lines, and line breaks before a heading or template line ("Name:").
 # Other line breaks are not breaks: interfaces wrap report lines at a fixed width.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n[ \t]*\n|\n(?=[ \t]*[A-Z][A-Za-z /]*:)")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n[ \t]*\n|\n(?=[ \t]*[A-Za-z][A-Za-z /()-]*:)")
 
 
-class LabelConfigError(SurveillanceError):
-    """The finding vocabulary is missing or invalid, or has no entry for a finding code."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Phrases = list[Annotated[str, Field(min_length=1)]]
-
-
-class _Triggers(_Strict):
-    negation_before: Phrases
-    negation_after: Phrases
-    negation_either: Phrases = []
-    uncertainty_before: Phrases
-    uncertainty_after: Phrases
-    uncertainty_either: Phrases = []
-    ignore_before: Phrases = []
-    pseudo: Phrases = []
-    terminators: Phrases
-
-
-class _Finding(_Strict):
-    terms: Phrases = []
-    patterns: Phrases = []
-    not_this_finding: Phrases = []
-
-
-class _VocabularyFile(_Strict):
-    triggers: _Triggers
-    findings: dict[str, _Finding]
-
-
-class _Role(Enum):
-    NEGATION = "negation"
-    UNCERTAINTY = "uncertainty"
-    IGNORE = "ignore"
-    PSEUDO = "pseudo"
-
-
-class _Side(Enum):
-    BEFORE = "before"
-    AFTER = "after"
-    EITHER = "either"
-
-
-class _Mention(Enum):
+class MentionState(Enum):
     AFFIRMED = "affirmed"
     UNCERTAIN = "uncertain"
     NEGATED = "negated"
+    HISTORICAL = "historical"
     IGNORED = "ignored"
 
 
+_ANSWER_STATE = {
+    Answer.PRESENT: MentionState.AFFIRMED,
+    Answer.ABSENT: MentionState.NEGATED,
+    Answer.INDETERMINATE: MentionState.UNCERTAIN,
+}
+_ROLE_STATE = (
+    (Role.IGNORE, MentionState.IGNORED),
+    (Role.UNCERTAINTY, MentionState.UNCERTAIN),
+    (Role.NEGATION, MentionState.NEGATED),
+    (Role.HISTORICAL, MentionState.HISTORICAL),
+)
+
+
 @dataclass(frozen=True, slots=True)
-class _Trigger:
+class Mention:
+    """One mention of a finding and what decided its state."""
+
+    section: SectionKind
+    #: Position of the section in the report (addenda later in the text win).
+    section_index: int
+    term: str
+    state: MentionState
+    #: The trigger or template answer that set the state; None when affirmed by default.
+    trigger: str | None
+    clause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    label: Label
+    #: The part of the report that decided (None: the finding is not mentioned).
+    decided_by: SectionKind | None
+    deciding: tuple[Mention, ...]
+    mentions: tuple[Mention, ...]
+
+
+class _Trigger(NamedTuple):
     start: int
     end: int
-    role: _Role
-    side: _Side
+    role: Role
+    side: Side
+    text: str
 
     def applies_to(self, start: int, end: int) -> bool:
         """Whether this trigger's direction reaches a mention spanning [start, end)."""
         before = self.end <= start
         after = self.start >= end
-        if self.side is _Side.BEFORE:
+        if self.side is Side.BEFORE:
             return before
-        if self.side is _Side.AFTER:
+        if self.side is Side.AFTER:
             return after
         return before or after
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """Compiled matching rules: triggers, clause terminators and per-finding terms."""
-
-    triggers: re.Pattern[str]
-    roles: dict[str, tuple[_Role, _Side]]
-    terminators: re.Pattern[str]
-    findings: dict[str, re.Pattern[str]]
-    exclusions: dict[str, re.Pattern[str] | None]
-
-
-def _phrase(text: str) -> str:
-    words = text.lower().split()
-    return r"\s+".join(re.escape(w) for w in words)
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def _alternation(pieces: Iterable[str]) -> str:
-    # Longest first, so at one position "no evidence of" wins over "no".
-    return "|".join(sorted(set(pieces), key=lambda p: (-len(p), p)))
-
-
-def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
-    t = raw.triggers
-    groups: list[tuple[Phrases, _Role, _Side]] = [
-        (t.negation_before, _Role.NEGATION, _Side.BEFORE),
-        (t.negation_after, _Role.NEGATION, _Side.AFTER),
-        (t.negation_either, _Role.NEGATION, _Side.EITHER),
-        (t.uncertainty_before, _Role.UNCERTAINTY, _Side.BEFORE),
-        (t.uncertainty_after, _Role.UNCERTAINTY, _Side.AFTER),
-        (t.uncertainty_either, _Role.UNCERTAINTY, _Side.EITHER),
-        (t.ignore_before, _Role.IGNORE, _Side.BEFORE),
-        (t.pseudo, _Role.PSEUDO, _Side.EITHER),
-    ]
-    roles: dict[str, tuple[_Role, _Side]] = {}
-    for phrases, role, side in groups:
-        for phrase in phrases:
-            key = _normal(phrase)
-            if key in roles:
-                raise LabelConfigError(
-                    f"finding vocabulary {path}: trigger {phrase!r} is listed twice; keep one"
-                )
-            roles[key] = (role, side)
-    triggers = re.compile(_BEFORE + "(?:" + _alternation(_phrase(p) for p in roles) + ")" + _AFTER)
-    words = [_phrase(p) for p in t.terminators if re.search(r"\w", p)]
-    marks = [re.escape(p) for p in t.terminators if not re.search(r"\w", p)]
-    split_on = [*marks]
-    if words:
-        split_on.append(_BEFORE + "(?:" + _alternation(words) + ")" + _AFTER)
-    terminators = re.compile("|".join(split_on))
-    findings: dict[str, re.Pattern[str]] = {}
-    exclusions: dict[str, re.Pattern[str] | None] = {}
-    for code, finding in raw.findings.items():
-        pieces = [_phrase(term) for term in finding.terms] + list(finding.patterns)
-        if not pieces:
-            raise LabelConfigError(
-                f"finding vocabulary {path}: finding {code!r} has no terms or patterns"
-            )
-        try:
-            findings[code] = re.compile(_BEFORE + "(?:" + _alternation(pieces) + ")" + _AFTER)
-        except re.error as exc:
-            raise LabelConfigError(
-                f"finding vocabulary {path}: finding {code!r} has an invalid pattern: {exc}"
-            ) from exc
-        excluded = [_phrase(p) for p in finding.not_this_finding]
-        exclusions[code] = (
-            re.compile(_BEFORE + "(?:" + _alternation(excluded) + ")" + _AFTER)
-            if excluded else None
-        )
-    return Vocabulary(triggers, roles, terminators, findings, exclusions)
-
-
-def load_vocabulary(path: Path | None = None) -> Vocabulary:
-    """Read, validate and compile a vocabulary file (default: findings.yaml beside this module)."""
-    path = path or DEFAULT_VOCABULARY
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LabelConfigError(f"cannot read finding vocabulary {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise LabelConfigError(f"finding vocabulary {path} is not valid YAML: {exc}") from exc
-    try:
-        parsed = _VocabularyFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise LabelConfigError(f"finding vocabulary {path}: field {where}: {first['msg']}") from exc
-    return _compile(parsed, path)
+class _Clause(NamedTuple):
+    section: SectionKind
+    section_index: int
+    sentence: int
+    text: str
+    #: For a template line: (name, answer text, answer); its clauses are the whole line.
+    template: tuple[str, str, Answer] | None = None
 
 
 @lru_cache(maxsize=1)
-def _default_vocabulary() -> Vocabulary:
+def default_vocabulary() -> Vocabulary:
+    """The shipped vocabulary (`findings.yaml`), compiled once."""
     return load_vocabulary()
+
+
+def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, str]]:
+    if vocab.headings is None:
+        yield 0, SectionKind.BODY, text
+        return
+    kind, start, index = SectionKind.BODY, 0, 0
+    for match in vocab.headings.finditer(text):
+        yield index, kind, text[start:match.start()]
+        kind = vocab.section_kinds[normal(match.group(1))]
+        start, index = match.end(), index + 1
+    yield index, kind, text[start:]
+
+
+def _clauses(text: str, vocab: Vocabulary) -> list[_Clause]:
+    """The clauses of the readable sections that mention any finding at all."""
+    out: list[_Clause] = []
+    sentence_id = 0
+    for index, kind, body in _sections(text, vocab):
+        if kind is SectionKind.IGNORED:
+            continue
+        for sentence in _SENTENCE_BREAK.split(body.lower()):
+            sentence_id += 1
+            if vocab.any_finding.search(sentence) is None:
+                continue
+            if vocab.template is not None:
+                line = vocab.template.match(sentence)
+                if line is not None:
+                    answer = vocab.answers[normal(line.group(2))]
+                    template = (line.group(1), line.group(2), answer)
+                    out.append(_Clause(kind, index, sentence_id, sentence, template))
+            for clause in vocab.terminators.split(sentence):
+                if clause and vocab.any_finding.search(clause) is not None:
+                    out.append(_Clause(kind, index, sentence_id, clause))
+    return out
 
 
 def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
@@ -234,25 +193,122 @@ def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
     return pattern.sub(lambda m: " " * len(m.group(0)), text)
 
 
-def _clause_mentions(clause: str, code: str, vocab: Vocabulary) -> Iterable[_Mention]:
-    text = _mask(clause, vocab.exclusions[code])
-    if vocab.findings[code].search(text) is None:
-        return  # no mention here: its triggers cannot matter (most clauses, most codes)
-    triggers = []
+def _triggers(text: str, vocab: Vocabulary) -> list[_Trigger]:
+    found = []
     for match in vocab.triggers.finditer(text):
-        role, side = vocab.roles[_normal(match.group(0))]
-        if role is not _Role.PSEUDO:
-            triggers.append(_Trigger(match.start(), match.end(), role, side))
-    for mention in vocab.findings[code].finditer(text):
-        applying = {t.role for t in triggers if t.applies_to(mention.start(), mention.end())}
-        if _Role.IGNORE in applying:
-            yield _Mention.IGNORED
-        elif _Role.UNCERTAINTY in applying:
-            yield _Mention.UNCERTAIN
-        elif _Role.NEGATION in applying:
-            yield _Mention.NEGATED
-        else:
-            yield _Mention.AFFIRMED
+        found_text = match.group(0)
+        role, side = vocab.roles.get(found_text) or vocab.roles[normal(found_text)]
+        if role is not Role.PSEUDO:
+            found.append(_Trigger(match.start(), match.end(), role, side, found_text))
+    if vocab.trigger_patterns is not None:
+        for match in vocab.trigger_patterns.finditer(text):
+            found.append(
+                _Trigger(match.start(), match.end(), Role.NEGATION, Side.BEFORE, match.group(0))
+            )
+    return found
+
+
+def _clause_mentions(
+    clause: _Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
+) -> list[Mention]:
+    text = _mask(clause.text, vocab.exclusions[code])
+    finding = vocab.findings[code]
+    if finding.search(text) is None:
+        return []
+    # Masking keeps positions, so one trigger scan of a clause serves every finding code.
+    triggers = triggers_of.get(id(clause))
+    if triggers is None:
+        triggers = triggers_of[id(clause)] = _triggers(clause.text, vocab)
+    out = []
+    for mention in finding.finditer(text):
+        applying = [t for t in triggers if t.applies_to(mention.start(), mention.end())]
+        state, trigger = MentionState.AFFIRMED, None
+        for role, role_state in _ROLE_STATE:
+            hit = next((t for t in applying if t.role is role), None)
+            if hit is not None:
+                state, trigger = role_state, hit.text
+                break
+        out.append(Mention(clause.section, clause.section_index, mention.group(0), state,
+                           trigger, clause.text.strip()))
+    return out
+
+
+def _mentions(
+    clauses: Sequence[_Clause],
+    code: str,
+    vocab: Vocabulary,
+    triggers_of: dict[int, list[_Trigger]] | None = None,
+) -> list[Mention]:
+    triggers_of = {} if triggers_of is None else triggers_of
+    finding = vocab.findings[code]
+    out: list[Mention] = []
+    decided: set[int] = set()
+    for clause in clauses:
+        if clause.template is not None:
+            name, answer_text, answer = clause.template
+            name_match = finding.search(_mask(name, vocab.exclusions[code]))
+            if name_match is not None:
+                decided.add(clause.sentence)
+                out.append(Mention(clause.section, clause.section_index, name_match.group(0),
+                                   _ANSWER_STATE[answer], answer_text, clause.text.strip()))
+        elif clause.sentence not in decided:
+            out.extend(_clause_mentions(clause, code, vocab, triggers_of))
+    return out
+
+
+def _deciding(mentions: Sequence[Mention]) -> tuple[list[Mention], SectionKind | None]:
+    """The mentions of the part that decides: last addendum, else impression, else body."""
+    read = [m for m in mentions if m.state is not MentionState.IGNORED]
+    if not read:
+        return read, None
+    addenda = [m for m in read if m.section is SectionKind.ADDENDUM]
+    if addenda:
+        last = max(m.section_index for m in addenda)
+        return [m for m in addenda if m.section_index == last], SectionKind.ADDENDUM
+    impression = [m for m in read if m.section is SectionKind.IMPRESSION]
+    if impression:
+        return impression, SectionKind.IMPRESSION
+    return read, SectionKind.BODY
+
+
+def _label(deciding: Sequence[Mention]) -> Label:
+    states = {m.state for m in deciding}
+    if MentionState.AFFIRMED in states:
+        return Label.PRESENT
+    if MentionState.UNCERTAIN in states:
+        return Label.INDETERMINATE
+    return Label.ABSENT
+
+
+_DECISIVE = {Label.PRESENT: MentionState.AFFIRMED, Label.INDETERMINATE: MentionState.UNCERTAIN}
+
+
+def _decide(mentions: Sequence[Mention]) -> Explanation:
+    deciding, part = _deciding(mentions)
+    label = _label(deciding)
+    wanted = _DECISIVE.get(label)
+    shown = tuple(m for m in deciding if wanted is None or m.state is wanted)
+    return Explanation(label, part, shown, tuple(mentions))
+
+
+def _check_codes(codes: Iterable[str], vocab: Vocabulary) -> list[str]:
+    out = list(codes)
+    for code in out:
+        if code not in vocab.findings:
+            raise LabelConfigError(
+                f"no vocabulary for finding code {code!r}; add it under 'findings:' in "
+                f"{DEFAULT_VOCABULARY.name}"
+            )
+    return out
+
+
+def explain_label(
+    text: str, finding_code: str, vocabulary: Vocabulary | None = None
+) -> Explanation:
+    """The label for one finding, with every mention and the trigger that set its state."""
+    vocab = vocabulary or default_vocabulary()
+    _check_codes((finding_code,), vocab)
+    return _decide(_mentions(_clauses(text, vocab), finding_code, vocab))
 
 
 def extract_label(text: str, finding_code: str, vocabulary: Vocabulary | None = None) -> Label:
@@ -264,26 +320,38 @@ def extract_labels(
     text: str, finding_codes: Iterable[str], vocabulary: Vocabulary | None = None
 ) -> dict[str, Label]:
     """The report's label for each finding code."""
-    vocab = vocabulary or _default_vocabulary()
-    codes = list(finding_codes)
-    for code in codes:
-        if code not in vocab.findings:
-            raise LabelConfigError(
-                f"no vocabulary for finding code {code!r}; add it under 'findings:' in "
-                f"{DEFAULT_VOCABULARY.name}"
-            )
-    clauses = [
-        clause
-        for sentence in _SENTENCE_BREAK.split(text)
-        for clause in vocab.terminators.split(sentence.lower())
-    ]
-    labels: dict[str, Label] = {}
-    for code in codes:
-        seen = {m for clause in clauses for m in _clause_mentions(clause, code, vocab)}
-        if _Mention.AFFIRMED in seen:
-            labels[code] = Label.PRESENT
-        elif _Mention.UNCERTAIN in seen:
-            labels[code] = Label.INDETERMINATE
-        else:
-            labels[code] = Label.ABSENT
+    vocab = vocabulary or default_vocabulary()
+    codes = _check_codes(finding_codes, vocab)
+    # Most codes are not named anywhere in a report (a head CT names no embolism): one
+    # scan of the whole text settles them.
+    lowered = text.lower()
+    labels = {code: Label.ABSENT for code in codes}
+    named = [code for code in codes if vocab.findings[code].search(lowered) is not None]
+    if not named:
+        return labels
+    clauses = _clauses(text, vocab)
+    triggers_of: dict[int, list[_Trigger]] = {}
+    for code in named:
+        mentions = _mentions(clauses, code, vocab, triggers_of)
+        labels[code] = _label(_deciding(mentions)[0]) if mentions else Label.ABSENT
     return labels
+
+
+def report_labels(
+    findings: Sequence[StructuredFinding] | None,
+    text: str | None,
+    finding_codes: Iterable[str],
+    vocabulary: Vocabulary | None = None,
+) -> tuple[dict[str, Label], Literal["structured", "text"]]:
+    """Labels of one report: a coded result (structured finding) wins over the text.
+
+    Codes the structured findings give keep their coded label, whatever the text says;
+    the text is read only for the other codes. The source is "structured" when any coded
+    label was used. A code neither gives is left out (the join reads it as indeterminate).
+    """
+    coded = {f.finding_code: f.label for f in findings or ()}
+    missing = [c for c in finding_codes if c not in coded]
+    from_text = extract_labels(text, missing, vocabulary) if text and missing else {}
+    used_codes = findings is not None and (bool(coded) or not from_text)
+    source: Literal["structured", "text"] = "structured" if used_codes else "text"
+    return {**from_text, **coded}, source

@@ -113,7 +113,7 @@ def simulate(
 def _selected_tools(registry: dict[str, ToolBaseline], tools: Sequence[str] | None) -> list[str]:
     simulated = [t for t in P.TOOL_PROFILES if t in registry]
     if tools is None:
-        return simulated
+        return [t for t in simulated if t not in P.OPT_IN_TOOLS]
     unknown = sorted(set(tools) - set(simulated))
     if unknown:
         raise ScenarioError(

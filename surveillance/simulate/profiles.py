@@ -2,9 +2,10 @@
 
 Three sites. Every non-contrast head CT is scored by both `ich-triage` and `lvo-triage`
 (two AI results, one report with both findings); chest radiographs by `ptx-triage`; fundus
-photographs (one diabetic-eye clinic at site-a) by `dr-screen`. Volumes, prevalence on the
-triage worklists, scanner fleets and acquisition parameters are typical of a mid-size US
-health system; the names of sites, software versions and identifiers are made up.
+photographs (one diabetic-eye clinic at site-a) by `dr-screen`; chest CT angiograms (sites
+a and b) by `pe-triage` and `ad-triage`, which are simulated only when named. Volumes,
+prevalence on the triage worklists, scanner fleets and acquisition parameters are typical of
+a mid-size US health system; the names of sites, software versions and identifiers are made up.
 
 Tool ids, finding codes, operating thresholds and clearance figures are NOT here: the
 generator reads them from the baseline registry, so the stream matches whatever the
@@ -192,11 +193,49 @@ FUNDUS = StudyType(
     female_fraction=0.52,
 )
 
-STUDY_TYPES: tuple[StudyType, ...] = (HEAD_CT, CHEST_XR, FUNDUS)
+def _cta(manufacturer: str, model: str, software: str, weight: float) -> ScannerProfile:
+    return ScannerProfile(manufacturer, model, software, weight, 100.0, 1.0, 0.7, "CTA CHEST PE")
+
+
+CTA_CHEST = StudyType(
+    name="cta_chest",
+    tools=("pe-triage", "ad-triage"),
+    modality="CT",
+    body_part="CHEST",
+    exam_name="CTA CHEST W CONTRAST",
+    contrast_indication=True,
+    sites=(
+        SiteVolume("site-a", 14.0, (
+            _cta("SIEMENS", "SOMATOM Force", "syngo CT VB10A", 0.7),
+            _cta("GE MEDICAL SYSTEMS", "Revolution CT", "revo_ct_23A.1", 0.3),
+        )),
+        SiteVolume("site-b", 10.0, (
+            _cta("CANON_MEC", "Aquilion ONE", "V10.8", 1.0),
+        )),
+    ),
+    weekend_factor=0.8,
+    first_hour=0.0,
+    last_hour=24.0,
+    age_mean=57.0,
+    age_sd=17.0,
+    age_min=18,
+    age_max=100,
+    female_fraction=0.55,
+)
+
+STUDY_TYPES: tuple[StudyType, ...] = (HEAD_CT, CHEST_XR, FUNDUS, CTA_CHEST)
 
 TOOL_PROFILES: dict[str, ToolProfile] = {
     "ich-triage": ToolProfile(0.10, "PowerShare AI Gateway", "5.2.1", "5.3.0"),
     "lvo-triage": ToolProfile(0.04, "PowerShare AI Gateway", "5.2.1", "5.3.0"),
     "ptx-triage": ToolProfile(0.05, "PowerShare AI Gateway", "2.4.0", "2.5.0"),
     "dr-screen": ToolProfile(0.24, "IDx edge", "2.3.1", "2.4.0"),
+    # Yield of emergency CT pulmonary angiography is about 10-15%; dissection is found in a
+    # few percent of chest CTAs done for acute chest pain.
+    "pe-triage": ToolProfile(0.12, "PowerShare AI Gateway", "1.6.0", "1.7.0"),
+    "ad-triage": ToolProfile(0.03, "PowerShare AI Gateway", "1.2.0", "1.3.0"),
 }
+
+#: Simulated only when asked for by name (`simulate(tools=[...])`): the default stream is
+#: the one the demo, the alerting scenarios and the drift calibration were tuned on.
+OPT_IN_TOOLS: tuple[str, ...] = ("pe-triage", "ad-triage")

@@ -92,6 +92,45 @@ _SENTENCES: dict[str, dict[Label, tuple[str, ...]]] = {
             "Questionable diabetic macular edema in the {eye} eye.",
         ),
     },
+    "pulmonary_embolism": {
+        Label.PRESENT: (
+            "Acute pulmonary embolism in the {side} lower lobe segmental arteries.",
+            "Filling defects in the {side} interlobar and lower lobe pulmonary arteries "
+            "consistent with acute pulmonary emboli.",
+            "Saddle embolus extending into both main pulmonary arteries; RV/LV ratio 1.3.",
+            "Pulmonary embolism: Present, {side} lower lobe subsegmental.",
+        ),
+        Label.ABSENT: (
+            "No pulmonary embolism.",
+            "No filling defect in the pulmonary arteries to the subsegmental level.",
+            "Negative for acute pulmonary embolism.",
+            "Pulmonary embolism: None.",
+        ),
+        Label.INDETERMINATE: (
+            "Respiratory motion limits the lower lobes; subsegmental pulmonary embolism "
+            "cannot be excluded.",
+            "Questionable filling defect in a {side} lower lobe subsegmental artery, "
+            "artifact versus embolus.",
+        ),
+    },
+    "aortic_dissection": {
+        Label.PRESENT: (
+            "Stanford type A aortic dissection extending from the aortic root into the arch.",
+            "Type B aortic dissection beginning distal to the left subclavian artery.",
+            "Intimal flap in the descending thoracic aorta consistent with dissection.",
+        ),
+        Label.ABSENT: (
+            "No aortic dissection.",
+            "Normal caliber thoracic aorta without dissection or intramural hematoma.",
+            "Aortic dissection: None.",
+        ),
+        Label.INDETERMINATE: (
+            "Linear lucency in the ascending aorta, pulsation artifact versus dissection "
+            "flap; recommend ECG-gated CTA.",
+            "Equivocal short-segment intimal flap in the descending aorta; dissection is "
+            "difficult to exclude.",
+        ),
+    },
 }
 
 #: Finding codes the templates can state.
@@ -114,6 +153,12 @@ _FILLERS: dict[str, tuple[str, ...]] = {
         "Image quality adequate for grading.",
         "Optic discs are sharp.",
     ),
+    "cta_chest": (
+        "Adequate opacification of the pulmonary arteries.",
+        "The heart is normal in size. No pericardial effusion.",
+        "No suspicious pulmonary nodule.",
+        "Mild degenerative changes of the thoracic spine.",
+    ),
 }
 
 _HISTORIES: dict[str, tuple[str, ...]] = {
@@ -129,12 +174,19 @@ _HISTORIES: dict[str, tuple[str, ...]] = {
         "Post line placement, rule out pneumothorax.",
     ),
     "fundus": ("Diabetes mellitus type 2, annual screening.",),
+    "cta_chest": (
+        "Shortness of breath, evaluate for PE.",
+        "Tearing chest pain radiating to the back, rule out aortic dissection.",
+        "Pleuritic chest pain, elevated D-dimer.",
+        "History of pulmonary embolism, new hypoxia.",
+    ),
 }
 
 _EXAMS = {
     "head_ct": "CT HEAD WITHOUT CONTRAST",
     "chest_xr": "XR CHEST 1 VIEW",
     "fundus": "FUNDUS PHOTOGRAPHY, 2 FIELDS EACH EYE",
+    "cta_chest": "CTA CHEST W CONTRAST (PE PROTOCOL)",
 }
 
 _PREFIX = {

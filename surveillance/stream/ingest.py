@@ -18,11 +18,10 @@ from typing import Literal
 from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
-from surveillance.clinical.labels import extract_labels
+from surveillance.clinical.labels import report_labels
 from surveillance.contracts import (
     AIResult,
     JoinInput,
-    Label,
     ReportFinal,
     ReportLabels,
 )
@@ -128,14 +127,7 @@ class Ingest:
     def _report(self, report: ReportFinal, now: datetime) -> JoinInput | Rejected:
         if report.finalized_at > now + MAX_CLOCK_SKEW:
             return Rejected("schema", "finalized_at: is in the future")
-        labels: dict[str, Label]
-        if report.findings is not None:
-            labels = {f.finding_code: f.label for f in report.findings}
-            source: Literal["structured", "text"] = "structured"
-        else:
-            assert report.report_text is not None
-            labels = extract_labels(report.report_text, self._codes)
-            source = "text"
+        labels, source = report_labels(report.findings, report.report_text, self._codes)
         return JoinInput(
             kind="report",
             report=ReportLabels(
