@@ -61,7 +61,7 @@ class FacilityMapping(_Strict):
     report_time: list[FieldRef] = Field(default=["OBR-22", "OBR-7", "MSH-7"], min_length=1)
     patient_id: PatientId = PatientId()
     statuses: dict[str, StatusUse] = Field(
-        default_factory=lambda: {
+        default_factory=lambda: {  # type: ignore[arg-type]
             "F": ReportStatus.FINAL,
             "C": ReportStatus.CORRECTED,
             "A": ReportStatus.ADDENDUM,
@@ -137,17 +137,27 @@ def load_mapping(path: Path | None) -> Mapping:
     # Facility settings are partial: each one is laid over `defaults`.
     defaults = data.get("defaults") or {}
     facilities = data.get("facilities") or {}
+    if not isinstance(defaults, dict) or not isinstance(facilities, dict):
+        raise MappingError(f"{path}: `defaults` and `facilities` must be mappings")
+    return Mapping(
+        defaults=_facility(path, "defaults", defaults),
+        facilities={
+            str(name): _facility(path, f"facilities.{name}", _over(defaults, spec))
+            for name, spec in facilities.items()
+        },
+    )
+
+
+def _over(defaults: dict[str, object], spec: object) -> object:
+    return {**defaults, **spec} if isinstance(spec, dict) else spec or defaults
+
+
+def _facility(path: Path, where: str, data: object) -> FacilityMapping:
+    if not isinstance(data, dict):
+        raise MappingError(f"{path}: {where} must be a mapping")
     try:
-        if not isinstance(defaults, dict) or not isinstance(facilities, dict):
-            raise MappingError(f"{path}: `defaults` and `facilities` must be mappings")
-        return Mapping(
-            defaults=FacilityMapping.model_validate(defaults),
-            facilities={
-                str(name): FacilityMapping.model_validate({**defaults, **(spec or {})})
-                for name, spec in facilities.items()
-            },
-        )
+        return FacilityMapping.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise MappingError(f"{path}: {where}: {first['msg']}") from exc
+        field = ".".join(str(p) for p in first["loc"])
+        raise MappingError(f"{path}: {where}.{field}: {first['msg']}") from exc

@@ -245,7 +245,7 @@ def _text_lines(value: str, header: Header) -> list[str]:
     """Each repetition is a line; escapes decoded after splitting (\\R\\ is a literal ~)."""
     d = header.delimiters
     if not value:
-        return []
+        return [""]  # an empty text line is a paragraph break, which the label reader uses
     lines: list[str] = []
     for rep in value.split(d.repetition):
         lines.extend(unescape(rep, d, header.charset).split("\n"))
