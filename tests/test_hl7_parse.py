@@ -153,7 +153,7 @@ def test_defaults_without_a_mapping_file() -> None:
 def test_mapping_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "m.yaml"
     bad.write_text("facilities:\n  X:\n    timezone: Mars/Olympus\n")
-    with pytest.raises(MappingError, match="facilities.X.timezone"):
+    with pytest.raises(MappingError, match=r"facilities\.X\.timezone"):
         load_mapping(bad)
     bad.write_text("facilities:\n  X:\n    accession: [OBX-5]\n")
     with pytest.raises(MappingError, match="accession"):
