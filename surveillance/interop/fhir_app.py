@@ -14,7 +14,9 @@ Auth is the intake API's: `Authorization: Bearer <token>` against
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,20 +86,23 @@ def capability_statement(now: datetime) -> dict[str, Any]:
 
 def create_fhir_app(intake: IntakeSettings, bootstrap: str,
                     sink: ReportSink | None = None) -> FastAPI:
-    app = FastAPI(title="imaging-ai-surveillance FHIR R4", docs_url=None, redoc_url=None)
     state: dict[str, ReportSink] = {}
     lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if "sink" in state and sink is None:
+            await state.pop("sink").stop()
+
+    app = FastAPI(title="imaging-ai-surveillance FHIR R4", docs_url=None, redoc_url=None,
+                  lifespan=lifespan)
 
     async def get_sink() -> ReportSink:
         async with lock:
             if "sink" not in state:
                 state["sink"] = sink or await ReportSink(bootstrap, timeout_seconds=10).start()
             return state["sink"]
-
-    @app.on_event("shutdown")
-    async def _close() -> None:
-        if "sink" in state and sink is None:
-            await state.pop("sink").stop()
 
     async def read(request: Request) -> tuple[str, bytes] | JSONResponse:
         identity = bearer_identity(request.headers.get("authorization"), intake)
