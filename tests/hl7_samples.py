@@ -129,6 +129,9 @@ REJECTED = {
                  + obr(f1="1", f3="A1", f22="20240310", f25="F").encode()
                  + b"\rOBX|1|TX|R||caf\xe9||||||F\r",
                  "AR", "102"),
+    "stray_line": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X10|P|2.5",
+                       obr(f1="1", f3="A1", f22="20240310", f25="F"), "OBX|1|TX|R||t||||||F",
+                       "this is no segment"), "AE", "100"),
     "no_control_id": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01||P|2.5"), "AR", "101"),
     "obx_first": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X7|P|2.5",
                       "OBX|1|TX|R||t||||||F"), "AE", "100"),

@@ -20,6 +20,7 @@ Rejection reasons name fields, never their values (they may be identifiers or te
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -51,6 +52,7 @@ ERR_UNSUPPORTED_MESSAGE = "200"
 ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
 
+_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
 TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 CODED_TYPES = frozenset({"CE", "CWE", "CNE"})
@@ -217,8 +219,10 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
     groups: list[_Group] = []
     pid: Segment | None = None
     orc: Segment | None = None
-    for seg in segments[1:]:
+    for n, seg in enumerate(segments[1:], start=2):
         name = seg[0].strip()
+        if not _SEGMENT_ID.match(name):
+            raise _Reject("AE", ERR_SEGMENT_SEQUENCE, f"segment {n} is not an HL7 segment")
         if name == "PID":
             pid, orc = seg, None
         elif name == "ORC":
