@@ -9,7 +9,7 @@ listed use `defaults`. Every key is optional; the defaults fit the common radiol
 from __future__ import annotations
 
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +30,7 @@ FieldRef = Annotated[str, Field(pattern=_FIELD.pattern)]
 StatusUse = ReportStatus | Literal["skip"]
 
 
+@lru_cache(maxsize=256)
 def field_ref(ref: str) -> tuple[str, int, int]:
     """``"OBR-3"`` -> ("OBR", 3, 1); ``"PID-3.1"`` -> ("PID", 3, 1)."""
     m = _FIELD.match(ref)
@@ -108,6 +109,10 @@ class FacilityMapping(_Strict):
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @cached_property
+    def markers(self) -> tuple[str, ...]:
+        return tuple(m.upper() for m in self.addendum_markers)
 
     @cached_property
     def answer_labels(self) -> dict[str, Label]:

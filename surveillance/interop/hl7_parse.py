@@ -377,8 +377,7 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
         finalized = _finalized(group, header, facility, segs)
         lines = _trim(group.lines)
         if status is ReportStatus.FINAL and any(
-            line.lstrip().upper().startswith(m.upper())
-            for line in lines for m in facility.addendum_markers
+            line.lstrip().upper().startswith(facility.markers) for line in lines
         ):
             status = ReportStatus.ADDENDUM
         findings = [] if status is ReportStatus.CANCELLED else _findings(
