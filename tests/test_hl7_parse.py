@@ -144,6 +144,20 @@ def test_rejections_say_why_without_quoting_content(name: str, mapping: Mapping)
         assert secret not in result.reason
 
 
+def test_patient_notes_and_study_uids_are_not_report_text_obx14_times_a_report() -> None:
+    raw = s.msg(
+        "MSH|^~\\&|RPT|XYZ|R|R|||ORU^R01|N-1|P|2.3.1",
+        "PID|||P1",
+        "NTE|||Patient has a pacemaker.",
+        s.obr(f1="1", f3="ACC-9", f25="F"),
+        "OBX|1|ST|113014^DICOM Study^DCM||1.2.840.113619.2.55.3||||||F",
+        "OBX|1|TX|R||No pneumothorax.||||||F|||202602100825",
+    )
+    (report,) = ok(raw, Mapping()).reports
+    assert report.report_text == "No pneumothorax."
+    assert report.finalized_at == datetime(2026, 2, 10, 8, 25, tzinfo=UTC)
+
+
 def test_defaults_without_a_mapping_file() -> None:
     (report,) = ok(s.POWERSCRIBE_FINAL, Mapping()).reports
     assert report.site == "MERCY_PS"
@@ -155,7 +169,7 @@ def test_mapping_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text("facilities:\n  X:\n    timezone: Mars/Olympus\n")
     with pytest.raises(MappingError, match=r"facilities\.X\.timezone"):
         load_mapping(bad)
-    bad.write_text("facilities:\n  X:\n    accession: [OBX-5]\n")
+    bad.write_text("facilities:\n  X:\n    accession: [ZZZ-5]\n")
     with pytest.raises(MappingError, match="accession"):
         load_mapping(bad)
     with pytest.raises(MappingError, match="cannot read"):

@@ -21,7 +21,7 @@ from surveillance.contracts import Label, ReportStatus
 from surveillance.interop.errors import MappingError
 from surveillance.interop.hl7_text import codec
 
-_FIELD = re.compile(r"^(MSH|PID|PV1|ORC|OBR)-(\d{1,3})(?:\.(\d{1,2}))?$")
+_FIELD = re.compile(r"^(MSH|PID|PV1|ORC|OBR|OBX)-(\d{1,3})(?:\.(\d{1,2}))?$")
 
 FieldRef = Annotated[str, Field(pattern=_FIELD.pattern)]
 
@@ -58,8 +58,10 @@ class FacilityMapping(_Strict):
     charset: str = "utf-8"
     #: Fields tried in order; the first non-empty one is the accession number.
     accession: list[FieldRef] = Field(default=["OBR-3", "OBR-2"], min_length=1)
-    #: Fields tried in order for the report's finalization time.
-    report_time: list[FieldRef] = Field(default=["OBR-22", "OBR-7", "MSH-7"], min_length=1)
+    #: Fields tried in order for the report's finalization time (OBX-n: the group's first
+    #: OBX that has the field).
+    report_time: list[FieldRef] = Field(default=["OBR-22", "OBR-7", "OBX-14", "MSH-7"],
+                                        min_length=1)
     patient_id: PatientId = PatientId()
     statuses: dict[str, StatusUse] = Field(
         default_factory=lambda: {  # type: ignore[arg-type]

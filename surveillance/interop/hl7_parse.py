@@ -53,6 +53,7 @@ ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_UID = re.compile(r"^\s*[0-9]+(\.[0-9]+)+\s*$")
 SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
 TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 CODED_TYPES = frozenset({"CE", "CWE", "CNE"})
@@ -232,12 +233,17 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
             orc = None
         elif name in ("OBX", "NTE"):
             if not groups:
-                raise _Reject("AE", ERR_SEGMENT_SEQUENCE, f"{name} before any OBR")
+                if name == "NTE":
+                    continue  # notes on the patient or the order, not report text
+                raise _Reject("AE", ERR_SEGMENT_SEQUENCE, "OBX before any OBR")
             group = groups[-1]
             if name == "OBX":
                 group.obx.append(seg)
-                if _get(seg, 2).strip().upper() in TEXT_TYPES:
-                    group.lines.extend(_text_lines(_get(seg, 5), header))
+                kind, value = _get(seg, 2).strip().upper(), _get(seg, 5)
+                # An ST value that is a DICOM UID (study, series, SR instance) is a
+                # reference sent beside the report (IHE RAD-28), not words of it.
+                if kind in TEXT_TYPES and not (kind == "ST" and _UID.match(value)):
+                    group.lines.extend(_text_lines(value, header))
             else:
                 group.lines.extend(_text_lines(_get(seg, 3), header))
     if not groups:
@@ -256,9 +262,13 @@ def _text_lines(value: str, header: Header) -> list[str]:
     return lines
 
 
-def _field(header: Header, segments: dict[str, Segment | None], ref: str) -> str:
+def _field(header: Header, segments: dict[str, Segment | None], ref: str,
+           obx: list[Segment] | None = None) -> str:
     seg_name, n, comp = field_ref(ref)
-    seg = segments.get(seg_name)
+    if seg_name == "OBX":  # the first OBX of the group that has the field
+        seg = next((o for o in obx or [] if _get(o, n).strip()), None)
+    else:
+        seg = segments.get(seg_name)
     if seg is None:
         return ""
     return unescape(_component(_get(seg, n), header.delimiters, comp), header.delimiters,
@@ -295,7 +305,7 @@ def _status(group: _Group, header: Header) -> str:
 def _finalized(group: _Group, header: Header, facility: FacilityMapping,
                segments: dict[str, Segment | None]) -> datetime:
     for ref in facility.report_time:
-        value = _field(header, segments, ref)
+        value = _field(header, segments, ref, group.obx)
         if value:
             try:
                 return parse_timestamp(value, facility.zone)
