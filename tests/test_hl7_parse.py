@@ -249,3 +249,20 @@ def test_segment_splitter_agrees_with_the_hl7_package(segments: list[list[str]])
     for mine, segment in zip(ours, theirs, strict=True):
         for n in range(1, len(mine)):
             assert mine[n] == str(segment[n]), (n, mine, str(segment))
+
+
+def test_the_readme_mapping_example_reads_the_powerscribe_and_epic_samples(
+        tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### The per-facility mapping", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.yaml"
+    path.write_text(example)
+    rules = load_mapping(path)
+    (ps,) = ok(s.POWERSCRIBE_FINAL, rules).reports
+    epic = ok(s.EPIC_TWO_EXAMS, rules).reports
+    assert (ps.site, ps.accession_number) == ("mercy-main", "ACC-1001")
+    assert [(r.site, r.accession_number, r.patient_id) for r in epic] == [
+        ("st-luke", "ACC-2001", "MRN-5566"), ("st-luke", "ACC-2002", "MRN-5566")]
+    assert [[f.finding_code for f in r.findings or []] for r in epic] == [
+        ["pneumothorax"], ["intracranial_hemorrhage"]]
