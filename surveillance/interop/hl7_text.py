@@ -72,16 +72,21 @@ class Delimiters:
         if len(msh) < 5 or not msh.startswith("MSH"):
             raise ValueProblem("the message does not start with an MSH segment")
         field = msh[3]
-        enc = msh[4:].split(field, 1)[0]
-        if len(enc) < 2 or len(set(enc)) != len(enc) or field in enc:
-            raise ValueProblem("MSH-2 encoding characters are missing or repeated")
-        return cls(
-            field=field,
-            component=enc[0],
-            repetition=enc[1],
-            escape=enc[2] if len(enc) > 2 else "",
-            subcomponent=enc[3] if len(enc) > 3 else "",
-        )
+        return _delimiters(field, msh[4:].split(field, 1)[0])
+
+
+@lru_cache(maxsize=64)
+def _delimiters(field: str, enc: str) -> Delimiters:
+    """Feeds use one set of delimiters; read it once."""
+    if len(enc) < 2 or len(set(enc)) != len(enc) or field in enc:
+        raise ValueProblem("MSH-2 encoding characters are missing or repeated")
+    return Delimiters(
+        field=field,
+        component=enc[0],
+        repetition=enc[1],
+        escape=enc[2] if len(enc) > 2 else "",
+        subcomponent=enc[3] if len(enc) > 3 else "",
+    )
 
 
 @lru_cache(maxsize=64)
