@@ -110,6 +110,8 @@ STATUS_MESSAGES = {
     ),
 }
 
+EUROS = "\u20ac" * 1000  # 3 bytes each in UTF-8
+
 REJECTED = {
     "adt": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ADT^A01|X1|P|2.5", "PID|1||1"),
             "AR", "200"),
@@ -132,6 +134,11 @@ REJECTED = {
     "stray_line": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X10|P|2.5",
                        obr(f1="1", f3="A1", f22="20240310", f25="F"), "OBX|1|TX|R||t||||||F",
                        "this is no segment"), "AE", "100"),
+    "too_big": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X11|P|2.5|||||||UNICODE UTF-8",
+                    obr(f1="1", f3="A1", f22="20240310", f25="F"),
+                    # 30,029 characters (within the contract) but 90 kB of UTF-8
+                    *(f"OBX|{n}|TX|R||{EUROS}||||||F" for n in range(30))),
+                "AE", "102"),
     "no_control_id": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01||P|2.5"), "AR", "101"),
     "obx_first": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X7|P|2.5",
                       "OBX|1|TX|R||t||||||F"), "AE", "100"),

@@ -29,7 +29,13 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from surveillance.contracts import Label, ReportFinal, ReportStatus, StructuredFinding
+from surveillance.contracts import (
+    MAX_EVENT_BYTES,
+    Label,
+    ReportFinal,
+    ReportStatus,
+    StructuredFinding,
+)
 
 OWN_SYSTEM = "urn:imaging-ai-surveillance:finding"
 SNOMED = "http://snomed.info/sct"
@@ -182,7 +188,7 @@ def parse_report(data: dict[str, Any], system: str,
                                  "no known conclusionCode", "required")
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     try:
-        return ReportFinal(
+        event = ReportFinal(
             event_id="fhir-" + hashlib.sha256(canonical.encode()).hexdigest()[:32],
             accession_number=accession,
             patient_id=_patient(data),
@@ -194,6 +200,11 @@ def parse_report(data: dict[str, Any], system: str,
         )
     except ValidationError as exc:
         return FhirRejection(f"DiagnosticReport: {_describe(exc)}", "value")
+    size = len(event.model_dump_json(exclude_none=True).encode("utf-8"))
+    if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our 201
+        return FhirRejection(f"the report is {size} bytes as an event, over the "
+                             f"{MAX_EVENT_BYTES}-byte limit", "value")
+    return event
 
 
 def _is_acsn(identifier: dict[str, Any]) -> bool:

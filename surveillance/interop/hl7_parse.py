@@ -29,6 +29,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from surveillance.contracts import (
+    MAX_EVENT_BYTES,
     Label,
     ReportFinal,
     ReportStatus,
@@ -397,7 +398,7 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
             raise _Reject("AE", ERR_REQUIRED_FIELD,
                           f"OBR group {group.index}: no report text and no coded result")
         try:
-            reports.append(ReportFinal(
+            report = ReportFinal(
                 event_id=event_id(header, group.index),
                 accession_number=accession,
                 patient_id=_patient(group.pid, header, facility),
@@ -406,12 +407,17 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
                 status=status,
                 findings=findings or ([] if status is ReportStatus.CANCELLED else None),
                 report_text=text_out,
-            ))
+            )
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
             where = ".".join(str(p) for p in first["loc"])
             raise _Reject("AE", ERR_DATA_TYPE,
                           f"OBR group {group.index}: {where}: {first['msg']}") from exc
+        size = len(report.model_dump_json(exclude_none=True).encode("utf-8"))
+        if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our AA
+            raise _Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report is "
+                          f"{size} bytes as an event, over the {MAX_EVENT_BYTES}-byte limit")
+        reports.append(report)
     return Parsed(header, reports, skipped)
 
 
