@@ -106,3 +106,26 @@ def test_import_is_resumable_and_summarizes(broker: EmbeddedBroker, tmp_path: Pa
         "0 rejected")
     assert (_count(broker.bootstrap, REPORTS_FINAL),
             _count(broker.bootstrap, dlq(REPORTS_FINAL))) == after
+
+
+@pytest.mark.integration
+def test_an_interrupted_import_resumes_after_the_last_confirmed_message(
+        broker: EmbeddedBroker, tmp_path: Path) -> None:
+    import hashlib
+
+    create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 1), TopicSpec(dlq(REPORTS_FINAL), 1)])
+    data = s.POWERSCRIBE_FINAL.replace(b"PS-000123", b"R-1") + s.MIRTH_RELAYED.replace(
+        b"M-42", b"R-2") + s.EPIC_TWO_EXAMS.replace(b"E9000011", b"R-3")
+    path = tmp_path / "2021.hl7"
+    path.write_bytes(data)
+    checkpoint = tmp_path / "ckpt.json"
+    # As a run killed after the broker confirmed the first message leaves it.
+    checkpoint.write_text(json.dumps({hashlib.sha256(data).hexdigest(): 1}))
+    result = runner.invoke(app, ["hl7", "import", str(path), "--bootstrap", broker.bootstrap,
+                                 "--mapping", str(s.write_mapping(tmp_path)),
+                                 "--checkpoint", str(checkpoint), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "1 files, 3 messages: 2 accepted (3 reports), 1 already imported, 0 duplicates, "
+        "0 rejected")
+    assert json.loads(checkpoint.read_text()) == {hashlib.sha256(data).hexdigest(): 3}

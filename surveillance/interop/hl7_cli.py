@@ -141,6 +141,8 @@ def hl7_import(
     checkpoint: Annotated[Path, typer.Option(help="resume file")] = Path(
         ".hl7-import-checkpoint.json"),
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=256,
+                                                help="parsing processes (default: cores)")] = None,
 ) -> None:
     """Backfill HL7 batch files onto reports.final (resumable; re-running changes nothing)."""
     from tqdm import tqdm
@@ -162,7 +164,7 @@ def hl7_import(
             total = sum(f.stat().st_size for f in files)
             with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr,
                       disable=None) as bar:
-                summary = await import_files(files, sink, rules, marks, bar.update)
+                summary = await import_files(files, sink, rules, marks, bar.update, workers)
         finally:
             await sink.stop()
         for line in summary.lines():

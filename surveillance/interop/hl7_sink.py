@@ -83,6 +83,10 @@ class ReportSink:
             for r in reports
         ])
 
+    async def deliver_records(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Reports already serialized, as (accession key, JSON value) pairs."""
+        await self._send([(REPORTS_FINAL, key, value) for key, value in records])
+
     async def dead_letter(self, letter: DeadLetter, key: bytes | None = None) -> None:
         await self._send([(dlq(REPORTS_FINAL), key, letter.model_dump_json().encode("utf-8"))])
 
