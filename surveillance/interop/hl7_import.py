@@ -152,9 +152,18 @@ async def import_files(
             summary.messages += len(messages)
             summary.already_imported += min(skip, len(messages))
             progress(sum(len(m) for m in messages[:skip]))
-            for start in range(skip, len(messages), CHUNK):
+            # The workers parse the next chunk while this one is produced.
+            starts = list(range(skip, len(messages), CHUNK))
+            ahead = None
+            for k, start in enumerate(starts):
                 chunk = messages[start:start + CHUNK]
-                outcomes = await loop.run_in_executor(None, _parse_all, pool, chunk)
+                current = ahead or loop.run_in_executor(None, _parse_all, pool, chunk)
+                ahead = None
+                if k + 1 < len(starts):
+                    nxt = starts[k + 1]
+                    ahead = loop.run_in_executor(None, _parse_all, pool,
+                                                 messages[nxt:nxt + CHUNK])
+                outcomes = await current
                 records: list[tuple[bytes, bytes]] = []
                 for n, (raw, outcome) in enumerate(zip(chunk, outcomes, strict=True)):
                     await _tally(path, start + n + 1, raw, outcome, sink, summary, seen, records)
