@@ -12,12 +12,14 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from surveillance.contracts import ReportFinal
 from surveillance.errors import SurveillanceError
+
+if TYPE_CHECKING:  # every `surveillance` command imports this module: keep it light
+    from surveillance.contracts import ReportFinal
 
 hl7_app = typer.Typer(no_args_is_help=True, help="HL7 v2 ORU^R01 reports in (MLLP, files).")
 fhir_app = typer.Typer(no_args_is_help=True, help="FHIR R4 DiagnosticReport in.")
