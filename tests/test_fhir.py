@@ -16,7 +16,6 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
-from kafka import KafkaConsumer
 from pydantic import SecretStr
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -28,6 +27,7 @@ from surveillance.interop.fhir_app import create_fhir_app
 from surveillance.interop.fhir_parse import FhirRejection, FhirSkipped, parse_resource
 from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics
 from tests import fhir_samples as f
+from tests.topic_read import read_topic
 
 TOKEN = "fhir-token-" + "d" * 30
 ISSUED = datetime(2024, 5, 2, 8, 30, tzinfo=UTC)
@@ -133,13 +133,7 @@ def _post(url: str, body: Any, token: str | None = TOKEN,
 
 
 def _topic_ids(bootstrap: str) -> dict[str, dict[str, Any]]:
-    consumer = KafkaConsumer(REPORTS_FINAL, bootstrap_servers=bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=3000)
-    try:
-        return {(v := json.loads(m.value))["event_id"]: v for m in consumer}
-    finally:
-        consumer.close()
+    return {(v := json.loads(raw))["event_id"]: v for raw in read_topic(bootstrap, REPORTS_FINAL)}
 
 
 @pytest.mark.integration

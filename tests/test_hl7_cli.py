@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 from typer.testing import CliRunner
 
 from surveillance.cli import app
@@ -16,6 +15,7 @@ from surveillance.settings import DEMO_PSEUDONYM_KEY
 from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics, dlq
 from tests import fhir_samples as f
 from tests import hl7_samples as s
+from tests.topic_read import read_topic
 
 runner = CliRunner()
 KEY = DEMO_PSEUDONYM_KEY.encode()
@@ -67,12 +67,7 @@ def test_fhir_parse(tmp_path: Path) -> None:
 
 
 def _count(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        return sum(1 for _ in consumer)
-    finally:
-        consumer.close()
+    return len(read_topic(bootstrap, topic))
 
 
 @pytest.mark.integration
