@@ -124,3 +124,15 @@ def test_an_interrupted_import_resumes_after_the_last_confirmed_message(
         "1 files, 3 messages: 2 accepted (3 reports), 1 already imported, 0 duplicates, "
         "0 rejected")
     assert json.loads(checkpoint.read_text()) == {hashlib.sha256(data).hexdigest(): 3}
+
+
+def test_listen_and_import_fail_in_one_line(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "m.yaml"
+    bad_yaml.write_text("facilities: [\n")
+    for args in (["hl7", "listen", "--mapping", str(bad_yaml)],
+                 ["hl7", "listen", "--bootstrap", "127.0.0.1:1", "--port", "1"],
+                 ["hl7", "import", str(tmp_path / "missing"), "--bootstrap", "127.0.0.1:1"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("error: ")

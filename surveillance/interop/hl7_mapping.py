@@ -138,7 +138,10 @@ def load_mapping(path: Path | None) -> Mapping:
     except OSError as exc:
         raise MappingError(f"cannot read the HL7 mapping {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise MappingError(f"the HL7 mapping {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise MappingError(f"the HL7 mapping {path} is not valid YAML{where}: {problem}") from exc
     if not isinstance(data, dict):
         raise MappingError(f"the HL7 mapping {path} must be a mapping with `facilities:`")
     # Facility settings are partial: each one is laid over `defaults`.

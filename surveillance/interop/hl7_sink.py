@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -60,12 +61,17 @@ class ReportSink:
             request_timeout_ms=ms,
             retry_backoff_ms=200,
         )
+        client_log = logging.getLogger("aiokafka")
+        level = client_log.level
+        client_log.setLevel(logging.CRITICAL)  # our one line says it, not its traceback
         try:
             await producer.start()
         except (KafkaError, OSError) as exc:
             await producer.stop()
             raise DeliveryError(f"no Kafka broker answers at {self.bootstrap}: start it or "
                                 "set SURVEILLANCE_KAFKA__BOOTSTRAP") from exc
+        finally:
+            client_log.setLevel(level)
         self._producer = producer
         return self
 
