@@ -216,3 +216,31 @@ async def test_broker_away_longer_than_the_timeout_answers_ae_then_aa_on_resend(
     await sink.stop()
     ids = [json.loads(v)["event_id"] for v in read_topic(bootstrap, REPORTS_FINAL)]
     assert set(ids) == {event_id(header_of(report(i)), 1) for i in (1, 2)}
+
+
+async def test_a_slow_broker_holds_the_listener_at_its_in_flight_bound(
+    proxied_broker: tuple[EmbeddedBroker, TcpProxy],
+) -> None:
+    _broker, proxy = proxied_broker
+    bootstrap = f"127.0.0.1:{proxy.port}"
+    create_topics(bootstrap, [TopicSpec(REPORTS_FINAL, 1), TopicSpec(dlq(REPORTS_FINAL), 1)])
+    sink = await ReportSink(bootstrap, timeout_seconds=30).start()
+    listener = MllpListener(sink, Mapping(), max_in_flight=4)
+    server = await listener.serve("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", server.sockets[0].getsockname()[1])
+    await asyncio.to_thread(proxy.cut, 3.0)
+    frames = [report(i) for i in range(200)]
+    for frame in frames:  # all at once: the sender does not wait for ACKs
+        writer.write(START + frame + END)
+    seen = []
+    for _ in range(20):  # while the broker is away
+        await asyncio.sleep(0.1)
+        seen.append(listener.in_flight)
+    assert max(seen) == 4  # full, and never more: the rest waits in the socket
+    acks = [_segments((await reader.readuntil(END))[1:-2]) for _ in frames]
+    assert [a["MSA"][1] for a in acks] == ["AA"] * len(frames)
+    assert [a["MSA"][2] for a in acks] == [f"C{i}" for i in range(len(frames))]
+    writer.close()
+    server.close()
+    await sink.stop()

@@ -86,6 +86,8 @@ class MllpListener:
         self._inflight: dict[str, asyncio.Future[AckCode]] = {}
         #: Messages by outcome: accepted, duplicate, rejected, not_delivered, internal.
         self.stats: Counter[str] = Counter()
+        #: Messages read and not yet answered, over all connections.
+        self.in_flight = 0
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(
@@ -99,8 +101,9 @@ class MllpListener:
         try:
             async for frame in frames(reader, self._max_bytes):
                 await self._slots.acquire()
+                self.in_flight += 1
                 task = asyncio.create_task(self._answer(frame))
-                task.add_done_callback(lambda _t: self._slots.release())
+                task.add_done_callback(self._release)
                 await pending.put(task)
         except (ConnectionError, OSError) as exc:
             log.info("MLLP connection dropped: %s", type(exc).__name__)
@@ -110,6 +113,10 @@ class MllpListener:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    def _release(self, _task: asyncio.Task[bytes]) -> None:
+        self.in_flight -= 1
+        self._slots.release()
 
     async def _reply(self, pending: asyncio.Queue[asyncio.Task[bytes] | None],
                      writer: asyncio.StreamWriter) -> None:
