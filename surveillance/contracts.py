@@ -113,6 +113,9 @@ class ReportStatus(StrEnum):
     FINAL = "final"
     CORRECTED = "corrected"
     ADDENDUM = "addendum"
+    #: The report was withdrawn (HL7 result status X, FHIR cancelled/entered-in-error):
+    #: the case's label is withdrawn with it.
+    CANCELLED = "cancelled"
 
 
 class ReportFinal(Contract):

@@ -19,6 +19,7 @@ from surveillance.clinical.labels import extract_labels
 from surveillance.clinical.ledger import LABELLED
 from surveillance.contracts import AIResult, Alert, Label, ReportFinal
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from surveillance.interop.hl7_demo import run_interop_leg
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
@@ -58,6 +59,7 @@ def run_demo(
             expected = {tool: t.cases for tool, t in truth.items()}
             counts = wait_for_counts([worker], expected, timeout=timeout)
             elapsed = time.monotonic() - t0
+            interop_ok = run_interop_leg(broker.bootstrap, state_dir, events, worker)
             report_adverse_event(intake, events)
             time.sleep(2)  # the worker links the report and raises its alert
             alerts = read_alerts(broker.bootstrap)
@@ -66,7 +68,7 @@ def run_demo(
             worker.stop()
             writer.stop()
             intake.stop()
-        ok = _summary(truth, counts)
+        ok = _summary(truth, counts) and interop_ok
         _alert_digest(alerts)
         print(f"\nstored in PostgreSQL: {stored} cases (expected {sum(expected.values())})")
         ok &= stored == sum(expected.values())

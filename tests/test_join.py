@@ -132,3 +132,32 @@ def test_stale_state_is_detected_after_retention() -> None:
     state, _ = join.apply(None, ai_in(), 0, H, None)
     assert not join.is_stale(state, timedelta(days=120), T0 + timedelta(days=119))
     assert join.is_stale(state, timedelta(days=120), T0 + timedelta(days=120))
+
+
+def test_cancelled_report_withdraws_the_label_and_a_later_report_labels_again() -> None:
+    cancelled = report_in(event_id="rep-x", labels={}, at=T0 + timedelta(days=1),
+                          status=ReportStatus.CANCELLED)
+    again = report_in(event_id="rep-3", labels={"intracranial_hemorrhage": Label.ABSENT},
+                      at=T0 + timedelta(days=2), status=ReportStatus.CORRECTED)
+    assert run([ai_in(), report_in(), cancelled, again]) == [
+        ("ACC1:ich-triage", 0, "pending"),
+        ("ACC1:ich-triage", 1, "TP"),
+        ("ACC1:ich-triage", 2, "pending"),
+        ("ACC1:ich-triage", 3, "FP"),
+    ]
+
+
+def test_cancelled_report_older_than_the_held_one_changes_nothing() -> None:
+    stale = report_in(event_id="rep-x", labels={}, at=T0, status=ReportStatus.CANCELLED)
+    assert run([ai_in(), report_in(), stale]) == [
+        ("ACC1:ich-triage", 0, "pending"),
+        ("ACC1:ich-triage", 1, "TP"),
+    ]
+
+
+def test_cancelled_before_the_ai_result_leaves_the_case_pending_then_unlabelled() -> None:
+    state, _ = join.apply(None, report_in(labels={}, status=ReportStatus.CANCELLED), 0, H, None)
+    state, cases = join.apply(state, ai_in(), 0, H, None)
+    assert [(c.outcome, c.label, c.label_status) for c in cases] == [
+        (CaseOutcome.PENDING, None, None)]
+    assert [c.outcome for c in join.expire(state, H, T0 + H)] == [CaseOutcome.UNLABELLED]

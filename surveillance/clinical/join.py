@@ -13,7 +13,9 @@ Guarantees the stream relies on:
 - an event id already applied has no second effect; its case is re-emitted unchanged
   (same revision) so that output lost in a crash after the state was saved is restored;
 - a report older (by finalization time) than the one held is recorded as seen and
-  otherwise ignored, so out-of-order corrections cannot resurrect a superseded label.
+  otherwise ignored, so out-of-order corrections cannot resurrect a superseded label;
+- a cancelled report (HL7 result status X) withdraws the label: the case goes back to
+  pending (and to unlabelled past the horizon) until a later report labels it again.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def _case(state: JoinState, tool: ToolCase) -> AdjudicatedCase:
 def _settle(state: JoinState, tool: ToolCase, expired: bool) -> AdjudicatedCase | None:
     """Recompute one tool's outcome; bump the revision and return the case if it changed."""
     label: Label | None = None
-    if state.report is not None:
+    if state.report is not None and state.report.status is not ReportStatus.CANCELLED:
         # A report that does not mention the finding cannot adjudicate it.
         label = state.report.labels.get(tool.ai.finding_code, Label.INDETERMINATE)
     outcome = outcome_for(tool.ai, label)

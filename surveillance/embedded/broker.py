@@ -47,9 +47,15 @@ class EmbeddedBroker:
     ...     broker.bootstrap                  # '127.0.0.1:40123'
     """
 
-    def __init__(self, port: int | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_dir: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        #: Clients connect here after bootstrapping (a test puts a TCP proxy there to cut
+        #: the clients' connections while the broker keeps its data).
+        self.advertised_port = advertised_port or self.port
         self._log_dir = log_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
@@ -70,7 +76,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

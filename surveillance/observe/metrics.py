@@ -252,7 +252,7 @@ AI_RESULTS = Counter(
 )
 REPORTS = Counter(
     "surveillance_reports_total",
-    "Final reports received, by report status (final, corrected, addendum).",
+    "Final reports received, by report status (final, corrected, addendum, cancelled).",
     ["status"],
     registry=REGISTRY,
 )

@@ -1,0 +1,79 @@
+"""HL7 ACKs (original acknowledgment mode), built from the incoming MSH. Pure.
+
+AA: the reports are durably on `reports.final`. AE: the message is one we take but its
+content has an error, or the broker did not confirm in time (resend). AR: not a message we
+take (not HL7, not ORU^R01, unsupported version or character set). AE and AR carry the
+reason in MSA-3 (read by v2.3/2.4 engines) and in an ERR segment (ERR-3 code from HL7
+table 0357, ERR-4 severity, ERR-8 the text; v2.5 and later).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from surveillance.interop.hl7_parse import Header
+from surveillance.interop.hl7_text import Delimiters
+
+AckCode = Literal["AA", "AE", "AR"]
+
+_ERROR_NAMES = {
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "203": "Unsupported version id",
+    "207": "Application internal error",
+}
+
+
+def escape(text: str, d: Delimiters) -> str:
+    """Text as an HL7 value: delimiters become escape sequences, line breaks \\.br\\."""
+    if not d.escape:
+        return text
+    e = d.escape
+    out = text.replace(e, f"{e}E{e}")
+    for char, name in ((d.field, "F"), (d.component, "S"), (d.repetition, "R")):
+        out = out.replace(char, f"{e}{name}{e}")
+    if d.subcomponent:
+        out = out.replace(d.subcomponent, f"{e}T{e}")
+    return out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", f"{e}.br{e}")
+
+
+def build_ack(
+    header: Header | None, code: AckCode, now: datetime, control_id: str,
+    error: str | None = None, reason: str | None = None,
+) -> bytes:
+    """The ACK to `header`'s message. Without a header (no readable MSH) the ACK uses the
+    default delimiters and an empty MSA-2: the sender can still read the reason."""
+    d = header.delimiters if header is not None else Delimiters()
+    version = header.version if header is not None and header.version else "2.5"
+    enc = f"{d.component}{d.repetition}{d.escape}{d.subcomponent}"
+    f = d.field
+
+    def h(value: str) -> str:
+        return escape(value, d)
+
+    msh = f.join([
+        "MSH", enc,
+        h(header.receiving_application) if header else "",
+        h(header.receiving_facility) if header else "",
+        h(header.sending_application) if header else "",
+        h(header.sending_facility) if header else "",
+        now.strftime("%Y%m%d%H%M%S%z"), "",
+        f"ACK{d.component}R01{d.component}ACK", control_id,
+        (header.processing_id or "P") if header else "P", version,
+    ])
+    text = (reason or "")[:200]
+    msa = f.join(["MSA", code, h(header.control_id) if header else "", h(text)])
+    segments = [msh, msa]
+    if code != "AA":
+        err_code = error or "207"
+        name = _ERROR_NAMES.get(err_code, "Application error")
+        c = d.component
+        segments.append(f.join([
+            "ERR", "", "", f"{err_code}{c}{name}{c}HL70357", "E", "", "", "", h(text),
+        ]))
+    charset = header.charset if header is not None and header.charset else "utf-8"
+    return ("\r".join(segments) + "\r").encode(charset, errors="replace")

@@ -1,0 +1,226 @@
+"""`surveillance hl7 ...` and `surveillance fhir ...`: the interop commands (typer sub-apps).
+
+`parse` is the interface analyst's tool: the `ReportFinal` events a file gives, one JSON
+per line, with patient and accession identifiers already pseudonymized as ingest does;
+every rejected message gets one line on stderr saying why, and the exit code is then 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from surveillance.errors import SurveillanceError
+
+if TYPE_CHECKING:  # every `surveillance` command imports this module: keep it light
+    from surveillance.contracts import ReportFinal
+
+hl7_app = typer.Typer(no_args_is_help=True, help="HL7 v2 ORU^R01 reports in (MLLP, files).")
+fhir_app = typer.Typer(no_args_is_help=True, help="FHIR R4 DiagnosticReport in.")
+
+MappingOption = Annotated[
+    Path | None, typer.Option(help="per-facility mapping YAML (see the README)")
+]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _settings() -> Any:
+    from pydantic import ValidationError
+
+    from surveillance.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        _fail(f"bad setting SURVEILLANCE_{'__'.join(map(str, first['loc'])).upper()}: "
+              f"{first['msg']}")
+
+
+def _mapping(path: Path | None) -> Any:
+    from surveillance.interop.hl7_mapping import load_mapping
+
+    try:
+        return load_mapping(path)
+    except SurveillanceError as exc:
+        _fail(str(exc))
+
+
+def pseudonymized(report: ReportFinal, key: bytes) -> dict[str, Any]:
+    """The report as `parse` prints it: identifiers replaced as ingest replaces them."""
+    from surveillance.privacy import pseudonymize
+
+    data: dict[str, Any] = json.loads(report.model_dump_json(exclude_none=True))
+    data["accession_number"] = pseudonymize(key, "accession", report.accession_number)
+    if report.patient_id is not None:
+        data["patient_id"] = pseudonymize(key, "patient", report.patient_id)
+    return data
+
+
+def _key() -> bytes:
+    return str(_settings().pseudonym_key.get_secret_value()).encode()
+
+
+@hl7_app.command("parse")
+def hl7_parse(file: Path, mapping: MappingOption = None) -> None:
+    """Print the ReportFinal events of an HL7 file (one message or a batch)."""
+    from surveillance.interop.hl7_batch import split_batch
+    from surveillance.interop.hl7_parse import Rejection, parse_message
+
+    rules = _mapping(mapping)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+    key = _key()
+    rejected = 0
+    for n, message in enumerate(split_batch(data), start=1):
+        result = parse_message(message, rules)
+        if isinstance(result, Rejection):
+            rejected += 1
+            typer.echo(f"{file.name}#{n}: rejected ({result.code} {result.error}): "
+                       f"{result.reason}", err=True)
+            continue
+        for skipped in result.skipped:
+            typer.echo(f"{file.name}#{n}: OBR group {skipped.group} skipped: {skipped.reason}",
+                       err=True)
+        for report in result.reports:
+            typer.echo(json.dumps(pseudonymized(report, key)))
+    if rejected:
+        raise typer.Exit(2)
+
+
+@hl7_app.command("listen")
+def hl7_listen(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 2575,
+    mapping: MappingOption = None,
+    bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
+    max_in_flight: Annotated[int, typer.Option(min=1, max=100_000)] = 256,
+) -> None:
+    """Receive ORU^R01 over MLLP; ACK AA once the reports are on reports.final."""
+    from surveillance.interop.mllp_server import MllpListener
+
+    rules = _mapping(mapping)
+    broker = bootstrap or _settings().kafka.bootstrap
+
+    async def run() -> None:
+        from surveillance.interop.hl7_sink import ReportSink
+
+        sink = await ReportSink(broker).start()
+        try:
+            listener = MllpListener(sink, rules, max_in_flight=max_in_flight)
+            server = await listener.serve(host, port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            typer.echo(f"listening for MLLP on {host}:{port}, writing to {broker}")
+            await stop.wait()
+            server.close()
+            await server.wait_closed()
+            typer.echo(f"stopped: {dict(listener.stats)}")
+        finally:
+            await sink.stop()
+
+    _run(run)
+
+
+@hl7_app.command("import")
+def hl7_import(
+    paths: Annotated[list[Path], typer.Argument(help="HL7 files or directories")],
+    mapping: MappingOption = None,
+    checkpoint: Annotated[Path, typer.Option(help="resume file")] = Path(
+        ".hl7-import-checkpoint.json"),
+    bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=256,
+                                                help="parsing processes (default: cores)")] = None,
+) -> None:
+    """Backfill HL7 batch files onto reports.final (resumable; re-running changes nothing)."""
+    from tqdm import tqdm
+
+    from surveillance.interop.hl7_import import Checkpoint, hl7_files, import_files
+    from surveillance.interop.hl7_sink import ReportSink
+
+    rules = _mapping(mapping)
+    broker = bootstrap or _settings().kafka.bootstrap
+    try:
+        files = hl7_files(paths)
+        marks = Checkpoint(checkpoint)
+    except SurveillanceError as exc:
+        _fail(str(exc))
+
+    async def run() -> None:
+        sink = await ReportSink(broker, linger_ms=20).start()
+        try:
+            total = sum(f.stat().st_size for f in files)
+            with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr,
+                      disable=None) as bar:
+                summary = await import_files(files, sink, rules, marks, bar.update, workers)
+        finally:
+            await sink.stop()
+        for line in summary.lines():
+            typer.echo(line)
+
+    _run(run)
+
+
+def _run(main: Any) -> None:
+    try:
+        asyncio.run(main())
+    except SurveillanceError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc}")
+
+
+@fhir_app.command("parse")
+def fhir_parse_command(file: Path) -> None:
+    """Print the ReportFinal events of a FHIR DiagnosticReport or Bundle (JSON)."""
+    from surveillance.interop.fhir_parse import FhirRejection, FhirSkipped, parse_resource
+
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+    key = _key()
+    results = parse_resource(raw)
+    rejected = 0
+    for n, result in enumerate(results, start=1):
+        if isinstance(result, FhirRejection):
+            rejected += 1
+            typer.echo(f"{file.name}#{n}: rejected: {result.reason}", err=True)
+        elif isinstance(result, FhirSkipped):
+            typer.echo(f"{file.name}#{n}: skipped: {result.reason}", err=True)
+        else:
+            typer.echo(json.dumps(pseudonymized(result, key)))
+    if rejected:
+        raise typer.Exit(2)
+
+
+@fhir_app.command("serve")
+def fhir_serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8090,
+    bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
+) -> None:
+    """The FHIR R4 endpoint (POST /fhir/DiagnosticReport, POST /fhir, GET /fhir/metadata).
+    Same bearer tokens as the intake API (SURVEILLANCE_INTAKE_API_TOKENS)."""
+    import uvicorn
+
+    from surveillance.intake.config import IntakeSettings
+    from surveillance.interop.fhir_app import create_fhir_app
+
+    broker = bootstrap or _settings().kafka.bootstrap
+    uvicorn.run(create_fhir_app(IntakeSettings(), broker), host=host, port=port,
+                log_level="warning")
