@@ -46,6 +46,7 @@ import faust
 from faust.streams import _current_event
 from pydantic import ValidationError
 
+from surveillance import kafka_clients
 from surveillance.clinical import join, regulatory_clock
 from surveillance.clinical.adverse_link import AdverseLink, alerts_to_raise, link_report
 from surveillance.clinical.baselines import load_registry
@@ -89,6 +90,7 @@ app = faust.App(
     web_host=settings.stream.web_host,
     datadir=str(settings.state_dir / "faust"),
     **WORKER_OPTIONS,
+    **kafka_clients.faust_options(settings.kafka),  # TLS / SASL
 )
 
 def _raw_topic(*names: str) -> Any:
