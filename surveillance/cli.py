@@ -63,13 +63,11 @@ def topics_create(
         typer.echo(f"created {spec.name} ({spec.partitions} partitions"
                    f"{'; ' + config if config else ''})")
     for m in done.fixed:
-        typer.echo(f"fixed {m.topic}: {m.key} {m.found} -> {m.expected}")
+        typer.echo(f"fixed {m.topic}: {m.key} {m.found or 'unset'} -> {m.expected}")
     for m in done.mismatches:
-        typer.echo(f"MISMATCH {m.topic}: {m.key} is {m.found}, expected {m.expected}")
+        typer.echo(f"MISMATCH {m.topic}: {m.key} is {m.found or 'unset'}, "
+                   f"expected {m.expected}")
     typer.echo(f"{len(done.created)} topics created, {len(done.present)} already present")
-    if not done.configs_reported:
-        typer.echo("note: this broker reports no topic configuration (the embedded broker "
-                   "does not), so existing topics' compaction and retention are unchecked")
     if done.mismatches:
         fail(f"{len(done.mismatches)} topic settings differ from what the service needs: "
              "run `surveillance topics create --fix` (or alter them with kafka-configs)")

@@ -94,20 +94,18 @@ class ConfigMismatch:
     topic: str
     key: str
     expected: str
-    found: str | None  # None: the broker reports no value for it
+    found: str | None  # None: not set on the topic (the embedded broker lists only those)
 
 
 @dataclass
 class Provisioned:
     """What `provision` did: topics created (with their configuration), topics already
-    there, configuration that differs on those, and whether the broker reports topic
-    configuration at all (the embedded Tansu 0.6 broker does not)."""
+    there, and the configuration that differs on those (reported, or fixed)."""
 
     created: list[TopicSpec] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     mismatches: list[ConfigMismatch] = field(default_factory=list)
     fixed: list[ConfigMismatch] = field(default_factory=list)
-    configs_reported: bool = True
 
 
 def create_topics(
@@ -171,13 +169,11 @@ def provision(
             except TopicAlreadyExistsError:
                 done.present.append(spec.name)
         checked = [s for s in specs if s.config]
-        found = topic_configs(admin, [s.name for s in checked])
-        done.configs_reported = any(found.values())
-        if done.configs_reported:
-            done.mismatches = config_mismatches(checked, found)
-            if fix and done.mismatches:
-                _alter(admin, done.mismatches)
-                done.fixed, done.mismatches = done.mismatches, []
+        done.mismatches = config_mismatches(
+            checked, topic_configs(admin, [s.name for s in checked]))
+        if fix and done.mismatches:
+            _alter(admin, done.mismatches)
+            done.fixed, done.mismatches = done.mismatches, []
         return done
     except KafkaError as exc:
         raise TopicError(f"creating topics on {bootstrap} failed: {exc}") from exc
@@ -198,8 +194,8 @@ def config_mismatches(
 
 
 def topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, str | None]]:
-    """Each topic's configuration as the broker reports it (defaults included); an empty
-    dict for a topic whose broker reports nothing."""
+    """Each topic's configuration as the broker reports it: Kafka lists every key
+    (defaults included), the embedded Tansu broker only the keys set on the topic."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
     if not names:
