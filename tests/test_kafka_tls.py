@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
-from surveillance.contracts import AIResult, Label, ReportFinal
+from surveillance.contracts import AIResult, DeadLetter, Label, ReportFinal
 from surveillance.demo import DEMO_TOKEN, wait_for_rows
 from surveillance.embedded import EmbeddedPostgres
 from surveillance.embedded.broker import free_port
@@ -38,6 +39,7 @@ from surveillance.kafka_clients import client_options
 from surveillance.settings import KafkaSettings
 from surveillance.simulate import simulate
 from surveillance.store import migrate
+from surveillance.stream.dlq_seal import open_letter
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, wait_for_counts
 from tests.tls_broker import STUNNEL, TlsBroker
@@ -48,6 +50,7 @@ pytestmark = [
 ]
 
 PARTITIONS = 2
+DLQ_KEY = Fernet.generate_key().decode()
 NARRATIVE = "Jane Q Example MRN 00123456 DOB 1950-02-03: pneumothorax missed by triage"
 
 
@@ -111,7 +114,8 @@ def stack(tls: TlsBroker, tls_env: dict[str, str], topics_output: str,
     with EmbeddedPostgres(state / "pg") as pg:
         migrate(pg.url)
         # No embedded log-end probe: it is a plaintext helper for the embedded broker.
-        env = {**tls_env, "SURVEILLANCE_KAFKA__PROBE_LOG_END": "false"}
+        env = {**tls_env, "SURVEILLANCE_KAFKA__PROBE_LOG_END": "false",
+               "SURVEILLANCE_DLQ_ENCRYPTION_KEY": DLQ_KEY}
         worker = WorkerProcess(tls.bootstrap, state, env=env).start()
         writer = WorkerProcess(tls.bootstrap, state, command="store-writer",
                                env={**env, "SURVEILLANCE_DATABASE__URL": pg.url}).start()
@@ -231,6 +235,29 @@ def test_no_table_pages_and_no_narrative_in_the_changelog(
     assert values, "the adverse report never reached the table"
     assert all(b"MRN 00123456" not in v and b"nurse.reporter" not in v for v in values)
     assert any(b"withheld" in v for v in values)
+
+
+def test_dead_letters_are_sealed_with_the_dlq_key(
+    tls: TlsBroker, stack: dict[str, WorkerProcess | str]
+) -> None:
+    junk = b'{"patient_id": "MRN-0099123", "accession_number": "ACC-SECRET-77", "score": '
+    produce(tls.bootstrap, [("ai.results", b"ACC-SECRET-77", junk)], client_options(tls.kafka))
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer("ai.results.dlq", bootstrap_servers=tls.bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000,
+                             **client_options(tls.kafka))
+    deadline, letters = time.monotonic() + 60, []
+    try:
+        while not letters and time.monotonic() < deadline:
+            letters = [m.value for m in consumer if b"MRN" in m.value or b"fernet" in m.value]
+    finally:
+        consumer.close()
+    assert len(letters) == 1, letters
+    assert b"MRN-0099123" not in letters[0] and b"ACC-SECRET" not in letters[0]
+    sealed = DeadLetter.model_validate_json(letters[0])
+    assert sealed.encryption == "fernet" and sealed.reason.startswith("invalid_json")
+    assert open_letter(sealed, DLQ_KEY) == junk
 
 
 @pytest.mark.skipif(not os.environ.get("SURVEILLANCE_TEST_SASL_BOOTSTRAP"),
