@@ -168,7 +168,8 @@ def store_writer() -> None:
     url = settings.database.url.get_secret_value()
     if not url:
         fail("no database configured: set SURVEILLANCE_DATABASE__URL")
-    _require_key(settings)
+    # No key check: the writer only stores what is already pseudonymized and never
+    # holds the key (least privilege; deploy/k8s/store-writer.yaml gives it none).
     _check_broker(settings)
     if settings.database.metrics_port:
         _serve_metrics(settings.database.metrics_host, settings.database.metrics_port)

@@ -38,11 +38,18 @@ def assert_one_line_refusal(result: subprocess.CompletedProcess[str], message: s
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-@pytest.mark.parametrize("command", [("worker",), ("store-writer",), ("intake",), ("shadow",)])
-def test_every_service_refuses_to_start_without_a_key(command: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("command", [("worker",), ("intake",), ("shadow",)])
+def test_every_service_that_pseudonymizes_refuses_to_start_without_a_key(command: tuple[str, ...]) -> None:
     """No SURVEILLANCE_MODE: production is the default, and the demo key is refused."""
     assert_one_line_refusal(run(*command, env={}),
                             "SURVEILLANCE_PSEUDONYM_KEY is not set (or is the public demo key)")
+
+
+@pytest.mark.integration
+def test_the_store_writer_needs_no_key(no_topics: dict[str, str]) -> None:
+    """It only stores pseudonyms and is never given the key (deploy/k8s/store-writer.yaml):
+    production mode does not ask it for one; it goes on to its broker check."""
+    assert_one_line_refusal(run("store-writer", env=no_topics), "topics missing on")
 
 
 @pytest.mark.parametrize(("key", "message"), [
