@@ -39,7 +39,9 @@ def assert_one_line_refusal(result: subprocess.CompletedProcess[str], message: s
 
 
 @pytest.mark.parametrize("command", [("worker",), ("intake",), ("shadow",)])
-def test_every_service_that_pseudonymizes_refuses_to_start_without_a_key(command: tuple[str, ...]) -> None:
+def test_every_service_that_pseudonymizes_refuses_to_start_without_a_key(
+    command: tuple[str, ...],
+) -> None:
     """No SURVEILLANCE_MODE: production is the default, and the demo key is refused."""
     assert_one_line_refusal(run(*command, env={}),
                             "SURVEILLANCE_PSEUDONYM_KEY is not set (or is the public demo key)")
