@@ -4,8 +4,9 @@ The table (and its changelog topic, compacted, kept forever) needs what links a 
 to its tool, version and case and what its regulatory clocks need: ids, dates, outcome,
 device, pseudonymized accession and patient, AI output, discordance. The free-text
 narrative (it often names the patient, MRN and date of birth) and the reporter's name
-and contact are not needed there, so they are withheld; the full report stays in the
-intake's store and in PostgreSQL, where it is access-controlled.
+and contact are not needed there, so they are withheld. The full report stays in the
+intake's record and on `adverse.events` until that topic's retention; PostgreSQL never
+stores them either (migration 0001).
 """
 
 from __future__ import annotations
