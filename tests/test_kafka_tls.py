@@ -201,8 +201,11 @@ def _status(url: str) -> int:
 
 
 def _adverse_processed(worker: WorkerProcess) -> bool:
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    try:
+        with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):  # still starting
+        return False
     return any(line.startswith("surveillance_adverse_events_total{") and
                not line.rstrip().endswith(" 0.0") for line in text.splitlines())
 
@@ -213,7 +216,7 @@ def test_no_table_pages_and_no_narrative_in_the_changelog(
     worker, intake = stack["worker"], stack["intake"]
     assert isinstance(worker, WorkerProcess) and isinstance(intake, WorkerProcess)
     _file_report(intake, _a_case())
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not _adverse_processed(worker):
         assert time.monotonic() < deadline, worker.log_tail()
         time.sleep(0.5)
