@@ -453,8 +453,13 @@ def demo(
 ) -> None:
     """Embedded broker + worker + simulator replaying `days` days, then a summary per tool."""
     from surveillance.demo import run_demo
+    from surveillance.privacy_key import check_key
 
     settings = _settings()
+    # The demo's processes run in demo mode (stream.runner): say what that means here too.
+    warning = check_key(settings.pseudonym_key.get_secret_value(), "demo")
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     state = Path(tempfile.mkdtemp(prefix="surveillance-demo-"))
     ok = run_demo(days=days, seed=seed, scenario=scenario, timeout=timeout, state_dir=state,
                   partitions=settings.kafka.partitions)
