@@ -4,7 +4,10 @@ is tested in `test_kafka_tls.py`)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +141,45 @@ def test_each_client_construction_passes_the_options(monkeypatch: pytest.MonkeyP
         asyncio.run(process.run_shadow("b:1", Any, b"k" * 32, asyncio.Event(),
                                        client_options=SASL_OPTIONS))
     assert SASL_OPTIONS.items() <= shadow.value.kwargs.items()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "surveillance.cli", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [x for x in stderr.strip().splitlines() if not x.startswith("warning:")]
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SURVEILLANCE_KAFKA__SECURITY_PROTOCOL": "SSL",
+      "SURVEILLANCE_KAFKA__SSL_CAFILE": "/nonexistent/ca.pem"},
+     "error: cannot use the Kafka TLS files"),
+    ({"SURVEILLANCE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"},
+     "error: bad setting SURVEILLANCE_KAFKA: Value error, SASL_SSL needs SASL_MECHANISM"),
+])
+def test_bad_security_settings_stop_the_commands_in_one_line(
+    env: dict[str, str], message: str
+) -> None:
+    for command in (("topics", "create"), ("worker",)):
+        result = _cli({"SURVEILLANCE_KAFKA__BOOTSTRAP": "127.0.0.1:9", **env}, *command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = _error_lines(result.stderr)
+        assert line.startswith(message), line
+
+
+@pytest.mark.integration
+def test_a_malformed_dlq_key_stops_the_worker_in_one_line() -> None:
+    from surveillance.embedded import EmbeddedBroker
+    from surveillance.stream.topics import all_topics, create_topics
+
+    with EmbeddedBroker() as broker:
+        create_topics(broker.bootstrap, all_topics("surveillance", 4))
+        result = _cli({"SURVEILLANCE_KAFKA__BOOTSTRAP": broker.bootstrap,
+                       "SURVEILLANCE_KAFKA__PARTITIONS": "4",
+                       "SURVEILLANCE_DLQ_ENCRYPTION_KEY": "not-a-fernet-key"}, "worker")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = _error_lines(result.stderr)
+    assert line.startswith("error: SURVEILLANCE_DLQ_ENCRYPTION_KEY is not a Fernet key")
