@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Real binaries the tests drive: promtool/amtool (rule tests, Alertmanager), Chromium
-# (browser tests), pdftoppm (PDF rendering). Debian packages; installed when missing.
+# (browser tests), pdftoppm (PDF rendering), stunnel4 (the TLS-only broker of the Kafka
+# TLS tests). Debian packages; installed when missing.
 SYSTEM_BINS := promtool:prometheus amtool:prometheus-alertmanager \
                prometheus-alertmanager:prometheus-alertmanager chromium:chromium \
-               pdftoppm:poppler-utils
+               pdftoppm:poppler-utils stunnel4:stunnel4
 system-deps:
 	@missing=""; for pair in $(SYSTEM_BINS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

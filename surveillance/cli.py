@@ -47,15 +47,39 @@ def _settings() -> Any:
 def topics_create(
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
     partitions: Annotated[int | None, typer.Option(min=1)] = None,
+    fix: Annotated[bool, typer.Option(
+        help="alter existing topics whose configuration differs (compaction, retention)")
+    ] = False,
 ) -> None:
-    """Create every topic the service uses (idempotent; also for a real Kafka cluster)."""
-    from surveillance.stream.topics import all_topics, create_topics
+    """Create every topic the service uses (idempotent; also for a real Kafka cluster),
+    and check the configuration of the topics that already exist."""
+    from surveillance.kafka_clients import client_options
+    from surveillance.stream.topics import provision
 
     settings = _settings()
     bootstrap = bootstrap or settings.kafka.bootstrap
-    specs = all_topics(settings.stream.app_id, partitions or settings.kafka.partitions)
-    created = create_topics(bootstrap, specs, settings.kafka.replication_factor)
-    typer.echo(f"{len(created)} topics created, {len(specs) - len(created)} already present")
+    specs = _topic_specs(settings, partitions or settings.kafka.partitions)
+    done = provision(bootstrap, specs, settings.kafka.replication_factor,
+                     client_options(settings.kafka), fix=fix)
+    for spec in done.created:
+        config = ", ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
+        typer.echo(f"created {spec.name} ({spec.partitions} partitions"
+                   f"{'; ' + config if config else ''})")
+    for m in done.fixed:
+        typer.echo(f"fixed {m.topic}: {m.key} {m.found or 'unset'} -> {m.expected}")
+    for m in done.mismatches:
+        typer.echo(f"MISMATCH {m.topic}: {m.key} is {m.found or 'unset'}, "
+                   f"expected {m.expected}")
+    typer.echo(f"{len(done.created)} topics created, {len(done.present)} already present")
+    if done.mismatches:
+        fail(f"{len(done.mismatches)} topic settings differ from what the service needs: "
+             "run `surveillance topics create --fix` (or alter them with kafka-configs)")
+
+
+def _topic_specs(settings: Any, partitions: int) -> list[Any]:
+    from surveillance.stream.topics import Retention, all_topics
+
+    return all_topics(settings.stream.app_id, partitions, Retention.of(settings.kafka))
 
 
 @schemas_app.command("export")
@@ -71,7 +95,8 @@ def schemas_export(out: Path = SCHEMA_DIR) -> None:
 def worker() -> None:
     """Run a stream worker (joins the consumer group; scale out by running more)."""
     settings = _settings()
-    _check_broker(settings.kafka.bootstrap, settings.stream.app_id, settings.kafka.partitions)
+    _require_key(settings)
+    _check_broker(settings)
     from surveillance.stream.app import app as faust_app
 
     sys.argv = [
@@ -87,24 +112,40 @@ def worker() -> None:
     faust_app.main()
 
 
-def _check_broker(bootstrap: str, app_id: str, partitions: int) -> None:
+def _require_key(settings: Any) -> None:
+    """Production refuses a missing, public or weak pseudonym key (one line, exit 2)."""
+    from surveillance.privacy_key import KeyRefused, check_key
+
+    try:
+        warning = check_key(settings.pseudonym_key.get_secret_value(), settings.mode)
+    except KeyRefused as exc:
+        fail(str(exc))
+        return
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+
+
+def _check_broker(settings: Any) -> None:
     """Fail fast, in one line, when the broker is down or the topics were never made."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from surveillance.kafka_clients import client_options
     from surveillance.stream.topics import all_topics, partition_counts
 
+    bootstrap, partitions = settings.kafka.bootstrap, settings.kafka.partitions
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                                 **client_options(settings.kafka))
         try:
             counts = partition_counts(admin)
         finally:
             admin.close()
     except KafkaError:
         fail(f"no Kafka broker answers at {bootstrap}: start it or set "
-             "SURVEILLANCE_KAFKA__BOOTSTRAP")
+             "SURVEILLANCE_KAFKA__BOOTSTRAP (and its SECURITY_PROTOCOL, SSL_*, SASL_*)")
         return
-    specs = all_topics(app_id, partitions)
+    specs = all_topics(settings.stream.app_id, partitions)
     missing = [s.name for s in specs if s.name not in counts]
     if missing:
         fail(f"topics missing on {bootstrap}: {', '.join(missing)}; run "
@@ -123,13 +164,16 @@ def store_writer() -> None:
     import asyncio
     import signal
 
+    from surveillance.kafka_clients import client_options
     from surveillance.store import run_writer
 
     settings = _settings()
     url = settings.database.url.get_secret_value()
     if not url:
         fail("no database configured: set SURVEILLANCE_DATABASE__URL")
-    _check_broker(settings.kafka.bootstrap, settings.stream.app_id, settings.kafka.partitions)
+    # No key check: the writer only stores what is already pseudonymized and never
+    # holds the key (least privilege; deploy/k8s/store-writer.yaml gives it none).
+    _check_broker(settings)
     if settings.database.metrics_port:
         _serve_metrics(settings.database.metrics_host, settings.database.metrics_port)
 
@@ -138,7 +182,8 @@ def store_writer() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        health = await run_writer(settings.kafka.bootstrap, url, stop)
+        health = await run_writer(settings.kafka.bootstrap, url, stop,
+                                  client_options=client_options(settings.kafka))
         typer.echo(f"store writer stopped: {health.rows_written} rows written", err=True)
 
     asyncio.run(run())
@@ -348,7 +393,9 @@ def shadow() -> None:
     """
     from surveillance.shadow.process import main_shadow
 
-    main_shadow(_settings())
+    settings = _settings()
+    _require_key(settings)
+    main_shadow(settings)
 
 
 @app.command()
@@ -362,6 +409,7 @@ def intake(
     from surveillance.intake import IntakeSettings, serve
 
     settings = _settings()
+    _require_key(settings)
     try:
         intake_settings = IntakeSettings()
     except ValidationError as exc:
@@ -470,8 +518,13 @@ def demo(
 ) -> None:
     """Embedded broker + worker + simulator replaying `days` days, then a summary per tool."""
     from surveillance.demo import run_demo
+    from surveillance.privacy_key import check_key
 
     settings = _settings()
+    # The demo's processes run in demo mode (stream.runner): say what that means here too.
+    warning = check_key(settings.pseudonym_key.get_secret_value(), "demo")
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     state = Path(tempfile.mkdtemp(prefix="surveillance-demo-"))
     ok = run_demo(days=days, seed=seed, scenario=scenario, timeout=timeout, state_dir=state,
                   partitions=settings.kafka.partitions)

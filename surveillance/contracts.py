@@ -378,8 +378,14 @@ class DeadLetter(Contract):
     source_offset: int
     reason: Annotated[str, StringConstraints(max_length=2_000)]
     received_at: datetime
-    original_b64: str = Field(description="the original bytes, base64 (truncated to the limit)")
+    original_b64: str = Field(
+        description="the original bytes (truncated to the limit): base64, or with "
+        "`encryption` fernet the Fernet token of them"
+    )
     original_size: int
+    encryption: Literal["none", "fernet"] = Field(
+        default="none", description="fernet: `original_b64` is encrypted with the DLQ key"
+    )
 
 
 #: Topic name -> model of its value, for validation and JSON Schema export.

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from surveillance.contracts import MAX_EVENT_BYTES
@@ -27,6 +27,36 @@ class KafkaSettings(BaseModel):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     #: Embedded broker only: correct its log-end offsets (see embedded/log_end.py).
     probe_log_end: bool = False
+    #: SASL (with `SASL_SSL`; `SASL_PLAINTEXT` only with SCRAM, never PLAIN in clear).
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    #: TLS: the CA bundle that signed the brokers' certificates (system CAs when unset),
+    #: and a client certificate and key when the brokers require mutual TLS.
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+    #: `retention.ms` of the DLQ topics (original bytes, may hold raw identifiers).
+    dlq_retention_hours: float = Field(default=14 * 24, gt=0)
+    #: `retention.ms` of `adverse.events` (reports with narrative, as the intake sent them).
+    adverse_retention_days: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _coherent_security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username
+                         and self.sasl_password.get_secret_value()):
+            raise ValueError(f"{self.security_protocol} needs SASL_MECHANISM, SASL_USERNAME "
+                             "and SASL_PASSWORD")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"SASL_MECHANISM is set but SECURITY_PROTOCOL is "
+                             f"{self.security_protocol}: use SASL_SSL")
+        if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
+            raise ValueError("PLAIN would send the password in clear: use SASL_SSL")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("SSL_CERTFILE and SSL_KEYFILE go together (mutual TLS)")
+        return self
 
 
 class DatabaseSettings(BaseModel):
@@ -49,7 +79,8 @@ class StreamSettings(BaseModel):
     join_retention_days: float = Field(default=120, gt=0)
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
     web_port: int = Field(default=6066, ge=0, le=65535)
-    #: Address the worker's /metrics and status pages bind to (0.0.0.0 in a container).
+    #: Address the worker's /metrics and status pages bind to (0.0.0.0 in a container,
+    #: behind a NetworkPolicy: see deploy/k8s/network-policy.yaml).
     web_host: str = "127.0.0.1"
     #: How often regulatory clocks and consumer lag are re-evaluated (wall-clock seconds).
     clock_interval_seconds: float = Field(default=60.0, gt=0)
@@ -61,7 +92,13 @@ class Settings(BaseSettings):
         env_prefix="SURVEILLANCE_", env_nested_delimiter="__", extra="ignore"
     )
 
+    #: `production` (the default) refuses the demo pseudonym key and weak keys; the demo
+    #: and the test suite run as `demo` / `test` (see `privacy_key.require_key`).
+    mode: Literal["production", "demo", "test"] = "production"
     pseudonym_key: SecretStr = SecretStr(DEMO_PSEUDONYM_KEY)
+    #: A Fernet key (`cryptography.fernet.Fernet.generate_key()`): when set, DLQ records
+    #: carry the original bytes encrypted with it instead of in clear.
+    dlq_encryption_key: SecretStr = SecretStr("")
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     stream: StreamSettings = StreamSettings()

@@ -6,12 +6,16 @@ test that needs a clean slate takes `fresh_database` / unique topic names instea
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
+
+# The suite runs on simulated data with the public demo key; production refuses it.
+os.environ.setdefault("SURVEILLANCE_MODE", "test")
 
 
 @pytest.fixture(scope="session")

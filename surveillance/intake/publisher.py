@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from surveillance.intake.errors import PublishError
@@ -33,7 +34,9 @@ class KafkaPublisher:
         attempts: int = 3,
         timeout_seconds: float = 5.0,
         backoff_seconds: float = 0.5,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """`client_options`: TLS/SASL (`kafka_clients.client_options`)."""
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
         self.bootstrap = bootstrap
@@ -41,6 +44,7 @@ class KafkaPublisher:
         self.attempts = attempts
         self.timeout_seconds = timeout_seconds
         self.backoff_seconds = backoff_seconds
+        self._client_options = dict(client_options or {})
         self._producer: Any = None
         self._lock = threading.Lock()
 
@@ -60,6 +64,7 @@ class KafkaPublisher:
                     bootstrap_timeout_ms=ms,
                     enable_idempotence=False,  # de-duplication is by event_id downstream
                     reconnect_backoff_max_ms=1000,
+                    **self._client_options,
                 )
             return self._producer
 

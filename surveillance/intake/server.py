@@ -9,8 +9,9 @@ from surveillance.clinical.baselines import load_registry
 from surveillance.intake.app import create_app
 from surveillance.intake.config import IntakeSettings
 from surveillance.intake.publisher import KafkaPublisher
+from surveillance.kafka_clients import client_options
 from surveillance.settings import Settings
-from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from surveillance.stream.topics import ADVERSE_EVENTS, Retention, all_topics, create_topics
 
 if TYPE_CHECKING:
     import uvicorn
@@ -53,16 +54,21 @@ def serve(
     import uvicorn
 
     cfg = intake or IntakeSettings()
+    security = client_options(settings.kafka)
+    specs = all_topics(settings.stream.app_id, settings.kafka.partitions,
+                       Retention.of(settings.kafka))
     create_topics(
         bootstrap,
-        [TopicSpec(ADVERSE_EVENTS, settings.kafka.partitions)],
+        [s for s in specs if s.name == ADVERSE_EVENTS],
         settings.kafka.replication_factor,
+        security,
     )
     publisher = KafkaPublisher(
         bootstrap,
         ADVERSE_EVENTS,
         attempts=cfg.publish_attempts,
         timeout_seconds=cfg.publish_timeout_seconds,
+        client_options=security,
     )
     app = create_app(
         publisher=publisher,

@@ -29,19 +29,20 @@ import logging
 import signal
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from surveillance import kafka_clients
 from surveillance.contracts import AdjudicatedCase, Alert
 from surveillance.observe.metrics import Window, record_shadow, set_shadow_kappa
 from surveillance.privacy import pseudonymize
-from surveillance.settings import Settings
+from surveillance.settings import Settings, get_settings
 from surveillance.shadow.dicom_source import FolderDicomSource
 from surveillance.shadow.errors import ShadowError
 from surveillance.shadow.model import ShadowModel
@@ -228,8 +229,11 @@ async def run_shadow(
     pseudonym_key: bytes,
     stop: asyncio.Event,
     options: ShadowProcessSettings | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> ShadowStats:
     """Consume `cases.adjudicated` as group `surveillance-shadow` until `stop` is set.
+
+    `client_options`: TLS/SASL, by default from `SURVEILLANCE_KAFKA__*`.
 
     At-most-once (auto-commit): see the module docstring. On stop, the queued studies are
     scored and their snapshots and alerts produced before returning the counts.
@@ -245,6 +249,8 @@ async def run_shadow(
         loop.call_soon_threadsafe(outbox.put_nowait, messages)
 
     core = ShadowCore(shadow, options, pseudonym_key, emit)
+    security = dict(client_options if client_options is not None
+                    else kafka_clients.client_options(get_settings().kafka))
     consumer = AIOKafkaConsumer(
         CASES_ADJUDICATED,
         bootstrap_servers=bootstrap,
@@ -252,8 +258,9 @@ async def run_shadow(
         enable_auto_commit=True,
         auto_commit_interval_ms=1000,
         auto_offset_reset=options.auto_offset_reset,
+        **security,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1, **security)
     try:
         await producer.start()
         await consumer.start()
@@ -321,17 +328,20 @@ def main_shadow(
     options: ShadowProcessSettings | None = None,
 ) -> None:
     """Run the shadow process until SIGINT/SIGTERM (`surveillance shadow`); logs the counts."""
-    from surveillance.stream.topics import all_topics, create_topics
+    from surveillance.stream.topics import Retention, all_topics, create_topics
 
     if shadow is None or options is None:
         env = load_shadow_environment()
         assert env.shadow is not None
         shadow = shadow or env.shadow
         options = options or env.shadow_process
+    security = kafka_clients.client_options(settings.kafka)
     create_topics(
         settings.kafka.bootstrap,
-        all_topics(settings.stream.app_id, settings.kafka.partitions),
+        all_topics(settings.stream.app_id, settings.kafka.partitions,
+                   Retention.of(settings.kafka)),
         settings.kafka.replication_factor,
+        security,
     )
     key = settings.pseudonym_key.get_secret_value().encode()
 
@@ -340,6 +350,6 @@ def main_shadow(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_shadow(settings.kafka.bootstrap, shadow, key, stop, options)
+        return await run_shadow(settings.kafka.bootstrap, shadow, key, stop, options, security)
 
     asyncio.run(_main())

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
 from surveillance.observe.metrics import set_timescaledb_jobs
+from surveillance import kafka_clients
 from surveillance.settings import Settings, get_settings
 from surveillance.store.batch import write_batch
 from surveillance.store.health import StoreHealth
@@ -135,8 +137,13 @@ class StoreWriter:
         settings: WriterSettings | None = None,
         topic_names: WriterTopics | None = None,
         health: StoreHealth | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """`client_options`: TLS/SASL, by default from `SURVEILLANCE_KAFKA__*`."""
         self._bootstrap = bootstrap
+        self._client_options = dict(
+            client_options if client_options is not None
+            else kafka_clients.client_options(get_settings().kafka))
         self._db_url = db_url
         self.settings = settings or WriterSettings.from_settings(get_settings())
         names = topic_names or WriterTopics()
@@ -158,6 +165,7 @@ class StoreWriter:
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self._client_options,
         )
         self._consumer = consumer
         consumer.subscribe(self._decoder.topics, listener=_OnRevoke(self))
@@ -349,8 +357,9 @@ async def run_writer(
     settings: WriterSettings | None = None,
     topic_names: WriterTopics | None = None,
     health: StoreHealth | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> StoreHealth:
     """Run the store writer until `stop_event` is set; return its final health."""
-    writer = StoreWriter(bootstrap, db_url, settings, topic_names, health)
+    writer = StoreWriter(bootstrap, db_url, settings, topic_names, health, client_options)
     await writer.run(stop_event)
     return writer.health

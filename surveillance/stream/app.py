@@ -31,7 +31,6 @@ partition of the event that caused it, exactly as in one-at-a-time iteration.
 
 from __future__ import annotations
 
-import base64
 import heapq
 import logging
 import os
@@ -46,7 +45,8 @@ import faust
 from faust.streams import _current_event
 from pydantic import ValidationError
 
-from surveillance.clinical import join, regulatory_clock
+from surveillance import kafka_clients
+from surveillance.clinical import adverse_redact, join, regulatory_clock
 from surveillance.clinical.adverse_link import AdverseLink, alerts_to_raise, link_report
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
@@ -66,6 +66,7 @@ from surveillance.settings import get_settings
 from surveillance.stats.drift_bank import DriftBank
 from surveillance.stream import case_features, topics
 from surveillance.stream.case_features import new_bank, record_ai_result
+from surveillance.stream.dlq_seal import Sealer
 from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.ingest import Ingest, Rejected, describe
 from surveillance.stream.watermark import SourceWatermark, read_source, source_headers
@@ -89,6 +90,7 @@ app = faust.App(
     web_host=settings.stream.web_host,
     datadir=str(settings.state_dir / "faust"),
     **WORKER_OPTIONS,
+    **kafka_clients.faust_options(settings.kafka),  # TLS / SASL
 )
 
 def _raw_topic(*names: str) -> Any:
@@ -120,6 +122,9 @@ HORIZON = timedelta(hours=settings.stream.unlabelled_horizon_hours)
 RETENTION = timedelta(days=settings.stream.join_retention_days)
 for _tool in registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
+
+
+dlq_sealer = Sealer(settings.dlq_encryption_key.get_secret_value())
 
 
 def _as_current(event: Any) -> None:
@@ -191,8 +196,9 @@ def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
         source_offset=msg.offset,
         reason=f"{why.reason}: {why.message}"[:2000],
         received_at=_now(),
-        original_b64=base64.b64encode(original[: settings.stream.max_event_bytes]).decode(),
+        original_b64=dlq_sealer.seal(original[: settings.stream.max_event_bytes]),
         original_size=len(original),
+        encryption=dlq_sealer.encryption,
     )
     dlq_topics[msg.topic].send_soon(
         key=f"{msg.partition}:{msg.offset}".encode(), value=letter.model_dump_json().encode()
@@ -492,7 +498,7 @@ async def adverse_agent(stream: Any) -> None:
                 continue
             link = link_report(report, registry, _cases_of_accession)
             adverse_table[report.event_id] = {
-                "event": report.model_dump(mode="json"),
+                "event": adverse_redact.for_table(report),  # no narrative, no reporter
                 "link": {"case_id": link.case_id, "consistent": link.consistent,
                          "case_outcome": link.case_outcome.value if link.case_outcome else None},
                 "partition": msg.partition,

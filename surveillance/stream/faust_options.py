@@ -19,4 +19,12 @@ WORKER_OPTIONS: dict[str, Any] = {
     "producer_linger": 0.005,
     "broker_max_poll_records": 2000,
     "stream_buffer_maxsize": 8192,
+    # Faust's own pages are off: `/table/<table>/<key>/` would serve any table row (the
+    # adverse-event reports among them) to anyone who reaches the port, unauthenticated.
+    # What remains: `/` ({"status": "OK"}), `/metrics`, `/surveillance/counts`.
+    "web_router_enabled": False,
+    "web_tables_enabled": False,
+    "web_graph_enabled": False,
+    "web_stats_enabled": False,
+    "web_metrics_enabled": False,
 }

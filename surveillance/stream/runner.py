@@ -52,6 +52,8 @@ class WorkerProcess:
             "SURVEILLANCE_DATABASE__METRICS_PORT": str(self.web_port),
             # Workers started here run against the embedded broker (demo, tests, benchmarks).
             "SURVEILLANCE_KAFKA__PROBE_LOG_END": "true",
+            # ... on simulated data: the demo key is allowed there (with a warning).
+            "SURVEILLANCE_MODE": os.environ.get("SURVEILLANCE_MODE", "demo"),
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,157 @@
+"""A Kafka-protocol broker that only speaks TLS: the embedded Tansu broker behind stunnel.
+
+Tansu 0.6 has `--cert`/`--key` options, but its command line refuses them together
+("the argument '--cert' cannot be used with '--key'") and with `--cert` alone it still
+serves plaintext, so the TLS is stunnel's (Debian `stunnel4`, a `make test` system
+dependency). Tansu listens on a loopback port and advertises the stunnel port: the only
+address any client learns from the metadata is the TLS one, so every connection a client
+makes (bootstrap, partition leaders, group coordinator) must be TLS. The certificates are
+made per run: a throwaway CA and a server certificate for 127.0.0.1 signed by it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from surveillance.embedded.broker import _broker_binary, free_port
+from surveillance.settings import KafkaSettings
+
+STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) as PEM files in `folder`."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(_name("surveillance test CA"))
+        .issuer_name(_name("surveillance test CA")).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].chmod(0o600)
+    return paths
+
+
+class TlsBroker:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.plain_port, self.tls_port = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.tls_port}"
+        self.cafile, self._cert, self._key = make_certificates(folder / "tls")
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap=self.bootstrap, security_protocol="SSL",
+                             ssl_cafile=self.cafile)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an operator sets for a broker that requires TLS."""
+        return {"SURVEILLANCE_KAFKA__BOOTSTRAP": self.bootstrap,
+                "SURVEILLANCE_KAFKA__SECURITY_PROTOCOL": "SSL",
+                "SURVEILLANCE_KAFKA__SSL_CAFILE": str(self.cafile)}
+
+    def start(self, timeout: float = 20.0) -> TlsBroker:
+        assert STUNNEL is not None
+        conf = self.folder / "stunnel.conf"
+        conf.write_text(
+            "foreground = yes\npid =\n"
+            f"output = {self.folder / 'stunnel.log'}\n"
+            f"[kafka]\naccept = 127.0.0.1:{self.tls_port}\n"
+            f"connect = 127.0.0.1:{self.plain_port}\n"
+            f"cert = {self._cert}\nkey = {self._key}\n"
+        )
+        log = open(self.folder / "processes.log", "ab")  # noqa: SIM115 - children hold it
+        self._procs.append(subprocess.Popen([STUNNEL, str(conf)], stdout=log, stderr=log,
+                                            start_new_session=True))
+        self._procs.append(subprocess.Popen(
+            [_broker_binary(), "broker",
+             "--listener-url", f"tcp://127.0.0.1:{self.plain_port}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{self.tls_port}",
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=log, start_new_session=True))
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        from surveillance.kafka_clients import client_options
+
+        deadline, last = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                         request_timeout_ms=2000,
+                                         **client_options(self.kafka))
+                try:
+                    admin.list_topics()
+                    return
+                finally:
+                    admin.close()
+            except (OSError, KafkaError) as exc:
+                last = exc
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"TLS broker not ready within {timeout}s: {last}")
+
+    def stop(self) -> None:
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._procs.clear()
+
+    def __enter__(self) -> TlsBroker:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
