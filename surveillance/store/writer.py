@@ -32,8 +32,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
-from surveillance.observe.metrics import set_timescaledb_jobs
 from surveillance import kafka_clients
+from surveillance.observe.metrics import set_timescaledb_jobs
 from surveillance.settings import Settings, get_settings
 from surveillance.store.batch import write_batch
 from surveillance.store.health import StoreHealth
