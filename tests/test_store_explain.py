@@ -12,7 +12,7 @@ tests/test_store_timescale.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import psycopg
@@ -48,7 +48,7 @@ def every_query(conn: psycopg.Connection[Any]) -> dict[str, Callable[[], object]
         "model_versions": lambda: queries.model_versions(conn, TOOL, QUARTER),
         "version_cases": lambda: queries.version_cases(conn, TOOL, "1.1", QUARTER),
         "alerts": lambda: queries.alerts(conn, TOOL, QUARTER),
-        "adverse_events": lambda: queries.adverse_events(conn, TOOL, QUARTER),
+        "adverse_events": lambda: queries.adverse_events(conn, TOOL, QUARTER, datetime.now(UTC)),
         "ai_daily": lambda: queries.ai_daily(conn, TOOL, QUARTER),
         "drift_verdicts": lambda: queries.drift_verdicts(conn, TOOL, QUARTER),
         "cases_of_version": lambda: queries.cases_of_version(conn, TOOL, "1.1"),

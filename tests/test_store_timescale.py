@@ -125,7 +125,7 @@ def _export_equals_group_by(
 ) -> dict[str, Any]:
     reviews = {}
     for tool in TOOLS:
-        review = build_review(conn, load_registry()[tool], quarter)
+        review = build_review(conn, load_registry()[tool], quarter, NOW)
         days = conn.execute(
             "SELECT time_bucket('1 day', inference_date)::date::text, count(*), "
             "count(*) FILTER (WHERE result_indicator) FROM ai_results "
@@ -170,7 +170,7 @@ def _check(url: str, plain_url: str, step: str) -> None:
         exported = 0
         for quarter in _quarters(first, last):
             reviews = _export_equals_group_by(conn, quarter)
-            on_plain = {t: build_review(plain, load_registry()[t], quarter) for t in TOOLS}
+            on_plain = {t: build_review(plain, load_registry()[t], quarter, NOW) for t in TOOLS}
             assert reviews == on_plain, (
                 _first_difference(reviews, on_plain), _counts(url), _counts(plain_url))
             exported += sum(len(r["ai_daily"]) for r in reviews.values())
