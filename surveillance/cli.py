@@ -13,12 +13,14 @@ import typer
 from pydantic import ValidationError
 
 from surveillance.errors import SurveillanceError
+from surveillance.interop.dicom_cli import dicom_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the service.")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the topics.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(dicom_app, name="dicom")
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCHEMA_DIR = Path("schemas")
