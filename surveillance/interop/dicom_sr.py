@@ -124,48 +124,43 @@ def enrich(draft: AIResult, header: ImageHeader | None) -> AIResult:
     )
 
 
-def _measurement_report(ds: Dataset) -> Any:
+def _measurement_report(ds: Dataset) -> Dataset:
+    """The SR itself, once its root container is a TID 1500 Imaging Measurement Report."""
     try:
-        sr = hd.sr.Comprehensive3DSR.from_dataset(ds, copy=False) if str(
-            ds.SOPClassUID
-        ) == "1.2.840.10008.5.1.4.1.1.88.34" else _other_sr(ds)
-        content = sr.content
+        root = hd.sr.CodedConcept.from_dataset(ds.ConceptNameCodeSequence[0])
+        is_container = ds.ValueType == "CONTAINER"
     except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
         raise UnusableObject(
-            "cannot_understand", f"the SR content cannot be read ({type(exc).__name__})"
+            "cannot_understand", f"the SR has no readable root concept ({type(exc).__name__})"
         ) from exc
-    if not isinstance(content, hd.sr.MeasurementReport):
+    if not is_container or root != codes.DCM.ImagingMeasurementReport:
         raise UnusableObject(
-            "unmapped", "the SR is not a TID 1500 Measurement Report (no 'Imaging Measurement "
-            "Report' root container)"
+            "unmapped", "the SR is not a TID 1500 Measurement Report (its root is not an "
+            "'Imaging Measurement Report' container)"
         )
-    return content
+    return ds
 
 
-def _other_sr(ds: Dataset) -> Any:
-    if str(ds.SOPClassUID) == "1.2.840.10008.5.1.4.1.1.88.33":
-        return hd.sr.ComprehensiveSR.from_dataset(ds, copy=False)
-    return hd.sr.EnhancedSR.from_dataset(ds, copy=False)
-
-
-def _groups(report: Any) -> list[Any]:
-    """TID 1501 groups, then planar and volumetric ROI groups (TID 1410/1411)."""
+def _groups(report: Dataset) -> list[Any]:
+    """Every Measurement Group: TID 1501, and the ROI groups of TID 1410/1411, which read
+    the same (finding, measurements, qualitative evaluations). One search of the tree:
+    highdicom's three typed getters would search it three times."""
     try:
-        return [
-            *report.get_image_measurement_groups(),
-            *report.get_planar_roi_measurement_groups(),
-            *report.get_volumetric_roi_measurement_groups(),
-        ]
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        items = hd.sr.utils.find_content_items(
+            report, name=codes.DCM.MeasurementGroup, value_type="CONTAINER", recursive=True
+        )
+        return [hd.sr.MeasurementsAndQualitativeEvaluations.from_sequence([i]) for i in items]
+    except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
         raise UnusableObject(
             "cannot_understand", f"the measurement groups cannot be read ({type(exc).__name__})"
         ) from exc
 
 
-def _device_name(report: Any) -> str | None:
+def _device_name(report: Dataset) -> str | None:
     """Name of the first device observer (TID 1004), if the report names one."""
     try:
-        contexts = report.get_observer_contexts(observer_type=codes.DCM.Device)
+        typed = hd.sr.MeasurementReport.from_sequence([report])
+        contexts = typed.get_observer_contexts(observer_type=codes.DCM.Device)
     except (ValueError, AttributeError, KeyError, TypeError):
         return None
     for context in contexts:

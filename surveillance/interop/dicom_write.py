@@ -214,3 +214,37 @@ def _with_meta(ds: Dataset) -> Dataset:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     return ds
+
+
+def restamp(sr: Dataset, result: AIResult, sop_instance_uid: str) -> Dataset:
+    """A copy of an `sr_of()` SR for another study, same AI output (load generation:
+    building an SR with highdicom costs tens of milliseconds; this, well under one).
+
+    Only header attributes change (patient, study, accession, dates, evidence UIDs):
+    the content tree, and so the tool, version, score and call, stay the template's.
+    """
+    copy = Dataset(sr)
+    copy.file_meta = FileMetaDataset(sr.file_meta)
+    copy.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    copy.SOPInstanceUID = sop_instance_uid
+    copy.PatientID = result.patient_id
+    copy.PatientSex = result.sex.value
+    if result.age is not None:
+        copy.PatientAge = f"{result.age:03d}Y"
+    copy.AccessionNumber = result.accession_number
+    copy.StudyInstanceUID = result.study_instance_uid
+    copy.StudyDate = DA(result.study_date.strftime("%Y%m%d"))
+    when = result.inference_date.astimezone(UTC)
+    copy.ContentDate = DA(when.strftime("%Y%m%d"))
+    copy.ContentTime = TM(when.strftime("%H%M%S.%f"))
+    evidence = Dataset()
+    evidence.StudyInstanceUID = result.study_instance_uid
+    series = Dataset()
+    series.SeriesInstanceUID = series_uid_of(result.study_instance_uid)
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = IMAGE_SOP_CLASS.get(result.modality, SECONDARY_CAPTURE)
+    instance.ReferencedSOPInstanceUID = instance_uid_of(result.study_instance_uid, "image")
+    series.ReferencedSOPSequence = [instance]
+    evidence.ReferencedSeriesSequence = [series]
+    copy.CurrentRequestedProcedureEvidenceSequence = [evidence]
+    return copy
