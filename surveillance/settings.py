@@ -76,6 +76,8 @@ class DicomSettings(BaseModel):
     spool_path: Path | None = None
     #: FULL survives a machine crash; NORMAL only a process crash (faster).
     spool_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: Topic of the AI results (its dead letters go to `<topic>.dlq`).
+    topic: str = "ai.results"
 
 
 class Settings(BaseSettings):

@@ -37,6 +37,7 @@ def listen() -> None:
         wait_for_images_seconds=d.wait_for_images_seconds,
         timezone=d.timezone,
         spool_synchronous=d.spool_synchronous,
+        topic=d.topic,
     )
     service = DicomService(config, load_registry(settings.baselines_file)).start()
     typer.echo(f"C-STORE SCP {d.ae_title} on {d.host}:{service.port}; STOW-RS on "

@@ -127,6 +127,9 @@ class Receiver:
         except Exception as exc:  # any decoding failure of hostile bytes is "cannot understand"
             return self._refuse(raw, sop_class, "", channel, UnusableObject(
                 "cannot_understand", f"the data set cannot be decoded ({type(exc).__name__})"))
+        if not in_data:
+            return self._refuse(raw, sop_class, sop_instance, channel, UnusableObject(
+                "cannot_understand", "the data set has no SOPClassUID"))
         if in_data != sop_class:
             return self._refuse(raw, sop_class, sop_instance, channel, UnusableObject(
                 "invalid", "the data set's SOPClassUID differs from the transfer's SOP class"))

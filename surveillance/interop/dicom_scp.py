@@ -10,6 +10,7 @@ is answered 0xC000 by the receiver and never stops the server.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -58,6 +59,13 @@ def store_handler(
     return handle_store
 
 
+def no_delay(event: Any) -> None:
+    """TCP_NODELAY on the association's socket: pynetdicom writes a C-STORE response in
+    small pieces, and Nagle's algorithm with the peer's delayed ACK stalled each exchange
+    by tens of milliseconds (measured: a third of the rate without it)."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def start_scp(
     receiver: Receiver,
     host: str,
@@ -68,5 +76,8 @@ def start_scp(
 ) -> Any:
     """Start listening in background threads; returns the server (call `.shutdown()`)."""
     ae = build_ae(ae_title, allowed_calling)
-    handlers: list[Any] = [(evt.EVT_C_STORE, store_handler(receiver, site_for))]
+    handlers: list[Any] = [
+        (evt.EVT_C_STORE, store_handler(receiver, site_for)),
+        (evt.EVT_CONN_OPEN, no_delay),
+    ]
     return ae.start_server((host, port), block=False, evt_handlers=handlers)

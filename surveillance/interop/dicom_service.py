@@ -36,6 +36,8 @@ class DicomConfig:
     timezone: str = "UTC"
     spool_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     poll_seconds: float = 1.0
+    #: Where results and dead letters go (tests and benchmarks use their own topics).
+    topic: str = AI_RESULTS
 
 
 class DicomService:
@@ -50,9 +52,10 @@ class DicomService:
         self.config = config
         self.spool = Spool(config.spool_path, config.spool_synchronous)
         self.publisher = DicomPublisher(
-            self.spool, config.bootstrap, config.wait_for_images_seconds, config.poll_seconds
+            self.spool, config.bootstrap, config.wait_for_images_seconds, config.poll_seconds,
+            topic=config.topic,
         )
-        self.dead_letters = KafkaPublisher(config.bootstrap, dlq(AI_RESULTS))
+        self.dead_letters = KafkaPublisher(config.bootstrap, dlq(config.topic))
         self.receiver = Receiver(registry, self.spool, self.dead_letters, tz,
                                  on_stored=self.publisher.wake)
         self._server: Any = None

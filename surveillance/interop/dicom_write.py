@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from datetime import UTC
 
 import highdicom as hd
@@ -218,13 +219,12 @@ def _with_meta(ds: Dataset) -> Dataset:
 
 def restamp(sr: Dataset, result: AIResult, sop_instance_uid: str) -> Dataset:
     """A copy of an `sr_of()` SR for another study, same AI output (load generation:
-    building an SR with highdicom costs tens of milliseconds; this, well under one).
+    building an SR with highdicom costs tens of milliseconds; this, a few).
 
     Only header attributes change (patient, study, accession, dates, evidence UIDs):
     the content tree, and so the tool, version, score and call, stay the template's.
     """
-    copy = Dataset(sr)
-    copy.file_meta = FileMetaDataset(sr.file_meta)
+    copy = deepcopy(sr)  # nothing shared: copies may be encoded in parallel threads
     copy.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
     copy.SOPInstanceUID = sop_instance_uid
     copy.PatientID = result.patient_id
