@@ -245,3 +245,72 @@ def test_a_calling_ae_not_on_the_list_cannot_associate(listener: Listener) -> No
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0
     assoc.release()
+
+
+def multipart(paths: list[Path], boundary: str = "b0undary-7f3a") -> tuple[bytes, str]:
+    body = b"".join(
+        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
+        + p.read_bytes() + b"\r\n" for p in paths
+    ) + b"--" + boundary.encode() + b"--\r\n"
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def sequence(answer: dict, tag: str) -> list[dict]:  # type: ignore[type-arg]
+    return list(answer.get(tag, {}).get("Value", []))
+
+
+def test_stow_rs_stores_the_mix_and_answers_with_the_standard_datasets(
+    listener: Listener, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    corpus = build(n_studies=60, sites={"STOW": "site-z"}, work=tmp_path, bad=6, resent=3,
+                   seed=9)
+    referenced: list[str] = []
+    failed: dict[str, int] = {}
+    with httpx.Client(base_url=listener.stow, timeout=120) as client:
+        for start in range(0, len(corpus.items), 25):
+            chunk = corpus.items[start : start + 25]
+            body, content_type = multipart([i.path for i in chunk])  # type: ignore[misc]
+            response = client.post("/studies", content=body,
+                                   headers={"Content-Type": content_type})
+            bad_here = sum(i.status != 0 for i in chunk)
+            assert response.status_code == (200 if bad_here == 0 else 202)
+            assert response.headers["content-type"] == "application/dicom+json"
+            answer = response.json()
+            referenced += [item["00081155"]["Value"][0]
+                           for item in sequence(answer, "00081199")]
+            for item in sequence(answer, "00081198"):
+                uid = item.get("00081155", {}).get("Value", [""])[0]
+                failed[uid] = item["00081197"]["Value"][0]
+        # Every part failed: 409; not multipart/related of DICOM: 415.
+        bad_only = [i.path for i in corpus.items if i.kind == "unsupported"]
+        body, content_type = multipart(bad_only)  # type: ignore[arg-type]
+        assert client.post("/studies", content=body,
+                           headers={"Content-Type": content_type}).status_code == 409
+        assert client.post("/studies", content=b"{}",
+                           headers={"Content-Type": "application/json"}).status_code == 415
+
+    good = [i for i in corpus.items if i.status == 0]
+    assert len(referenced) == len(good)
+    assert sorted(Counter(failed.values()).elements()) == sorted(
+        i.status for i in corpus.items if i.status != 0)
+    values = wait_for_accessions(broker.bootstrap, listener.topic,
+                                 {a for a, _ in corpus.expected}, 60)
+    results = [r for r in values if r.accession_number in {a for a, _ in corpus.expected}]
+    assert len(results) == len({r.event_id for r in results}) == len(corpus.expected)
+    for r in results:
+        want = corpus.expected[(r.accession_number, r.tool_id)]
+        assert (r.scanner, r.acquisition, r.site, r.result_indicator) == (
+            want.scanner, want.acquisition, "site-z", want.result_indicator)
+    for value in read_topic(broker.bootstrap, dlq(listener.topic)):
+        assert PIXEL_MARK not in value
+
+
+def wait_for_accessions(bootstrap: str, topic: str, accessions: set[str], timeout: float
+                        ) -> list[AIResult]:
+    deadline = time.monotonic() + timeout
+    while True:
+        results = [AIResult.model_validate_json(v) for v in read_topic(bootstrap, topic)]
+        if {r.accession_number for r in results} >= accessions or time.monotonic() > deadline:
+            time.sleep(1.5)
+            return [AIResult.model_validate_json(v) for v in read_topic(bootstrap, topic)]
+        time.sleep(1.0)

@@ -49,6 +49,23 @@ def listen() -> None:
         service.stop()
 
 
+@dicom_app.command("simulate")
+def simulate_dicom(
+    out: Annotated[Path, typer.Option(help="directory for the .dcm files")],
+    studies: Annotated[int, typer.Option(min=1)] = 100,
+    days: Annotated[int, typer.Option(min=1)] = 7,
+    seed: int = 7,
+) -> None:
+    """Write simulated studies as DICOM: a header-only image and a TID 1500 SR each."""
+    from surveillance.interop.dicom_demo import write_studies
+    from surveillance.simulate import simulate
+
+    events, _ = simulate(days=days, seed=seed)
+    per_tool = write_studies(events, out, studies)
+    typer.echo(f"wrote {studies} studies to {out}: " + ", ".join(
+        f"{tool} {n}" for tool, n in sorted(per_tool.items())) + " AI results")
+
+
 @dicom_app.command("parse")
 def parse(
     files: Annotated[list[Path], typer.Argument(help="SR files, and images of their studies")],

@@ -165,6 +165,8 @@ def _device_name(report: Dataset) -> str | None:
         return None
     for context in contexts:
         attrs = context.observer_identifying_attributes
+        if not isinstance(attrs, hd.sr.DeviceObserverIdentifyingAttributes):
+            continue
         name = attrs.name or attrs.model_name
         if name:
             return str(name)

@@ -19,7 +19,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DA, TM
 
 from surveillance.clinical.baselines import ToolBaseline
@@ -225,7 +225,7 @@ def restamp(sr: Dataset, result: AIResult, sop_instance_uid: str) -> Dataset:
     the content tree, and so the tool, version, score and call, stay the template's.
     """
     copy = deepcopy(sr)  # nothing shared: copies may be encoded in parallel threads
-    copy.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    copy.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     copy.SOPInstanceUID = sop_instance_uid
     copy.PatientID = result.patient_id
     copy.PatientSex = result.sex.value
