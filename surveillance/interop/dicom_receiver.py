@@ -105,7 +105,8 @@ class Receiver:
         if not sop_class:
             return self._refuse(raw, "", "", channel, UnusableObject(
                 "cannot_understand", "no SOPClassUID: not a DICOM object"))
-        return self.receive(lambda: ds, sop_class, raw, channel, site)
+        return self.receive(lambda: ds, sop_class, raw, channel, site,
+                            str(ds.get("SOPInstanceUID", "")))
 
     def receive(
         self,
@@ -114,18 +115,19 @@ class Receiver:
         raw: bytes,
         channel: str,
         site: str,
+        sop_instance: str = "",
     ) -> Outcome:
-        """One object whose SOP class the transport already knows (C-STORE request)."""
+        """One object whose SOP class (and instance) the transport already knows."""
         if sop_class not in SUPPORTED_SOP_CLASSES:
-            return self._refuse(raw, sop_class, "", channel, UnusableObject(
+            return self._refuse(raw, sop_class, sop_instance, channel, UnusableObject(
                 "unsupported_sop_class", f"SOP class {sop_class or '(none)'} is not an SR or "
                 "image class this service reads"))
         try:
             ds = decode()
-            sop_instance = str(ds.get("SOPInstanceUID", ""))
+            sop_instance = str(ds.get("SOPInstanceUID", "")) or sop_instance
             in_data = str(ds.get("SOPClassUID", ""))
         except Exception as exc:  # any decoding failure of hostile bytes is "cannot understand"
-            return self._refuse(raw, sop_class, "", channel, UnusableObject(
+            return self._refuse(raw, sop_class, sop_instance, channel, UnusableObject(
                 "cannot_understand", f"the data set cannot be decoded ({type(exc).__name__})"))
         if not in_data:
             return self._refuse(raw, sop_class, sop_instance, channel, UnusableObject(

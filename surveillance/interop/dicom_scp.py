@@ -53,7 +53,8 @@ def store_handler(
 
         calling = event.assoc.requestor.ae_title
         outcome = receiver.receive(decoded, str(request.AffectedSOPClassUID), raw,
-                                   "c-store", site_for(calling))
+                                   "c-store", site_for(calling),
+                                   str(request.AffectedSOPInstanceUID or ""))
         return outcome.status
 
     return handle_store
