@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -89,6 +91,8 @@ def parse(
     from surveillance.stream.ingest import Ingest, Rejected
     from surveillance.stream.topics import AI_RESULTS
 
+    # pydicom's warnings about odd files would break the one-line-per-file contract.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     settings = _settings()
     registry = load_registry(settings.baselines_file)
     tz = ZoneInfo(settings.dicom.timezone)
@@ -96,24 +100,26 @@ def parse(
     problems: list[str] = []
     reports: list[tuple[Path, SrResults]] = []
     headers: dict[str, ImageHeader] = {}
-    for path in files:
-        try:
-            ds = dcmread(path, force=True, stop_before_pixels=True)
-            sop_class = str(ds.get("SOPClassUID", ""))
-            if not sop_class:
-                problems.append(f"{path}: cannot_understand: no SOPClassUID (not DICOM?)")
-                continue
-            if sop_class in IMAGE_SOP_CLASSES:
-                header = image_header(ds)
-                headers.setdefault(header.study_uid, header)
-                continue
-            reports.append((path, parse_sr(ds, registry, site_id, tz)))
-        except UnusableObject as exc:
-            problems.append(f"{path}: {exc.reason}: {exc.message}")
-        except (OSError, InvalidDicomError, ValueError, TypeError, AttributeError,
-                KeyError, EOFError) as exc:
-            problems.append(f"{path}: cannot_understand: not a readable DICOM file "
-                            f"({type(exc).__name__})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for path in files:
+            try:
+                ds = dcmread(path, force=True, stop_before_pixels=True)
+                sop_class = str(ds.get("SOPClassUID", ""))
+                if not sop_class:
+                    problems.append(f"{path}: cannot_understand: no SOPClassUID (not DICOM?)")
+                    continue
+                if sop_class in IMAGE_SOP_CLASSES:
+                    header = image_header(ds)
+                    headers.setdefault(header.study_uid, header)
+                    continue
+                reports.append((path, parse_sr(ds, registry, site_id, tz)))
+            except UnusableObject as exc:
+                problems.append(f"{path}: {exc.reason}: {exc.message}")
+            except (OSError, InvalidDicomError, ValueError, TypeError, AttributeError,
+                    KeyError, EOFError) as exc:
+                problems.append(f"{path}: cannot_understand: not a readable DICOM file "
+                                f"({type(exc).__name__})")
     ingest = Ingest(settings.pseudonym_key.get_secret_value().encode(), (), 1 << 20)
     now = datetime.now(UTC)
     for path, parsed in reports:
