@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from surveillance.errors import SurveillanceError
 from surveillance.interop.hl7_cli import fhir_app, hl7_app
+from surveillance.interop.dicom_cli import dicom_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the service.")
@@ -22,6 +23,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(hl7_app, name="hl7")
 app.add_typer(fhir_app, name="fhir")
+app.add_typer(dicom_app, name="dicom")
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCHEMA_DIR = Path("schemas")

@@ -20,6 +20,7 @@ from surveillance.clinical.ledger import LABELLED
 from surveillance.contracts import AIResult, Alert, Label, ReportFinal
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from surveillance.interop.hl7_demo import run_interop_leg
+from surveillance.interop.dicom_demo import run_dicom_leg
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
@@ -72,6 +73,7 @@ def run_demo(
         _alert_digest(alerts)
         print(f"\nstored in PostgreSQL: {stored} cases (expected {sum(expected.values())})")
         ok &= stored == sum(expected.values())
+        ok &= run_dicom_leg(broker.bootstrap, state_dir, events)
         exports = export_quarterly(pg.url, quarter=_quarter(events[0].arrival.date()),
                                    out_dir=state_dir / "quarterly")
         for export in exports:

@@ -87,6 +87,32 @@ class StreamSettings(BaseModel):
     store: str = "memory://"
 
 
+class DicomSettings(BaseModel):
+    """`surveillance dicom listen`: the C-STORE SCP and STOW-RS (see interop/)."""
+
+    ae_title: str = Field(default="SURVEILLANCE", min_length=1, max_length=16)
+    host: str = "0.0.0.0"
+    port: int = Field(default=11112, ge=0, le=65535)
+    #: Calling AE titles allowed to associate; empty lets any AE in.
+    allowed_calling_aets: list[str] = []
+    #: Site id per calling AE title; others (and STOW-RS, `dicom parse`) get `default_site`.
+    sites: dict[str, str] = {}
+    default_site: str = "default"
+    stow_host: str = "127.0.0.1"
+    stow_port: int = Field(default=8042, ge=0, le=65535)
+    #: How long an AI result waits for an image of its study before it is published with
+    #: scanner and acquisition unknown.
+    wait_for_images_seconds: float = Field(default=600.0, ge=0)
+    #: Time zone of SR content times that carry no TimezoneOffsetFromUTC.
+    timezone: str = "UTC"
+    #: The spool (acknowledged, not yet published); default: <state_dir>/dicom-spool.sqlite.
+    spool_path: Path | None = None
+    #: FULL survives a machine crash; NORMAL only a process crash (faster).
+    spool_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: Topic of the AI results (its dead letters go to `<topic>.dlq`).
+    topic: str = "ai.results"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SURVEILLANCE_", env_nested_delimiter="__", extra="ignore"
@@ -102,6 +128,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     stream: StreamSettings = StreamSettings()
+    dicom: DicomSettings = DicomSettings()
     baselines_file: Path | None = None
     state_dir: Path = Path(".surveillance")
 

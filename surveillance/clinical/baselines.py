@@ -13,6 +13,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from surveillance.clinical.dicom_mapping import DicomMapping
 from surveillance.errors import SurveillanceError
 
 DEFAULT_REGISTRY = Path(__file__).with_name("baselines.yaml")
@@ -83,6 +84,8 @@ class ToolBaseline(_Strict):
     tolerance: Tolerance
     min_counts: MinCounts
     acceptance: Acceptance
+    #: How the tool's DICOM SRs map onto AI results (`interop/dicom_sr.py`); optional.
+    dicom: DicomMapping | None = None
 
 
 def load_registry(path: Path | None = None) -> dict[str, ToolBaseline]:

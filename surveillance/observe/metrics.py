@@ -67,6 +67,14 @@ class DlqReason(StrEnum):
     INTERNAL = "internal"
 
 
+class DicomOutcome(StrEnum):
+    """What the DICOM receiver (C-STORE SCP, STOW-RS) did with one object."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
 class AgreementMetric(StrEnum):
     SENSITIVITY = "sensitivity"
     SPECIFICITY = "specificity"
@@ -402,6 +410,33 @@ SHADOW_KAPPA = Gauge(
     registry=REGISTRY,
 )
 
+# DICOM interop (C-STORE SCP, STOW-RS) --------------------------------------------------
+DICOM_OBJECTS = Counter(
+    "surveillance_dicom_objects_total",
+    "DICOM objects received by the C-STORE SCP or STOW-RS, by outcome (stored, duplicate, "
+    "refused) and modality (SR for structured reports).",
+    ["status", "modality"],
+    registry=REGISTRY,
+)
+DICOM_RESULTS = Counter(
+    "surveillance_dicom_results_total",
+    "AI results from DICOM SRs published on ai.results.",
+    ["tool"],
+    registry=REGISTRY,
+)
+DICOM_RESULTS_WITHOUT_IMAGES = Counter(
+    "surveillance_dicom_results_without_images_total",
+    "AI results published after the wait with scanner and acquisition unknown (no image "
+    "of their study arrived).",
+    ["tool"],
+    registry=REGISTRY,
+)
+DICOM_PENDING = Gauge(
+    "surveillance_dicom_pending_results",
+    "AI results acknowledged to the sender and waiting in the spool to be published.",
+    registry=REGISTRY,
+)
+
 #: Every metric this module declares, for tests and documentation.
 ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     EVENTS_PROCESSED,
@@ -442,6 +477,10 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     SHADOW_SHED,
     SHADOW_SCORED,
     SHADOW_KAPPA,
+    DICOM_OBJECTS,
+    DICOM_RESULTS,
+    DICOM_RESULTS_WITHOUT_IMAGES,
+    DICOM_PENDING,
 )
 
 
@@ -701,3 +740,18 @@ def set_shadow_kappa(tool: str, window: Window, kappa: float) -> None:
     if math.isfinite(kappa) and not -1.0 <= kappa <= 1.0:
         raise MetricValueError(f"kappa must be in [-1, 1], got {kappa}")
     SHADOW_KAPPA.labels(identifier("tool", tool), window.value).set(kappa)
+
+
+def record_dicom_object(outcome: DicomOutcome, modality: str | None) -> None:
+    modality_label = identifier("modality", modality) if modality else "unknown"
+    DICOM_OBJECTS.labels(DicomOutcome(outcome).value, modality_label).inc()
+
+
+def record_dicom_result(tool: str, with_images: bool) -> None:
+    DICOM_RESULTS.labels(identifier("tool", tool)).inc()
+    if not with_images:
+        DICOM_RESULTS_WITHOUT_IMAGES.labels(identifier("tool", tool)).inc()
+
+
+def set_dicom_pending(results: int) -> None:
+    DICOM_PENDING.set(results)

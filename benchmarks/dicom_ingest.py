@@ -1,0 +1,187 @@
+"""DICOM ingest rate: C-STORE (SRs, header-only images) and STOW-RS into the embedded broker.
+
+Starts the embedded broker and `surveillance dicom listen` (its own process, spool with
+synchronous=FULL), builds a corpus from the simulator (one header-only image and one TID
+1500 SR per study, `tests/dicom_corpus.py`), then measures, each until the last object is
+acknowledged (for C-STORE/STOW) and the last result is on the topic:
+
+- C-STORE objects/s, images only and SRs only, from `--senders` SCU processes at once
+  (one association each, as a PACS router's parallel queues);
+- STOW-RS objects/s, `--parts` instances per request, from the same number of clients;
+- ceilings in the same run: the raw produce rate of the same results' JSON into the same
+  broker (kafka-python, acks=all), and the parse rate of the SRs in one process without
+  network or broker (the receiver's CPU work per SR).
+
+Target: >= 300 objects/s over C-STORE on 2 cores.
+
+    .venv/bin/python benchmarks/dicom_ingest.py [--studies 600] [--senders 2] [--parts 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from pydicom import dcmread
+
+from surveillance.clinical.baselines import load_registry
+from surveillance.embedded import EmbeddedBroker, free_port
+from surveillance.interop.dicom_receiver import Receiver
+from surveillance.interop.dicom_spool import Spool
+from surveillance.interop.dicom_sr import parse_sr
+from surveillance.stream.runner import WorkerProcess
+from surveillance.stream.topics import TopicSpec, create_topics, dlq
+from tests.dicom_corpus import build
+from tests.test_dicom_network import IMAGE_CLASSES, read_topic
+
+
+def _send_files(args: tuple[int, str, list[str]]) -> int:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE, _config, evt
+
+    from surveillance.interop.dicom_scp import no_delay
+
+    port, sender, paths = args
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    ae = AE(ae_title=sender)
+    ae.dimse_timeout = 300
+    for sop_class in IMAGE_CLASSES:
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="SURVEILLANCE",
+                         evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+    ok = 0
+    for path in paths:
+        ok += int(assoc.send_c_store(path).Status == 0)
+    assoc.release()
+    return ok
+
+
+def _post_files(args: tuple[str, list[str], int]) -> int:
+    url, paths, parts = args
+    ok = 0
+    with httpx.Client(base_url=url, timeout=300) as client:
+        for start in range(0, len(paths), parts):
+            chunk = paths[start : start + parts]
+            body = b"".join(b"--bnd\r\nContent-Type: application/dicom\r\n\r\n"
+                            + Path(p).read_bytes() + b"\r\n" for p in chunk) + b"--bnd--\r\n"
+            answer = client.post("/studies", content=body, headers={
+                "Content-Type": 'multipart/related; type="application/dicom"; boundary=bnd'})
+            ok += len(answer.json().get("00081199", {}).get("Value", []))
+    return ok
+
+
+def _wait_topic(bootstrap: str, topic: str, n: int, timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(read_topic(bootstrap, topic, timeout_ms=500)) >= n:
+            return time.perf_counter()
+        time.sleep(0.2)
+    raise SystemExit(f"only part of the {n} results reached {topic}")
+
+
+def _split(paths: list[str], k: int) -> list[list[str]]:
+    return [paths[i::k] for i in range(k)]
+
+
+class _NoDeadLetters:
+    def publish(self, key: bytes, value: bytes) -> None:
+        raise AssertionError("the benchmark corpus has no bad objects")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--studies", type=int, default=600)
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--parts", type=int, default=50)
+    a = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dicom-bench-"))
+    registry = load_registry()
+    with EmbeddedBroker() as broker:
+        for label, seed, channel in (("C-STORE", 5, "cstore"), ("STOW-RS", 9, "stow")):
+            topic = f"ai.results.bench-{channel}"
+            create_topics(broker.bootstrap, [TopicSpec(topic, 2), TopicSpec(dlq(topic), 1)])
+            (work / channel).mkdir()
+            corpus = build(a.studies, {"PACS": "site-a"}, work / channel, seed=seed)
+            images = [str(i.path) for i in corpus.items if i.kind == "image"]
+            srs = [str(i.path) for i in corpus.items if i.kind == "sr"]
+            port = free_port()
+            listener = WorkerProcess(broker.bootstrap, work / f"state-{channel}",
+                                     command="dicom", args=("listen",), env={
+                                         "SURVEILLANCE_DICOM__HOST": "127.0.0.1",
+                                         "SURVEILLANCE_DICOM__PORT": str(port),
+                                         "SURVEILLANCE_DICOM__TOPIC": topic,
+                                     })
+            listener._env["SURVEILLANCE_DICOM__STOW_PORT"] = str(listener.web_port)
+            listener.start()
+            try:
+                for _ in range(200):
+                    try:
+                        httpx.get(f"{listener.url}/healthz", timeout=1)
+                        break
+                    except httpx.HTTPError:
+                        time.sleep(0.3)
+                with multiprocessing.get_context("spawn").Pool(a.senders) as pool:
+                    for kind, paths in (("images", images), ("SRs", srs)):
+                        t0 = time.perf_counter()
+                        if label == "C-STORE":
+                            ok = sum(pool.map(_send_files, [(port, "PACS", p)
+                                                            for p in _split(paths, a.senders)]))
+                        else:
+                            ok = sum(pool.map(_post_files, [(listener.url, p, a.parts)
+                                                            for p in _split(paths, a.senders)]))
+                        acked = time.perf_counter()
+                        if kind == "SRs":
+                            acked = max(acked, _wait_topic(broker.bootstrap, topic,
+                                                           len(corpus.expected)))
+                        rate = len(paths) / (acked - t0)
+                        print(f"{label} {kind}: {len(paths)} objects ({ok} stored) in "
+                              f"{acked - t0:.1f}s = {rate:.0f} objects/s"
+                              + (" (until every result is on the topic)" if kind == "SRs"
+                                 else ""))
+            finally:
+                listener.stop()
+        values = read_topic(broker.bootstrap, "ai.results.bench-cstore")
+        from kafka import KafkaProducer
+
+        create_topics(broker.bootstrap, [TopicSpec("ai.results.bench-raw", 2)])
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+        t0 = time.perf_counter()
+        for value in values:
+            producer.send("ai.results.bench-raw", value=value)
+        producer.flush()
+        print(f"ceiling, raw produce of the same {len(values)} results: "
+              f"{len(values) / (time.perf_counter() - t0):.0f} results/s")
+        producer.close()
+    raws = [Path(p).read_bytes() for p in srs[:200]]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for raw in raws:
+        parse_sr(dcmread(BytesIO(raw)), registry, "site-a")
+    print(f"ceiling, SR parse alone (one process, no network): "
+          f"{len(raws) / (time.perf_counter() - t0):.0f} SRs/s wall, "
+          f"{len(raws) / (time.process_time() - c0):.0f} per CPU-second")
+    for kind, paths in (("images", images), ("SRs", srs)):
+        receiver = Receiver(registry, Spool(work / f"alone-{kind}.sqlite"), _NoDeadLetters())
+        raws = [Path(p).read_bytes() for p in paths[:300]]
+        t0, c0 = time.perf_counter(), time.process_time()
+        for raw in raws:
+            receiver.receive_file(raw, "bench", "site-a")
+        print(f"ceiling, receiver alone on {kind} (decode, parse, spool commit with "
+              f"synchronous=FULL; no network, no broker): "
+              f"{len(raws) / (time.perf_counter() - t0):.0f} objects/s wall, "
+              f"{len(raws) / (time.process_time() - c0):.0f} per CPU-second")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(json.dumps({"studies": a.studies, "senders": a.senders, "parts": a.parts}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""`surveillance dicom listen` and `surveillance dicom parse FILE...` (a typer sub-app)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+dicom_app = typer.Typer(
+    no_args_is_help=True, help="DICOM SR (TID 1500) and image headers: C-STORE SCP, STOW-RS."
+)
+
+
+@dicom_app.command("listen")
+def listen() -> None:
+    """C-STORE SCP and STOW-RS (`POST /studies`, `/metrics`) publishing to ai.results."""
+    import uvicorn
+
+    from surveillance.cli import _settings
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.interop.dicom_service import DicomConfig, DicomService
+    from surveillance.interop.stow import create_app
+
+    settings = _settings()
+    d = settings.dicom
+    config = DicomConfig(
+        bootstrap=settings.kafka.bootstrap,
+        spool_path=d.spool_path or settings.state_dir / "dicom-spool.sqlite",
+        ae_title=d.ae_title,
+        host=d.host,
+        port=d.port,
+        allowed_calling_aets=d.allowed_calling_aets,
+        sites=d.sites,
+        default_site=d.default_site,
+        wait_for_images_seconds=d.wait_for_images_seconds,
+        timezone=d.timezone,
+        spool_synchronous=d.spool_synchronous,
+        topic=d.topic,
+    )
+    service = DicomService(config, load_registry(settings.baselines_file)).start()
+    typer.echo(f"C-STORE SCP {d.ae_title} on {d.host}:{service.port}; STOW-RS on "
+               f"http://{d.stow_host}:{d.stow_port}/studies", err=True)
+    try:
+        app = create_app(service.receiver, d.default_site, service.publisher.wake)
+        uvicorn.run(app, host=d.stow_host, port=d.stow_port, log_level="warning")
+    finally:
+        service.stop()
+
+
+@dicom_app.command("simulate")
+def simulate_dicom(
+    out: Annotated[Path, typer.Option(help="directory for the .dcm files")],
+    studies: Annotated[int, typer.Option(min=1)] = 100,
+    days: Annotated[int, typer.Option(min=1)] = 7,
+    seed: int = 7,
+) -> None:
+    """Write simulated studies as DICOM: a header-only image and a TID 1500 SR each."""
+    from surveillance.interop.dicom_demo import write_studies
+    from surveillance.simulate import simulate
+
+    events, _ = simulate(days=days, seed=seed)
+    per_tool = write_studies(events, out, studies)
+    typer.echo(f"wrote {studies} studies to {out}: " + ", ".join(
+        f"{tool} {n}" for tool, n in sorted(per_tool.items())) + " AI results")
+
+
+@dicom_app.command("parse")
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="SR files, and images of their studies")],
+    site: Annotated[
+        str | None, typer.Option(help="site id (default SURVEILLANCE_DICOM__DEFAULT_SITE)")
+    ] = None,
+) -> None:
+    """Print each SR's AI results as ai.results JSON, identifiers pseudonymized as ingest
+    does, one per line; image files given alongside fill in their study's acquisition."""
+    from zoneinfo import ZoneInfo
+
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    from surveillance.cli import _settings
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.interop.dicom_errors import UnusableObject
+    from surveillance.interop.dicom_header import ImageHeader, image_header
+    from surveillance.interop.dicom_receiver import IMAGE_SOP_CLASSES
+    from surveillance.interop.dicom_sr import SrResults, enrich, parse_sr
+    from surveillance.stream.ingest import Ingest, Rejected
+    from surveillance.stream.topics import AI_RESULTS
+
+    # pydicom's warnings about odd files would break the one-line-per-file contract.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    settings = _settings()
+    registry = load_registry(settings.baselines_file)
+    tz = ZoneInfo(settings.dicom.timezone)
+    site_id = site or settings.dicom.default_site
+    problems: list[str] = []
+    reports: list[tuple[Path, SrResults]] = []
+    headers: dict[str, ImageHeader] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for path in files:
+            try:
+                ds = dcmread(path, force=True, stop_before_pixels=True)
+                sop_class = str(ds.get("SOPClassUID", ""))
+                if not sop_class:
+                    problems.append(f"{path}: cannot_understand: no SOPClassUID (not DICOM?)")
+                    continue
+                if sop_class in IMAGE_SOP_CLASSES:
+                    header = image_header(ds)
+                    headers.setdefault(header.study_uid, header)
+                    continue
+                reports.append((path, parse_sr(ds, registry, site_id, tz)))
+            except UnusableObject as exc:
+                problems.append(f"{path}: {exc.reason}: {exc.message}")
+            except (OSError, InvalidDicomError, ValueError, TypeError, AttributeError,
+                    KeyError, EOFError) as exc:
+                problems.append(f"{path}: cannot_understand: not a readable DICOM file "
+                                f"({type(exc).__name__})")
+    ingest = Ingest(settings.pseudonym_key.get_secret_value().encode(), (), 1 << 20)
+    now = datetime.now(UTC)
+    for path, parsed in reports:
+        for refused in parsed.refused:
+            problems.append(f"{path}: {refused.reason}: {refused.message}")
+        for draft in parsed.results:
+            result = enrich(draft, headers.get(parsed.study_uid))
+            accepted = ingest(AI_RESULTS, result.model_dump_json().encode(), now)
+            if isinstance(accepted, Rejected):
+                problems.append(f"{path}: {accepted.reason}: {accepted.message}")
+            elif accepted.ai is not None:
+                typer.echo(accepted.ai.model_dump_json())
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(2)
+
