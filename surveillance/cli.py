@@ -13,8 +13,8 @@ import typer
 from pydantic import ValidationError
 
 from surveillance.errors import SurveillanceError
-from surveillance.interop.hl7_cli import fhir_app, hl7_app
 from surveillance.interop.dicom_cli import dicom_app
+from surveillance.interop.hl7_cli import fhir_app, hl7_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the service.")

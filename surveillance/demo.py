@@ -19,8 +19,8 @@ from surveillance.clinical.labels import extract_labels
 from surveillance.clinical.ledger import LABELLED
 from surveillance.contracts import AIResult, Alert, Label, ReportFinal
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from surveillance.interop.hl7_demo import run_interop_leg
 from surveillance.interop.dicom_demo import run_dicom_leg
+from surveillance.interop.hl7_demo import run_interop_leg
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
