@@ -62,3 +62,18 @@ def test_a_result_takes_the_series_its_sr_names_else_the_first_image_of_the_stud
     other_study.add_header(header("s", "X", study="9.9"), now=1.0)
     other_study.add_results([result("lonely")], "1.2.3", [], now=2.0)
     assert other_study.due(now=3.0, wait_seconds=600) == []
+
+
+def test_the_spool_and_its_journal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        spool = Spool(tmp_path / "spool.sqlite")
+        spool.close()
+    finally:
+        os.umask(old)
+    files = sorted(tmp_path.glob("spool.sqlite*"))
+    assert files, "the spool file was not created"
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}

@@ -21,6 +21,7 @@ access-controlled volume. Thread-safe: one connection behind a lock.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,10 @@ class Spool:
     def __init__(self, path: Path, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Raw identifiers wait here until the broker has them: owner-only, whatever the
+            # umask (SQLite gives its WAL and shared-memory files the same mode).
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            os.chmod(path, 0o600)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
