@@ -1,11 +1,11 @@
 """The worker's ingest -> join -> ledger path without Kafka, for scenario tests.
 
 `case_revisions` yields each new case revision with the record it replaces, in arrival
-order, exactly as `stream.app`'s join and case agents apply them (one join partition; the
-event-time watermark advanced by every event). `joined` runs the join per partition, as
-the workers do, and gives each case with the partition it came from and the event time
-that partition's AI results had reached: what the case agent's drift clock is built
-from. `DriftPath` is the case agent's drift side; `drift_alerts` runs it over events.
+order, exactly as `stream.app`'s join and case agents apply them (one join partition; its
+event-time watermark an `EventClock`, as the worker's). `joined` runs the join per
+partition, as the workers do, and gives each case with the partition it came from and the
+event time that partition's AI results had reached: what the case agent's drift clock is
+built from. `DriftPath` is the case agent's drift side; `drift_alerts` runs it over events.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from surveillance.contracts import AdjudicatedCase, Alert
 from surveillance.simulate import SimEvent
 from surveillance.stats.drift_bank import DriftBank
 from surveillance.stream.case_features import as_ai_result, new_bank
-from surveillance.stream.ingest import Ingest, Rejected
-from surveillance.stream.watermark import SourceWatermark
+from surveillance.stream.ingest import MAX_CLOCK_SKEW, Ingest, Rejected
+from surveillance.stream.watermark import EventClock, SourceWatermark
 
 HORIZON = timedelta(days=14)
 IDLE_SECONDS = 30.0  # as stream/app.py SOURCE_IDLE_SECONDS
@@ -35,26 +35,29 @@ def joined(
     """(join partition, event time its AI results have reached, case) for every case the
     join emits, in the order the events come (a producer keyed by accession puts each
     event on that partition of its topic). Like `stream.app.PartitionClock`: the
-    partition's watermark over all events times the join, its AI results' the drift."""
+    partition's watermark over all events times the join, its AI results' the drift;
+    neither moves for one event alone (`EventClock`, at each event's arrival time).
+    Cases emitted before any clock has moved carry their own AI time."""
     codes = [b.finding_code for b in load_registry().values()]
     ingest = Ingest(key, codes, 64 * 1024)
     states: dict[str, join.JoinState] = {}
-    watermarks: dict[int, datetime] = {}
-    ai_watermarks: dict[int, datetime] = {}
+    clocks: dict[int, tuple[EventClock, EventClock]] = {}
     for event in events:
         accepted = ingest.accept(event.topic, event.value, event.arrival, partitions)
         if isinstance(accepted, Rejected):
             continue
         item, partition = accepted
+        events_clock, ai_clock = clocks.setdefault(
+            partition, (EventClock(MAX_CLOCK_SKEW), EventClock(MAX_CLOCK_SKEW)))
         state, cases = join.apply(states.get(item.accession), item, partition, HORIZON,
-                                  watermarks.get(partition))
+                                  events_clock.at)
         states[item.accession] = state
         at = join.event_time(item)
-        watermarks[partition] = max(at, watermarks.get(partition, at))
+        events_clock.observe(at, event.arrival)
         if item.ai is not None:
-            ai_watermarks[partition] = max(at, ai_watermarks.get(partition, at))
+            ai_clock.observe(at, event.arrival)
         for case in cases:
-            yield partition, ai_watermarks.get(partition, watermarks[partition]), case
+            yield partition, ai_clock.at or events_clock.at or case.inference_date, case
 
 
 def case_revisions(

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from surveillance.contracts import AdjudicatedCase, Alert
-from surveillance.observe.metrics import Window, record_shadow, set_shadow_kappa
+from surveillance.observe.metrics import Window, admit_tools, record_shadow, set_shadow_kappa
 from surveillance.privacy import pseudonymize
 from surveillance.settings import Settings
 from surveillance.shadow.dicom_source import FolderDicomSource
@@ -108,6 +108,7 @@ class ShadowCore:
         emit: Callable[[list[Message]], None],
     ) -> None:
         self._tools = frozenset(options.tools)
+        admit_tools(self._tools)
         self._emit = emit
         self._lock = threading.Lock()
         self._verdicts = ShadowVerdicts(options.verdicts)

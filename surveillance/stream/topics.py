@@ -20,6 +20,9 @@ ALERTS = "surveillance.alerts"
 SNAPSHOTS = "surveillance.snapshots"
 
 INPUT_TOPICS = (AI_RESULTS, REPORTS_FINAL, ADVERSE_EVENTS)
+#: Topics whose bad records go to `<topic>.dlq`: the inputs, and the internal topics the
+#: agents read (anything with broker access can write them; see `stream.internal`).
+DEAD_LETTERED = (*INPUT_TOPICS, CASES_JOIN, CASES_ADJUDICATED)
 
 #: Faust tables (name -> the topic whose partitions it follows).
 TABLES = ("join_state", "case_state", "adverse_state")
@@ -46,7 +49,7 @@ class TopicSpec:
 def all_topics(app_id: str, partitions: int) -> list[TopicSpec]:
     names = [
         *INPUT_TOPICS,
-        *(dlq(t) for t in INPUT_TOPICS),
+        *(dlq(t) for t in DEAD_LETTERED),
         CASES_JOIN,
         CASES_ADJUDICATED,
         ALERTS,
