@@ -65,6 +65,7 @@ from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.stats.drift_bank import DriftBank
 from surveillance.stream import case_features, internal, topics
+from surveillance.stream.ahead import AheadCases
 from surveillance.stream.case_features import new_bank, record_ai_result
 from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.ingest import MAX_CLOCK_SKEW, DateRange, Ingest, Rejected, describe
@@ -350,6 +351,9 @@ drift_banks: dict[str, DriftBank] = {}
 #: from a backlog take turns within seconds.
 SOURCE_IDLE_SECONDS = 30.0
 sources: dict[int, SourceWatermark] = {}
+#: New cases far ahead of their join partition's clock, per `cases.adjudicated` partition,
+#: held from the monitor and the drift banks until the clock comes near (`stream.ahead`).
+_ahead: dict[int, AheadCases] = {}
 _evaluated_day: dict[str, date] = {}
 _monitor_ready = False
 
@@ -374,6 +378,7 @@ def _ensure_monitor() -> None:
         ledger.add_existing(record)
     rebuild_drift_banks(records)
     sources.clear()  # wait for every join partition again: the first read must not lead
+    _ahead.clear()  # the held cases are stored, and rebuilt above with the rest
     _monitor_ready = True
 
 
@@ -416,18 +421,29 @@ async def _count(stream: Any) -> None:
                 continue
             case_table[case.case_id] = record.as_dict()
             metrics.record_case(case.tool_id, case.software_version, case.site, case.outcome)
-            alerts = monitor.on_case(previous, case)
-            bank = _bank(case.tool_id)
-            if previous is None:
-                alerts += _version_check(case)
-                drift_input = record_ai_result(record)
-                assert drift_input is not None  # record_of always stores the features
-                bank.update(drift_input)
+            ahead = _ahead.setdefault(event.message.partition, AheadCases())
+            held = ahead.hold(case, previous is None, reached)
+            alerts = [] if held else _monitor_case(previous, case, record)
             clock = watermark.low(now)
             if clock is not None:
-                alerts += [v.to_alert() for v in bank.advance(clock)]
+                for released in ahead.release(clock):
+                    record = CaseRecord.from_dict(case_table[released.case_id])
+                    alerts += _monitor_case(None, released, record)
+                alerts += [v.to_alert() for v in _bank(case.tool_id).advance(clock)]
                 alerts += _maybe_evaluate(case.tool_id, clock)
             send_alerts(alerts)
+
+
+def _monitor_case(previous: CaseRecord | None, case: AdjudicatedCase,
+                  record: CaseRecord) -> list[Alert]:
+    """The monitor and the drift bank take one case revision (`record`: as stored now)."""
+    alerts = monitor.on_case(previous, case)
+    if previous is None:
+        alerts += _version_check(case)
+        drift_input = record_ai_result(record)
+        assert drift_input is not None  # record_of always stores the features
+        _bank(case.tool_id).update(drift_input)
+    return alerts
 
 
 def _sources(partition: int) -> SourceWatermark:
