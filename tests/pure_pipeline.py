@@ -43,26 +43,39 @@ def joined(
     partition's watermark over all events times the join, its AI results' the drift;
     neither moves for one event alone (`EventClock`, at each event's arrival time).
     Cases emitted before any clock has moved carry their own AI time."""
-    codes = [b.finding_code for b in load_registry().values()]
-    ingest = Ingest(key, codes, 64 * 1024)
-    states: dict[str, join.JoinState] = {}
-    clocks: dict[int, tuple[EventClock, EventClock]] = {}
+    path = JoinPath(partitions, key)
     for event in events:
-        accepted = ingest.accept(event.topic, event.value, event.arrival, partitions)
+        yield from path.feed(event)
+
+
+class JoinPath:
+    """Ingest and the join on `partitions`, fed one event at a time (see `joined`)."""
+
+    def __init__(self, partitions: int, key: bytes = b"test-key") -> None:
+        codes = [b.finding_code for b in load_registry().values()]
+        self.ingest = Ingest(key, codes, 64 * 1024)
+        self.partitions = partitions
+        self.states: dict[str, join.JoinState] = {}
+        self.clocks: dict[int, tuple[EventClock, EventClock]] = {}
+        self.rejected: list[Rejected] = []
+
+    def feed(self, event: SimEvent) -> list[tuple[int, datetime, AdjudicatedCase]]:
+        accepted = self.ingest.accept(event.topic, event.value, event.arrival, self.partitions)
         if isinstance(accepted, Rejected):
-            continue
+            self.rejected.append(accepted)
+            return []
         item, partition = accepted
-        events_clock, ai_clock = clocks.setdefault(
+        events_clock, ai_clock = self.clocks.setdefault(
             partition, (EventClock(MAX_CLOCK_SKEW), EventClock(MAX_CLOCK_SKEW)))
-        state, cases = join.apply(states.get(item.accession), item, partition, HORIZON,
+        state, cases = join.apply(self.states.get(item.accession), item, partition, HORIZON,
                                   events_clock.at)
-        states[item.accession] = state
+        self.states[item.accession] = state
         at = join.event_time(item)
         events_clock.observe(at, event.arrival)
         if item.ai is not None:
             ai_clock.observe(at, event.arrival)
-        for case in cases:
-            yield partition, ai_clock.at or events_clock.at or case.inference_date, case
+        reached = ai_clock.at or events_clock.at
+        return [(partition, reached or case.inference_date, case) for case in cases]
 
 
 def case_revisions(

@@ -14,6 +14,7 @@ bounded sets, never refused).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -41,6 +42,12 @@ Reason = Literal["oversize", "encoding", "invalid_json", "schema", "internal", "
 MAX_CLOCK_SKEW = timedelta(hours=1)
 #: The default of `stream.earliest_event_date`: no imaging AI result predates it.
 EARLIEST_EVENT_DATE = date(1980, 1, 1)
+#: Longest identifier a contract takes (`contracts.Id`).
+MAX_ID_CHARS = 128
+#: Longest tool id, AI version and site: alert, snapshot and case ids are built from them
+#: (e.g. `baseline_deviation:<tool>:<version>:<site>:specificity:90d:<day>`, at most 128).
+#: A longer tool id is refused; a longer version or site is `fitted` (kept distinct).
+MAX_TOOL_CHARS, MAX_VERSION_CHARS, MAX_SITE_CHARS = 32, 24, 24
 #: C0/C1 controls and lone surrogates: no identifier has them, and storage cannot take NUL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -110,6 +117,32 @@ def control_characters(fields: Iterable[tuple[str, str | None]]) -> Rejected | N
     for name, value in fields:
         if value is not None and _CONTROL.search(value):
             return Rejected("schema", f"{name}: contains a control character")
+    return None
+
+
+def fitted(value: str, limit: int) -> str:
+    """`value`, or when longer than `limit` its start and a digest of the whole: still
+    one value per distinct input, short enough for the ids built from it downstream."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[:limit - 9]}~{digest}"
+
+
+def too_long(fields: Iterable[tuple[str, str, int]]) -> Rejected | None:
+    """The first (name, value, limit) whose value is longer than its limit."""
+    for name, value, limit in fields:
+        if len(value) > limit:
+            return Rejected("schema", f"{name}: at most {limit} characters")
+    return None
+
+
+def case_id_too_long(accession: str, tool_id: str) -> Rejected | None:
+    """The join names a case `<accession pseudonym>:<tool id>`, an `Id` of at most 128."""
+    if len(accession) + 1 + len(tool_id) > MAX_ID_CHARS:
+        room = MAX_ID_CHARS - 1 - len(accession)
+        return Rejected("schema", f"tool_id: at most {room} characters (the case id joins it "
+                        "to the accession pseudonym)")
     return None
 
 
@@ -183,8 +216,13 @@ class Ingest:
             return why
         if ai.pseudonymized:
             return Rejected("schema", "pseudonymized: input events carry source identifiers")
+        why = too_long([("tool_id", ai.tool_id, MAX_TOOL_CHARS)])
+        if why is not None:
+            return why
         safe = ai.model_copy(
             update={
+                "software_version": fitted(ai.software_version, MAX_VERSION_CHARS),
+                "site": fitted(ai.site, MAX_SITE_CHARS),
                 "patient_id": self._pseudo("patient", ai.patient_id),
                 "accession_number": self._pseudo("accession", ai.accession_number),
                 "study_instance_uid": self._pseudo("study", ai.study_instance_uid),
@@ -211,7 +249,7 @@ class Ingest:
             report=ReportLabels(
                 event_id=report.event_id,
                 accession=self._pseudo("accession", report.accession_number),
-                site=report.site,
+                site=fitted(report.site, MAX_SITE_CHARS),
                 finalized_at=report.finalized_at,
                 status=report.status,
                 labels=labels,

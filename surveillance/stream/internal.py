@@ -23,12 +23,17 @@ from pydantic import ValidationError
 
 from surveillance.contracts import AdjudicatedCase, JoinInput
 from surveillance.stream.ingest import (
+    MAX_SITE_CHARS,
+    MAX_TOOL_CHARS,
+    MAX_VERSION_CHARS,
     DateRange,
     Rejected,
     ai_dates,
     ai_identifiers,
+    case_id_too_long,
     control_characters,
     describe,
+    too_long,
 )
 from surveillance.stream.watermark import SOURCE_HEADER, UNKNOWN_SOURCE, WATERMARK_HEADER
 
@@ -42,14 +47,26 @@ def read_join_input(raw: bytes | None, now: datetime, dates: DateRange) -> JoinI
     if item.ai is not None:
         if not item.ai.pseudonymized:
             return Rejected("schema", "ai.pseudonymized: cases.join carries pseudonyms only")
-        return dates.first_outside(ai_dates(item.ai), now) or control_characters(
-            ai_identifiers(item.ai)) or item
+        ai = item.ai
+        return dates.first_outside(ai_dates(ai), now) or control_characters(
+            ai_identifiers(ai)) or identifier_lengths(ai.tool_id, ai.software_version, ai.site
+                                                      ) or case_id_too_long(
+            ai.accession_number, ai.tool_id) or item
     assert item.report is not None
     report = item.report
     return dates.outside("report.finalized_at", report.finalized_at, now) or (
         control_characters([("report.event_id", report.event_id),
                             ("report.accession", report.accession),
-                            ("report.site", report.site)])) or item
+                            ("report.site", report.site)])) or too_long(
+        [("report.site", report.site, MAX_SITE_CHARS)]) or item
+
+
+def identifier_lengths(tool: str, version: str, site: str) -> Rejected | None:
+    """Ingest refuses longer tool ids and fits longer versions and sites: our join never
+    writes longer ones, and the monitor builds ids from them."""
+    return too_long([("tool_id", tool, MAX_TOOL_CHARS),
+                     ("software_version", version, MAX_VERSION_CHARS),
+                     ("site", site, MAX_SITE_CHARS)])
 
 
 def read_case(
@@ -73,7 +90,7 @@ def read_case(
         ("scanner_model", case.scanner_model),
         ("scanner_software_version", case.scanner_software_version),
         ("protocol_name", case.protocol_name),
-    ])
+    ]) or identifier_lengths(case.tool_id, case.software_version, case.site)
     if why is not None:
         return why
     source = read_source(headers, case.inference_date, partitions, now, dates)
