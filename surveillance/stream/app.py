@@ -315,16 +315,18 @@ def join_one(item: JoinInput, partition: int) -> None:
 
 
 def expire_due(clock: PartitionClock) -> None:
-    assert clock.watermark is not None
+    watermark = clock.watermark
+    if watermark is None:  # not enough events yet to support a clock
+        return
     for accession in clock.due():
         stored = join_table.get(accession)
         if not stored:
             continue
         state = join.JoinState.model_validate(stored)
-        if join.is_stale(state, RETENTION, clock.watermark):
+        if join.is_stale(state, RETENTION, watermark):
             del join_table[accession]
             continue
-        cases = join.expire(state, HORIZON, clock.watermark)
+        cases = join.expire(state, HORIZON, watermark)
         if cases:
             join_table[accession] = state.model_dump(mode="json")
             emit(cases, clock)
