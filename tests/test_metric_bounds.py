@@ -82,13 +82,16 @@ def test_registered_tools_keep_their_first_versions_and_configured_sites(
            for labels in series("surveillance_ai_results_total")
            if dict(labels)["tool"] == "t-versions"}
     assert got == {"1.0": "north", "1.1": "Main_Campus", "other": "other"}
+    m.set_cusum("t-versions", "1.0", "all", m.AgreementMetric.SENSITIVITY, 1.0, 4.0)
+    assert m.REGISTRY.get_sample_value("surveillance_cusum_statistic", {
+        "tool": "t-versions", "version": "1.0", "site": "all", "metric": "sensitivity"}) == 1.0
     modality = series("surveillance_modality_studies_total")
     assert (("modality", "other"),) in modality  # MR: no registered tool reads it
 
 
 def test_without_configured_sites_the_first_ones_seen_are_kept(bounds: None) -> None:
     m.register_tool("t-firstsites", "CT")
-    m.bound_labels([], max_sites=len(m._bounds.sites) + 2, max_versions_per_tool=16)
+    m.bound_labels([], max_sites=2, max_versions_per_tool=16)
     for site in ("fs-1", "fs-2", "fs-3", "fs-1"):
         m.record_ai_result("t-firstsites", "1.0", site, "CT")
     got = {dict(labels)["site"]: value

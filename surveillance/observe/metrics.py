@@ -158,6 +158,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:+-]+")
 #: The label of every tool, version, site or modality outside its bounded set.
 OTHER = "other"
+#: The site label of figures over all sites (`clinical.monitor.ALL_SITES`): always kept.
+ALL_SITES = "all"
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(namespace="surveillance", registry=REGISTRY)
@@ -469,6 +471,8 @@ class _Bounds:
 
     def site(self, site: str) -> str:
         safe = label_safe(site)
+        if safe == ALL_SITES:
+            return safe
         if self.sites_fixed:
             return safe if safe in self.sites else OTHER
         return _admit(self.sites, safe, self.max_sites)
