@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,34 @@ def test_one_live_event_in_a_backfill_changes_no_count_and_raises_no_alert(
     assert flags(live_alerts) == flags(control_alerts) == []
     # The rest of the evaluation went on as without the live case: the same alerts.
     assert sorted(a.alert_id for a in live_alerts) == sorted(a.alert_id for a in control_alerts)
+
+
+def test_a_case_far_ahead_of_its_partition_clock_waits_with_its_revisions() -> None:
+    from datetime import timedelta
+
+    from surveillance.stream.ahead import AheadCases
+    from tests.factories import ai_result
+
+    def case(revision: int, at: datetime, case_id: str) -> Any:
+        from surveillance.contracts import AdjudicatedCase, CaseOutcome
+
+        a = ai_result(at=at)
+        return AdjudicatedCase(
+            case_id=case_id, revision=revision, outcome=CaseOutcome.PENDING, label=None,
+            tool_id=a.tool_id, software_version=a.software_version,
+            finding_code=a.finding_code, site=a.site, ai_result=a.ai_result,
+            operating_threshold=a.operating_threshold, result_indicator=a.result_indicator,
+            accession="a_x", study_date=a.study_date, inference_date=at, modality="CT",
+            scanner_manufacturer="GE", scanner_model="m", scanner_software_version="1",
+            ai_event_id=f"ai-{case_id}")
+
+    backlog = datetime(2026, 7, 10, tzinfo=UTC)
+    ahead = AheadCases(timedelta(days=2))
+    assert not ahead.hold(case(0, backlog + timedelta(days=1), "near"), True, backlog)
+    assert ahead.hold(case(0, NOW, "live"), True, backlog)
+    assert ahead.hold(case(1, NOW, "live"), False, backlog)  # its report: held with it
+    assert not ahead.hold(case(1, NOW, "other"), False, backlog)  # applied before: not held
+    assert ahead.release(backlog + timedelta(days=30)) == []
+    released = ahead.release(NOW - timedelta(days=2))
+    assert [(c.case_id, c.revision) for c in released] == [("live", 1)]
+    assert len(ahead) == 0
