@@ -7,6 +7,7 @@ Example: `SURVEILLANCE_KAFKA__BOOTSTRAP=kafka-1:9092`,
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -85,6 +86,20 @@ class StreamSettings(BaseModel):
     #: How often regulatory clocks and consumer lag are re-evaluated (wall-clock seconds).
     clock_interval_seconds: float = Field(default=60.0, gt=0)
     store: str = "memory://"
+    #: Event dates before this are refused at ingest (DLQ, reason `schema`): a study date in
+    #: year 1 is a typo or a default, and date arithmetic downstream must never overflow.
+    earliest_event_date: date = date(1980, 1, 1)
+
+
+class MetricsSettings(BaseModel):
+    """Bounds on /metrics label values: tools come from the baselines registry."""
+
+    #: Sites exported by name; others are counted under `other`. Empty: the first
+    #: `max_sites` distinct sites seen get their own series.
+    sites: list[str] = []
+    max_sites: int = Field(default=32, ge=0, le=1000)
+    #: Distinct versions per registered tool exported by name; later ones under `other`.
+    max_versions_per_tool: int = Field(default=16, ge=0, le=1000)
 
 
 class DicomSettings(BaseModel):
@@ -129,6 +144,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     stream: StreamSettings = StreamSettings()
     dicom: DicomSettings = DicomSettings()
+    metrics: MetricsSettings = MetricsSettings()
     baselines_file: Path | None = None
     state_dir: Path = Path(".surveillance")
 

@@ -208,6 +208,7 @@ def test_bank_statistics_feed_the_drift_gauges() -> None:
     from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
     from tests.factories import ai_result
 
+    metrics.register_tool("ich-triage", "CT")  # as the worker does at startup
     bank = DriftBank.for_tool("ich-triage", DriftBankConfig(reference_days=3, lateness_days=0))
     start = datetime(2026, 7, 1, tzinfo=UTC)
     for i in range(6 * 300):

@@ -18,6 +18,12 @@ from surveillance.stream.topics import all_topics
 FORBIDDEN_LABEL_PARTS = ("patient", "accession", "mrn", "uid", "name", "text", "report", "id")
 
 
+# The tools these tests count for: only registered tools get their own series.
+for _tool in ("t-agree", "t-airesult", "t-bad", "t-case", "t-clock", "t-cusum", "t-kept",
+              "t-moved", "t-nan", "t-reject", "t-shadow", "t-ver"):
+    m.register_tool(_tool, "CT")
+
+
 def _value(name: str, **labels: str) -> float | None:
     return m.REGISTRY.get_sample_value(name, labels)
 
@@ -142,10 +148,11 @@ def test_record_ai_result_counts_volume_modality_and_last_seen_time() -> None:
     assert (_value("surveillance_modality_studies_total", modality="CT") or 0) >= 2.0
 
 
-def test_record_ai_result_rejects_free_text_before_touching_any_series() -> None:
-    with pytest.raises(m.MetricLabelError):
-        m.record_ai_result("t-reject", "1.0", "Dr Jones' office", "CT")
-    assert _value("surveillance_last_event_timestamp_seconds", tool="t-reject") is None
+def test_record_ai_result_makes_free_text_label_safe_instead_of_refusing_it() -> None:
+    """Ingest accepted the event: its metric must not fail (that crash-looped the worker)."""
+    m.record_ai_result("t-reject", "5.2.1 build 7", "Main Campus", "CT")
+    assert _value("surveillance_ai_results_total", tool="t-reject", version="5.2.1_build_7",
+                  site="Main_Campus") == 1.0
 
 
 def test_dead_letters_are_counted_by_topic_and_reason() -> None:

@@ -291,6 +291,7 @@ def _gauge(gauge: Any, *labels: str) -> float:
 
 
 def test_publish_sets_agreement_verdict_and_cusum_gauges() -> None:
+    metrics.register_tool(TOOL, REGISTRY[TOOL].modality)  # as the worker does at startup
     m = PerformanceMonitor(REGISTRY)
     feed = Feed(m)
     _sensitivity_window(feed, tp=30, fn=10, day0=T0, fn_scanner="GE")

@@ -114,28 +114,142 @@ def test_the_clock_is_monotone_and_never_ahead_of_the_latest_event(
         previous = low
 
 
+NOW = datetime(2026, 12, 1, tzinfo=UTC)  # the worker's wall clock when the case arrives
+
+
 def test_source_headers_round_trip_as_kafka_clients_deliver_them() -> None:
-    from surveillance.stream.watermark import read_source, source_headers
+    from surveillance.stream.ingest import DateRange
+    from surveillance.stream.internal import read_source
+    from surveillance.stream.watermark import source_headers
 
     headers = source_headers(3, at(2.5))
-    assert read_source(list(headers.items()), at(0)) == (3, at(2.5))  # aiokafka: pairs
-    assert read_source(tuple(headers.items()), at(0)) == (3, at(2.5))
+    pairs = list(headers.items())
+    assert read_source(pairs, at(0), 4, NOW, DateRange()) == (3, at(2.5))  # aiokafka
+    assert read_source(tuple(pairs), at(0), 4, NOW, DateRange()) == (3, at(2.5))
+
+
+@pytest.mark.parametrize("headers", [None, [], [("traceparent", b"00-ab-cd-01")]])
+def test_a_case_without_source_headers_is_its_own_source(headers: object) -> None:
+    """A producer other than our join (a replay tool, a test) sends none: not an attack."""
+    from surveillance.stream.ingest import DateRange
+    from surveillance.stream.internal import read_source
+    from surveillance.stream.watermark import UNKNOWN_SOURCE
+
+    assert read_source(headers, at(4), 4, NOW, DateRange()) == (UNKNOWN_SOURCE, at(4))
 
 
 @pytest.mark.parametrize("headers", [
-    None,
-    [],
     [("join-partition", b"2")],
     [("join-partition", b"two"), ("join-ai-watermark", b"2026-08-01T00:00:00+00:00")],
     [("join-partition", b"2"), ("join-ai-watermark", b"yesterday")],
     [("join-partition", b"2"), ("join-ai-watermark", b"2026-08-01T00:00:00")],  # naive
     [("join-partition", b"-5"), ("join-ai-watermark", b"2026-08-01T00:00:00+00:00")],
+    [("join-partition", b"4"), ("join-ai-watermark", b"2026-08-01T00:00:00+00:00")],
     [("join-partition", b"2"), ("join-ai-watermark", b"\xff\xfe")],
     [("join-partition", None), ("join-ai-watermark", None)],
+    # Forged clocks: the first overflowed the drift bank, the second closed 3 million days.
+    [("join-partition", b"1"), ("join-ai-watermark", b"9999-12-31T00:00:00+00:00")],
+    [("join-partition", b"1"), ("join-ai-watermark", b"9999-12-30T00:00:00+00:00")],
+    [("join-partition", b"1"), ("join-ai-watermark", b"2026-12-01T01:00:01+00:00")],
+    [("join-partition", b"1"), ("join-ai-watermark", b"0001-01-01T00:00:00+00:00")],
+    [("join-partition", b"1"), ("join-ai-watermark", b"1979-12-31T23:59:59+00:00")],
 ])
-def test_missing_or_unreadable_source_headers_make_the_case_its_own_source(
+def test_unreadable_or_implausible_source_headers_are_refused_with_a_reason(
     headers: object,
 ) -> None:
-    from surveillance.stream.watermark import UNKNOWN_SOURCE, read_source
+    from surveillance.stream.ingest import DateRange, Rejected
+    from surveillance.stream.internal import read_source
 
-    assert read_source(headers, at(4)) == (UNKNOWN_SOURCE, at(4))
+    refused = read_source(headers, at(4), 4, NOW, DateRange())
+    assert isinstance(refused, Rejected) and refused.reason == "header", refused
+    assert "9999" not in refused.message  # the reason names the header, not the value
+
+
+def test_the_latest_plausible_header_is_the_arrival_clock_plus_the_skew() -> None:
+    from surveillance.stream.ingest import DateRange
+    from surveillance.stream.internal import read_source
+
+    edge = [("join-partition", b"0"), ("join-ai-watermark", b"2026-12-01T01:00:00+00:00")]
+    assert read_source(edge, at(0), 4, NOW, DateRange()) == (0, NOW + timedelta(hours=1))
+
+
+# -- one join partition's clock ------------------------------------------------------------
+
+
+def test_one_event_cannot_move_a_partition_clock() -> None:
+    from surveillance.stream.watermark import EventClock
+
+    clock = EventClock(timedelta(hours=1), support=4)
+    now = T0 + timedelta(days=120)
+    for day in range(4):
+        clock.observe(at(day), now)
+    assert clock.at == at(0)
+    clock.observe(now, now)  # a live event in the middle of a backfill
+    assert clock.at == at(1)  # the backfill's own events moved it one step, nothing more
+    for day in range(4, 7):
+        clock.observe(at(day), now)
+    assert clock.at == at(4)
+    for _ in range(4):  # the backfill is over: live events alone are the last four
+        clock.observe(now, now)
+    assert clock.at == now
+
+
+def test_a_partition_clock_waits_for_support_and_never_goes_back() -> None:
+    from surveillance.stream.watermark import EventClock
+
+    clock = EventClock(timedelta(hours=1), support=3)
+    clock.observe(at(5), NOW)
+    clock.observe(at(6), NOW)
+    assert clock.at is None
+    clock.observe(at(7), NOW)
+    assert clock.at == at(5)
+    for _ in range(3):  # a late trickle of old events
+        clock.observe(at(1), NOW)
+    assert clock.at == at(5)
+
+
+def test_a_partition_clock_is_capped_at_the_arrival_clock() -> None:
+    from surveillance.stream.watermark import EventClock
+
+    clock = EventClock(timedelta(hours=1), support=2)
+    clock.observe(at(30), at(10))
+    clock.observe(at(31), at(10))
+    assert clock.at == at(10) + timedelta(hours=1)
+
+
+def test_a_restored_clock_is_the_support_th_latest_stored_time() -> None:
+    from surveillance.stream.watermark import EventClock
+
+    clock = EventClock(timedelta(hours=1), support=3)
+    clock.restore([at(1), NOW, at(3), at(2), at(0)], NOW)  # one live accession stored
+    assert clock.at == at(2)
+    short = EventClock(timedelta(hours=1), support=3)
+    short.restore([at(1), NOW], NOW)
+    assert short.at is None
+    with pytest.raises(ValueError):
+        EventClock(timedelta(hours=1), support=0)
+
+
+@given(st.lists(st.tuples(st.floats(0, 200), st.floats(0, 200)), max_size=60),
+       st.integers(1, 8))
+def test_a_partition_clock_needs_support_events_at_or_after_it(
+    steps: list[tuple[float, float]], support: int
+) -> None:
+    """Theory: the clock is never later than `support` consecutive (capped) events agree,
+    and never goes back."""
+    from surveillance.stream.watermark import EventClock
+
+    clock = EventClock(timedelta(hours=1), support=support)
+    capped: list[datetime] = []
+    previous = None
+    for event_day, arrival_day in steps:
+        arrival = at(arrival_day)
+        clock.observe(at(event_day), arrival)
+        capped.append(min(at(event_day), arrival + timedelta(hours=1)))
+        if clock.at is None:
+            assert len(capped) < support
+            continue
+        windows = [min(capped[i:i + support]) for i in range(len(capped) - support + 1)]
+        assert clock.at == max(windows)
+        assert previous is None or clock.at >= previous
+        previous = clock.at

@@ -44,7 +44,7 @@ signal of that chart), `baseline_deviation:{tool}:{version}:{site}:{metric}:{win
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -140,6 +140,12 @@ class CaseView:
             "sex": self.sex,
             "age_band": age_band(self.age),
         }
+
+
+def _place(view: CaseView) -> tuple[object, ...]:
+    """What decides where a case is counted (keys, subgroups, the day of its windows)."""
+    return (view.tool, view.version, view.site, utc_day(view.inferred_at),
+            view.scanner_manufacturer, view.sex, view.age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +277,9 @@ class PerformanceMonitor:
         self._verdicts: dict[VerdictKey, MetricVerdict] = {}
         self._warnings: dict[tuple[str, str, str], bool] = {}
         self._episodes: dict[EpisodeKey, Episode] = {}
+        #: Where re-run cases were first counted (see `on_case`); a rebuild counts each
+        #: case once, at its record's place, and starts this empty.
+        self._homes: dict[str, CaseView] = {}
 
     # -- cases ---------------------------------------------------------------------------
 
@@ -282,8 +291,19 @@ class PerformanceMonitor:
         """
         if previous is not None and case.revision <= previous.revision:
             return []
-        before = None if previous is None else CaseView.of_record(case.case_id, previous)
-        return self._apply(before, CaseView.of_case(case), alert=True)
+        view = CaseView.of_case(case)
+        if previous is None:
+            return self._apply(None, view, alert=True)
+        before = CaseView.of_record(case.case_id, previous)
+        # The record holds the latest revision's place; after a re-run (new version, new
+        # time) the case is still counted where it was first, so retract from there.
+        home = self._homes.get(case.case_id)
+        if home is not None:
+            before = replace(home, outcome=before.outcome, revision=before.revision,
+                             labelled_at=before.labelled_at)
+        elif _place(before) != _place(view):
+            self._homes[case.case_id] = before
+        return self._apply(before, view, alert=True)
 
     def _apply(self, before: CaseView | None, view: CaseView, alert: bool) -> list[Alert]:
         alerts: list[Alert] = []
@@ -861,7 +881,7 @@ class PerformanceMonitor:
         kept_warnings = self._warnings
         kept_episodes = self._episodes
         held = set(self._versions)
-        self._windows, self._versions = {}, {}
+        self._windows, self._versions, self._homes = {}, {}, {}
         self._verdicts = {k: v for k, v in kept_verdicts.items() if k[0] in held}
         self._warnings = {k: v for k, v in kept_warnings.items() if k[0] in held}
         self._episodes = {k: v for k, v in kept_episodes.items() if k[0] in held}
@@ -870,7 +890,9 @@ class PerformanceMonitor:
 
     def forget_tools(self, tools: Iterable[str]) -> None:
         """Drop all state of tools whose partitions this worker no longer owns."""
-        for tool in set(tools):
+        gone = set(tools)
+        self._homes = {k: v for k, v in self._homes.items() if v.tool not in gone}
+        for tool in gone:
             self._windows.pop(tool, None)
             self._versions.pop(tool, None)
             self._verdicts = {k: v for k, v in self._verdicts.items() if k[0] != tool}

@@ -8,9 +8,14 @@ metrics. Serve it with `render()`.
 Conventions (checked by tests/test_metrics.py): one `surveillance_` prefix, base units in
 the name, counters end in `_total`, and labels only from small bounded sets. Enumerated
 labels (metric, window, reason, detector, feature, state, seriousness, outcome, status,
-topic) take a member of a fixed enum; identifier labels (tool, version, site, modality)
-must look like an identifier, which rejects free text. Patient, accession and report text
-never reach a label: no helper accepts them.
+topic) take a member of a fixed enum. Identifier labels are bounded too, and mapped, never
+refused (an event ingest accepted must not fail on its metric): a tool is its own label
+only when registered (`register_tool`), a modality only when a registered tool reads it, a
+site only when configured (`bound_labels`; unconfigured, the first `max_sites` seen), a
+version only among the first `max_versions_per_tool` of its registered tool; everything
+else is counted under `other`. Values are made label-safe first ("5.2.1 build 7" ->
+"5.2.1_build_7"). Patient, accession and report text never reach a label: no helper
+accepts them.
 
 The helpers below are the hot paths the agents call. They validate label values and keep
 related series consistent (a point estimate is never published without its interval).
@@ -65,6 +70,7 @@ class DlqReason(StrEnum):
     INVALID_JSON = "invalid_json"
     SCHEMA = "schema"
     INTERNAL = "internal"
+    HEADER = "header"  # a `cases.adjudicated` record with forged or unreadable source headers
 
 
 class DicomOutcome(StrEnum):
@@ -159,6 +165,11 @@ ALLOWED_LABELS = frozenset(
 
 # Tool ids, versions, sites and modalities: short identifiers, never sentences.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:+-]+")
+#: The label of every tool, version, site or modality outside its bounded set.
+OTHER = "other"
+#: The site label of figures over all sites (`clinical.monitor.ALL_SITES`): always kept.
+ALL_SITES = "all"
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(namespace="surveillance", registry=REGISTRY)
@@ -494,8 +505,74 @@ def identifier(kind: str, value: str) -> str:
     return value
 
 
+def label_safe(value: str) -> str:
+    """`value` as an identifier label: runs of other characters become one `_`, leading
+    punctuation is dropped, 64 characters at most; `other` when nothing is left."""
+    safe = _UNSAFE.sub("_", value.strip()).lstrip("._:+-")[:64]
+    return safe if _IDENTIFIER.fullmatch(safe) else OTHER
+
+
+class _Bounds:
+    """Which identifier values get their own series (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.tools: set[str] = set()
+        self.modalities: set[str] = set()
+        self.sites: set[str] = set()
+        self.sites_fixed = False
+        self.max_sites = 32
+        self.max_versions = 16
+        self.versions: dict[str, set[str]] = {}
+
+    def tool(self, tool: str) -> str:
+        return tool if tool in self.tools else OTHER
+
+    def version(self, tool: str, version: str) -> str:
+        if tool not in self.tools:
+            return OTHER
+        return _admit(self.versions.setdefault(tool, set()), label_safe(version),
+                      self.max_versions)
+
+    def site(self, site: str) -> str:
+        safe = label_safe(site)
+        if safe == ALL_SITES:
+            return safe
+        if self.sites_fixed:
+            return safe if safe in self.sites else OTHER
+        return _admit(self.sites, safe, self.max_sites)
+
+    def modality(self, modality: str) -> str:
+        return modality if modality in self.modalities else OTHER
+
+
+def _admit(known: set[str], value: str, limit: int) -> str:
+    if value in known:
+        return value
+    if value == OTHER or len(known) >= limit:
+        return OTHER
+    known.add(value)
+    return value
+
+
+_bounds = _Bounds()
+
+
+def bound_labels(sites: list[str], max_sites: int, max_versions_per_tool: int) -> None:
+    """Set the site and version bounds (settings `metrics`), before anything is counted."""
+    _bounds.sites = {identifier("site", s) for s in sites}
+    _bounds.sites_fixed = bool(sites)
+    _bounds.max_sites = max_sites
+    _bounds.max_versions = max_versions_per_tool
+
+
+def admit_tools(tools: Iterable[str]) -> None:
+    """Give these tools their own series without publishing them (a process that counts
+    for some tools only, e.g. the shadow re-scorer)."""
+    _bounds.tools.update(identifier("tool", t) for t in tools)
+
+
 def _ids(tool: str, version: str, site: str) -> tuple[str, str, str]:
-    return identifier("tool", tool), identifier("version", version), identifier("site", site)
+    return _bounds.tool(tool), _bounds.version(tool, version), _bounds.site(site)
 
 
 def render() -> tuple[bytes, str]:
@@ -529,7 +606,9 @@ def register_tool(tool: str, modality: str) -> None:
     did not exist before; creating the series at zero on startup makes it visible.
     """
     tool = identifier("tool", tool)
-    TOOL_INFO.labels(tool, identifier("modality", modality)).set(1)
+    _bounds.tools.add(tool)
+    _bounds.modalities.add(identifier("modality", modality))
+    TOOL_INFO.labels(tool, modality).set(1)
     for seriousness in Outcome:
         ADVERSE_EVENTS.labels(tool, seriousness.value)
     SHADOW_SHED.labels(tool)
@@ -559,6 +638,7 @@ def forget_tool(tool: str) -> None:
     Otherwise this worker would keep exporting its last verdicts forever, and a stale
     below-baseline 1 would keep the alert firing after the new owner has cleared it.
     """
+    tool = _bounds.tool(tool)
     for gauge in _TOOL_STATE_GAUGES:
         names = gauge._labelnames
         for family in gauge.collect():
@@ -619,13 +699,13 @@ def record_ai_result(tool: str, version: str, site: str, modality: str) -> None:
     """Count one AI result: volume, its modality's studies, and the tool's last-seen time."""
     tool, version, site = _ids(tool, version, site)
     AI_RESULTS.labels(tool, version, site).inc()
-    MODALITY_STUDIES.labels(identifier("modality", modality)).inc()
+    MODALITY_STUDIES.labels(_bounds.modality(modality)).inc()
     LAST_EVENT_TIMESTAMP.labels(tool).set_to_current_time()
 
 
 def record_study(modality: str) -> None:
     """Count a study seen on a source other than AI results (e.g. a report with modality)."""
-    MODALITY_STUDIES.labels(identifier("modality", modality)).inc()
+    MODALITY_STUDIES.labels(_bounds.modality(modality)).inc()
 
 
 def record_report(status: ReportStatus) -> None:
@@ -662,7 +742,7 @@ def set_agreement(
 
 
 def set_baseline(tool: str, metric: AgreementMetric, value: float, tolerance: float) -> None:
-    tool = identifier("tool", tool)
+    tool = _bounds.tool(tool)
     BASELINE_VALUE.labels(tool, metric.value).set(value)
     BASELINE_TOLERANCE.labels(tool, metric.value).set(tolerance)
 
@@ -695,14 +775,14 @@ def set_cusum(
 def set_drift(
     tool: str, feature: DriftFeature, detector: DriftDetector, statistic: float, detected: bool
 ) -> None:
-    labels = (identifier("tool", tool), feature.value, detector.value)
+    labels = (_bounds.tool(tool), feature.value, detector.value)
     DRIFT_STATISTIC.labels(*labels).set(statistic)
     DRIFT_DETECTED.labels(*labels).set(1 if detected else 0)
 
 
 def set_version_state(tool: str, version: str, state: VersionState) -> None:
     """Mark the version's current state; its series for other states are removed."""
-    tool, version = identifier("tool", tool), identifier("version", version)
+    tool, version = _bounds.tool(tool), _bounds.version(tool, version)
     for other in VersionState:
         if other is not state:
             # remove() raises KeyError for a label set that was never created.
@@ -712,11 +792,11 @@ def set_version_state(tool: str, version: str, state: VersionState) -> None:
 
 
 def record_unvalidated_case(tool: str, version: str) -> None:
-    UNVALIDATED_VERSION_CASES.labels(identifier("tool", tool), identifier("version", version)).inc()
+    UNVALIDATED_VERSION_CASES.labels(_bounds.tool(tool), _bounds.version(tool, version)).inc()
 
 
 def record_adverse_event(tool: str, seriousness: Outcome) -> None:
-    ADVERSE_EVENTS.labels(identifier("tool", tool), seriousness.value).inc()
+    ADVERSE_EVENTS.labels(_bounds.tool(tool), seriousness.value).inc()
 
 
 def set_regulatory_clock(tool: str, open_events: int, due_soon: int, overdue: int) -> None:
@@ -725,7 +805,7 @@ def set_regulatory_clock(tool: str, open_events: int, due_soon: int, overdue: in
             f"due soon ({due_soon}) plus overdue ({overdue}) must be between 0 and the "
             f"open adverse events ({open_events})"
         )
-    tool = identifier("tool", tool)
+    tool = _bounds.tool(tool)
     ADVERSE_EVENTS_OPEN.labels(tool).set(open_events)
     REGULATORY_DUE_SOON.labels(tool).set(due_soon)
     REGULATORY_OVERDUE.labels(tool).set(overdue)
@@ -733,24 +813,25 @@ def set_regulatory_clock(tool: str, open_events: int, due_soon: int, overdue: in
 
 def record_shadow(tool: str, scored: bool) -> None:
     """Count one sampled study: re-scored, or shed because the scorer was saturated."""
-    (SHADOW_SCORED if scored else SHADOW_SHED).labels(identifier("tool", tool)).inc()
+    (SHADOW_SCORED if scored else SHADOW_SHED).labels(_bounds.tool(tool)).inc()
 
 
 def set_shadow_kappa(tool: str, window: Window, kappa: float) -> None:
     if math.isfinite(kappa) and not -1.0 <= kappa <= 1.0:
         raise MetricValueError(f"kappa must be in [-1, 1], got {kappa}")
-    SHADOW_KAPPA.labels(identifier("tool", tool), window.value).set(kappa)
+    SHADOW_KAPPA.labels(_bounds.tool(tool), window.value).set(kappa)
 
 
 def record_dicom_object(outcome: DicomOutcome, modality: str | None) -> None:
+    # The receiver names the modality from a fixed map of SOP classes: a bounded set.
     modality_label = identifier("modality", modality) if modality else "unknown"
     DICOM_OBJECTS.labels(DicomOutcome(outcome).value, modality_label).inc()
 
 
 def record_dicom_result(tool: str, with_images: bool) -> None:
-    DICOM_RESULTS.labels(identifier("tool", tool)).inc()
+    DICOM_RESULTS.labels(_bounds.tool(tool)).inc()
     if not with_images:
-        DICOM_RESULTS_WITHOUT_IMAGES.labels(identifier("tool", tool)).inc()
+        DICOM_RESULTS_WITHOUT_IMAGES.labels(_bounds.tool(tool)).inc()
 
 
 def set_dicom_pending(results: int) -> None:

@@ -40,7 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from surveillance import kafka_clients
 from surveillance.contracts import AdjudicatedCase, Alert
-from surveillance.observe.metrics import Window, record_shadow, set_shadow_kappa
+from surveillance.observe.metrics import Window, admit_tools, record_shadow, set_shadow_kappa
 from surveillance.privacy import pseudonymize
 from surveillance.settings import Settings, get_settings
 from surveillance.shadow.dicom_source import FolderDicomSource
@@ -109,6 +109,7 @@ class ShadowCore:
         emit: Callable[[list[Message]], None],
     ) -> None:
         self._tools = frozenset(options.tools)
+        admit_tools(self._tools)
         self._emit = emit
         self._lock = threading.Lock()
         self._verdicts = ShadowVerdicts(options.verdicts)

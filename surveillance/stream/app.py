@@ -64,12 +64,13 @@ from surveillance.contracts import (
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.stats.drift_bank import DriftBank
-from surveillance.stream import case_features, topics
+from surveillance.stream import case_features, internal, topics
+from surveillance.stream.ahead import AheadCases
 from surveillance.stream.case_features import new_bank, record_ai_result
 from surveillance.stream.dlq_seal import Sealer
 from surveillance.stream.faust_options import WORKER_OPTIONS
-from surveillance.stream.ingest import Ingest, Rejected, describe
-from surveillance.stream.watermark import SourceWatermark, read_source, source_headers
+from surveillance.stream.ingest import MAX_CLOCK_SKEW, DateRange, Ingest, Rejected, describe
+from surveillance.stream.watermark import EventClock, SourceWatermark, source_headers
 
 log = logging.getLogger(__name__)
 
@@ -105,23 +106,27 @@ join_topic = _raw_topic(topics.CASES_JOIN)
 cases_topic = _raw_topic(topics.CASES_ADJUDICATED)
 alerts_topic = _raw_topic(topics.ALERTS)
 snapshots_topic = _raw_topic(topics.SNAPSHOTS)
-dlq_topics = {t: _raw_topic(topics.dlq(t)) for t in topics.INPUT_TOPICS}
+dlq_topics = {t: _raw_topic(topics.dlq(t)) for t in topics.DEAD_LETTERED}
 adverse_topic = _raw_topic(topics.ADVERSE_EVENTS)
 
 join_table = app.Table("join_state", partitions=settings.kafka.partitions)
 case_table = app.Table("case_state", partitions=settings.kafka.partitions)
 adverse_table = app.Table("adverse_state", partitions=settings.kafka.partitions)
 
+DATES = DateRange(settings.stream.earliest_event_date)
 ingest = Ingest(
     key=settings.pseudonym_key.get_secret_value().encode(),
     finding_codes=[t.finding_code for t in registry.values()],
     max_bytes=settings.stream.max_event_bytes,
+    dates=DATES,
 )
 PARTITIONS = settings.kafka.partitions
 HORIZON = timedelta(hours=settings.stream.unlabelled_horizon_hours)
 RETENTION = timedelta(days=settings.stream.join_retention_days)
 for _tool in registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
+metrics.bound_labels(settings.metrics.sites, settings.metrics.max_sites,
+                     settings.metrics.max_versions_per_tool)
 
 
 dlq_sealer = Sealer(settings.dlq_encryption_key.get_secret_value())
@@ -178,14 +183,11 @@ async def ingest_agent(stream: Any) -> None:
 
 
 def _count_input(item: JoinInput) -> None:
-    try:
-        if item.ai is not None:
-            ai = item.ai
-            metrics.record_ai_result(ai.tool_id, ai.software_version, ai.site, ai.modality)
-        elif item.report is not None:
-            metrics.record_report(item.report.status)
-    except metrics.MetricLabelError as exc:  # a label we will not export; the event still counts
-        log.warning("metric not recorded: %s", exc)
+    if item.ai is not None:
+        ai = item.ai
+        metrics.record_ai_result(ai.tool_id, ai.software_version, ai.site, ai.modality)
+    elif item.report is not None:
+        metrics.record_report(item.report.status)
 
 
 def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:
@@ -216,19 +218,27 @@ class PartitionClock:
     `watermark` follows every input event (reports too): it times the `unlabelled` horizon
     and retention. `ai_watermark` follows the AI results alone: the drift banks read AI
     results, and a backlog's `reports.final` partition can be read well ahead of the
-    `ai.results` partition with the same number."""
+    `ai.results` partition with the same number. Neither moves for one event alone
+    (`watermark.EventClock`)."""
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
-        self.watermark: datetime | None = None
-        self.ai_watermark: datetime | None = None
+        self.events = EventClock(MAX_CLOCK_SKEW)
+        self.ai_events = EventClock(MAX_CLOCK_SKEW)
         self.deadlines: list[tuple[datetime, str]] = []
 
-    def advance(self, at: datetime, ai: bool = False) -> None:
-        if self.watermark is None or at > self.watermark:
-            self.watermark = at
-        if ai and (self.ai_watermark is None or at > self.ai_watermark):
-            self.ai_watermark = at
+    @property
+    def watermark(self) -> datetime | None:
+        return self.events.at
+
+    @property
+    def ai_watermark(self) -> datetime | None:
+        return self.ai_events.at
+
+    def advance(self, at: datetime, now: datetime, ai: bool = False) -> None:
+        self.events.observe(at, now)
+        if ai:
+            self.ai_events.observe(at, now)
 
     def track(self, state: join.JoinState) -> None:
         """Remember when this accession next needs attention: a case turning `unlabelled`,
@@ -239,7 +249,8 @@ class PartitionClock:
             heapq.heappush(self.deadlines, (state.last_event_at + RETENTION, state.accession))
 
     def due(self) -> Iterable[str]:
-        while self.deadlines and self.watermark and self.deadlines[0][0] <= self.watermark:
+        watermark = self.watermark
+        while self.deadlines and watermark and self.deadlines[0][0] <= watermark:
             yield heapq.heappop(self.deadlines)[1]
 
 
@@ -255,15 +266,19 @@ def _clock(partition: int) -> PartitionClock:
     clock = _clocks.get(partition)
     if clock is None:
         clock = _clocks[partition] = PartitionClock(partition)
+        last_events: list[datetime] = []
+        ai_times: list[datetime] = []
         for raw_state in list(join_table.values()):
             state = join.JoinState.model_validate(raw_state)
             if state.partition != partition:
                 continue
             if state.last_event_at is not None:
-                clock.advance(state.last_event_at)
-            for tool in state.tools.values():
-                clock.advance(tool.ai.inference_date, ai=True)
+                last_events.append(state.last_event_at)
+            ai_times += (tool.ai.inference_date for tool in state.tools.values())
             clock.track(state)
+        now = _now()
+        clock.events.restore(last_events, now)
+        clock.ai_events.restore(ai_times, now)
     return clock
 
 
@@ -277,9 +292,14 @@ async def join_agent(stream: Any) -> None:
 
 async def _join(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
+        now = _now()
         for event in batch:
+            item = internal.read_join_input(event.value, now, DATES)
+            if isinstance(item, Rejected):
+                dead_letter(event.message, event.value, item)
+                continue
             _as_current(event)
-            join_one(JoinInput.model_validate_json(event.value), event.message.partition)
+            join_one(item, event.message.partition)
 
 
 def join_one(item: JoinInput, partition: int) -> None:
@@ -293,7 +313,7 @@ def join_one(item: JoinInput, partition: int) -> None:
             metrics.Topic.AI_RESULTS if item.ai else metrics.Topic.REPORTS_FINAL
         )
     state, cases = join.apply(state, item, partition, HORIZON, clock.watermark)
-    clock.advance(join.event_time(item), ai=item.ai is not None)
+    clock.advance(join.event_time(item), _now(), ai=item.ai is not None)
     join_table[item.accession] = state.model_dump(mode="json")
     clock.track(state)
     emit(cases, clock)
@@ -301,16 +321,18 @@ def join_one(item: JoinInput, partition: int) -> None:
 
 
 def expire_due(clock: PartitionClock) -> None:
-    assert clock.watermark is not None
+    watermark = clock.watermark
+    if watermark is None:  # not enough events yet to support a clock
+        return
     for accession in clock.due():
         stored = join_table.get(accession)
         if not stored:
             continue
         state = join.JoinState.model_validate(stored)
-        if join.is_stale(state, RETENTION, clock.watermark):
+        if join.is_stale(state, RETENTION, watermark):
             del join_table[accession]
             continue
-        cases = join.expire(state, HORIZON, clock.watermark)
+        cases = join.expire(state, HORIZON, watermark)
         if cases:
             join_table[accession] = state.model_dump(mode="json")
             emit(cases, clock)
@@ -320,9 +342,8 @@ def emit(cases: list[AdjudicatedCase], clock: PartitionClock) -> None:
     if not cases:
         return
     reached = clock.ai_watermark or clock.watermark  # every case has an AI result
-    assert reached is not None
-    headers = source_headers(clock.partition, reached)
-    for case in cases:
+    for case in cases:  # before the clocks move, a case has reached its own AI time
+        headers = source_headers(clock.partition, reached or case.inference_date)
         cases_topic.send_soon(key=case.tool_id.encode(), value=case.model_dump_json().encode(),
                               headers=headers)
 
@@ -338,6 +359,9 @@ drift_banks: dict[str, DriftBank] = {}
 #: from a backlog take turns within seconds.
 SOURCE_IDLE_SECONDS = 30.0
 sources: dict[int, SourceWatermark] = {}
+#: New cases far ahead of their join partition's clock, per `cases.adjudicated` partition,
+#: held from the monitor and the drift banks until the clock comes near (`stream.ahead`).
+_ahead: dict[int, AheadCases] = {}
 _evaluated_day: dict[str, date] = {}
 _monitor_ready = False
 
@@ -362,6 +386,7 @@ def _ensure_monitor() -> None:
         ledger.add_existing(record)
     rebuild_drift_banks(records)
     sources.clear()  # wait for every join partition again: the first read must not lead
+    _ahead.clear()  # the held cases are stored, and rebuilt above with the rest
     _monitor_ready = True
 
 
@@ -386,10 +411,15 @@ async def case_agent(stream: Any) -> None:
 async def _count(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN):
         _ensure_monitor()
+        arrived = _now()
         for event in batch:
+            read = internal.read_case(
+                event.value, event.message.headers, PARTITIONS, arrived, DATES)
+            if isinstance(read, Rejected):
+                dead_letter(event.message, event.value, read)
+                continue
             _as_current(event)
-            case = AdjudicatedCase.model_validate_json(event.value)
-            source, reached = read_source(event.message.headers, case.inference_date)
+            case, source, reached = read
             watermark, now = _sources(event.message.partition), wall.monotonic()
             watermark.observe(source, reached, now)
             stored = case_table.get(case.case_id)
@@ -399,18 +429,29 @@ async def _count(stream: Any) -> None:
                 continue
             case_table[case.case_id] = record.as_dict()
             metrics.record_case(case.tool_id, case.software_version, case.site, case.outcome)
-            alerts = monitor.on_case(previous, case)
-            bank = _bank(case.tool_id)
-            if previous is None:
-                alerts += _version_check(case)
-                drift_input = record_ai_result(record)
-                assert drift_input is not None  # record_of always stores the features
-                bank.update(drift_input)
+            ahead = _ahead.setdefault(event.message.partition, AheadCases())
+            held = ahead.hold(case, previous is None, reached)
+            alerts = [] if held else _monitor_case(previous, case, record)
             clock = watermark.low(now)
             if clock is not None:
-                alerts += [v.to_alert() for v in bank.advance(clock)]
+                for released in ahead.release(clock):
+                    record = CaseRecord.from_dict(case_table[released.case_id])
+                    alerts += _monitor_case(None, released, record)
+                alerts += [v.to_alert() for v in _bank(case.tool_id).advance(clock)]
                 alerts += _maybe_evaluate(case.tool_id, clock)
             send_alerts(alerts)
+
+
+def _monitor_case(previous: CaseRecord | None, case: AdjudicatedCase,
+                  record: CaseRecord) -> list[Alert]:
+    """The monitor and the drift bank take one case revision (`record`: as stored now)."""
+    alerts = monitor.on_case(previous, case)
+    if previous is None:
+        alerts += _version_check(case)
+        drift_input = record_ai_result(record)
+        assert drift_input is not None  # record_of always stores the features
+        _bank(case.tool_id).update(drift_input)
+    return alerts
 
 
 def _sources(partition: int) -> SourceWatermark:

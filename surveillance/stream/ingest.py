@@ -1,18 +1,25 @@
 """Ingest: turn one raw input message into a join input, or say why it cannot be accepted.
 
-Pure: no Kafka here. Checks size, encoding, JSON and the contract; rejects timestamps far
-in the future (they would push the join's event-time watermark and expire real cases);
-replaces patient, accession and study identifiers by keyed HMACs; extracts report labels
-and drops the report text. The rejection reason never quotes the input (it may hold
-identifiers or report text): pydantic errors are rendered without their input values.
+Pure: no Kafka here. Checks size, encoding, JSON and the contract; rejects dates outside
+the plausible range (before `earliest`, a setting, or after the worker's clock plus skew:
+downstream date arithmetic and the join's event-time watermark must be able to take every
+date accepted here) and identifiers with control characters (PostgreSQL text cannot hold
+NUL; logs and labels must not carry line breaks); replaces patient, accession and study
+identifiers by keyed HMACs; extracts report labels and drops the report text. The
+rejection reason never quotes the input (it may hold identifiers or report text):
+pydantic errors are rendered without their input values. Whatever is accepted here is
+taken by everything downstream: this is the only validation (metric labels are mapped to
+bounded sets, never refused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from kafka.partitioner.default import murmur2
@@ -28,10 +35,20 @@ from surveillance.contracts import (
 from surveillance.privacy import pseudonymize
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
 
-Reason = Literal["oversize", "encoding", "invalid_json", "schema", "internal"]
+Reason = Literal["oversize", "encoding", "invalid_json", "schema", "internal", "header"]
 
 #: How far ahead of the worker's clock an event time may be (clock skew between systems).
 MAX_CLOCK_SKEW = timedelta(hours=1)
+#: The default of `stream.earliest_event_date`: no imaging AI result predates it.
+EARLIEST_EVENT_DATE = date(1980, 1, 1)
+#: Longest identifier a contract takes (`contracts.Id`).
+MAX_ID_CHARS = 128
+#: Longest tool id, AI version and site: alert, snapshot and case ids are built from them
+#: (e.g. `baseline_deviation:<tool>:<version>:<site>:specificity:90d:<day>`, at most 128).
+#: A longer tool id is refused; a longer version or site is `fitted` (kept distinct).
+MAX_TOOL_CHARS, MAX_VERSION_CHARS, MAX_SITE_CHARS = 32, 24, 24
+#: C0/C1 controls and lone surrogates: no identifier has them, and storage cannot take NUL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -64,13 +81,95 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+@dataclass(frozen=True)
+class DateRange:
+    """The event dates the service accepts, as of the worker's clock `now`."""
+
+    earliest: date = EARLIEST_EVENT_DATE
+
+    def outside(self, name: str, value: date | datetime, now: datetime) -> Rejected | None:
+        """Why `value` (field `name`) is not plausible, or None when it is."""
+        latest = now + MAX_CLOCK_SKEW
+        if isinstance(value, datetime):
+            early = value < datetime.combine(self.earliest, time.min, tzinfo=UTC)
+            late = value > latest
+        else:
+            early, late = value < self.earliest, value > latest.date()
+        if early:
+            return Rejected("schema", f"{name}: is before {self.earliest.isoformat()} "
+                            "(stream.earliest_event_date)")
+        if late:
+            return Rejected("schema", f"{name}: is in the future")
+        return None
+
+    def first_outside(
+        self, dates: Iterable[tuple[str, date | datetime | None]], now: datetime
+    ) -> Rejected | None:
+        for name, value in dates:
+            if value is not None and (why := self.outside(name, value, now)) is not None:
+                return why
+        return None
+
+
+def control_characters(fields: Iterable[tuple[str, str | None]]) -> Rejected | None:
+    """The first identifier field holding a control character, as a rejection."""
+    for name, value in fields:
+        if value is not None and _CONTROL.search(value):
+            return Rejected("schema", f"{name}: contains a control character")
+    return None
+
+
+def fitted(value: str, limit: int) -> str:
+    """`value`, or when longer than `limit` its start and a digest of the whole: still
+    one value per distinct input, short enough for the ids built from it downstream."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[:limit - 9]}~{digest}"
+
+
+def too_long(fields: Iterable[tuple[str, str, int]]) -> Rejected | None:
+    """The first (name, value, limit) whose value is longer than its limit."""
+    for name, value, limit in fields:
+        if len(value) > limit:
+            return Rejected("schema", f"{name}: at most {limit} characters")
+    return None
+
+
+def case_id_too_long(accession: str, tool_id: str) -> Rejected | None:
+    """The join names a case `<accession pseudonym>:<tool id>`, an `Id` of at most 128."""
+    if len(accession) + 1 + len(tool_id) > MAX_ID_CHARS:
+        room = MAX_ID_CHARS - 1 - len(accession)
+        return Rejected("schema", f"tool_id: at most {room} characters (the case id joins it "
+                        "to the accession pseudonym)")
+    return None
+
+
+def ai_dates(ai: AIResult) -> list[tuple[str, date | datetime | None]]:
+    return [("study_date", ai.study_date), ("inference_date", ai.inference_date)]
+
+
+def ai_identifiers(ai: AIResult) -> list[tuple[str, str | None]]:
+    names = ("event_id", "tool_id", "manufacturer", "model", "software_version", "platform",
+             "finding_code", "patient_id", "accession_number", "study_instance_uid", "site",
+             "modality", "body_part_examined", "exam_name")
+    fields: list[tuple[str, str | None]] = [(n, getattr(ai, n)) for n in names]
+    fields += [(f"scanner.{n}", getattr(ai.scanner, n))
+               for n in ("manufacturer", "model", "software_version")]
+    return [*fields, ("acquisition.protocol_name", ai.acquisition.protocol_name)]
+
+
 class Ingest:
     """Configured once per worker: the key, the finding codes to extract, the limits."""
 
-    def __init__(self, key: bytes, finding_codes: Iterable[str], max_bytes: int) -> None:
+    def __init__(
+        self, key: bytes, finding_codes: Iterable[str], max_bytes: int,
+        dates: DateRange = DateRange(),
+    ) -> None:
         self._key = key
         self._codes = tuple(sorted(set(finding_codes)))
         self._max_bytes = max_bytes
+        self.dates = dates
 
     def __call__(self, topic: str, raw: bytes | None, now: datetime) -> JoinInput | Rejected:
         accepted = self.accept(topic, raw, now, partitions=1)
@@ -110,12 +209,19 @@ class Ingest:
         return pseudonymize(self._key, namespace, value)
 
     def _ai(self, ai: AIResult, now: datetime) -> JoinInput | Rejected:
-        if ai.inference_date > now + MAX_CLOCK_SKEW:
-            return Rejected("schema", "inference_date: is in the future")
+        why = self.dates.first_outside(ai_dates(ai), now) or control_characters(
+            ai_identifiers(ai))
+        if why is not None:
+            return why
         if ai.pseudonymized:
             return Rejected("schema", "pseudonymized: input events carry source identifiers")
+        why = too_long([("tool_id", ai.tool_id, MAX_TOOL_CHARS)])
+        if why is not None:
+            return why
         safe = ai.model_copy(
             update={
+                "software_version": fitted(ai.software_version, MAX_VERSION_CHARS),
+                "site": fitted(ai.site, MAX_SITE_CHARS),
                 "patient_id": self._pseudo("patient", ai.patient_id),
                 "accession_number": self._pseudo("accession", ai.accession_number),
                 "study_instance_uid": self._pseudo("study", ai.study_instance_uid),
@@ -125,15 +231,17 @@ class Ingest:
         return JoinInput(kind="ai", ai=safe)
 
     def _report(self, report: ReportFinal, now: datetime) -> JoinInput | Rejected:
-        if report.finalized_at > now + MAX_CLOCK_SKEW:
-            return Rejected("schema", "finalized_at: is in the future")
+        why = self.dates.outside("finalized_at", report.finalized_at, now) or (
+            control_characters(report_identifiers(report)))
+        if why is not None:
+            return why
         labels, source = report_labels(report.findings, report.report_text, self._codes)
         return JoinInput(
             kind="report",
             report=ReportLabels(
                 event_id=report.event_id,
                 accession=self._pseudo("accession", report.accession_number),
-                site=report.site,
+                site=fitted(report.site, MAX_SITE_CHARS),
                 finalized_at=report.finalized_at,
                 status=report.status,
                 labels=labels,
@@ -148,3 +256,10 @@ def _routed(
     if isinstance(item, Rejected):
         return item
     return item, join_partition(accession_number, partitions)
+
+
+def report_identifiers(report: ReportFinal) -> list[tuple[str, str | None]]:
+    fields: list[tuple[str, str | None]] = [
+        ("event_id", report.event_id), ("accession_number", report.accession_number),
+        ("patient_id", report.patient_id), ("site", report.site)]
+    return fields + [("findings.finding_code", f.finding_code) for f in report.findings or ()]

@@ -30,6 +30,9 @@ ALERTS = "surveillance.alerts"
 SNAPSHOTS = "surveillance.snapshots"
 
 INPUT_TOPICS = (AI_RESULTS, REPORTS_FINAL, ADVERSE_EVENTS)
+#: Topics whose bad records go to `<topic>.dlq`: the inputs, and the internal topics the
+#: agents read (anything with broker access can write them; see `stream.internal`).
+DEAD_LETTERED = (*INPUT_TOPICS, CASES_JOIN, CASES_ADJUDICATED)
 
 #: Faust tables (name -> the topic whose partitions it follows).
 TABLES = ("join_state", "case_state", "adverse_state")
@@ -84,7 +87,7 @@ def all_topics(
     # `adverse.events` holds each report as the intake sent it (narrative, reporter).
     specs[INPUT_TOPICS.index(ADVERSE_EVENTS)] = TopicSpec(
         ADVERSE_EVENTS, partitions, _retention(kept.adverse_days * 24))
-    specs += [TopicSpec(dlq(t), partitions, _retention(kept.dlq_hours)) for t in INPUT_TOPICS]
+    specs += [TopicSpec(dlq(t), partitions, _retention(kept.dlq_hours)) for t in DEAD_LETTERED]
     specs += [TopicSpec(changelog(app_id, t), partitions, COMPACTED) for t in TABLES]
     return specs
 

@@ -16,39 +16,76 @@ sparse live traffic the clock is then the latest event time seen, as before. Sou
 `expected` but not heard from yet (every join partition, after an assignment) hold the
 clock where it is until they report or `idle_seconds` pass: the first partition read
 after a restart must not move the clock past the others. The clock never moves backwards.
+
+`EventClock` is the clock of one join partition, upstream of all this: it times the join's
+`unlabelled` horizon and retention, and its AI-result twin is the `join-ai-watermark` a
+case carries. No single event can move it: it advances to the earliest event time of the
+partition's last `support` (16) events, so it moves only as far as that many consecutive
+events agree, and each event time is first capped at the arrival clock (the worker's wall
+clock plus the allowed skew). One live, now-dated event read in the middle of a backfill
+is one of the sixteen: it moves nothing, and the backlog's pending cases are not expired
+as `unlabelled` nor their join state purged (with the old rule, the latest event time
+seen, that one event expired 1,022 of 12,281 backfilled cases). Once the backfill is
+read, live events alone are the last sixteen and the clock follows them. After an
+assignment the clock is restored from the join table by the same rule: the sixteenth
+latest event time stored in the partition.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 #: Kafka headers on `cases.adjudicated`: the join partition a case comes from and the
 #: event time that partition's AI results have reached when the case was emitted.
 SOURCE_HEADER, WATERMARK_HEADER = "join-partition", "join-ai-watermark"
-#: Cases from a producer that sent no (or unreadable) source headers: one source of their
-#: own, at each case's own AI result time.
+#: Cases from a producer that sent no source headers: one source of their own, at each
+#: case's own AI result time (headers present but unreadable: see `stream.internal`).
 UNKNOWN_SOURCE = -1
+
+
+#: Consecutive events of a join partition that must agree before its clock moves.
+SUPPORT = 16
+
+
+class EventClock:
+    """The event time of one join partition, which no single event can move (see above)."""
+
+    def __init__(self, skew: timedelta, support: int = SUPPORT) -> None:
+        if support < 1:
+            raise ValueError("support must be at least 1")
+        self.skew = skew
+        self.support = support
+        self._recent: deque[datetime] = deque(maxlen=support)
+        self._at: datetime | None = None
+
+    @property
+    def at(self) -> datetime | None:
+        """None until `support` events have been observed (or restored)."""
+        return self._at
+
+    def observe(self, at: datetime, now: datetime) -> None:
+        """An event of event time `at` arrived at wall time `now`."""
+        self._recent.append(min(at, now + self.skew))
+        if len(self._recent) == self.support:
+            self._advance(min(self._recent))
+
+    def restore(self, times: Iterable[datetime], now: datetime) -> None:
+        """Set the clock from stored event times: the `support`-th latest of them."""
+        latest = heapq.nlargest(self.support, (min(t, now + self.skew) for t in times))
+        if len(latest) == self.support:
+            self._advance(latest[-1])
+
+    def _advance(self, candidate: datetime) -> None:
+        if self._at is None or candidate > self._at:
+            self._at = candidate
 
 
 def source_headers(partition: int, reached: datetime) -> dict[str, bytes]:
     return {SOURCE_HEADER: str(partition).encode(),
             WATERMARK_HEADER: reached.astimezone(UTC).isoformat().encode()}
-
-
-def read_source(headers: Any, fallback: datetime) -> tuple[int, datetime]:
-    """(source, event time it has reached) from a message's headers (a sequence of
-    (name, bytes) pairs, as Kafka clients give them)."""
-    try:
-        found = dict(headers or ())
-        source = int(found[SOURCE_HEADER])
-        reached = datetime.fromisoformat(found[WATERMARK_HEADER].decode())
-    except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
-        return UNKNOWN_SOURCE, fallback
-    if reached.tzinfo is None or source < 0:
-        return UNKNOWN_SOURCE, fallback
-    return source, reached.astimezone(UTC)
 
 
 class SourceWatermark:
