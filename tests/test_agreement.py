@@ -82,12 +82,9 @@ def _both_raters_vary(t: tuple[int, int, int, int]) -> bool:
     return min(tp + fp, fn + tn, tp + fn, fp + tn) > 0
 
 
-tables = st.tuples(*(st.integers(min_value=0, max_value=2_000) for _ in range(4))).filter(
-    _both_raters_vary
-)
-one_rater_constant = st.tuples(*(st.integers(min_value=0, max_value=2_000) for _ in range(4))).filter(
-    lambda t: sum(t) > 0 and not _both_raters_vary(t)
-)
+cells = st.tuples(*(st.integers(min_value=0, max_value=2_000) for _ in range(4)))
+tables = cells.filter(_both_raters_vary)
+one_rater_constant = cells.filter(lambda t: sum(t) > 0 and not _both_raters_vary(t))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
