@@ -359,6 +359,9 @@ class _NumericFeature:
         self.detector_name = config.numeric_detector
         self.detector: NumericDriftDetector | None = None
         self.detector_threshold: float | None = None
+        #: Events a per-event detector runs before it restarts: its calibrated horizon.
+        self.horizon = 0
+        self._run = 0
         if continuous:
             standardised = (present - self.mean) / self.scale
             per_quarter = max(
@@ -368,6 +371,7 @@ class _NumericFeature:
                 standardised, per_quarter, share, config
             )
             self.detector = self._make()
+            self.horizon = per_quarter
         self.window = _Window()
         self._fired_at: datetime | None = None
 
@@ -405,6 +409,13 @@ class _NumericFeature:
         self.window.add(None if value is None else float(value), site)
         if value is None or self.detector is None:
             return None
+        # The detector is calibrated on fresh runs of a quarter's events; Page-Hinkley's
+        # statistic (a sum minus its running minimum) only grows with the run, so a
+        # detector left running for a year alarmed far beyond its share. It restarts
+        # at the end of each calibrated horizon instead.
+        self._run += 1
+        if self._run > self.horizon:
+            self.detector, self._run = self._make(), 1
         if self.detector.update((float(value) - self.mean) / self.scale).drift_detected:
             self._fired_at = self._fired_at or at
         return None
