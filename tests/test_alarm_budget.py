@@ -146,3 +146,27 @@ def test_a_drop_at_one_site_is_alerted_at_that_site() -> None:
     assert [a.site for a in alerts] == ["site-b"]
     # Within the site both scanners lost alike: no subgroup is named there.
     assert alerts[0].subgroup is None
+
+
+def test_the_expected_delay_adds_settling_and_the_observed_report_lag() -> None:
+    """Reports come 2 days after the AI call and settle 7 days before they feed a chart:
+    the alert's expected delay is the chart's ARL1 in days plus both."""
+    m = PerformanceMonitor(REGISTRY, reference_days=7, reference_grace_days=0, settle_days=7)
+    feed = Feed(m)
+    lag = timedelta(days=2)
+    for hour in range(24 * 40):
+        at = T0 + timedelta(hours=hour)
+        # A read-positive every 4 hours (all missed after day 20), read-negatives between.
+        outcome = CaseOutcome.FN if hour >= 24 * 20 else CaseOutcome.TP
+        feed(case(hour, outcome if hour % 4 == 0 else CaseOutcome.TN, at, labelled_after=lag))
+    signals = [a for a in feed.alerts if a.kind == "cusum_signal"]
+    assert signals, "no CUSUM signal"
+    design = m.chart_design(TOOL, "2.4.0", "sensitivity")
+    assert design is not None
+    details = signals[0].details
+    assert details["report_lag_days"] == 2.0 and details["settle_days"] == 7
+    assert details["expected_detection_days"] == pytest.approx(design.arl1_days + 7 + 2.0)
+    assert f"{design.arl1_days + 9:.0f} days (chart {design.arl1_days:.0f}, settling 7, " \
+        "report lag 2.0)" in signals[0].summary
+    assert details["family"] == "cusum"
+    assert details["family_false_alarms_per_year"] == DEFAULT_BUDGET.per_year("cusum")
