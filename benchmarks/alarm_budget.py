@@ -79,8 +79,12 @@ class Run:
     monitor: PerformanceMonitor
 
 
-def run_worker(tool: str, days: int, seed: int, scenario: Scenario) -> Run:
-    """The case agent's pure path (stream/app.py `_count`) over one simulated stream."""
+def run_worker(
+    tool: str, days: int, seed: int, scenario: Scenario, stop_at_flag_after: float | None = None
+) -> Run:
+    """The case agent's pure path (stream/app.py `_count`) over one simulated stream;
+    with `stop_at_flag_after`, it stops at the first performance flag raised after that
+    day (a drop's delay is all that is measured)."""
     events, _ = simulate(days=days, seed=seed, start=START, scenario=scenario, tools=[tool])
     monitor = PerformanceMonitor(load_registry())
     banks: dict = {}
@@ -110,6 +114,10 @@ def run_worker(tool: str, days: int, seed: int, scenario: Scenario) -> Run:
                 datetime.combine(day, clock_time.min, tzinfo=UTC), tools=[tool],
                 snapshots=False,
             )[0]
+        if stop_at_flag_after is not None and any(
+            a.kind in FLAGS and _day(a.raised_at) >= stop_at_flag_after for a in alerts[-8:]
+        ):
+            break
     return Run(alerts, statistics.median(lags) if lags else 0.0, monitor)
 
 
@@ -137,7 +145,7 @@ def drop_scenario(tool: str, seed: int) -> tuple[float | None, str, float]:
     """(days from the drop to the first flag or None, its kind, optimal days)."""
     baseline = load_registry()[tool].baseline.sensitivity.value
     scenario = Scenario(sensitivity_drop_day=DROP_DAY, drop_tool=tool, drop_to=baseline - DROP)
-    run = run_worker(tool, DROP_DAY + FOLLOW_DAYS, seed, scenario)
+    run = run_worker(tool, DROP_DAY + FOLLOW_DAYS, seed, scenario, DROP_DAY)
     flags = sorted(
         (a for a in run.alerts if a.kind in FLAGS and _day(a.raised_at) >= DROP_DAY),
         key=lambda a: a.raised_at,
