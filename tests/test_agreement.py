@@ -77,9 +77,30 @@ def test_perfect_agreement_has_kappa_one_and_zero_se() -> None:
     assert (k.value, k.se, k.interval) == (1.0, 0.0, (1.0, 1.0))
 
 
-tables = st.tuples(*(st.integers(min_value=0, max_value=2_000) for _ in range(4))).filter(
-    lambda t: sum(t) > 0 and t[0] != sum(t) and t[2] != sum(t)
-)
+def _both_raters_vary(t: tuple[int, int, int, int]) -> bool:
+    tp, fp, tn, fn = t
+    return min(tp + fp, fn + tn, tp + fn, fp + tn) > 0
+
+
+cells = st.tuples(*(st.integers(min_value=0, max_value=2_000) for _ in range(4)))
+tables = cells.filter(_both_raters_vary)
+one_rater_constant = cells.filter(lambda t: sum(t) > 0 and not _both_raters_vary(t))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(one_rater_constant)
+def test_kappa_with_a_rater_using_one_category_is_undefined(
+    cells: tuple[int, int, int, int],
+) -> None:
+    tp, fp, tn, fn = cells
+    # statsmodels (the oracle) gives such a table kappa 0 or nan with variance 0 whatever
+    # the other rater does: the figure measures nothing, so ours is undefined, not 0 [0, 0].
+    theirs = cohens_kappa(np.array([[tp, fp], [fn, tn]]))
+    assert np.isnan(theirs.kappa) or theirs.kappa == pytest.approx(0.0, abs=1e-12)
+    assert Confusion(tp=tp, fp=fp, tn=tn, fn=fn).kappa() == KappaEstimate(
+        None, None, None, tp + fp + tn + fn
+    )
 
 
 # statsmodels warns dividing by a zero null-hypothesis SE (z for kappa = 0) we do not use.
@@ -93,9 +114,8 @@ def test_kappa_and_its_se_agree_with_statsmodels(
     ours = Confusion(tp=tp, fp=fp, tn=tn, fn=fn).kappa(confidence)
     theirs = cohens_kappa(np.array([[tp, fp], [fn, tn]]))
     assert ours.value == pytest.approx(theirs.kappa, abs=1e-9)
-    # With one rater's margin degenerate (e.g. the AI calls every case negative) kappa is 0
-    # for every table and its variance is exactly 0; statsmodels' rounding can leave -1e-17
-    # there, whose square root is nan. Compare variances, which are defined in both.
+    # statsmodels' rounding can leave -1e-17 where a variance is 0, whose square root is
+    # nan. Compare variances, which are defined in both.
     assert ours.se is not None
     assert ours.se**2 == pytest.approx(theirs.var_kappa, abs=1e-12)
     their_se = np.sqrt(max(theirs.var_kappa, 0.0))

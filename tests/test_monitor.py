@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import binomtest, fisher_exact
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from surveillance.clinical.baselines import load_registry
@@ -133,7 +134,9 @@ def _sensitivity_window(feed: Feed, tp: int, fn: int, day0: datetime, fn_scanner
 def test_baseline_deviation_is_raised_once_on_entry_with_its_clinical_context() -> None:
     m = PerformanceMonitor(REGISTRY)
     feed = Feed(m)
-    _sensitivity_window(feed, tp=30, fn=10, day0=T0, fn_scanner="GE")
+    # 24/40 = 0.60: below baseline - tolerance, and improbable enough for a tool inside
+    # its tolerance (0.902) to pass the budgeted alert level.
+    _sensitivity_window(feed, tp=24, fn=16, day0=T0, fn_scanner="GE")
     alerts, snapshots = m.evaluate(T0)
     deviations = [a for a in alerts if a.kind == "baseline_deviation"]
     # 40 read-positives in both the 30- and 90-day windows, at site "all" (site-a and
@@ -145,20 +148,35 @@ def test_baseline_deviation_is_raised_once_on_entry_with_its_clinical_context() 
         assert verdicts[(TOOL, "2.4.0", ALL_SITES, window, "sensitivity")].kind == "below_baseline"
     assert list(m.episodes()) == [(TOOL, "2.4.0", "sensitivity")]
     alert = deviations[0]
-    assert alert.metric == "sensitivity" and alert.value == 0.75 and alert.n == 40
+    assert alert.metric == "sensitivity" and alert.value == 0.60 and alert.n == 40
     assert alert.baseline == 0.927 and alert.software_version == "2.4.0"
     assert alert.subgroup == {"scanner_manufacturer": "GE"}
-    oracle = binomtest(30, 40, 0.927 - 0.05, alternative="less").pvalue
+    oracle = binomtest(24, 40, 0.927 - 0.05, alternative="less").pvalue
     assert alert.details["p_value"] == pytest.approx(oracle, rel=1e-9)
-    low, high = proportion_confint(30, 40, alpha=0.05, method="wilson")
+    # The alert level: the baseline-test family's 0.1/year over a year of 12 daily tests
+    # (site-a, site-b, all x 30/90 days x 2 metrics), against 0.927 - 0.025.
+    assert alert.details["alert_level"] == pytest.approx(0.1 / (365.25 * 12), rel=1e-12)
+    in_control = binomtest(24, 40, 0.927 - 0.025, alternative="less").pvalue
+    assert in_control < alert.details["alert_level"]
+    assert alert.details["family"] == "baseline_test"
+    assert alert.details["family_false_alarms_per_year"] == pytest.approx(0.1)
+    low, high = proportion_confint(24, 40, alpha=0.05, method="wilson")
+    # (misses, hits) of GE against Carestream, Carestream against GE, and the two sites
+    # (identical): Holm over the four one-sided Fisher tests (scipy, statsmodels).
+    tables = ([[16, 12], [0, 12]], [[0, 12], [16, 12]], [[8, 12], [8, 12]], [[8, 12], [8, 12]])
+    fisher = [fisher_exact(t, alternative="greater").pvalue for t in tables]
+    adjusted = multipletests(fisher, method="holm")[1][0]
     assert alert.interval == pytest.approx((low, high), abs=1e-9)
     assert alert.summary.startswith(
-        "ptx-triage 2.4.0 at all sites: sensitivity 0.75 (95% CI "
+        "ptx-triage 2.4.0 at all sites: sensitivity 0.60 (95% CI "
         f"{low:.2f}-{high:.2f}, n=40, 30 days) is below the clearance baseline 0.927 minus "
         "tolerance 0.05"
     )
     assert alert.summary.endswith(
-        "; by site: site-a 0.75 (n=20), site-b 0.75 (n=20); concentrated in scanner GE."
+        "; by site: site-a 0.60 (n=20), site-b 0.60 (n=20); concentrated in scanner GE "
+        "(sensitivity 0.43 (n=28) against 1.00 in the rest; one-sided Fisher exact tests of "
+        f"each subgroup against the rest, Holm-corrected, adjusted p={adjusted:.2g} over 4 "
+        "subgroups)."
     )
     print(f"\n{alert.summary}")
     # Still below the next day: no new alert (alert fatigue).
@@ -169,7 +187,7 @@ def test_baseline_deviation_is_raised_once_on_entry_with_its_clinical_context() 
     assert len(agreement) == 3 * 4 * 7
     sens = next(s for s in agreement if s.site == ALL_SITES and s.window == "30d"
                 and s.metric == "sensitivity")
-    assert (sens.value, sens.n) == (0.75, 40)
+    assert (sens.value, sens.n) == (0.60, 40)
     assert len({s.snapshot_id for s in snapshots}) == len(snapshots)
 
 

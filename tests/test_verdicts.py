@@ -17,7 +17,6 @@ from surveillance.clinical.verdicts import (
     chart_observation,
     judge,
     judge_metric,
-    locate_deviation,
 )
 from surveillance.contracts import CaseOutcome
 from surveillance.stats.agreement import Confusion
@@ -112,56 +111,17 @@ def test_bad_metric_or_alpha_raises() -> None:
         judge_metric(Confusion(tp=1), PTX, "sensitivity", alpha=0.0)
 
 
-# --- where a deviation concentrates --------------------------------------------------------
-
-
-def test_deviation_confined_to_one_scanner_is_named() -> None:
-    by_dimension = {
-        "scanner_manufacturer": {
-            "GE": Confusion(tp=60, fn=40),
-            "Siemens": Confusion(tp=95, fn=5),
-        },
-        "sex": {"F": Confusion(tp=78, fn=22), "M": Confusion(tp=77, fn=23)},
-    }
-    found = locate_deviation(by_dimension, PTX, "sensitivity")
-    assert found is not None
-    assert (found.dimension, found.subgroup, found.n, found.successes) == (
-        "scanner_manufacturer",
-        "GE",
-        100,
-        60,
-    )
-    # pooled over scanners 155/200 = 0.775; GE excess = 100 * 0.775 - 60 = 17.5 misses;
-    # the sex subgroups have at most 100 * 0.775 - 77 = 0.5.
-    assert found.pooled_value == 0.775
-    assert found.excess_failures == pytest.approx(17.5, abs=1e-12)
-    assert found.p_value == pytest.approx(
-        binomtest(60, 100, p=0.877, alternative="less").pvalue, rel=1e-9
-    )
-
-
-def test_an_even_drop_concentrates_nowhere() -> None:
-    even = {"scanner_manufacturer": {"GE": Confusion(tp=80, fn=20), "X": Confusion(tp=40, fn=10)}}
-    assert locate_deviation(even, PTX, "sensitivity") is None
-
-
-def test_small_subgroups_can_be_excluded() -> None:
-    by_dimension = {
-        "age_band": {"80+": Confusion(tp=0, fn=4), "40-64": Confusion(tp=90, fn=10)},
-    }
-    found = locate_deviation(by_dimension, PTX, "sensitivity")
-    assert found is not None and found.subgroup == "80+"
-    assert locate_deviation(by_dimension, PTX, "sensitivity", min_n=5) is None
-
-
 # --- CUSUM charts of a tool ----------------------------------------------------------------
 
 
 def test_chart_designs_follow_the_registry_and_the_yearly_budget() -> None:
-    designs = chart_designs(PTX, weekly_positives=40, weekly_negatives=360)
+    designs = chart_designs(PTX, weekly_positives=40, weekly_negatives=360,
+                            false_alarms_per_year=1.0)
     sens, spec = designs["sensitivity"], designs["specificity"]
-    assert (sens.p0, sens.p1) == (1 - 0.927, 1 - (0.927 - 0.05))
-    assert (spec.p0, spec.p1) == (1 - 0.973, 1 - (0.973 - 0.03))
+    # In control halfway into the tolerance, tuned as far beyond the acceptance limit.
+    assert (sens.p0, sens.p1) == pytest.approx((1 - 0.902, 1 - 0.852), abs=1e-12)
+    assert (spec.p0, spec.p1) == pytest.approx((1 - 0.958, 1 - 0.928), abs=1e-12)
+    assert sens.p_detect == pytest.approx(1 - 0.877, abs=1e-12)  # delay quoted at the limit
     assert sens.arl0_cases >= cases_per_false_alarm(40)  # two years of positives each,
     assert spec.arl0_cases >= cases_per_false_alarm(360)  # so one false alarm a tool-year
     assert sens.arl1_cases < sens.arl0_cases

@@ -34,9 +34,10 @@ def test_reference_volume_counts_late_reports_of_its_period_in_any_arrival_order
     assert c.charts is not None
     design = c.charts["sensitivity"].design
     assert design.weekly_volume == 14.0
-    # Its threshold is the one a 2-chart, 1-per-year budget gives at 14 positives a week.
+    # Its threshold is the one a 2-chart, 1-per-year budget gives at 14 positives a week,
+    # in control at baseline - tolerance/2 and tuned for baseline - 3 tolerance/2.
     target = 14 * 365.25 / 7 * 2
-    assert design.h == threshold_for_arl(1 - 0.927, 1 - 0.877, target)
+    assert design.h == threshold_for_arl(1 - (0.927 - 0.025), 1 - (0.927 - 0.075), target)
     # The day-8 and day-9 reports were fed after the design, in report-time order.
     assert c.charts["sensitivity"].cusum.n_cases == 1
     assert c.charts["specificity"].cusum.n_cases == 1

@@ -13,8 +13,16 @@ What it keeps, per tool:
   the weekly volume observed in that reference period, so that the false-alarm budget is
   in calendar time at the tool's own volume (`clinical.version_charts`);
 - per version: the label-free early warning (`clinical.label_free`);
-- per (version, site, window, metric): the last verdict, so that a `baseline_deviation`
-  alert is raised when a verdict ENTERS below_baseline, not every day it stays there.
+- per (version, site, window, metric): the last verdict, and whether it is alarming: a
+  `baseline_deviation` alert is raised when a verdict ENTERS alarming, not every day it
+  stays there. Alarming = below_baseline (level `alpha` against baseline - tolerance) and
+  the exact test against the charts' in-control point baseline - tolerance/2 rejects at
+  the `baseline_test` share of the budget spread over a year of today's tests (a union
+  bound), so a tool anywhere inside its tolerance stays within the share.
+
+Every budgeted alert names its detector family and that family's false alarms per year
+(`stats.alarm_budget`); subgroups are named only when Holm-corrected Fisher tests support
+it (`clinical.subgroup_attribution`).
 
 Times are event times, never the wall clock or the arrival order: windows, verdicts and
 label-free tests place a case by its AI call (`inference_date`); the CUSUM charts order
@@ -51,13 +59,18 @@ from typing import Literal
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.label_free import LabelFreeMonitor, LabelFreeTest, alpha_for_budget
 from surveillance.clinical.ledger import CaseRecord
+from surveillance.clinical.subgroup_attribution import (
+    TEST_NAME,
+    SubgroupFinding,
+    attribute_subgroup,
+)
 from surveillance.clinical.verdicts import (
     METRICS,
     Metric,
     MetricVerdict,
     VerdictKind,
+    chart_rates,
     judge,
-    locate_deviation,
 )
 from surveillance.clinical.version_charts import Signal, VersionCharts
 from surveillance.contracts import (
@@ -69,6 +82,8 @@ from surveillance.contracts import (
 )
 from surveillance.errors import SurveillanceError
 from surveillance.stats.agreement import Confusion, Estimate
+from surveillance.stats.alarm_budget import DEFAULT_BUDGET, AlarmBudget, family_details
+from surveillance.stats.binomial_test import lower_tail_p_value
 from surveillance.stats.cusum import ChartDesign
 from surveillance.stats.windows import AgreementWindows, Key, age_band, subgroup_keys, utc_day
 
@@ -78,8 +93,12 @@ SUBGROUP_DIMENSIONS = ("scanner_manufacturer", "sex", "age_band")
 VERDICT_WINDOWS = (30, 90)
 #: Window whose figures give a CUSUM signal its clinical context.
 CONTEXT_WINDOW = 30
-#: Fewest cases in a metric's denominator for a subgroup to be named as the concentration.
+#: Fewest cases in a metric's denominator for a subgroup to be tested as the concentration.
 SUBGROUP_MIN_N = 10
+#: Family-wise level of the subgroup attribution (`clinical.subgroup_attribution`).
+SUBGROUP_ALPHA = 0.05
+#: Report lags (AI call to first report) kept per version for the expected delay.
+REPORT_LAGS_KEPT = 500
 AGREEMENT_METRICS = (
     "sensitivity", "specificity", "ppv", "npv", "prevalence", "accuracy", "kappa",
 )
@@ -172,6 +191,15 @@ class VersionRecord:
     sites: set[str] = field(default_factory=set)
     subgroups: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # site -> dim
     charts: VersionCharts | None = None  # None when the tool has no clearance baseline
+    report_lags: list[float] = field(default_factory=list)  # days, the latest first reports
+
+    def report_lag_days(self) -> float:
+        """Median days from AI call to first report over the latest cases (0 before any)."""
+        if not self.report_lags:
+            return 0.0
+        ordered = sorted(self.report_lags)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +251,11 @@ class PerformanceMonitor:
         label-free warnings but no verdicts or charts (there is nothing to compare with).
     windows_days, last_n
         Calendar windows and the last-N-cases window of the agreement figures.
-    false_alarms_per_year
-        Budget per tool shared by its two CUSUM charts, and separately by its two
-        label-free tests.
+    budget
+        The tool's false alarms per year and their split across detector families
+        (`stats.alarm_budget`): the two CUSUM charts share the `cusum` share, the two
+        label-free tests the `label_free` share, and every site, window and metric of
+        the daily baseline tests the `baseline_test` share.
     reference_days
         Days of report time (CUSUM volume) and of AI calls (label-free reference) that open
         each version's monitoring.
@@ -244,7 +274,7 @@ class PerformanceMonitor:
         *,
         windows_days: Iterable[int] = (7, 30, 90),
         last_n: int = 200,
-        false_alarms_per_year: float = 1.0,
+        budget: AlarmBudget = DEFAULT_BUDGET,
         reference_days: int = 28,
         reference_grace_days: int = 2,
         settle_days: int = 7,
@@ -261,7 +291,7 @@ class PerformanceMonitor:
         self.registry = dict(registry)
         self.windows_days = days
         self.last_n = last_n
-        self.false_alarms_per_year = false_alarms_per_year
+        self.budget = budget
         if reference_grace_days < 0 or settle_days < 0:
             raise MonitorError(
                 f"reference_grace_days and settle_days must be >= 0, got "
@@ -271,10 +301,11 @@ class PerformanceMonitor:
         self.reference_grace_days = reference_grace_days
         self.settle_days = settle_days
         self.alpha = alpha
-        self._label_free_alpha = alpha_for_budget(false_alarms_per_year)
+        self._label_free_alpha = alpha_for_budget(budget.per_year("label_free"))
         self._windows: dict[str, AgreementWindows] = {}
         self._versions: dict[str, dict[str, VersionRecord]] = {}
         self._verdicts: dict[VerdictKey, MetricVerdict] = {}
+        self._alarming: dict[VerdictKey, bool] = {}
         self._warnings: dict[tuple[str, str, str], bool] = {}
         self._episodes: dict[EpisodeKey, Episode] = {}
         #: Where re-run cases were first counted (see `on_case`); a rebuild counts each
@@ -331,6 +362,10 @@ class PerformanceMonitor:
         )
         if before is None:
             record.label_free.add(utc_day(view.inferred_at), view.positive_call, view.score)
+        if view.labelled_at is not None and (before is None or before.labelled_at is None):
+            lag = (view.labelled_at - view.inferred_at) / timedelta(days=1)
+            record.report_lags.append(max(lag, 0.0))
+            del record.report_lags[:-REPORT_LAGS_KEPT]
         if record.charts is not None:
             previous = None if before is None else before.outcome
             signals = record.charts.update(view.case_id, previous, view.outcome, view.latest_at)
@@ -356,7 +391,7 @@ class PerformanceMonitor:
             latest_inferred=view.inferred_at,
             charts=None if baseline is None else VersionCharts(
                 baseline, self.reference_days, self.reference_grace_days, self.settle_days,
-                self.false_alarms_per_year,
+                self.budget.per_year("cusum"),
             ),
         )
         self._versions.setdefault(view.tool, {})[view.version] = record
@@ -437,6 +472,8 @@ class PerformanceMonitor:
         reference = base_value - tolerance
         design = chart.design
         day = signal.at.date().isoformat()
+        lag = record.report_lag_days()
+        delay = design.arl1_days + self.settle_days + lag
         summary = (
             f"{tool} {version} at all sites: more {_FAILURE[metric]} than the clearance rate "
             f"since {signal.since.date().isoformat()} (CUSUM signal on {day}). "
@@ -446,7 +483,8 @@ class PerformanceMonitor:
             f"{base_value:.3g} minus tolerance {tolerance:.2g} = {reference:.3g}"
             f"{self._sites_text(record, metric, CONTEXT_WINDOW, context)}; "
             f"{self._concentration_text(deviation)}. Expected detection delay for a drop to "
-            f"{reference:.3g}: {design.arl1_days:.0f} days. No further alert until the "
+            f"{reference:.3g}: {delay:.0f} days (chart {design.arl1_days:.0f}, settling "
+            f"{self.settle_days}, report lag {lag:.1f}). No further alert until the "
             f"30-day {metric} is back at or above {reference:.3g}."
         )
         return Alert(
@@ -464,7 +502,7 @@ class PerformanceMonitor:
             n=est.denominator,
             window=f"{CONTEXT_WINDOW}d",
             since=signal.since,
-            subgroup=None if deviation is None else {deviation[0]: deviation[1]},
+            subgroup=_subgroup(deviation),
             summary=summary,
             details={
                 "statistic": chart.cusum.statistic,
@@ -474,7 +512,13 @@ class PerformanceMonitor:
                 "p1": design.p1,
                 "weekly_volume": design.weekly_volume,
                 "arl0_days": design.arl0_days,
-                "expected_detection_days": design.arl1_days,
+                "expected_detection_days": delay,
+                "chart_delay_days": design.arl1_days,
+                "settle_days": self.settle_days,
+                "report_lag_days": lag,
+                "in_control_rate": design.p0,
+                "redesigns": chart.redesigns,
+                **family_details(self.budget, "cusum"),
                 "tolerance": tolerance,
                 "reference": reference,
             },
@@ -564,17 +608,23 @@ class PerformanceMonitor:
     def _locate(
         self, tool: str, version: str, site: str, window: int, metric: Metric,
         now: datetime | None,
-    ) -> tuple[str, str] | None:
-        baseline = self.registry[tool]
+    ) -> SubgroupFinding | None:
         by_dimension = self._by_dimension(tool, version, site, window, now)
-        found = locate_deviation(by_dimension, baseline, metric, min_n=SUBGROUP_MIN_N)
-        return None if found is None else (found.dimension, found.subgroup)
+        return attribute_subgroup(by_dimension, metric, SUBGROUP_ALPHA, SUBGROUP_MIN_N)
 
     @staticmethod
-    def _concentration_text(deviation: tuple[str, str] | None) -> str:
-        if deviation is None:
-            return "not concentrated in any one site, scanner, sex or age band"
-        return f"concentrated in {_DIMENSION_NAMES[deviation[0]]} {deviation[1]}"
+    def _concentration_text(found: SubgroupFinding | None) -> str:
+        if found is None:
+            return (
+                "no site, scanner, sex or age band stands out "
+                f"({TEST_NAME}, family-wise level {SUBGROUP_ALPHA:g})"
+            )
+        return (
+            f"concentrated in {_DIMENSION_NAMES[found.dimension]} {found.subgroup} "
+            f"({found.metric} {found.value:.2f} (n={found.n}) against {found.rest_value:.2f} "
+            f"in the rest; {TEST_NAME}, adjusted p={found.adjusted_p_value:.2g} over "
+            f"{found.tests} subgroups)"
+        )
 
     # -- daily evaluation ----------------------------------------------------------------
 
@@ -671,35 +721,56 @@ class PerformanceMonitor:
         if baseline is None:
             return []
         windows = self._windows_of(record.tool)
+        level = self._alert_level(record)
         alerts = []
         for window in VERDICT_WINDOWS:
             confusion = windows.window(_key(record.tool, record.version, site), window, now)
             for metric, verdict in judge(confusion.confusion, baseline, self.alpha).items():
                 key: VerdictKey = (record.tool, record.version, site, window, metric)
-                before = self._verdicts.get(key)
                 self._verdicts[key] = verdict
-                entered = verdict.kind is VerdictKind.BELOW_BASELINE and (
-                    before is None or before.kind is not VerdictKind.BELOW_BASELINE
+                alarming = verdict.kind is VerdictKind.BELOW_BASELINE and (
+                    self._in_control_p(baseline, verdict) < level
                 )
+                entered = alarming and not self._alarming.get(key, False)
+                self._alarming[key] = alarming
                 episode: EpisodeKey = (record.tool, record.version, metric)
                 if entered and episode not in self._episodes:
-                    alert = self._deviation_alert(baseline, record, site, window, verdict, now)
+                    alert = self._deviation_alert(
+                        baseline, record, site, window, verdict, now, level
+                    )
                     self._episodes[episode] = Episode(alert.alert_id, now)
                     alerts.append(alert)
         return alerts
 
+    def _alert_level(self, record: VersionRecord) -> float:
+        """Level of each daily baseline test that may raise an alert: the family's share
+        over a year of today's tests (every site and all sites, window and metric)."""
+        tests = (len(record.sites) + 1) * len(VERDICT_WINDOWS) * len(METRICS)
+        return self.budget.per_test_day("baseline_test", tests)
+
+    @staticmethod
+    def _in_control_p(baseline: ToolBaseline, verdict: MetricVerdict) -> float:
+        """One-sided exact p-value against the charts' in-control point (baseline -
+        tolerance/2): an alert needs the window to be unlikely for a tool performing
+        anywhere inside its tolerance, not only below baseline - tolerance."""
+        in_control = 1.0 - chart_rates(baseline, verdict.metric)[0]
+        return lower_tail_p_value(verdict.successes, verdict.n, in_control)
+
     def _deviation_alert(
         self, baseline: ToolBaseline, record: VersionRecord, site: str, window: int,
-        verdict: MetricVerdict, now: datetime,
+        verdict: MetricVerdict, now: datetime, level: float,
     ) -> Alert:
         tool, version, metric = record.tool, record.version, verdict.metric
         deviation = self._locate(tool, version, site, window, metric, now)
         since = self._since(record, metric, now, window)
+        in_control = 1.0 - chart_rates(baseline, metric)[0]
         summary = (
             f"{tool} {version} at {_where(site)}: {metric} {_fmt(verdict.value)} (95% CI "
             f"{_interval_text(verdict.interval)}, n={verdict.n}, {window} days) is below the "
             f"clearance baseline {verdict.baseline:.3g} minus tolerance "
-            f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g})"
+            f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g}; "
+            f"p={self._in_control_p(baseline, verdict):.2g} against {in_control:.3g}, "
+            f"alert level {level:.2g})"
             f"{self._since_text(record, metric)}"
             f"{self._others_text(record, site, metric, window, now)}; "
             f"{self._concentration_text(deviation)}."
@@ -720,14 +791,17 @@ class PerformanceMonitor:
             n=verdict.n,
             window=f"{window}d",
             since=since,
-            subgroup=None if deviation is None else {deviation[0]: deviation[1]},
+            subgroup=_subgroup(deviation),
             summary=summary,
             details={
                 "tolerance": verdict.tolerance,
                 "reference": verdict.reference,
                 "p_value": verdict.p_value,
                 "alpha": self.alpha,
+                "in_control": in_control,
+                "alert_level": level,
                 "successes": verdict.successes,
+                **family_details(self.budget, "baseline_test"),
             },
         )
 
@@ -809,6 +883,7 @@ class PerformanceMonitor:
                 "p_value": test.p_value,
                 "alpha": record.label_free.alpha,
                 "n_reference": test.n_reference,
+                **family_details(self.budget, "label_free"),
             },
         )
 
@@ -879,11 +954,13 @@ class PerformanceMonitor:
         views.sort(key=lambda v: (v.latest_at, v.case_id))
         kept_verdicts = self._verdicts
         kept_warnings = self._warnings
+        kept_alarming = self._alarming
         kept_episodes = self._episodes
         held = set(self._versions)
         self._windows, self._versions, self._homes = {}, {}, {}
         self._verdicts = {k: v for k, v in kept_verdicts.items() if k[0] in held}
         self._warnings = {k: v for k, v in kept_warnings.items() if k[0] in held}
+        self._alarming = {k: v for k, v in kept_alarming.items() if k[0] in held}
         self._episodes = {k: v for k, v in kept_episodes.items() if k[0] in held}
         for view in views:
             self._apply(None, view, alert=False)
@@ -897,7 +974,12 @@ class PerformanceMonitor:
             self._versions.pop(tool, None)
             self._verdicts = {k: v for k, v in self._verdicts.items() if k[0] != tool}
             self._warnings = {k: v for k, v in self._warnings.items() if k[0] != tool}
+            self._alarming = {k: v for k, v in self._alarming.items() if k[0] != tool}
             self._episodes = {k: v for k, v in self._episodes.items() if k[0] != tool}
+
+
+def _subgroup(found: SubgroupFinding | None) -> dict[str, str] | None:
+    return None if found is None else {found.dimension: found.subgroup}
 
 
 Figure = tuple[str, float | None, tuple[float, float] | None, int]

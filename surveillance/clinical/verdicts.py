@@ -7,13 +7,12 @@ Per metric, one of
   rejects at `alpha` (default 0.05);
 - `within_baseline`: otherwise.
 
-`locate_deviation` names the subgroup where a shortfall concentrates, and `chart_designs` /
-`chart_observation` connect the same baselines to the two CUSUM charts of a tool.
+`chart_designs` / `chart_observation` connect the same baselines to the two CUSUM charts of
+a tool (`clinical.subgroup_attribution` says where a shortfall concentrates).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -115,100 +114,66 @@ def judge(
     return {metric: judge_metric(confusion, tool, metric, alpha, method) for metric in METRICS}
 
 
-@dataclass(frozen=True, slots=True)
-class SubgroupDeviation:
-    """The subgroup holding the most failures beyond what the pooled rate predicts."""
-
-    dimension: str
-    subgroup: str
-    metric: Metric
-    value: float
-    pooled_value: float
-    successes: int
-    n: int
-    excess_failures: float  # n * pooled_value - successes
-    p_value: float  # the subgroup's own one-sided test against baseline - tolerance
+#: Where between the clearance baseline and the acceptance limit (baseline - tolerance) the
+#: charts are in control, as a fraction of the tolerance: a tool performing at
+#: baseline - tolerance / 2 is "in control" and stays within the false-alarm budget.
+IN_CONTROL_FRACTION = 0.5
 
 
-def locate_deviation(
-    by_dimension: Mapping[str, Mapping[str, Confusion]],
-    tool: ToolBaseline,
-    metric: Metric,
-    min_n: int = 1,
-) -> SubgroupDeviation | None:
-    """Name the subgroup where a shortfall of `metric` concentrates, or None.
+def chart_rates(tool: ToolBaseline, metric: Metric) -> tuple[float, float]:
+    """(in-control, out-of-control) failure rates of a metric's chart.
 
-    `by_dimension` maps a dimension ("scanner_manufacturer", "sex", "age_band") to the
-    confusion of each of its subgroups over the same window. Within a dimension, a
-    subgroup's excess failures are n_g * pooled - successes_g, where pooled is the metric
-    over all subgroups of that dimension: the failures it has beyond what its size alone
-    explains. A drop shared evenly by all subgroups gives every subgroup about zero; a
-    drop confined to one scanner gives that scanner nearly all of it. We pick the largest
-    excess over all dimensions, among subgroups with at least `min_n` cases in the
-    metric's denominator, and return None when no subgroup has a positive excess. (The
-    lowest subgroup value is not used: it is usually a small subgroup's noise.)
+    In control at baseline - tolerance/2 (`IN_CONTROL_FRACTION`), a point inside the
+    tolerance, so a tool that the baseline test accepts does not use up the budget; tuned
+    for baseline - 3 tolerance/2, the point as far beyond the acceptance limit as the
+    in-control point is inside it. The chart's reference value (its drift per case
+    switches sign there) is then close to the acceptance limit itself: the statistic
+    drifts down while the metric is above baseline - tolerance and up below it.
     """
-    if metric not in METRICS:
-        raise StatsParameterError(f"unknown metric {metric!r}: use one of {METRICS}")
     baseline = getattr(tool.baseline, metric).value
     tolerance = getattr(tool.tolerance, metric)
-    best: SubgroupDeviation | None = None
-    for dimension, subgroups in by_dimension.items():
-        estimates = {name: _estimate(c, metric, "wilson") for name, c in subgroups.items()}
-        total = sum(e.denominator for e in estimates.values())
-        if total == 0:
-            continue
-        pooled = sum(e.numerator for e in estimates.values()) / total
-        for name, est in estimates.items():
-            if est.denominator < max(min_n, 1) or est.value is None:
-                continue
-            excess = est.denominator * pooled - est.numerator
-            if excess <= 0 or (best is not None and excess <= best.excess_failures):
-                continue
-            test = below_reference(est.numerator, est.denominator, baseline, tolerance)
-            best = SubgroupDeviation(
-                dimension=dimension,
-                subgroup=name,
-                metric=metric,
-                value=est.value,
-                pooled_value=pooled,
-                successes=est.numerator,
-                n=est.denominator,
-                excess_failures=excess,
-                p_value=test.p_value,
-            )
-    return best
+    in_control = baseline - IN_CONTROL_FRACTION * tolerance
+    out_of_control = max(baseline - (2.0 - IN_CONTROL_FRACTION) * tolerance, 1e-3)
+    return 1.0 - in_control, 1.0 - out_of_control
+
+
+def chart_design(
+    tool: ToolBaseline, metric: Metric, weekly_volume: float, false_alarms_per_year: float
+) -> ChartDesign:
+    """One chart at `weekly_volume` cases of its kind, with its share of the budget.
+
+    The reported detection delay is for a drop to the acceptance limit, baseline -
+    tolerance.
+    """
+    p0, p1 = chart_rates(tool, metric)
+    limit = getattr(tool.baseline, metric).value - getattr(tool.tolerance, metric)
+    return design_chart(
+        p0=p0,
+        p1=p1,
+        weekly_volume=weekly_volume,
+        false_alarms_per_year=false_alarms_per_year,
+        charts_per_tool=len(METRICS),
+        p_detect=min(max(1.0 - limit, p0 + 1e-6), 1.0 - 1e-6),
+    )
 
 
 def chart_designs(
     tool: ToolBaseline,
     weekly_positives: float,
     weekly_negatives: float,
-    false_alarms_per_year: float = 1.0,
+    false_alarms_per_year: float = 0.5,
 ) -> dict[Metric, ChartDesign]:
-    """The tool's two CUSUM charts, sharing one false-alarm budget per year.
+    """The tool's two CUSUM charts, sharing the charts' false-alarm budget per year.
 
-    Sensitivity chart: failure = a miss among read-positive cases, in control at
-    1 - baseline, tuned for 1 - (baseline - tolerance). Specificity chart: the same with
-    false positives among read-negative cases. Volumes are the tool's observed weekly
-    counts of read-positive and read-negative cases.
+    Sensitivity chart: failure = a miss among read-positive cases; specificity chart:
+    a false positive among read-negative cases (rates from `chart_rates`). Volumes are the
+    tool's observed weekly counts of read-positive and read-negative cases;
+    `false_alarms_per_year` is the CUSUM family's share of the tool's budget.
     """
-    designs: dict[Metric, ChartDesign] = {}
-    volumes: tuple[tuple[Metric, float], ...] = (
-        ("sensitivity", weekly_positives),
-        ("specificity", weekly_negatives),
-    )
-    for metric, volume in volumes:
-        baseline = getattr(tool.baseline, metric).value
-        tolerance = getattr(tool.tolerance, metric)
-        designs[metric] = design_chart(
-            p0=1.0 - baseline,
-            p1=1.0 - (baseline - tolerance),
-            weekly_volume=volume,
-            false_alarms_per_year=false_alarms_per_year,
-            charts_per_tool=2,
-        )
-    return designs
+    return {
+        "sensitivity": chart_design(tool, "sensitivity", weekly_positives, false_alarms_per_year),
+        "specificity": chart_design(tool, "specificity", weekly_negatives, false_alarms_per_year),
+    }
 
 
 _CHART_INPUT: dict[CaseOutcome, tuple[Metric, bool]] = {

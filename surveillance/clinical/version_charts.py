@@ -30,6 +30,13 @@ baseline - tolerance; the chart then restarts from zero. A persisting drop there
 one signal, not one per run length (alert fatigue). The in-control false-alarm budget is
 unchanged: after a false alarm the metric is within baseline, the episode closes at the
 next evaluation and the chart restarts, as the renewal argument of `cusum` assumes.
+
+Volume. A threshold is a run length in cases; the budget is in calendar time. The
+charts count their observations over consecutive periods of `reference_days` of report
+time after the reference period; when a chart's weekly volume over a period differs
+from the volume it was designed at by more than `VOLUME_CHANGE` (either way), its
+threshold is re-derived at the new volume (same rates, running statistic kept), so that
+its false alarms per calendar year stay at its share. `Chart.redesigns` counts them.
 """
 
 from __future__ import annotations
@@ -39,9 +46,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from surveillance.clinical.baselines import ToolBaseline
-from surveillance.clinical.verdicts import METRICS, Metric, chart_designs, chart_observation
+from surveillance.clinical.verdicts import (
+    METRICS,
+    Metric,
+    chart_design,
+    chart_designs,
+    chart_observation,
+)
 from surveillance.contracts import CaseOutcome
 from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
+
+#: Relative change of a chart's weekly volume (over one period) that re-derives its
+#: threshold: 25% more cases than designed for would mean 25% more false alarms a year.
+VOLUME_CHANGE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +77,7 @@ class Chart:
     excursion_start: datetime | None = None
     signalled_at: datetime | None = None
     signals: int = 0
+    redesigns: int = 0
 
     def restart(self) -> None:
         self.cusum = BernoulliCUSUM(self.design.p0, self.design.p1, self.design.h)
@@ -91,6 +109,10 @@ class VersionCharts:
         default_factory=lambda: {"sensitivity": 0, "specificity": 0}
     )
     charts: dict[Metric, Chart] | None = None
+    period_start: datetime | None = None  # current volume period (report time)
+    period_counts: dict[Metric, int] = field(
+        default_factory=lambda: {"sensitivity": 0, "specificity": 0}
+    )
     _waiting: list[Observation] = field(default_factory=list)
     _settling: dict[str, Observation] = field(default_factory=dict)
     _due: list[tuple[datetime, str]] = field(default_factory=list)  # heap of (at, case)
@@ -182,8 +204,33 @@ class VersionCharts:
             signals += self._feed(obs)
         return signals
 
+    def _count_volume(self, obs: Observation) -> None:
+        """Count `obs` in its volume period; re-derive thresholds when a period ends."""
+        assert self.charts is not None
+        period = timedelta(days=self.reference_days)
+        if self.period_start is None:
+            self.period_start = self.reference_end
+        assert self.period_start is not None
+        if obs.at >= self.period_start + period:
+            weeks = self.reference_days / DAYS_PER_WEEK
+            for metric, chart in self.charts.items():
+                volume = max(self.period_counts[metric], 1) / weeks
+                if abs(volume / chart.design.weekly_volume - 1.0) > VOLUME_CHANGE:
+                    design = chart_design(
+                        self.baseline, metric, volume, self.false_alarms_per_year
+                    )
+                    chart.design = design
+                    chart.cusum.rethreshold(design.h)
+                    chart.redesigns += 1
+            skipped = (obs.at - self.period_start) // period
+            self.period_start += skipped * period
+            self.period_counts = {m: 0 for m in METRICS}
+        if obs.at >= self.period_start:
+            self.period_counts[obs.metric] += 1
+
     def _feed(self, obs: Observation) -> list[Signal]:
         assert self.charts is not None and self.clock is not None
+        self._count_volume(obs)
         chart = self.charts[obs.metric]
         if chart.signalled_at is not None:
             return []

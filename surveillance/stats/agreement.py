@@ -149,7 +149,7 @@ class Confusion:
         )
 
     def kappa(self, confidence: float = 0.95) -> KappaEstimate:
-        """Cohen's kappa; undefined (None) with no cases or when chance agreement is 1."""
+        """Cohen's kappa; undefined (None) with no cases or when a rater uses one category."""
         n = self.n
         if n == 0:
             return KappaEstimate(None, None, None, 0)
@@ -160,9 +160,13 @@ class Confusion:
         col1, col2 = p11 + p21, p12 + p22
         observed = p11 + p22
         expected = row1 * col1 + row2 * col2
-        if self.tp == n or self.tn == n:
-            # Both raters put every case in one and the same category: chance agreement is
-            # 1 and kappa is 0/0. Tested on the integers, where it is exact.
+        if 0 in (self.tp + self.fp, self.fn + self.tn, self.tp + self.fn, self.fp + self.tn):
+            # A rater put every case in one category. With both in the same one, chance
+            # agreement is 1 and kappa is 0/0; with only one rater constant, observed and
+            # chance agreement are equal whatever the other rater does, so kappa is 0 with
+            # standard error 0 by construction: a number that measures nothing, reported
+            # as undefined rather than as "no agreement, interval [0, 0]". Tested on the
+            # integers, where it is exact.
             return KappaEstimate(None, None, None, n)
         kappa = (observed - expected) / (1.0 - expected)
         # Fleiss, Cohen & Everitt (1969): diagonal term, off-diagonal term, correction.

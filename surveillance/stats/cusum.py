@@ -267,6 +267,14 @@ class BernoulliCUSUM:
         self._limit = _threshold_steps(h, grid)
         self._reset()
 
+    def rethreshold(self, h: float) -> None:
+        """Move the threshold to `h` and keep the running statistic: the chart was
+        re-derived for a new volume (same rates, so the same lattice)."""
+        if h <= 0:
+            raise StatsParameterError(f"threshold h must be > 0, got {h}")
+        self.h = h
+        self._limit = _threshold_steps(h, lattice(self.p0, self.p1, self.max_denominator))
+
     def _reset(self) -> None:
         self._s = 0
         self._n = 0

@@ -6,17 +6,22 @@ Features (`DEFAULT_FEATURES`, read from each `AIResult`):
   protocol_name, site, contrast, sex
 - output (kept per AI software version), numeric: score; categorical: positive_call
 
-Per numeric feature: PSI on bins cut at the reference quantiles (plus a missing-value
-bin) per window, and, for continuous features only, a per-event river detector
+Per numeric feature: PSI per window on the bins of `drift_binning` (plus a
+missing-value bin), and, for continuous features only, a per-event river detector
 (Page-Hinkley by default, or ADWIN) on values standardised by the reference mean and SD.
 A feature with at most `n_bins` distinct reference values (kVp and slice thickness on
-CT, fixed by the protocol) gets one bin per value, so the windowed test already sees
-every change; a per-event detector there would standardise by an SD of about 0 and
-turn any change into an alarm on every event. Per categorical feature: PSI,
-Jensen-Shannon and chi-square per window (`categorical_drift`), and a one-time notice the
-first time a category absent from the reference appears. Thresholds come from
-`drift_calibration` with the tool's false-alarm budget split over all its features,
-on simulated windows whose sizes are resampled from the reference's own days.
+CT, fixed by the protocol) gets one bin per value and an empty bin on each side, so the
+windowed test sees every change, upward or downward; a per-event detector there would
+standardise by an SD of about 0 and turn any change into an alarm on every event. A
+continuous feature's common value (a near-constant feature) gets a bin of its own.
+Per categorical feature: PSI, Jensen-Shannon and chi-square per window
+(`categorical_drift`), and a one-time notice the first time a category absent from the
+reference appears. Thresholds come from
+`drift_calibration` with the drift family's share of the tool's false-alarm budget
+(`stats.alarm_budget`) split over all its features, per tool on its own reference
+(categorical features with one pseudo-category the reference never saw, so that rare
+unseen categories are part of the null), on simulated windows whose sizes are resampled
+from the reference's own days, and never below what one event can move.
 
 Episodes. A feature enters drift on the first window where any of its detectors crosses
 (and the window's moved mass is at least `min_total_variation`); that window gives ONE
@@ -58,6 +63,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from surveillance.contracts import AIResult
+from surveillance.stats.alarm_budget import DAYS_PER_YEAR, DEFAULT_BUDGET
 from surveillance.stats.categorical_drift import (
     MISSING,
     CategoricalDriftDetector,
@@ -66,6 +72,7 @@ from surveillance.stats.categorical_drift import (
     WindowResult,
     WindowTestName,
 )
+from surveillance.stats.drift_binning import drift_edges, is_discrete
 from surveillance.stats.drift_calibration import (
     DAYS_PER_QUARTER,
     WINDOW_DAYS,
@@ -81,7 +88,7 @@ from surveillance.stats.numeric_drift import (
     NumericDriftDetector,
     PageHinkleyDetector,
 )
-from surveillance.stats.psi import FloatArray, bin_counts, quantile_edges
+from surveillance.stats.psi import FloatArray, bin_counts
 
 __all__ = [
     "CAUSE_FEATURES",
@@ -155,7 +162,8 @@ class DriftBankConfig(BaseModel):
     features: tuple[str, ...] = tuple(spec.name for spec in DEFAULT_FEATURES)
     reference_days: int = Field(default=30, ge=1, le=365)
     window: Literal["daily", "weekly"] = "daily"
-    alarms_per_quarter: float = Field(default=1.0, gt=0, le=100)
+    #: The drift family's share of the tool's false alarms, per quarter (`alarm_budget`).
+    alarms_per_quarter: float = Field(default=DEFAULT_BUDGET.per_quarter("drift"), gt=0, le=100)
     numeric_detector: Literal["page_hinkley", "adwin"] = "page_hinkley"
     #: Page-Hinkley's tolerated drift per event, in reference SDs: shifts well below
     #: 2 * delta are ignored, which keeps the threshold (and detection delay) small.
@@ -249,6 +257,8 @@ class _Context:
     software_version: str | None
     role: Role
     reference_period: tuple[date, date] | None = None
+    #: The drift family's false alarms per tool-year (what its alerts say they draw on).
+    alarms_per_year: float | None = None
 
     @property
     def kind(self) -> VerdictKind:
@@ -312,13 +322,13 @@ class _NumericFeature:
         self.magnitude_unit = "reference_sd" if sd > 0 else (spec.unit.strip() or "units")
         self.n_reference = int(values.size)
         self.reference_summary = _numeric_summary(values)
-        self.edges = quantile_edges(present, config.n_bins)
+        self.edges = drift_edges(present, config.n_bins)
         ref_bins = bin_counts(values, self.edges)
         site_arr = np.asarray(sites)
         self.site_reference = {
             str(s): values[site_arr == s] for s in np.unique(site_arr) if s != ""
         }
-        continuous = np.unique(present).size > config.n_bins
+        continuous = not is_discrete(present, config.n_bins)
         # The per-event detector and the windowed test split the share; a discrete
         # feature has no per-event detector and gives the windowed test the whole share.
         share = budget.per_feature / 2 if continuous else budget.per_feature
@@ -349,6 +359,9 @@ class _NumericFeature:
         self.detector_name = config.numeric_detector
         self.detector: NumericDriftDetector | None = None
         self.detector_threshold: float | None = None
+        #: Events a per-event detector runs before it restarts: its calibrated horizon.
+        self.horizon = 0
+        self._run = 0
         if continuous:
             standardised = (present - self.mean) / self.scale
             per_quarter = max(
@@ -358,6 +371,7 @@ class _NumericFeature:
                 standardised, per_quarter, share, config
             )
             self.detector = self._make()
+            self.horizon = per_quarter
         self.window = _Window()
         self._fired_at: datetime | None = None
 
@@ -395,6 +409,13 @@ class _NumericFeature:
         self.window.add(None if value is None else float(value), site)
         if value is None or self.detector is None:
             return None
+        # The detector is calibrated on fresh runs of a quarter's events; Page-Hinkley's
+        # statistic (a sum minus its running minimum) only grows with the run, so a
+        # detector left running for a year alarmed far beyond its share. It restarts
+        # at the end of each calibrated horizon instead.
+        self._run += 1
+        if self._run > self.horizon:
+            self.detector, self._run = self._make(), 1
         if self.detector.update((float(value) - self.mean) / self.scale).drift_detected:
             self._fired_at = self._fired_at or at
         return None
@@ -478,6 +499,7 @@ class _NumericFeature:
             by_site=tuple(sorted(by_site)),
             reference_period=self.ctx.reference_period,
             since=self.episode.since,
+            alarms_per_year=self.ctx.alarms_per_year,
         )
 
 
@@ -505,7 +527,7 @@ class _CategoricalFeature:
         self.n_reference = len(values)
         self.reference_summary = _category_summary(list(counts), list(counts.values()))
         thresholds = calibrate_window_thresholds(
-            list(counts.values()),
+            [*counts.values(), 0],
             events_per_day * WINDOW_DAYS[config.window],
             budget.per_window_rate(budget.per_feature),
             seed=config.seed,
@@ -645,6 +667,7 @@ class _CategoricalFeature:
             by_site=tuple(sorted(by_site)),
             reference_period=self.ctx.reference_period,
             since=self.episode.since,
+            alarms_per_year=self.ctx.alarms_per_year,
         )
 
 
@@ -767,7 +790,10 @@ class DriftBank:
         specs = self.config.specs
         self._input_specs = tuple(s for s in specs if s.role == "input")
         self._output_specs = tuple(s for s in specs if s.role == "output")
-        self._inputs = _Phase(self._input_specs, _Context(tool_id, None, "input"))
+        self._alarms_per_year = self.config.alarms_per_quarter * DAYS_PER_YEAR / DAYS_PER_QUARTER
+        self._inputs = _Phase(
+            self._input_specs, _Context(tool_id, None, "input", None, self._alarms_per_year)
+        )
         self._outputs: dict[str, _Phase] = {}
         self._open: dict[date, list[_Event]] = {}
         self._seen: set[str] = set()
@@ -880,7 +906,8 @@ class DriftBank:
         return verdicts
 
     def _output_phase(self, version: str) -> _Phase:
-        phase = _Phase(self._output_specs, _Context(self.tool_id, version, "output"))
+        context = _Context(self.tool_id, version, "output", None, self._alarms_per_year)
+        phase = _Phase(self._output_specs, context)
         self._outputs[version] = phase
         return phase
 

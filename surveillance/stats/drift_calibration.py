@@ -1,8 +1,9 @@
 """Drift thresholds chosen from a false-alarm budget on simulated stable streams.
 
-Budget. The default is one false alarm per tool per quarter (91 days) across ALL of the
-tool's features. It is split Bonferroni-style: each of the tool's F configured features
-gets alarms_per_quarter / F (features the reference cannot support, e.g. kVp on fundus
+Budget. The drift bank's budget is the `drift` family's share of the tool's yearly
+false-alarm budget (`stats.alarm_budget`), in alarms per quarter across ALL of the tool's
+features. It is split Bonferroni-style: each of the tool's F configured features gets
+alarms_per_quarter / F (features the reference cannot support, e.g. kVp on fundus
 photographs, keep their share unused: conservative, and the split does not depend on
 the data). By linearity of expectation the tool's expected false alarms per quarter is
 then at most the budget whatever the dependence between features.
@@ -18,10 +19,15 @@ Within one feature:
 
 Stable streams. Nothing in the null is assumed Gaussian: streams are resampled from the
 tool's own reference period at the tool's volume (the reference's mean events per day).
-- Windowed tests: the reference is itself a sample, so each simulated window is compared
-  with a simulated reference: reference counts ~ Multinomial(N_ref, p_ref), window counts
-  ~ Multinomial(n, p_ref), with p_ref the reference proportions per category (or per bin
-  of a numeric feature; bin edges are held at the reference's quantiles). The window size
+- Windowed tests: per tool, on its own reference. Each simulated window is compared with
+  the tool's ACTUAL reference counts (what the detector compares with in operation), and
+  its counts are drawn from the posterior predictive of that reference: category (or bin)
+  probabilities p ~ Dirichlet(reference counts + 1/2) (Jeffreys), then counts ~
+  Multinomial(n, p). A value the reference happened to miss (a rare kVp, an empty tail
+  bin of a numeric feature) therefore turns up in simulated windows about as often as a
+  reference of that size allows, instead of never (plugging in the reference proportions)
+  or as in an average reference (simulating references, which gave a tool whose reference
+  lacks a rare value 3-12 times its share). The window size
   n is resampled from the reference's own window sizes when the caller gives them (the
   weekday/weekend rhythm: small weekend windows have the widest null spread, and a
   Poisson(mean) size misses them), else drawn Poisson(events per window). Windows below
@@ -73,10 +79,10 @@ WINDOW_DAYS: dict[WindowKind, int] = {"daily": 1, "weekly": 7}
 EXCEEDANCES = 50
 MIN_SIMULATED_WINDOWS = 20_000
 MAX_SIMULATED_WINDOWS = 100_000
-#: Simulated references that the simulated windows are compared with (round-robin).
-SIMULATED_REFERENCES = 200
 #: Smallest thresholds returned, so that a degenerate null (one category) stays valid.
 MIN_DIVERGENCE_THRESHOLD = 1e-6
+#: Dirichlet prior count per category of the posterior predictive null (Jeffreys).
+PRIOR_COUNT = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,22 +116,44 @@ class FalseAlarmBudget:
         return share / self.windows_per_quarter
 
 
-def _multinomial_rows(
+def _multinomial_rows_each(
     rng: np.random.Generator, sizes: npt.NDArray[np.int64], p: FloatArray
 ) -> FloatArray:
-    """One Multinomial(sizes[i], p) row per size, by sequential conditional binomials
-    (vectorised over rows; numpy's multinomial loops over rows one by one)."""
-    out = np.zeros((sizes.size, p.size), dtype=np.float64)
+    """One Multinomial(sizes[i], p[i]) row per size, each row with its own probabilities."""
+    out = np.zeros(p.shape, dtype=np.float64)
     remaining = sizes.astype(np.int64)
-    mass_left = 1.0
-    for j in range(p.size - 1):
-        share = min(max(p[j] / mass_left, 0.0), 1.0) if mass_left > 0 else 0.0
+    mass_left = np.ones(sizes.size)
+    for j in range(p.shape[1] - 1):
+        share = np.clip(np.divide(p[:, j], mass_left, out=np.zeros(sizes.size),
+                                  where=mass_left > 0), 0.0, 1.0)
         draw = rng.binomial(remaining, share)
         out[:, j] = draw
         remaining = remaining - draw
-        mass_left -= p[j]
+        mass_left = mass_left - p[:, j]
     out[:, -1] = remaining
     return out
+
+
+def resolution_floor(
+    reference_counts: Sequence[float] | FloatArray, events_per_window: float,
+    test: WindowTestName,
+) -> float:
+    """The statistic of a window that differs from the reference by one event.
+
+    A window of `events_per_window` events in the reference proportions, with one event
+    moved from the most common category to the least common one. A threshold below this
+    would alarm on a single odd study, a resolution no window test has; thresholds are
+    never set below it.
+    """
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    n = max(float(events_per_window), 1.0)
+    window = ref / ref.sum() * n
+    window[int(np.argmax(ref))] -= 1.0
+    window[int(np.argmin(ref))] += 1.0
+    window = np.maximum(window, 0.0)
+    if test == "psi":
+        return float(psi_rows(ref, window))
+    return float(jensen_shannon_rows(ref[None, :], window[None, :])[0])
 
 
 def simulate_window_statistics(
@@ -149,9 +177,6 @@ def simulate_window_statistics(
     if events_per_window <= 0:
         raise DriftParameterError(f"events_per_window must be > 0, got {events_per_window}")
     rng = np.random.default_rng(seed)
-    p_ref = ref / ref.sum()
-    n_ref = np.full(SIMULATED_REFERENCES, int(ref.sum()), dtype=np.int64)
-    sim_refs = _multinomial_rows(rng, n_ref, p_ref)
     if window_sizes is not None and len(window_sizes) > 0:
         sizes = rng.choice(np.asarray(window_sizes, dtype=np.int64), size=n_windows)
     else:
@@ -160,8 +185,10 @@ def simulate_window_statistics(
     # threshold from a null where most windows go untested (a low-volume tool) would sit
     # at ~0 and alarm on every window that does reach the minimum.
     sizes = np.maximum(sizes, min_window_events)
-    windows = _multinomial_rows(rng, sizes, p_ref)
-    paired = sim_refs[np.arange(n_windows) % SIMULATED_REFERENCES]
+    p_windows = rng.gamma(np.broadcast_to(ref + PRIOR_COUNT, (n_windows, ref.size)))
+    p_windows /= p_windows.sum(axis=1, keepdims=True)
+    windows = _multinomial_rows_each(rng, sizes, p_windows)
+    paired = np.broadcast_to(ref, windows.shape)
     stats: dict[WindowTestName, FloatArray] = {}
     if "psi" in tests:
         stats["psi"] = psi_rows(paired, windows)
@@ -237,10 +264,16 @@ def calibrate_window_thresholds(
         else:
             high = mid
     chosen = _thresholds_at(ordered, low)
+    typical = max(float(np.median(window_sizes)) if window_sizes else events_per_window,
+                  float(min_window_events))
+    psi_floor = resolution_floor(reference_counts, typical, "psi")
+    js_floor = resolution_floor(reference_counts, typical, "jensen_shannon")
     # Tests not calibrated (not in `tests`) get thresholds that never alarm.
     return WindowThresholds(
-        psi=max(chosen.get("psi", math.inf), MIN_DIVERGENCE_THRESHOLD),
-        jensen_shannon=min(max(chosen.get("jensen_shannon", 1.0), MIN_DIVERGENCE_THRESHOLD), 1.0),
+        psi=max(chosen.get("psi", math.inf), psi_floor, MIN_DIVERGENCE_THRESHOLD),
+        jensen_shannon=min(
+            max(chosen.get("jensen_shannon", 1.0), js_floor, MIN_DIVERGENCE_THRESHOLD), 1.0
+        ),
         chi_square_p=min(max(chosen.get("chi_square", 1e-300), 1e-300), per_window_rate),
     )
 

@@ -58,6 +58,9 @@ class DriftVerdict:
     reference_period: tuple[date, date] | None = None
     #: Start of the drift episode (the first window that crossed).
     since: datetime | None = None
+    #: The drift family's false alarms per tool-year (None for new-category notices,
+    #: which are facts outside the budget).
+    alarms_per_year: float | None = None
 
     @property
     def episode_start(self) -> datetime:
@@ -124,6 +127,8 @@ class DriftVerdict:
                 "feature": self.feature,
                 "detector": self.detector,
                 "threshold": self.threshold,
+                "family": None if self.kind == "new_category" else "drift",
+                "family_false_alarms_per_year": self.alarms_per_year,
                 "change": self.change,
                 "magnitude": self.magnitude,
                 "magnitude_unit": self.magnitude_unit,
