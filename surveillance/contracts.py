@@ -72,6 +72,31 @@ class Acquisition(Contract):
     protocol_name: ShortText | None = None
 
 
+# --- Quantification (issue #20): a tool's numeric measurement and the report's reference.
+
+
+class MeasurementUnit(StrEnum):
+    """UCUM units of the measurements quantification tools report (a fixed set: they
+    become metric labels and are compared for equality between AI and report)."""
+
+    MILLILITER = "mL"
+    MILLIMETER = "mm"
+    PERCENT = "%"
+
+
+class Measurement(Contract):
+    """One numeric measurement, e.g. hemorrhage volume in mL or ejection fraction in %."""
+
+    value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+    unit: MeasurementUnit
+
+
+class ReferenceMeasurement(Measurement):
+    """A measurement the radiologist stated in a structured report field, for one finding."""
+
+    finding_code: Id
+
+
 class AIResult(Contract):
     """One AI tool's output on one study (topic `ai.results`)."""
 
@@ -102,6 +127,9 @@ class AIResult(Contract):
     pseudonymized: bool = Field(
         default=False, description="set by ingest: identifiers are keyed HMACs"
     )
+    measurement: Measurement | None = Field(
+        default=None, description="quantification tools: the measured value and unit"
+    )
 
 
 class StructuredFinding(Contract):
@@ -130,6 +158,9 @@ class ReportFinal(Contract):
     status: ReportStatus = ReportStatus.FINAL
     findings: list[StructuredFinding] | None = None
     report_text: Annotated[str, StringConstraints(max_length=32_000)] | None = None
+    reference_measurements: Annotated[list[ReferenceMeasurement], Field(max_length=64)] | None = (
+        Field(default=None, description="structured measurement fields of the report")
+    )
 
     @model_validator(mode="after")
     def _labels_or_text(self) -> ReportFinal:
