@@ -97,6 +97,15 @@ class ReferenceMeasurement(Measurement):
     finding_code: Id
 
 
+class Exam(Contract):
+    """What was examined, as the RIS orders it (HL7 OBR-4, DICOM Modality/BodyPartExamined):
+    decides which tools should have seen the study (coverage)."""
+
+    modality: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    body_part_examined: ShortText | None = None
+    exam_code: ShortText | None = None
+
+
 class AIResult(Contract):
     """One AI tool's output on one study (topic `ai.results`)."""
 
@@ -161,6 +170,7 @@ class ReportFinal(Contract):
     reference_measurements: Annotated[list[ReferenceMeasurement], Field(max_length=64)] | None = (
         Field(default=None, description="structured measurement fields of the report")
     )
+    exam: Exam | None = Field(default=None, description="the ordered exam, for coverage")
 
     @model_validator(mode="after")
     def _labels_or_text(self) -> ReportFinal:
@@ -250,6 +260,7 @@ class ReportLabels(Contract):
     status: ReportStatus
     labels: dict[str, Label]
     label_source: Literal["structured", "text"]
+    exam: Exam | None = None
 
 
 class JoinInput(Contract):

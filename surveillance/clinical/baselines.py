@@ -68,6 +68,15 @@ class Acceptance(_Strict):
     subgroup_floor: Proportion
 
 
+class Coverage(_Strict):
+    """Which ordered exams the tool must see (besides its modality), and the least share
+    of them it must produce a result for. An empty list matches any value."""
+
+    body_parts: list[str] = []
+    exam_codes: list[str] = []
+    floor: Proportion
+
+
 class ToolBaseline(_Strict):
     tool_id: str
     display_name: str
@@ -83,6 +92,7 @@ class ToolBaseline(_Strict):
     tolerance: Tolerance
     min_counts: MinCounts
     acceptance: Acceptance
+    coverage: Coverage | None = None
 
 
 def load_registry(path: Path | None = None) -> dict[str, ToolBaseline]:

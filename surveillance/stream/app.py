@@ -49,6 +49,7 @@ from pydantic import ValidationError
 from surveillance.clinical import join, regulatory_clock
 from surveillance.clinical.adverse_link import AdverseLink, alerts_to_raise, link_report
 from surveillance.clinical.baselines import load_registry
+from surveillance.clinical.coverage import eligible_tools
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore, ToolState, check_version, version_alert
 from surveillance.clinical.monitor import PerformanceMonitor
@@ -60,6 +61,7 @@ from surveillance.contracts import (
     CaseOutcome,
     DeadLetter,
     JoinInput,
+    ReportStatus,
 )
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
@@ -120,6 +122,8 @@ HORIZON = timedelta(hours=settings.stream.unlabelled_horizon_hours)
 RETENTION = timedelta(days=settings.stream.join_retention_days)
 for _tool in registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
+    if _tool.coverage is not None:
+        metrics.register_coverage_floor(_tool.tool_id, _tool.coverage.floor)
 
 
 def _as_current(event: Any) -> None:
@@ -179,6 +183,9 @@ def _count_input(item: JoinInput) -> None:
             metrics.record_ai_result(ai.tool_id, ai.software_version, ai.site, ai.modality)
         elif item.report is not None:
             metrics.record_report(item.report.status)
+            if item.report.status is ReportStatus.FINAL:
+                metrics.record_eligible(eligible_tools(item.report.exam, registry),
+                                        item.report.site)
     except metrics.MetricLabelError as exc:  # a label we will not export; the event still counts
         log.warning("metric not recorded: %s", exc)
 
