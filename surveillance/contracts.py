@@ -139,6 +139,9 @@ class AIResult(Contract):
     measurement: Measurement | None = Field(
         default=None, description="quantification tools: the measured value and unit"
     )
+    acquired_at: AwareDatetime | None = Field(
+        default=None, description="study acquisition time (DICOM AcquisitionDateTime)"
+    )
 
 
 class StructuredFinding(Contract):

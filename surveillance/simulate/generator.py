@@ -135,6 +135,10 @@ def _check_scenario(registry: dict[str, ToolBaseline], scenario: Scenario) -> No
         tool = getattr(scenario, field_name)
         if tool not in registry or tool not in P.TOOL_PROFILES:
             raise ScenarioError(f"Scenario.{field_name} {tool!r} is not a simulated tool")
+    if not 0.0 < scenario.triage_speedup <= 1.0:
+        raise ScenarioError(
+            f"Scenario.triage_speedup must be in (0, 1], got {scenario.triage_speedup}"
+        )
     if not 0.0 < scenario.drop_to < 1.0:
         raise ScenarioError(f"Scenario.drop_to must be between 0 and 1, got {scenario.drop_to}")
     if scenario.outage_days < 1:
@@ -178,7 +182,10 @@ def _emit_study_type(
         site = study_type.sites[int(d.site[i])]
         scanner = site.scanners[int(d.scanner[i])]
         study_time = t0 + timedelta(seconds=float(d.t_study_s[i]))
-        report_time = _ms(study_time + timedelta(hours=float(d.report_delay_h[i])))
+        delay_h = float(d.report_delay_h[i])
+        if any(float(d.tools[t.tool_id].score[i]) >= t.operating_threshold for t in tools):
+            delay_h *= scenario.triage_speedup
+        report_time = _ms(study_time + timedelta(hours=delay_h))
         patient_id = f"MRN{d.mrn[i]}"
         scanner_model = scanner_of(study_type, site, scanner, day, scenario)
         acquisition = acquisition_of(study_type, site, scanner, day, scenario,
@@ -218,6 +225,7 @@ def _emit_study_type(
                 age=int(d.age[i]),
                 sex=sex_of(float(d.sex[i]), study_type.female_fraction),
                 inference_date=_ms(inferred),
+                acquired_at=_ms(study_time),
             )
             arrival = _ms(result.inference_date + timedelta(seconds=float(draws.latency_s[i])))
             stream.events.append(_event("ai.results", accession, result.model_dump_json(),
