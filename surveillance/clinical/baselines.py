@@ -93,6 +93,10 @@ class ToolBaseline(_Strict):
     min_counts: MinCounts
     acceptance: Acceptance
     coverage: Coverage | None = None
+    #: Licence and running cost per year (any currency, stated in `cost_currency`), for the
+    #: committee's cost per study and per true-positive flag.
+    annual_cost: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    cost_currency: str = "USD"
 
 
 def load_registry(path: Path | None = None) -> dict[str, ToolBaseline]:
