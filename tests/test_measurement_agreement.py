@@ -122,6 +122,17 @@ def test_icc_of_the_published_example_equals_pingouin() -> None:
     assert (round(got.lower, 2), round(got.upper, 2)) == (low, high)
 
 
+def test_icc_of_a_pure_offset_equals_pingouin() -> None:
+    # No random error at all (error mean square 0), only a constant offset of 5.
+    reference = [3.0, 7.5, 12.0, 20.0, 31.0, 44.0]
+    ai = [r + 5.0 for r in reference]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected, _ = _pingouin_icc_a1(ai, reference)  # pingouin's interval is NaN here
+    got = icc_absolute_agreement(ai, reference)
+    assert got.value == pytest.approx(expected, abs=1e-9) and got.value < 1.0
+    assert -1.0 <= got.lower <= got.value <= got.upper <= 1.0
+
+
 def test_icc_penalises_a_systematic_offset() -> None:
     rng = np.random.default_rng(5)
     reference = rng.normal(50, 10, 50)

@@ -47,7 +47,7 @@ def icc_absolute_agreement(
     if msr + (k - 1) * mse + k * (msc - mse) / n <= 0.0:
         raise StatsParameterError("the ICC is undefined: every measurement is the same")
     icc = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
-    if icc >= 1.0 or mse <= 0.0:
+    if icc >= 1.0:
         return Limit(1.0, 1.0, 1.0)  # the methods agree exactly on every subject
     alpha = 1.0 - confidence
     a = k * icc / (n * (1.0 - icc))
