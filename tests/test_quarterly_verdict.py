@@ -89,6 +89,11 @@ def test_each_topic_raises_the_verdict_on_its_own() -> None:
     flagged = [{"software_version": "5.3.0", "volume": 40, "flagged_unvalidated": True,
                 "validation": {"status": "insufficient evidence"}}]
     assert _levels(_review(model_versions=flagged))["unvalidated versions"] == "act"
+    failed = [{**flagged[0], "flagged_unvalidated": False,
+               "validation": {"status": "fails acceptance"}}]
+    failed_reason = tool_verdict(_review(model_versions=failed)).reasons[4]
+    assert (failed_reason.level, failed_reason.sentence) == (
+        "act", "Version(s) 5.3.0 failed local acceptance.")
     pending = [{**flagged[0], "flagged_unvalidated": False}]
     assert _levels(_review(model_versions=pending))["unvalidated versions"] == "watch"
     short = _review()
@@ -164,7 +169,10 @@ def _verdict(out: Path, tool: str) -> dict[str, Any]:
 @pytest.mark.integration
 def test_every_tool_leads_with_its_verdict(exported: Path) -> None:
     levels = {t: _verdict(exported, t)["level"] for t in TOOLS}
-    print(levels)
+    for tool in TOOLS:
+        print(f"\n{tool}: {levels[tool]}")
+        for reason in _verdict(exported, tool)["reasons"]:
+            print(f"  {reason['topic']} ({reason['level']}): {reason['sentence']}")
     assert levels["ich-triage"] == "act"  # a death and a hospitalization were reported
     lvo = {r["topic"]: r for r in _verdict(exported, "lvo-triage")["reasons"]}
     assert lvo["baseline"]["level"] == "watch"  # 200 studies: too few positives

@@ -131,14 +131,20 @@ def _adverse(review: dict[str, Any]) -> Reason:
 
 def _versions(review: dict[str, Any]) -> Reason:
     versions = review["model_versions"]
+    flagged = [v for v in versions if v["flagged_unvalidated"]]
     failing = [v for v in versions
-               if v["flagged_unvalidated"] or v["validation"]["status"] == "fails acceptance"]
-    if failing:
-        names = ", ".join(v["software_version"] for v in failing)
-        cases = sum(v["volume"] for v in failing)
-        return Reason("unvalidated versions", "act",
-                      f"Version(s) {names} read {cases} studies without passing local "
-                      "validation.")
+               if v["validation"]["status"] == "fails acceptance" and v not in flagged]
+    if flagged or failing:
+        parts = []
+        if flagged:
+            parts.append(f"version(s) {', '.join(v['software_version'] for v in flagged)} "
+                         f"read {sum(v['volume'] for v in flagged)} studies while flagged "
+                         "as not validated for use")
+        if failing:
+            parts.append(f"version(s) {', '.join(v['software_version'] for v in failing)} "
+                         "failed local acceptance")
+        text = "; ".join(parts)
+        return Reason("unvalidated versions", "act", f"{text[:1].upper()}{text[1:]}.")
     pending = [v for v in versions if v["validation"]["status"] == "insufficient evidence"]
     if pending:
         names = ", ".join(v["software_version"] for v in pending)
