@@ -512,6 +512,21 @@ def simulate(
 
 
 @app.command()
+def committee(
+    events: Annotated[Path, typer.Option(help="input events as JSON lines (`simulate --out`)")],
+) -> None:
+    """Coverage, triage turnaround, alert burden, cost and quantification figures as JSON."""
+    import json
+
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.report.committee_figures import committee_figures
+    from surveillance.simulate.output import read_jsonl
+
+    figures = committee_figures(read_jsonl(events), load_registry())
+    typer.echo(json.dumps(figures, indent=2, sort_keys=True))
+
+
+@app.command()
 def demo(
     days: int = 90,
     seed: int = 7,

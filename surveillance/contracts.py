@@ -72,6 +72,40 @@ class Acquisition(Contract):
     protocol_name: ShortText | None = None
 
 
+# --- Quantification (issue #20): a tool's numeric measurement and the report's reference.
+
+
+class MeasurementUnit(StrEnum):
+    """UCUM units of the measurements quantification tools report (a fixed set: they
+    become metric labels and are compared for equality between AI and report)."""
+
+    MILLILITER = "mL"
+    MILLIMETER = "mm"
+    PERCENT = "%"
+
+
+class Measurement(Contract):
+    """One numeric measurement, e.g. hemorrhage volume in mL or ejection fraction in %."""
+
+    value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+    unit: MeasurementUnit
+
+
+class ReferenceMeasurement(Measurement):
+    """A measurement the radiologist stated in a structured report field, for one finding."""
+
+    finding_code: Id
+
+
+class Exam(Contract):
+    """What was examined, as the RIS orders it (HL7 OBR-4, DICOM Modality/BodyPartExamined):
+    decides which tools should have seen the study (coverage)."""
+
+    modality: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    body_part_examined: ShortText | None = None
+    exam_code: ShortText | None = None
+
+
 class AIResult(Contract):
     """One AI tool's output on one study (topic `ai.results`)."""
 
@@ -101,6 +135,12 @@ class AIResult(Contract):
     inference_date: AwareDatetime
     pseudonymized: bool = Field(
         default=False, description="set by ingest: identifiers are keyed HMACs"
+    )
+    measurement: Measurement | None = Field(
+        default=None, description="quantification tools: the measured value and unit"
+    )
+    acquired_at: AwareDatetime | None = Field(
+        default=None, description="study acquisition time (DICOM AcquisitionDateTime)"
     )
 
 
@@ -133,6 +173,10 @@ class ReportFinal(Contract):
     status: ReportStatus = ReportStatus.FINAL
     findings: list[StructuredFinding] | None = None
     report_text: Annotated[str, StringConstraints(max_length=32_000)] | None = None
+    reference_measurements: Annotated[list[ReferenceMeasurement], Field(max_length=64)] | None = (
+        Field(default=None, description="structured measurement fields of the report")
+    )
+    exam: Exam | None = Field(default=None, description="the ordered exam, for coverage")
 
     @model_validator(mode="after")
     def _labels_or_text(self) -> ReportFinal:
@@ -222,6 +266,7 @@ class ReportLabels(Contract):
     status: ReportStatus
     labels: dict[str, Label]
     label_source: Literal["structured", "text"]
+    exam: Exam | None = None
 
 
 class JoinInput(Contract):

@@ -82,6 +82,7 @@ ALERT_NAMES = [rule["alert"] for rule in ALERTS]
 def test_there_are_rule_files_and_test_files() -> None:
     assert [p.name for p in RULE_FILES] == [
         "adverse_events.yml",
+        "coverage.yml",
         "drift.yml",
         "performance.yml",
         "pipeline.yml",
@@ -126,7 +127,7 @@ def test_every_rule_file_is_loaded_by_a_test_file() -> None:
 
 
 def test_alert_names_are_unique() -> None:
-    assert len(ALERT_NAMES) == len(set(ALERT_NAMES)) == 19
+    assert len(ALERT_NAMES) == len(set(ALERT_NAMES)) == 20
 
 
 @pytest.mark.parametrize("name", ALERT_NAMES)

@@ -172,6 +172,7 @@ def test_tool_drilldown_is_driven_by_the_tool_variable() -> None:
         "CUSUM statistic and decision threshold",
         "Drift statistic per feature",
         "Version timeline",
+        "Coverage per site (7 days) and floor",
     ):
         assert title in titles, title
 

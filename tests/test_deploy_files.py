@@ -150,7 +150,7 @@ def test_dockerfile_copies_existing_files_and_runs_the_cli() -> None:
 def test_prometheus_config_passes_promtool() -> None:
     result = _run(_tool("promtool", "prometheus"), "check", "config", str(PROMETHEUS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rule files found" in result.stdout
+    assert "SUCCESS: 6 rule files found" in result.stdout
 
 
 def test_prometheus_scrapes_every_compose_worker_on_the_metrics_port() -> None:

@@ -69,6 +69,15 @@ class Acceptance(_Strict):
     subgroup_floor: Proportion
 
 
+class Coverage(_Strict):
+    """Which ordered exams the tool must see (besides its modality), and the least share
+    of them it must produce a result for. An empty list matches any value."""
+
+    body_parts: list[str] = []
+    exam_codes: list[str] = []
+    floor: Proportion
+
+
 class ToolBaseline(_Strict):
     tool_id: str
     display_name: str
@@ -86,6 +95,11 @@ class ToolBaseline(_Strict):
     acceptance: Acceptance
     #: How the tool's DICOM SRs map onto AI results (`interop/dicom_sr.py`); optional.
     dicom: DicomMapping | None = None
+    coverage: Coverage | None = None
+    #: Licence and running cost per year (any currency, stated in `cost_currency`), for the
+    #: committee's cost per study and per true-positive flag.
+    annual_cost: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    cost_currency: str = "USD"
 
 
 def load_registry(path: Path | None = None) -> dict[str, ToolBaseline]:

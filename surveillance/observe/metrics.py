@@ -275,6 +275,19 @@ REPORTS = Counter(
     ["status"],
     registry=REGISTRY,
 )
+ELIGIBLE_STUDIES = Counter(
+    "surveillance_eligible_studies_total",
+    "Studies a tool should have seen (original final reports whose ordered exam matches "
+    "the tool's coverage rule), by tool and site; coverage is AI results over these.",
+    ["tool", "site"],
+    registry=REGISTRY,
+)
+COVERAGE_FLOOR = Gauge(
+    "surveillance_coverage_floor_ratio",
+    "Registry floor of the share of eligible studies the tool must produce a result for.",
+    ["tool"],
+    registry=REGISTRY,
+)
 CASES = Counter(
     "surveillance_cases_total",
     "Adjudicated case revisions by outcome; a corrected case counts again under its new "
@@ -466,6 +479,8 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     TOOL_INFO,
     AI_RESULTS,
     REPORTS,
+    ELIGIBLE_STUDIES,
+    COVERAGE_FLOOR,
     CASES,
     AGREEMENT_VALUE,
     AGREEMENT_LOWER,
@@ -710,6 +725,17 @@ def record_study(modality: str) -> None:
 
 def record_report(status: ReportStatus) -> None:
     REPORTS.labels(status.value).inc()
+
+
+def record_eligible(tools: Iterable[str], site: str) -> None:
+    """Count one study every tool in `tools` should have seen at `site`."""
+    for tool in tools:
+        ELIGIBLE_STUDIES.labels(_bounds.tool(tool), _bounds.site(site)).inc()
+
+
+def register_coverage_floor(tool: str, floor: float) -> None:
+    """Publish the tool's coverage floor (the alert rule compares coverage with it)."""
+    COVERAGE_FLOOR.labels(_bounds.tool(tool)).set(floor)
 
 
 def record_case(tool: str, version: str, site: str, outcome: CaseOutcome) -> None:

@@ -36,6 +36,7 @@ from surveillance.report.quarterly_html import render_html
 from surveillance.report.quarterly_pdf import render_pdf
 from surveillance.report.quarterly_review import build_review
 from surveillance.report.quarterly_tables import tables
+from surveillance.report.quarterly_verdict import tool_verdict
 from surveillance.store import queries
 from surveillance.store.errors import QueryError
 
@@ -88,6 +89,7 @@ def _export_tool(
     stem = f"{tool.tool_id}-{quarter.label}"
     progress.set_postfix_str(f"{tool.tool_id}: query")
     review = build_review(conn, tool, quarter, as_of, lifecycle)
+    review["verdict"] = tool_verdict(review).as_dict()
     progress.update()
     progress.set_postfix_str(f"{tool.tool_id}: figures")
     figures = quarterly_plots.figures(review)

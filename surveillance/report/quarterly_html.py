@@ -12,13 +12,15 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from surveillance.report.column_labels import human_label
 from surveillance.report.quarterly_tables import Table, cell
+from surveillance.report.quarterly_verdict import verdict_html
 
 _TEXT_COLUMNS = frozenset({"summary", "basis", "not_passed", "verdict"})
 
 
 def _table(table: Table) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
+    head = "".join(f"<th>{escape(human_label(c))}</th>" for c in table.columns)
     body = []
     for row in table.rows:
         cells = []
@@ -43,6 +45,7 @@ def render_html(review: dict[str, Any], tables: list[Table], images: dict[str, b
     by_name = {t.name: t for t in tables}
     parts = [
         f"<h1>{escape(title)}</h1>",
+        verdict_html(review["verdict"], tool["display_name"]) if "verdict" in review else "",
         '<p class="note">'
         + escape(
             f"Tool {tool['tool_id']} ({tool['manufacturer']} {tool['product']}, clearance "

@@ -19,7 +19,9 @@ import matplotlib.pyplot as plt
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from surveillance.report.column_labels import human_label
 from surveillance.report.quarterly_tables import Table, cell
+from surveillance.report.quarterly_verdict import verdict_lines
 
 ROWS_PER_PAGE = 60
 #: Characters per line of a landscape A4 page at the table font size.
@@ -57,12 +59,13 @@ def _table_pages(table: Table) -> Iterator[Figure]:
         [cell(v, c)[:MAX_CELL] for v, c in zip(row, table.columns, strict=True)]
         for row in table.rows
     ] or [["–"] * len(table.columns)]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(table.columns)]
+    labels = [human_label(c) for c in table.columns]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(labels)]
     slices = _column_slices(widths, keys=min(2, len(widths) - 1))
     for first in range(0, len(rows), ROWS_PER_PAGE):
         chunk = rows[first : first + ROWS_PER_PAGE]
         for part, columns in enumerate(slices, 1):
-            header = "  ".join(table.columns[i].ljust(widths[i]) for i in columns)
+            header = "  ".join(labels[i].ljust(widths[i]) for i in columns)
             lines = [header, "-" * len(header)]
             lines += ["  ".join(r[i].ljust(widths[i]) for i in columns) for r in chunk]
             fig = plt.figure(figsize=(11.7, 8.3))
@@ -81,6 +84,7 @@ def render_pdf(
         f"{tool['display_name']}",
         f"Quarterly performance review {review['quarter']}",
         "",
+        *(verdict_lines(review["verdict"]) if "verdict" in review else []),
         f"Tool {tool['tool_id']}: {tool['manufacturer']} {tool['product']}",
         f"Clearance {tool['clearance']}; finding {tool['finding_code']}; "
         f"threshold {tool['operating_threshold']}",

@@ -29,7 +29,14 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 
 from surveillance.clinical.baselines import ToolBaseline, load_registry
-from surveillance.contracts import AIResult, Label, ReportFinal, ReportStatus, StructuredFinding
+from surveillance.contracts import (
+    AIResult,
+    Exam,
+    Label,
+    ReportFinal,
+    ReportStatus,
+    StructuredFinding,
+)
 from surveillance.simulate import profiles as P
 from surveillance.simulate.events import SimEvent, ToolTruth
 from surveillance.simulate.faults import Faults, duplicates, invalid_events
@@ -59,6 +66,7 @@ class _ReportDraft:
     finalized: datetime
     status: ReportStatus
     structured: bool
+    exam: Exam
 
 
 @dataclass
@@ -123,12 +131,25 @@ def _selected_tools(registry: dict[str, ToolBaseline], tools: Sequence[str] | No
 
 
 def _check_scenario(registry: dict[str, ToolBaseline], scenario: Scenario) -> None:
-    for field_name in ("model_update_tool", "drop_tool"):
+    for field_name in ("model_update_tool", "drop_tool", "outage_tool"):
         tool = getattr(scenario, field_name)
         if tool not in registry or tool not in P.TOOL_PROFILES:
             raise ScenarioError(f"Scenario.{field_name} {tool!r} is not a simulated tool")
+    if not 0.0 < scenario.triage_speedup <= 1.0:
+        raise ScenarioError(
+            f"Scenario.triage_speedup must be in (0, 1], got {scenario.triage_speedup}"
+        )
     if not 0.0 < scenario.drop_to < 1.0:
         raise ScenarioError(f"Scenario.drop_to must be between 0 and 1, got {scenario.drop_to}")
+    if scenario.outage_days < 1:
+        raise ScenarioError(f"Scenario.outage_days must be >= 1, got {scenario.outage_days}")
+    outage_sites = {s.site for t in P.STUDY_TYPES if scenario.outage_tool in t.tools
+                    for s in t.sites}
+    if scenario.outage_site not in outage_sites:
+        raise ScenarioError(
+            f"Scenario.outage_site {scenario.outage_site!r} does not run "
+            f"{scenario.outage_tool}; use one of {', '.join(sorted(outage_sites))}"
+        )
     head_ct_sites = {s.site for s in P.HEAD_CT.sites}
     for field_name in ("protocol_change_site", "new_scanner_software_site"):
         site = getattr(scenario, field_name)
@@ -161,12 +182,17 @@ def _emit_study_type(
         site = study_type.sites[int(d.site[i])]
         scanner = site.scanners[int(d.scanner[i])]
         study_time = t0 + timedelta(seconds=float(d.t_study_s[i]))
-        report_time = _ms(study_time + timedelta(hours=float(d.report_delay_h[i])))
+        delay_h = float(d.report_delay_h[i])
+        if any(float(d.tools[t.tool_id].score[i]) >= t.operating_threshold for t in tools):
+            delay_h *= scenario.triage_speedup
+        report_time = _ms(study_time + timedelta(hours=delay_h))
         patient_id = f"MRN{d.mrn[i]}"
         scanner_model = scanner_of(study_type, site, scanner, day, scenario)
         acquisition = acquisition_of(study_type, site, scanner, day, scenario,
                                      float(d.kvp_jitter[i]), float(d.spacing_jitter[i]))
         for k, tool in enumerate(tools):
+            if _in_outage(scenario, tool.tool_id, site.site, int(d.scanner[i]), day):
+                continue
             draws = d.tools[tool.tool_id]
             if d.backlog[i]:
                 inferred = report_time + timedelta(seconds=float(d.backlog_lag_s[i]))
@@ -199,12 +225,15 @@ def _emit_study_type(
                 age=int(d.age[i]),
                 sex=sex_of(float(d.sex[i]), study_type.female_fraction),
                 inference_date=_ms(inferred),
+                acquired_at=_ms(study_time),
             )
             arrival = _ms(result.inference_date + timedelta(seconds=float(draws.latency_s[i])))
             stream.events.append(_event("ai.results", accession, result.model_dump_json(),
                                         arrival, result.event_id))
             stream.cases.append(CaseRecord(tool.tool_id, accession, result.software_version,
                                            result.result_indicator, arrival))
+        exam = Exam(modality=study_type.modality, body_part_examined=study_type.body_part,
+                    exam_code=study_type.exam_code)
         labels = {t.finding_code: LABELS[int(d.tools[t.tool_id].label[i])] for t in tools}
         revised: dict[str, Label] | None = None
         if d.corrected[i]:
@@ -215,7 +244,7 @@ def _emit_study_type(
             labels[code] = _misread(revised[code], bool(d.to_indeterminate[i]))
         original = _ReportDraft(event_id(i, len(tools)), study_type.name, accession, patient_id,
                                 site.site, report_time, ReportStatus.FINAL,
-                                bool(d.structured[i]))
+                                bool(d.structured[i]), exam)
         _emit_report(stream, original, labels, float(d.report_latency_s[0, i]))
         if revised is not None:
             revision = replace(
@@ -225,6 +254,17 @@ def _emit_study_type(
                 status=ReportStatus.ADDENDUM if d.addendum[i] else ReportStatus.CORRECTED,
             )
             _emit_report(stream, revision, revised, float(d.report_latency_s[1, i]))
+
+
+def _in_outage(scenario: Scenario, tool_id: str, site: str, scanner: int, day: int) -> bool:
+    """The tool does not run on the site's main scanner during the outage."""
+    return (
+        scenario.outage_day is not None
+        and tool_id == scenario.outage_tool
+        and site == scenario.outage_site
+        and scanner == 0
+        and scenario.outage_day <= day < scenario.outage_day + scenario.outage_days
+    )
 
 
 def _true_label(disease: bool) -> Label:
@@ -250,7 +290,7 @@ def _emit_report(
     report = ReportFinal(
         event_id=draft.event_id, accession_number=draft.accession, patient_id=draft.patient_id,
         site=draft.site, finalized_at=draft.finalized, status=draft.status, findings=findings,
-        report_text=text,
+        report_text=text, exam=draft.exam,
     )
     arrival = _ms(draft.finalized + timedelta(seconds=latency_s))
     stream.events.append(_event("reports.final", draft.accession, report.model_dump_json(),

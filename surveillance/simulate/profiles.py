@@ -45,6 +45,8 @@ class StudyType:
     modality: str
     body_part: str
     exam_name: str
+    #: The RIS's exam code (CPT) on the order, which reports carry.
+    exam_code: str
     contrast_indication: bool | None
     sites: tuple[SiteVolume, ...]
     weekend_factor: float
@@ -108,6 +110,7 @@ HEAD_CT = StudyType(
     modality="CT",
     body_part="HEAD",
     exam_name="CT HEAD WO CONTRAST",
+    exam_code="70450",
     contrast_indication=False,
     sites=(
         SiteVolume("site-a", 36.0, (
@@ -139,6 +142,7 @@ CHEST_XR = StudyType(
     modality="DX",
     body_part="CHEST",
     exam_name="XR CHEST 1 VIEW",
+    exam_code="71045",
     contrast_indication=None,
     sites=(
         SiteVolume("site-a", 45.0, (
@@ -176,6 +180,7 @@ FUNDUS = StudyType(
     modality="OP",
     body_part="EYE",
     exam_name="FUNDUS PHOTOGRAPHY DR SCREENING",
+    exam_code="92250",
     contrast_indication=None,
     sites=(
         SiteVolume("site-a", 14.0, (

@@ -10,6 +10,10 @@
   version never seen before. Input change only.
 - `sensitivity_drop_day`: `drop_tool` silently loses sensitivity to `drop_to` (same
   version, same specificity).
+- `triage_speedup`: reports of studies any of their tools flagged positive come after
+  this fraction of the usual delay (1.0: triage makes no difference to reading order).
+- `outage_day`: `outage_tool` stops running on the main scanner (the first) of
+  `outage_site` for `outage_days` days: those studies are reported, but get no AI result.
 """
 
 from __future__ import annotations
@@ -34,12 +38,19 @@ class Scenario:
     drop_tool: str = "ptx-triage"
     drop_to: float = 0.82
     new_scanner_software_site: str = "site-c"
+    outage_day: int | None = None
+    outage_tool: str = "ich-triage"
+    outage_site: str = "site-b"
+    outage_days: int = 7
+    triage_speedup: float = 1.0
 
 
 PROTOCOL_CHANGE_DAY = 45
 MODEL_UPDATE_DAY = 40
 SENSITIVITY_DROP_DAY = 30
 NEW_SCANNER_SOFTWARE_DAY = 60
+OUTAGE_DAY = 50
+TRIAGE_SPEEDUP = 0.4
 
 NAMED_SCENARIOS: dict[str, Scenario] = {
     "stable": Scenario(),
@@ -47,6 +58,8 @@ NAMED_SCENARIOS: dict[str, Scenario] = {
     "model_update": Scenario(model_update_day=MODEL_UPDATE_DAY),
     "sensitivity_drop": Scenario(sensitivity_drop_day=SENSITIVITY_DROP_DAY),
     "new_scanner_software": Scenario(new_scanner_software_day=NEW_SCANNER_SOFTWARE_DAY),
+    "scanner_outage": Scenario(outage_day=OUTAGE_DAY),
+    "triage_speedup": Scenario(triage_speedup=TRIAGE_SPEEDUP),
     "all": Scenario(
         protocol_change_day=PROTOCOL_CHANGE_DAY,
         model_update_day=MODEL_UPDATE_DAY,

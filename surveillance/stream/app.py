@@ -49,6 +49,7 @@ from surveillance import kafka_clients
 from surveillance.clinical import adverse_redact, join, regulatory_clock
 from surveillance.clinical.adverse_link import AdverseLink, alerts_to_raise, link_report
 from surveillance.clinical.baselines import load_registry
+from surveillance.clinical.coverage import eligible_tools
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore, ToolState, check_version, version_alert
 from surveillance.clinical.monitor import PerformanceMonitor
@@ -60,6 +61,7 @@ from surveillance.contracts import (
     CaseOutcome,
     DeadLetter,
     JoinInput,
+    ReportStatus,
 )
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
@@ -125,6 +127,8 @@ HORIZON = timedelta(hours=settings.stream.unlabelled_horizon_hours)
 RETENTION = timedelta(days=settings.stream.join_retention_days)
 for _tool in registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
+    if _tool.coverage is not None:
+        metrics.register_coverage_floor(_tool.tool_id, _tool.coverage.floor)
 metrics.bound_labels(settings.metrics.sites, settings.metrics.max_sites,
                      settings.metrics.max_versions_per_tool)
 
@@ -188,6 +192,9 @@ def _count_input(item: JoinInput) -> None:
         metrics.record_ai_result(ai.tool_id, ai.software_version, ai.site, ai.modality)
     elif item.report is not None:
         metrics.record_report(item.report.status)
+        if item.report.status is ReportStatus.FINAL:
+            metrics.record_eligible(eligible_tools(item.report.exam, registry),
+                                    item.report.site)
 
 
 def dead_letter(msg: Any, value: bytes | None, why: Rejected) -> None:

@@ -246,6 +246,7 @@ class Ingest:
                 status=report.status,
                 labels=labels,
                 label_source=source,
+                exam=report.exam,
             ),
         )
 

@@ -1,0 +1,48 @@
+"""`surveillance committee`: the committee's figures from a stream file, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from surveillance.simulate import Scenario, simulate, write_jsonl
+from surveillance.simulate.quantification import BiasDrift, simulate_quantification
+
+
+def test_committee_figures_from_a_stream_with_an_outage_and_a_quantification_tool(
+    tmp_path: Path,
+) -> None:
+    events, _ = simulate(days=26, scenario=Scenario(outage_day=12, outage_site="site-b"),
+                         tools=["ich-triage", "ptx-triage"])
+    volume = simulate_quantification(days=26, drift=BiasDrift(10, 4.0))
+    path = tmp_path / "events.jsonl"
+    write_jsonl(sorted(events + volume, key=lambda e: e.arrival), path)
+    result = subprocess.run([sys.executable, "-m", "surveillance.cli", "committee", "--events",
+                             str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["tools"]
+    below = {(c["site"], c["week_start"]) for c in figures["ich-triage"]["coverage"]
+             if c["below_floor"]}
+    assert below == {("site-b", "2026-07-13")}
+    assert not any(c["below_floor"] for c in figures["ptx-triage"]["coverage"])
+    value = figures["ich-triage"]["value"]
+    assert value["cost_per_study"] > 0 and value["cost_per_true_positive"] > value[
+        "cost_per_study"]
+    burden = {b["site"]: b for b in figures["ptx-triage"]["alert_burden"]}
+    assert set(burden) == {"site-a", "site-b", "site-c"}
+    assert all(b["prevalence"] is not None and 0 < b["ppv"] < 1 for b in burden.values())
+    quant = figures["ich-volume"]["quantification"]
+    assert quant["bias_signals"] and quant["bias_signals"][0]["direction"] == "up"
+    assert quant["overall"]["bland_altman"]["n"] > 200
+
+
+def test_a_bad_events_file_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("not json\n")
+    result = subprocess.run([sys.executable, "-m", "surveillance.cli", "committee", "--events",
+                             str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "is not a simulated event line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
