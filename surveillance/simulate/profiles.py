@@ -198,6 +198,7 @@ FUNDUS = StudyType(
     female_fraction=0.52,
 )
 
+
 def _cta(manufacturer: str, model: str, software: str, weight: float) -> ScannerProfile:
     return ScannerProfile(manufacturer, model, software, weight, 100.0, 1.0, 0.7, "CTA CHEST PE")
 
@@ -208,6 +209,7 @@ CTA_CHEST = StudyType(
     modality="CT",
     body_part="CHEST",
     exam_name="CTA CHEST W CONTRAST",
+    exam_code="71275",
     contrast_indication=True,
     sites=(
         SiteVolume("site-a", 14.0, (
