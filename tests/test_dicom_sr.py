@@ -248,7 +248,9 @@ def test_dead_letters_keep_the_bytes_before_pixel_data_only() -> None:
     assert b"ROUTINE HEAD" in kept
 
 
-def _a_result(score: float, tool: str, indicator: bool | None = None) -> AIResult:
+def _a_result(
+    score: float, tool: str, indicator: bool | None = None, sex: Sex = Sex.MALE
+) -> AIResult:
     t = REGISTRY[tool]
     return AIResult(
         event_id=str(uuid.uuid4()), tool_id=tool, manufacturer=t.manufacturer, model=t.product,
@@ -261,7 +263,7 @@ def _a_result(score: float, tool: str, indicator: bool | None = None) -> AIResul
         scanner=Scanner(manufacturer="SIEMENS", model="SOMATOM go.Top", software_version="VA40"),
         acquisition=Acquisition(kvp=120, slice_thickness=5, pixel_spacing=0.46,
                                 protocol_name="ROUTINE HEAD"),
-        age=71, sex=Sex.MALE, inference_date=datetime(2026, 7, 1, 3, 4, 5, 678000, tzinfo=UTC),
+        age=71, sex=sex, inference_date=datetime(2026, 7, 1, 3, 4, 5, 678000, tzinfo=UTC),
     )
 
 
@@ -270,12 +272,14 @@ def _a_result(score: float, tool: str, indicator: bool | None = None) -> AIResul
     score=st.floats(0, 1),
     tool=st.sampled_from(["ich-triage", "lvo-triage", "ptx-triage"]),
     indicator=st.booleans(),
+    sex=st.sampled_from(list(Sex)),
 )
 def test_written_sr_and_image_read_back_as_the_result(
-    score: float, tool: str, indicator: bool
+    score: float, tool: str, indicator: bool, sex: Sex
 ) -> None:
-    """Writer and reader agree for any score; a tool with a call keeps its own call."""
-    original = _a_result(score, tool, indicator)
+    """Writer and reader agree for any score and any sex (unknown is written empty, as
+    DICOM wants, and read back as unknown); a tool with a call keeps its own call."""
+    original = _a_result(score, tool, indicator, sex)
     (draft,) = parse_sr(roundtrip(sr_of([original], REGISTRY)), REGISTRY, "site-a").results
     got = enrich(draft, image_header(roundtrip(image_of(original))))
     has_call = REGISTRY[tool].dicom.call is not None  # type: ignore[union-attr]

@@ -38,7 +38,10 @@ def assert_one_line_refusal(result: subprocess.CompletedProcess[str], message: s
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-@pytest.mark.parametrize("command", [("worker",), ("intake",), ("shadow",)])
+@pytest.mark.parametrize("command", [("worker",), ("intake",), ("shadow",),
+                                     ("hl7", "parse", "README.md"),
+                                     ("fhir", "parse", "README.md"),
+                                     ("dicom", "parse", "README.md")])
 def test_every_service_that_pseudonymizes_refuses_to_start_without_a_key(
     command: tuple[str, ...],
 ) -> None:

@@ -48,6 +48,7 @@ def _review(**overrides: Any) -> dict[str, Any]:
         "alerts": [],
         "drift": [],
         "adverse_events": [],
+        "ai_daily": [],
         "model_versions": [{"software_version": "5.2.1", "volume": 1620,
                             "flagged_unvalidated": False,
                             "validation": {"status": "meets acceptance"}}],

@@ -82,7 +82,7 @@ def parse(
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
-    from surveillance.cli import _settings
+    from surveillance.cli import _require_key, _settings
     from surveillance.clinical.baselines import load_registry
     from surveillance.interop.dicom_errors import UnusableObject
     from surveillance.interop.dicom_header import ImageHeader, image_header
@@ -94,6 +94,7 @@ def parse(
     # pydicom's warnings about odd files would break the one-line-per-file contract.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     settings = _settings()
+    _require_key(settings)  # production refuses the public demo key; demo and test warn
     registry = load_registry(settings.baselines_file)
     tz = ZoneInfo(settings.dicom.timezone)
     site_id = site or settings.dicom.default_site

@@ -25,7 +25,7 @@ from pydicom.valuerep import DA, TM
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.dicom_mapping import Code as MappedCode
 from surveillance.clinical.dicom_mapping import DicomMapping
-from surveillance.contracts import AIResult
+from surveillance.contracts import AIResult, Sex
 from surveillance.interop.dicom_errors import DicomError
 
 #: Image storage SOP class per modality; other modalities go as Secondary Capture.
@@ -193,11 +193,16 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+def _dicom_sex(result: AIResult) -> str:
+    """PatientSex as DICOM allows it (M, F, O): unknown is an empty value, not "U"."""
+    return "" if result.sex is Sex.UNKNOWN else result.sex.value
+
+
 def _patient_study(ds: Dataset, result: AIResult) -> None:
     ds.PatientID = result.patient_id
     ds.PatientName = ""
     ds.PatientBirthDate = ""
-    ds.PatientSex = result.sex.value
+    ds.PatientSex = _dicom_sex(result)
     if result.age is not None:
         ds.PatientAge = f"{result.age:03d}Y"
     ds.StudyInstanceUID = result.study_instance_uid
@@ -228,7 +233,7 @@ def restamp(sr: Dataset, result: AIResult, sop_instance_uid: str) -> Dataset:
     copy.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     copy.SOPInstanceUID = sop_instance_uid
     copy.PatientID = result.patient_id
-    copy.PatientSex = result.sex.value
+    copy.PatientSex = _dicom_sex(result)
     if result.age is not None:
         copy.PatientAge = f"{result.age:03d}Y"
     copy.AccessionNumber = result.accession_number

@@ -68,7 +68,13 @@ def pseudonymized(report: ReportFinal, key: bytes) -> dict[str, Any]:
 
 
 def _key() -> bytes:
-    return str(_settings().pseudonym_key.get_secret_value()).encode()
+    """The pseudonym key, as the worker would use it: production refuses the public demo
+    key (pseudonyms made with it are reversible by anyone), demo and test warn."""
+    from surveillance.cli import _require_key
+
+    settings = _settings()
+    _require_key(settings)
+    return str(settings.pseudonym_key.get_secret_value()).encode()
 
 
 @hl7_app.command("parse")

@@ -78,6 +78,9 @@ _FIXED = {
     "verdict_id": "Id",
     "feature": "Feature",
     "detector": "Detector",
+    "day": "Day",
+    "results": "AI results",
+    "positive_calls": "Positive calls",
 }
 
 _PARTS = {"value": "", "lower": " 95% CI low", "upper": " 95% CI high"}
