@@ -9,6 +9,7 @@ topic that is unreachable for a while, is never taken for a lost log.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,7 @@ def test_worker_says_in_one_line_that_the_broker_restarted_empty_and_exits(
         assert worker.alive()
 
         broker.stop()
+        restarted = time.monotonic()
         fresh = EmbeddedBroker(port=broker.port, log_dir=tmp_path / "second").start()
         create_topics(fresh.bootstrap, specs)
         assert worker.proc is not None
@@ -105,7 +107,8 @@ def test_worker_says_in_one_line_that_the_broker_restarted_empty_and_exits(
             pytest.fail("the worker did not exit after the broker restarted empty:\n"
                         + worker.log_tail())
         log = worker.log_tail(200_000)
-        print("\n" + "\n".join(line for line in log.splitlines() if LOST in line))
+        print(f"\nexit {code} {time.monotonic() - restarted:.1f} s after the broker restart:")
+        print("\n".join(line for line in log.splitlines() if LOST in line))
         assert code == EXIT_BROKER_LOST_DATA, log[-3000:]
         lines = [line for line in log.splitlines() if LOST in line]
         assert len(lines) == 1, log[-3000:]

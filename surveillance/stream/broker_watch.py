@@ -98,6 +98,9 @@ def _run(kafka: KafkaSettings, topics: Collection[str], stop: threading.Event) -
 
     from surveillance.kafka_clients import client_options
 
+    # While the broker is away this client's reconnect errors would double the worker's
+    # own (aiokafka's); nothing else in the worker uses kafka-python once it runs.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     watch = LogEndWatch()
     consumer: Any = None
     while not stop.wait(INTERVAL_SECONDS):
