@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,7 @@ def _log_ends(consumer: Any, topics: Collection[str]) -> dict[Partition, int]:
     return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
 
-def _run(kafka: KafkaSettings, topics: Collection[str], stop: threading.Event) -> None:
+def _run(kafka: KafkaSettings, topics: Collection[str]) -> None:
     from kafka import KafkaConsumer
 
     from surveillance.kafka_clients import client_options
@@ -103,7 +104,8 @@ def _run(kafka: KafkaSettings, topics: Collection[str], stop: threading.Event) -
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     watch = LogEndWatch()
     consumer: Any = None
-    while not stop.wait(INTERVAL_SECONDS):
+    while True:
+        time.sleep(INTERVAL_SECONDS)
         try:
             if consumer is None:
                 consumer = KafkaConsumer(
@@ -122,10 +124,8 @@ def _run(kafka: KafkaSettings, topics: Collection[str], stop: threading.Event) -
             os._exit(EXIT_BROKER_LOST_DATA)
 
 
-def start(kafka: KafkaSettings, topics: Collection[str]) -> threading.Event:
-    """Watch in a daemon thread; set the returned event to end the watch."""
-    stop = threading.Event()
+def start(kafka: KafkaSettings, topics: Collection[str]) -> None:
+    """Watch `topics` in a daemon thread for as long as the worker runs."""
     threading.Thread(
-        target=_run, args=(kafka, tuple(topics), stop), name="broker-watch", daemon=True
+        target=_run, args=(kafka, tuple(topics)), name="broker-watch", daemon=True
     ).start()
-    return stop
