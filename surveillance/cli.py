@@ -99,8 +99,13 @@ def worker() -> None:
     settings = _settings()
     _require_key(settings)
     _check_broker(settings)
+    from surveillance.stream import broker_watch
     from surveillance.stream.app import app as faust_app
+    from surveillance.stream.topics import all_topics
 
+    # A broker that restarts empty leaves Faust waiting forever: a thread notices, exits 3.
+    broker_watch.start(settings.kafka, [s.name for s in all_topics(
+        settings.stream.app_id, settings.kafka.partitions)])
     sys.argv = [
         "surveillance",
         "worker",
