@@ -30,21 +30,15 @@ MappingOption = Annotated[
 
 
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    from surveillance.cli import fail
+
+    fail(message)
 
 
 def _settings() -> Any:
-    from pydantic import ValidationError
+    from surveillance.cli import _settings as settings
 
-    from surveillance.settings import get_settings
-
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        _fail(f"bad setting SURVEILLANCE_{'__'.join(map(str, first['loc'])).upper()}: "
-              f"{first['msg']}")
+    return settings()
 
 
 def _mapping(path: Path | None) -> Any:
