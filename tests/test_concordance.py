@@ -40,10 +40,11 @@ def test_kappa_matches_sklearn(n: int, p_a: float, p_b: float, flip: float) -> N
 def test_kappa_is_undefined_when_both_always_give_the_same_call() -> None:
     assert cohen_kappa([True] * 5, [True] * 5) is None
     assert cohen_kappa([False] * 5, [False] * 5) is None
-    # One rater constant, the other not: chance agreement < 1, kappa is 0 (sklearn agrees).
-    assert cohen_kappa([True] * 4, [True, True, False, True]) == pytest.approx(
-        cohen_kappa_score([1, 1, 1, 1], [1, 1, 0, 1]), abs=1e-12
-    )
+    # One rater constant, the other not: kappa is 0 whatever the other rater does (sklearn
+    # says 0), a number that measures nothing: undefined, as everywhere in the service.
+    assert cohen_kappa_score([1, 1, 1, 1], [1, 1, 0, 1]) == 0.0
+    assert cohen_kappa_score([1, 1, 1, 1], [0, 0, 0, 1]) == 0.0
+    assert cohen_kappa([True] * 4, [True, True, False, True]) is None
     with pytest.raises(ValueError, match="same length"):
         cohen_kappa([True], [True, False])
 

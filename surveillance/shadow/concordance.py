@@ -31,7 +31,7 @@ V = TypeVar("V")
 
 
 def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
-    """Cohen's kappa of two binary calls; None when undefined (chance agreement is 1).
+    """Cohen's kappa of two binary calls; None when undefined (a call that never varies).
 
     One definition of kappa for the whole service: `stats.agreement.Confusion.kappa`, with
     the vendor's call in the rows and the shadow call in the columns.
