@@ -20,12 +20,12 @@ def listen() -> None:
     """C-STORE SCP and STOW-RS (`POST /studies`, `/metrics`) publishing to ai.results."""
     import uvicorn
 
-    from surveillance.cli import _settings
     from surveillance.clinical.baselines import load_registry
+    from surveillance.commands.common import load_settings
     from surveillance.interop.dicom_service import DicomConfig, DicomService
     from surveillance.interop.stow import create_app
 
-    settings = _settings()
+    settings = load_settings()
     d = settings.dicom
     config = DicomConfig(
         bootstrap=settings.kafka.bootstrap,
@@ -82,8 +82,8 @@ def parse(
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
-    from surveillance.cli import _require_key, _settings
     from surveillance.clinical.baselines import load_registry
+    from surveillance.commands.common import load_settings, require_key
     from surveillance.interop.dicom_errors import UnusableObject
     from surveillance.interop.dicom_header import ImageHeader, image_header
     from surveillance.interop.dicom_receiver import IMAGE_SOP_CLASSES
@@ -93,8 +93,8 @@ def parse(
 
     # pydicom's warnings about odd files would break the one-line-per-file contract.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
-    settings = _settings()
-    _require_key(settings)  # production refuses the public demo key; demo and test warn
+    settings = load_settings()
+    require_key(settings)  # production refuses the public demo key; demo and test warn
     registry = load_registry(settings.baselines_file)
     tz = ZoneInfo(settings.dicom.timezone)
     site_id = site or settings.dicom.default_site

@@ -30,13 +30,13 @@ MappingOption = Annotated[
 
 
 def _fail(message: str) -> None:
-    from surveillance.cli import fail
+    from surveillance.commands.common import fail
 
     fail(message)
 
 
 def _settings() -> Any:
-    from surveillance.cli import _settings as settings
+    from surveillance.commands.common import load_settings as settings
 
     return settings()
 
@@ -64,10 +64,10 @@ def pseudonymized(report: ReportFinal, key: bytes) -> dict[str, Any]:
 def _key() -> bytes:
     """The pseudonym key, as the worker would use it: production refuses the public demo
     key (pseudonyms made with it are reversible by anyone), demo and test warn."""
-    from surveillance.cli import _require_key
+    from surveillance.commands.common import require_key
 
     settings = _settings()
-    _require_key(settings)
+    require_key(settings)
     return str(settings.pseudonym_key.get_secret_value()).encode()
 
 

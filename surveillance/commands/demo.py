@@ -1,0 +1,47 @@
+"""`surveillance simulate` and `surveillance demo`: seeded events, and the whole service
+replaying them on one machine."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from surveillance.commands.common import load_settings
+
+
+def simulate(
+    out: Annotated[Path, typer.Option(help="write events as JSON lines here")],
+    days: int = 90,
+    seed: int = 7,
+    scenario: str = "all",
+) -> None:
+    """Write a seeded, reproducible event stream (AI results and reports) to a file."""
+    from surveillance.simulate import run_simulate
+
+    run_simulate(out, days, seed, scenario)
+    typer.echo(f"wrote {out}")
+
+
+def demo(
+    days: int = 90,
+    seed: int = 7,
+    scenario: str = "all",
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the worker")] = 240.0,
+) -> None:
+    """Embedded broker + worker + simulator replaying `days` days, then a summary per tool."""
+    from surveillance.demo import run_demo
+    from surveillance.privacy_key import check_key
+
+    settings = load_settings()
+    # The demo's processes run in demo mode (stream.runner): say what that means here too.
+    warning = check_key(settings.pseudonym_key.get_secret_value(), "demo")
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    state = Path(tempfile.mkdtemp(prefix="surveillance-demo-"))
+    ok = run_demo(days=days, seed=seed, scenario=scenario, timeout=timeout, state_dir=state,
+                  partitions=settings.kafka.partitions)
+    if not ok:
+        raise typer.Exit(1)
