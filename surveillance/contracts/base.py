@@ -1,0 +1,37 @@
+"""What every contract shares: the base model, bounded identifier and text types, and the
+two enums (sex, the radiologist's label) that several topics carry."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+#: Largest serialized event we accept on an input topic; bigger ones go to the DLQ.
+MAX_EVENT_BYTES = 64 * 1024
+
+
+class Contract(BaseModel):
+    """Base of every event: unknown fields are an error, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Sex(StrEnum):
+    FEMALE = "F"
+    MALE = "M"
+    OTHER = "O"
+    UNKNOWN = "U"
+
+
+class Label(StrEnum):
+    """The radiologist's read of one finding, as taken from the final report."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    INDETERMINATE = "indeterminate"
