@@ -76,6 +76,7 @@ def run_demo(
         ok &= run_dicom_leg(broker.bootstrap, state_dir, events)
         exports = export_quarterly(pg.url, quarter=_quarter(events[0].arrival.date()),
                                    out_dir=state_dir / "quarterly")
+        print()
         for export in exports:
             print(f"quarterly review {export.tool_id}: {export.html} "
                   f"({export.pdf_pages} PDF pages)")
