@@ -102,6 +102,8 @@ class Parsed:
     header: Header
     reports: list[ReportFinal]
     skipped: list[Skipped] = field(default_factory=list)
+    #: The reports as events: (accession key, JSON), serialized once here.
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 class _Reject(Exception):
@@ -368,6 +370,7 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
     segments = split_segments(text.lstrip())
     known_codes = _known_findings()
     reports: list[ReportFinal] = []
+    records: list[tuple[bytes, bytes]] = []
     skipped: list[Skipped] = []
     for group in _groups(segments, header):
         segs: dict[str, Segment | None] = {
@@ -413,12 +416,14 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
             where = ".".join(str(p) for p in first["loc"])
             raise _Reject("AE", ERR_DATA_TYPE,
                           f"OBR group {group.index}: {where}: {first['msg']}") from exc
-        size = len(report.model_dump_json(exclude_none=True).encode("utf-8"))
+        value = report.model_dump_json(exclude_none=True).encode("utf-8")
+        size = len(value)
         if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our AA
             raise _Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report is "
                           f"{size} bytes as an event, over the {MAX_EVENT_BYTES}-byte limit")
         reports.append(report)
-    return Parsed(header, reports, skipped)
+        records.append((report.accession_number.encode("utf-8"), value))
+    return Parsed(header, reports, skipped, records)
 
 
 def _trim(lines: list[str]) -> list[str]:
