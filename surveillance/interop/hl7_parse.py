@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
@@ -54,6 +54,7 @@ ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_COMMON = frozenset({"PID", "PV1", "ORC", "OBR", "OBX", "NTE", "PD1", "PV2"})
 _UID = re.compile(r"^\s*[0-9]+(\.[0-9]+)+\s*$")
 SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
 TEXT_TYPES = frozenset({"TX", "FT", "ST"})
@@ -74,6 +75,12 @@ class Header:
     version: str
     processing_id: str
     charset: str
+
+    def with_charset(self, charset: str) -> Header:
+        # Positional, not `dataclasses.replace`: this runs once per message.
+        return Header(self.delimiters, self.sending_application, self.sending_facility,
+                      self.receiving_application, self.receiving_facility, self.control_id,
+                      self.message_type, self.version, self.processing_id, charset)
 
     @property
     def dedup_key(self) -> str:
@@ -122,7 +129,9 @@ def split_segments(text: str) -> list[Segment]:
         raise _Reject("AR", ERR_SEGMENT_SEQUENCE, "the message does not start with MSH")
     sep = text[3]
     segments: list[Segment] = []
-    for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    for line in text.split("\r"):
         if not line.strip():
             continue
         fields = line.split(sep)
@@ -186,7 +195,7 @@ def parse_message(raw: bytes, mapping: Mapping) -> Parsed | Rejection:
         header = header_of(raw)
         facility = mapping.for_facility(header.sending_facility)
         if not header.charset:
-            header = replace(header, charset=codec(facility.charset))
+            header = header.with_charset(codec(facility.charset))
         return _parse(raw, header, facility)
     except _Reject as rej:
         return Rejection(rej.code, rej.error, rej.reason, header)
@@ -224,8 +233,8 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
     pid: Segment | None = None
     orc: Segment | None = None
     for n, seg in enumerate(segments[1:], start=2):
-        name = seg[0].strip()
-        if not _SEGMENT_ID.match(name):
+        name = seg[0]
+        if name not in _COMMON and not _SEGMENT_ID.match(name := name.strip()):
             raise _Reject("AE", ERR_SEGMENT_SEQUENCE, f"segment {n} is not an HL7 segment")
         if name == "PID":
             pid, orc = seg, None

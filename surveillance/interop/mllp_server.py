@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self._eof = False
         self._closed = False
         self._taking = False
+        self._write_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -164,11 +165,19 @@ class _Connection(asyncio.Protocol):
 
         def reply(ack: bytes) -> None:
             answer.ack = ack
-            self._write_ready()
+            self._write_soon()
 
         self._listener.answer(frame, reply)
 
+    def _write_soon(self) -> None:
+        # ACKs settled in the same event-loop turn (one broker acknowledgement settles a
+        # whole batch) go out in one write: a write per ACK cost more than the parsing.
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_ready)
+
     def _write_ready(self) -> None:
+        self._write_scheduled = False
         answers, ready = self._answers, []
         while answers and answers[0].ack is not None:
             ready.append(answers.popleft().ack)
