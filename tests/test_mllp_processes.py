@@ -142,7 +142,7 @@ async def _send_all(port: int, frames: list[bytes]) -> list[str]:
 
 @pytest.mark.integration
 async def test_two_listener_processes_write_each_message_once(broker: EmbeddedBroker) -> None:
-    create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 4), TopicSpec(dlq(REPORTS_FINAL), 1)])
+    create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 1), TopicSpec(dlq(REPORTS_FINAL), 1)])
     frames = [report(50_000 + i) for i in range(N_MESSAGES)]
     group = await ListenerGroup("127.0.0.1", free_port(), 2, broker.bootstrap, Mapping(),
                                 max_in_flight=32).start()

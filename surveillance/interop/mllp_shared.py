@@ -127,6 +127,7 @@ class SharedDedup:
         self._lines: _Lines | None = None
         self._claims: dict[int, tuple[str, Deliver, Answered]] = {}
         self._next = 0
+        self._closing = False
         self.lost = asyncio.Event()
 
     @classmethod
@@ -139,6 +140,7 @@ class SharedDedup:
         return self
 
     def close(self) -> None:
+        self._closing = True
         if self._lines is not None:
             self._lines.close()
 
@@ -164,7 +166,7 @@ class SharedDedup:
         deliver(settle)
 
     def _lost(self, _lines: _Lines) -> None:
-        if not self.lost.is_set():
+        if not self.lost.is_set() and not self._closing:
             log.error("the MLLP duplicate coordinator is gone; answering AE until restarted")
         self.lost.set()
         claims, self._claims = self._claims, {}
