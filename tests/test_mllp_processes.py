@@ -68,24 +68,28 @@ async def _turns(n: int = 20) -> None:
         await asyncio.sleep(0.01)
 
 
+#: Facility and MSH-10 may hold tabs and any letter (not line breaks: they end segments).
+KEY = "FAC\tÉ\x1fC\t1"
+
+
 async def test_a_duplicate_on_another_process_waits_for_the_first_write(
         sides: tuple[Side, Side]) -> None:
     a, b = sides
-    a.send("FAC\x1fC1")
+    a.send(KEY)
     await _turns()
-    assert list(a.writes) == ["FAC\x1fC1"] and a.answers == []
-    b.send("FAC\x1fC1")  # while a is writing it
+    assert list(a.writes) == [KEY] and a.answers == []
+    b.send(KEY)  # while a is writing it
     await _turns()
     assert b.writes == {} and b.answers == []  # waits: neither written nor answered
-    a.writes.pop("FAC\x1fC1")("AA")
+    a.writes.pop(KEY)("AA")
     await _turns()
-    assert a.answers == [("FAC\x1fC1", "AA", False)]
-    assert b.answers == [("FAC\x1fC1", "AA", True)]
-    b.send("FAC\x1fC1")  # later resends: AA, nothing written
-    a.send("FAC\x1fC1")
+    assert a.answers == [(KEY, "AA", False)]
+    assert b.answers == [(KEY, "AA", True)]
+    b.send(KEY)  # later resends: AA, nothing written
+    a.send(KEY)
     await _turns()
     assert a.writes == {} and b.writes == {}
-    assert b.answers[-1] == a.answers[-1] == ("FAC\x1fC1", "AA", True)
+    assert b.answers[-1] == a.answers[-1] == (KEY, "AA", True)
 
 
 async def test_a_failed_write_is_written_again_on_resend(sides: tuple[Side, Side]) -> None:

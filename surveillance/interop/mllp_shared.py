@@ -11,18 +11,18 @@ whose connection to the coordinator ends (it died) releases the keys it was writ
 AE: their senders resend, and a report it had already written is then written again,
 which the join applies once (same event id), as after a producer retry.
 
-Messages are JSON lines: ["C", id, key] claim -> ["R", id, "new"|"AA"|"AE"];
-["S", key, code] settle. Lines are batched per event-loop turn (one write each way for
-all the messages handled meanwhile).
+Messages are lines of tab-separated fields, the key last (a key never holds a line
+break: messages are split into segments at CR and LF; it may hold a tab): "C id key"
+claim -> "R id new|AA|AE"; "S code key" settle. Lines are batched per event-loop turn
+(one write each way for all the messages handled meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from surveillance.interop.hl7_ack import AckCode
 from surveillance.interop.mllp_dedup import Answered, Dedup, Deliver
@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class _Lines(asyncio.Protocol):
-    """JSON lines both ways, writes batched per event-loop turn."""
+    """Lines of 3 tab-separated fields both ways, writes batched per event-loop turn."""
 
-    def __init__(self, on_message: Callable[[_Lines, list[Any]], None],
+    def __init__(self, on_message: Callable[[_Lines, list[str]], None],
                  on_lost: Callable[[_Lines], None]) -> None:
         self._on_message = on_message
         self._on_lost = on_lost
@@ -49,18 +49,18 @@ class _Lines(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for line in lines:
-            self._on_message(self, json.loads(line))
+            self._on_message(self, line.decode("utf-8", "surrogatepass").split("\t", 2))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._on_lost(self)
 
-    def send(self, message: list[Any]) -> None:
+    def send(self, kind: str, first: str, last: str) -> None:
         if self.closed:
             return
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(json.dumps(message).encode())
+        self._out.append(f"{kind}\t{first}\t{last}".encode("utf-8", "surrogatepass"))
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -90,24 +90,22 @@ class DedupCoordinator:
         if self._server is not None:
             self._server.close()
 
-    def _message(self, peer: _Lines, message: list[Any]) -> None:
+    def _message(self, peer: _Lines, message: list[str]) -> None:
         owned = self._owned.setdefault(peer, set())
-        if message[0] == "C":
-            _kind, claim, key = message
+        kind, first, key = message
+        if kind == "C":
             waiting = self._dedup.writing(key)
             if waiting is not None:
-                waiting.append(lambda code: peer.send(["R", claim, code]))
+                waiting.append(lambda code: peer.send("R", first, code))
                 return
             if self._dedup.claim(key) == "AA":
-                peer.send(["R", claim, "AA"])
+                peer.send("R", first, "AA")
                 return
             owned.add(key)
-            peer.send(["R", claim, "new"])
-        elif message[0] == "S":
-            _kind, key, code = message
-            if key in owned:
-                owned.discard(key)
-                self._settle(key, code)
+            peer.send("R", first, "new")
+        elif kind == "S" and key in owned:
+            owned.discard(key)
+            self._settle(key, cast(AckCode, first))
 
     def _settle(self, key: str, code: AckCode) -> None:
         for waiter in self._dedup.settle(key, code):
@@ -150,17 +148,17 @@ class SharedDedup:
             return
         self._next += 1
         self._claims[self._next] = (key, deliver, answered)
-        self._lines.send(["C", self._next, key])
+        self._lines.send("C", str(self._next), key)
 
-    def _message(self, lines: _Lines, message: list[Any]) -> None:
+    def _message(self, lines: _Lines, message: list[str]) -> None:
         _kind, claim, state = message
-        key, deliver, answered = self._claims.pop(claim)
+        key, deliver, answered = self._claims.pop(int(claim))
         if state != "new":
             answered(cast(AckCode, state), True)
             return
 
         def settle(code: AckCode) -> None:
-            lines.send(["S", key, code])
+            lines.send("S", code, key)
             answered(code, False)
 
         deliver(settle)
