@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from surveillance.embedded import EmbeddedBroker, free_port
+from surveillance.interop.hl7_header import event_id, header_of
 from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_parse import event_id, header_of
 from surveillance.interop.hl7_sink import ReportSink
 from surveillance.interop.mllp_server import END, START, MllpListener
 from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics, dlq

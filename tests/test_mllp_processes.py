@@ -21,8 +21,8 @@ import pytest
 
 from surveillance.embedded import EmbeddedBroker, free_port
 from surveillance.interop.hl7_ack import AckCode
+from surveillance.interop.hl7_header import event_id, header_of
 from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_parse import event_id, header_of
 from surveillance.interop.mllp_processes import ListenerGroup
 from surveillance.interop.mllp_server import END, START
 from surveillance.interop.mllp_shared import DedupCoordinator, SharedDedup

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from surveillance.interop.hl7_parse import Header
+from surveillance.interop.hl7_header import Header
 from surveillance.interop.hl7_text import Delimiters
 
 AckCode = Literal["AA", "AE", "AR"]

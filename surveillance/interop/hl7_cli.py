@@ -76,7 +76,8 @@ def _key() -> bytes:
 def hl7_parse(file: Path, mapping: MappingOption = None) -> None:
     """Print the ReportFinal events of an HL7 file (one message or a batch)."""
     from surveillance.interop.hl7_batch import split_batch
-    from surveillance.interop.hl7_parse import Rejection, parse_message
+    from surveillance.interop.hl7_header import Rejection
+    from surveillance.interop.hl7_parse import parse_message
 
     rules = _mapping(mapping)
     try:

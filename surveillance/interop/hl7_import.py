@@ -28,8 +28,9 @@ from typing import NamedTuple
 from surveillance.contracts import DeadLetter
 from surveillance.interop.errors import InteropError
 from surveillance.interop.hl7_batch import split_batch
+from surveillance.interop.hl7_header import Rejection
 from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_parse import Rejection, parse_message
+from surveillance.interop.hl7_parse import parse_message
 from surveillance.interop.hl7_sink import ReportSink, dead_letter
 
 #: Messages per durable step: one broker acknowledgement wait, one checkpoint write.

@@ -34,15 +34,15 @@ from datetime import UTC, datetime
 
 from surveillance.interop.errors import DeliveryError
 from surveillance.interop.hl7_ack import AckCode, build_ack
-from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_parse import (
+from surveillance.interop.hl7_header import (
     ERR_DATA_TYPE,
     ERR_INTERNAL,
     ERR_SEGMENT_SEQUENCE,
     Header,
     Rejection,
-    parse_message,
 )
+from surveillance.interop.hl7_mapping import Mapping
+from surveillance.interop.hl7_parse import parse_message
 from surveillance.interop.hl7_sink import ReportSink, dead_letter
 from surveillance.interop.mllp_dedup import Dedup, DedupStore
 
