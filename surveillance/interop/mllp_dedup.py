@@ -52,7 +52,11 @@ class Dedup:
             for waiter in waiters:
                 waiter(code)
 
-        deliver(settle)
+        try:
+            deliver(settle)
+        except BaseException:
+            settle("AE")  # else the key would stay "being written" and its resends wait
+            raise
 
     def remember(self, key: str) -> None:
         self._done[key] = None

@@ -161,7 +161,11 @@ class SharedDedup:
             lines.send("S", code, key)
             answered(code, False)
 
-        deliver(settle)
+        try:
+            deliver(settle)
+        except Exception:  # not in the listener's call any more: answer it here
+            log.exception("MLLP message could not be handled")
+            settle("AE")
 
     def _lost(self, _lines: _Lines) -> None:
         if not self.lost.is_set() and not self._closing:
