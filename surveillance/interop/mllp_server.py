@@ -19,8 +19,9 @@ message: the stream version spent ~100 us of CPU per message on tasks, queues an
 per-ACK writes, more than the parsing. Reports go to the sink's coalesced writes (one
 acknowledgement wait for all the messages handled meanwhile).
 
-Duplicates are found in `dedup` (`Dedup` here; `SharedDedup` when several listener
-processes share one port, see `mllp_processes`).
+Duplicates are found by a `DedupStore`: `mllp_dedup.Dedup` in this process, or
+`mllp_shared.SharedDedup` when several listener processes share one port
+(`mllp_processes`).
 """
 
 from __future__ import annotations
