@@ -20,15 +20,9 @@ from surveillance.contracts import Label, ReportFinal, ReportStatus, StructuredF
 from surveillance.interop.errors import MappingError
 from surveillance.interop.hl7_ack import build_ack, escape
 from surveillance.interop.hl7_batch import split_batch
+from surveillance.interop.hl7_header import Rejection, header_of, split_segments
 from surveillance.interop.hl7_mapping import Mapping, load_mapping
-from surveillance.interop.hl7_parse import (
-    Parsed,
-    Rejection,
-    Skipped,
-    header_of,
-    parse_message,
-    split_segments,
-)
+from surveillance.interop.hl7_parse import Parsed, Skipped, parse_message
 from surveillance.interop.hl7_text import Delimiters, parse_timestamp, unescape
 from tests import hl7_samples as s
 

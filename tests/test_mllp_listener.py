@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from surveillance.embedded import EmbeddedBroker, free_port
+from surveillance.interop.hl7_header import event_id, header_of
 from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_parse import event_id, header_of
 from surveillance.interop.hl7_sink import ReportSink
 from surveillance.interop.mllp_server import END, START, MllpListener
 from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics, dlq
@@ -248,3 +248,43 @@ async def test_a_slow_broker_holds_the_listener_at_its_in_flight_bound(
     writer.close()
     server.close()
     await sink.stop()
+
+
+async def test_framing_split_writes_junk_oversize_and_a_half_closed_sender(
+    broker: EmbeddedBroker,
+) -> None:
+    """The listener frames the byte stream itself: frames cut across TCP writes (one
+    byte at a time), bytes between frames, an empty frame and one over the size limit
+    (skipped, AR, the next frame still read), and a sender that half-closes after its
+    last frame still gets every ACK, in order, before the listener closes."""
+    create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 1), TopicSpec(dlq(REPORTS_FINAL), 1)])
+    sink = await ReportSink(broker.bootstrap, timeout_seconds=20).start()
+    listener = MllpListener(sink, Mapping(), max_in_flight=2, max_message_bytes=2_000)
+    server = await listener.serve("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", server.sockets[0].getsockname()[1])
+    first, last = report(70_001), report(70_002)
+    stream = (START + first + END + b"\r\n junk \x1c" + START + b"" + END
+              + START + b"OBX|" * 5_000 + END + START + last + END)
+    for i in range(0, 400):  # the first frame and more, byte by byte
+        writer.write(stream[i:i + 1])
+        await writer.drain()
+    writer.write(stream[400:])
+    await writer.drain()
+    writer.write_eof()
+    acks = []
+    while True:
+        try:
+            acks.append(_segments((await reader.readuntil(END))[1:-2]))
+        except asyncio.IncompleteReadError as end:
+            assert end.partial == b""  # closed after the last ACK, nothing half-written
+            break
+    server.close()
+    await sink.stop()
+    assert [a["MSA"][1] for a in acks] == ["AA", "AR", "AR", "AA"]
+    assert [a["MSA"][2] for a in acks] == ["C70001", "", "", "C70002"]
+    assert acks[1]["MSA"][3] == "empty MLLP frame"
+    size = int(acks[2]["MSA"][3].split()[2])  # "message of N bytes exceeds ..."
+    assert 20_000 <= size <= 20_003 and acks[2]["MSA"][3].endswith("the 2000-byte limit")
+    ids = {json.loads(v)["event_id"] for v in read_topic(broker.bootstrap, REPORTS_FINAL)}
+    assert {event_id(header_of(first), 1), event_id(header_of(last), 1)} <= ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from surveillance.interop.hl7_parse import Header
+from surveillance.interop.hl7_header import Header
 from surveillance.interop.hl7_text import Delimiters
 
 AckCode = Literal["AA", "AE", "AR"]
@@ -33,6 +33,9 @@ def escape(text: str, d: Delimiters) -> str:
     if not d.escape:
         return text
     e = d.escape
+    if not any(c in text for c in (e, d.field, d.component, d.repetition, "\r", "\n")) and (
+            not d.subcomponent or d.subcomponent not in text):
+        return text  # the common case, an id or a plain reason: nothing to escape
     out = text.replace(e, f"{e}E{e}")
     for char, name in ((d.field, "F"), (d.component, "S"), (d.repetition, "R")):
         out = out.replace(char, f"{e}{name}{e}")

@@ -8,6 +8,7 @@ every rejected message gets one line on stderr saying why, and the exit code is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -75,7 +76,8 @@ def _key() -> bytes:
 def hl7_parse(file: Path, mapping: MappingOption = None) -> None:
     """Print the ReportFinal events of an HL7 file (one message or a batch)."""
     from surveillance.interop.hl7_batch import split_batch
-    from surveillance.interop.hl7_parse import Rejection, parse_message
+    from surveillance.interop.hl7_header import Rejection
+    from surveillance.interop.hl7_parse import parse_message
 
     rules = _mapping(mapping)
     try:
@@ -107,12 +109,18 @@ def hl7_listen(
     mapping: MappingOption = None,
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
     max_in_flight: Annotated[int, typer.Option(min=1, max=100_000)] = 256,
+    processes: Annotated[int, typer.Option(
+        min=1, max=64, help="listener processes on the port (SO_REUSEPORT), one per core "
+        "at most; duplicates are still found across them")] = 1,
 ) -> None:
     """Receive ORU^R01 over MLLP; ACK AA once the reports are on reports.final."""
     from surveillance.interop.mllp_server import MllpListener
 
     rules = _mapping(mapping)
     broker = bootstrap or _settings().kafka.bootstrap
+    if processes > 1:
+        _run(lambda: _listen_in_processes(host, port, processes, broker, rules, max_in_flight))
+        return
 
     async def run() -> None:
         from surveillance.interop.hl7_sink import ReportSink
@@ -134,6 +142,28 @@ def hl7_listen(
             await sink.stop()
 
     _run(run)
+
+
+async def _listen_in_processes(host: str, port: int, processes: int, broker: str, rules: Any,
+                               max_in_flight: int) -> None:
+    from surveillance.interop.mllp_processes import ListenerGroup
+
+    group = await ListenerGroup(host, port, processes, broker, rules, max_in_flight).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    typer.echo(f"listening for MLLP on {host}:{port} in {processes} processes, "
+               f"writing to {broker}")
+    while not stop.is_set() and group.alive():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    died = not group.alive()
+    counts = await group.stop()
+    typer.echo(f"stopped: {[dict(c) for c in counts]}")
+    if died and not stop.is_set():
+        _fail("an MLLP listener process ended unexpectedly; all were stopped (see the log), "
+              "start `hl7 listen` again")
 
 
 @hl7_app.command("import")

@@ -14,22 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+from surveillance.contracts import DeadLetter
 from surveillance.interop.errors import InteropError
 from surveillance.interop.hl7_batch import split_batch
+from surveillance.interop.hl7_header import Rejection
 from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_parse import Rejection, parse_message
+from surveillance.interop.hl7_parse import parse_message
 from surveillance.interop.hl7_sink import ReportSink, dead_letter
 
-#: Messages per durable step: one broker round trip, one checkpoint write.
+#: Messages per durable step: one broker acknowledgement wait, one checkpoint write.
 CHUNK = 5_000
 
 _ERROR_NAMES = {
@@ -100,21 +104,24 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-# Parsing runs in worker processes (pure and CPU-bound: one core parses ~14,000 messages/s
-# at best), the event loop only produces; set by `_init` in each worker.
+# Parsing runs in worker processes (pure and CPU-bound), the event loop only tallies and
+# produces (record batches, one acknowledgement wait per chunk); set by `_init` in each
+# worker.
 _MAPPING: Mapping | None = None
 
+#: Chunks being parsed ahead of the one being produced: enough to keep every worker busy
+#: while the broker acknowledges, across file boundaries.
+AHEAD = 3
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """A parsed message, small to pickle: its reports serialized, or why not."""
+class Outcome(NamedTuple):
+    """A parsed message, cheap to pickle: its reports serialized, or why not."""
 
     key: str
-    records: list[tuple[bytes, bytes]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    records: list[tuple[bytes, bytes]]
+    skipped: list[str]
     #: (ACK code, error code, reason) of a rejected message.
-    rejected: tuple[str, str, str] | None = None
+    rejected: tuple[str, str, str] | None
 
 
 def _init(mapping: Mapping) -> None:
@@ -127,10 +134,22 @@ def parse_for_import(raw: bytes) -> Outcome:
     result = parse_message(raw, _MAPPING)
     if isinstance(result, Rejection):
         key = result.header.dedup_key if result.header is not None else ""
-        return Outcome(key, rejected=(result.code, result.error, result.reason))
-    records = [(r.accession_number.encode("utf-8"),
-                r.model_dump_json(exclude_none=True).encode("utf-8")) for r in result.reports]
-    return Outcome(result.header.dedup_key, records, [k.reason for k in result.skipped])
+        return Outcome(key, [], [], (result.code, result.error, result.reason))
+    return Outcome(result.header.dedup_key, result.records,
+                   [k.reason for k in result.skipped], None)
+
+
+def _parse_chunk(chunk: list[bytes]) -> list[Outcome]:
+    return [parse_for_import(raw) for raw in chunk]
+
+
+@dataclass
+class _Chunk:
+    path: Path
+    digest: str
+    start: int
+    messages: list[bytes]
+    outcomes: asyncio.Future[list[list[Outcome]]]
 
 
 async def import_files(
@@ -139,54 +158,67 @@ async def import_files(
 ) -> ImportSummary:
     summary = ImportSummary(files=len(files))
     seen: set[str] = set()
-    loop = asyncio.get_running_loop()
+    n_workers = workers or os.cpu_count() or 1
     # spawn: a forked child would inherit the producer's sockets and event loop.
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1,
-                             mp_context=multiprocessing.get_context("spawn"),
+    with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init, initargs=(mapping,)) as pool:
-        for path in files:
-            data = path.read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            skip = checkpoint.done(digest)
-            messages = list(split_batch(data))
-            summary.messages += len(messages)
-            summary.already_imported += min(skip, len(messages))
-            progress(sum(len(m) for m in messages[:skip]))
-            # The workers parse the next chunk while this one is produced.
-            starts = list(range(skip, len(messages), CHUNK))
-            ahead = None
-            for k, start in enumerate(starts):
-                chunk = messages[start:start + CHUNK]
-                current = ahead or loop.run_in_executor(None, _parse_all, pool, chunk)
-                ahead = None
-                if k + 1 < len(starts):
-                    nxt = starts[k + 1]
-                    ahead = loop.run_in_executor(None, _parse_all, pool,
-                                                 messages[nxt:nxt + CHUNK])
-                outcomes = await current
-                records: list[tuple[bytes, bytes]] = []
-                for n, (raw, outcome) in enumerate(zip(chunk, outcomes, strict=True)):
-                    await _tally(path, start + n + 1, raw, outcome, sink, summary, seen, records)
-                await sink.deliver_records(records)
-                checkpoint.save(digest, start + len(chunk))
-                progress(sum(len(m) for m in chunk))
+        loop = asyncio.get_running_loop()
+
+        def parse(messages: list[bytes]) -> asyncio.Future[list[list[Outcome]]]:
+            # Slices of a few hundred messages: one pickle round trip each, and every
+            # worker gets its share of a chunk.
+            step = max(50, min(500, len(messages) // (2 * n_workers) or 1))
+            return asyncio.gather(*(
+                loop.run_in_executor(pool, _parse_chunk, messages[i:i + step])
+                for i in range(0, len(messages), step)))
+
+        chunks = _chunks(files, checkpoint, summary, progress, parse)
+        ahead: deque[_Chunk] = deque(itertools.islice(chunks, AHEAD))
+        while ahead:
+            chunk = ahead.popleft()
+            outcomes = [o for part in await chunk.outcomes for o in part]
+            ahead.extend(itertools.islice(chunks, 1))
+            records: list[tuple[bytes, bytes]] = []
+            letters: list[tuple[DeadLetter, bytes | None]] = []
+            for n, (raw, outcome) in enumerate(zip(chunk.messages, outcomes, strict=True)):
+                _tally(chunk.path, chunk.start + n + 1, raw, outcome, summary, seen,
+                       records, letters)
+            await asyncio.gather(sink.deliver_records(records),
+                                 *(sink.dead_letter(letter, key) for letter, key in letters))
+            checkpoint.save(chunk.digest, chunk.start + len(chunk.messages))
+            progress(sum(len(m) for m in chunk.messages))
     return summary
 
 
-def _parse_all(pool: ProcessPoolExecutor, chunk: list[bytes]) -> list[Outcome]:
-    return list(pool.map(parse_for_import, chunk, chunksize=250))
+def _chunks(files: list[Path], checkpoint: Checkpoint, summary: ImportSummary,
+            progress: Callable[[int], None],
+            parse: Callable[[list[bytes]], asyncio.Future[list[list[Outcome]]]],
+            ) -> Iterator[_Chunk]:
+    """The chunks still to import, in file order, each handed to the workers as it is
+    read (a file is read when the previous one's chunks are all submitted)."""
+    for path in files:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        skip = checkpoint.done(digest)
+        messages = list(split_batch(data))
+        summary.messages += len(messages)
+        summary.already_imported += min(skip, len(messages))
+        progress(sum(len(m) for m in messages[:skip]))
+        for start in range(skip, len(messages), CHUNK):
+            part = messages[start:start + CHUNK]
+            yield _Chunk(path, digest, start, part, parse(part))
 
 
-async def _tally(path: Path, index: int, raw: bytes, outcome: Outcome, sink: ReportSink,
-                 summary: ImportSummary, seen: set[str],
-                 records: list[tuple[bytes, bytes]]) -> None:
+def _tally(path: Path, index: int, raw: bytes, outcome: Outcome, summary: ImportSummary,
+           seen: set[str], records: list[tuple[bytes, bytes]],
+           letters: list[tuple[DeadLetter, bytes | None]]) -> None:
     if outcome.rejected is not None:
         code, error, reason = outcome.rejected
         summary.rejected[f"{code} {error} {_ERROR_NAMES.get(error, '')}".strip()] += 1
         if len(summary.examples) < 10:
             summary.examples.append(f"{path.name}#{index}: {reason}")
-        await sink.dead_letter(dead_letter(raw, f"{code} {error}: {reason}", "hl7 import"),
-                               outcome.key.encode() if outcome.key else None)
+        letters.append((dead_letter(raw, f"{code} {error}: {reason}", "hl7 import"),
+                        outcome.key.encode() if outcome.key else None))
         return
     if outcome.key in seen:
         summary.duplicates += 1

@@ -11,20 +11,16 @@ skipped and not used.
 A message is accepted or rejected whole: a sender fixing one bad group resends the
 message, and a half-applied message would make that resend a partial duplicate.
 
-Segments are split here rather than by `hl7.parse`: the library builds a container per
-field and took ~1 ms per radiology message on the 2-core reference machine, five times
-the listener's budget; the tests check this splitter field by field against `hl7.parse`.
-Rejection reasons name fields, never their values (they may be identifiers or text).
+Segments and MSH are read by `hl7_header`. Rejection reasons name fields, never their
+values (they may be identifiers or text).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import ValidationError
 
@@ -35,6 +31,22 @@ from surveillance.contracts import (
     ReportStatus,
     StructuredFinding,
 )
+from surveillance.interop.hl7_header import (
+    ERR_DATA_TYPE,
+    ERR_REQUIRED_FIELD,
+    ERR_SEGMENT_SEQUENCE,
+    ERR_TABLE_VALUE,
+    Header,
+    Reject,
+    Rejection,
+    Segment,
+    check_header,
+    component,
+    event_id,
+    field_at,
+    header_of,
+    split_segments,
+)
 from surveillance.interop.hl7_mapping import FacilityMapping, Mapping, field_ref
 from surveillance.interop.hl7_text import (
     Delimiters,
@@ -44,51 +56,11 @@ from surveillance.interop.hl7_text import (
     unescape,
 )
 
-#: HL7 table 0357 message error condition codes used in ERR-3.
-ERR_SEGMENT_SEQUENCE = "100"
-ERR_REQUIRED_FIELD = "101"
-ERR_DATA_TYPE = "102"
-ERR_TABLE_VALUE = "103"
-ERR_UNSUPPORTED_MESSAGE = "200"
-ERR_UNSUPPORTED_VERSION = "203"
-ERR_INTERNAL = "207"
-
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_COMMON = frozenset({"PID", "PV1", "ORC", "OBR", "OBX", "NTE", "PD1", "PV2"})
 _UID = re.compile(r"^\s*[0-9]+(\.[0-9]+)+\s*$")
-SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
 TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 CODED_TYPES = frozenset({"CE", "CWE", "CNE"})
-
-
-@dataclass(frozen=True)
-class Header:
-    """What an ACK and the duplicate check need; parseable even when the rest is not."""
-
-    delimiters: Delimiters
-    sending_application: str
-    sending_facility: str
-    receiving_application: str
-    receiving_facility: str
-    control_id: str
-    message_type: str
-    version: str
-    processing_id: str
-    charset: str
-
-    @property
-    def dedup_key(self) -> str:
-        return f"{self.sending_facility}\x1f{self.control_id}"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a message cannot be accepted. `code` is the ACK code (AR: not a message we
-    take at all; AE: a message we take, with an error in its content)."""
-
-    code: Literal["AR", "AE"]
-    error: str
-    reason: str
-    header: Header | None = None
 
 
 @dataclass(frozen=True)
@@ -102,79 +74,8 @@ class Parsed:
     header: Header
     reports: list[ReportFinal]
     skipped: list[Skipped] = field(default_factory=list)
-
-
-class _Reject(Exception):
-    def __init__(self, code: Literal["AR", "AE"], error: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.error, self.reason = code, error, reason
-
-
-Segment = list[str]
-
-
-def split_segments(text: str) -> list[Segment]:
-    """Segments (split on CR; LF and CRLF too: batch files and relays use them) into
-    fields. In MSH, index n is MSH-n (MSH-1 is the field separator itself)."""
-    if not text.startswith("MSH") or len(text) < 8:
-        raise _Reject("AR", ERR_SEGMENT_SEQUENCE, "the message does not start with MSH")
-    sep = text[3]
-    segments: list[Segment] = []
-    for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
-        if not line.strip():
-            continue
-        fields = line.split(sep)
-        if fields[0] == "MSH":
-            fields.insert(1, sep)
-        segments.append(fields)
-    return segments
-
-
-def _get(seg: Segment, n: int) -> str:
-    return seg[n] if n < len(seg) else ""
-
-
-def _component(value: str, d: Delimiters, n: int) -> str:
-    """Component n (1-based) of the first repetition."""
-    first = value.split(d.repetition, 1)[0]
-    parts = first.split(d.component)
-    return parts[n - 1] if n <= len(parts) else ""
-
-
-def header_of(raw: bytes) -> Header:
-    """Read MSH (its bytes are ASCII in every supported character set); `charset` is
-    the codec MSH-18 names, empty when it names none. Raises `_Reject`."""
-    head = raw[:1024].decode("latin-1")
-    try:
-        delimiters = Delimiters.from_msh(head.lstrip())
-    except ValueProblem as exc:
-        raise _Reject("AR", ERR_SEGMENT_SEQUENCE, str(exc)) from exc
-    msh = head.lstrip().split("\r", 1)[0].split("\n", 1)[0].split(delimiters.field)
-    msh.insert(1, delimiters.field)
-    charset_field = _get(msh, 18).split(delimiters.repetition, 1)[0]
-    try:
-        charset = codec(charset_field) if charset_field.strip() else ""
-    except ValueProblem as exc:
-        raise _Reject("AR", ERR_TABLE_VALUE, str(exc)) from exc
-    return Header(
-        delimiters=delimiters,
-        sending_application=_component(_get(msh, 3), delimiters, 1),
-        sending_facility=_component(_get(msh, 4), delimiters, 1),
-        receiving_application=_component(_get(msh, 5), delimiters, 1),
-        receiving_facility=_component(_get(msh, 6), delimiters, 1),
-        control_id=_get(msh, 10).strip(),
-        message_type=_get(msh, 9),
-        version=_component(_get(msh, 12), delimiters, 1).strip(),
-        processing_id=_component(_get(msh, 11), delimiters, 1),
-        charset=charset,
-    )
-
-
-def event_id(header: Header, group: int) -> str:
-    """Deterministic: a duplicate (same facility and MSH-10) yields the same ids, which
-    the join applies once."""
-    digest = hashlib.sha256(header.dedup_key.encode("utf-8")).hexdigest()[:24]
-    return f"hl7-{digest}-{group}"
+    #: The reports as events: (accession key, JSON), serialized once here.
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 def parse_message(raw: bytes, mapping: Mapping) -> Parsed | Rejection:
@@ -184,27 +85,10 @@ def parse_message(raw: bytes, mapping: Mapping) -> Parsed | Rejection:
         header = header_of(raw)
         facility = mapping.for_facility(header.sending_facility)
         if not header.charset:
-            header = replace(header, charset=codec(facility.charset))
+            header = header.with_charset(codec(facility.charset))
         return _parse(raw, header, facility)
-    except _Reject as rej:
+    except Reject as rej:
         return Rejection(rej.code, rej.error, rej.reason, header)
-
-
-def _check_header(header: Header) -> None:
-    if not header.sending_facility.strip():
-        raise _Reject("AR", ERR_REQUIRED_FIELD, "MSH-4 (sending facility) is empty")
-    if not header.control_id:
-        raise _Reject("AR", ERR_REQUIRED_FIELD, "MSH-10 (message control id) is empty")
-    if len(header.control_id) > 199:
-        raise _Reject("AR", ERR_DATA_TYPE, "MSH-10 (message control id) is over 199 characters")
-    parts = header.message_type.split(header.delimiters.component)
-    kind = "^".join(p for p in parts[:2] if p)
-    if kind != "ORU^R01":
-        raise _Reject("AR", ERR_UNSUPPORTED_MESSAGE,
-                      f"MSH-9 message type {kind[:20]!r} is not accepted (only ORU^R01)")
-    if not header.version.startswith(SUPPORTED_VERSIONS):
-        raise _Reject("AR", ERR_UNSUPPORTED_VERSION,
-                      f"MSH-12 version {header.version[:12]!r} is not supported (2.3 to 2.8)")
 
 
 @dataclass
@@ -222,9 +106,9 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
     pid: Segment | None = None
     orc: Segment | None = None
     for n, seg in enumerate(segments[1:], start=2):
-        name = seg[0].strip()
-        if not _SEGMENT_ID.match(name):
-            raise _Reject("AE", ERR_SEGMENT_SEQUENCE, f"segment {n} is not an HL7 segment")
+        name = seg[0]
+        if name not in _COMMON and not _SEGMENT_ID.match(name := name.strip()):
+            raise Reject("AE", ERR_SEGMENT_SEQUENCE, f"segment {n} is not an HL7 segment")
         if name == "PID":
             pid, orc = seg, None
         elif name == "ORC":
@@ -236,19 +120,19 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
             if not groups:
                 if name == "NTE":
                     continue  # notes on the patient or the order, not report text
-                raise _Reject("AE", ERR_SEGMENT_SEQUENCE, "OBX before any OBR")
+                raise Reject("AE", ERR_SEGMENT_SEQUENCE, "OBX before any OBR")
             group = groups[-1]
             if name == "OBX":
                 group.obx.append(seg)
-                kind, value = _get(seg, 2).strip().upper(), _get(seg, 5)
+                kind, value = field_at(seg, 2).strip().upper(), field_at(seg, 5)
                 # An ST value that is a DICOM UID (study, series, SR instance) is a
                 # reference sent beside the report (IHE RAD-28), not words of it.
                 if kind in TEXT_TYPES and not (kind == "ST" and _UID.match(value)):
                     group.lines.extend(_text_lines(value, header))
             else:
-                group.lines.extend(_text_lines(_get(seg, 3), header))
+                group.lines.extend(_text_lines(field_at(seg, 3), header))
     if not groups:
-        raise _Reject("AE", ERR_SEGMENT_SEQUENCE, "the message has no OBR segment")
+        raise Reject("AE", ERR_SEGMENT_SEQUENCE, "the message has no OBR segment")
     return groups
 
 
@@ -267,12 +151,12 @@ def _field(header: Header, segments: dict[str, Segment | None], ref: str,
            obx: list[Segment] | None = None) -> str:
     seg_name, n, comp = field_ref(ref)
     if seg_name == "OBX":  # the first OBX of the group that has the field
-        seg = next((o for o in obx or [] if _get(o, n).strip()), None)
+        seg = next((o for o in obx or [] if field_at(o, n).strip()), None)
     else:
         seg = segments.get(seg_name)
     if seg is None:
         return ""
-    return unescape(_component(_get(seg, n), header.delimiters, comp), header.delimiters,
+    return unescape(component(field_at(seg, n), header.delimiters, comp), header.delimiters,
                     header.charset).strip()
 
 
@@ -283,7 +167,7 @@ def _patient(pid: Segment | None, header: Header, facility: FacilityMapping) -> 
     if seg_name != "PID":
         return None
     d = header.delimiters
-    reps = _get(pid, n).split(d.repetition)
+    reps = field_at(pid, n).split(d.repetition)
     wanted = facility.patient_id.type
     for rep in reps:
         parts = rep.split(d.component)
@@ -294,10 +178,10 @@ def _patient(pid: Segment | None, header: Header, facility: FacilityMapping) -> 
 
 
 def _status(group: _Group, header: Header) -> str:
-    code = _component(_get(group.obr, 25), header.delimiters, 1).strip()
+    code = component(field_at(group.obr, 25), header.delimiters, 1).strip()
     if not code:
         for obx in group.obx:
-            code = _get(obx, 11).strip()
+            code = field_at(obx, 11).strip()
             if code:
                 break
     return code.upper()
@@ -311,8 +195,8 @@ def _finalized(group: _Group, header: Header, facility: FacilityMapping,
             try:
                 return parse_timestamp(value, facility.zone)
             except ValueProblem as exc:
-                raise _Reject("AE", ERR_DATA_TYPE, f"{ref} (report time) {exc}") from exc
-    raise _Reject("AE", ERR_REQUIRED_FIELD,
+                raise Reject("AE", ERR_DATA_TYPE, f"{ref} (report time) {exc}") from exc
+    raise Reject("AE", ERR_REQUIRED_FIELD,
                   f"OBR group {group.index}: no report time in {', '.join(facility.report_time)}")
 
 
@@ -339,18 +223,18 @@ def _findings(group: _Group, header: Header, facility: FacilityMapping,
     d = header.delimiters
     out: dict[str, Label] = {}
     for obx in group.obx:
-        if _get(obx, 2).strip().upper() not in CODED_TYPES:
+        if field_at(obx, 2).strip().upper() not in CODED_TYPES:
             continue
-        code, system = _coded(_get(obx, 3), d)
+        code, system = _coded(field_at(obx, 3), d)
         finding = _lookup(facility.findings, code, system, upper=False)
         if finding is None and code in known:
             finding = code  # our own finding codes need no mapping entry
         if finding is None:
             continue
-        answer_code, answer_system = _coded(_get(obx, 5), d)
+        answer_code, answer_system = _coded(field_at(obx, 5), d)
         label = _lookup(facility.answer_labels, answer_code, answer_system, upper=True)
         if label is None:
-            raise _Reject("AE", ERR_TABLE_VALUE,
+            raise Reject("AE", ERR_TABLE_VALUE,
                           f"OBR group {group.index}: OBX-5 answer of coded result "
                           f"{str(finding)[:40]!r} is not in the facility's answers")
         out[str(finding)] = Label(label)
@@ -358,16 +242,17 @@ def _findings(group: _Group, header: Header, facility: FacilityMapping,
 
 
 def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
-    _check_header(header)
+    check_header(header)
     try:
         text = raw.decode(header.charset)
     except UnicodeDecodeError as exc:
-        raise _Reject("AR", ERR_DATA_TYPE,
+        raise Reject("AR", ERR_DATA_TYPE,
                       f"not valid {header.charset} at byte {exc.start} (MSH-18 or the "
                       "facility's charset)") from exc
     segments = split_segments(text.lstrip())
     known_codes = _known_findings()
     reports: list[ReportFinal] = []
+    records: list[tuple[bytes, bytes]] = []
     skipped: list[Skipped] = []
     for group in _groups(segments, header):
         segs: dict[str, Segment | None] = {
@@ -382,7 +267,7 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
         accession = next((v for ref in facility.accession
                           if (v := _field(header, segs, ref))), "")
         if not accession:
-            raise _Reject("AE", ERR_REQUIRED_FIELD,
+            raise Reject("AE", ERR_REQUIRED_FIELD,
                           f"OBR group {group.index}: no accession number in "
                           f"{', '.join(facility.accession)}")
         finalized = _finalized(group, header, facility, segs)
@@ -395,7 +280,7 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
             group, header, facility, known_codes)
         text_out = None if status is ReportStatus.CANCELLED else "\n".join(lines) or None
         if status is not ReportStatus.CANCELLED and not findings and not text_out:
-            raise _Reject("AE", ERR_REQUIRED_FIELD,
+            raise Reject("AE", ERR_REQUIRED_FIELD,
                           f"OBR group {group.index}: no report text and no coded result")
         try:
             report = ReportFinal(
@@ -411,14 +296,16 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise _Reject("AE", ERR_DATA_TYPE,
+            raise Reject("AE", ERR_DATA_TYPE,
                           f"OBR group {group.index}: {where}: {first['msg']}") from exc
-        size = len(report.model_dump_json(exclude_none=True).encode("utf-8"))
+        value = report.model_dump_json(exclude_none=True).encode("utf-8")
+        size = len(value)
         if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our AA
-            raise _Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report is "
+            raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report is "
                           f"{size} bytes as an event, over the {MAX_EVENT_BYTES}-byte limit")
         reports.append(report)
-    return Parsed(header, reports, skipped)
+        records.append((report.accession_number.encode("utf-8"), value))
+    return Parsed(header, reports, skipped, records)
 
 
 def _trim(lines: list[str]) -> list[str]:
