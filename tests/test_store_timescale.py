@@ -205,7 +205,7 @@ def _counts(url: str) -> dict[str, int]:
 async def test_backfill_late_corrections_and_compressed_replay_equal_group_bys(
     broker: EmbeddedBroker, tsdb: str, fresh_database: str
 ) -> None:
-    assert migrate(tsdb)[-1] == "0006_timescale_sizing"
+    assert migrate(tsdb)[-1] == "0007_committee_series"
     migrate(fresh_database)
     quarter_start = TODAY - timedelta(days=150)
     backfill: list[AdjudicatedCase] = []
@@ -347,7 +347,8 @@ def test_an_existing_store_with_compressed_history_upgrades_to_a_complete_aggreg
             "FROM show_chunks('ai_results', older_than => INTERVAL '30 days') c"
         )
         assert conn.execute("SELECT count(*) FROM tool_daily").fetchone() == (0,)  # the issue
-    assert migrate(tsdb) == ["0005_event_ids_and_indexes", "0006_timescale_sizing"]
+    assert migrate(tsdb) == ["0005_event_ids_and_indexes", "0006_timescale_sizing",
+                             "0007_committee_series"]
     with psycopg.connect(tsdb, autocommit=True) as conn:
         days = _cagg_equals_group_by(conn)
         ids = conn.execute("SELECT count(*) FROM ai_event_ids").fetchone()

@@ -114,5 +114,7 @@ def committee_figures(
             assessment = assess_quantification(pairs, qtool)
             out[tool_id] = {"quantification": asdict(assessment),
                             "unpaired": sum(1 for u in unpaired if u.tool_id == tool_id)}
-    figures: dict[str, Any] = _clean({"invalid_events": invalid, "days": days, "tools": out})
+    period = {"start": first, "end": last + timedelta(days=1)}
+    figures: dict[str, Any] = _clean({"invalid_events": invalid, "days": days,
+                                      "period": period, "tools": out})
     return figures
