@@ -18,7 +18,7 @@ from typing import Any, cast
 import psycopg
 import pytest
 
-from surveillance.store import queries
+from surveillance.store import chart_queries, queries
 from surveillance.store.migrate import migrate
 from tests.store_fixtures import make_cases
 from tests.store_plans import PLANS, PlanCapture, index_condition, scans
@@ -34,7 +34,7 @@ JOINED_BY_KEY = {"adverse_event_filings"}
 TIME_COLUMN = {"cases": "study_date", "ai_results": "inference_date", "metric_snapshots": "at"}
 TIME_BOUNDED = {
     "tools_in_quarter", "group_counts", "weekly_counts", "subgroup_counts", "version_cases",
-    "ai_daily", "drift_verdicts", "drift_feature_rows",
+    "ai_daily", "drift_verdicts", "drift_feature_rows", "cusum_points",
 }
 
 
@@ -55,14 +55,15 @@ def every_query(conn: psycopg.Connection[Any]) -> dict[str, Callable[[], object]
         "drift_feature_rows": lambda: queries.drift_feature_rows(
             conn, TOOL, date(2026, 8, 1), date(2026, 8, 15)
         ),
+        "cusum_points": lambda: chart_queries.cusum_points(conn, TOOL, QUARTER),
     }
 
 
 def test_every_read_query_of_the_store_is_covered() -> None:
     # A query added to store/queries.py without a place in run_every_query fails here.
     public = {
-        name for name, value in vars(queries).items()
-        if callable(value) and getattr(value, "__module__", "") == queries.__name__
+        name for module in (queries, chart_queries) for name, value in vars(module).items()
+        if callable(value) and getattr(value, "__module__", "") == module.__name__
         and not name.startswith("_") and not isinstance(value, type)
     }  # fmt: skip
     writes_or_pure = {"record_filing", "parse_quarter"}

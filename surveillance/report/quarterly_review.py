@@ -29,7 +29,7 @@ from surveillance.clinical.validation import validate
 from surveillance.contracts import Outcome
 from surveillance.stats.agreement import Confusion, Estimate, KappaEstimate
 from surveillance.stats.binomial_test import below_reference
-from surveillance.store import queries
+from surveillance.store import chart_queries, queries
 from surveillance.store.queries import Counts, Quarter
 
 #: Significance level of the one-sided test against baseline - tolerance.
@@ -302,5 +302,16 @@ def build_review(
                 "summary": d.summary,
             }
             for d in queries.drift_verdicts(conn, t, quarter)
+        ],
+        "cusum": [
+            {
+                "at": _ts(c.at),
+                "software_version": c.software_version,
+                "metric": c.metric,
+                "statistic": _finite(c.statistic),
+                "threshold": _finite(c.threshold),
+                "cases": c.cases,
+            }
+            for c in chart_queries.cusum_points(conn, t, quarter)
         ],
     }
