@@ -332,16 +332,18 @@ def _numbers(figures: dict[str, Any], tool: str, figure: str) -> list[float]:
         return [] if x is None else [x["value"], x["lower"], x["upper"]]
 
     agreements = [q["overall"], *q["by_version"].values()] if q else []
-    d = (t.get("turnaround") or {}).get("report_difference")
+    turnarounds = ([t["turnaround"], *t["turnaround_weekly"]] if "turnaround" in t else [])
+    differences = [x["report_difference"] for x in turnarounds if x["report_difference"]]
     burden = t.get("alert_burden", [])
     v = t.get("value") or {}
     found: dict[str, list[Any]] = {
         "coverage": [x for c in t.get("coverage", []) for x in (c["share"], c["lower"],
                                                                 c["upper"])],
-        "minutes_to_ai_median": [t["turnaround"]["median_minutes_to_ai"]] if "turnaround" in t
-        else [],
-        "minutes_to_report_median": [d["median_a"], d["median_b"]] if d else [],
-        "minutes_to_report_difference": [d["difference"], d["lower"], d["upper"]] if d else [],
+        "minutes_to_ai_median": [x["median_minutes_to_ai"] for x in turnarounds],
+        "minutes_to_report_median": [x for d in differences for x in (d["median_a"],
+                                                                      d["median_b"])],
+        "minutes_to_report_difference": [x for d in differences
+                                         for x in (d["difference"], d["lower"], d["upper"])],
         "flags_per_day": [b["flags_per_day"] for b in burden],
         "flags_per_shift": [r for b in burden for r in b["flags_per_shift"].values()],
         "flag_ppv": [x for b in burden for x in (b["ppv"], b["ppv_lower"], b["ppv_upper"])],
@@ -391,6 +393,8 @@ def test_committee_panels_show_exactly_the_figures_the_committee_command_printed
     figures = committee_figures(sorted(events + volume, key=lambda e: e.arrival),
                                 load_registry())
     assert set(figures["tools"]) == {"ich-triage", "ich-volume"}
+    weekly = figures["tools"]["ich-triage"]["turnaround_weekly"]
+    assert {w["site"] for w in weekly} == {"site-a", "site-b", "site-c"} and len(weekly) > 6
     rows = series_rows(figures)
     at = datetime(2026, 12, 1, tzinfo=UTC)
     assert store_series(fresh_database, rows, at) == len(rows)

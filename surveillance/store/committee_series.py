@@ -7,7 +7,8 @@ The Grafana tool drill-down reads these rows (tests/test_dashboards.py checks th
 figure in `FIGURES` has a panel and every panel's figure is one of them).
 
 Periods: whole-stream figures cover [start, end) of the stream's UTC days; weekly ones
-(coverage, the quantification bias and its CUSUM) their ISO week.
+(coverage, triage turnaround per site, the quantification bias and its CUSUM) their ISO
+week. Site '' is all sites.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def series_rows(figures: dict[str, Any]) -> list[SeriesRow]:
         _coverage(out, tool.get("coverage", []))
         if tool.get("turnaround") is not None:
             _turnaround(out, tool["turnaround"])
+        for week in tool.get("turnaround_weekly", []):
+            _turnaround(out, week, site=week["site"], period=_week(week["week_start"]))
         for burden in tool.get("alert_burden", []):
             _burden(out, burden)
         if tool.get("value") is not None:
@@ -126,16 +129,20 @@ def _coverage(out: _Rows, weeks: list[dict[str, Any]]) -> None:
                 n=c["eligible"], site=c["site"], period=_week(c["week_start"]))
 
 
-def _turnaround(out: _Rows, t: dict[str, Any]) -> None:
+def _turnaround(out: _Rows, t: dict[str, Any], site: str = "",
+                period: tuple[datetime, datetime] | None = None) -> None:
+    where: dict[str, Any] = {"site": site, "period": period}
     out.add(Figure.MINUTES_TO_AI, t["median_minutes_to_ai"], "min",
-            n=t["n_flagged"] + t["n_unflagged"])
+            n=t["n_flagged"] + t["n_unflagged"], **where)
     d = t["report_difference"]
     if d is None:
         return
-    out.add(Figure.MINUTES_TO_REPORT, d["median_a"], "min", n=d["n_a"], series="flagged")
-    out.add(Figure.MINUTES_TO_REPORT, d["median_b"], "min", n=d["n_b"], series="not flagged")
+    out.add(Figure.MINUTES_TO_REPORT, d["median_a"], "min", n=d["n_a"], series="flagged",
+            **where)
+    out.add(Figure.MINUTES_TO_REPORT, d["median_b"], "min", n=d["n_b"], series="not flagged",
+            **where)
     out.add(Figure.REPORT_DIFFERENCE, d["difference"], "min", lower=d["lower"],
-            upper=d["upper"], n=d["n_a"] + d["n_b"])
+            upper=d["upper"], n=d["n_a"] + d["n_b"], **where)
 
 
 def _burden(out: _Rows, b: dict[str, Any]) -> None:
