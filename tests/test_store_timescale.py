@@ -39,7 +39,7 @@ from surveillance.contracts import AdjudicatedCase
 from surveillance.embedded import EmbeddedBroker
 from surveillance.observe.metrics import render, set_timescaledb_jobs
 from surveillance.report.quarterly_review import build_review
-from surveillance.store import queries
+from surveillance.store import event_queries, queries
 from surveillance.store.migrate import load_migrations, migrate
 from surveillance.store.rows import AI_RESULT_COLUMNS, case_rows
 from surveillance.store.timescale import read_job_health
@@ -302,11 +302,11 @@ def _chunks_are_pruned(url: str) -> None:
          lambda c: queries.drift_feature_rows(c, TOOLS[0], start, start + timedelta(days=14))),
     ] + [
         (f"drift_verdicts {q.label}", "metric_snapshots", q.start_utc, q.end_utc,
-         lambda c, q=q: queries.drift_verdicts(c, TOOLS[0], q))
+         lambda c, q=q: event_queries.drift_verdicts(c, TOOLS[0], q))
         for q in quarters
     ] + [
         (f"ai_daily {q.label}", "ai_results", q.start_utc, q.end_utc,
-         lambda c, q=q: queries.ai_daily(c, TOOLS[0], q))
+         lambda c, q=q: event_queries.ai_daily(c, TOOLS[0], q))
         for q in quarters
     ]  # fmt: skip
     pruned: dict[str, int] = {}
