@@ -186,9 +186,11 @@ def drift_figure(review: dict[str, Any]) -> Figure:
         ax.text(0.5, 0.5, "No drift was detected in the quarter", ha="center", va="center",
                 transform=ax.transAxes)
     _date_axis(ax)
+    # The worker stores drift alerts; detector snapshots appear only where a store has them.
+    snapshots = "grey: detector snapshots; " if any(d["source"] != "alert" for d in drift) else ""
     ax.set_title(
-        "Drift timeline (grey: detector snapshots; triangles: drift alerts by "
-        "severity; green: open until resolved)",
+        f"Drift timeline ({snapshots}triangles: drift alerts by severity, blue info, orange "
+        "warning, red critical; green: open until resolved)",
         fontsize=9,
     )
     return fig
