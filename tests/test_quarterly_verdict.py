@@ -260,8 +260,9 @@ def test_each_version_has_its_cusum_chart_and_the_drift_timeline_what_was_detect
     exported: Path,
 ) -> None:
     review = json.loads((exported / "ich-triage-2026Q3.json").read_text())
+    snapshots = cusum_snapshots()
     stored = {(s.software_version, s.metric, s.at.isoformat(), s.value, s.upper)
-              for s in cusum_snapshots()}
+              for s in snapshots}
     assert {(c["software_version"], c["metric"], c["at"], c["statistic"], c["threshold"])
             for c in review["cusum"]} == stored
     versions = sorted({v for v, *_ in stored})
@@ -276,7 +277,7 @@ def test_each_version_has_its_cusum_chart_and_the_drift_timeline_what_was_detect
     signals = {(r["software_version"], r["metric"]): int(r["signals"]) for r in rows}
     assert signals[("1.1", "sensitivity")] == 1 and sum(signals.values()) == 1
     for r in rows:  # the highest daily value, and when, straight from the monitor
-        mine = [s for s in cusum_snapshots()
+        mine = [s for s in snapshots
                 if (s.software_version, s.metric) == (r["software_version"], r["metric"])]
         top = max(mine, key=lambda s: s.value or 0.0)
         assert float(r["highest_statistic"]) == top.value
