@@ -13,20 +13,23 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.labels import extract_labels
 from surveillance.clinical.ledger import LABELLED
 from surveillance.contracts import AIResult, Alert, Label, ReportFinal
 from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from surveillance.interop.dicom_demo import run_dicom_leg
 from surveillance.interop.hl7_demo import run_interop_leg
+from surveillance.report.committee_figures import committee_figures
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
 from surveillance.simulate.events import ToolTruth
 from surveillance.store import migrate
+from surveillance.store.committee_series import series_rows, store_series
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import ALERTS, all_topics, create_topics
@@ -80,6 +83,10 @@ def run_demo(
         for export in exports:
             print(f"quarterly review {export.tool_id}: {export.html} "
                   f"({export.pdf_pages} PDF pages)")
+        figures = committee_figures(events, load_registry())
+        stored_figures = store_series(pg.url, series_rows(figures), datetime.now(UTC))
+        print(f"committee figures: {stored_figures} rows stored for the tool drill-down "
+              f"({', '.join(sorted(figures['tools']))})")
     print(f"pipeline end to end {elapsed:.1f}s; total {time.monotonic() - t0:.1f}s; "
           f"worker log: {worker.log_path}")
     size = sum(f.stat().st_size for f in state_dir.rglob("*") if f.is_file())

@@ -183,3 +183,46 @@ def test_the_alert_rule_fires_for_the_outage_on_the_simulated_stream(
     result = subprocess.run([_promtool(), "test", "rules", "test.yml"], cwd=tmp_path,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+@pytest.mark.integration
+def test_the_real_worker_counts_what_the_alert_rule_was_tested_on(
+    outage_stream: list[SimEvent], tmp_path: Path
+) -> None:
+    """The promtool test above feeds the rule the counters the worker would export for the
+    outage stream; here the real worker reads that stream from the broker and its /metrics
+    must end at exactly those counters, per site (so the rule sees what was tested)."""
+    from surveillance.embedded import EmbeddedBroker
+    from surveillance.stream.produce import produce
+    from surveillance.stream.runner import WorkerProcess, wait_for_counts
+    from surveillance.stream.topics import all_topics, create_topics
+    from tests.test_pipeline_integration import metric_samples
+
+    scenario = Scenario(outage_day=OUTAGE_DAY, outage_site="site-b", outage_tool="ich-triage")
+    _, truth = simulate(days=DAYS, start=START, scenario=scenario, tools=["ich-triage"])
+    model = {name: values[-1] for name, values in _hourly_series(outage_stream, DAYS * 24).items()}
+    with EmbeddedBroker(log_dir=tmp_path) as broker:
+        create_topics(broker.bootstrap, all_topics("surveillance", 4))
+        produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in outage_stream))
+        worker = WorkerProcess(broker.bootstrap, tmp_path).start()
+        try:
+            wait_for_counts([worker], {t: x.cases for t, x in truth.items()}, timeout=240)
+            counted: dict[str, float] = {}
+            for metric in ("surveillance_ai_results_total", "surveillance_eligible_studies_total"):
+                for labels, value in metric_samples(worker, metric).items():
+                    tags = dict(labels)
+                    if tags.get("tool") != "ich-triage":
+                        continue
+                    if metric == "surveillance_ai_results_total":
+                        name = (f'{metric}{{tool="ich-triage",version="{tags["version"]}",'
+                                f'site="{tags["site"]}"}}')
+                    else:
+                        name = f'{metric}{{tool="ich-triage",site="{tags["site"]}"}}'
+                    counted[name] = value
+        finally:
+            worker.stop()
+    print(f"\nworker /metrics: {sorted(counted.items())}")
+    assert counted == model
+    eligible_b = model['surveillance_eligible_studies_total{tool="ich-triage",site="site-b"}']
+    covered_b = sum(v for k, v in model.items() if "results" in k and 'site="site-b"' in k)
+    assert covered_b < 0.95 * eligible_b  # the outage is in what the worker counted

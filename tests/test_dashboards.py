@@ -192,7 +192,9 @@ def test_long_range_panels_read_the_daily_aggregate_over_the_dashboard_range() -
         "tool-drilldown": ["AI results and positive calls per day (store)"],
     }
     queries = [q for path in DASHBOARDS for _, q in sql_queries(_load(path))]
-    assert len(queries) == 3
+    committee = [q for q in queries if "FROM committee_series" in q]
+    assert len(queries) == 3 + len(committee)
+    assert all("$__timeFilter(period_end)" in q and "tool_id = '$tool'" in q for q in committee)
 
 
 DayCounts = dict[tuple[datetime, str], tuple[int, int]]
@@ -250,3 +252,186 @@ async def test_store_panels_equal_a_group_by_on_plain_postgresql(fresh_database:
     with psycopg.connect(fresh_database) as conn:
         days = check_panels_against_base_tables(conn, "ich-triage", start, end)
     assert days > 2 * 60  # two tools over ~72 days: the range cuts the quarter on both ends
+
+
+# --- the committee's figures (issue #20) ------------------------------------------------
+# Every figure the committee reads has a panel on the tool drill-down: from Prometheus
+# (what the worker counts) or from the stored series `committee_series` (what
+# `surveillance committee --store` computes from the input streams).
+
+#: Figures served from Prometheus: a panel title and the metric its query must use.
+PROMETHEUS_FIGURES = {
+    "coverage": ("Coverage per site (7 days) and floor", "surveillance_eligible_studies_total"),
+    "coverage floor": ("Coverage per site (7 days) and floor",
+                       "surveillance_coverage_floor_ratio"),
+    "flags per site per day": ("Read flags per day by site (true and false)",
+                               "surveillance_cases_total"),
+    "false-positive share": (
+        "Share of flags that were false positives (7 days), beside prevalence",
+        "surveillance_cases_total"),
+    "PPV beside prevalence": ("PPV and NPV, with prevalence", "surveillance_agreement_value"),
+}
+FIGURE_LITERALS = re.compile(r"figure\s*(?:=\s*'([^']*)'|IN\s*\(([^)]*)\))")
+
+
+def committee_panels() -> dict[str, tuple[str, set[str]]]:
+    """Panel title -> (SQL, figures it reads) for every committee_series panel."""
+    out: dict[str, tuple[str, set[str]]] = {}
+    for title, query in sql_queries(_load(ROOT / "dashboards/tool-drilldown.json")):
+        if "committee_series" not in query:
+            continue
+        names: set[str] = set()
+        for single, listed in FIGURE_LITERALS.findall(query):
+            names |= {single} if single else set(re.findall(r"'([^']*)'", listed))
+        out[title] = (query, names)
+    return out
+
+
+def check_figure_panels(panels: dict[str, tuple[str, set[str]]]) -> None:
+    from surveillance.store.committee_series import Figure
+
+    known = {f.value for f in Figure}
+    for title, (_, names) in panels.items():
+        assert names, f"panel {title!r} reads no figure"
+        assert names <= known, f"panel {title!r} reads unknown figure(s) {names - known}"
+    shown = set().union(*(names for _, names in panels.values()))
+    assert known <= shown, f"stored figure(s) without a panel: {known - shown}"
+
+
+def test_every_committee_figure_has_a_panel_and_every_panel_reads_a_real_figure() -> None:
+    dashboard = _load(ROOT / "dashboards/tool-drilldown.json")
+    by_title = {p["title"]: p for p in _panels(dashboard)}
+    for figure, (title, metric) in PROMETHEUS_FIGURES.items():
+        assert title in by_title, f"{figure}: no panel {title!r}"
+        exprs = [t["expr"] for t in by_title[title]["targets"]]
+        assert any(metric in _metric_names(e) for e in exprs), f"{figure}: {title} lacks {metric}"
+    check_figure_panels(committee_panels())
+
+
+def test_a_missing_panel_or_an_unknown_figure_is_caught() -> None:
+    panels = committee_panels()
+    dropped = dict(panels)
+    title = next(t for t, (_, names) in panels.items() if "icc" in names)
+    del dropped[title]
+    with pytest.raises(AssertionError, match="without a panel"):
+        check_figure_panels(dropped)
+    typo = dict(panels)
+    query, names = typo[title]
+    typo[title] = (query, names | {"lins_ccc"})
+    with pytest.raises(AssertionError, match="unknown figure"):
+        check_figure_panels(typo)
+
+
+def _numbers(figures: dict[str, Any], tool: str, figure: str) -> list[float]:
+    """The oracle: a figure's numbers read straight from the `surveillance committee` JSON
+    (value and interval ends where it has them), for every breakdown."""
+    t = figures["tools"][tool]
+    q = t.get("quantification")
+
+    def limit(x: dict[str, Any] | None) -> list[Any]:
+        return [] if x is None else [x["value"], x["lower"], x["upper"]]
+
+    agreements = [q["overall"], *q["by_version"].values()] if q else []
+    turnarounds = ([t["turnaround"], *t["turnaround_weekly"]] if "turnaround" in t else [])
+    differences = [x["report_difference"] for x in turnarounds if x["report_difference"]]
+    burden = t.get("alert_burden", [])
+    v = t.get("value") or {}
+    found: dict[str, list[Any]] = {
+        "coverage": [x for c in t.get("coverage", []) for x in (c["share"], c["lower"],
+                                                                c["upper"])],
+        "minutes_to_ai_median": [x["median_minutes_to_ai"] for x in turnarounds],
+        "minutes_to_report_median": [x for d in differences for x in (d["median_a"],
+                                                                      d["median_b"])],
+        "minutes_to_report_difference": [x for d in differences
+                                         for x in (d["difference"], d["lower"], d["upper"])],
+        "flags_per_day": [b["flags_per_day"] for b in burden],
+        "flags_per_shift": [r for b in burden for r in b["flags_per_shift"].values()],
+        "flag_ppv": [x for b in burden for x in (b["ppv"], b["ppv_lower"], b["ppv_upper"])],
+        "prevalence": [b["prevalence"] for b in burden],
+        "false_positive_share": [b["false_positive_share"] for b in burden],
+        "false_flags_trend": [x for b in burden if b["fatigue_trend"]
+                              for x in limit({"value": b["fatigue_trend"]["slope"],
+                                              **b["fatigue_trend"]})],
+        "period_cost": [v["period_cost"]] if v else [],
+        "cost_per_study": [v["cost_per_study"]] if v else [],
+        "cost_per_true_positive": [v["cost_per_true_positive"]] if v else [],
+        "hours_brought_forward": [v["hours_brought_forward"], v["hours_lower"],
+                                  v["hours_upper"]] if v else [],
+        "bias": [x for a in agreements if a["bland_altman"]
+                 for x in limit(a["bland_altman"]["bias"])],
+        "loa_lower": [x for a in agreements if a["bland_altman"]
+                      for x in limit(a["bland_altman"]["lower_loa"])],
+        "loa_upper": [x for a in agreements if a["bland_altman"]
+                      for x in limit(a["bland_altman"]["upper_loa"])],
+        "icc": [x for a in agreements for x in limit(a["icc"])],
+        "ccc": [x for a in agreements for x in limit(a["ccc"])],
+        "weekly_bias": [w["bias"] for w in q["weeks"]] if q else [],
+        "bias_cusum": [c["statistic"] for c in q["bias_chart"]] if q else [],
+        "bias_cusum_threshold": [q["bias_threshold"]] if q else [],
+    }
+    return [x for x in found[figure] if x is not None]
+
+
+@pytest.mark.integration
+def test_committee_panels_show_exactly_the_figures_the_committee_command_printed(
+    fresh_database: str,
+) -> None:
+    """Simulated triage stream with a site outage plus a quantification tool with a bias
+    drift -> committee figures -> stored -> every committee panel, run as Grafana would,
+    returns exactly the printed numbers; storing twice changes nothing."""
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.report.committee_figures import committee_figures
+    from surveillance.simulate import Scenario, simulate
+    from surveillance.simulate.quantification import BiasDrift, simulate_quantification
+    from surveillance.store.committee_series import series_rows, store_series
+    from surveillance.store.migrate import migrate
+
+    migrate(fresh_database)
+    events, _ = simulate(days=22, scenario=Scenario(outage_day=9, outage_site="site-b"),
+                         tools=["ich-triage"])
+    volume = simulate_quantification(days=22, drift=BiasDrift(10, 4.0))
+    figures = committee_figures(sorted(events + volume, key=lambda e: e.arrival),
+                                load_registry())
+    assert set(figures["tools"]) == {"ich-triage", "ich-volume"}
+    weekly = figures["tools"]["ich-triage"]["turnaround_weekly"]
+    assert {w["site"] for w in weekly} == {"site-a", "site-b", "site-c"} and len(weekly) > 6
+    rows = series_rows(figures)
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    assert store_series(fresh_database, rows, at) == len(rows)
+    assert store_series(fresh_database, rows, at) == len(rows)
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    with psycopg.connect(fresh_database) as conn:
+        assert conn.execute("SELECT count(*) FROM committee_series").fetchone() == (len(rows),)
+        shown: set[str] = set()
+        for title, (query, names) in committee_panels().items():
+            tool = "ich-volume" if names & {"bias", "icc", "weekly_bias"} else "ich-triage"
+            got = conn.execute(render_sql(query, tool).encode(),
+                               {"start": start, "end": end}).fetchall()
+            numbers = sorted(x for row in got for x in row[2:] if x is not None)
+            expected = sorted(x for f in names for x in _numbers(figures, tool, f))
+            assert expected, title
+            assert numbers == pytest.approx(expected, rel=1e-12), title
+            assert all(isinstance(row[1], str) and row[1] for row in got), title
+            shown |= names
+        # The outage shows on the coverage panel: below the floor at site-b only.
+        coverage = figures["tools"]["ich-triage"]["coverage"]
+        low = conn.execute("SELECT site, period_start FROM committee_series WHERE "
+                           "figure = 'coverage' AND value < %s", (coverage[0]["floor"],))
+        below = {(c["site"], c["week_start"]) for c in coverage if c["below_floor"]}
+        assert {(s, p.date().isoformat()) for s, p in low.fetchall()} == below
+        assert {s for s, _ in below} == {"site-b"}
+    assert figures["tools"]["ich-volume"]["quantification"]["bias_signals"]
+
+
+@pytest.mark.integration
+def test_a_panel_reading_a_column_that_does_not_exist_fails(fresh_database: str) -> None:
+    from surveillance.store.migrate import migrate
+
+    migrate(fresh_database)
+    query, _ = next(iter(committee_panels().values()))
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute(render_sql(query, "ich-triage").encode(), {"start": start, "end": end})
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute(render_sql(query.replace("value", "estimate"), "ich-triage").encode(),
+                         {"start": start, "end": end})

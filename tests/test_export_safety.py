@@ -27,8 +27,8 @@ from surveillance.contracts import Alert
 from surveillance.report.csv_cells import FORMULA_TRIGGERS, spreadsheet_safe
 from surveillance.report.quarterly import export_quarterly
 from surveillance.store.batch import write_batch
+from surveillance.store.event_queries import record_filing
 from surveillance.store.migrate import migrate
-from surveillance.store.queries import record_filing
 from surveillance.store.rows import Decoder, Rows
 from tests.store_fixtures import make_adverse_events, make_cases
 

@@ -240,3 +240,29 @@ def test_simulator_is_deterministic_and_in_arrival_order() -> None:
     assert first == simulate_quantification(days=5, seed=3)
     assert [e.arrival for e in first] == sorted(e.arrival for e in first)
     assert all(e.arrival < datetime(2026, 7, 6, tzinfo=UTC) for e in first)
+
+
+def test_weekly_bias_chart_equals_a_plain_recursion(drifted: list[SimEvent]) -> None:
+    """The chart the dashboard and the store show (weekly maximum of the two-sided CUSUM
+    on AI minus reference, restarting after a signal), recomputed from the textbook
+    recursion S+ = max(0, S+ + z - k), S- = max(0, S- - z - k), z = (d - bias) / sd."""
+    pairs, _ = pair_measurements(*_parse(drifted), TOOLS)
+    assessment = assess_quantification(pairs, TOOL)
+    k = TOOL.tolerance.bias / (2.0 * TOOL.agreement.sd_differences)
+    h = assessment.bias_threshold
+    up = down = 0.0
+    weekly: dict[date, float] = {}
+    signals = 0
+    for p in sorted(pairs, key=lambda p: p.measured_at):
+        z = (p.ai - p.reference - TOOL.agreement.bias) / TOOL.agreement.sd_differences
+        up, down = max(0.0, up + z - k), max(0.0, down - z - k)
+        day = p.measured_at.date()
+        week = day - timedelta(days=day.weekday())
+        weekly[week] = max(weekly.get(week, 0.0), up, down)
+        if up >= h or down >= h:
+            signals += 1
+            up = down = 0.0
+    assert [(c.week_start, c.statistic) for c in assessment.bias_chart] == [
+        (w, pytest.approx(v, rel=1e-12)) for w, v in sorted(weekly.items())]
+    assert signals == len(assessment.bias_signals) >= 1
+    assert max(c.statistic for c in assessment.bias_chart) >= h

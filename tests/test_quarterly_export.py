@@ -29,8 +29,8 @@ from surveillance.contracts import Alert
 from surveillance.report.quarterly import export_quarterly
 from surveillance.store.batch import write_batch
 from surveillance.store.errors import QueryError
+from surveillance.store.event_queries import record_filing
 from surveillance.store.migrate import migrate
-from surveillance.store.queries import record_filing
 from surveillance.store.rows import Decoder, Rows
 from tests.store_fixtures import (
     corrected,
@@ -343,6 +343,7 @@ def test_export_is_deterministic_self_contained_and_renders(
         "ai_daily.csv",
         "alerts.csv",
         "baseline_comparison.csv",
+        "cusum.csv",
         "drift.csv",
         "model_versions.csv",
         "performance.csv",
@@ -354,7 +355,7 @@ def test_export_is_deterministic_self_contained_and_renders(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script" not in html
     assert "http://" not in html and "https://" not in html
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('src="data:image/png;base64,') == 4  # trend, subgroups, CUSUM, drift
 
     pages = subprocess.run(
         ["pdfinfo", str(first / f"{stem}.pdf")], capture_output=True, text=True, check=True

@@ -12,16 +12,20 @@ import csv
 import json
 import re
 import subprocess
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from surveillance.report.column_labels import human_label
+from surveillance.clinical.baselines import load_registry
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.contracts import MetricSnapshot
+from surveillance.report.column_labels import human_feature, human_label
 from surveillance.report.quarterly import export_quarterly
-from surveillance.report.quarterly_tables import tables
+from surveillance.report.quarterly_plots import cusum_figure, drift_figure
+from surveillance.report.quarterly_tables import cusum_summary, tables
 from surveillance.report.quarterly_verdict import TOPICS, tool_verdict
 from surveillance.store.batch import write_batch
 from surveillance.store.rows import Decoder, Rows
@@ -47,6 +51,7 @@ def _review(**overrides: Any) -> dict[str, Any]:
         ],
         "alerts": [],
         "drift": [],
+        "cusum": [],
         "adverse_events": [],
         "ai_daily": [],
         "model_versions": [{"software_version": "5.2.1", "volume": 1620,
@@ -131,6 +136,23 @@ def test_every_table_column_has_a_human_label_with_no_field_names() -> None:
 TOOLS = ("ich-triage", "lvo-triage", "ptx-triage", "dr-screen")
 
 
+def cusum_snapshots() -> list[MetricSnapshot]:
+    """The CUSUM snapshots the real monitor stores for ich-triage's cases of the fixture
+    (same seed), evaluated at the end of each day as the worker does."""
+    cases = sorted(make_cases(40, 2500, "ich-triage", Q3, 92), key=lambda c: c.inference_date)
+    monitor = PerformanceMonitor(load_registry())
+    out: list[MetricSnapshot] = []
+    day: date | None = None
+    for case in cases:
+        if day is not None and case.inference_date.date() != day:
+            end = datetime(day.year, day.month, day.day, 23, 59, tzinfo=UTC)
+            out += [s for s in monitor.evaluate(end, tools=["ich-triage"])[1]
+                    if s.kind == "cusum"]
+        day = case.inference_date.date()
+        monitor.on_case(None, case)
+    return out
+
+
 @pytest.fixture(scope="module")
 def exported(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     name = "t_verdict"
@@ -144,6 +166,7 @@ def exported(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     events: list[tuple[str, Any]] = []
     for seed, (tool, n) in enumerate(zip(TOOLS, (2500, 200, 3000, 2000), strict=True)):
         events += [("c", c) for c in make_cases(40 + seed, n, tool, Q3, 92)]
+    events += [("s", s) for s in cusum_snapshots()]
     events += [("a", a) for a in make_alerts("ich-triage", Q3)]
     events += [("ae", e) for e in make_adverse_events("ich-triage", Q3)]
 
@@ -230,3 +253,59 @@ def test_chromium_finds_each_tools_verdict(exported: Path) -> None:
                 assert box is not None and box["y"] < 600
         finally:
             browser.close()
+
+
+@pytest.mark.integration
+def test_each_version_has_its_cusum_chart_and_the_drift_timeline_what_was_detected(
+    exported: Path,
+) -> None:
+    review = json.loads((exported / "ich-triage-2026Q3.json").read_text())
+    snapshots = cusum_snapshots()
+    stored = {(s.software_version, s.metric, s.at.isoformat(), s.value, s.upper)
+              for s in snapshots}
+    assert {(c["software_version"], c["metric"], c["at"], c["statistic"], c["threshold"])
+            for c in review["cusum"]} == stored
+    versions = sorted({v for v, *_ in stored})
+    assert versions == ["1.0", "1.1"]
+    html = (exported / "ich-triage-2026Q3.html").read_text()
+    assert "<h2>CUSUM chart of each model version</h2>" in html
+    assert '<img alt="CUSUM charts per model version" src="data:image/png;base64,' in html
+    with open(exported / "ich-triage-2026Q3" / "cusum.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["software_version"], r["metric"]) for r in rows] == [
+        (v, m) for v in versions for m in ("sensitivity", "specificity")]
+    signals = {(r["software_version"], r["metric"]): int(r["signals"]) for r in rows}
+    assert signals[("1.1", "sensitivity")] == 1 and sum(signals.values()) == 1
+    for r in rows:  # the highest daily value, and when, straight from the monitor
+        mine = [s for s in snapshots
+                if (s.software_version, s.metric) == (r["software_version"], r["metric"])]
+        top = max(mine, key=lambda s: s.value or 0.0)
+        assert float(r["highest_statistic"]) == top.value
+        assert r["highest_on"] == top.at.date().isoformat()
+        assert float(r["threshold"]) == mine[-1].upper
+    # The drift timeline carries the drift alert, under its human name, in HTML and PDF.
+    assert {d["feature"] for d in review["drift"] if d["source"] == "alert"} == {
+        "scanner_manufacturer"}
+    assert '<img alt="drift timeline"' in html
+    text = subprocess.run(["pdftotext", "-layout", str(exported / "ich-triage-2026Q3.pdf"),
+                           "-"], capture_output=True, text=True, check=True).stdout
+    assert "CUSUM charts per model version" in text
+    assert "version 1.0" in text and "version 1.1" in text
+    assert human_feature("scanner_manufacturer") in text
+
+
+def test_cusum_summary_and_empty_figures_say_so() -> None:
+    chart = [{"at": f"2026-07-0{d}T23:59:00+00:00", "software_version": "2.0",
+              "metric": "sensitivity", "statistic": s, "threshold": 4.0, "cases": d}
+             for d, s in ((1, 0.5), (2, 3.1), (3, 1.0))]
+    alerts = [{"kind": "cusum_signal", "software_version": "2.0", "metric": "sensitivity"},
+              {"kind": "input_drift", "software_version": None, "metric": "kvp"}]
+    assert cusum_summary({"cusum": chart, "alerts": alerts}) == [
+        ("2.0", "sensitivity", 3, 3.1, "2026-07-02", 4.0, 1)]
+    period = {"start": "2026-07-01", "end": "2026-09-30"}
+    empty = {"cusum": [], "alerts": [], "drift": [], "period": period}
+    for figure, words in ((cusum_figure(empty), "No CUSUM chart was stored"),
+                          (drift_figure(empty), "No drift was detected")):
+        assert any(words in t.get_text() for ax in figure.axes for t in ax.texts)
+    assert human_feature("kvp:psi") == "Tube voltage (kV), PSI"
+    assert human_feature("future_feature:new_test") == "future_feature, new_test"

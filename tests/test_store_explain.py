@@ -18,7 +18,7 @@ from typing import Any, cast
 import psycopg
 import pytest
 
-from surveillance.store import queries
+from surveillance.store import chart_queries, event_queries, queries
 from surveillance.store.migrate import migrate
 from tests.store_fixtures import make_cases
 from tests.store_plans import PLANS, PlanCapture, index_condition, scans
@@ -34,7 +34,7 @@ JOINED_BY_KEY = {"adverse_event_filings"}
 TIME_COLUMN = {"cases": "study_date", "ai_results": "inference_date", "metric_snapshots": "at"}
 TIME_BOUNDED = {
     "tools_in_quarter", "group_counts", "weekly_counts", "subgroup_counts", "version_cases",
-    "ai_daily", "drift_verdicts", "drift_feature_rows",
+    "ai_daily", "drift_verdicts", "drift_feature_rows", "cusum_points",
 }
 
 
@@ -47,25 +47,29 @@ def every_query(conn: psycopg.Connection[Any]) -> dict[str, Callable[[], object]
         "subgroup_counts": lambda: queries.subgroup_counts(conn, TOOL, QUARTER),
         "model_versions": lambda: queries.model_versions(conn, TOOL, QUARTER),
         "version_cases": lambda: queries.version_cases(conn, TOOL, "1.1", QUARTER),
-        "alerts": lambda: queries.alerts(conn, TOOL, QUARTER),
-        "adverse_events": lambda: queries.adverse_events(conn, TOOL, QUARTER, datetime.now(UTC)),
-        "ai_daily": lambda: queries.ai_daily(conn, TOOL, QUARTER),
-        "drift_verdicts": lambda: queries.drift_verdicts(conn, TOOL, QUARTER),
+        "alerts": lambda: event_queries.alerts(conn, TOOL, QUARTER),
+        "adverse_events": lambda: event_queries.adverse_events(
+            conn, TOOL, QUARTER, datetime.now(UTC)
+        ),
+        "ai_daily": lambda: event_queries.ai_daily(conn, TOOL, QUARTER),
+        "drift_verdicts": lambda: event_queries.drift_verdicts(conn, TOOL, QUARTER),
         "cases_of_version": lambda: queries.cases_of_version(conn, TOOL, "1.1"),
         "drift_feature_rows": lambda: queries.drift_feature_rows(
             conn, TOOL, date(2026, 8, 1), date(2026, 8, 15)
         ),
+        "cusum_points": lambda: chart_queries.cusum_points(conn, TOOL, QUARTER),
     }
 
 
 def test_every_read_query_of_the_store_is_covered() -> None:
-    # A query added to store/queries.py without a place in run_every_query fails here.
+    # A query added to the store's query modules without a place in run_every_query fails here.
     public = {
-        name for name, value in vars(queries).items()
-        if callable(value) and getattr(value, "__module__", "") == queries.__name__
+        name for module in (queries, event_queries, chart_queries)
+        for name, value in vars(module).items()
+        if callable(value) and getattr(value, "__module__", "") == module.__name__
         and not name.startswith("_") and not isinstance(value, type)
     }  # fmt: skip
-    writes_or_pure = {"record_filing", "parse_quarter"}
+    writes_or_pure = {"record_filing", "parse_quarter", "quarter_params"}
     assert public - writes_or_pure == set(every_query(cast(Any, None)))
 
 
@@ -81,7 +85,7 @@ async def test_every_export_and_drift_query_uses_an_index(fresh_database: str) -
         for (event_id, received_at) in conn.execute(
             "SELECT event_id, received_at FROM adverse_events"
         ).fetchall():
-            queries.record_filing(conn, event_id, "us_803:manufacturer", received_at)
+            event_queries.record_filing(conn, event_id, "us_803:manufacturer", received_at)
         conn.execute("ANALYZE")
     PLANS.clear()
     with psycopg.connect(

@@ -97,25 +97,26 @@ def test_corrected_case_flips_outcome() -> None:
 
 def test_migrations_are_numbered_and_timescale_is_optional() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == [1, 2, 3, 4, 5, 6]
+    assert [m.version for m in migrations] == [1, 2, 3, 4, 5, 6, 7]
     assert [m.requires_extension for m in migrations] == [
-        None, None, "timescaledb", None, None, "timescaledb"
+        None, None, "timescaledb", None, None, "timescaledb", None
     ]
     plain = plan(migrations, {}, {"plpgsql", "pg_stat_statements"})
     assert [m.name for m in plain] == [
-        "0001_core_tables", "0002_views", "0004_acquisition", "0005_event_ids_and_indexes"
+        "0001_core_tables", "0002_views", "0004_acquisition", "0005_event_ids_and_indexes",
+        "0007_committee_series",
     ]
     timescale = plan(migrations, {}, {"timescaledb"})
     assert [m.name for m in timescale] == [
         "0001_core_tables", "0002_views", "0003_timescale", "0004_acquisition",
-        "0005_event_ids_and_indexes", "0006_timescale_sizing",
+        "0005_event_ids_and_indexes", "0006_timescale_sizing", "0007_committee_series",
     ]
 
 
 def test_plan_skips_applied_and_refuses_edited_migrations() -> None:
     migrations = load_migrations()
     applied = {1: migrations[0].checksum}
-    assert [m.version for m in plan(migrations, applied, set())] == [2, 4, 5]
+    assert [m.version for m in plan(migrations, applied, set())] == [2, 4, 5, 7]
     with pytest.raises(MigrationError, match="0001_core_tables was edited"):
         plan(migrations, {1: "0" * 64}, set())
 

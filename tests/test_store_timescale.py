@@ -39,7 +39,7 @@ from surveillance.contracts import AdjudicatedCase
 from surveillance.embedded import EmbeddedBroker
 from surveillance.observe.metrics import render, set_timescaledb_jobs
 from surveillance.report.quarterly_review import build_review
-from surveillance.store import queries
+from surveillance.store import event_queries, queries
 from surveillance.store.migrate import load_migrations, migrate
 from surveillance.store.rows import AI_RESULT_COLUMNS, case_rows
 from surveillance.store.timescale import read_job_health
@@ -205,7 +205,7 @@ def _counts(url: str) -> dict[str, int]:
 async def test_backfill_late_corrections_and_compressed_replay_equal_group_bys(
     broker: EmbeddedBroker, tsdb: str, fresh_database: str
 ) -> None:
-    assert migrate(tsdb)[-1] == "0006_timescale_sizing"
+    assert migrate(tsdb)[-1] == "0007_committee_series"
     migrate(fresh_database)
     quarter_start = TODAY - timedelta(days=150)
     backfill: list[AdjudicatedCase] = []
@@ -302,11 +302,11 @@ def _chunks_are_pruned(url: str) -> None:
          lambda c: queries.drift_feature_rows(c, TOOLS[0], start, start + timedelta(days=14))),
     ] + [
         (f"drift_verdicts {q.label}", "metric_snapshots", q.start_utc, q.end_utc,
-         lambda c, q=q: queries.drift_verdicts(c, TOOLS[0], q))
+         lambda c, q=q: event_queries.drift_verdicts(c, TOOLS[0], q))
         for q in quarters
     ] + [
         (f"ai_daily {q.label}", "ai_results", q.start_utc, q.end_utc,
-         lambda c, q=q: queries.ai_daily(c, TOOLS[0], q))
+         lambda c, q=q: event_queries.ai_daily(c, TOOLS[0], q))
         for q in quarters
     ]  # fmt: skip
     pruned: dict[str, int] = {}
@@ -347,7 +347,8 @@ def test_an_existing_store_with_compressed_history_upgrades_to_a_complete_aggreg
             "FROM show_chunks('ai_results', older_than => INTERVAL '30 days') c"
         )
         assert conn.execute("SELECT count(*) FROM tool_daily").fetchone() == (0,)  # the issue
-    assert migrate(tsdb) == ["0005_event_ids_and_indexes", "0006_timescale_sizing"]
+    assert migrate(tsdb) == ["0005_event_ids_and_indexes", "0006_timescale_sizing",
+                             "0007_committee_series"]
     with psycopg.connect(tsdb, autocommit=True) as conn:
         days = _cagg_equals_group_by(conn)
         ids = conn.execute("SELECT count(*) FROM ai_event_ids").fetchone()

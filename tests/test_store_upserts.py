@@ -85,7 +85,8 @@ def test_migrate_chooses_the_plain_path_without_timescaledb(fresh_database: str)
         ).fetchone()
     assert available == (0,)
     assert migrate(fresh_database) == [
-        "0001_core_tables", "0002_views", "0004_acquisition", "0005_event_ids_and_indexes"
+        "0001_core_tables", "0002_views", "0004_acquisition", "0005_event_ids_and_indexes",
+        "0007_committee_series",
     ]
     assert migrate(fresh_database) == []
     with psycopg.connect(fresh_database) as conn:
@@ -94,6 +95,7 @@ def test_migrate_chooses_the_plain_path_without_timescaledb(fresh_database: str)
             (2,),
             (4,),
             (5,),
+            (7,),
         ]
         assert conn.execute(
             "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"

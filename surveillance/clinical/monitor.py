@@ -711,6 +711,8 @@ class PerformanceMonitor:
                 metric=s.metric,
                 detector="bernoulli_cusum",
                 value=s.statistic,
+                # The decision threshold, so a stored chart can be drawn against it.
+                upper=s.threshold,
                 n=s.cases,
             )
             for s in self._chart_states_of(record)

@@ -132,6 +132,15 @@ class BiasSignal:
 
 
 @dataclass(frozen=True, slots=True)
+class ChartWeek:
+    """The bias chart's highest value in an ISO week (standardized units), for plotting
+    against `QuantAssessment.bias_threshold`."""
+
+    week_start: date
+    statistic: float
+
+
+@dataclass(frozen=True, slots=True)
 class WeekFigures:
     week_start: date
     n: int
@@ -147,6 +156,7 @@ class QuantAssessment:
     by_version: dict[str, Agreement]
     bias_threshold: float
     bias_signals: list[BiasSignal]
+    bias_chart: list[ChartWeek]
     weeks: list[WeekFigures]
     #: One sentence per reason for concern; empty when the tool agrees with its baseline.
     concerns: list[str]
@@ -178,10 +188,10 @@ def assess_quantification(
     by_version = {v: agreement_of([p for p in pairs if p.software_version == v], tool.min_pairs)
                   for v in versions}
     threshold = _bias_threshold(pairs, tool)
-    signals = _bias_signals(pairs, tool, threshold)
+    signals, chart = _bias_chart(pairs, tool, threshold)
     weeks = _weeks(pairs, tool)
     return QuantAssessment(tool.tool_id, tool.unit.value, overall, by_version, threshold,
-                           signals, weeks, _concerns(tool, overall, signals, weeks))
+                           signals, chart, weeks, _concerns(tool, overall, signals, weeks))
 
 
 def _bias_threshold(pairs: Sequence[MeasurementPair], tool: QuantificationTool) -> float:
@@ -202,20 +212,26 @@ def _span_weeks(pairs: Sequence[MeasurementPair]) -> float:
     return max(span / timedelta(weeks=1), 1.0)
 
 
-def _bias_signals(
+def _bias_chart(
     pairs: Sequence[MeasurementPair], tool: QuantificationTool, h: float
-) -> list[BiasSignal]:
+) -> tuple[list[BiasSignal], list[ChartWeek]]:
+    """The chart's signals, and its weekly maximum (a signal week shows the crossing value,
+    not the restart at zero that follows it)."""
     chart = MeanShiftCUSUM(tool.agreement.bias, tool.agreement.sd_differences, h, _k(tool))
     signals: list[BiasSignal] = []
+    weekly: dict[date, float] = {}
     start = 0
     for i, pair in enumerate(pairs):
         chart.update(pair.ai - pair.reference)
+        day = pair.measured_at.date()
+        week = day - timedelta(days=day.weekday())
+        weekly[week] = max(weekly.get(week, 0.0), chart.statistic)
         if chart.drift_detected:
             change = pairs[max(start + chart.change_point - 1, start)]
             signals.append(BiasSignal(pair.measured_at, change.measured_at,
                                       chart.direction or ""))
             start = i + 1
-    return signals
+    return signals, [ChartWeek(w, weekly[w]) for w in sorted(weekly)]
 
 
 def _weeks(pairs: Sequence[MeasurementPair], tool: QuantificationTool) -> list[WeekFigures]:

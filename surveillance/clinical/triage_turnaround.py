@@ -30,6 +30,7 @@ class PositiveStudy:
     flagged: bool
     minutes_to_ai: float
     minutes_to_report: float
+    acquired_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ def positive_studies(
             tool, result.site, result.result_indicator,
             (result.inference_date - result.acquired_at) / timedelta(minutes=1),
             (first[a] - result.acquired_at) / timedelta(minutes=1),
+            result.acquired_at,
         ))
     return studies, excluded
 

@@ -93,6 +93,8 @@ def validate(
 
 def committee(
     events: Annotated[Path, typer.Option(help="input events as JSON lines (`simulate --out`)")],
+    store: Annotated[bool, typer.Option(
+        help="also upsert the figures into the configured store, for the dashboards")] = False,
 ) -> None:
     """Coverage, triage turnaround, alert burden, cost and quantification figures as JSON."""
     import json
@@ -101,5 +103,19 @@ def committee(
     from surveillance.report.committee_figures import committee_figures
     from surveillance.simulate.output import read_jsonl
 
+    url = db_url() if store else None
     figures = committee_figures(read_jsonl(events), load_registry())
     typer.echo(json.dumps(figures, indent=2, sort_keys=True))
+    if url is not None:
+        from datetime import UTC, datetime
+
+        import psycopg
+
+        from surveillance.store.committee_series import series_rows, store_series
+
+        try:
+            written = store_series(url, series_rows(figures), datetime.now(UTC))
+        except psycopg.Error as exc:
+            fail(f"cannot store the figures ({str(exc).splitlines()[0]}): check the "
+                 "database is reachable and run `surveillance db migrate`")
+        typer.echo(f"stored {written} committee figures", err=True)

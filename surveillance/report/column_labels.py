@@ -81,9 +81,42 @@ _FIXED = {
     "day": "Day",
     "results": "AI results",
     "positive_calls": "Positive calls",
+    "days_charted": "Days charted",
+    "highest_statistic": "Highest CUSUM value (log-likelihood ratio)",
+    "highest_on": "Highest on",
+    "threshold": "Decision threshold (log-likelihood ratio)",
+    "signals": "CUSUM signals",
 }
 
 _PARTS = {"value": "", "lower": " 95% CI low", "upper": " 95% CI high"}
+
+#: Drift features and detectors as people read them (the drift timeline's rows).
+_FEATURES = {
+    "kvp": "Tube voltage (kV)",
+    "slice_thickness": "Slice thickness (mm)",
+    "pixel_spacing": "Pixel spacing (mm)",
+    "age": "Patient age (years)",
+    "sex": "Patient sex",
+    "scanner_manufacturer": "Scanner manufacturer",
+    "scanner_model": "Scanner model",
+    "scanner_software_version": "Scanner software",
+    "protocol_name": "Protocol",
+    "site": "Site",
+    "age_band": "Age band (years)",
+    "contrast": "Contrast use",
+    "score": "AI score",
+    "positive_call": "AI positive-call rate",
+    "embedding": "Image embedding (shadow model)",
+}
+_DETECTORS = {
+    "psi": "PSI",
+    "new_category": "new value",
+    "adwin": "ADWIN",
+    "page_hinkley": "Page-Hinkley",
+    "kswin": "KSWIN",
+    "jensen_shannon": "Jensen-Shannon",
+    "chi_square": "chi-square",
+}
 
 
 def human_label(column: str) -> str:
@@ -95,3 +128,11 @@ def human_label(column: str) -> str:
         unit = "" if metric == "kappa" else " (%)"
         return f"{_METRICS[metric]}{_PARTS[part]}{unit}"
     raise KeyError(f"no human label for table column {column!r}: add one in column_labels.py")
+
+
+def human_feature(feature: str) -> str:
+    """`kvp:psi` -> `Tube voltage (kV), PSI`; unknown parts are shown as they are (a drift
+    verdict of a feature added later must still be drawn)."""
+    name, _, detector = feature.partition(":")
+    label = _FEATURES.get(name, name)
+    return f"{label}, {_DETECTORS.get(detector, detector)}" if detector else label

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.coverage import weekly_coverage
 from surveillance.clinical.quantification import assess_quantification, pair_measurements
 from surveillance.clinical.tool_value import tool_value
-from surveillance.clinical.triage_turnaround import positive_studies, turnaround
+from surveillance.clinical.triage_turnaround import PositiveStudy, positive_studies, turnaround
 from surveillance.contracts import AIResult, ReportFinal
 from surveillance.simulate.events import SimEvent
 
@@ -69,6 +69,17 @@ def _trend(
     return {**asdict(trend), "building": trend.building}
 
 
+def _weekly_turnaround(studies: Sequence[PositiveStudy], tool_id: str) -> list[dict[str, Any]]:
+    """The turnaround figures per site and ISO week of acquisition (UTC)."""
+    groups: dict[tuple[str, date], list[PositiveStudy]] = {}
+    for s in studies:
+        if s.tool_id == tool_id:
+            day = s.acquired_at.astimezone(UTC).date()
+            groups.setdefault((s.site, day - timedelta(days=day.weekday())), []).append(s)
+    return [{"site": site, "week_start": week, **asdict(turnaround(group, tool_id))}
+            for (site, week), group in sorted(groups.items())]
+
+
 def committee_figures(
     events: Sequence[SimEvent], registry: dict[str, ToolBaseline]
 ) -> dict[str, Any]:
@@ -99,6 +110,7 @@ def committee_figures(
         out[tool_id] = {
             "coverage": [asdict(c) for c in coverage if c.tool_id == tool_id],
             "turnaround": asdict(speed),
+            "turnaround_weekly": _weekly_turnaround(studies, tool_id),
             "alert_burden": [
                 {**asdict(burden(flags, prevalence, tool_id, site, first,
                                  last + timedelta(days=1))),
@@ -114,5 +126,7 @@ def committee_figures(
             assessment = assess_quantification(pairs, qtool)
             out[tool_id] = {"quantification": asdict(assessment),
                             "unpaired": sum(1 for u in unpaired if u.tool_id == tool_id)}
-    figures: dict[str, Any] = _clean({"invalid_events": invalid, "days": days, "tools": out})
+    period = {"start": first, "end": last + timedelta(days=1)}
+    figures: dict[str, Any] = _clean({"invalid_events": invalid, "days": days,
+                                      "period": period, "tools": out})
     return figures

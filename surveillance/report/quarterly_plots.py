@@ -21,6 +21,8 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from surveillance.report.column_labels import human_feature
+
 #: Fixed PNG metadata (no software version or timestamp): same data, same bytes.
 PNG_METADATA: dict[str, str | None] = {"Software": None}
 SEVERITY_COLOURS = {"info": "#4c78a8", "warning": "#f58518", "critical": "#e45756"}
@@ -122,7 +124,7 @@ def subgroup_figure(review: dict[str, Any]) -> Figure:
     fig, axes = plt.subplots(
         1, 2, figsize=(8.3, 0.28 * len(groups) + 1.6), sharey=True, layout="constrained"
     )
-    labels = [f"{g['dimension']}: {g['value']}" for g in groups]
+    labels = [f"{human_feature(g['dimension'])}: {g['value']}" for g in groups]
     ys = list(range(len(groups)))[::-1]
     baseline = {b["metric"]: b for b in review["baseline_comparison"]}
     for ax, metric in zip(axes, ("sensitivity", "specificity"), strict=True):
@@ -179,13 +181,60 @@ def drift_figure(review: dict[str, Any]) -> Figure:
         _num(date.fromisoformat(review["period"]["start"])),
         _num(date.fromisoformat(review["period"]["end"])) + 1.0,
     )
-    ax.set_yticks(range(len(features)), features, fontsize=8)
+    ax.set_yticks(range(len(features)), [human_feature(f) for f in features], fontsize=8)
+    if not features:
+        ax.text(0.5, 0.5, "No drift was detected in the quarter", ha="center", va="center",
+                transform=ax.transAxes)
     _date_axis(ax)
+    # The worker stores drift alerts; detector snapshots appear only where a store has them.
+    snapshots = "grey: detector snapshots; " if any(d["source"] != "alert" for d in drift) else ""
     ax.set_title(
-        "Drift timeline (grey: detector snapshots; triangles: drift alerts by "
-        "severity; green: open until resolved)",
+        f"Drift timeline ({snapshots}triangles: drift alerts by severity, blue info, orange "
+        "warning, red critical; green: open until resolved)",
         fontsize=9,
     )
+    return fig
+
+
+CHART_COLOURS = {"sensitivity": "#4c78a8", "specificity": "#f58518"}
+
+
+def cusum_figure(review: dict[str, Any]) -> Figure:
+    """One panel per model version: each chart's daily value against its threshold, with
+    the CUSUM signals raised in the quarter."""
+    versions = sorted({c["software_version"] for c in review["cusum"]})
+    fig, axes = plt.subplots(max(len(versions), 1), 1, figsize=(8.3, 2.4 * max(len(versions), 1)
+                                                                + 0.6),
+                             sharex=True, layout="constrained", squeeze=False)
+    start = _num(date.fromisoformat(review["period"]["start"]))
+    end = _num(date.fromisoformat(review["period"]["end"])) + 1.0
+    if not versions:
+        axes[0][0].text(0.5, 0.5, "No CUSUM chart was stored for this tool in the quarter",
+                        ha="center", va="center", transform=axes[0][0].transAxes)
+    for ax, version in zip((a[0] for a in axes), versions, strict=False):
+        mine = [c for c in review["cusum"] if c["software_version"] == version]
+        for metric in sorted({c["metric"] for c in mine}):
+            chart = [c for c in mine if c["metric"] == metric and c["statistic"] is not None]
+            colour = CHART_COLOURS.get(metric, "#54a24b")
+            ax.plot([_iso(c["at"]) for c in chart], [c["statistic"] for c in chart], "-",
+                    color=colour, lw=1.4, label=f"{metric} chart")
+            limits = [c for c in chart if c["threshold"] is not None]
+            if limits:
+                ax.step([_iso(c["at"]) for c in limits], [c["threshold"] for c in limits],
+                        where="post", color=colour, ls="--", lw=1, label=f"{metric} threshold")
+        for a in review["alerts"]:
+            if a["kind"] == "cusum_signal" and a["software_version"] == version:
+                ax.axvline(_iso(a["raised_at"]), color="#e45756", lw=1.5)
+                ax.annotate(f"signal: {a['metric']}", (_iso(a["raised_at"]), 0.0),
+                            fontsize=7, color="#e45756", rotation=90, va="bottom")
+        ax.set_ylabel("log-likelihood ratio", fontsize=8)
+        ax.set_title(f"version {version}", fontsize=9)
+        ax.set_ylim(bottom=0.0)
+        ax.legend(loc="upper left", fontsize=7, ncols=2)
+    axes[-1][0].set_xlim(start, end)
+    _date_axis(axes[-1][0])
+    fig.suptitle("CUSUM charts per model version (dashed: decision threshold; red: signal)",
+                 fontsize=9)
     return fig
 
 
@@ -194,5 +243,6 @@ def figures(review: dict[str, Any]) -> dict[str, Figure]:
     return {
         "trend": trend_figure(review),
         "subgroups": subgroup_figure(review),
+        "cusum": cusum_figure(review),
         "drift": drift_figure(review),
     }

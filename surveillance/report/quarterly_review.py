@@ -29,7 +29,7 @@ from surveillance.clinical.validation import validate
 from surveillance.contracts import Outcome
 from surveillance.stats.agreement import Confusion, Estimate, KappaEstimate
 from surveillance.stats.binomial_test import below_reference
-from surveillance.store import queries
+from surveillance.store import chart_queries, event_queries, queries
 from surveillance.store.queries import Counts, Quarter
 
 #: Significance level of the one-sided test against baseline - tolerance.
@@ -145,7 +145,7 @@ def _validation(
     }
 
 
-def _adverse_event(e: queries.AdverseEventRow, as_of: date) -> dict[str, Any]:
+def _adverse_event(e: event_queries.AdverseEventRow, as_of: date) -> dict[str, Any]:
     owed = obligations(Outcome(e.outcome), e.aware_date)
     return {
         "event_id": e.event_id,
@@ -277,10 +277,11 @@ def build_review(
                 "resolved_at": _ts(a.resolved_at),
                 "resolved_by": a.resolved_by,
             }
-            for a in queries.alerts(conn, t, quarter)
+            for a in event_queries.alerts(conn, t, quarter)
         ],
         "adverse_events": [
-            _adverse_event(e, as_of.date()) for e in queries.adverse_events(conn, t, quarter, as_of)
+            _adverse_event(e, as_of.date())
+            for e in event_queries.adverse_events(conn, t, quarter, as_of)
         ],
         "ai_daily": [
             {
@@ -288,7 +289,7 @@ def build_review(
                 "results": v.results,
                 "positive_calls": v.positive_calls,
             }
-            for v in queries.ai_daily(conn, t, quarter)
+            for v in event_queries.ai_daily(conn, t, quarter)
         ],
         "drift": [
             {
@@ -301,6 +302,17 @@ def build_review(
                 "severity": d.severity,
                 "summary": d.summary,
             }
-            for d in queries.drift_verdicts(conn, t, quarter)
+            for d in event_queries.drift_verdicts(conn, t, quarter)
+        ],
+        "cusum": [
+            {
+                "at": _ts(c.at),
+                "software_version": c.software_version,
+                "metric": c.metric,
+                "statistic": _finite(c.statistic),
+                "threshold": _finite(c.threshold),
+                "cases": c.cases,
+            }
+            for c in chart_queries.cusum_points(conn, t, quarter)
         ],
     }

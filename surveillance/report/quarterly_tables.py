@@ -129,6 +129,13 @@ def tables(review: dict[str, Any]) -> list[Table]:
             [(d["day"], d["results"], d["positive_calls"]) for d in review["ai_daily"]],
         ),
         Table(
+            "cusum",
+            "CUSUM charts per model version (charted against the clearance baseline)",
+            ("software_version", "metric", "days_charted", "highest_statistic",
+             "highest_on", "threshold", "signals"),
+            cusum_summary(review),
+        ),
+        Table(
             "drift",
             "Drift verdicts (detector snapshots and drift alerts)",
             ("at", "source", "verdict_id", "feature", "detector", "value", "severity",
@@ -137,6 +144,30 @@ def tables(review: dict[str, Any]) -> list[Table]:
                                   "severity", "summary")) for d in review["drift"]],
         ),
     ]  # fmt: skip
+
+
+def cusum_summary(review: dict[str, Any]) -> list[tuple[Value, ...]]:
+    """One row per version and chart: the highest value in the quarter, the threshold it
+    is judged against, and the CUSUM signals raised (the daily values are in the JSON)."""
+    signals: dict[tuple[str, str], int] = {}
+    for a in review["alerts"]:
+        if a["kind"] == "cusum_signal":
+            key = (a["software_version"], a["metric"])
+            signals[key] = signals.get(key, 0) + 1
+    points: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in review["cusum"]:
+        points.setdefault((c["software_version"], c["metric"]), []).append(c)
+    rows: list[tuple[Value, ...]] = []
+    for (version, metric), chart in sorted(points.items()):
+        charted = [c for c in chart if c["statistic"] is not None]
+        top = max(charted, key=lambda c: c["statistic"]) if charted else None
+        thresholds = [c["threshold"] for c in chart if c["threshold"] is not None]
+        rows.append((version, metric, len({c["at"][:10] for c in chart}),
+                     None if top is None else top["statistic"],
+                     None if top is None else top["at"][:10],
+                     thresholds[-1] if thresholds else None,
+                     signals.get((version, metric), 0)))
+    return rows
 
 
 def cell(value: Value, column: str) -> str:
@@ -148,6 +179,8 @@ def cell(value: Value, column: str) -> str:
     if isinstance(value, float):
         if column == "p_value":
             return f"{value:.4f}"
+        if column in ("highest_statistic", "threshold"):
+            return f"{value:.2f}"
         if column.startswith("kappa") or column in ("value", "baseline"):
             return f"{value:.3f}"
         return f"{100 * value:.1f}%"

@@ -2,9 +2,10 @@
 
 A case belongs to the quarter of its `study_date` (the clinical date, stable across
 revisions); alerts, snapshots and adverse events to the quarter of their own timestamps,
-taken in UTC. Only TP/FP/TN/FN cases enter agreement figures; `volume` counts every case,
-including pending, unlabelled and indeterminate ones, which are reported separately so
-nobody mistakes a labelling backlog for performance.
+taken in UTC (their queries are in `store/event_queries.py`). Only TP/FP/TN/FN cases
+enter agreement figures; `volume` counts every case, including pending, unlabelled and
+indeterminate ones, which are reported separately so nobody mistakes a labelling backlog
+for performance.
 
 SQL returns integer counts only; proportions and intervals are computed in Python from
 those counts (`surveillance.stats.agreement`), so floating-point results never depend on
@@ -108,7 +109,7 @@ quarter_cases AS (
 )"""
 
 
-def _params(tool: str, quarter: Quarter) -> dict[str, Any]:
+def quarter_params(tool: str, quarter: Quarter) -> dict[str, Any]:
     return {
         "tool": tool,
         "start": quarter.start,
@@ -138,7 +139,7 @@ def group_counts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> 
     GROUP BY GROUPING SETS ((), (software_version), (software_version, site))
     ORDER BY software_version NULLS FIRST, site NULLS FIRST"""
     with conn.cursor(row_factory=class_row(GroupCounts)) as cur:
-        return cur.execute(query.encode(), _params(tool, quarter)).fetchall()
+        return cur.execute(query.encode(), quarter_params(tool, quarter)).fetchall()
 
 
 def weekly_counts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[WeekCounts]:
@@ -154,7 +155,7 @@ def weekly_counts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) ->
     GROUP BY week_start
     ORDER BY week_start"""
     with conn.cursor(row_factory=class_row(WeekCounts)) as cur:
-        return cur.execute(query.encode(), _params(tool, quarter)).fetchall()
+        return cur.execute(query.encode(), quarter_params(tool, quarter)).fetchall()
 
 
 SUBGROUP_DIMENSIONS = ("site", "scanner_manufacturer", "sex", "age_band")
@@ -183,7 +184,7 @@ def subgroup_counts(
     SELECT * FROM by_subgroup
     -- Dimensions in the order of the review template; bands sort correctly as text.
     ORDER BY array_position(%(dimensions)s::text[], dimension), value"""
-    params = {**_params(tool, quarter), "dimensions": list(SUBGROUP_DIMENSIONS)}
+    params = {**quarter_params(tool, quarter), "dimensions": list(SUBGROUP_DIMENSIONS)}
     with conn.cursor(row_factory=class_row(SubgroupCounts)) as cur:
         return cur.execute(query.encode(), params).fetchall()
 
@@ -251,7 +252,7 @@ def model_versions(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -
     WHERE v.tool_id = %(tool)s AND v.first_seen < %(end_utc)s
     ORDER BY v.first_seen, v.software_version"""
     with conn.cursor(row_factory=class_row(VersionRow)) as cur:
-        return cur.execute(query.encode(), _params(tool, quarter)).fetchall()
+        return cur.execute(query.encode(), quarter_params(tool, quarter)).fetchall()
 
 
 def version_cases(
@@ -266,137 +267,6 @@ def version_cases(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query.encode(), (tool, version, quarter.end)).fetchall()
     return [AdjudicatedCase.model_validate(r) for r in rows]
-
-
-@dataclass(frozen=True)
-class AlertRow:
-    alert_id: str
-    kind: str
-    severity: str
-    raised_at: datetime
-    software_version: str | None
-    site: str | None
-    metric: str | None
-    value: float | None
-    baseline: float | None
-    summary: str
-    resolved_at: datetime | None
-    resolved_by: str | None
-
-
-def alerts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[AlertRow]:
-    """Alerts raised in the quarter, or raised before and resolved in it."""
-    query = """
-    SELECT alert_id, kind, severity, raised_at, software_version, site, metric, value,
-           baseline, summary, resolved_at, resolved_by
-    FROM alerts
-    -- tool_id in both arms: each arm is then one index range (alerts_tool_time,
-    -- alerts_tool_resolved), read as a bitmap OR.
-    WHERE (tool_id = %(tool)s AND raised_at >= %(start_utc)s AND raised_at < %(end_utc)s)
-       OR (tool_id = %(tool)s AND resolved_at >= %(start_utc)s AND resolved_at < %(end_utc)s)
-    ORDER BY raised_at, alert_id"""
-    with conn.cursor(row_factory=class_row(AlertRow)) as cur:
-        return cur.execute(query, _params(tool, quarter)).fetchall()
-
-
-@dataclass(frozen=True)
-class AdverseEventRow:
-    event_id: str
-    received_at: datetime
-    aware_date: date
-    event_date: date
-    outcome: str
-    event_type: str
-    software_version: str
-    discordance_type: str
-    radiologist_read: str | None
-    ai_output: float | None
-    ai_threshold: float | None
-    filed: list[str]
-
-
-def adverse_events(
-    conn: psycopg.Connection[Any], tool: str, quarter: Quarter, filed_by: datetime
-) -> list[AdverseEventRow]:
-    """Adverse events the facility became aware of in the quarter, with their filings.
-
-    Filings count up to `filed_by` (the export's time): a report filed after the quarter
-    but before the review is done, not overdue.
-    """
-    query = """
-    SELECT e.event_id, e.received_at, e.aware_date, e.event_date, e.outcome, e.event_type,
-           e.software_version, e.discordance_type, e.radiologist_read, e.ai_output,
-           e.ai_threshold,
-           COALESCE(array_agg(f.obligation ORDER BY f.obligation)
-                    FILTER (WHERE f.obligation IS NOT NULL), '{}') AS filed
-    FROM adverse_events e
-    LEFT JOIN adverse_event_filings f
-           ON f.event_id = e.event_id AND f.filed_at <= %(filed_by)s
-    WHERE e.tool_id = %(tool)s AND e.aware_date >= %(start)s AND e.aware_date < %(end)s
-    GROUP BY e.event_id
-    ORDER BY e.aware_date, e.event_id"""
-    with conn.cursor(row_factory=class_row(AdverseEventRow)) as cur:
-        return cur.execute(query, {**_params(tool, quarter), "filed_by": filed_by}).fetchall()
-
-
-def record_filing(
-    conn: psycopg.Connection[Any], event_id: str, obligation: str, filed_at: datetime
-) -> None:
-    """Record that a regulatory report (e.g. `us_803:manufacturer`) was filed."""
-    try:
-        conn.execute(
-            "INSERT INTO adverse_event_filings (event_id, obligation, filed_at) "
-            "VALUES (%s, %s, %s) ON CONFLICT (event_id, obligation) DO NOTHING",
-            (event_id, obligation, filed_at),
-        )
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise QueryError(
-            f"no adverse event {event_id!r} is stored: check the id (is the writer running?)"
-        ) from exc
-
-
-@dataclass(frozen=True)
-class DayVolume:
-    day: datetime  # the UTC midnight starting the day
-    results: int
-    positive_calls: int
-
-
-def ai_daily(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[DayVolume]:
-    """AI results and positive calls per UTC day of inference, from `tool_daily`.
-
-    `tool_daily` is a view over `ai_results` on plain PostgreSQL and a continuous aggregate
-    with real-time aggregation on TimescaleDB (migrations 0002, 0003, 0006): the same
-    numbers either way, and on TimescaleDB a quarter is read from about 92 stored rows.
-    """
-    query = """
-    SELECT day, results, positive_calls FROM tool_daily
-    WHERE tool_id = %(tool)s AND day >= %(start_utc)s AND day < %(end_utc)s
-    ORDER BY day"""
-    with conn.cursor(row_factory=class_row(DayVolume)) as cur:
-        return cur.execute(query, _params(tool, quarter)).fetchall()
-
-
-@dataclass(frozen=True)
-class DriftRow:
-    source: str
-    verdict_id: str
-    at: datetime
-    feature: str
-    detector: str | None
-    value: float | None
-    severity: str | None
-    summary: str | None
-
-
-def drift_verdicts(conn: psycopg.Connection[Any], tool: str, quarter: Quarter) -> list[DriftRow]:
-    query = """
-    SELECT source, verdict_id, at, feature, detector, value, severity, summary
-    FROM drift_verdicts
-    WHERE tool_id = %(tool)s AND at >= %(start_utc)s AND at < %(end_utc)s
-    ORDER BY at, verdict_id"""
-    with conn.cursor(row_factory=class_row(DriftRow)) as cur:
-        return cur.execute(query, _params(tool, quarter)).fetchall()
 
 
 def cases_of_version(
