@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 
+from surveillance.bulk.command import backfill
 from surveillance.errors import SurveillanceError
 from surveillance.interop.dicom_cli import dicom_app
 from surveillance.interop.hl7_cli import fhir_app, hl7_app
@@ -24,6 +25,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(hl7_app, name="hl7")
 app.add_typer(fhir_app, name="fhir")
 app.add_typer(dicom_app, name="dicom")
+app.command("backfill")(backfill)
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCHEMA_DIR = Path("schemas")
