@@ -53,7 +53,8 @@ class Progress:
     events: int = 0  # input events (ai.results, reports.final) taken
     records: int = 0  # every record taken, internal ones included
     behind: int = 0  # records between the positions and the log ends, last measured
-    started: float = 0.0
+    started: float = 0.0  # monotonic, before the tables are restored
+    last_batch: float = 0.0  # monotonic, when the last batch was committed
 
 
 class BulkRunner:
@@ -72,6 +73,7 @@ class BulkRunner:
         self.assigned_cases: set[int] = set()
 
     async def run(self) -> Progress:
+        self.progress.started = time.monotonic()
         self.tables = await changelog.restore(self.client, self.app_id, self.config.partitions)
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
         self.engine.cases.ready = False
@@ -93,7 +95,6 @@ class BulkRunner:
         return self.progress
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        self.progress.started = time.monotonic()
         quiet_since: float | None = None
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -110,6 +111,7 @@ class BulkRunner:
             await self._take(records, producer)
             await consumer.commit({tp: messages[-1].offset + 1
                                    for tp, messages in batch.items() if messages})
+            self.progress.last_batch = time.monotonic()
             behind = 0
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
