@@ -1,16 +1,19 @@
 """`surveillance backfill` on the real embedded broker, then the real worker takes over.
 
 Two thirds of a 21-day faulty stream (duplicates, invalid events, corrections) are
-backfilled by the bulk runner (a child process, as an operator runs it), which exits once
-caught up. A Faust worker started afterwards must hold exactly the cases the backfill
-counted without reading any input again (its tables recovered from the changelogs the
-backfill wrote, its offsets those the backfill committed), then count the live third:
-the final counts equal the simulator's truth, outcome by outcome.
+backfilled by the bulk runner (a child process, as an operator runs it): SIGKILLed once
+it has committed some batches (mid-backlog, wherever it is: before, during or after a
+batch's sends), then run again to the end; it exits once caught up. A Faust worker
+started afterwards must hold exactly the cases the backfill counted without reading any
+input again (its tables recovered from the changelogs the backfill wrote, its offsets
+those the backfill committed), then count the live third: the final counts equal the
+simulator's truth, outcome by outcome.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -58,13 +61,23 @@ def test_a_backfill_then_the_worker_continue_to_exact_counts(
     cut = len(events) * 2 // 3
     backlog, live = events[:cut], events[cut:]
     send(stack, backlog)
-    runner = WorkerProcess(stack.bootstrap, tmp_path, command="backfill",
-                           args=("--idle-seconds", "3", "--max-records", "5000")).start()
+    args = ("--idle-seconds", "3", "--max-records", "500")
+    crashed = WorkerProcess(stack.bootstrap, tmp_path, command="backfill", args=args).start()
+    deadline = time.monotonic() + 300
+    while crashed.log_tail().count("records/s") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # two progress lines, 2 s apart: the first batches are committed
+    crashed.kill()
+    assert crashed.log_tail().count("records/s") >= 2
+    assert "backfill done" not in crashed.log_tail()
+    progress = [p for p in crashed.log_tail().split("\r") if "records/s" in p]
+    print(f"\nkilled mid-backlog, last progress line: {progress[-1].strip()}")
+    runner = WorkerProcess(stack.bootstrap, tmp_path, command="backfill", args=args).start()
     assert runner.proc is not None
     assert runner.proc.wait(timeout=900) == 0, runner.log_tail()
     done = [line for line in runner.log_tail().splitlines() if "backfill done" in line]
-    print(f"\n{len(backlog)} backlog events, {len(live)} live; {done[-1]}")
-    assert done[-1].startswith(f"backfill done: {len(backlog)} input events")
+    print(f"{len(backlog)} backlog events, {len(live)} live; restarted: {done[-1]}")
+    taken = int(done[-1].split()[2])
+    assert 0 < taken < len(backlog)  # the rest of the backlog, from the committed offsets
 
     worker = WorkerProcess(stack.bootstrap, tmp_path).start()
     try:
