@@ -2,10 +2,13 @@
 
 What a worker does with a stream of input events when every partition is its own and no
 record waits in a broker: tests, scenario runs and benchmarks drive the engine this way.
-Each input event is one batch at its arrival time; each case record it produces is then
-one batch of its own, `wall_per_case` seconds of monotonic time after the previous case
-(the case stage's watermark waits for quiet join partitions in wall time). Cases go to
-`case_partitions` partitions of `cases.adjudicated` (1: one case stage sees every tool).
+Each input event is one batch at its arrival time; the records it leads to are read at
+the latest arrival time so far (a worker's wall clock, which a re-ordered backlog does not
+move backwards: an earlier-arriving event read late must not make a case built from
+later events look dated in the future). Each case record is one batch of its own,
+`wall_per_case` seconds of monotonic time after the previous case (the case stage's
+watermark waits for quiet join partitions in wall time). Cases go to `case_partitions`
+partitions of `cases.adjudicated` (1: one case stage sees every tool).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class LocalPipeline:
                              self.tables["adverse_state"])
         self.offsets: dict[tuple[str, int], int] = {}
         self.cases_taken = 0
+        self.clock: datetime | None = None  # the latest arrival time fed
         self.dead_letters: list[Produce] = []
         self.alerts: list[Alert] = []
 
@@ -59,6 +63,7 @@ class LocalPipeline:
         puts it), then every internal record it leads to; the alerts raised."""
         partition = join_partition(event.key.decode(errors="replace"), self.config.partitions)
         before = len(self.alerts)
+        self.clock = event.arrival if self.clock is None else max(self.clock, event.arrival)
         self._run(Record(event.topic, partition, self._offset(event.topic, partition),
                          event.key, event.value), event.arrival)
         return self.alerts[before:]
@@ -67,13 +72,15 @@ class LocalPipeline:
         """The case table: each case's latest record."""
         return {k: CaseRecord.from_dict(v) for k, v in self.tables["case_state"].items()}
 
-    def _run(self, first: Record, now: datetime) -> None:
+    def _run(self, first: Record, arrival: datetime) -> None:
+        assert self.clock is not None
         queue = [first]
         while queue:
             record = queue.pop(0)
             mono = self.cases_taken * self.wall_per_case
             if record.topic == topics.CASES_ADJUDICATED:
                 self.cases_taken += 1
+            now = arrival if record is first else self.clock
             out = self.engine.process([record], now, mono)
             queue += self._apply(out)
 
@@ -111,11 +118,12 @@ def joined(config: EngineConfig, events: Iterable[Event]
     """(join partition, event time its AI results had reached, case) for every case the
     engine's join emits, in order: the `cases.adjudicated` records read back as the case
     stage reads them."""
-    engine = Engine(config, {}, {}, {})
-    tables: dict[str, dict[str, Any]] = {"join_state": {}}
-    engine.join_table.backing = tables["join_state"]
+    join_state: dict[str, Any] = {}
+    engine = Engine(config, join_state, {}, {})
     offsets: dict[tuple[str, int], int] = {}
+    clock: datetime | None = None  # the latest arrival so far: when cases are read back
     for event in events:
+        clock = event.arrival if clock is None else max(clock, event.arrival)
         partition = join_partition(event.key.decode(errors="replace"), config.partitions)
         offset = offsets[event.topic, partition] = offsets.get((event.topic, partition), -1) + 1
         pending = [Record(event.topic, partition, offset, event.key, event.value)]
@@ -124,16 +132,16 @@ def joined(config: EngineConfig, events: Iterable[Event]
             pending = []
             for change in out.changes:
                 if change.value is None:
-                    tables["join_state"].pop(change.key, None)
+                    join_state.pop(change.key, None)
                 else:
-                    tables["join_state"][change.key] = change.value
+                    join_state[change.key] = change.value
             for p in out.produce:
                 if p.topic == topics.CASES_JOIN:
                     assert p.partition is not None
                     pending.append(Record(p.topic, p.partition, 0, p.key, p.value))
                 elif p.topic == topics.CASES_ADJUDICATED:
                     read = internal.read_case(p.value, list((p.headers or {}).items()),
-                                              config.partitions, event.arrival, config.dates)
+                                              config.partitions, clock, config.dates)
                     assert not isinstance(read, Rejected), read  # our own join wrote it
                     case, source, reached = read
                     yield source, reached, case
