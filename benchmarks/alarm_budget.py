@@ -6,7 +6,7 @@
 1. N stable tool-years: the simulator's stream of one tool (`surveillance.simulate`,
    with its report corrections and orchestrator backlog), `WARMUP_DAYS` of references
    and then a year, run through the worker's pure path as `stream.app`'s case agent runs
-   it: ingest -> join on 4 partitions -> case ledger (`tests/pure_pipeline.py`) ->
+   it: ingest -> join on 4 partitions -> case ledger (`engine.local.revisions`) ->
    `PerformanceMonitor.on_case`, the tool's drift bank with the worker's configuration
    (`stream.case_features.new_bank`) advanced to the low watermark of the join
    partitions, and `evaluate` once per event-time day of that clock. Every alert raised
@@ -39,20 +39,20 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
-from pathlib import Path
 
 from scipy.stats import chi2
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.pure_pipeline
 
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.monitor import PerformanceMonitor
 from surveillance.contracts import Alert
+from surveillance.engine.config import SOURCE_IDLE_SECONDS as IDLE_SECONDS
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.drift import DriftBanks
+from surveillance.engine.local import revisions
 from surveillance.simulate import Scenario, simulate
 from surveillance.stats.alarm_budget import DEFAULT_BUDGET, FAMILIES
 from surveillance.stats.cusum import average_run_length, threshold_for_arl
 from surveillance.stream.watermark import SourceWatermark
-from tests.pure_pipeline import IDLE_SECONDS, joined_revisions, take
 
 START = date(2026, 1, 1)
 PARTITIONS = 4
@@ -93,12 +93,12 @@ def run_worker(
     alerts: list[Alert] = []
     lags: list[float] = []
     for wall, ((source, reached), previous, case) in enumerate(
-        joined_revisions(events, PARTITIONS)
+        revisions(EngineConfig.plain(PARTITIONS), events)
     ):
         now = wall / 1000
         sources.observe(source, reached, now)
         alerts += monitor.on_case(previous, case)
-        bank = take(banks, previous, case)
+        bank = DriftBanks(banks).take(previous, case)
         if previous is None and case.labelled_at is not None:
             lags.append((case.labelled_at - case.inference_date) / timedelta(days=1))
         low = sources.low(now)

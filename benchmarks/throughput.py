@@ -12,7 +12,15 @@
 4. And with a Faust agent that does nothing (`faust_floor_app.py`: the worker's settings
    and batch iteration, its own consumer group): the floor Faust's per-record cost puts
    under any Faust worker on this machine, before the service does any work.
-Prints all three with the machine it ran on. A measurement, not a test.
+5. The bulk runner (`surveillance backfill`, aiokafka in batches, the same engine) on the
+   same events in a second embedded broker (the live worker's internal records would
+   otherwise be read by it too): end-to-end from its start to its last committed batch,
+   then a worker started on its state must hold every case (counts exact).
+6. Per-stage costs of the engine, in process (cProfile over the same events, each event
+   a batch with the records it leads to, `engine.local`): CPU per input event per stage.
+Prints all of it with the machine it ran on, and ends with the line
+`live end-to-end L events/s; bulk end-to-end B events/s; ceiling C events/s; bulk ratio R;
+counts exact`. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -87,6 +95,63 @@ def faust_floor_rate(bootstrap: str, expected: int, state: Path) -> float:
     return float(result["events"]) / float(result["seconds"])
 
 
+def bulk_rate(events: list, expected: dict[str, int], partitions: int,
+              state: Path) -> tuple[float, bool]:
+    """(bulk end-to-end events/s, counts exact) on a broker of its own."""
+    with EmbeddedBroker(log_dir=state / "bulk") as broker:
+        create_topics(broker.bootstrap, all_topics("surveillance", partitions))
+        produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
+        runner = WorkerProcess(broker.bootstrap, state / "bulk", command="backfill",
+                               args=("--idle-seconds", "2")).start()
+        assert runner.proc is not None
+        if runner.proc.wait(timeout=3600) != 0:
+            raise SystemExit(f"the backfill failed:\n{runner.log_tail()}")
+        done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
+        print(done[-1])
+        seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
+        worker = WorkerProcess(broker.bootstrap, state / "bulk").start()
+        try:
+            counts = wait_for_counts([worker], expected, timeout=600)
+        finally:
+            worker.stop()
+    ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
+    return len(events) / seconds, ok
+
+
+def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
+    """CPU µs per input event of each engine stage, in process (cProfile, cumulative)."""
+    import cProfile
+    import pstats
+
+    from surveillance.engine.config import EngineConfig
+    from surveillance.engine.local import LocalPipeline
+
+    path = LocalPipeline(EngineConfig.plain(partitions))
+    profile = cProfile.Profile()
+    profile.enable()
+    for e in events:
+        path.feed(e)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    wanted = {
+        "ingest (decode, validate, pseudonymize, label)": ("ingest.py", "accept"),
+        "join (apply, clocks, expiry, emit)": ("join.py", "join_one"),
+        "case records read back (read_case)": ("internal.py", "read_case"),
+        "CaseRecord.as_dict (within table changes)": ("ledger.py", "as_dict"),
+        "monitor.on_case": ("monitor.py", "on_case"),
+        "drift bank update": ("drift_bank.py", "update"),
+        "drift bank advance": ("drift_bank.py", "advance"),
+        "daily evaluation": ("evaluation.py", "maybe"),
+        "table changes (dump per key per batch)": ("tables.py", "changes"),
+        "whole engine (Engine.process)": ("pipeline.py", "process"),
+    }
+    out = []
+    for label, (file, name) in wanted.items():
+        total = sum(v[3] for (f, _, n), v in stats.items() if f.endswith(file) and n == name)
+        out.append((label, total / len(events) * 1e6))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=90)
@@ -116,6 +181,9 @@ def main() -> None:
         ceiling = asyncio.run(raw_consume_rate(broker.bootstrap, len(events)))
         floor = faust_floor_rate(broker.bootstrap, len(events), state)
 
+    bulk, bulk_ok = bulk_rate(events, expected, args.partitions, state)
+    costs = stage_costs(events, args.partitions)
+
     cpu = platform.processor() or platform.machine()
     print(f"machine: {platform.system()} {platform.machine()} {cpu}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
@@ -127,6 +195,13 @@ def main() -> None:
     print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
     print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
           f"{floor:,.0f} events/s")
+    print("engine per-stage CPU per input event (in process, cProfile: inflates small calls):")
+    for label, micros in costs:
+        print(f"  {label}: {micros:,.1f} µs")
+    live = len(events) / elapsed
+    exact = "exact" if ok and bulk_ok else "NOT exact"
+    print(f"live end-to-end {live:,.0f} events/s; bulk end-to-end {bulk:,.0f} events/s; "
+          f"ceiling {ceiling:,.0f} events/s; bulk ratio {bulk / ceiling:.3f}; counts {exact}")
 
 
 if __name__ == "__main__":

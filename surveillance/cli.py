@@ -7,6 +7,7 @@ import time
 
 import typer
 
+from surveillance.bulk.command import backfill
 from surveillance.commands import demo, reports, services
 from surveillance.commands.adverse import adverse_app
 from surveillance.commands.labels import labels_app
@@ -31,6 +32,7 @@ app.command()(services.intake)
 app.command()(demo.simulate)
 app.command()(reports.committee)
 app.command()(demo.demo)
+app.command()(backfill)
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(hl7_app, name="hl7")

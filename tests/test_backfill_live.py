@@ -1,4 +1,4 @@
-"""A backfill with one live event in the middle: the worker's pure path, counted exactly.
+"""A backfill with one live event in the middle: the worker's engine, counted exactly.
 
 A health system backfills six weeks of history (42 simulated days, about 12,000 cases)
 while live traffic is already flowing: one AI result dated now is read in the middle of
@@ -8,10 +8,10 @@ to now: every backlogged case there with no report yet was expired as `unlabelle
 join state purged (so its report, read later, found nothing to join), and the rebuilt
 evaluation raised a false CUSUM alert (the live case had also moved the monitor's own
 clocks: now it is held until the backlog reaches it, `stream.ahead`). The control run is
-the same backlog without the live event; both go through the worker's pure path
-(`pure_pipeline.case_path`: ingest, join on 4 partitions, the case agent with its ledger,
-monitor and daily evaluation on the low watermark), in the order a bulk consumer reads a
-backlog (`test_monitor_alerting.kafka_order`).
+the same backlog without the live event; both go through the worker's engine
+(`engine.local.LocalPipeline`: ingest, join on 4 partitions with its expiry, the case stage
+with its ledger, monitor, drift banks and daily evaluation on the low watermark), in the
+order a bulk consumer reads a backlog (`test_monitor_alerting.kafka_order`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from surveillance.contracts import AIResult, Alert, Scanner
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.local import LocalPipeline
 from surveillance.simulate import SimEvent, ToolTruth, simulate
 from surveillance.stream.topics import AI_RESULTS
-from tests.pure_pipeline import case_path
 from tests.test_monitor_alerting import PARTITIONS, kafka_order
 
 #: The wall clock of the backfill: months after the backlog's last event.
@@ -51,9 +52,10 @@ def live_event() -> SimEvent:
 
 def replay(events: list[SimEvent]) -> tuple[dict[str, Counter[str]], list[Alert]]:
     """Per tool, the outcome of each case's last revision; and the alerts raised."""
-    path, alerts = case_path(events, PARTITIONS, publish=False)
+    path = LocalPipeline(EngineConfig.plain(PARTITIONS, snapshots=False))
+    alerts = [alert for event in events for alert in path.feed(event)]
     counts: dict[str, Counter[str]] = {}
-    for record in path.table.values():
+    for record in path.records().values():
         counts.setdefault(record.tool, Counter())[record.outcome] += 1
     return counts, alerts
 

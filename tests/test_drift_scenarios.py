@@ -1,10 +1,10 @@
 """The drift bank on the simulator's scenarios, fed exactly as the worker feeds it.
 
-Pure harness, no broker (`tests.pure_pipeline.DriftPath`): `surveillance.simulate` events
--> `Ingest` -> `clinical.join.apply` on 4 join partitions -> `CaseLedger.apply`; on the
-first sight of a case (no previous record) `DriftBank.update(as_ai_result(case))`, and the
-bank advanced to the low watermark of the join partitions' AI results, as
-`surveillance.stream.app._count` does. Events come in arrival order unless a test
+No broker (`DriftPath` below): `surveillance.simulate` events -> the engine's ingest and
+join on 4 join partitions and its ledger (`engine.local.revisions`); on the first sight of
+a case (no previous record) the engine's drift banks take its AI result (`DriftBanks`),
+advanced to the low watermark of the join partitions' AI results, as the engine's case
+stage (`engine.cases`) does. Events come in arrival order unless a test
 re-orders them as a backlog is read.
 
 Injected days (`simulate.scenario`): protocol change at site-b on day 45 (protocol
@@ -29,11 +29,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from surveillance.contracts import Alert
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.contracts import AdjudicatedCase, Alert
+from surveillance.engine.config import SOURCE_IDLE_SECONDS, EngineConfig
+from surveillance.engine.drift import DriftBanks
+from surveillance.engine.local import revisions
 from surveillance.simulate import Faults, SimEvent, scenario_by_name, simulate
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
 from surveillance.stream.case_features import new_bank
-from tests.pure_pipeline import DriftPath, LatestSeenClock, drift_alerts, joined_revisions
+from surveillance.stream.watermark import SourceWatermark
 from tests.test_drift_detectors import REFERENCE_DAYS, START, day_of, make_stream
 
 SIM_START = date(2026, 7, 1)
@@ -49,6 +53,58 @@ MAX_RAISE_DELAY_DAYS = 3
 MAX_ALERTS_PER_TOOL = 7
 FALSE_ALARMS_PER_TOOL_QUARTER = 1
 DRIFT_KINDS = {"input_drift", "output_drift"}
+
+
+class DriftPath:
+    """The case stage's drift side for one `cases.adjudicated` stream: the engine's drift
+    banks, advanced to the low watermark of the join partitions."""
+
+    def __init__(
+        self, partitions: int, banks: dict[str, DriftBank] | None = None, now: float = 0.0
+    ) -> None:
+        self.drift = DriftBanks(banks)
+        self.sources = SourceWatermark(SOURCE_IDLE_SECONDS, range(partitions), now)
+
+    def on_case(
+        self, source: int, reached: datetime, previous: CaseRecord | None,
+        case: AdjudicatedCase, now: float,
+    ) -> list[Alert]:
+        self.sources.observe(source, reached, now)
+        bank = self.drift.take(previous, case)
+        low = self.sources.low(now)
+        return [] if low is None else [v.to_alert() for v in bank.advance(low)]
+
+
+def joined_revisions(
+    events: list[SimEvent], partitions: int
+) -> list[tuple[tuple[int, datetime], CaseRecord | None, AdjudicatedCase]]:
+    return list(revisions(EngineConfig.plain(partitions), events))
+
+
+def drift_alerts(events: list[SimEvent], partitions: int = 4) -> list[Alert]:
+    """The drift alerts the case stage raises for `events` coming in this order (1 ms of
+    wall time per case)."""
+    path = DriftPath(partitions)
+    alerts: list[Alert] = []
+    for wall, ((source, reached), previous, case) in enumerate(
+        joined_revisions(events, partitions)
+    ):
+        alerts += path.on_case(source, reached, previous, case, wall / 1000)
+    return alerts
+
+
+class LatestSeenClock:
+    """The drift clock before the watermark, for comparison: the latest event time seen."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def feed(
+        self, banks: dict[str, DriftBank], previous: CaseRecord | None, case: AdjudicatedCase
+    ) -> list[Alert]:
+        at = max(case.inference_date, case.labelled_at or case.inference_date)
+        self.at = at if self.at is None or at > self.at else self.at
+        return [v.to_alert() for v in DriftBanks(banks).take(previous, case).advance(self.at)]
 
 
 def run_worker_path(scenario: str) -> list[Alert]:
@@ -303,7 +359,7 @@ def _catch_up_alerts(
     of the cases), a new worker takes over there: banks rebuilt from the stored records,
     the watermark started afresh. Returns the alerts and the largest lag in event time
     of an AI result behind the latest one read before it."""
-    from surveillance.clinical.ledger import CaseRecord, record_of
+    from surveillance.clinical.ledger import record_of
     from surveillance.stream.case_features import rebuild_drift_banks
     from surveillance.stream.ingest import join_partition
 

@@ -1,7 +1,7 @@
 """The monitor fed exactly as the worker feeds it, on 90-day simulated streams: how many alerts.
 
-`worker_replay` mirrors `surveillance.stream.app._count`: simulator events -> ingest ->
-`clinical.join.apply` on 4 join partitions -> `CaseLedger.apply` ->
+`worker_replay` mirrors the engine's case stage (`engine.cases`): simulator events -> the
+engine's ingest and join on 4 join partitions (`engine.local.revisions`) -> the ledger ->
 `monitor.on_case(previous, case)` per new revision, in the order the events come, and
 `monitor.evaluate(midnight, tools=[tool])` once per new day of each tool's clock (the low
 watermark of the join partitions' AI results, `stream.watermark`; 1 ms of wall time per
@@ -21,13 +21,14 @@ from scipy import stats
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.monitor import PerformanceMonitor
 from surveillance.contracts import Alert
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.local import revisions
 from surveillance.simulate import SimEvent, scenario_by_name, simulate
 from surveillance.simulate.profiles import OPT_IN_TOOLS, TOOL_PROFILES
 from surveillance.simulate.scenario import SENSITIVITY_DROP_DAY
 from surveillance.stats.cusum import DAYS_PER_YEAR, average_run_length
 from surveillance.stream.ingest import join_partition
 from surveillance.stream.watermark import SourceWatermark
-from tests.pure_pipeline import joined, ledger_revisions
 
 PARTITIONS = 4
 
@@ -42,8 +43,8 @@ def worker_replay(events: list[SimEvent]) -> tuple[PerformanceMonitor, list[Aler
     evaluated: dict[str, datetime] = {}
     alerts: list[Alert] = []
     sources = SourceWatermark(idle_seconds=30, expected=range(PARTITIONS), now=0.0)
-    arriving = (((p, w), c) for p, w, c in joined(events, PARTITIONS))
-    for wall, ((partition, reached), previous, case) in enumerate(ledger_revisions(arriving)):
+    config = EngineConfig.plain(PARTITIONS)
+    for wall, ((partition, reached), previous, case) in enumerate(revisions(config, events)):
         alerts += monitor.on_case(previous, case)
         sources.observe(partition, reached, wall / 1000)
         at = sources.low(wall / 1000)

@@ -260,7 +260,9 @@ def test_a_restarted_worker_rebuilds_drift_monitoring_and_sees_a_protocol_change
     from datetime import date
 
     from surveillance.demo import read_alerts
-    from tests.pure_pipeline import case_revisions, drift_alerts
+    from surveillance.engine.config import EngineConfig
+    from surveillance.engine.local import revisions
+    from tests.test_drift_scenarios import drift_alerts
 
     start = date(2026, 7, 1)
     events, truth = simulate(
@@ -268,7 +270,7 @@ def test_a_restarted_worker_rebuilds_drift_monitoring_and_sees_a_protocol_change
     )
     cut = next(i for i, e in enumerate(events) if (e.arrival.date() - start).days >= 40)
     before: dict[str, set[str]] = {}
-    for _, case in case_revisions(events[:cut]):
+    for _, _, case in revisions(EngineConfig.plain(1), events[:cut]):
         before.setdefault(case.tool_id, set()).add(case.case_id)
     first = WorkerProcess(stack.bootstrap, tmp_path).start()
     send(stack, events[:cut])
@@ -297,7 +299,7 @@ def test_a_restarted_worker_rebuilds_drift_monitoring_and_sees_a_protocol_change
         assert "reference 2026-07-01..2026-07-30" in a.summary
     # The whole stream went in unpaced (a backlog, read partition by partition), through
     # a SIGKILL and a rebuild: the drift alerts are those of the same events arriving in
-    # order through one uninterrupted worker (the pure path), no more and no fewer.
+    # order through one uninterrupted worker (the engine's path), no more and no fewer.
     expected = drift_alerts(events)
     kinds = {a.kind for a in expected}
 

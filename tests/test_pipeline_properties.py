@@ -1,15 +1,15 @@
-"""Whatever contract-valid input arrives, the worker's pure path raises nothing.
+"""Whatever contract-valid input arrives, the worker's engine raises nothing.
 
 Hypothesis generates AI results and reports the contracts accept, with the values real
 traffic and attackers send: versions and sites with spaces ("5.2.1 build 7", "Main
 Campus"), non-ASCII and 128-character identifiers, control characters, unregistered tools,
 dates from 1975 to 2030 in time zones from -12:00 to +14:00 (year-1 and 9999 dates too),
 scores at 0 and 1, structured findings or report text, corrections. 100 batches of 100
-events go, in order, through one pipeline (`pure_pipeline`): ingest (which accepts or
-dead-letters each with a reason), the join on 4 partitions, the internal edge
-(`stream.internal`: every case our join emits must pass it as it is), and the case agent
-(ledger, metrics, held cases, monitor, drift banks, daily evaluation, publishing to the
-Prometheus registry). Derandomized: the same events every run.
+events go, in order, through the worker's engine (`engine.local.LocalPipeline`): ingest
+(which accepts or dead-letters each with a reason), the join on 4 partitions, the internal
+edge (`stream.internal`: every case our join emits must pass it as it is, or it would be
+dead-lettered), and the case stage (ledger, metrics, held cases, monitor, drift banks,
+daily evaluation, publishing to the Prometheus registry). Derandomized: the same events every run.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from surveillance.clinical.baselines import load_registry
-from surveillance.contracts import AIResult, ReportFinal
+from surveillance.contracts import AIResult, DeadLetter, ReportFinal
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.local import LocalPipeline
 from surveillance.observe import metrics
 from surveillance.simulate import SimEvent
+from surveillance.stream import effects
 from surveillance.stream.ingest import DateRange, Rejected
-from surveillance.stream.internal import read_case, read_join_input
+from surveillance.stream.internal import read_join_input
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
-from surveillance.stream.watermark import source_headers
-from tests.pure_pipeline import CasePath, JoinPath
 
 PARTITIONS = 4
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # the worker's wall clock
@@ -109,9 +110,8 @@ events = st.one_of(ai_results().map(lambda v: (AI_RESULTS, v)),
 
 
 def test_ten_thousand_contract_valid_events_through_the_pure_path_raise_nothing() -> None:
-    joins = JoinPath(PARTITIONS)
-    cases = CasePath(PARTITIONS)
-    seen = {"events": 0, "cases": 0}
+    path = LocalPipeline(EngineConfig.plain(PARTITIONS), on_metrics=effects.record)
+    seen = {"events": 0}
 
     @settings(max_examples=BATCHES, derandomize=True, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -123,30 +123,29 @@ def test_ten_thousand_contract_valid_events_through_the_pure_path_raise_nothing(
             event = SimEvent(topic, value["accession_number"].encode(), raw, NOW, True,
                              value["event_id"])
             seen["events"] += 1
-            accepted = joins.ingest.accept(topic, raw, NOW, PARTITIONS)
+            accepted = path.config.ingest.accept(topic, raw, NOW, PARTITIONS)
             if not isinstance(accepted, Rejected):  # the rerouted hop takes it as it is
                 item = accepted[0]
                 assert read_join_input(item.model_dump_json().encode(), NOW,
                                        DateRange()) == item
-            for source, reached, case in joins.feed(event):
-                headers = list(source_headers(source, reached).items())
-                read = read_case(case.model_dump_json().encode(), headers, PARTITIONS, NOW,
-                                 DateRange())
-                assert read == (case, source, reached.astimezone(UTC)), read
-                cases.on_case(source, reached, case, seen["cases"] / 1000)
-                seen["cases"] += 1
+            path.feed(event)  # every case the join emits goes through `read_case` as it is
 
     batch()
+    letters = [DeadLetter.model_validate_json(p.value) for p in path.dead_letters]
     reasons: dict[str, int] = {}
-    for r in joins.rejected:
-        key = r.message.split(":")[0] if r.reason == "schema" else r.reason
+    for letter in letters:
+        reason, _, message = letter.reason.partition(": ")
+        key = message.split(":")[0] if reason == "schema" else reason
         reasons[key] = reasons.get(key, 0) + 1
-    print(f"\n{seen['events']} events, {len(joins.rejected)} dead-lettered {reasons}, "
-          f"{seen['cases']} case revisions, {len(cases.table)} cases counted")
+    counted = len(path.tables["case_state"])
+    print(f"\n{seen['events']} events, {len(letters)} dead-lettered {reasons}, "
+          f"{path.cases_taken} case revisions, {counted} cases counted")
     assert seen["events"] >= 10_000
-    assert seen["events"] - len(joins.rejected) >= 5_000  # most reach the join
-    assert seen["cases"] >= 2_000 and len(cases.table) >= 300  # and the case agent
-    assert all(r.reason == "schema" for r in joins.rejected)
+    assert seen["events"] - len(letters) >= 5_000  # most reach the join
+    assert path.cases_taken >= 2_000 and counted >= 300  # and the case stage
+    # Only input is refused, for its contract: no record our join wrote is dead-lettered.
+    assert all(letter.reason.startswith("schema: ") for letter in letters)
+    assert {letter.source_topic for letter in letters} <= {AI_RESULTS, REPORTS_FINAL}
     # Every identifier label /metrics exports stayed within its bounded set.
     for family in metrics.REGISTRY.collect():
         for sample in family.samples:

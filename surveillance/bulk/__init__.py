@@ -1,0 +1,1 @@
+"""Bulk runs of the engine on a plain Kafka client (`surveillance backfill`)."""

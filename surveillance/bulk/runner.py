@@ -1,0 +1,159 @@
+"""The engine on a plain Kafka client, in large batches: a backfill at bulk speed.
+
+The runner takes every partition of the topics the worker reads, inputs and internal
+alike, and keeps its offsets in the worker's consumer group (the app id), so it is a
+worker without Faust: a batch of up to `max_records` from `getmany` goes through the
+engine; its records are sent (acks=all) and its table changes written to the tables'
+changelog topics in Faust's format (`bulk.changelog`); once every send of the batch is
+acknowledged, the batch's offsets are committed. A crash before the commit re-reads the
+batch: every effect is idempotent by event id or case revision, as in the worker. At
+start the runner restores the tables from the changelogs, so a restarted backfill
+continues where the last one committed, and a Faust worker started afterwards recovers
+the same tables and continues from the same offsets.
+
+It assigns itself the partitions rather than joining the group: Faust's group protocol
+(its own assignor) cannot share a generation with a plain client, and the embedded
+broker keeps a departed member's protocol until its session times out (the worker
+started next then failed with InconsistentGroupProtocolError). So: one runner at a
+time, and no worker of the same app id while it runs (the worker's group would not
+know of the runner's commits).
+
+It stops once every partition has been read to its end and no record has come for
+`idle_seconds` (the internal topics it writes are read back in the meantime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from surveillance.bulk import changelog
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.pipeline import CASE_TABLE, Engine
+from surveillance.engine.records import Output, Record
+from surveillance.stream import topics
+
+log = logging.getLogger(__name__)
+
+#: The topics the worker's agents read.
+READ = (topics.AI_RESULTS, topics.REPORTS_FINAL, topics.CASES_JOIN, topics.CASES_ADJUDICATED,
+        topics.ADVERSE_EVENTS)
+
+
+@dataclass
+class Progress:
+    events: int = 0  # input events (ai.results, reports.final) taken
+    records: int = 0  # every record taken, internal ones included
+    behind: int = 0  # records between the positions and the log ends, last measured
+    started: float = 0.0  # monotonic, before the tables are restored
+    last_batch: float = 0.0  # monotonic, when the last batch was committed
+
+
+class BulkRunner:
+    def __init__(self, config: EngineConfig, app_id: str, client: dict[str, Any],
+                 max_records: int = 20_000, idle_seconds: float = 5.0,
+                 on_batch: Callable[[Output, Progress], None] | None = None) -> None:
+        self.config = config
+        self.app_id = app_id
+        self.client = client
+        self.max_records = max_records
+        self.idle_seconds = idle_seconds
+        self.on_batch = on_batch
+        self.progress = Progress()
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.engine: Engine | None = None
+        self.assigned_cases: set[int] = set()
+
+    async def run(self) -> Progress:
+        self.progress.started = time.monotonic()
+        self.tables = await changelog.restore(self.client, self.app_id, self.config.partitions)
+        self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
+        self.engine.cases.ready = False
+        producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
+                                    **self.client)
+        consumer = AIOKafkaConsumer(
+            group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20, **self.client)
+        await producer.start()
+        await consumer.start()
+        try:
+            partitions = range(self.config.partitions)  # as the topics were created
+            consumer.assign([TopicPartition(t, p) for t in READ for p in partitions])
+            self.assigned_cases = set(partitions)
+            await self._loop(consumer, producer)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return self.progress
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        quiet_since: float | None = None
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
+                              tuple(m.headers or ()))
+                       for messages in batch.values() for m in messages]
+            if not records:
+                now = time.monotonic()
+                quiet_since = quiet_since or now
+                if now - quiet_since >= self.idle_seconds and await self._at_end(consumer):
+                    return
+                continue
+            quiet_since = None
+            await self._take(records, producer)
+            await consumer.commit({tp: messages[-1].offset + 1
+                                   for tp, messages in batch.items() if messages})
+            self.progress.last_batch = time.monotonic()
+            behind = 0
+            for tp in consumer.assignment():
+                behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
+            self.progress.behind = behind
+
+    async def _take(self, records: list[Record], producer: AIOKafkaProducer) -> None:
+        """One batch through the engine; returns once every send is acknowledged."""
+        engine = self.engine
+        assert engine is not None
+        if not engine.cases.ready:  # the case stage from the restored case table
+            engine.cases.rebuild(self._owned_cases(self.assigned_cases))
+        out = engine.process(records, datetime.now(UTC), time.monotonic())
+        sends = []
+        for change in out.changes:
+            table = self.tables[change.table]
+            if change.value is None:
+                table.pop(change.key, None)
+            else:
+                table[change.key] = change.value
+            key, value = changelog.encode(change.key, change.value)
+            sends.append(await producer.send(changelog.topic(self.app_id, change.table),
+                                             value, key=key, partition=change.partition))
+        for p in out.produce:
+            sends.append(await producer.send(p.topic, p.value, key=p.key, partition=p.partition,
+                                             headers=list((p.headers or {}).items()) or None))
+        await asyncio.gather(*sends)  # acks=all: every record is on its replicas
+        self.progress.records += len(records)
+        self.progress.events += sum(r.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL)
+                                    for r in records)
+        if self.on_batch is not None:
+            self.on_batch(out, self.progress)
+
+    def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
+        pairs = ((k, CaseRecord.from_dict(v)) for k, v in self.tables[CASE_TABLE].items())
+        return [(k, r) for k, r in pairs if r.partition in partitions]
+
+    async def _at_end(self, consumer: AIOKafkaConsumer) -> bool:
+        assigned = consumer.assignment()
+        if not assigned:
+            return False
+        ends = await consumer.end_offsets(list(assigned))
+        for tp in assigned:
+            if await consumer.position(tp) < ends[tp]:
+                return False
+        return True

@@ -1,0 +1,117 @@
+"""The case stage: `cases.adjudicated` records to counts, charts, drift and alerts.
+
+Per case revision: the ledger (and the case table), the case metric, then the monitor and
+the tool's drift bank, unless the case is new and far ahead of its join partition's clock
+(`stream.ahead`: held until the clock comes near). The clock of each `cases.adjudicated`
+partition is the low watermark of the join partitions its cases come from
+(`watermark.SourceWatermark`, on the monotonic clock the batch is given); when it moves,
+held cases are released, the tool's drift bank advances and, on a new event-time day, the
+tool is evaluated. After partitions are assigned, the monitor, ledger and drift banks are
+rebuilt from the case records this worker owns (`rebuild`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from surveillance.clinical.ledger import CaseLedger, CaseRecord
+from surveillance.clinical.lifecycle import ToolState, check_version, version_alert
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.contracts import AdjudicatedCase, Alert
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.deadletter import dead_letter
+from surveillance.engine.drift import DriftBanks
+from surveillance.engine.evaluation import DailyEvaluation
+from surveillance.engine.records import Output, Record
+from surveillance.engine.tables import Table
+from surveillance.stream import internal
+from surveillance.stream.ahead import AheadCases
+from surveillance.stream.case_features import record_ai_result
+from surveillance.stream.ingest import Rejected
+from surveillance.stream.watermark import SourceWatermark
+
+
+class CaseStage:
+    def __init__(self, config: EngineConfig, table: Table[CaseRecord]) -> None:
+        self.config = config
+        self.table = table
+        self.monitor = PerformanceMonitor(config.registry)
+        self.ledger = CaseLedger()
+        self.drift = DriftBanks()
+        self.evaluation = DailyEvaluation(config.snapshots)
+        self.sources: dict[int, SourceWatermark] = {}
+        self.ahead: dict[int, AheadCases] = {}
+        #: Tool versions under lifecycle management (the shell refreshes them).
+        self.lifecycle: Mapping[tuple[str, str], ToolState] = {}
+        #: False after a revocation: rebuild from the owned records before the next case.
+        self.ready = True
+
+    def rebuild(self, records: list[tuple[str, CaseRecord]]) -> None:
+        """Monitor, ledger counts and drift banks from the case records owned now."""
+        self.monitor = PerformanceMonitor(self.config.registry)
+        self.monitor.rebuild(records)
+        self.ledger = CaseLedger()
+        for _case_id, record in records:
+            self.ledger.add_existing(record)
+        self.drift.rebuild(r for _, r in records)
+        self.sources.clear()  # wait for every join partition again: the first must not lead
+        self.ahead.clear()  # the held cases are stored, and rebuilt above with the rest
+        self.ready = True
+
+    def take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
+        read = internal.read_case(record.value, record.headers, self.config.partitions, now,
+                                  self.config.dates)
+        if isinstance(read, Rejected):
+            dead_letter(self.config, record, read, now, out)
+            return
+        case, source, reached = read
+        watermark = self._sources(record.partition, mono)
+        watermark.observe(source, reached, mono)
+        previous = self.table.get(case.case_id)
+        stored = self.ledger.apply(previous, case, record.partition, source)
+        if stored is None:
+            return
+        self.table.put(case.case_id, stored, record.partition)
+        out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
+        ahead = self.ahead.setdefault(record.partition, AheadCases())
+        held = ahead.hold(case, previous is None, reached)
+        alerts = [] if held else self._monitor_case(previous, case, stored, out)
+        clock = watermark.low(mono)
+        if clock is not None:
+            for released in ahead.release(clock):
+                released_record = self.table.get(released.case_id)
+                assert released_record is not None  # stored when it was held
+                alerts += self._monitor_case(None, released, released_record, out)
+            alerts += self.drift.advance(case.tool_id, clock)
+            alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, self.drift, out)
+        out.alert(alerts)
+
+    def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
+                      record: CaseRecord, out: Output) -> list[Alert]:
+        """The monitor and the drift bank take one case revision (`record`: as stored)."""
+        alerts = self.monitor.on_case(previous, case)
+        if previous is None:
+            alerts += self._version_check(case, out)
+            drift_input = record_ai_result(record)
+            assert drift_input is not None  # record_of always stores the features
+            self.drift.update(case.tool_id, drift_input)
+        return alerts
+
+    def _sources(self, partition: int, mono: float) -> SourceWatermark:
+        found = self.sources.get(partition)
+        if found is None:
+            found = self.sources[partition] = SourceWatermark(
+                self.config.idle_seconds, range(self.config.partitions), mono)
+        return found
+
+    def _version_check(self, case: AdjudicatedCase, out: Output) -> list[Alert]:
+        """A result from a version that is not live, for a tool under lifecycle management."""
+        if not any(tool == case.tool_id for tool, _ in self.lifecycle):
+            return []  # this site does not manage the tool's versions through the lifecycle
+        verdict = check_version(self.lifecycle, case.tool_id, case.software_version)
+        if not verdict.alert:
+            return []
+        out.metric("unvalidated_case", case.tool_id, case.software_version)
+        alert = version_alert(verdict, case.inference_date)
+        return [alert] if alert is not None else []

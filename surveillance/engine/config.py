@@ -1,0 +1,60 @@
+"""Everything the engine is configured with: built once per worker (or test, or backfill)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from surveillance.clinical.baselines import ToolBaseline, load_registry
+from surveillance.settings import Settings
+from surveillance.stream.dlq_seal import Sealer
+from surveillance.stream.ingest import DateRange, Ingest
+
+#: A join partition silent this long stops holding the case clock back (`SourceWatermark`).
+SOURCE_IDLE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    registry: Mapping[str, ToolBaseline]
+    ingest: Ingest
+    #: Partitions of the input topics, `cases.join` and the join table.
+    partitions: int
+    horizon: timedelta = timedelta(days=14)
+    retention: timedelta = timedelta(days=120)
+    dates: DateRange = field(default_factory=DateRange)
+    max_event_bytes: int = 64 * 1024
+    sealer: Sealer = field(default_factory=lambda: Sealer(""))
+    idle_seconds: float = SOURCE_IDLE_SECONDS
+    #: Build a snapshot record per figure at each daily evaluation (off in scenario tests
+    #: that only read alerts: it is most of an evaluation's cost).
+    snapshots: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        registry = load_registry(settings.baselines_file)
+        dates = DateRange(settings.stream.earliest_event_date)
+        return cls(
+            registry=registry,
+            ingest=Ingest(
+                key=settings.pseudonym_key.get_secret_value().encode(),
+                finding_codes=[t.finding_code for t in registry.values()],
+                max_bytes=settings.stream.max_event_bytes, dates=dates,
+            ),
+            partitions=settings.kafka.partitions,
+            horizon=timedelta(hours=settings.stream.unlabelled_horizon_hours),
+            retention=timedelta(days=settings.stream.join_retention_days),
+            dates=dates,
+            max_event_bytes=settings.stream.max_event_bytes,
+            sealer=Sealer(settings.dlq_encryption_key.get_secret_value()),
+        )
+
+    @classmethod
+    def plain(cls, partitions: int, key: bytes = b"test-key", snapshots: bool = True,
+              registry: Mapping[str, ToolBaseline] | None = None) -> EngineConfig:
+        """The defaults with the shipped registry: tests, benchmarks, scenario runs."""
+        registry = registry if registry is not None else load_registry()
+        ingest = Ingest(key, [b.finding_code for b in registry.values()], 64 * 1024)
+        return cls(registry=registry, ingest=ingest, partitions=partitions,
+                   snapshots=snapshots)

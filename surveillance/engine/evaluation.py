@@ -1,0 +1,40 @@
+"""Once per event-time day per tool: verdicts, snapshots, drift windows and gauges."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.contracts import Alert
+from surveillance.engine.drift import DriftBanks
+from surveillance.engine.records import Output, Produce
+from surveillance.stream import topics
+
+
+class DailyEvaluation:
+    def __init__(self, snapshots: bool = True) -> None:
+        self.snapshots = snapshots
+        self.evaluated: dict[str, date] = {}
+
+    def maybe(self, tool: str, at: datetime, monitor: PerformanceMonitor, drift: DriftBanks,
+              out: Output) -> list[Alert]:
+        """Evaluate `tool` if its clock `at` has entered a new day (never on the first day
+        seen: that day is still open)."""
+        day = at.date()
+        last = self.evaluated.get(tool)
+        if last is not None and day <= last:
+            return []
+        self.evaluated[tool] = day
+        if last is None:
+            return []
+        now = datetime.combine(day, time.min, tzinfo=UTC)
+        alerts, snapshots = monitor.evaluate(now, tools=[tool], snapshots=self.snapshots)
+        for snapshot in snapshots:
+            out.produce.append(Produce(topics.SNAPSHOTS, tool.encode(),
+                                       snapshot.model_dump_json().encode()))
+        if self.snapshots:
+            out.metric("publish_snapshots", snapshots)
+            out.metric("publish_drift", tool, drift.bank(tool).statistics())
+            out.metric("publish_verdicts", dict(monitor.verdicts()))
+            out.metric("publish_charts", monitor.chart_states())
+        return alerts

@@ -1,0 +1,185 @@
+"""Ingest and the join: input records to join inputs, join inputs to adjudicated cases.
+
+An input event is validated, pseudonymized and labelled (`stream.ingest`), then joined on
+its accession's partition. Source systems key by accession, so that is the partition it
+was read from; one that is not (a producer that keys differently) is forwarded to that
+partition of `cases.join` and joined there: one hop slower, never wrong. Each join
+partition keeps an event-time clock (`PartitionClock`) that times the `unlabelled`
+horizon and retention; the cases it emits carry the clock its AI results had reached
+(`watermark.source_headers`), from which the case stage builds its own clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from surveillance.clinical import join
+from surveillance.clinical.coverage import eligible_tools
+from surveillance.contracts import AdjudicatedCase, JoinInput, ReportStatus
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.deadletter import dead_letter
+from surveillance.engine.records import Output, Produce, Record
+from surveillance.engine.tables import Table
+from surveillance.stream import internal, topics
+from surveillance.stream.ingest import MAX_CLOCK_SKEW, Rejected
+from surveillance.stream.watermark import EventClock, source_headers
+
+log = logging.getLogger(__name__)
+
+
+class PartitionClock:
+    """Event-time watermark and pending deadlines of one join partition (the same partition
+    number of the input topics, `cases.join` and the join table).
+
+    `watermark` follows every input event (reports too): it times the `unlabelled` horizon
+    and retention. `ai_watermark` follows the AI results alone: the drift banks read AI
+    results, and a backlog's `reports.final` partition can be read well ahead of the
+    `ai.results` partition with the same number. Neither moves for one event alone
+    (`watermark.EventClock`)."""
+
+    def __init__(self, partition: int, config: EngineConfig) -> None:
+        self.partition = partition
+        self.config = config
+        self.events = EventClock(MAX_CLOCK_SKEW)
+        self.ai_events = EventClock(MAX_CLOCK_SKEW)
+        self.deadlines: list[tuple[datetime, str]] = []
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self.events.at
+
+    @property
+    def ai_watermark(self) -> datetime | None:
+        return self.ai_events.at
+
+    def advance(self, at: datetime, now: datetime, ai: bool = False) -> None:
+        self.events.observe(at, now)
+        if ai:
+            self.ai_events.observe(at, now)
+
+    def track(self, state: join.JoinState) -> None:
+        """Remember when this accession next needs attention: a case turning `unlabelled`,
+        and the end of its retention (so join state stays bounded)."""
+        for deadline in join.pending_deadlines(state, self.config.horizon):
+            heapq.heappush(self.deadlines, (deadline, state.accession))
+        if state.last_event_at is not None:
+            heapq.heappush(self.deadlines,
+                           (state.last_event_at + self.config.retention, state.accession))
+
+    def due(self) -> Iterable[str]:
+        watermark = self.watermark
+        while self.deadlines and watermark and self.deadlines[0][0] <= watermark:
+            yield heapq.heappop(self.deadlines)[1]
+
+
+class JoinStage:
+    """The join of every partition this engine is given records of, over the join table."""
+
+    def __init__(self, config: EngineConfig, table: Table[join.JoinState]) -> None:
+        self.config = config
+        self.table = table
+        self.clocks: dict[int, PartitionClock] = {}
+
+    def forget(self) -> None:
+        """Partitions were revoked: each clock is rebuilt from the table when next needed."""
+        self.clocks.clear()
+
+    def take_input(self, record: Record, now: datetime, out: Output) -> None:
+        """An `ai.results` / `reports.final` record: ingest it, then join it here or forward
+        it to its accession's partition of `cases.join`."""
+        out.metric("processed", record.topic)
+        try:
+            result = self.config.ingest.accept(record.topic, record.value, now,
+                                               self.config.partitions)
+        except Exception:  # hostile input must never stop the worker: dead-letter it
+            log.exception("ingest failed on %s[%d]@%d", record.topic, record.partition,
+                          record.offset)
+            result = Rejected("internal", "the event could not be processed")
+        if isinstance(result, Rejected):
+            dead_letter(self.config, record, result, now, out)
+            return
+        item, partition = result
+        self._count_input(item, out)
+        if partition == record.partition:
+            self.join_one(item, partition, now, out)
+            return
+        out.metric("rerouted", record.topic)
+        out.produce.append(Produce(topics.CASES_JOIN, item.accession.encode(),
+                                   item.model_dump_json().encode(), partition=partition))
+
+    def take_forwarded(self, record: Record, now: datetime, out: Output) -> None:
+        """A `cases.join` record (our own ingest's output, checked like input)."""
+        item = internal.read_join_input(record.value, now, self.config.dates)
+        if isinstance(item, Rejected):
+            dead_letter(self.config, record, item, now, out)
+            return
+        self.join_one(item, record.partition, now, out)
+
+    def _count_input(self, item: JoinInput, out: Output) -> None:
+        if item.ai is not None:
+            ai = item.ai
+            out.metric("ai_result", ai.tool_id, ai.software_version, ai.site, ai.modality)
+        elif item.report is not None:
+            out.metric("report", item.report.status)
+            if item.report.status is ReportStatus.FINAL:
+                out.metric("eligible", eligible_tools(item.report.exam, self.config.registry),
+                           item.report.site)
+
+    def join_one(self, item: JoinInput, partition: int, now: datetime, out: Output) -> None:
+        """Apply one join input to its accession's state on `partition`."""
+        clock = self.clock(partition, now)
+        state = self.table.get(item.accession)
+        if state is not None and item.event_id in state.seen:
+            out.metric("duplicate", topics.AI_RESULTS if item.ai else topics.REPORTS_FINAL)
+        state, cases = join.apply(state, item, partition, self.config.horizon, clock.watermark)
+        clock.advance(join.event_time(item), now, ai=item.ai is not None)
+        self.table.put(item.accession, state, partition)
+        clock.track(state)
+        self._emit(cases, clock, out)
+        self._expire_due(clock, out)
+
+    def clock(self, partition: int, now: datetime) -> PartitionClock:
+        """The partition's clock; after an assignment, restored from the join table."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.clocks[partition] = PartitionClock(partition, self.config)
+            last_events: list[datetime] = []
+            ai_times: list[datetime] = []
+            for _, state in self.table.stored():
+                if state.partition != partition:
+                    continue
+                if state.last_event_at is not None:
+                    last_events.append(state.last_event_at)
+                ai_times += (tool.ai.inference_date for tool in state.tools.values())
+                clock.track(state)
+            clock.events.restore(last_events, now)
+            clock.ai_events.restore(ai_times, now)
+        return clock
+
+    def _expire_due(self, clock: PartitionClock, out: Output) -> None:
+        watermark = clock.watermark
+        if watermark is None:  # not enough events yet to support a clock
+            return
+        for accession in clock.due():
+            state = self.table.get(accession)
+            if state is None:
+                continue
+            if join.is_stale(state, self.config.retention, watermark):
+                self.table.delete(accession, clock.partition)
+                continue
+            cases = join.expire(state, self.config.horizon, watermark)
+            if cases:
+                self.table.put(accession, state, clock.partition)
+                self._emit(cases, clock, out)
+
+    def _emit(self, cases: list[AdjudicatedCase], clock: PartitionClock, out: Output) -> None:
+        if not cases:
+            return
+        reached = clock.ai_watermark or clock.watermark  # every case has an AI result
+        for case in cases:  # before the clocks move, a case has reached its own AI time
+            headers = source_headers(clock.partition, reached or case.inference_date)
+            out.produce.append(Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
+                                       case.model_dump_json().encode(), headers=headers))

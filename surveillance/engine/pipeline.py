@@ -1,0 +1,86 @@
+"""The engine: one object holding every stage and its state, fed a batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from surveillance.clinical.join import JoinState
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.engine.adverse import AdverseStage
+from surveillance.engine.cases import CaseStage
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.join import JoinStage
+from surveillance.engine.records import Output, Record
+from surveillance.engine.tables import Table
+from surveillance.stream import topics
+
+#: Table names: the Faust tables and their changelog topics are named after them.
+JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE = "join_state", "case_state", "adverse_state"
+
+
+def _join_state(raw: Any) -> JoinState:
+    return JoinState.model_validate(raw)
+
+
+def _dump_join(state: JoinState) -> dict[str, Any]:
+    return state.model_dump(mode="json")
+
+
+def _same(raw: Any) -> dict[str, Any]:
+    return dict(raw)
+
+
+class Engine:
+    """Records in, effects out (`records.Output`). The backing mappings hold the persisted
+    state of each table (JSON-ready dicts, the changelog format); the caller persists each
+    batch's `changes` into them (and to the changelog) before the next batch."""
+
+    def __init__(self, config: EngineConfig, join_state: Mapping[str, Any],
+                 case_state: Mapping[str, Any], adverse_state: Mapping[str, Any]) -> None:
+        self.config = config
+        self.join_table = Table(JOIN_TABLE, join_state, _join_state, _dump_join)
+        self.case_table = Table(CASE_TABLE, case_state, CaseRecord.from_dict,
+                                CaseRecord.as_dict)
+        self.adverse_table = Table(ADVERSE_TABLE, adverse_state, _same, _same)
+        self.join = JoinStage(config, self.join_table)
+        self.cases = CaseStage(config, self.case_table)
+        self.adverse = AdverseStage(config, self.adverse_table, self.case_table)
+
+    def revoked(self) -> None:
+        """Partitions were revoked: clocks and the monitor are rebuilt before their next use
+        (the case stage through `rebuild`, from the records owned then)."""
+        self.join.forget()
+        self.cases.ready = False
+
+    def process(self, records: Iterable[Record], now: datetime, mono: float) -> Output:
+        """One batch: `now` is the wall clock (UTC) and `mono` a monotonic clock in seconds,
+        read once for the batch."""
+        out = Output()
+        for record in records:
+            self._take(record, now, mono, out)
+        return self._flush(out)
+
+    def tick(self, owned_adverse_partitions: Collection[int], now: datetime) -> Output:
+        """The periodic regulatory-clock check of the adverse reports owned."""
+        out = Output()
+        self.adverse.tick(owned_adverse_partitions, now, out)
+        return self._flush(out)
+
+    def _take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
+        if record.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL):
+            self.join.take_input(record, now, out)
+        elif record.topic == topics.CASES_JOIN:
+            self.join.take_forwarded(record, now, out)
+        elif record.topic == topics.CASES_ADJUDICATED:
+            self.cases.take(record, now, mono, out)
+        elif record.topic == topics.ADVERSE_EVENTS:
+            self.adverse.take(record, now, out)
+        else:
+            raise ValueError(f"the engine reads no topic {record.topic!r}")
+
+    def _flush(self, out: Output) -> Output:
+        for table in (self.join_table, self.case_table, self.adverse_table):
+            out.changes += table.changes()
+        return out

@@ -1,0 +1,69 @@
+"""What goes into the engine and what comes out of one batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from surveillance.contracts import Alert
+from surveillance.stream import topics
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, as any Kafka client gives it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Produce:
+    """A record to send; `partition` None lets the producer's partitioner place it by key."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int | None = None
+    headers: dict[str, bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The value a table key has at the end of a batch (None: deleted), written to the
+    changelog partition `partition` (that of the record that caused the last write)."""
+
+    table: str
+    key: str
+    value: dict[str, Any] | None
+    partition: int
+
+
+#: A metric to record, by name, with its arguments: ("case", (tool, version, site, outcome)).
+#: `stream.effects` makes the calls on `observe.metrics` and `observe.publish`.
+MetricCall = tuple[str, tuple[Any, ...]]
+
+
+@dataclass
+class Output:
+    """Everything one batch asks the outside world to do, in the order it arose."""
+
+    produce: list[Produce] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    metrics: list[MetricCall] = field(default_factory=list)
+    #: The alerts among `produce`, as objects (tests and reports read them).
+    alerts: list[Alert] = field(default_factory=list)
+
+    def metric(self, name: str, *args: Any) -> None:
+        self.metrics.append((name, args))
+
+    def alert(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self.alerts.append(alert)
+            self.produce.append(Produce(topics.ALERTS, alert.tool_id.encode(),
+                                        alert.model_dump_json().encode()))

@@ -1,0 +1,138 @@
+"""The engine's batch contract, checked on simulated streams (pure: no broker).
+
+- A batch writes each changed table key once, in the changelog format (the dict a Faust
+  table holds: `JoinState.model_dump(mode="json")`, `CaseRecord.as_dict()`), and gives
+  the same records and the same state as the same events taken one batch each.
+- An engine started on the tables another left (a worker or a backfill taking over)
+  continues to the same counts as an uninterrupted one, and to the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from surveillance.clinical.join import JoinState
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.local import LocalPipeline
+from surveillance.engine.pipeline import Engine
+from surveillance.engine.records import Output, Record
+from surveillance.engine.tables import Table
+from surveillance.simulate import SimEvent, ToolTruth, simulate
+from surveillance.stream import topics
+from surveillance.stream.ingest import join_partition
+
+PARTITIONS = 4
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def stream() -> tuple[list[SimEvent], dict[str, ToolTruth]]:
+    return simulate(days=21, seed=5)
+
+
+def records_of(events: list[SimEvent]) -> list[Record]:
+    """Input records on their accession's partition, numbered as a broker would."""
+    offsets: Counter[tuple[str, int]] = Counter()
+    out = []
+    for e in events:
+        partition = join_partition(e.key.decode(errors="replace"), PARTITIONS)
+        out.append(Record(e.topic, partition, offsets[e.topic, partition], e.key, e.value))
+        offsets[e.topic, partition] += 1
+    return out
+
+
+def persist(out: Output, tables: dict[str, dict[str, Any]]) -> None:
+    for change in out.changes:
+        if change.value is None:
+            tables[change.table].pop(change.key, None)
+        else:
+            tables[change.table][change.key] = change.value
+
+
+def run(batches: list[list[Record]]) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
+    """Join-side batches at one wall clock: final tables, the case records produced in
+    order, and how many changes were written."""
+    tables: dict[str, dict[str, Any]] = {"join_state": {}, "case_state": {},
+                                         "adverse_state": {}}
+    engine = Engine(EngineConfig.plain(PARTITIONS), *tables.values())
+    cases: list[bytes] = []
+    written = 0
+    for batch in batches:
+        out = engine.process(batch, NOW, 0.0)
+        keys = [(c.table, c.key) for c in out.changes]
+        assert len(keys) == len(set(keys)), "a key written twice in one batch"
+        written += len(keys)
+        persist(out, tables)
+        cases += [p.value for p in out.produce if p.topic == topics.CASES_ADJUDICATED]
+    return tables, cases, written
+
+
+def test_a_batch_writes_each_changed_key_once_and_equals_one_event_at_a_time(
+    stream: tuple[list[SimEvent], dict[str, ToolTruth]],
+) -> None:
+    records = records_of(stream[0][:6000])
+    one_by_one = run([[r] for r in records])
+    batched = run([records[i:i + 1000] for i in range(0, len(records), 1000)])
+    print(f"\n{len(records)} events: {one_by_one[2]} table writes one at a time, "
+          f"{batched[2]} in batches of 1000; {len(batched[1])} case records")
+    assert batched[0] == one_by_one[0]
+    assert batched[1] == one_by_one[1]
+    assert len(batched[1]) > 1000
+    assert batched[2] < 0.75 * one_by_one[2]  # an accession's AI results and report share writes
+    for raw in batched[0]["join_state"].values():  # the changelog format, as Faust stores it
+        assert JoinState.model_validate(raw).model_dump(mode="json") == raw
+
+
+def counts(tables: dict[str, dict[str, Any]]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {}
+    for raw in tables["case_state"].values():
+        record = CaseRecord.from_dict(raw)
+        out.setdefault(record.tool, Counter())[record.outcome] += 1
+    return out
+
+
+def test_an_engine_started_on_another_engines_tables_continues_exactly(
+    stream: tuple[list[SimEvent], dict[str, ToolTruth]],
+) -> None:
+    events, truth = stream
+    whole = LocalPipeline(EngineConfig.plain(PARTITIONS, snapshots=False))
+    for e in events:
+        whole.feed(e)
+    cut = len(events) // 3
+    first = LocalPipeline(EngineConfig.plain(PARTITIONS, snapshots=False))
+    for e in events[:cut]:
+        first.feed(e)
+    second = LocalPipeline(EngineConfig.plain(PARTITIONS, snapshots=False))
+    second.tables.update(copy.deepcopy(first.tables))
+    second.engine = Engine(second.config, *second.tables.values())
+    second.engine.cases.rebuild(list(second.records().items()))
+    for e in events[cut:]:
+        second.feed(e)
+    taken_over, uninterrupted = counts(second.tables), counts(whole.tables)
+    print(f"\ncut at event {cut} of {len(events)}: {dict(taken_over)}")
+    assert taken_over == uninterrupted
+    for tool, t in truth.items():
+        for outcome in ("TP", "FP", "TN", "FN", "indeterminate"):
+            assert taken_over[tool][outcome] == t.final_outcomes[outcome], (tool, outcome)
+        assert sum(taken_over[tool].values()) == t.cases
+
+
+def test_a_table_reads_its_own_writes_and_reports_each_key_once() -> None:
+    backing = {"a": {"n": 1}, "b": {"n": 2}}
+    table: Table[dict[str, Any]] = Table("t", backing, dict, dict)
+    table.put("a", {"n": 10}, 0)
+    table.put("a", {"n": 11}, 1)
+    table.delete("b", 2)
+    table.put("c", {"n": 3}, 3)
+    assert table.get("a") == {"n": 11} and table.get("b") is None and "c" in table
+    assert dict(table.stored()) == {"a": {"n": 11}, "c": {"n": 3}}
+    changes = {(c.key, c.partition): c.value for c in table.changes()}
+    assert changes == {("a", 1): {"n": 11}, ("b", 2): None, ("c", 3): {"n": 3}}
+    assert backing == {"a": {"n": 1}, "b": {"n": 2}}  # the caller persists, not the table
+    assert table.changes() == [] and table.get("a") == {"n": 1}
