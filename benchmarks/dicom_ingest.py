@@ -45,7 +45,7 @@ from tests.dicom_corpus import build
 from tests.test_dicom_network import IMAGE_CLASSES, read_topic
 
 
-def _send_files(args: tuple[int, str, list[str]]) -> int:
+def _send_files(args: tuple[int, str, list[str]]) -> tuple[int, float]:
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import AE, _config, evt
 
@@ -60,15 +60,17 @@ def _send_files(args: tuple[int, str, list[str]]) -> int:
     assoc = ae.associate("127.0.0.1", port, ae_title="SURVEILLANCE",
                          evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
     ok = 0
+    c0 = time.process_time()
     for path in paths:
         ok += int(assoc.send_c_store(path).Status == 0)
     assoc.release()
-    return ok
+    return ok, time.process_time() - c0
 
 
-def _post_files(args: tuple[str, list[str], int]) -> int:
+def _post_files(args: tuple[str, list[str], int]) -> tuple[int, float]:
     url, paths, parts = args
     ok = 0
+    c0 = time.process_time()
     with httpx.Client(base_url=url, timeout=300) as client:
         for start in range(0, len(paths), parts):
             chunk = paths[start : start + parts]
@@ -77,7 +79,13 @@ def _post_files(args: tuple[str, list[str], int]) -> int:
             answer = client.post("/studies", content=body, headers={
                 "Content-Type": 'multipart/related; type="application/dicom"; boundary=bnd'})
             ok += len(answer.json().get("00081199", {}).get("Value", []))
-    return ok
+    return ok, time.process_time() - c0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_topic(bootstrap: str, topic: str, n: int, timeout: float = 600) -> float:
@@ -131,23 +139,32 @@ def main() -> None:
                     except httpx.HTTPError:
                         time.sleep(0.3)
                 with multiprocessing.get_context("spawn").Pool(a.senders) as pool:
+                    assert listener.proc is not None
                     for kind, paths in (("images", images), ("SRs", srs)):
-                        t0 = time.perf_counter()
+                        load = os.getloadavg()[0]
+                        t0, l0 = time.perf_counter(), _cpu_seconds(listener.proc.pid)
                         if label == "C-STORE":
-                            ok = sum(pool.map(_send_files, [(port, "PACS", p)
-                                                            for p in _split(paths, a.senders)]))
+                            sent = pool.map(_send_files, [(port, "PACS", p)
+                                                          for p in _split(paths, a.senders)])
                         else:
-                            ok = sum(pool.map(_post_files, [(listener.url, p, a.parts)
-                                                            for p in _split(paths, a.senders)]))
+                            sent = pool.map(_post_files, [(listener.url, p, a.parts)
+                                                          for p in _split(paths, a.senders)])
                         acked = time.perf_counter()
                         if kind == "SRs":
                             acked = max(acked, _wait_topic(broker.bootstrap, topic,
                                                            len(corpus.expected)))
+                        listener_cpu = _cpu_seconds(listener.proc.pid) - l0
+                        ok, client_cpu = sum(s[0] for s in sent), sum(s[1] for s in sent)
                         rate = len(paths) / (acked - t0)
+                        per = 1000 / len(paths)
                         print(f"{label} {kind}: {len(paths)} objects ({ok} stored) in "
                               f"{acked - t0:.1f}s = {rate:.0f} objects/s"
                               + (" (until every result is on the topic)" if kind == "SRs"
-                                 else ""))
+                                 else "")
+                              + f"; CPU per object: receiver {listener_cpu * per:.2f} ms, "
+                              f"clients {client_cpu * per:.2f} ms (= "
+                              f"{len(paths) / (listener_cpu + client_cpu):.0f} objects per "
+                              f"CPU-second of both); load average {load:.1f}")
             finally:
                 listener.stop()
         values = read_topic(broker.bootstrap, "ai.results.bench-cstore")
