@@ -62,7 +62,7 @@ def _send_files(args: tuple[int, str, list[str]]) -> tuple[int, float]:
     ok = 0
     c0 = time.process_time()
     for path in paths:
-        ok += int(assoc.send_c_store(path).Status == 0)
+        ok += int(assoc.send_c_store(path).get("Status", -1) == 0)
     assoc.release()
     return ok, time.process_time() - c0
 
@@ -83,9 +83,17 @@ def _post_files(args: tuple[str, list[str], int]) -> tuple[int, float]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (its threads included), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its child processes (all threads), from
+    /proc: `dicom listen` with several C-STORE processes is one tree."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_topic(bootstrap: str, topic: str, n: int, timeout: float = 600) -> float:
@@ -111,6 +119,8 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=600)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--parts", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="C-STORE processes of `dicom listen` on the port")
     a = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dicom-bench-"))
     registry = load_registry()
@@ -128,6 +138,7 @@ def main() -> None:
                                          "SURVEILLANCE_DICOM__HOST": "127.0.0.1",
                                          "SURVEILLANCE_DICOM__PORT": str(port),
                                          "SURVEILLANCE_DICOM__TOPIC": topic,
+                                         "SURVEILLANCE_DICOM__PROCESSES": str(a.processes),
                                      })
             listener._env["SURVEILLANCE_DICOM__STOW_PORT"] = str(listener.web_port)
             listener.start()
@@ -197,7 +208,8 @@ def main() -> None:
               f"{len(raws) / (time.perf_counter() - t0):.0f} objects/s wall, "
               f"{len(raws) / (time.process_time() - c0):.0f} per CPU-second")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(json.dumps({"studies": a.studies, "senders": a.senders, "parts": a.parts}))
+    print(json.dumps({"studies": a.studies, "senders": a.senders, "parts": a.parts,
+                      "processes": a.processes}))
 
 
 if __name__ == "__main__":

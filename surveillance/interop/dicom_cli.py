@@ -40,6 +40,7 @@ def listen() -> None:
         timezone=d.timezone,
         spool_synchronous=d.spool_synchronous,
         topic=d.topic,
+        processes=d.processes,
     )
     service = DicomService(config, load_registry(settings.baselines_file)).start()
     typer.echo(f"C-STORE SCP {d.ae_title} on {d.host}:{service.port}; STOW-RS on "

@@ -84,7 +84,9 @@ class Spool:
             # umask (SQLite gives its WAL and shared-memory files the same mode).
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
             os.chmod(path, 0o600)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # Several C-STORE processes may share the file: wait for the other's commit.
+            self._db = sqlite3.connect(path, timeout=60, check_same_thread=False,
+                                       isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
