@@ -73,7 +73,7 @@ def _send_files(args: tuple[int, str, list[str]]) -> tuple[int, float, float, fl
 
 def _post_files(args: tuple[str, list[str], int]) -> tuple[int, float, float, float]:
     url, paths, parts = args
-    start = time.perf_counter()
+    began = time.perf_counter()
     ok = 0
     c0 = time.process_time()
     with httpx.Client(base_url=url, timeout=300) as client:
@@ -84,7 +84,7 @@ def _post_files(args: tuple[str, list[str], int]) -> tuple[int, float, float, fl
             answer = client.post("/studies", content=body, headers={
                 "Content-Type": 'multipart/related; type="application/dicom"; boundary=bnd'})
             ok += len(answer.json().get("00081199", {}).get("Value", []))
-    return ok, time.process_time() - c0, start, time.perf_counter()
+    return ok, time.process_time() - c0, began, time.perf_counter()
 
 
 def _cpu_seconds(pid: int) -> float:
