@@ -15,6 +15,11 @@ acknowledged (for C-STORE/STOW) and the last result is on the topic:
 Target: >= 300 objects/s over C-STORE on 2 cores.
 
     .venv/bin/python benchmarks/dicom_ingest.py [--studies 600] [--senders 2] [--parts 50]
+        [--processes 1]
+
+Each line also gives the CPU time per object of the listener (its process tree, from
+/proc) and of the clients, and the load average: on a shared machine the wall-clock rate
+is a fraction of what the CPU time says free cores would do.
 """
 
 from __future__ import annotations

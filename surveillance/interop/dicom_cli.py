@@ -25,6 +25,9 @@ def listen() -> None:
     from surveillance.interop.dicom_service import DicomConfig, DicomService
     from surveillance.interop.stow import create_app
 
+    # Warnings and errors of the receiver and of pynetdicom (an aborted association, a
+    # spool that cannot be written) go to stderr; pynetdicom's own handler drops them.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     settings = _settings()
     d = settings.dicom
     config = DicomConfig(
