@@ -15,6 +15,11 @@ acknowledged (for C-STORE/STOW) and the last result is on the topic:
 Target: >= 300 objects/s over C-STORE on 2 cores.
 
     .venv/bin/python benchmarks/dicom_ingest.py [--studies 600] [--senders 2] [--parts 50]
+        [--processes 1]
+
+Each line also gives the CPU time per object of the listener (its process tree, from
+/proc) and of the clients, and the load average: on a shared machine the wall-clock rate
+is a fraction of what the CPU time says free cores would do.
 """
 
 from __future__ import annotations
@@ -45,13 +50,17 @@ from tests.dicom_corpus import build
 from tests.test_dicom_network import IMAGE_CLASSES, read_topic
 
 
-def _send_files(args: tuple[int, str, list[str]]) -> int:
+def _send_files(args: tuple[int, str, list[str]]) -> tuple[int, float, float, float]:
+    """Send over one association: (stored, CPU seconds, start, end); the times are
+    `perf_counter` (CLOCK_MONOTONIC, one clock for all processes), so the rate does not
+    include the pool's workers starting up (importing this module) under load."""
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import AE, _config, evt
 
     from surveillance.interop.dicom_scp import no_delay
 
     port, sender, paths = args
+    start = time.perf_counter()
     _config.STORE_SEND_CHUNKED_DATASET = True
     ae = AE(ae_title=sender)
     ae.dimse_timeout = 300
@@ -60,15 +69,18 @@ def _send_files(args: tuple[int, str, list[str]]) -> int:
     assoc = ae.associate("127.0.0.1", port, ae_title="SURVEILLANCE",
                          evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
     ok = 0
+    c0 = time.process_time()
     for path in paths:
-        ok += int(assoc.send_c_store(path).Status == 0)
+        ok += int(assoc.send_c_store(path).get("Status", -1) == 0)
     assoc.release()
-    return ok
+    return ok, time.process_time() - c0, start, time.perf_counter()
 
 
-def _post_files(args: tuple[str, list[str], int]) -> int:
+def _post_files(args: tuple[str, list[str], int]) -> tuple[int, float, float, float]:
     url, paths, parts = args
+    began = time.perf_counter()
     ok = 0
+    c0 = time.process_time()
     with httpx.Client(base_url=url, timeout=300) as client:
         for start in range(0, len(paths), parts):
             chunk = paths[start : start + parts]
@@ -77,7 +89,25 @@ def _post_files(args: tuple[str, list[str], int]) -> int:
             answer = client.post("/studies", content=body, headers={
                 "Content-Type": 'multipart/related; type="application/dicom"; boundary=bnd'})
             ok += len(answer.json().get("00081199", {}).get("Value", []))
-    return ok
+    return ok, time.process_time() - c0, began, time.perf_counter()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its child processes (all threads), from
+    /proc: `dicom listen` with several C-STORE processes is one tree."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+#: Images sent before timing starts (the listener's warm-up).
+WARM_UP = 20
 
 
 def _wait_topic(bootstrap: str, topic: str, n: int, timeout: float = 600) -> float:
@@ -103,6 +133,8 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=600)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--parts", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="C-STORE processes of `dicom listen` on the port")
     a = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dicom-bench-"))
     registry = load_registry()
@@ -120,6 +152,7 @@ def main() -> None:
                                          "SURVEILLANCE_DICOM__HOST": "127.0.0.1",
                                          "SURVEILLANCE_DICOM__PORT": str(port),
                                          "SURVEILLANCE_DICOM__TOPIC": topic,
+                                         "SURVEILLANCE_DICOM__PROCESSES": str(a.processes),
                                      })
             listener._env["SURVEILLANCE_DICOM__STOW_PORT"] = str(listener.web_port)
             listener.start()
@@ -131,23 +164,40 @@ def main() -> None:
                     except httpx.HTTPError:
                         time.sleep(0.3)
                 with multiprocessing.get_context("spawn").Pool(a.senders) as pool:
+                    assert listener.proc is not None
+                    # Warm-up, untimed: the listener's first objects pay its lazy imports
+                    # and first connections (seconds under load); they are not sent again.
+                    warm, images = images[:WARM_UP], images[WARM_UP:]
+                    if label == "C-STORE":
+                        pool.map(_send_files, [(port, "PACS", warm)])
+                    else:
+                        pool.map(_post_files, [(listener.url, warm, a.parts)])
                     for kind, paths in (("images", images), ("SRs", srs)):
-                        t0 = time.perf_counter()
+                        load = os.getloadavg()[0]
+                        l0 = _cpu_seconds(listener.proc.pid)
                         if label == "C-STORE":
-                            ok = sum(pool.map(_send_files, [(port, "PACS", p)
-                                                            for p in _split(paths, a.senders)]))
+                            sent = pool.map(_send_files, [(port, "PACS", p)
+                                                          for p in _split(paths, a.senders)])
                         else:
-                            ok = sum(pool.map(_post_files, [(listener.url, p, a.parts)
-                                                            for p in _split(paths, a.senders)]))
-                        acked = time.perf_counter()
+                            sent = pool.map(_post_files, [(listener.url, p, a.parts)
+                                                          for p in _split(paths, a.senders)])
+                        # From the first sender's start to the last acknowledgement.
+                        t0, acked = min(x[2] for x in sent), max(x[3] for x in sent)
                         if kind == "SRs":
                             acked = max(acked, _wait_topic(broker.bootstrap, topic,
                                                            len(corpus.expected)))
+                        listener_cpu = _cpu_seconds(listener.proc.pid) - l0
+                        ok, client_cpu = sum(s[0] for s in sent), sum(s[1] for s in sent)
                         rate = len(paths) / (acked - t0)
+                        per = 1000 / len(paths)
                         print(f"{label} {kind}: {len(paths)} objects ({ok} stored) in "
                               f"{acked - t0:.1f}s = {rate:.0f} objects/s"
                               + (" (until every result is on the topic)" if kind == "SRs"
-                                 else ""))
+                                 else "")
+                              + f"; CPU per object: receiver {listener_cpu * per:.2f} ms, "
+                              f"clients {client_cpu * per:.2f} ms (= "
+                              f"{len(paths) / (listener_cpu + client_cpu):.0f} objects per "
+                              f"CPU-second of both); load average {load:.1f}")
             finally:
                 listener.stop()
         values = read_topic(broker.bootstrap, "ai.results.bench-cstore")
@@ -180,7 +230,8 @@ def main() -> None:
               f"{len(raws) / (time.perf_counter() - t0):.0f} objects/s wall, "
               f"{len(raws) / (time.process_time() - c0):.0f} per CPU-second")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(json.dumps({"studies": a.studies, "senders": a.senders, "parts": a.parts}))
+    print(json.dumps({"studies": a.studies, "senders": a.senders, "parts": a.parts,
+                      "processes": a.processes}))
 
 
 if __name__ == "__main__":

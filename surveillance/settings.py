@@ -126,6 +126,9 @@ class DicomSettings(BaseModel):
     spool_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: Topic of the AI results (its dead letters go to `<topic>.dlq`).
     topic: str = "ai.results"
+    #: Processes accepting C-STORE on `port` (SO_REUSEPORT; they share the spool; the
+    #: first also runs STOW-RS and publishes). More than one uses more than one core.
+    processes: int = Field(default=1, ge=1, le=32)
 
 
 class Settings(BaseSettings):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from surveillance.contracts import AIResult, Scanner
 from surveillance.interop.dicom_header import ImageHeader
-from surveillance.interop.dicom_spool import Spool
+from surveillance.interop.dicom_spool import Spool, SpoolError
 
 
 def result(event_id: str, study: str = "1.2.3") -> AIResult:
@@ -77,3 +81,71 @@ def test_the_spool_and_its_journal_are_readable_by_their_owner_only(tmp_path: Pa
     files = sorted(tmp_path.glob("spool.sqlite*"))
     assert files, "the spool file was not created"
     assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+
+
+def test_writers_queued_during_a_commit_share_the_next_one_and_get_their_own_answer(
+    tmp_path: Path,
+) -> None:
+    """Group commit: 12 writers (6 headers, 1 duplicate of them, 5 result sets) queued
+    while another commit holds the spool go through in one transaction, each told exactly
+    what it added; a fresh connection (a restart) sees everything they were told."""
+    path = tmp_path / "spool.sqlite"
+    spool = Spool(path)
+    statements: list[str] = []
+    spool._db.set_trace_callback(statements.append)
+    answers: dict[str, object] = {}
+
+    def write(name: str, call: Callable[[], object]) -> None:
+        answers[name] = call()
+
+    jobs = [(f"h{i}", lambda i=i: spool.add_header(header(f"1.2.3.{i}", "m"), 1.0))
+            for i in range(6)]
+    jobs.append(("h0-again", lambda: spool.add_header(header("1.2.3.0", "other"), 2.0)))
+    jobs += [(f"r{i}", lambda i=i: spool.add_results([result(f"e{i}"), result("shared")],
+                                                   "1.2.3", [], 3.0)) for i in range(5)]
+    with spool._lock:  # a commit in progress
+        threads = [threading.Thread(target=write, args=job) for job in jobs]
+        for t in threads:
+            t.start()
+        while len(spool._queue) < len(jobs):
+            time.sleep(0.001)
+    for t in threads:
+        t.join()
+    assert statements.count("COMMIT") == 1
+    assert sum(answers[f"h{i}"] is True for i in range(6)) + (answers["h0-again"] is True) == 6
+    assert sorted(answers[f"r{i}"] for i in range(5)) == [1, 1, 1, 1, 2]  # "shared" once
+    spool.close()
+    again = Spool(path)
+    assert again.pending_count() == 6
+    assert len(again.due(now=10.0, wait_seconds=600)) == 6  # study 1.2.3 has images
+
+
+def test_a_change_that_fails_fails_alone_and_its_writer_is_told(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite")
+
+    def broken(db: sqlite3.Connection) -> int:
+        db.execute("INSERT INTO published VALUES ('x', 1.0)")
+        return db.execute("INSERT INTO no_such_table VALUES (1)").rowcount
+
+    failures: list[Exception] = []
+
+    def write_broken() -> None:
+        try:
+            spool._write(broken)
+        except SpoolError as exc:
+            failures.append(exc)
+
+    with spool._lock:
+        threads = [threading.Thread(target=write_broken),
+                   threading.Thread(target=spool.add_results,
+                                    args=([result("e1")], "1.2.3", [], 1.0))]
+        for t in threads:
+            t.start()
+        while len(spool._queue) < 2:
+            time.sleep(0.001)
+    for t in threads:
+        t.join()
+    assert len(failures) == 1 and "no_such_table" in str(failures[0])
+    assert spool.pending_count() == 1
+    # The failed change's first insert was rolled back with it.
+    assert spool._db.execute("SELECT count(*) FROM published").fetchone() == (0,)

@@ -25,6 +25,9 @@ def listen() -> None:
     from surveillance.interop.dicom_service import DicomConfig, DicomService
     from surveillance.interop.stow import create_app
 
+    # Warnings and errors of the receiver and of pynetdicom (an aborted association, a
+    # spool that cannot be written) go to stderr; pynetdicom's own handler drops them.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
     d = settings.dicom
     config = DicomConfig(
@@ -40,6 +43,7 @@ def listen() -> None:
         timezone=d.timezone,
         spool_synchronous=d.spool_synchronous,
         topic=d.topic,
+        processes=d.processes,
     )
     service = DicomService(config, load_registry(settings.baselines_file)).start()
     typer.echo(f"C-STORE SCP {d.ae_title} on {d.host}:{service.port}; STOW-RS on "

@@ -11,12 +11,15 @@ is answered 0xC000 by the receiver and never stops the server.
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.dsutils import decode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from surveillance.interop.dicom_receiver import Receiver
 
@@ -67,6 +70,22 @@ def no_delay(event: Any) -> None:
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class SharedPortServer(ThreadedAssociationServer):
+    """A server whose port other processes of the same user can listen on too
+    (SO_REUSEPORT: the kernel spreads new associations across them)."""
+
+    def server_bind(self) -> None:
+        if self.socket is not None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket (pynetdicom's own also unregisters the server
+        from the AE's list, which `make_server` never added it to)."""
+        socketserver.TCPServer.shutdown(self)
+        self.server_close()
+
+
 def start_scp(
     receiver: Receiver,
     host: str,
@@ -74,11 +93,18 @@ def start_scp(
     ae_title: str,
     allowed_calling: Sequence[str],
     site_for: Callable[[str], str],
+    shared_port: bool = False,
 ) -> Any:
-    """Start listening in background threads; returns the server (call `.shutdown()`)."""
+    """Start listening in background threads; returns the server (call `.shutdown()`).
+    With `shared_port`, other processes can listen on the same port (`SharedPortServer`)."""
     ae = build_ae(ae_title, allowed_calling)
     handlers: list[Any] = [
         (evt.EVT_C_STORE, store_handler(receiver, site_for)),
         (evt.EVT_CONN_OPEN, no_delay),
     ]
-    return ae.start_server((host, port), block=False, evt_handlers=handlers)
+    if not shared_port:
+        return ae.start_server((host, port), block=False, evt_handlers=handlers)
+    server = ae.make_server((host, port), evt_handlers=handlers,
+                            server_class=SharedPortServer)
+    threading.Thread(target=server.serve_forever, name="dicom-scp", daemon=True).start()
+    return server

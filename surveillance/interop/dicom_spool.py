@@ -16,6 +16,14 @@ A crash between the broker's acknowledgement and the delete publishes those resu
 more on restart, with the same event ids; ingest and the join de-duplicate by event id.
 The spool holds raw identifiers (like the input topic it feeds): keep it on an
 access-controlled volume. Thread-safe: one connection behind a lock.
+
+Group commit: each association writes from its own thread, and with `synchronous=FULL`
+every commit is an fsync (about 285/s on the disk measured, below the 300 objects/s
+target on its own). Writers queue their change; whichever takes the lock first commits
+everything queued so far in one transaction (each change in its own savepoint, so one
+failing change fails alone), and every writer of the batch returns only after that
+commit: an object is still acknowledged only once it is durable. No writer waits for a
+batch to fill; the batch is whatever arrived during the previous commit.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -58,6 +66,16 @@ class Due:
     header: ImageHeader | None
 
 
+class _Change:
+    """One writer's change, waiting for the next group commit."""
+
+    def __init__(self, apply: Callable[[sqlite3.Connection], int]) -> None:
+        self.apply = apply
+        self.done = False
+        self.result = 0
+        self.error: SpoolError | None = None
+
+
 class Spool:
     def __init__(self, path: Path, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
         try:
@@ -66,52 +84,90 @@ class Spool:
             # umask (SQLite gives its WAL and shared-memory files the same mode).
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
             os.chmod(path, 0o600)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # Several C-STORE processes may share the file: wait for the other's commit.
+            self._db = sqlite3.connect(path, timeout=60, check_same_thread=False,
+                                       isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(f"cannot open the DICOM spool {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Change] = []
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def add_header(self, header: ImageHeader, now: float) -> bool:
-        """Keep the study/series header (the first one wins); True when it is new."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO headers VALUES (?, ?, ?, ?)",
-                (header.study_uid, header.series_uid, now, json.dumps(header.to_json())),
-            )
-            return cur.rowcount == 1
+        """Keep the study/series header (the first one wins); True when it is new.
+        Returns once committed; `SpoolError` if it was not."""
+        row = (header.study_uid, header.series_uid, now, json.dumps(header.to_json()))
+
+        def apply(db: sqlite3.Connection) -> int:
+            return db.execute("INSERT OR IGNORE INTO headers VALUES (?, ?, ?, ?)", row).rowcount
+
+        return self._write(apply) == 1
 
     def add_results(
         self, results: Sequence[AIResult], study_uid: str, series: Sequence[str], now: float
     ) -> int:
-        """Queue results not published or queued before; returns how many were new."""
+        """Queue results not published or queued before; returns how many were new.
+        Returns once committed; `SpoolError` if it was not."""
         rows = [
             (r.event_id, study_uid, json.dumps(list(series)), now, r.model_dump_json())
             for r in results
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                added = 0
-                for row in rows:
-                    if self._db.execute(
-                        "SELECT 1 FROM published WHERE event_id = ?", (row[0],)
-                    ).fetchone():
-                        continue
-                    added += self._db.execute(
-                        "INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?)", row
-                    ).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+
+        def apply(db: sqlite3.Connection) -> int:
+            added = 0
+            for row in rows:
+                if db.execute("SELECT 1 FROM published WHERE event_id = ?",
+                              (row[0],)).fetchone():
+                    continue
+                added += db.execute(
+                    "INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?)", row
+                ).rowcount
             return added
+
+        return self._write(apply)
+
+    def _write(self, apply: Callable[[sqlite3.Connection], int]) -> int:
+        change = _Change(apply)
+        with self._queue_lock:
+            self._queue.append(change)
+        with self._lock:
+            if not change.done:  # nobody committed it while we waited: lead the next batch
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if change.error is not None:
+            raise change.error
+        return change.result
+
+    def _commit(self, batch: list[_Change]) -> None:
+        """One transaction for the batch, each change in its own savepoint."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for change in batch:
+                self._db.execute("SAVEPOINT change")
+                try:
+                    change.result = change.apply(self._db)
+                    self._db.execute("RELEASE change")
+                except Exception as exc:  # this change fails alone (disk full, a bad row)
+                    self._db.execute("ROLLBACK TO change")
+                    self._db.execute("RELEASE change")
+                    change.error = SpoolError(f"DICOM spool write failed: {exc}")
+            self._db.execute("COMMIT")
+        except Exception as exc:  # nothing of the batch is durable: every writer is told
+            for change in batch:
+                change.error = SpoolError(f"DICOM spool commit failed: {exc}")
+            if self._db.in_transaction:
+                self._db.rollback()
+        finally:
+            for change in batch:
+                change.done = True
 
     def due(self, now: float, wait_seconds: float, limit: int = 500) -> list[Due]:
         """Pending results whose study has an image header, or that waited long enough."""

@@ -1,12 +1,12 @@
 """DICOM Structured Reports (TID 1500 Measurement Report) to `AIResult`s.
 
-Pure: a pydicom `Dataset` and the baseline registry in, AI results out. The SR is read as
-highdicom's typed templates (`MeasurementReport`, measurement groups, `Measurement`,
-`QualitativeEvaluation`, observer contexts), never by walking the content sequences by
-hand. Every measurement group (TID 1501, and the ROI groups TID 1410/1411) is one AI
-result of one tool: the group's algorithm (TID 4019, else the device observer's name)
-says which tool, the group's finding must be one the tool's `dicom:` mapping lists, the
-score and the tool's own call are where the mapping says (`clinical/dicom_mapping.py`).
+Pure: a pydicom `Dataset` and the baseline registry in, AI results out. The content tree
+is read by `dicom_sr_tree` (highdicom's reading rules, without its per-item copies; the
+tests check it against highdicom). Every measurement group (TID 1501, and the ROI groups
+TID 1410/1411) is one AI result of one tool: the group's algorithm (TID 4019, else the
+device observer's name) says which tool, the group's finding must be one the tool's
+`dicom:` mapping lists, the score and the tool's own call are where the mapping says
+(`clinical/dicom_mapping.py`).
 
 The SR describes the AI's output, not the acquisition: the results come out with the
 scanner and acquisition unknown (`draft`), and `enrich()` fills them from the study's
@@ -25,16 +25,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-import highdicom as hd
 from pydantic import ValidationError
 from pydicom.dataset import Dataset
-from pydicom.sr.codedict import codes
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.dicom_mapping import DicomMapping
 from surveillance.contracts import AIResult, Scanner, Sex
 from surveillance.interop.dicom_errors import UnusableObject
 from surveillance.interop.dicom_header import ImageHeader, patient_age
+from surveillance.interop.dicom_sr_tree import (
+    Group,
+    check_measurement_report,
+    device_name,
+    measurement_groups,
+)
 
 #: SR storage SOP classes that can carry TID 1500: Enhanced, Comprehensive, Comprehensive 3D.
 SR_SOP_CLASSES = frozenset(
@@ -81,13 +85,13 @@ def parse_sr(
             f"SOP class {sop_class or '(none)'} is not an Enhanced, Comprehensive or "
             "Comprehensive 3D SR",
         )
-    report = _measurement_report(ds)
+    check_measurement_report(ds)
     header = _header(ds, local_tz)
-    # The device observer is read only for groups without an algorithm name (it is slow).
-    device = functools.cache(lambda: _device_name(report))
+    # The device observer is read only for groups without an algorithm name.
+    device = functools.cache(lambda: device_name(ds))
     results: list[AIResult] = []
     refused: list[UnusableObject] = []
-    for index, group in enumerate(_groups(report)):
+    for index, group in enumerate(measurement_groups(ds)):
         try:
             results.append(_result(group, index, header, device, registry, site))
         except UnusableObject as exc:
@@ -122,55 +126,6 @@ def enrich(draft: AIResult, header: ImageHeader | None) -> AIResult:
             "sex": draft.sex if draft.sex is not Sex.UNKNOWN else Sex(header.sex or "U"),
         }
     )
-
-
-def _measurement_report(ds: Dataset) -> Dataset:
-    """The SR itself, once its root container is a TID 1500 Imaging Measurement Report."""
-    try:
-        root = hd.sr.CodedConcept.from_dataset(ds.ConceptNameCodeSequence[0])
-        is_container = ds.ValueType == "CONTAINER"
-    except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
-        raise UnusableObject(
-            "cannot_understand", f"the SR has no readable root concept ({type(exc).__name__})"
-        ) from exc
-    if not is_container or root != codes.DCM.ImagingMeasurementReport:
-        raise UnusableObject(
-            "unmapped", "the SR is not a TID 1500 Measurement Report (its root is not an "
-            "'Imaging Measurement Report' container)"
-        )
-    return ds
-
-
-def _groups(report: Dataset) -> list[Any]:
-    """Every Measurement Group: TID 1501, and the ROI groups of TID 1410/1411, which read
-    the same (finding, measurements, qualitative evaluations). One search of the tree:
-    highdicom's three typed getters would search it three times."""
-    try:
-        items = hd.sr.utils.find_content_items(
-            report, name=codes.DCM.MeasurementGroup, value_type="CONTAINER", recursive=True
-        )
-        return [hd.sr.MeasurementsAndQualitativeEvaluations.from_sequence([i]) for i in items]
-    except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
-        raise UnusableObject(
-            "cannot_understand", f"the measurement groups cannot be read ({type(exc).__name__})"
-        ) from exc
-
-
-def _device_name(report: Dataset) -> str | None:
-    """Name of the first device observer (TID 1004), if the report names one."""
-    try:
-        typed = hd.sr.MeasurementReport.from_sequence([report])
-        contexts = typed.get_observer_contexts(observer_type=codes.DCM.Device)
-    except (ValueError, AttributeError, KeyError, TypeError):
-        return None
-    for context in contexts:
-        attrs = context.observer_identifying_attributes
-        if not isinstance(attrs, hd.sr.DeviceObserverIdentifyingAttributes):
-            continue
-        name = attrs.name or attrs.model_name
-        if name:
-            return str(name)
-    return None
 
 
 def _header(ds: Dataset, local_tz: tzinfo) -> dict[str, Any]:
@@ -256,25 +211,6 @@ def _referenced_series(ds: Dataset, study_uid: str) -> tuple[str, ...]:
     return tuple(series)
 
 
-def _key(concept: Any) -> tuple[str, str]:
-    return (str(concept.scheme_designator), str(concept.value))
-
-
-def _algorithm(group: Any) -> tuple[str | None, str | None]:
-    """(name, version) of the group's TID 4019, else of the first one nested in it."""
-    for recursive in (False, True):
-        names = hd.sr.utils.find_content_items(
-            group[0], name=codes.DCM.AlgorithmName, recursive=recursive
-        )
-        if names:
-            versions = hd.sr.utils.find_content_items(
-                group[0], name=codes.DCM.AlgorithmVersion, recursive=recursive
-            )
-            version = str(versions[0].TextValue).strip() if versions else None
-            return str(names[0].TextValue).strip(), version or None
-    return None, None
-
-
 def _tool_for(
     name: str, finding: tuple[str, str] | None, registry: Mapping[str, ToolBaseline]
 ) -> tuple[ToolBaseline, DicomMapping]:
@@ -303,19 +239,18 @@ def _tool_for(
     )
 
 
-def _score(group: Any, mapping: DicomMapping) -> float | None:
+def _score(group: Group, mapping: DicomMapping) -> float | None:
     if mapping.score is None:
         return None
     where = mapping.score
-    found = [m for m in group.get_measurements() if _key(m.name) == where.concept.key]
+    found = [m for m in group.measurements if m.name == where.concept.key]
     if not found:
         return None
     if len(found) > 1:
         raise UnusableObject("invalid", f"{len(found)} score measurements in one group")
-    try:
-        value, unit = float(found[0].value), str(found[0].unit.value)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise UnusableObject("invalid", "the score measurement has no numeric value") from exc
+    value, unit = found[0].value, found[0].unit
+    if value is None or unit is None:
+        raise UnusableObject("invalid", "the score measurement has no numeric value")
     if unit != where.unit:
         raise UnusableObject(
             "invalid", f"the score is in unit {unit!r} where the mapping expects {where.unit!r}"
@@ -327,14 +262,14 @@ def _score(group: Any, mapping: DicomMapping) -> float | None:
     return value / where.full_scale
 
 
-def _call(group: Any, mapping: DicomMapping) -> bool | None:
+def _call(group: Group, mapping: DicomMapping) -> bool | None:
     if mapping.call is None:
         return None
     where = mapping.call
-    found = [q for q in group.get_qualitative_evaluations() if _key(q.name) == where.concept.key]
+    found = [value for name, value in group.evaluations if name == where.concept.key]
     if not found:
         return None
-    value = _key(found[0].value)
+    value = found[0]
     if value in {c.key for c in where.positive}:
         return True
     if value in {c.key for c in where.negative}:
@@ -346,20 +281,17 @@ def _call(group: Any, mapping: DicomMapping) -> bool | None:
 
 
 def _result(
-    group: Any,
+    group: Group,
     index: int,
     header: dict[str, Any],
     device: Callable[[], str | None],
     registry: Mapping[str, ToolBaseline],
     site: str,
 ) -> AIResult:
-    name, version = _algorithm(group)
-    name = name or device()
+    name = group.algorithm or device()
     if not name:
         raise UnusableObject("unmapped", "no algorithm identification and no device observer")
-    finding_type = group.finding_type
-    finding = _key(finding_type) if finding_type is not None else None
-    tool, mapping = _tool_for(name, finding, registry)
+    tool, mapping = _tool_for(name, group.finding, registry)
     score, call = _score(group, mapping), _call(group, mapping)
     if score is None and call is None:
         raise UnusableObject("invalid", f"no score and no call where tool {tool.tool_id}'s "
@@ -368,7 +300,7 @@ def _result(
         # A binary tool: its call is its whole output.
         score = 1.0 if call else 0.0
     positive = call if call is not None else score >= tool.operating_threshold
-    version = version or None
+    version = group.version
     if version is None:
         raise UnusableObject("invalid", "the algorithm identification has no version")
     tracking = group.tracking_uid
