@@ -310,6 +310,51 @@ def page_hinkley_statistics(
     return result
 
 
+#: Values per block of rows in `page_hinkley_maxima`: its temporaries stay in cache.
+_MAXIMA_BLOCK = 1 << 17
+
+
+def page_hinkley_maxima(
+    values: npt.ArrayLike,
+    min_instances: int,
+    delta: float,
+    alpha: float,
+    mode: Literal["up", "down", "both"] = "both",
+) -> FloatArray:
+    """Each row's largest `page_hinkley_statistics` value (what calibration needs).
+
+    The same operations on the same values per row, so the result is equal to the last
+    bit; blocks of rows and in-place arithmetic make it about twice as fast as taking the
+    maximum of the full statistics array (calibration runs 10^7-10^8 values).
+    """
+    x = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    rows, length = x.shape[0], x.shape[-1]
+    out = np.full(rows, -np.inf)
+    if length < min_instances:
+        return out
+    t = np.arange(1, length + 1, dtype=np.float64)
+    first = max(min_instances, 1) - 1
+    a = [1.0, -alpha]
+    step = max(1, _MAXIMA_BLOCK // max(length, 1))
+    for r in range(0, rows, step):
+        block = x[r : r + step]
+        dev = np.cumsum(block, axis=-1)
+        dev /= t
+        np.subtract(block, dev, out=dev)
+        best = np.full(block.shape[0], -np.inf)
+        if mode != "down":
+            s = lfilter([1.0], a, dev - delta, axis=-1)
+            s -= np.minimum.accumulate(s, axis=-1)
+            np.maximum(best, s[:, first:].max(axis=-1), out=best)
+        if mode != "up":
+            s = lfilter([1.0], a, dev + delta, axis=-1)
+            peak = np.maximum.accumulate(np.maximum(s, -1.0), axis=-1)
+            peak -= s
+            np.maximum(best, peak[:, first:].max(axis=-1), out=best)
+        out[r : r + step] = best
+    return out
+
+
 def _bootstrap_quarters(
     reference_values: FloatArray, events_per_quarter: int, n_quarters: int, seed: int
 ) -> FloatArray:
@@ -355,8 +400,7 @@ def calibrate_page_hinkley(
     for start in range(0, n_quarters, chunk):
         size = min(chunk, n_quarters - start)
         quarters = _bootstrap_quarters(ref, events_per_quarter, size, seed + start)
-        stats = page_hinkley_statistics(quarters, min_instances, delta, alpha, mode)
-        maxima.append(stats.max(axis=-1))
+        maxima.append(page_hinkley_maxima(quarters, min_instances, delta, alpha, mode))
     all_max = np.concatenate(maxima)
     threshold = float(np.quantile(all_max, 1 - rate_per_quarter, method="higher"))
     return max(threshold, MIN_DIVERGENCE_THRESHOLD)
