@@ -13,19 +13,18 @@ from hypothesis import strategies as st
 from river import drift
 from scipy.stats import binom
 
-from surveillance.stats import drift_calibration
+from surveillance.stats import stream_calibration
 from surveillance.stats.chi_square import chi_square_homogeneity
-from surveillance.stats.drift_calibration import (
-    FalseAlarmBudget,
-    calibrate_page_hinkley,
-    calibrate_stream_detector,
-    calibrate_window_thresholds,
-    page_hinkley_maxima,
-    page_hinkley_statistics,
-)
+from surveillance.stats.drift_calibration import FalseAlarmBudget, calibrate_window_thresholds
 from surveillance.stats.jensen_shannon import jensen_shannon_distance
 from surveillance.stats.numeric_drift import AdwinDetector, DriftParameterError, PageHinkleyDetector
 from surveillance.stats.psi import psi
+from surveillance.stats.stream_calibration import (
+    calibrate_page_hinkley,
+    calibrate_stream_detector,
+    page_hinkley_maxima,
+    page_hinkley_statistics,
+)
 
 
 def test_budget_is_split_over_features_and_windows() -> None:
@@ -153,6 +152,6 @@ def test_page_hinkley_maxima_equal_the_full_statistics_to_the_bit(
     `page_hinkley_statistics` (blocks smaller than the array are forced here)."""
     values = np.random.default_rng(seed).standard_normal((rows, length)) * scale
     full = page_hinkley_statistics(values, min_instances, 0.005, 1 - 0.0001, mode)  # type: ignore[arg-type]
-    with patch.object(drift_calibration, "_MAXIMA_BLOCK", max(1, rows * length // 3)):
+    with patch.object(stream_calibration, "_MAXIMA_BLOCK", max(1, rows * length // 3)):
         fast = page_hinkley_maxima(values, min_instances, 0.005, 1 - 0.0001, mode)  # type: ignore[arg-type]
     np.testing.assert_array_equal(fast, full.max(axis=-1))
