@@ -11,16 +11,21 @@ about one false alarm a year.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from statistics import median
+from typing import Any
 
 import numpy as np
 import pytest
 
 from surveillance.contracts import Acquisition, AIResult, Scanner, Sex
+from surveillance.stats.chi_square import chi_square_homogeneity
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
 from surveillance.stats.drift_binning import drift_edges
 from surveillance.stats.drift_calibration import resolution_floor
-from surveillance.stats.psi import bin_counts
+from surveillance.stats.jensen_shannon import jensen_shannon_distance
+from surveillance.stats.psi import bin_counts, psi
 
 START = datetime(2025, 3, 3, tzinfo=UTC)
 REFERENCE_DAYS = 30
@@ -31,7 +36,7 @@ MAX_DAYS = 5  # from the first shifted day to the alert (crossing day + lateness
 
 
 def results(
-    seed: int, first_day: int, days: int, feature: str, values: list[float],
+    seed: int, first_day: int, days: int, feature: str, values: list[float] | list[str],
     weights: list[float], per_day: int = PER_DAY,
 ) -> list[AIResult]:
     rng = np.random.default_rng(seed)
@@ -44,7 +49,8 @@ def results(
             at = START + timedelta(days=day, seconds=float(seconds[i]))
             acquisition = {"kvp": 120.0, "slice_thickness": 5.0, "pixel_spacing": 0.46,
                            "protocol_name": "HEAD ROUTINE"}
-            acquisition[feature] = float(drawn[i])
+            acquisition[feature] = str(drawn[i]) if feature == "protocol_name" else float(
+                drawn[i])
             out.append(AIResult(
                 event_id=f"{seed}-{day}-{i}", tool_id="ich-triage", manufacturer="V",
                 model="M", software_version="1", finding_code="intracranial_hemorrhage",
@@ -59,8 +65,8 @@ def results(
 
 
 def watch(
-    feature: str, reference: tuple[list[float], list[float]],
-    shifted: tuple[list[float], list[float]], seed: int, per_day: int = PER_DAY,
+    feature: str, reference: tuple[list[Any], list[float]],
+    shifted: tuple[list[Any], list[float]], seed: int, per_day: int = PER_DAY,
 ) -> tuple[DriftBank, list[DriftVerdict]]:
     ref = results(seed, 0, REFERENCE_DAYS, feature, *reference, per_day=per_day)
     bank = DriftBank.from_reference(
@@ -127,3 +133,72 @@ def test_upward_values_get_their_own_bins() -> None:
     assert below < atom < above
     assert np.searchsorted(edges, [values.max() + 1.0], side="right")[0] == edges.size
     assert np.searchsorted(edges, [values.min() - 1.0], side="right")[0] == 0
+
+
+SPACINGS = [round(0.30 + 0.01 * i, 2) for i in range(31)]
+BELL = [float(np.exp(-(((x - 0.45) / 0.04) ** 2) / 2)) for x in SPACINGS]
+#: Every windowed test whose alerts print "<statistic> vs threshold <t>": numeric PSI on
+#: one-bin-per-value (constant, near-constant) and quantile bins (continuous), and the
+#: categorical PSI, Jensen-Shannon and chi-square, on constant, near-constant and even
+#: references (the degenerate references are where a threshold used to collapse).
+PRINTED = {
+    "numeric constant": ("kvp", ([120.0], [1.0]), ([100.0, 120.0], [0.3, 0.7])),
+    "numeric near-constant": ("kvp", ([100.0, 120.0], [0.1, 0.9]), ([120.0, 140.0], [0.7, 0.3])),
+    "numeric continuous": ("pixel_spacing", (SPACINGS, [b / sum(BELL) for b in BELL]),
+                           (SPACINGS[10:], [b / sum(BELL[:21]) for b in BELL[:21]])),
+    "categorical constant": ("protocol_name", (["HEAD ROUTINE"], [1.0]),
+                             (["HEAD ROUTINE", "HEAD TRAUMA"], [0.7, 0.3])),
+    "categorical near-constant": ("protocol_name", (["HEAD ROUTINE", "HEAD TRAUMA"], [0.95, 0.05]),
+                                  (["HEAD ROUTINE", "HEAD TRAUMA"], [0.6, 0.4])),
+    "categorical even": ("protocol_name", (["A", "B", "C"], [1 / 3, 1 / 3, 1 / 3]),
+                         (["A", "B", "C"], [0.6, 0.2, 0.2])),
+}
+
+
+def one_odd_study(reference: np.ndarray, n: float) -> np.ndarray:
+    """A day of `n` studies in the reference's proportions, one of them moved from the
+    commonest value to the rarest (an empty bin or the unseen-category slot)."""
+    day = reference / reference.sum() * n
+    day[int(np.argmax(reference))] -= 1.0
+    day[int(np.argmin(reference))] += 1.0
+    return day
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED))
+def test_no_alert_prints_a_threshold_one_odd_study_could_cross(name: str) -> None:
+    """Drive each windowed test to an alert through the bank and read the threshold back
+    from the alert text: for PSI and Jensen-Shannon it is at least the statistic of a
+    typical day with one odd study, for chi-square the p-value threshold is below that
+    day's p-value (checked with the one-window functions, independent of the calibration's
+    row-wise code), and no alert text says 1e-06."""
+    feature, reference, shifted = PRINTED[name]
+    bank, verdicts = watch(feature, reference, shifted, seed=20 + sorted(PRINTED).index(name))
+    assert bank._inputs.bank is not None
+    built = bank._inputs.bank.features[0]
+    assert built is not None
+    ref_days = [r.inference_date.date() for r in results(
+        20 + sorted(PRINTED).index(name), 0, REFERENCE_DAYS, feature, *reference)]
+    typical = max(median([ref_days.count(d) for d in sorted(set(ref_days))]), 20)
+    if feature == "protocol_name":
+        counts = np.array([*built.reference_counts.values(), 0], dtype=np.float64)
+    else:
+        counts = np.asarray(built.window_test.reference_counts, dtype=np.float64)
+    odd = one_odd_study(counts, typical)
+    resolution = {
+        "psi": psi(counts.tolist(), odd.tolist()),
+        "jensen_shannon": jensen_shannon_distance(counts.tolist(), odd.tolist()),
+        "chi_square": chi_square_homogeneity(counts.tolist(), odd.tolist()).p_value,
+    }
+    windowed = [v for v in verdicts if v.statistic is not None]
+    assert windowed, f"{name}: the shift raised no windowed-test alert"
+    for v in windowed:
+        text = v.sentence()
+        assert "threshold 1e-06" not in text and "threshold 0 " not in text
+        printed = re.search(r" vs threshold (\S+) \(n=", text)
+        assert printed is not None, text
+        assert float(printed.group(1)) == pytest.approx(v.threshold, rel=5e-3)
+        for test, _, threshold in v.tests or ((v.detector, v.statistic, v.threshold),):
+            if test == "chi_square":
+                assert threshold < resolution[test], (name, test, threshold, resolution)
+            else:
+                assert threshold >= resolution[test] * (1 - 1e-9), (name, test, threshold)

@@ -4,22 +4,27 @@ river's own detectors), and the vectorised Page-Hinkley recursion equals river."
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from river import drift
 from scipy.stats import binom
 
+from surveillance.stats import stream_calibration
 from surveillance.stats.chi_square import chi_square_homogeneity
-from surveillance.stats.drift_calibration import (
-    FalseAlarmBudget,
-    calibrate_page_hinkley,
-    calibrate_stream_detector,
-    calibrate_window_thresholds,
-    page_hinkley_statistics,
-)
+from surveillance.stats.drift_calibration import FalseAlarmBudget, calibrate_window_thresholds
 from surveillance.stats.jensen_shannon import jensen_shannon_distance
 from surveillance.stats.numeric_drift import AdwinDetector, DriftParameterError, PageHinkleyDetector
 from surveillance.stats.psi import psi
+from surveillance.stats.stream_calibration import (
+    calibrate_page_hinkley,
+    calibrate_stream_detector,
+    page_hinkley_maxima,
+    page_hinkley_statistics,
+)
 
 
 def test_budget_is_split_over_features_and_windows() -> None:
@@ -128,3 +133,25 @@ def test_adwin_delta_calibration_picks_most_sensitive_within_budget() -> None:
         calibrate_stream_detector(
             lambda d: AdwinDetector(delta=d), [], reference, 1000, 0.2, seed=1, n_quarters=40
         )
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    rows=st.integers(1, 40),
+    length=st.integers(1, 400),
+    min_instances=st.integers(1, 60),
+    mode=st.sampled_from(["up", "down", "both"]),
+    scale=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_page_hinkley_maxima_equal_the_full_statistics_to_the_bit(
+    rows: int, length: int, min_instances: int, mode: str, scale: float, seed: int
+) -> None:
+    """Calibration takes each simulated quarter's largest statistic from the blocked,
+    in-place `page_hinkley_maxima`; it must be exactly the maximum of the river-checked
+    `page_hinkley_statistics` (blocks smaller than the array are forced here)."""
+    values = np.random.default_rng(seed).standard_normal((rows, length)) * scale
+    full = page_hinkley_statistics(values, min_instances, 0.005, 1 - 0.0001, mode)  # type: ignore[arg-type]
+    with patch.object(stream_calibration, "_MAXIMA_BLOCK", max(1, rows * length // 3)):
+        fast = page_hinkley_maxima(values, min_instances, 0.005, 1 - 0.0001, mode)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(fast, full.max(axis=-1))

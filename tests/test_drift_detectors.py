@@ -21,13 +21,13 @@ from surveillance.contracts import Acquisition, AIResult, Scanner, Sex
 from surveillance.stats import categorical_drift, chi_square, jensen_shannon, numeric_drift, psi
 from surveillance.stats.categorical_drift import CategoricalDriftDetector, WindowThresholds
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig, DriftVerdict
-from surveillance.stats.drift_calibration import page_hinkley_statistics
 from surveillance.stats.numeric_drift import (
     AdwinDetector,
     DriftParameterError,
     KswinDetector,
     PageHinkleyDetector,
 )
+from surveillance.stats.stream_calibration import page_hinkley_statistics
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 STABLE_VOLUME = 40

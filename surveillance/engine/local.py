@@ -113,38 +113,55 @@ class LocalPipeline:
         return at
 
 
-def joined(config: EngineConfig, events: Iterable[Event]
-           ) -> Iterator[tuple[int, datetime, AdjudicatedCase]]:
-    """(join partition, event time its AI results had reached, case) for every case the
-    engine's join emits, in order: the `cases.adjudicated` records read back as the case
-    stage reads them."""
-    join_state: dict[str, Any] = {}
-    engine = Engine(config, join_state, {}, {})
-    offsets: dict[tuple[str, int], int] = {}
-    clock: datetime | None = None  # the latest arrival so far: when cases are read back
-    for event in events:
-        clock = event.arrival if clock is None else max(clock, event.arrival)
+class JoinFeed:
+    """Ingest and the engine's join fed one input event at a time: the
+    `cases.adjudicated` records each event leads to, read back as the case stage reads
+    them. A plain object (benchmarks fork it mid-stream)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.join_state: dict[str, Any] = {}
+        self.engine = Engine(config, self.join_state, {}, {})
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.clock: datetime | None = None  # the latest arrival so far: when cases are read
+
+    def feed(self, event: Event) -> list[tuple[int, datetime, AdjudicatedCase]]:
+        """(join partition, event time its AI results had reached, case) per case emitted."""
+        config = self.config
+        self.clock = event.arrival if self.clock is None else max(self.clock, event.arrival)
         partition = join_partition(event.key.decode(errors="replace"), config.partitions)
-        offset = offsets[event.topic, partition] = offsets.get((event.topic, partition), -1) + 1
+        offset = self.offsets[event.topic, partition] = (
+            self.offsets.get((event.topic, partition), -1) + 1)
         pending = [Record(event.topic, partition, offset, event.key, event.value)]
+        cases: list[tuple[int, datetime, AdjudicatedCase]] = []
         while pending:
-            out = engine.process(pending, event.arrival, 0.0)
+            out = self.engine.process(pending, event.arrival, 0.0)
             pending = []
             for change in out.changes:
                 if change.value is None:
-                    join_state.pop(change.key, None)
+                    self.join_state.pop(change.key, None)
                 else:
-                    join_state[change.key] = change.value
+                    self.join_state[change.key] = change.value
             for p in out.produce:
                 if p.topic == topics.CASES_JOIN:
                     assert p.partition is not None
                     pending.append(Record(p.topic, p.partition, 0, p.key, p.value))
                 elif p.topic == topics.CASES_ADJUDICATED:
                     read = internal.read_case(p.value, list((p.headers or {}).items()),
-                                              config.partitions, clock, config.dates)
+                                              config.partitions, self.clock, config.dates)
                     assert not isinstance(read, Rejected), read  # our own join wrote it
                     case, source, reached = read
-                    yield source, reached, case
+                    cases.append((source, reached, case))
+        return cases
+
+
+def joined(config: EngineConfig, events: Iterable[Event]
+           ) -> Iterator[tuple[int, datetime, AdjudicatedCase]]:
+    """(join partition, event time its AI results had reached, case) for every case the
+    engine's join emits, in order (`JoinFeed` over the events)."""
+    feed = JoinFeed(config)
+    for event in events:
+        yield from feed.feed(event)
 
 
 def revisions(config: EngineConfig, events: Iterable[Event]

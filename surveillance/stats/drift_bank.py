@@ -77,8 +77,6 @@ from surveillance.stats.drift_calibration import (
     DAYS_PER_QUARTER,
     WINDOW_DAYS,
     FalseAlarmBudget,
-    calibrate_page_hinkley,
-    calibrate_stream_detector,
     calibrate_window_thresholds,
 )
 from surveillance.stats.drift_verdict import DriftVerdict, Summary, VerdictKind
@@ -89,6 +87,7 @@ from surveillance.stats.numeric_drift import (
     PageHinkleyDetector,
 )
 from surveillance.stats.psi import FloatArray, bin_counts
+from surveillance.stats.stream_calibration import calibrate_page_hinkley, calibrate_stream_detector
 
 __all__ = [
     "CAUSE_FEATURES",
