@@ -17,6 +17,9 @@ def backfill(
     max_records: int = typer.Option(20_000, help="Records per batch (one commit each)."),
     idle_seconds: float = typer.Option(
         5.0, help="Stop once caught up and nothing has come for this long."),
+    crash_after_batch: int = typer.Option(0, hidden=True, help="Crash tests: die after batch N."),
+    crash_point: str = typer.Option(
+        "flushed", hidden=True, help="Crash tests: 'flushed' (before its commit) or 'committed'."),
 ) -> None:
     """Replay the backlog through the worker's engine on a plain Kafka client, then exit;
     a worker started afterwards continues from the state and offsets it left."""
@@ -40,6 +43,8 @@ def backfill(
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     if max_records < 1 or idle_seconds < 0:
         fail("--max-records must be at least 1 and --idle-seconds at least 0")
+    if crash_point not in ("flushed", "committed"):
+        fail("--crash-point must be 'flushed' or 'committed'")
     if settings.kafka.probe_log_end:
         from surveillance.embedded import log_end
 
@@ -62,7 +67,8 @@ def backfill(
         EngineConfig.from_settings(settings), settings.stream.app_id,
         {"bootstrap_servers": settings.kafka.bootstrap,
          **kafka_clients.client_options(settings.kafka)},
-        max_records=max_records, idle_seconds=idle_seconds, on_batch=report)
+        max_records=max_records, idle_seconds=idle_seconds, on_batch=report,
+        crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     try:
         progress = asyncio.run(runner.run())
     except KafkaError as exc:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from surveillance.stream import topics
 log = logging.getLogger(__name__)
 
 #: The topics the worker's agents read.
+CRASH_EXIT = 137  # what a SIGKILLed process reports
 READ = (topics.AI_RESULTS, topics.REPORTS_FINAL, topics.CASES_JOIN, topics.CASES_ADJUDICATED,
         topics.ADVERSE_EVENTS)
 
@@ -60,13 +62,18 @@ class Progress:
 class BulkRunner:
     def __init__(self, config: EngineConfig, app_id: str, client: dict[str, Any],
                  max_records: int = 20_000, idle_seconds: float = 5.0,
-                 on_batch: Callable[[Output, Progress], None] | None = None) -> None:
+                 on_batch: Callable[[Output, Progress], None] | None = None,
+                 crash_at: tuple[int, str] | None = None) -> None:
         self.config = config
         self.app_id = app_id
         self.client = client
         self.max_records = max_records
         self.idle_seconds = idle_seconds
         self.on_batch = on_batch
+        # Crash tests: (batch number, "flushed" | "committed"): the process dies there as
+        # if killed (no flush, no commit, no goodbye to the broker).
+        self.crash_at = crash_at
+        self.batches = 0
         self.progress = Progress()
         self.tables: dict[str, dict[str, Any]] = {}
         self.engine: Engine | None = None
@@ -109,13 +116,20 @@ class BulkRunner:
                 continue
             quiet_since = None
             await self._take(records, producer)
+            self.batches += 1
+            self._crash_if("flushed")
             await consumer.commit({tp: messages[-1].offset + 1
                                    for tp, messages in batch.items() if messages})
+            self._crash_if("committed")
             self.progress.last_batch = time.monotonic()
             behind = 0
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
             self.progress.behind = behind
+
+    def _crash_if(self, point: str) -> None:
+        if self.crash_at == (self.batches, point):
+            os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record], producer: AIOKafkaProducer) -> None:
         """One batch through the engine; returns once every send is acknowledged."""
