@@ -168,5 +168,30 @@ def test_the_expected_delay_adds_settling_and_the_observed_report_lag() -> None:
     assert details["expected_detection_days"] == pytest.approx(design.arl1_days + 7 + 2.0)
     assert f"{design.arl1_days + 9:.0f} days (chart {design.arl1_days:.0f}, settling 7, " \
         "report lag 2.0)" in signals[0].summary
+    # The tuned drop (further below the acceptance limit) is detected sooner, and the
+    # alert says so beside the acceptance-limit delay.
+    assert details["tuned_drop_level"] < 1.0 - design.p_detect
+    assert details["tuned_drop_detection_days"] < details["expected_detection_days"]
+    assert f"the drop the chart is tuned for: {details['tuned_drop_detection_days']:.0f} days" \
+        in signals[0].summary
     assert details["family"] == "cusum"
     assert details["family_false_alarms_per_year"] == DEFAULT_BUDGET.per_year("cusum")
+
+
+def test_an_alert_of_a_tool_at_forty_sites_with_long_names_is_raised() -> None:
+    """Forty sites named as hospitals name them: the all-sites CUSUM alert lists the five
+    lowest sites, and its text stays within the Alert contract's 1,000 characters (listing
+    every site raised a ValidationError inside the monitor)."""
+    m = PerformanceMonitor(REGISTRY, reference_days=7, reference_grace_days=0, settle_days=7)
+    feed = Feed(m)
+    sites = [f"Main Campus Outpatient Imaging Center Building {i:02d}" for i in range(40)]
+    for hour in range(24 * 40):
+        at = T0 + timedelta(hours=hour)
+        outcome = CaseOutcome.FN if hour >= 24 * 20 else CaseOutcome.TP
+        feed(case(hour, outcome if hour % 4 == 0 else CaseOutcome.TN, at,
+                  site=sites[hour % 40]))
+    signals = [a for a in feed.alerts if a.kind == "cusum_signal"]
+    assert signals, "no CUSUM signal"
+    assert "; by site, the 5 lowest of 40: " in signals[0].summary
+    assert signals[0].summary.count("Main Campus Outpatient Imaging Center Building") == 5
+    assert all(len(a.summary) <= 1000 for a in feed.alerts)

@@ -84,7 +84,7 @@ from surveillance.errors import SurveillanceError
 from surveillance.stats.agreement import Confusion, Estimate
 from surveillance.stats.alarm_budget import DEFAULT_BUDGET, AlarmBudget, family_details
 from surveillance.stats.binomial_test import lower_tail_p_value
-from surveillance.stats.cusum import ChartDesign
+from surveillance.stats.cusum import ChartDesign, average_run_length
 from surveillance.stats.windows import AgreementWindows, Key, age_band, subgroup_keys, utc_day
 
 ALL_SITES = "all"
@@ -239,6 +239,9 @@ def _day_start(day: int) -> datetime:
 
 def _where(site: str) -> str:
     return "all sites" if site == ALL_SITES else site
+
+
+MAX_SITES_NAMED = 5  # sites listed in an all-sites alert; more would outgrow its text
 
 
 class PerformanceMonitor:
@@ -474,6 +477,11 @@ class PerformanceMonitor:
         day = signal.at.date().isoformat()
         lag = record.report_lag_days()
         delay = design.arl1_days + self.settle_days + lag
+        # The acceptance limit sits near the chart's reference value, so its delay is long;
+        # the drop the chart is tuned for says how fast a real failure shows.
+        tuned_level = 1.0 - design.p1
+        tuned = (average_run_length(design.p0, design.p1, design.h, design.p1)
+                 / (design.weekly_volume / 7.0) + self.settle_days + lag)
         summary = (
             f"{tool} {version} at all sites: more {_FAILURE[metric]} than the clearance rate "
             f"since {signal.since.date().isoformat()} (CUSUM signal on {day}). "
@@ -484,7 +492,8 @@ class PerformanceMonitor:
             f"{self._sites_text(record, metric, CONTEXT_WINDOW, context)}; "
             f"{self._concentration_text(deviation)}. Expected detection delay for a drop to "
             f"{reference:.3g}: {delay:.0f} days (chart {design.arl1_days:.0f}, settling "
-            f"{self.settle_days}, report lag {lag:.1f}). No further alert until the "
+            f"{self.settle_days}, report lag {lag:.1f}); for a drop to {tuned_level:.3g}, "
+            f"the drop the chart is tuned for: {tuned:.0f} days. No further alert until the "
             f"30-day {metric} is back at or above {reference:.3g}."
         )
         return Alert(
@@ -514,6 +523,8 @@ class PerformanceMonitor:
                 "arl0_days": design.arl0_days,
                 "expected_detection_days": delay,
                 "chart_delay_days": design.arl1_days,
+                "tuned_drop_level": tuned_level,
+                "tuned_drop_detection_days": tuned,
                 "settle_days": self.settle_days,
                 "report_lag_days": lag,
                 "in_control_rate": design.p0,
@@ -530,12 +541,18 @@ class PerformanceMonitor:
         """'; by site: site-a 0.80 (n=60), ...' when the version runs at several sites."""
         if len(record.sites) < 2:
             return ""
-        parts = []
+        figures = []
         for site in sorted(record.sites):
             c = self.window(record.tool, record.version, site, window, now)
             est = c.sensitivity() if metric == "sensitivity" else c.specificity()
-            parts.append(f"{site} {_fmt(est.value)} (n={est.denominator})")
-        return "; by site: " + ", ".join(parts)
+            figures.append((est.value is None, est.value or 0.0, site,
+                            f"{site} {_fmt(est.value)} (n={est.denominator})"))
+        if len(figures) <= MAX_SITES_NAMED:
+            return "; by site: " + ", ".join(f[3] for f in figures)
+        # A health system with many sites: the lowest few (an alert's text is bounded).
+        lowest = sorted(figures)[:MAX_SITES_NAMED]
+        return (f"; by site, the {MAX_SITES_NAMED} lowest of {len(figures)}: "
+                + ", ".join(f[3] for f in lowest))
 
     def _others_text(
         self, record: VersionRecord, site: str, metric: Metric, window: int, now: datetime
