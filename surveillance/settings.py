@@ -78,6 +78,10 @@ class StreamSettings(BaseModel):
     unlabelled_horizon_hours: float = Field(default=14 * 24, gt=0)
     #: Join state for an accession is dropped this long (event time) after its last event.
     join_retention_days: float = Field(default=120, gt=0)
+    #: A case record leaves the worker's live state this long (event time) after its
+    #: latest event; a later correction is resolved from the store (`engine.horizon`).
+    #: At least the longest monitor window and the charts' settling (98 days).
+    case_horizon_days: float = Field(default=180, ge=98)
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
     web_port: int = Field(default=6066, ge=0, le=65535)
     #: Address the worker's /metrics and status pages bind to (0.0.0.0 in a container,

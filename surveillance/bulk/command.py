@@ -32,6 +32,7 @@ def backfill(
     from surveillance.engine.records import Output
     from surveillance.privacy_key import KeyRefused, check_key
     from surveillance.settings import get_settings
+    from surveillance.store.case_lookup import lookup_of
     from surveillance.stream import effects
 
     try:
@@ -63,8 +64,9 @@ def backfill(
               f"{rate:,.0f} records/s, {progress.behind} behind, ETA {eta:,.0f} s",
               end="", file=sys.stderr, flush=True)
 
+    lookup = lookup_of(settings.database.url.get_secret_value())  # for the case horizon
     runner = BulkRunner(
-        EngineConfig.from_settings(settings), settings.stream.app_id,
+        EngineConfig.from_settings(settings, lookup), settings.stream.app_id,
         {"bootstrap_servers": settings.kafka.bootstrap,
          **kafka_clients.client_options(settings.kafka)},
         max_records=max_records, idle_seconds=idle_seconds, on_batch=report,

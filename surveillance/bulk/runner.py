@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import CASE_TABLE, Engine
 from surveillance.engine.records import Output, Record
 from surveillance.stream import topics
@@ -136,7 +137,7 @@ class BulkRunner:
         engine = self.engine
         assert engine is not None
         if not engine.cases.ready:  # the case stage from the restored case table
-            engine.cases.rebuild(self._owned_cases(self.assigned_cases))
+            engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
         out = engine.process(records, datetime.now(UTC), time.monotonic())
         sends = []
         for change in out.changes:
@@ -159,8 +160,7 @@ class BulkRunner:
             self.on_batch(out, self.progress)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
-        pairs = ((k, CaseRecord.from_dict(v)) for k, v in self.tables[CASE_TABLE].items())
-        return [(k, r) for k, r in pairs if r.partition in partitions]
+        return case_records(self.tables[CASE_TABLE].items(), partitions)
 
     async def _at_end(self, consumer: AIOKafkaConsumer) -> bool:
         assigned = consumer.assignment()

@@ -1,7 +1,8 @@
 """Adverse-event reports: linked to their tool, version and case; regulatory clocks started.
 
 `adverse.events` is keyed by tool id like `cases.adjudicated`, and co-partitioned with it,
-so the case a report is about is in this worker's case table. The adverse table keeps no
+so the case a report is about is in this worker's case table, or, once past the case
+horizon (`engine.horizon`), in the store. The adverse table keeps no
 narrative and no reporter identity (`adverse_redact.for_table`).
 """
 
@@ -97,11 +98,16 @@ class AdverseStage:
         if not accession:
             return []
         found = []
+        lookup = self.config.case_lookup  # a case past the horizon is only in the store
         for tool in self.config.registry:
-            r = self.cases.get(f"{accession}:{tool}")
+            case_id = f"{accession}:{tool}"
+            r = self.cases.get(case_id)
             if r is not None:
-                found.append(StoredCase(f"{accession}:{tool}", r.tool, r.version, r.revision,
+                found.append(StoredCase(case_id, r.tool, r.version, r.revision,
                                         CaseOutcome(r.outcome)))
+            elif lookup is not None and (s := lookup(case_id)) is not None:
+                found.append(StoredCase(case_id, s.tool, s.version, s.revision,
+                                        CaseOutcome(s.outcome)))
         return found
 
 

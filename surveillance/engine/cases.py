@@ -7,13 +7,16 @@ partition is the low watermark of the join partitions its cases come from
 (`watermark.SourceWatermark`, on the monotonic clock the batch is given); when it moves,
 held cases are released, the tool's drift bank advances and, on a new event-time day, the
 tool is evaluated. After partitions are assigned, the monitor, ledger and drift banks are
-rebuilt from the case records this worker owns (`rebuild`).
+rebuilt from the case records this worker owns (`rebuild`). Records past the case
+horizon leave the table as the clock advances (`engine.horizon`, which also resolves a
+revision of an evicted case from the store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
+from typing import Any
 
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import ToolState, check_version, version_alert
@@ -23,6 +26,7 @@ from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.evaluation import DailyEvaluation
+from surveillance.engine.horizon import CaseHorizon, Late
 from surveillance.engine.records import Output, Record
 from surveillance.engine.tables import Table
 from surveillance.stream import internal
@@ -33,9 +37,11 @@ from surveillance.stream.watermark import SourceWatermark
 
 
 class CaseStage:
-    def __init__(self, config: EngineConfig, table: Table[CaseRecord]) -> None:
+    def __init__(self, config: EngineConfig, table: Table[CaseRecord],
+                 summaries: Table[dict[str, Any]]) -> None:
         self.config = config
         self.table = table
+        self.horizon = CaseHorizon(config.case_horizon, table, summaries, config.case_lookup)
         self.monitor = PerformanceMonitor(config.registry)
         self.ledger = CaseLedger()
         self.drift = DriftBanks()
@@ -47,13 +53,17 @@ class CaseStage:
         #: False after a revocation: rebuild from the owned records before the next case.
         self.ready = True
 
-    def rebuild(self, records: list[tuple[str, CaseRecord]]) -> None:
-        """Monitor, ledger counts and drift banks from the case records owned now."""
+    def rebuild(self, records: list[tuple[str, CaseRecord]],
+                partitions: Collection[int] | None = None) -> None:
+        """Monitor, ledger counts and drift banks from the case records owned now (on
+        `partitions` of `cases.adjudicated`: default, those of the records)."""
         self.monitor = PerformanceMonitor(self.config.registry)
         self.monitor.rebuild(records)
         self.ledger = CaseLedger()
         for _case_id, record in records:
             self.ledger.add_existing(record)
+        owned = partitions if partitions is not None else {r.partition for _, r in records}
+        self.ledger.counts.update(self.horizon.rebuild(records, owned))
         self.drift.rebuild(r for _, r in records)
         self.sources.clear()  # wait for every join partition again: the first must not lead
         self.ahead.clear()  # the held cases are stored, and rebuilt above with the rest
@@ -69,10 +79,15 @@ class CaseStage:
         watermark = self._sources(record.partition, mono)
         watermark.observe(source, reached, mono)
         previous = self.table.get(case.case_id)
+        late = self.horizon.late(case, record.partition) if previous is None else None
+        if late is not None:
+            self._take_late(record, case, source, late, now, out)
+            return
         stored = self.ledger.apply(previous, case, record.partition, source)
         if stored is None:
             return
         self.table.put(case.case_id, stored, record.partition)
+        self.horizon.track(case.case_id, stored)
         out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
         ahead = self.ahead.setdefault(record.partition, AheadCases())
         held = ahead.hold(case, previous is None, reached)
@@ -85,7 +100,33 @@ class CaseStage:
                 alerts += self._monitor_case(None, released, released_record, out)
             alerts += self.drift.advance(case.tool_id, clock)
             alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, self.drift, out)
+            evicted = self.horizon.advance(record.partition, clock)
+            if evicted:
+                out.metric("horizon_evicted", evicted)
         out.alert(alerts)
+
+    def _take_late(self, record: Record, case: AdjudicatedCase, source: int, late: Late,
+                   now: datetime, out: Output) -> None:
+        """A revision of a case whose AI call is before the horizon's cutoff and which is not
+        in the table: counted against the store's revision (or as new when the store has
+        none), kept until it ages out again; outside every window, so no monitor update."""
+        if late.unresolved:
+            dead_letter(self.config, record, Rejected("horizon", (
+                f"case revision {case.revision} of {case.tool_id}: {late.unresolved}")),
+                now, out)
+            out.metric("horizon_late", case.tool_id, "dead_lettered")
+            return
+        stored = self.ledger.apply(late.previous, case, record.partition, source)
+        if stored is None:
+            out.metric("horizon_late", case.tool_id, "replayed")
+            return
+        if late.previous is not None:
+            self.horizon.readmit(late.previous, record.partition)
+        self.table.put(case.case_id, stored, record.partition)
+        self.horizon.track(case.case_id, stored)
+        out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
+        out.metric("horizon_late", case.tool_id,
+                   "new" if late.previous is None else "resolved")
 
     def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:

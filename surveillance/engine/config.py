@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from surveillance.clinical.baselines import ToolBaseline, load_registry
+from surveillance.engine.horizon import CaseLookup
 from surveillance.settings import Settings
 from surveillance.stream.dlq_seal import Sealer
 from surveillance.stream.ingest import DateRange, Ingest
@@ -30,9 +31,18 @@ class EngineConfig:
     #: Build a snapshot record per figure at each daily evaluation (off in scenario tests
     #: that only read alerts: it is most of an evaluation's cost).
     snapshots: bool = True
+    #: Case records whose latest event time is this far behind their partition's case
+    #: clock leave the case table (`engine.horizon`); None keeps every record.
+    case_horizon: timedelta | None = timedelta(days=180)
+    #: Where a revision of an evicted case finds its previous revision (the store's
+    #: `cases`); None: such revisions are dead-lettered (reason `horizon`).
+    case_lookup: CaseLookup | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EngineConfig:
+    def from_settings(cls, settings: Settings, lookup: CaseLookup | None = None
+                      ) -> EngineConfig:
+        """`lookup`: the store's cases (`store.case_lookup`), given by the shell that has
+        a store; the engine itself does no I/O."""
         registry = load_registry(settings.baselines_file)
         dates = DateRange(settings.stream.earliest_event_date)
         return cls(
@@ -48,6 +58,8 @@ class EngineConfig:
             dates=dates,
             max_event_bytes=settings.stream.max_event_bytes,
             sealer=Sealer(settings.dlq_encryption_key.get_secret_value()),
+            case_horizon=timedelta(days=settings.stream.case_horizon_days),
+            case_lookup=lookup,
         )
 
     @classmethod

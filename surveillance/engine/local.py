@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.contracts import AdjudicatedCase, Alert
 from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import is_summary
 from surveillance.engine.pipeline import Engine
 from surveillance.engine.records import MetricCall, Output, Produce, Record
 from surveillance.stream import internal, topics
@@ -69,8 +70,9 @@ class LocalPipeline:
         return self.alerts[before:]
 
     def records(self) -> dict[str, CaseRecord]:
-        """The case table: each case's latest record."""
-        return {k: CaseRecord.from_dict(v) for k, v in self.tables["case_state"].items()}
+        """The case table: each case's latest record (the horizon's summaries left out)."""
+        return {k: CaseRecord.from_dict(v) for k, v in self.tables["case_state"].items()
+                if not is_summary(k)}
 
     def _run(self, first: Record, arrival: datetime) -> None:
         assert self.clock is not None

@@ -44,8 +44,11 @@ class Engine:
         self.case_table = Table(CASE_TABLE, case_state, CaseRecord.from_dict,
                                 CaseRecord.as_dict)
         self.adverse_table = Table(ADVERSE_TABLE, adverse_state, _same, _same)
+        # The case horizon's per-partition summaries live in the case table too (their
+        # keys are no case id: `horizon.summary_key`), so they share its changelog.
+        self.horizon_summaries = Table(CASE_TABLE, case_state, _same, _same)
         self.join = JoinStage(config, self.join_table)
-        self.cases = CaseStage(config, self.case_table)
+        self.cases = CaseStage(config, self.case_table, self.horizon_summaries)
         self.adverse = AdverseStage(config, self.adverse_table, self.case_table)
 
     def revoked(self) -> None:
@@ -81,6 +84,7 @@ class Engine:
             raise ValueError(f"the engine reads no topic {record.topic!r}")
 
     def _flush(self, out: Output) -> Output:
-        for table in (self.join_table, self.case_table, self.adverse_table):
+        for table in (self.join_table, self.case_table, self.horizon_summaries,
+                      self.adverse_table):
             out.changes += table.changes()
         return out

@@ -142,6 +142,18 @@ CASES = Counter(
     [*_ID, "outcome"],
     registry=REGISTRY,
 )
+HORIZON_EVICTED = Counter(
+    "surveillance_horizon_evicted_cases",
+    "Case records that left the worker's live state at the case horizon (counts kept).",
+    registry=REGISTRY,
+)
+HORIZON_LATE = Counter(
+    "surveillance_horizon_late_cases",
+    "Revisions of cases older than the case horizon and not in the live state, by what "
+    "became of them: resolved (against the store), new, replayed, dead_lettered (no store).",
+    ["tool", "status"],
+    registry=REGISTRY,
+)
 
 # Performance verdicts -------------------------------------------------------------------
 _AGREEMENT = [*_ID, "metric", "window"]
@@ -312,6 +324,8 @@ DICOM_PENDING = Gauge(
 ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     EVENTS_PROCESSED,
     DLQ_EVENTS,
+    HORIZON_EVICTED,
+    HORIZON_LATE,
     DUPLICATE_EVENTS,
     JOIN_REROUTED,
     EVENT_PROCESSING_SECONDS,

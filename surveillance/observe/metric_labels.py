@@ -40,6 +40,7 @@ class DlqReason(StrEnum):
     SCHEMA = "schema"
     INTERNAL = "internal"
     HEADER = "header"  # a `cases.adjudicated` record with forged or unreadable source headers
+    HORIZON = "horizon"  # a revision of a possibly evicted case, no store to resolve it
 
 
 class DicomOutcome(StrEnum):

@@ -60,6 +60,8 @@ from surveillance.observe.metric_families import (
     ELIGIBLE_STUDIES,
     EVENT_PROCESSING_SECONDS,
     EVENTS_PROCESSED,
+    HORIZON_EVICTED,
+    HORIZON_LATE,
     JOIN_REROUTED,
     LAST_EVENT_TIMESTAMP,
     MODALITY_STUDIES,
@@ -112,7 +114,8 @@ __all__ = [
     "CONSUMER_LAG", "COVERAGE_FLOOR", "CUSUM_SIGNAL", "CUSUM_STATISTIC", "CUSUM_THRESHOLD",
     "DICOM_OBJECTS", "DICOM_PENDING", "DICOM_RESULTS", "DICOM_RESULTS_WITHOUT_IMAGES",
     "DLQ_EVENTS", "DRIFT_DETECTED", "DRIFT_STATISTIC", "DUPLICATE_EVENTS", "ELIGIBLE_STUDIES",
-    "EVENTS_PROCESSED", "EVENT_PROCESSING_SECONDS", "JOIN_REROUTED", "LAST_EVENT_TIMESTAMP",
+    "EVENTS_PROCESSED", "EVENT_PROCESSING_SECONDS", "HORIZON_EVICTED", "HORIZON_LATE",
+    "JOIN_REROUTED", "LAST_EVENT_TIMESTAMP",
     "MODALITY_STUDIES", "MODEL_VERSION_INFO", "OTHER", "OUTPUT_FEATURES", "REGISTRY",
     "REGULATORY_DUE_SOON", "REGULATORY_OVERDUE", "REPORTS", "SHADOW_KAPPA", "SHADOW_SCORED",
     "SHADOW_SHED", "STORE_BUFFERED_ROWS", "STORE_OUTAGE",
@@ -123,6 +126,7 @@ __all__ = [
     "bound_labels", "exposed_sample_names", "forget_tool", "identifier", "label_safe",
     "record_adverse_event", "record_ai_result", "record_case", "record_dead_letter",
     "record_dicom_object", "record_dicom_result", "record_duplicate", "record_eligible",
+    "record_horizon_evicted", "record_horizon_late",
     "record_processed", "record_report", "record_rerouted", "record_shadow", "record_study",
     "record_unvalidated_case", "register_coverage_floor", "register_tool", "render",
     "set_agreement", "set_baseline", "set_below_baseline", "set_consumer_lag", "set_cusum",
@@ -332,6 +336,14 @@ def set_version_state(tool: str, version: str, state: VersionState) -> None:
             with contextlib.suppress(KeyError):
                 MODEL_VERSION_INFO.remove(tool, version, other.value)
     MODEL_VERSION_INFO.labels(tool, version, state.value).set(1)
+
+
+def record_horizon_evicted(n: int) -> None:
+    HORIZON_EVICTED.inc(n)
+
+
+def record_horizon_late(tool: str, status: str) -> None:
+    HORIZON_LATE.labels(_bounds.tool(tool), status).inc()
 
 
 def record_unvalidated_case(tool: str, version: str) -> None:

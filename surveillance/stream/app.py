@@ -41,17 +41,20 @@ from surveillance import kafka_clients
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
 from surveillance.engine.records import Output, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
+from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, topics
 from surveillance.stream.faust_options import WORKER_OPTIONS
 
 log = logging.getLogger(__name__)
 
 settings = get_settings()
-config = EngineConfig.from_settings(settings)
+config = EngineConfig.from_settings(
+    settings, lookup_of(settings.database.url.get_secret_value()))  # the case horizon's
 if settings.kafka.probe_log_end:
     from surveillance.embedded import log_end
 
@@ -188,16 +191,14 @@ def _owned(topic: str) -> set[int]:
 
 def owned_records() -> list[tuple[str, CaseRecord]]:
     """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
-    owned = _owned(topics.CASES_ADJUDICATED)
-    pairs = ((k, CaseRecord.from_dict(v)) for k, v in list(case_table.items()))
-    return [(k, r) for k, r in pairs if r.partition in owned]
+    return case_records(list(case_table.items()), _owned(topics.CASES_ADJUDICATED))
 
 
 def _ensure_monitor() -> None:
     """After an assignment, rebuild the monitor, ledger counts and drift banks from the
     case records this worker owns (once; then kept up to date case by case)."""
     if not engine.cases.ready:
-        engine.cases.rebuild(owned_records())
+        engine.cases.rebuild(owned_records(), _owned(topics.CASES_ADJUDICATED))
 
 
 @app.timer(interval=settings.stream.clock_interval_seconds)

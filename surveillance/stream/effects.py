@@ -22,6 +22,8 @@ _CALLS: dict[str, Callable[..., None]] = {
     "eligible": metrics.record_eligible,
     "case": metrics.record_case,
     "unvalidated_case": metrics.record_unvalidated_case,
+    "horizon_evicted": metrics.record_horizon_evicted,
+    "horizon_late": metrics.record_horizon_late,
     "adverse_event": metrics.record_adverse_event,
     "regulatory_clock": metrics.set_regulatory_clock,
     "publish_snapshots": publish.publish,

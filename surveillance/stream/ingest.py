@@ -35,7 +35,8 @@ from surveillance.contracts import (
 from surveillance.privacy import pseudonymize
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
 
-Reason = Literal["oversize", "encoding", "invalid_json", "schema", "internal", "header"]
+Reason = Literal["oversize", "encoding", "invalid_json", "schema", "internal", "header",
+                 "horizon"]
 
 #: How far ahead of the worker's clock an event time may be (clock skew between systems).
 MAX_CLOCK_SKEW = timedelta(hours=1)

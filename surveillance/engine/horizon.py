@@ -1,0 +1,244 @@
+"""The case horizon: case records leave the live state once their event time is far behind.
+
+Without it every case record stays in the case table forever, and every rebalance
+rebuilds the monitor from all of them. The monitor's windows (at most 90 days of AI
+time, plus the charts' `settle_days` of report time) and the usual correction delay need
+far less, so a record whose latest event time (AI call or report) is older than the
+horizon (`EngineConfig.case_horizon`, default 180 days) behind its partition's case
+clock is deleted from the table, with a changelog tombstone, so a restore forgets it too.
+
+Kept past the horizon:
+- each version's reference period: the records of its first `REFERENCE_DAYS_KEPT` days of
+  AI time and of report time. The CUSUM chart design, the label-free reference and the
+  drift bank's reference are their version's first weeks, and a rebuild re-derives them
+  from these records (a few weeks per version, not history);
+- the counts: a partition that has evicted records has a summary record in the case
+  table (`summary_key`) with the ledger counts of its evicted cases and its cutoff, so
+  counts after a rebuild equal counts before, and the cutoff never moves back (a clock
+  that goes backwards, a new worker whose clock has not started yet).
+
+A case revision whose AI call is before the cutoff and whose case is not in the table
+may be a correction of an evicted case (an addendum months later), or an old case never
+seen. The store (PostgreSQL `cases`, the latest revision of every case) says which: a
+stored revision is the previous one (the evicted counts move to the new outcome; the
+case re-enters the table until it ages out again), no stored row makes it a new case.
+Without a store the revision is dead-lettered with reason `horizon`, never guessed:
+counting it as new could count a case twice. Such cases are outside every monitor window
+and past their charts' settling, so they change counts, not windows or charts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from surveillance.clinical.ledger import CaseRecord, CountKey
+from surveillance.contracts import AdjudicatedCase
+from surveillance.engine.tables import Table
+
+#: Days of AI time and of report time from a version's first case that are kept: the
+#: references (charts 28 + 2 days of report time, label-free 28 and drift 30 days of AI
+#: time) with room for a tool that is idle on some of its first days.
+REFERENCE_DAYS_KEPT = 45
+#: The shortest horizon accepted: the longest monitor window (90 days) and the charts'
+#: settling (7 days) must lie inside it, or a rebuild would not restore them.
+MIN_HORIZON_DAYS = 98
+_SUMMARY_PREFIX = "~horizon:"
+_DAY = 86_400
+
+
+def summary_key(partition: int) -> str:
+    """The case-table key of a partition's summary (no case id starts with `~`)."""
+    return f"{_SUMMARY_PREFIX}{partition}"
+
+
+def is_summary(key: str) -> bool:
+    return key.startswith(_SUMMARY_PREFIX)
+
+
+def case_records(items: Iterable[tuple[str, Any]], partitions: Collection[int],
+                 decode: Callable[[Any], CaseRecord] = CaseRecord.from_dict
+                 ) -> list[tuple[str, CaseRecord]]:
+    """(case id, record) of the case table's items on `partitions`, summaries left out."""
+    pairs = ((k, decode(v)) for k, v in items if v and not is_summary(k))
+    return [(k, r) for k, r in pairs if r.partition in partitions]
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    """The store's latest revision of a case: what a late correction is resolved against."""
+
+    revision: int
+    outcome: str
+    tool: str
+    version: str
+    site: str
+
+
+#: Case id -> the store's latest revision of it, None if the store has no such case.
+CaseLookup = Callable[[str], StoredCase | None]
+
+
+@dataclass(frozen=True)
+class Late:
+    """A revision of a case that may have been evicted, and what the store said."""
+
+    previous: CaseRecord | None  # the store's revision as a record; None: a new case
+    #: Why the revision cannot be counted (it is dead-lettered); "" when it can.
+    unresolved: str = ""
+
+
+def _latest_day(record: CaseRecord) -> int:
+    return int(max(record.inference_ts, record.labelled_ts or 0.0) // _DAY)
+
+
+class _Partition:
+    def __init__(self) -> None:
+        self.by_day: dict[int, list[str]] = {}
+        self.cutoff_day: int | None = None
+        self.evicted: Counter[CountKey] = Counter()
+        #: A record was ever evicted from the partition (its summary exists): before that,
+        #: a case not in the table is new, whatever its age.
+        self.saved = False
+
+
+class CaseHorizon:
+    """Evicts a partition's old case records as its case clock advances (pure: the table
+    writes are the engine's changes; the store is asked through `lookup`)."""
+
+    def __init__(self, horizon: timedelta | None, cases: Table[CaseRecord],
+                 summaries: Table[dict[str, Any]], lookup: CaseLookup | None = None) -> None:
+        if horizon is not None and horizon < timedelta(days=MIN_HORIZON_DAYS):
+            raise ValueError(f"the case horizon must be at least {MIN_HORIZON_DAYS} days "
+                             f"(longest monitor window and settling), got {horizon}")
+        self.days = None if horizon is None else horizon / timedelta(days=1)
+        self.cases = cases
+        self.summaries = summaries
+        self.lookup = lookup
+        self._parts: dict[int, _Partition] = {}
+        # (tool, version) -> first AI day, first report day (None: no report yet)
+        self._first: dict[tuple[str, str], tuple[int, int | None]] = {}
+
+    def rebuild(self, records: Iterable[tuple[str, CaseRecord]], partitions: Collection[int]
+                ) -> Counter[CountKey]:
+        """Index the owned records and restore each owned partition's summary; returns
+        the evicted counts of those partitions (the ledger adds them to its own)."""
+        self._parts = {p: self._restored(p) for p in partitions}
+        self._first = {}
+        for case_id, record in records:
+            self.track(case_id, record)
+        total: Counter[CountKey] = Counter()
+        for part in self._parts.values():
+            total.update(part.evicted)
+        return total
+
+    def track(self, case_id: str, record: CaseRecord) -> None:
+        """A record stored (new or revised): index it under its latest event day."""
+        if self.days is None:
+            return
+        part = self._part(record.partition)
+        part.by_day.setdefault(_latest_day(record), []).append(case_id)
+        version = (record.tool, record.version)
+        ai_day = int(record.inference_ts // _DAY)
+        report_day = None if record.labelled_ts is None else int(record.labelled_ts // _DAY)
+        first = self._first.get(version)
+        if first is None:
+            self._first[version] = (ai_day, report_day)
+        else:
+            reports = [d for d in (first[1], report_day) if d is not None]
+            self._first[version] = (min(first[0], ai_day), min(reports, default=None))
+
+    def advance(self, partition: int, clock: datetime) -> int:
+        """The partition's case clock reached `clock`: evict what is now past the horizon;
+        returns how many records were evicted."""
+        if self.days is None:
+            return 0
+        part = self._part(partition)
+        cutoff_day = int((clock - timedelta(days=self.days)).timestamp() // _DAY)
+        if part.cutoff_day is not None and cutoff_day <= part.cutoff_day:
+            return 0  # same day, or the clock went back: the cutoff never moves back
+        part.cutoff_day = cutoff_day
+        evicted = 0
+        for day in sorted(d for d in part.by_day if d < cutoff_day):
+            for case_id in part.by_day.pop(day):
+                evicted += self._evict(part, partition, case_id, cutoff_day)
+        if evicted:
+            self._save(part, partition)
+        return evicted
+
+    def late(self, case: AdjudicatedCase, partition: int) -> Late | None:
+        """For a case not in the table: None if it is simply new (its AI call is not before
+        the cutoff), else what the store says about it."""
+        part = self._parts.get(partition)
+        if part is None or not part.saved or part.cutoff_day is None:
+            return None
+        if case.inference_date.timestamp() // _DAY >= part.cutoff_day:
+            return None
+        cutoff = f"{datetime.fromtimestamp(part.cutoff_day * _DAY, UTC):%Y-%m-%d}"
+        if self.lookup is None:
+            return Late(None, unresolved=(
+                f"its AI call is before the case horizon ({cutoff}), so an earlier revision "
+                "may have left the live state, and no store is configured to look it up "
+                "(set SURVEILLANCE_DATABASE__URL)"))
+        stored = self.lookup(case.case_id)
+        if stored is None:
+            return Late(None)
+        previous = CaseRecord(revision=stored.revision, outcome=stored.outcome,
+                              tool=stored.tool, version=stored.version, site=stored.site,
+                              partition=partition, inference_ts=case.inference_date.timestamp())
+        if stored.revision < case.revision and part.evicted[previous.key] <= 0:
+            return Late(None, unresolved=(
+                f"the store's revision {stored.revision} ({stored.outcome}) is not among the "
+                f"cases evicted at the horizon ({cutoff}) of partition {partition}: moving it "
+                "could count the case twice; re-run the store writer, then replay this record"))
+        return Late(previous)
+
+    def readmit(self, previous: CaseRecord, partition: int) -> None:
+        """A stored case re-enters the table (its correction is applied): it leaves the
+        evicted counts, where its previous revision was counted (`late` checked that)."""
+        part = self._part(partition)
+        part.evicted[previous.key] -= 1
+        part.evicted += Counter()  # drop zero counts
+        self._save(part, partition)
+
+    def _evict(self, part: _Partition, partition: int, case_id: str, cutoff_day: int) -> int:
+        record = self.cases.get(case_id)
+        if record is None or record.partition != partition:
+            return 0  # already gone, or moved (a revision re-indexed it on its new day)
+        if _latest_day(record) >= cutoff_day or self._reference(record):
+            return 0  # revised since (indexed again under its new day), or a reference
+        self.cases.delete(case_id, partition)
+        part.evicted[record.key] += 1
+        return 1
+
+    def _reference(self, record: CaseRecord) -> bool:
+        first_ai, first_report = self._first[(record.tool, record.version)]
+        if record.inference_ts // _DAY < first_ai + REFERENCE_DAYS_KEPT:
+            return True
+        return (first_report is not None and record.labelled_ts is not None
+                and record.labelled_ts // _DAY < first_report + REFERENCE_DAYS_KEPT)
+
+    def _part(self, partition: int) -> _Partition:
+        part = self._parts.get(partition)
+        if part is None:
+            part = self._parts[partition] = self._restored(partition)
+        return part
+
+    def _restored(self, partition: int) -> _Partition:
+        part = _Partition()
+        saved = self.summaries.get(summary_key(partition))
+        if saved:
+            part.saved = True
+            part.cutoff_day = saved["cutoff_day"]
+            part.evicted = Counter({(t, v, s, o): n for t, v, s, o, n in saved["evicted"]})
+        return part
+
+    def _save(self, part: _Partition, partition: int) -> None:
+        part.saved = True
+        self.summaries.put(summary_key(partition), {
+            "cutoff_day": part.cutoff_day,
+            "evicted": [[*key, n] for key, n in sorted(part.evicted.items())],
+        }, partition)
