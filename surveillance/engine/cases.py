@@ -41,8 +41,9 @@ class CaseStage:
                  summaries: Table[dict[str, Any]]) -> None:
         self.config = config
         self.table = table
-        self.horizon = CaseHorizon(config.case_horizon, table, summaries, config.case_lookup)
         self.monitor = PerformanceMonitor(config.registry)
+        self.horizon = CaseHorizon(config.case_horizon, table, summaries, config.case_lookup,
+                                   self.monitor.last_n)
         self.ledger = CaseLedger()
         self.drift = DriftBanks()
         self.evaluation = DailyEvaluation(config.snapshots)
@@ -87,7 +88,7 @@ class CaseStage:
         if stored is None:
             return
         self.table.put(case.case_id, stored, record.partition)
-        self.horizon.track(case.case_id, stored)
+        self.horizon.track(case.case_id, stored, new=previous is None)
         out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
         ahead = self.ahead.setdefault(record.partition, AheadCases())
         held = ahead.hold(case, previous is None, reached)
@@ -123,7 +124,7 @@ class CaseStage:
         if late.previous is not None:
             self.horizon.readmit(late.previous, record.partition)
         self.table.put(case.case_id, stored, record.partition)
-        self.horizon.track(case.case_id, stored)
+        self.horizon.track(case.case_id, stored, new=True)
         out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
         out.metric("horizon_late", case.tool_id,
                    "new" if late.previous is None else "resolved")

@@ -12,6 +12,8 @@ Kept past the horizon:
   AI time and of report time. The CUSUM chart design, the label-free reference and the
   drift bank's reference are their version's first weeks, and a rebuild re-derives them
   from these records (a few weeks per version, not history);
+- the last `last_n` records of each (tool, version, site): the monitor's last-N window
+  of a quiet site reaches further back than the horizon;
 - the counts: a partition that has evicted records has a summary record in the case
   table (`summary_key`) with the ledger counts of its evicted cases and its cutoff, so
   counts after a rebuild equal counts before, and the cutoff never moves back (a clock
@@ -91,8 +93,12 @@ class Late:
     unresolved: str = ""
 
 
+def _latest_ts(record: CaseRecord | None) -> float:
+    return 0.0 if record is None else max(record.inference_ts, record.labelled_ts or 0.0)
+
+
 def _latest_day(record: CaseRecord) -> int:
-    return int(max(record.inference_ts, record.labelled_ts or 0.0) // _DAY)
+    return int(_latest_ts(record) // _DAY)
 
 
 class _Partition:
@@ -110,7 +116,8 @@ class CaseHorizon:
     writes are the engine's changes; the store is asked through `lookup`)."""
 
     def __init__(self, horizon: timedelta | None, cases: Table[CaseRecord],
-                 summaries: Table[dict[str, Any]], lookup: CaseLookup | None = None) -> None:
+                 summaries: Table[dict[str, Any]], lookup: CaseLookup | None = None,
+                 last_n: int = 200) -> None:
         if horizon is not None and horizon < timedelta(days=MIN_HORIZON_DAYS):
             raise ValueError(f"the case horizon must be at least {MIN_HORIZON_DAYS} days "
                              f"(longest monitor window and settling), got {horizon}")
@@ -118,6 +125,11 @@ class CaseHorizon:
         self.cases = cases
         self.summaries = summaries
         self.lookup = lookup
+        self.last_n = last_n
+        #: Records in the table per (tool, version, site): the last `last_n` are kept; and
+        #: how many of them are references already passed over (older than any evicted).
+        self._live: Counter[tuple[str, str, str]] = Counter()
+        self._references: Counter[tuple[str, str, str]] = Counter()
         self._parts: dict[int, _Partition] = {}
         # (tool, version) -> first AI day, first report day (None: no report yet)
         self._first: dict[tuple[str, str], tuple[int, int | None]] = {}
@@ -128,17 +140,22 @@ class CaseHorizon:
         the evicted counts of those partitions (the ledger adds them to its own)."""
         self._parts = {p: self._restored(p) for p in partitions}
         self._first = {}
+        self._live = Counter()
+        self._references = Counter()
         for case_id, record in records:
-            self.track(case_id, record)
+            self.track(case_id, record, new=True)
         total: Counter[CountKey] = Counter()
         for part in self._parts.values():
             total.update(part.evicted)
         return total
 
-    def track(self, case_id: str, record: CaseRecord) -> None:
-        """A record stored (new or revised): index it under its latest event day."""
+    def track(self, case_id: str, record: CaseRecord, new: bool) -> None:
+        """A record stored (`new` to the table, or revised): index it under its latest
+        event day."""
         if self.days is None:
             return
+        if new:
+            self._live[record.tool, record.version, record.site] += 1
         part = self._part(record.partition)
         part.by_day.setdefault(_latest_day(record), []).append(case_id)
         version = (record.tool, record.version)
@@ -163,8 +180,13 @@ class CaseHorizon:
         part.cutoff_day = cutoff_day
         evicted = 0
         for day in sorted(d for d in part.by_day if d < cutoff_day):
-            for case_id in part.by_day.pop(day):
-                evicted += self._evict(part, partition, case_id, cutoff_day)
+            # Oldest first, as the monitor's rebuild orders them, so that the records kept
+            # as their site's last N are the ones its last-N window holds.
+            found = [(case_id, self.cases.get(case_id))
+                     for case_id in dict.fromkeys(part.by_day.pop(day))]
+            found.sort(key=lambda item: (_latest_ts(item[1]), item[0]))
+            for case_id, record in found:
+                evicted += self._evict(part, partition, case_id, record, cutoff_day)
         if evicted:
             self._save(part, partition)
         return evicted
@@ -204,13 +226,20 @@ class CaseHorizon:
         part.evicted += Counter()  # drop zero counts
         self._save(part, partition)
 
-    def _evict(self, part: _Partition, partition: int, case_id: str, cutoff_day: int) -> int:
-        record = self.cases.get(case_id)
+    def _evict(self, part: _Partition, partition: int, case_id: str,
+               record: CaseRecord | None, cutoff_day: int) -> int:
         if record is None or record.partition != partition:
             return 0  # already gone, or moved (a revision re-indexed it on its new day)
-        if _latest_day(record) >= cutoff_day or self._reference(record):
-            return 0  # revised since (indexed again under its new day), or a reference
+        if _latest_day(record) >= cutoff_day:
+            return 0  # revised since: indexed again under its new day
+        site = (record.tool, record.version, record.site)
+        if self._reference(record):
+            self._references[site] += 1
+            return 0
+        if self._live[site] - self._references[site] <= self.last_n:
+            return 0  # among its site's last N (records are evicted oldest first)
         self.cases.delete(case_id, partition)
+        self._live[site] -= 1
         part.evicted[record.key] += 1
         return 1
 
