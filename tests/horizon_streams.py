@@ -53,9 +53,9 @@ def make_case(n: int, tool: str, at: datetime, outcome: str, site: str = "site-a
 def flipped(case: AdjudicatedCase, revision: int, at: datetime) -> AdjudicatedCase:
     """A corrected report of `case`, finalized at `at`: the opposite label."""
     outcome = {"TP": "FP", "FP": "TP", "TN": "FN", "FN": "TN"}[case.outcome.value]
-    return case.model_copy(update={
-        "revision": revision, "outcome": outcome, "label": _LABEL[outcome],
-        "label_status": "corrected", "labelled_at": at,
+    return AdjudicatedCase.model_validate({
+        **case.model_dump(), "revision": revision, "outcome": outcome,
+        "label": _LABEL[outcome], "label_status": "corrected", "labelled_at": at,
         "report_event_id": f"{case.report_event_id}-r{revision}"})
 
 

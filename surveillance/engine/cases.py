@@ -41,7 +41,7 @@ class CaseStage:
                  summaries: Table[dict[str, Any]]) -> None:
         self.config = config
         self.table = table
-        self.monitor = PerformanceMonitor(config.registry)
+        self.monitor = PerformanceMonitor(config.registry, last_n=config.last_n)
         self.horizon = CaseHorizon(config.case_horizon, table, summaries, config.case_lookup,
                                    self.monitor.last_n)
         self.ledger = CaseLedger()
@@ -58,7 +58,7 @@ class CaseStage:
                 partitions: Collection[int] | None = None) -> None:
         """Monitor, ledger counts and drift banks from the case records owned now (on
         `partitions` of `cases.adjudicated`: default, those of the records)."""
-        self.monitor = PerformanceMonitor(self.config.registry)
+        self.monitor = PerformanceMonitor(self.config.registry, last_n=self.config.last_n)
         self.monitor.rebuild(records)
         self.ledger = CaseLedger()
         for _case_id, record in records:

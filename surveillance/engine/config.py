@@ -37,6 +37,9 @@ class EngineConfig:
     #: Where a revision of an evicted case finds its previous revision (the store's
     #: `cases`); None: such revisions are dead-lettered (reason `horizon`).
     case_lookup: CaseLookup | None = None
+    #: The monitor's last-N-cases window (each site's last N records are kept past the
+    #: case horizon for it).
+    last_n: int = 200
 
     @classmethod
     def from_settings(cls, settings: Settings, lookup: CaseLookup | None = None
