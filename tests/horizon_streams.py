@@ -116,15 +116,19 @@ class Feed:
 
 def windows(engine: Engine) -> dict[tuple[Any, ...], Any]:
     """Confusion counts of every window of every key the monitor holds (keys are
-    ((tool, t), (version, v), (site, s)[, (dimension, value)])), read at the latest AI day
-    in the table; last-N only for sites (subgroups' last-N are not kept past the horizon)."""
+    ((tool, t), (version, v), (site, s)[, (dimension, value)])) of the versions it still
+    evaluates (a case in the longest window), read at the latest AI day in the table;
+    last-N only for sites (subgroups' last-N are not kept past the horizon)."""
     monitor = engine.cases.monitor
     latest = max(r.inference_ts for r in engine_records(engine))
     at = datetime.fromtimestamp(latest, UTC)
+    longest = monitor.windows_days[-1]
     out: dict[tuple[Any, ...], Any] = {}
     for tool in engine.config.registry:
         for key in monitor.window_keys(tool):
             (_, t), (_, version), (_, site), *subgroup = key
+            if not monitor.window(t, version, "all", longest, at).n:
+                continue  # a version no longer evaluated: nothing of it is published
             kinds: list[int | Literal["last_n"]] = [*monitor.windows_days]
             if not subgroup:
                 kinds.append("last_n")

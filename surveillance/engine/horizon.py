@@ -7,7 +7,8 @@ far less, so a record whose latest event time (AI call or report) is older than 
 horizon (`EngineConfig.case_horizon`, default 180 days) behind its partition's case
 clock is deleted from the table, with a changelog tombstone, so a restore forgets it too.
 
-Kept past the horizon:
+Kept past the horizon, for each version still live (with a record inside the horizon; a
+version that is not is no longer evaluated, and its records all leave):
 - each version's reference period: the records of its first `REFERENCE_DAYS_KEPT` days of
   AI time and of report time. The CUSUM chart design, the label-free reference and the
   drift bank's reference are their version's first weeks, and a rebuild re-derives them
@@ -106,6 +107,9 @@ class _Partition:
         self.by_day: dict[int, list[str]] = {}
         self.cutoff_day: int | None = None
         self.evicted: Counter[CountKey] = Counter()
+        #: Records past the cutoff kept for their live version (references, last N), by
+        #: version: they leave once the version is no longer live.
+        self.held: dict[tuple[str, str], list[str]] = {}
         #: A record was ever evicted from the partition (its summary exists): before that,
         #: a case not in the table is new, whatever its age.
         self.saved = False
@@ -133,6 +137,7 @@ class CaseHorizon:
         self._parts: dict[int, _Partition] = {}
         # (tool, version) -> first AI day, first report day (None: no report yet)
         self._first: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self._last: dict[tuple[str, str], int] = {}  # (tool, version) -> latest event day
 
     def rebuild(self, records: Iterable[tuple[str, CaseRecord]], partitions: Collection[int]
                 ) -> Counter[CountKey]:
@@ -140,6 +145,7 @@ class CaseHorizon:
         the evicted counts of those partitions (the ledger adds them to its own)."""
         self._parts = {p: self._restored(p) for p in partitions}
         self._first = {}
+        self._last = {}
         self._live = Counter()
         self._references = Counter()
         for case_id, record in records:
@@ -159,6 +165,7 @@ class CaseHorizon:
         part = self._part(record.partition)
         part.by_day.setdefault(_latest_day(record), []).append(case_id)
         version = (record.tool, record.version)
+        self._last[version] = max(self._last.get(version, 0), _latest_day(record))
         ai_day = int(record.inference_ts // _DAY)
         report_day = None if record.labelled_ts is None else int(record.labelled_ts // _DAY)
         first = self._first.get(version)
@@ -187,6 +194,10 @@ class CaseHorizon:
             found.sort(key=lambda item: (_latest_ts(item[1]), item[0]))
             for case_id, record in found:
                 evicted += self._evict(part, partition, case_id, record, cutoff_day)
+        for version in [v for v in part.held if self._last[v] < cutoff_day]:
+            for case_id in part.held.pop(version):
+                evicted += self._evict(part, partition, case_id, self.cases.get(case_id),
+                                       cutoff_day)
         if evicted:
             self._save(part, partition)
         return evicted
@@ -233,10 +244,13 @@ class CaseHorizon:
         if _latest_day(record) >= cutoff_day:
             return 0  # revised since: indexed again under its new day
         site = (record.tool, record.version, record.site)
-        if self._reference(record):
+        live = self._last[(record.tool, record.version)] >= cutoff_day
+        if live and self._reference(record):
             self._references[site] += 1
+            part.held.setdefault(site[:2], []).append(case_id)
             return 0
-        if self._live[site] - self._references[site] <= self.last_n:
+        if live and self._live[site] - self._references[site] <= self.last_n:
+            part.held.setdefault(site[:2], []).append(case_id)
             return 0  # among its site's last N (records are evicted oldest first)
         self.cases.delete(case_id, partition)
         self._live[site] -= 1
