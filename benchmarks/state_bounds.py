@@ -1,0 +1,237 @@
+"""State bounded by time: the worker's memory and rebalance rebuild after five years.
+
+Targets (issue #17): after a simulated five-year backfill of a 2M-exam/yr system (~30M
+input events, 6M a year), the worker's resident memory stays under 2 GiB and a
+rebalance rebuild takes under 60 s.
+
+1. Flat. The engine in-process (`engine.local`, the worker's whole path) over `--days`
+   simulated days at `--volume-scale`, with the default 180-day case horizon: case
+   records, join entries and this process's RSS every 30 days. Once the horizon (and the
+   join's 120-day retention) is passed the state stops growing, so the state after five
+   years is the state after one: what the table holds is a function of the last 180
+   days of volume (and a few weeks per live model version), not of history.
+2. Five years at full volume. That steady state, scaled to 2M exams/yr times
+   `--state-scale` (cloned records, new keys), is written to the tables' changelog
+   topics on the embedded broker as a compacted changelog holds it (one record per live
+   key: what `cleanup.policy=compact`, set on every changelog by `topics create`, leaves
+   after the tombstones' retention; the embedded broker itself does not compact). Then
+   a real worker (`surveillance worker`, a child process) starts on it, as after a
+   rebalance onto a new machine: the seconds until it answers /surveillance/counts ready
+   with every case counted (Faust's table recovery from the changelogs, then the
+   monitor, ledger and drift banks rebuilt from the owned records), its peak RSS
+   (VmHWM), and its CPU. With `--store memory://` and `rocksdb://` (rocksdict, on disk),
+   and an empty state for the baseline. Figures at `--state-scale` below 1 are also
+   extrapolated linearly in the state's size (baseline + per-record cost / scale).
+
+A measurement, not a test. Prints the load average: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import resource
+import tempfile
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from surveillance.bulk import changelog
+from surveillance.embedded import EmbeddedBroker
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import is_summary
+from surveillance.engine.local import LocalPipeline
+from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE
+from surveillance.simulate import simulate
+from surveillance.stream.ingest import join_partition
+from surveillance.stream.runner import WorkerProcess
+from surveillance.stream.topics import all_topics, create_topics
+
+EVENTS_PER_YEAR = 30_000_000 / 5  # a 2M-exam/yr system: ~30M input events in five years
+GIB = 1 << 30
+APP_ID = "surveillance"
+
+
+def rss_bytes(pid: int | str = "self") -> tuple[int, int]:
+    """(current, peak) resident set size of a process, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024)
+
+
+def cpu_seconds(pid: int) -> float:
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def flat(days: int, volume_scale: float, partitions: int
+         ) -> tuple[LocalPipeline, float, list[tuple[int, int, int, int]]]:
+    """Phase 1: (the pipeline at the end, input events per simulated day, rows)."""
+    events, truth = simulate(days=days, seed=17, volume_scale=volume_scale)
+    path = LocalPipeline(EngineConfig.plain(partitions, snapshots=False))
+    start = events[0].arrival
+    rows: list[tuple[int, int, int, int]] = []
+    mark = 30
+    cpu = time.process_time()
+    for event in events:
+        if (event.arrival - start) >= timedelta(days=mark):
+            rows.append(_row(path, mark))
+            mark += 30
+        path.feed(event)
+    rows.append(_row(path, days))
+    cpu = time.process_time() - cpu
+    counted = {tool: c["cases"] for tool, c in path.engine.cases.ledger.per_tool().items()}
+    exact = counted == {tool: t.cases for tool, t in truth.items()}
+    print(f"engine in-process: {len(events)} events in {cpu:.0f} s of CPU "
+          f"({cpu / len(events) * 1e6:.0f} us/event); ledger counts equal the simulator's "
+          f"truth: {exact}")
+    return path, len(events) / days, rows
+
+
+def _row(path: LocalPipeline, day: int) -> tuple[int, int, int, int]:
+    cases = sum(1 for k in path.tables[CASE_TABLE] if not is_summary(k))
+    return day, cases, len(path.tables[JOIN_TABLE]), rss_bytes()[0]
+
+
+def scaled_state(path: LocalPipeline, factor: float, partitions: int
+                 ) -> tuple[dict[str, list[tuple[int, str, dict[str, Any]]]], dict[str, int]]:
+    """The pipeline's tables cloned `factor` times (new keys): per table, (changelog
+    partition, key, value); and the case totals per tool the worker must count."""
+    out: dict[str, list[tuple[int, str, dict[str, Any]]]] = {t: [] for t in changelog.TABLES}
+    expected: Counter[str] = Counter()
+    cases = [(k, v) for k, v in path.tables[CASE_TABLE].items() if not is_summary(k)]
+    joins = list(path.tables[JOIN_TABLE].items())
+    for copy in range(math.ceil(factor)):
+        share = min(factor - copy, 1.0)
+        for key, value in cases[: round(len(cases) * share)]:
+            accession, tool = key.rsplit(":", 1)
+            out[CASE_TABLE].append((value["partition"], f"{accession}x{copy}:{tool}", value))
+            expected[tool] += 1
+        for key, value in joins[: round(len(joins) * share)]:
+            clone = f"{key}x{copy}"
+            out[JOIN_TABLE].append((join_partition(key, partitions), clone, value))
+    for key, value in path.tables[CASE_TABLE].items():
+        if is_summary(key):  # the evicted counts, once (they are counts, not records)
+            out[CASE_TABLE].append((int(key.rsplit(":", 1)[1]), key, value))
+            for tool, _version, _site, _outcome, n in value["evicted"]:
+                expected[tool] += n
+    for key, value in path.tables[ADVERSE_TABLE].items():
+        out[ADVERSE_TABLE].append((value["partition"], key, value))
+    return out, dict(expected)
+
+
+async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str, Any]]]
+                           ) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                max_batch_size=1 << 20, max_request_size=8 << 20)
+    await producer.start()
+    n = 0
+    try:
+        for table, rows in state.items():
+            topic = changelog.topic(APP_ID, table)
+            pending = []
+            for partition, key, value in rows:
+                k, v = changelog.encode(key, value)
+                pending.append(await producer.send(topic, v, key=k, partition=partition))
+                n += 1
+                if len(pending) >= 20_000:
+                    await asyncio.gather(*pending)
+                    pending = []
+            await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
+
+
+def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Path,
+            timeout: float) -> tuple[float, int, float, bool]:
+    """A worker started on the changelogs: (seconds until every case is counted, peak
+    RSS, CPU seconds, counts exact)."""
+    worker = WorkerProcess(bootstrap, state_dir, env={"SURVEILLANCE_STREAM__STORE": store})
+    started = time.perf_counter()
+    worker.start()
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    exact = False
+    try:
+        deadline = started + timeout
+        while time.perf_counter() < deadline and worker.alive():
+            answer = worker.counts()
+            if answer is not None and answer.get("ready"):
+                totals = {t: int(c.get("cases", 0)) for t, c in answer["tools"].items()}
+                exact = totals == {t: n for t, n in expected.items() if n}
+                if exact or not expected:
+                    break
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        peak = rss_bytes(pid)[1] if worker.alive() else 0
+        cpu = cpu_seconds(pid) if worker.alive() else float("nan")
+        if not worker.alive():
+            print(worker.log_tail())
+    finally:
+        worker.stop()
+    return seconds, peak, cpu, exact
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=400)
+    parser.add_argument("--volume-scale", type=float, default=1.0)
+    parser.add_argument("--state-scale", type=float, default=0.1,
+                        help="fraction of a 2M-exam/yr system's state to build (1: all)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--stores", default="rocksdb://,memory://")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+
+    print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores")
+    path, per_day, rows = flat(args.days, args.volume_scale, args.partitions)
+    print("day  case records  join entries  RSS of this process (MiB)")
+    for day, cases, joins, rss in rows:
+        print(f"{day:>4} {cases:>13,} {joins:>13,} {rss / 2**20:>10,.0f}")
+    factor = EVENTS_PER_YEAR / 365 / per_day * args.state_scale
+    state, expected = scaled_state(path, factor, args.partitions)
+    print(f"simulated {per_day:,.0f} input events/day; a 2M-exam/yr system has "
+          f"{EVENTS_PER_YEAR / 365:,.0f}: state x{factor:.2f} (state scale {args.state_scale}):"
+          f" {len(state[CASE_TABLE]):,} case-table and {len(state[JOIN_TABLE]):,} join-table "
+          f"records, {sum(expected.values()):,} cases counted")
+    del path
+    tmp = Path(tempfile.mkdtemp(prefix="bench-state-bounds-"))
+    with EmbeddedBroker(log_dir=tmp) as broker:
+        create_topics(broker.bootstrap, all_topics(APP_ID, args.partitions))
+        results = {}
+        for store in args.stores.split(","):
+            results[store, "empty"] = rebuild(broker.bootstrap, store, {}, tmp / "empty",
+                                              args.timeout)
+        began = time.perf_counter()
+        written = asyncio.run(write_changelogs(broker.bootstrap, state))
+        print(f"wrote {written:,} changelog records in {time.perf_counter() - began:.0f} s")
+        del state
+        for store in args.stores.split(","):
+            results[store, "full"] = rebuild(broker.bootstrap, store, expected,
+                                             tmp / store.split(":")[0], args.timeout)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"load average at end: {os.getloadavg()}; this process's peak RSS {peak:.1f} GiB")
+    for store in args.stores.split(","):
+        base_s, base_rss, base_cpu, _ = results[store, "empty"]
+        s, rss, cpu, exact = results[store, "full"]
+        full_s = base_s + (s - base_s) / args.state_scale
+        full_rss = base_rss + (rss - base_rss) / args.state_scale
+        print(f"{store:<11} empty state: ready in {base_s:.1f} s, peak RSS "
+              f"{base_rss / 2**20:,.0f} MiB, CPU {base_cpu:.1f} s")
+        print(f"{store:<11} state x{args.state_scale}: rebuild {s:.1f} s (CPU {cpu:.1f} s), peak "
+              f"RSS {rss / 2**20:,.0f} MiB, counts exact: {exact}")
+        print(f"{store:<11} 2M exams/yr, five years: rebuild {full_s:.0f} s (target < 60 s: "
+              f"{'met' if full_s < 60 else 'NOT met'}); peak RSS {full_rss / GIB:.2f} GiB "
+              f"(target < 2 GiB: {'met' if full_rss < 2 * GIB else 'NOT met'})"
+              f"{'' if args.state_scale == 1 else ' (extrapolated)'}")
+
+
+if __name__ == "__main__":
+    main()
