@@ -179,6 +179,43 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
     return seconds, peak, cpu, exact
 
 
+def bulk_reload(bootstrap: str, partitions: int, queue: Any) -> None:
+    """In a fresh process: the bulk runner's reload (every changelog read to its end into
+    dicts), then the case stage rebuilt from the owned records; (seconds of each, CPU
+    seconds of each, peak RSS) onto `queue`."""
+    from surveillance.bulk.runner import BulkRunner
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    tables = asyncio.run(changelog.restore({"bootstrap_servers": bootstrap}, APP_ID,
+                                           partitions))
+    restore = (time.perf_counter() - wall, time.process_time() - cpu)
+    runner = BulkRunner(EngineConfig.plain(partitions, snapshots=False), APP_ID,
+                        {"bootstrap_servers": bootstrap})
+    runner.tables = tables
+    from surveillance.engine.pipeline import Engine
+
+    engine = Engine(runner.config, *(tables[t] for t in changelog.TABLES))
+    wall, cpu = time.perf_counter(), time.process_time()
+    owned = set(range(partitions))
+    engine.cases.rebuild(runner._owned_cases(owned), owned)
+    rebuilt = (time.perf_counter() - wall, time.process_time() - cpu)
+    cases = sum(c["cases"] for c in engine.cases.ledger.per_tool().values())
+    queue.put((restore, rebuilt, rss_bytes()[1], cases))
+
+
+def bulk_reload_in_child(bootstrap: str, partitions: int
+                         ) -> tuple[tuple[float, float], tuple[float, float], int, int]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=bulk_reload, args=(bootstrap, partitions, queue))
+    child.start()
+    result: tuple[tuple[float, float], tuple[float, float], int, int] = queue.get()
+    child.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=400)
@@ -213,6 +250,12 @@ def main() -> None:
         written = asyncio.run(write_changelogs(broker.bootstrap, state))
         print(f"wrote {written:,} changelog records in {time.perf_counter() - began:.0f} s")
         del state
+        (r_s, r_cpu), (b_s, b_cpu), b_rss, b_cases = bulk_reload_in_child(broker.bootstrap,
+                                                                          args.partitions)
+        print(f"bulk runner's reload (changelogs into dicts): {r_s:.1f} s (CPU {r_cpu:.1f} s); "
+              f"case stage rebuilt from them: {b_s:.1f} s (CPU {b_cpu:.1f} s); peak RSS "
+              f"{b_rss / 2**20:,.0f} MiB; {b_cases:,} cases counted "
+              f"(expected {sum(expected.values()):,})")
         for store in args.stores.split(","):
             results[store, "full"] = rebuild(broker.bootstrap, store, expected,
                                              tmp / store.split(":")[0], args.timeout)
