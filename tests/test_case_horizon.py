@@ -295,3 +295,16 @@ def _adverse_report(case: AdjudicatedCase) -> AdverseEvent:
 def _adverse_record(report: AdverseEvent) -> Record:
     return Record(topics.ADVERSE_EVENTS, 0, 0, report.device.tool_id.encode(),
                   report.model_dump_json().encode())
+
+
+def test_a_horizon_shorter_than_the_longest_window_and_settling_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from surveillance.engine.pipeline import Engine
+    from surveillance.settings import StreamSettings
+
+    with pytest.raises(ValidationError, match="greater than or equal to 98"):
+        StreamSettings(case_horizon_days=97)
+    assert StreamSettings().case_horizon_days == 180
+    with pytest.raises(ValueError, match="at least 98 days"):
+        Engine(config(timedelta(days=97)), {}, {}, {})
