@@ -28,6 +28,13 @@ case re-enters the table until it ages out again), no stored row makes it a new 
 Without a store the revision is dead-lettered with reason `horizon`, never guessed:
 counting it as new could count a case twice. Such cases are outside every monitor window
 and past their charts' settling, so they change counts, not windows or charts.
+
+A new case whose AI call is already past the horizon cannot come from the join (its
+state for an accession is kept 120 days, and an AI result without a report becomes a
+case after 14), only from a source that delivers more than the horizon behind the
+others. Then the store may already hold the revision (the store writer read it first)
+and it is taken as counted: one such case in the ledger's counts may be missing, never
+doubled; `surveillance_horizon_late_cases_total{status="replayed"}` counts these.
 """
 
 from __future__ import annotations
