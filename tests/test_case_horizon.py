@@ -178,11 +178,16 @@ def test_a_late_revision_is_counted_against_the_stores_revision_exactly_once(
     assert worker.records()[fix.case_id].revision == fix.revision
     assert [m for m in worker.metrics if m[0] == "horizon_late"] == [
         ("horizon_late", ("ich-triage", "resolved"))]
-    # An old case the store has never seen is new: counted once, replays included.
+    # A first revision is a new case, however old; a correction of an old case the store
+    # has never seen is new too: each counted once, replays included.
     new = make_case(10**7, "ich-triage", T0 + timedelta(days=3), "FN")
-    worker.feed([new, new])
-    moved[("ich-triage", "1.0", "site-a", "FN")] += 1
+    unseen = flipped(make_case(10**7 + 1, "ich-triage", T0 + timedelta(days=4), "TN"), 1,
+                     clock)
+    worker.feed([new, new, unseen, unseen])
+    moved[("ich-triage", "1.0", "site-a", "FN")] += 2
     assert counts(worker) == +moved
+    assert [m for m in worker.metrics if m[0] == "horizon_late"][1:] == [
+        ("horizon_late", ("ich-triage", "new"))]  # the replays found them in the table
     # The store's revision is not among the evicted counts (the store disagrees with the
     # table): dead-lettered, not moved.
     store[gone[2]] = dataclasses.replace(store[gone[2]], outcome="indeterminate")

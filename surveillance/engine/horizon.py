@@ -20,21 +20,20 @@ version that is not is no longer evaluated, and its records all leave):
   counts after a rebuild equal counts before, and the cutoff never moves back (a clock
   that goes backwards, a new worker whose clock has not started yet).
 
-A case revision whose AI call is before the cutoff and whose case is not in the table
-may be a correction of an evicted case (an addendum months later), or an old case never
-seen. The store (PostgreSQL `cases`, the latest revision of every case) says which: a
-stored revision is the previous one (the evicted counts move to the new outcome; the
-case re-enters the table until it ages out again), no stored row makes it a new case.
+A first revision (0) not in the table is a new case, whatever its age. A later revision
+whose AI call is before the cutoff and whose case is not in the table may be a correction
+of an evicted case (an addendum months later), or of a case never seen. The store
+(PostgreSQL `cases`, the latest revision of every case) says which: a stored revision is
+the previous one (the evicted counts move to the new outcome; the case re-enters the
+table until it ages out again), no stored row makes it a new case.
 Without a store the revision is dead-lettered with reason `horizon`, never guessed:
 counting it as new could count a case twice. Such cases are outside every monitor window
 and past their charts' settling, so they change counts, not windows or charts.
 
-A new case whose AI call is already past the horizon cannot come from the join (its
-state for an accession is kept 120 days, and an AI result without a report becomes a
-case after 14), only from a source that delivers more than the horizon behind the
-others. Then the store may already hold the revision (the store writer read it first)
-and it is taken as counted: one such case in the ledger's counts may be missing, never
-doubled; `surveillance_horizon_late_cases_total{status="replayed"}` counts these.
+One ambiguity is left: a correction whose case the store has at the same revision is
+taken as a replay of one already counted (`surveillance_horizon_late_cases_total{status=
+"replayed"}`), which it is unless the worker never saw the case (its first revision was
+dead-lettered) and the store writer read the correction first.
 """
 
 from __future__ import annotations
@@ -210,10 +209,10 @@ class CaseHorizon:
         return evicted
 
     def late(self, case: AdjudicatedCase, partition: int) -> Late | None:
-        """For a case not in the table: None if it is simply new (its AI call is not before
-        the cutoff), else what the store says about it."""
+        """For a case not in the table: None if it is simply new (a first revision, or its
+        AI call is not before the cutoff), else what the store says about it."""
         part = self._parts.get(partition)
-        if part is None or not part.saved or part.cutoff_day is None:
+        if case.revision == 0 or part is None or not part.saved or part.cutoff_day is None:
             return None
         if case.inference_date.timestamp() // _DAY >= part.cutoff_day:
             return None
