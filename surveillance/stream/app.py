@@ -26,6 +26,7 @@ tables whenever partitions are assigned.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time as wall
@@ -36,8 +37,10 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
+from faust.types import TP
 
 from surveillance import kafka_clients
+from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine.config import EngineConfig
@@ -47,6 +50,7 @@ from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.stream import effects, topics
 from surveillance.stream.faust_options import WORKER_OPTIONS
+from surveillance.stream.outbox import Outbox, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,9 @@ tables = {name: app.Table(name, partitions=settings.kafka.partitions)
           for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE)}
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
+_changelogs = {name: changelog.topic(settings.stream.app_id, name) for name in tables}
+_changelog_tables = {changelog.topic(settings.stream.app_id, name): table
+                     for name, table in tables.items()}
 engine = Engine(config, join_table, case_table, adverse_table)
 engine.cases.ready = False  # the tables are recovered: rebuild before the first case
 for _tool in config.registry.values():
@@ -121,24 +128,61 @@ def _records(batch: Sequence[Any]) -> list[Record]:
                    e.value, e.message.headers or ()) for e in batch]
 
 
-def apply(out: Output, batch: Sequence[Any]) -> None:
-    """Send the batch's records, write its table changes, record its metrics.
+async def apply(out: Output, batch: Sequence[Any]) -> None:
+    """Write the batch's table changes, record its metrics, send its records and changelog
+    records through the worker's own producer, and return once the broker acknowledged all
+    of them (acks=all): only then does Faust acknowledge the batch's events.
 
-    Faust's tables find the changelog partition through the "current event": each write
-    is made with an event of its change's partition current, so it lands on the
-    partition of the event that caused it, as in one-at-a-time iteration."""
+    A table change goes into the table's store directly (Faust's `table[key] = value`
+    would send its changelog record through Faust's producer, one message at a time) and
+    to the changelog partition of the record that caused it, in the format Faust writes
+    (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
+    store is written with an event of that partition current: a disk-backed store files
+    the key under the current event's partition, as in one-at-a-time iteration."""
     by_partition = {e.message.partition: e for e in batch}
+    records: list[Outgoing] = []
     for change in out.changes:
-        _as_current(by_partition[change.partition])
-        table = tables[change.table]
+        event = by_partition.get(change.partition)
+        if event is not None:
+            _as_current(event)
+        store = tables[change.table].data
         if change.value is not None:
-            table[change.key] = change.value
-        elif change.key in table:
-            del table[change.key]
+            store[change.key] = change.value
+        elif change.key in store:
+            del store[change.key]
+        key, value = changelog.encode(change.key, change.value)
+        records.append(Outgoing(_changelogs[change.table], key, value, change.partition))
     effects.record(out.metrics)
-    for p in out.produce:
-        _outputs[p.topic].send_soon(key=p.key, value=p.value, partition=p.partition,
-                                    headers=p.headers)
+    records += (Outgoing(p.topic, p.key, p.value, p.partition, p.headers)
+                for p in out.produce)
+    if not records:
+        return
+    last = await (await _outbox()).send(records)
+    for (topic, partition), offset in last.items():
+        table = _changelog_tables.get(topic)
+        if table is not None:  # a disk-backed store keeps it: recovery resumes after it
+            stored: Any = table.data
+            stored.set_persisted_offset(TP(topic, partition), offset)
+
+
+_outbox_started: Outbox | None = None
+_outbox_lock = asyncio.Lock()
+
+
+async def _outbox() -> Outbox:
+    global _outbox_started
+    async with _outbox_lock:
+        if _outbox_started is None:
+            _outbox_started = await Outbox(
+                {"bootstrap_servers": settings.kafka.bootstrap,
+                 **kafka_clients.client_options(settings.kafka)}).start()
+    return _outbox_started
+
+
+@app.on_before_shutdown.connect
+async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    if _outbox_started is not None:
+        await _outbox_started.stop()
 
 
 async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
@@ -148,7 +192,7 @@ async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
             if name == "case_agent":
                 _ensure_monitor()
             out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
-            apply(out, batch)
+            await apply(out, batch)
         except Exception:
             _fatal(name)
 
@@ -175,6 +219,18 @@ async def case_agent(stream: Any) -> None:
 async def adverse_agent(stream: Any) -> None:
     """Link each adverse-event report to its tool, version and case; start its clocks."""
     await _serve(stream, "adverse_agent", size=100)
+
+
+@app.task
+async def _root_logger_to_worker_level() -> None:
+    """Faust's worker sets the root logger to DEBUG so that its terminal spinner turns on
+    every log call, and leaves it there: every debug call of aiokafka and Faust then builds
+    a LogRecord that the handlers drop (7% of the worker's CPU, measured with py-spy).
+    The handlers keep the worker's level (`--loglevel warn`); the root logger gets it too.
+    """
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
+    root.setLevel(max(levels, default=logging.WARNING))
 
 
 @app.on_partitions_revoked.connect
@@ -209,7 +265,7 @@ async def regulatory_clocks() -> None:
     """
     try:
         engine.cases.lifecycle = _lifecycle.states()
-        apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)), [])
+        await apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)), [])
     except Exception:
         log.exception("regulatory clock check failed; retrying next tick")
 
