@@ -47,6 +47,10 @@ from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL, all_topics, create_topics
 
+#: The outcomes a worker counts per tool (`/surveillance/counts`) and the simulator's truth
+#: gives (its `no_report` is a case still pending).
+OUTCOMES = ("TP", "FP", "TN", "FN", "indeterminate")
+
 
 async def raw_consume_rate(bootstrap: str, expected: int) -> float:
     from aiokafka import AIOKafkaConsumer
@@ -177,6 +181,10 @@ def main() -> None:
     events, truth = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults(),
                              volume_scale=args.scale)
     expected = {tool: t.cases for tool, t in truth.items()}
+    # Every case and every outcome (a case counts once its AI result is joined, its
+    # outcome once its report is): the live rate is to the last report joined.
+    outcomes = {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES}
+                for tool, t in truth.items()}
     state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     with EmbeddedBroker(log_dir=state) as broker:
         create_topics(broker.bootstrap, all_topics("surveillance", args.partitions))
@@ -190,13 +198,16 @@ def main() -> None:
             started = time.perf_counter()
             produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
             produced = time.perf_counter() - started
-            counts = wait_for_counts([worker], expected, timeout=900, settle=0.0)
+            counts = wait_for_counts([worker], expected, timeout=900, settle=0.0,
+                                     outcomes=outcomes)
             elapsed = time.perf_counter() - started
             worker_cpu = process_cpu(worker.proc.pid) - cpu_before
             load = os.getloadavg()
         finally:
             worker.stop()
-        ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
+        ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items()) and all(
+            counts.get(t, {}).get(k, 0) == n for t, want in outcomes.items()
+            for k, n in want.items())
         ceiling = asyncio.run(raw_consume_rate(broker.bootstrap, len(events)))
         floor = None if args.live_only else faust_floor_rate(broker.bootstrap, len(events),
                                                              state)
