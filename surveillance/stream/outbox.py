@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from surveillance.errors import SurveillanceError
@@ -82,12 +83,10 @@ class Outbox:
             headers = list(r.headers.items()) if r.headers else []
             if not builders or builders[-1].append(
                     timestamp=None, key=r.key, value=r.value, headers=headers) is None:
+                # A new batch takes its first record whatever its size (the broker judges
+                # it against its own limit: an error the send reports).
                 builders.append(producer.create_batch())
-                if builders[-1].append(timestamp=None, key=r.key, value=r.value,
-                                       headers=headers) is None:
-                    size = len(r.value or b"")
-                    raise OutboxError(f"a record of {size} bytes for {r.topic} does not fit "
-                                      f"a batch of {self.max_batch_bytes} bytes")
+                builders[-1].append(timestamp=None, key=r.key, value=r.value, headers=headers)
         sent = []
         for (topic, partition), builders in open_.items():
             for builder in builders:
@@ -96,8 +95,13 @@ class Outbox:
                                                               partition=partition)))
         if not sent:
             return {}
-        acked = await asyncio.wait_for(asyncio.gather(*(f for _, f in sent)),
-                                       self.timeout_seconds)
+        try:
+            acked = await asyncio.wait_for(asyncio.gather(*(f for _, f in sent)),
+                                           self.timeout_seconds)
+        except (KafkaError, TimeoutError) as exc:
+            raise OutboxError(
+                f"the broker did not acknowledge a batch's {sum(n for n, _ in sent)} records "
+                f"within {self.timeout_seconds:.0f} s ({type(exc).__name__}: {exc})") from exc
         last: dict[tuple[str, int], int] = {}
         for (count, _), meta in zip(sent, acked, strict=True):
             tp = (meta.topic, meta.partition)
