@@ -12,7 +12,6 @@ call by call (the bounded labels admit sites and versions in that order).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,10 +43,13 @@ _CALLS: dict[str, Callable[..., None]] = {
 
 
 def record(calls: Iterable[MetricCall]) -> None:
-    counts: Counter[tuple[str, tuple[Any, ...]]] = Counter()
+    counts: dict[tuple[str, tuple[Any, ...]], int] = {}
     for name, args in calls:
         if name in _COUNTED:
-            counts[name, tuple(tuple(a) if isinstance(a, list) else a for a in args)] += 1
+            if name == "eligible":  # (tools, site): the list of tools as a key
+                args = (tuple(args[0]), args[1])
+            key = (name, args)
+            counts[key] = counts.get(key, 0) + 1
             continue
         _flush(counts)
         call: Callable[..., Any] = _CALLS[name]
@@ -55,7 +57,7 @@ def record(calls: Iterable[MetricCall]) -> None:
     _flush(counts)
 
 
-def _flush(counts: Counter[tuple[str, tuple[Any, ...]]]) -> None:
+def _flush(counts: dict[tuple[str, tuple[Any, ...]], int]) -> None:
     for (name, args), n in counts.items():
         _COUNTED[name](*args, n)
     counts.clear()
