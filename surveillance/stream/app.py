@@ -15,13 +15,15 @@ is forwarded to that partition of `cases.join` and joined there by `join_agent`.
 
 The agents are shells around one `engine.Engine` (the whole path as pure batch code, see
 `surveillance/engine/`): each `take_events` batch goes in as records; what comes out is
-applied here: records sent, table writes (one per changed key per batch, to the changelog
-partition of the record that caused it), metrics. Processing is at-least-once (Faust
-flushes the producer before it commits offsets); every effect is idempotent by event id
-or case revision, so N valid events in means N counted, also after a crash or a
-rebalance. State that matters lives in the tables (changelog topics created up front);
-the engine's in-memory indexes (join clocks, monitor, drift banks) are rebuilt from the
-tables whenever partitions are assigned.
+applied here: table writes (one per changed key per batch, to the changelog partition of
+the record that caused it), metrics (one call per label set per batch), and the records
+and changelog records, sent through the worker's own producer (`stream.outbox`: one record
+batch per partition, acks=all) and acknowledged before the agent hands the batch back to
+Faust, which only then may commit its offsets. Processing is at-least-once; every effect
+is idempotent by event id or case revision, so N valid events in means N counted, also
+after a crash or a rebalance. State that matters lives in the tables (changelog topics
+created up front); the engine's in-memory indexes (join clocks, monitor, drift banks) are
+rebuilt from the tables whenever partitions are assigned.
 """
 
 from __future__ import annotations
