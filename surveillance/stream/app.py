@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -324,7 +325,10 @@ async def counts_view(web: Any, request: Any) -> Any:
     if ready:
         _ensure_monitor()
     counts = engine.cases.ledger
-    assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    try:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    except ConsumerNotStarted:  # the web server can answer before the consumer runs
+        return web.json({"ready": False, "assigned": [], "tools": {}})
     return web.json(
         {
             "ready": ready,
