@@ -213,3 +213,18 @@ def test_json_lines_and_hl7_files_are_backfilled_once_with_bad_lines_dead_letter
         assert after == {t: 2 * n for t, n in ends.items()}
         assert_counts(truth, tool_outcomes(broker.bootstrap))
         print(json.dumps({"inputs before": ends, "after the re-sent run": after}))
+
+
+def test_a_file_in_no_known_format_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from surveillance.cli import app
+
+    dicom = tmp_path / "image.dcm"
+    dicom.write_bytes(b"\0" * 128 + b"DICM")
+    for args, message in (([str(dicom)], "neither JSON lines"),
+                          ([str(tmp_path / "gone.jsonl")], "no such file or directory")):
+        result = CliRunner().invoke(app, ["backfill", *args])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+        assert len([line for line in result.output.splitlines() if "error" in line]) == 1
