@@ -228,3 +228,43 @@ def test_a_file_in_no_known_format_is_one_clear_line_and_exit_2(tmp_path: Path) 
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
         assert len([line for line in result.output.splitlines() if "error" in line]) == 1
+
+
+@pytest.mark.integration
+def test_dicom_srs_and_images_are_backfilled_once_and_an_unreadable_file_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    """Studies as a PACS archive holds them (a header-only image and a TID 1500 SR each,
+    `dicom parse`'s path): each SR's results become cases, once, whatever is re-run."""
+    from surveillance.interop.dicom_demo import write_studies
+
+    events, _ = simulate(days=2, seed=3, scenario=Scenario(), faults=Faults())
+    given = tmp_path / "pacs"
+    sent = write_studies(events, given, studies=40)
+    broken = given / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"x" * 64)
+    n_files = len(list(given.iterdir()))
+    checkpoint = str(tmp_path / "checkpoint.json")
+
+    def cases() -> dict[str, int]:
+        return {t: sum(c.values()) for t, c in tool_outcomes(broker.bootstrap).items()}
+
+    with EmbeddedBroker(log_dir=tmp_path) as broker:
+        topics.create_topics(broker.bootstrap, topics.all_topics(APP, PARTITIONS))
+        first = backfill(broker, tmp_path, str(given), "--checkpoint", checkpoint)
+        print(f"\n{n_files} files, results per tool {dict(sent)}:\n"
+              + "\n".join(line for line in first.splitlines() if "DICOM" in line))
+        assert (f"DICOM: {n_files} files: 0 already loaded, {sum(sent.values())} AI results "
+                "loaded, 1 dead-lettered") in first
+        assert cases() == dict(sent)
+        (letter,) = dead_letters(broker.bootstrap)
+        assert letter.reason.startswith("backfill file: cannot_understand")
+        assert letter.reason.endswith("broken.dcm") and letter.source_topic == topics.AI_RESULTS
+        assert base64.b64decode(letter.original_b64) == broken.read_bytes()
+
+        again = backfill(broker, tmp_path, str(given), "--checkpoint", checkpoint)
+        assert f"DICOM: {n_files} files: {n_files} already loaded, 0 AI results" in again
+        resent = backfill(broker, tmp_path, str(given), "--checkpoint",
+                          str(tmp_path / "elsewhere.json"))
+        assert f"0 already loaded, {sum(sent.values())} AI results loaded" in resent
+        assert cases() == dict(sent)  # the same event ids: counted once

@@ -11,13 +11,17 @@ Formats (by content, not name):
 - JSON lines as `surveillance simulate` writes them (`simulate.output`): each line's value
   on its topic, with its key;
 - HL7 v2 (batch files or single messages): `hl7 import`'s path (`interop.hl7_import`:
-  parse workers, one report per message, rejects dead-lettered with the HL7 error).
+  parse workers, one report per message, rejects dead-lettered with the HL7 error);
+- DICOM (Part 10) SRs, and images of their studies: `dicom parse`'s path
+  (`interop.dicom_files`): each SR's AI results on `ai.results`, keyed by accession as the
+  C-STORE receiver sends them; a file or SR group that gives none is a dead letter.
 
 Idempotent: a checkpoint records per file content (SHA-256) how many of its lines or
-messages are durably on the topics (`hl7_import.Checkpoint`); a re-run skips them and an
-interrupted one goes on from where the broker last confirmed. A line sent twice anyway (a
-crash between the broker's acknowledgement and the checkpoint write) is one event id,
-which the join counts once.
+messages (a DICOM file: 1) are durably on the topics (`hl7_import.Checkpoint`); a re-run
+skips them and an interrupted one goes on from where the broker last confirmed. A line
+sent twice anyway (a crash between the broker's acknowledgement and the checkpoint write)
+is one event id, which the join counts once (a DICOM result's id is derived from its SR
+and group).
 
 A line that is not an event (not JSON, a field missing, bad base64, a topic the service
 does not read) goes to `<topic>.dlq` (`reports.final.dlq` when the topic is not known)
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from surveillance.contracts import DeadLetter
+from surveillance.interop.dicom_files import DicomFiles
 from surveillance.interop.errors import InteropError
 from surveillance.interop.hl7_import import Checkpoint, ImportSummary
 from surveillance.stream import topics
@@ -63,6 +68,8 @@ class FileSummary:
     already_loaded: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     hl7: ImportSummary | None = None
+    #: DICOM: files read, files already loaded, AI results loaded, problems dead-lettered.
+    dicom: tuple[int, int, int, int] | None = None
 
     def lines_out(self) -> list[str]:
         out = []
@@ -73,23 +80,30 @@ class FileSummary:
             out += [f"  dead-lettered: {why}: {n}" for why, n in sorted(self.rejected.items())]
         if self.hl7 is not None:
             out += ["HL7: " + line for line in self.hl7.lines()]
+        if self.dicom is not None:
+            files, already, results, problems = self.dicom
+            out.append(f"DICOM: {files} files: {already} already loaded, {results} AI results "
+                       f"loaded, {problems} dead-lettered")
         return out
 
 
 def kind_of(path: Path) -> str:
-    """'jsonl' or 'hl7', from the file's first bytes."""
+    """'jsonl', 'hl7' or 'dicom', from the file's first bytes."""
     try:
         with path.open("rb") as fh:
-            head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+            raw = fh.read(512)
     except OSError as exc:
         raise FileFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    if raw[128:132] == b"DICM":
+        return "dicom"
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(_HL7_STARTS):
         return "hl7"
     if head.startswith(b"{") or not head:
         return "jsonl"
     raise FileFormatError(
-        f"{path}: neither JSON lines (as `surveillance simulate` writes) nor HL7 v2 "
-        "(MSH, FHS or BHS first); give only those")
+        f"{path}: neither JSON lines (as `surveillance simulate` writes), HL7 v2 (MSH, FHS "
+        "or BHS first) nor DICOM Part 10 (DICM at byte 128); give only those")
 
 
 def parse_line(line: bytes) -> tuple[str, bytes | None, bytes] | str:
@@ -113,11 +127,12 @@ def parse_line(line: bytes) -> tuple[str, bytes | None, bytes] | str:
     return topic, key or None, value
 
 
-def _letter(sealer: Sealer, path: Path, number: int, line: bytes, why: str,
+def _letter(sealer: Sealer, path: Path, number: int | None, line: bytes, why: str,
             topic: str, limit: int) -> DeadLetter:
+    where = path.name if number is None else f"{path.name} line {number}"
     return DeadLetter(
         source_topic=topic, source_partition=-1, source_offset=-1,
-        reason=f"backfill file: {why}: {path.name} line {number}"[:2000],
+        reason=f"backfill file: {why}: {where}"[:2000],
         received_at=datetime.now(UTC),
         original_b64=sealer.seal(line[:limit]), original_size=len(line),
         encryption=sealer.encryption,
@@ -173,3 +188,16 @@ async def load_jsonl(files: list[Path], producer: Any, checkpoint: Checkpoint,
         checkpoint.save(digest, start + len(chunk))
         progress(len(chunk))
     return summary
+
+
+def dicom_records(read: DicomFiles, sealer: Sealer, limit: int
+                  ) -> list[tuple[str, bytes | None, bytes]]:
+    """(topic, key, value) of each AI result of DICOM files, and of a dead letter per
+    problem (the file's first `limit` bytes, sealed, as the original)."""
+    out: list[tuple[str, bytes | None, bytes]] = [
+        (topics.AI_RESULTS, result.accession_number.encode(),
+         result.model_dump_json().encode()) for _, result in read.results]
+    for path, why in read.problems:
+        letter = _letter(sealer, path, None, path.read_bytes(), why, topics.AI_RESULTS, limit)
+        out.append((topics.dlq(topics.AI_RESULTS), None, letter.model_dump_json().encode()))
+    return out

@@ -32,10 +32,15 @@ def load_files(paths: list[Path], checkpoint_path: Path, client: dict[str, Any],
     except SurveillanceError as exc:
         fail(str(exc))
         return
-    jsonl = [f for f in files if kinds[f] == "jsonl"]
-    hl7 = [f for f in files if kinds[f] == "hl7"]
+    by_kind = {kind: [f for f in files if kinds[f] == kind] for kind in ("jsonl", "hl7", "dicom")}
+    from aiokafka.errors import KafkaError
+
     try:
-        summary = asyncio.run(_load(jsonl, hl7, checkpoint, mapping, client, settings))
+        summary = asyncio.run(_load(by_kind, checkpoint, mapping, client, settings))
+    except KafkaError as exc:
+        fail(f"the broker at {client['bootstrap_servers']} failed: {exc}; check it is up, then "
+             "run the backfill again (what was loaded is not loaded twice)")
+        return
     except OSError as exc:
         fail(f"reading the files failed: {exc.strerror or exc}")
         return
@@ -46,10 +51,9 @@ def load_files(paths: list[Path], checkpoint_path: Path, client: dict[str, Any],
         typer.echo(line)
 
 
-async def _load(jsonl: list[Path], hl7: list[Path], checkpoint: Any, mapping: Any,
+async def _load(by_kind: dict[str, list[Path]], checkpoint: Any, mapping: Any,
                 client: dict[str, Any], settings: Any) -> Any:
     from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
     from tqdm import tqdm
 
     from surveillance.bulk.files import FileSummary, load_jsonl
@@ -58,6 +62,8 @@ async def _load(jsonl: list[Path], hl7: list[Path], checkpoint: Any, mapping: An
     from surveillance.stream.dlq_seal import Sealer
 
     summary = FileSummary()
+    jsonl, hl7, dicom = by_kind["jsonl"], by_kind["hl7"], by_kind["dicom"]
+    sealer = Sealer(settings.dlq_encryption_key.get_secret_value())
     if jsonl:
         lines = sum(f.read_bytes().count(b"\n") for f in jsonl)
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
@@ -66,13 +72,8 @@ async def _load(jsonl: list[Path], hl7: list[Path], checkpoint: Any, mapping: An
             await producer.start()
             with tqdm(total=lines, unit="event", unit_scale=True, file=sys.stderr,
                       desc="JSON lines", disable=None) as bar:
-                summary = await load_jsonl(
-                    jsonl, producer, checkpoint,
-                    Sealer(settings.dlq_encryption_key.get_secret_value()),
-                    settings.stream.max_event_bytes, bar.update)
-        except KafkaError as exc:
-            fail(f"the broker at {client['bootstrap_servers']} failed: {exc}; check it is up, "
-                 "then run the backfill again (the loaded lines are not loaded twice)")
+                summary = await load_jsonl(jsonl, producer, checkpoint, sealer,
+                                           settings.stream.max_event_bytes, bar.update)
         finally:
             await producer.stop()
     if hl7:
@@ -84,4 +85,36 @@ async def _load(jsonl: list[Path], hl7: list[Path], checkpoint: Any, mapping: An
                 summary.hl7 = await import_files(hl7, sink, mapping, checkpoint, bar.update)
         finally:
             await sink.stop()
+    if dicom:
+        summary.dicom = await _load_dicom(dicom, checkpoint, client, settings, sealer)
     return summary
+
+
+async def _load_dicom(files: list[Path], checkpoint: Any, client: dict[str, Any],
+                      settings: Any, sealer: Any) -> tuple[int, int, int, int]:
+    """The DICOM files not loaded before, read together (an image fills in the SRs of its
+    study), their results and problems sent, then each marked done."""
+    import hashlib
+    from zoneinfo import ZoneInfo
+
+    from aiokafka import AIOKafkaProducer
+
+    from surveillance.bulk.files import dicom_records
+    from surveillance.clinical.baselines import load_registry
+    from surveillance.interop.dicom_files import read_dicom_files
+
+    digests = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    todo = [f for f in files if not checkpoint.done(digests[f])]
+    read = read_dicom_files(todo, load_registry(settings.baselines_file),
+                            settings.dicom.default_site, ZoneInfo(settings.dicom.timezone))
+    records = dicom_records(read, sealer, settings.stream.max_event_bytes)
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **client)
+    await producer.start()
+    try:
+        sends = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    for f in todo:
+        checkpoint.save(digests[f], 1)
+    return len(files), len(files) - len(todo), len(read.results), len(read.problems)
