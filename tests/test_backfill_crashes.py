@@ -333,7 +333,6 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
     after both. Kafka orders no two topics, so both differ between any two runs (also two
     uninterrupted ones: 487 revisions in one such comparison)."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
-    assert crashed.written > reference.written  # the re-read batches were written again
     assert crashed.counts == reference.counts, seed
     assert reference.rows["cases"] and reference.rows["model_versions"]
     label_source = ("revision", "report_event_id", "labelled_at", "label_status")
