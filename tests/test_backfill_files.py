@@ -52,6 +52,17 @@ def test_every_line_the_simulator_writes_parses_to_its_topic_key_and_value(
     assert kind_of(path) == "jsonl"
 
 
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                              lambda inner: st.lists(inner, max_size=3)
+                              | st.dictionaries(st.sampled_from(
+                                  ["topic", "key", "value_b64", "x"]), inner, max_size=4),
+                              max_leaves=8).map(lambda v: json.dumps(v).encode())))
+def test_any_line_is_an_event_or_a_reason_never_an_exception(line: bytes) -> None:
+    parsed = parse_line(line)
+    assert isinstance(parsed, str) or (parsed[0] in ACCEPTED and isinstance(parsed[2], bytes))
+
+
 @pytest.mark.parametrize(("line", "reason"), [
     (b"not json at all", "invalid_json"),
     (b"\xff\xfe{", "invalid_json"),
