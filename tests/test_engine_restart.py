@@ -4,9 +4,9 @@ takes over does: a new engine over the tables as persisted, its case stage rebui
 the case table).
 
 Counts are the same. Alerts are not yet: the rebuilt monitor starts without the verdicts
-and episodes the old one held, so a deviation may be alerted that the uninterrupted monitor
-did not alert (here ich-triage 5.2.1 at site-c, 2026-07-12), or the reverse (strict xfail: the fast reproducer of what
-`test_backfill_crashes` sees on the broker).
+and episodes the old one held, so it may alert a deviation the uninterrupted monitor did
+not (here ich-triage 5.2.1 at site-c, 2026-07-12), or the reverse (strict xfail: the fast
+reproducer of what `test_backfill_crashes` sees on the broker).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import Engine
 from surveillance.simulate import SimEvent
 from tests.test_backfill_crashes import stream
-
 
 #: Per tool the outcome counts, and the alerts by id.
 Replay = tuple[dict[str, Counter[str]], dict[str, Alert]]
