@@ -85,11 +85,13 @@ def test_the_format_is_read_from_the_content(tmp_path: Path) -> None:
     hl7.write_bytes(b"MSH|^~\\&|RIS|site-a|||20260701||ORU^R01|1|P|2.5.1\rPID|1\r")
     batch = tmp_path / "batch.dat"
     batch.write_bytes(b"\xef\xbb\xbfFHS|^~\\&|RIS\rBHS|^~\\&\rMSH|^~\\&|RIS\r")
-    dicom = tmp_path / "image.dcm"
-    dicom.write_bytes(b"\0" * 128 + b"DICM")
-    assert (kind_of(hl7), kind_of(batch)) == ("hl7", "hl7")
+    dicom = tmp_path / "study.bin"
+    dicom.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    pdf = tmp_path / "report.jsonl"  # the name says JSON lines; the content does not
+    pdf.write_bytes(b"%PDF-1.7\n")
+    assert (kind_of(hl7), kind_of(batch), kind_of(dicom)) == ("hl7", "hl7", "dicom")
     with pytest.raises(FileFormatError, match="neither JSON lines"):
-        kind_of(dicom)
+        kind_of(pdf)
     with pytest.raises(FileFormatError, match="cannot read"):
         kind_of(tmp_path / "missing.jsonl")
 
@@ -231,9 +233,9 @@ def test_a_file_in_no_known_format_is_one_clear_line_and_exit_2(tmp_path: Path) 
 
     from surveillance.cli import app
 
-    dicom = tmp_path / "image.dcm"
-    dicom.write_bytes(b"\0" * 128 + b"DICM")
-    for args, message in (([str(dicom)], "neither JSON lines"),
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n")
+    for args, message in (([str(pdf)], "neither JSON lines"),
                           ([str(tmp_path / "gone.jsonl")], "no such file or directory")):
         result = CliRunner().invoke(app, ["backfill", *args])
         assert result.exit_code == 2, result.output
