@@ -21,7 +21,7 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import Engine
-from surveillance.engine.records import Output, Record
+from surveillance.engine.records import Change, Output, Record
 from surveillance.engine.tables import Table
 from surveillance.simulate import SimEvent, ToolTruth, simulate
 from surveillance.stream import topics
@@ -47,14 +47,6 @@ def records_of(events: list[SimEvent]) -> list[Record]:
     return out
 
 
-def persist(out: Output, tables: dict[str, dict[str, Any]]) -> None:
-    for change in out.changes:
-        if change.value is None:
-            tables[change.table].pop(change.key, None)
-        else:
-            tables[change.table][change.key] = change.value
-
-
 def run(batches: list[list[Record]]) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
     """Join-side batches at one wall clock: final tables, the case records produced in
     order, and how many changes were written."""
@@ -68,7 +60,7 @@ def run(batches: list[list[Record]]) -> tuple[dict[str, dict[str, Any]], list[by
         keys = [(c.table, c.key) for c in out.changes]
         assert len(keys) == len(set(keys)), "a key written twice in one batch"
         written += len(keys)
-        persist(out, tables)
+        out.apply_to(tables)
         cases += [p.value for p in out.produce if p.topic == topics.CASES_ADJUDICATED]
     return tables, cases, written
 
@@ -136,3 +128,16 @@ def test_a_table_reads_its_own_writes_and_reports_each_key_once() -> None:
     assert changes == {("a", 1): {"n": 11}, ("b", 2): None, ("c", 3): {"n": 3}}
     assert backing == {"a": {"n": 1}, "b": {"n": 2}}  # the caller persists, not the table
     assert table.changes() == [] and table.get("a") == {"n": 1}
+
+
+def test_apply_to_writes_each_change_in_order_and_a_deletion_removes_the_key() -> None:
+    out = Output(changes=[Change("join_state", "a", {"n": 1}, 0),
+                          Change("case_state", "c", {"r": 0}, 1),
+                          Change("join_state", "a", None, 0),
+                          Change("join_state", "gone", None, 2),  # never written: no error
+                          Change("join_state", "b", {"n": 2}, 3)])
+    tables: dict[str, dict[str, Any]] = {"join_state": {"a": {"n": 0}}, "case_state": {}}
+    out.apply_to(tables)
+    assert tables == {"join_state": {"b": {"n": 2}}, "case_state": {"c": {"r": 0}}}
+    with pytest.raises(KeyError):  # a change for a table the caller does not hold
+        Output(changes=[Change("adverse_state", "x", {}, 0)]).apply_to(tables)

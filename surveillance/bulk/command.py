@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 import typer
 
@@ -14,6 +15,14 @@ from surveillance.commands.common import fail
 
 
 def backfill(
+    files: list[Path] = typer.Argument(  # noqa: B008 (typer's idiom)
+        None, help="Files to load onto the input topics first: JSON lines as `simulate` "
+        "writes them, or HL7 v2 (batch files or messages); directories are walked."),
+    checkpoint: Path = typer.Option(  # noqa: B008
+        Path(".backfill-files-checkpoint.json"),
+        help="Resume file of the file loads (per file content: how much is on the topics)."),
+    hl7_mapping: Path | None = typer.Option(  # noqa: B008
+        None, help="Per-facility HL7 mapping YAML, as for `hl7 import`."),
     max_records: int = typer.Option(20_000, help="Records per batch (one commit each)."),
     idle_seconds: float = typer.Option(
         5.0, help="Stop once caught up and nothing has come for this long."),
@@ -22,7 +31,8 @@ def backfill(
         "flushed", hidden=True, help="Crash tests: 'flushed' (before its commit) or 'committed'."),
 ) -> None:
     """Replay the backlog through the worker's engine on a plain Kafka client, then exit;
-    a worker started afterwards continues from the state and offsets it left."""
+    a worker started afterwards continues from the state and offsets it left. Files
+    given are first loaded onto the input topics (re-running loads nothing twice)."""
     from aiokafka.errors import KafkaError
     from pydantic import ValidationError
 
@@ -50,6 +60,12 @@ def backfill(
         from surveillance.embedded import log_end
 
         log_end.install()
+    client = {"bootstrap_servers": settings.kafka.bootstrap,
+              **kafka_clients.client_options(settings.kafka)}
+    if files:
+        from surveillance.bulk.load import load_files
+
+        load_files(files, checkpoint, client, settings, hl7_mapping)
     shown = [0.0]
 
     def report(out: Output, progress: Progress) -> None:
@@ -58,17 +74,17 @@ def backfill(
         if now - shown[0] < 2.0:
             return
         shown[0] = now
-        rate = progress.records / max(now - progress.started, 1e-9)
+        elapsed = max(now - progress.started, 1e-9)
+        rate = progress.records / elapsed
         eta = progress.behind / rate if rate else float("inf")
         print(f"\r{progress.events} events ({progress.records} records) "
-              f"{rate:,.0f} records/s, {progress.behind} behind, ETA {eta:,.0f} s",
+              f"{progress.events / elapsed:,.0f} events/s ({rate:,.0f} records/s), "
+              f"{progress.behind} records behind, ETA {eta:,.0f} s",
               end="", file=sys.stderr, flush=True)
 
     lookup = lookup_of(settings.database.url.get_secret_value())  # for the case horizon
     runner = BulkRunner(
-        EngineConfig.from_settings(settings, lookup), settings.stream.app_id,
-        {"bootstrap_servers": settings.kafka.bootstrap,
-         **kafka_clients.client_options(settings.kafka)},
+        EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
         max_records=max_records, idle_seconds=idle_seconds, on_batch=report,
         crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     try:

@@ -139,13 +139,9 @@ class BulkRunner:
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
         out = engine.process(records, datetime.now(UTC), time.monotonic())
+        out.apply_to(self.tables)
         sends = []
         for change in out.changes:
-            table = self.tables[change.table]
-            if change.value is None:
-                table.pop(change.key, None)
-            else:
-                table[change.key] = change.value
             key, value = changelog.encode(change.key, change.value)
             sends.append(await producer.send(changelog.topic(self.app_id, change.table),
                                              value, key=key, partition=change.partition))

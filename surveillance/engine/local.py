@@ -22,7 +22,7 @@ from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.contracts import AdjudicatedCase, Alert
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import is_summary
-from surveillance.engine.pipeline import Engine
+from surveillance.engine.pipeline import JOIN_TABLE, Engine
 from surveillance.engine.records import MetricCall, Output, Produce, Record
 from surveillance.stream import internal, topics
 from surveillance.stream.ingest import Rejected, join_partition
@@ -87,12 +87,7 @@ class LocalPipeline:
             queue += self._apply(out)
 
     def _apply(self, out: Output) -> list[Record]:
-        for change in out.changes:
-            table = self.tables[change.table]
-            if change.value is None:
-                table.pop(change.key, None)
-            else:
-                table[change.key] = change.value
+        out.apply_to(self.tables)
         if self.on_metrics is not None:
             self.on_metrics(out.metrics)
         self.alerts += out.alerts
@@ -139,11 +134,7 @@ class JoinFeed:
         while pending:
             out = self.engine.process(pending, event.arrival, 0.0)
             pending = []
-            for change in out.changes:
-                if change.value is None:
-                    self.join_state.pop(change.key, None)
-                else:
-                    self.join_state[change.key] = change.value
+            out.apply_to({JOIN_TABLE: self.join_state})
             for p in out.produce:
                 if p.topic == topics.CASES_JOIN:
                     assert p.partition is not None

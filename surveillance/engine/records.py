@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,16 @@ class Output:
 
     def metric(self, name: str, *args: Any) -> None:
         self.metrics.append((name, args))
+
+    def apply_to(self, tables: Mapping[str, MutableMapping[str, Any]]) -> None:
+        """Write the batch's table changes into the tables' backing mappings (by name), in
+        order: what a caller without Faust tables persists before the next batch."""
+        for change in self.changes:
+            table = tables[change.table]
+            if change.value is None:
+                table.pop(change.key, None)
+            else:
+                table[change.key] = change.value
 
     def alert(self, alerts: list[Alert]) -> None:
         for alert in alerts:

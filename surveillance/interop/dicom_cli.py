@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -83,60 +82,26 @@ def parse(
     does, one per line; image files given alongside fill in their study's acquisition."""
     from zoneinfo import ZoneInfo
 
-    from pydicom import dcmread
-    from pydicom.errors import InvalidDicomError
-
     from surveillance.clinical.baselines import load_registry
     from surveillance.commands.common import load_settings, require_key
-    from surveillance.interop.dicom_errors import UnusableObject
-    from surveillance.interop.dicom_header import ImageHeader, image_header
-    from surveillance.interop.dicom_receiver import IMAGE_SOP_CLASSES
-    from surveillance.interop.dicom_sr import SrResults, enrich, parse_sr
+    from surveillance.interop.dicom_files import read_dicom_files
     from surveillance.stream.ingest import Ingest, Rejected
     from surveillance.stream.topics import AI_RESULTS
 
-    # pydicom's warnings about odd files would break the one-line-per-file contract.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
     settings = load_settings()
     require_key(settings)  # production refuses the public demo key; demo and test warn
     registry = load_registry(settings.baselines_file)
     tz = ZoneInfo(settings.dicom.timezone)
-    site_id = site or settings.dicom.default_site
-    problems: list[str] = []
-    reports: list[tuple[Path, SrResults]] = []
-    headers: dict[str, ImageHeader] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for path in files:
-            try:
-                ds = dcmread(path, force=True, stop_before_pixels=True)
-                sop_class = str(ds.get("SOPClassUID", ""))
-                if not sop_class:
-                    problems.append(f"{path}: cannot_understand: no SOPClassUID (not DICOM?)")
-                    continue
-                if sop_class in IMAGE_SOP_CLASSES:
-                    header = image_header(ds)
-                    headers.setdefault(header.study_uid, header)
-                    continue
-                reports.append((path, parse_sr(ds, registry, site_id, tz)))
-            except UnusableObject as exc:
-                problems.append(f"{path}: {exc.reason}: {exc.message}")
-            except (OSError, InvalidDicomError, ValueError, TypeError, AttributeError,
-                    KeyError, EOFError) as exc:
-                problems.append(f"{path}: cannot_understand: not a readable DICOM file "
-                                f"({type(exc).__name__})")
+    read = read_dicom_files(files, registry, site or settings.dicom.default_site, tz)
+    problems = [f"{path}: {why}" for path, why in read.problems]
     ingest = Ingest(settings.pseudonym_key.get_secret_value().encode(), (), 1 << 20)
     now = datetime.now(UTC)
-    for path, parsed in reports:
-        for refused in parsed.refused:
-            problems.append(f"{path}: {refused.reason}: {refused.message}")
-        for draft in parsed.results:
-            result = enrich(draft, headers.get(parsed.study_uid))
-            accepted = ingest(AI_RESULTS, result.model_dump_json().encode(), now)
-            if isinstance(accepted, Rejected):
-                problems.append(f"{path}: {accepted.reason}: {accepted.message}")
-            elif accepted.ai is not None:
-                typer.echo(accepted.ai.model_dump_json())
+    for path, result in read.results:
+        accepted = ingest(AI_RESULTS, result.model_dump_json().encode(), now)
+        if isinstance(accepted, Rejected):
+            problems.append(f"{path}: {accepted.reason}: {accepted.message}")
+        elif accepted.ai is not None:
+            typer.echo(accepted.ai.model_dump_json())
     for line in problems:
         typer.echo(line, err=True)
     if problems:

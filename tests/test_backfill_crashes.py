@@ -1,0 +1,410 @@
+"""A backfill killed again and again, then a Faust worker: the same as one uninterrupted run.
+
+Two runs of the same 21-day faulty stream (duplicates, invalid events, corrections; a
+sensitivity drop, a model update, a new scanner software and an outage, so the monitor
+raises alerts and the daily evaluation writes snapshots), each on its own embedded broker
+and its own PostgreSQL database. Two thirds of the stream are a backlog that
+`surveillance backfill` (a child process, as an operator runs it) replays; then a Faust
+worker (`stream.runner.WorkerProcess`) takes over, recovers the backfill's tables and
+offsets, and counts the live third sent after it. Finally the store writer stores every
+case, alert and snapshot in the run's database.
+
+- reference: the backfill runs once, to the end;
+- crashed: the runner dies after its second batch's outputs are acknowledged but before
+  its commit (`--crash-point flushed`), then, restarted, right after a commit
+  (`committed`), then it is SIGKILLed at random moments (`KILLS` times, each once a
+  random number of records has been written since its start, so anywhere in a batch:
+  during the engine, between the sends of its outputs and changelog, before or after the
+  commit), and finally restarted to the end.
+
+The counts and every stored case, AI result, event id and model version must be those of
+the reference run (first test; what may differ between any two runs is said there). The
+alerts (all of their content) and the metric snapshots do not match yet: the second test
+is a strict xfail (a fix makes it pass, and the marker must then go). The kill points come
+from a seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones.
+
+Long: 160 s of wall time on a lightly loaded 2-core machine, 240 s at load 14 (the two
+runs side by side; two brokers, seven runner processes, two workers, two store writers).
+It covers what the earlier `test_backfill_runner.py` did (the two chosen crash points, the
+worker recovering without re-reading, exact counts), which it replaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg.rows import dict_row
+
+from surveillance.demo import read_alerts
+from surveillance.embedded import EmbeddedBroker, EmbeddedPostgres
+from surveillance.embedded.log_end import probe_log_end
+from surveillance.simulate import Faults, Scenario, SimEvent, ToolTruth, simulate
+from surveillance.store.migrate import migrate
+from surveillance.store.writer import WriterSettings, WriterTopics, run_writer
+from surveillance.stream import topics
+from surveillance.stream.runner import WorkerProcess, wait_for_counts
+from tests.test_pipeline_integration import (
+    PARTITIONS,
+    assert_exact,
+    assert_no_crash,
+    expected_counts,
+    metric_samples,
+    send,
+)
+
+pytestmark = pytest.mark.integration
+
+APP = "surveillance"
+KILLS = 3
+RUNNER_ARGS = ("--idle-seconds", "3", "--max-records", "500")
+#: What the runner writes while it works: a kill is placed by how much of it is on the log.
+WRITTEN = (topics.CASES_JOIN, topics.CASES_ADJUDICATED,
+           *(topics.changelog(APP, t) for t in topics.TABLES))
+STORED = WriterTopics()
+#: Every table the store writer fills, with the columns compared (None: all of them but
+#: the time a row was stored; a reject is known by its source offset, which differs
+#: between runs whose topics hold different duplicates, so only its topic and reason).
+TABLES: dict[str, str | None] = {
+    "cases": None, "ai_results": None, "ai_event_ids": None, "model_versions": None,
+    "metric_snapshots": None, "alerts": None, "adverse_events": None,
+    "store_rejects": "topic, reason",
+}
+UNSTORED_COLUMNS = {"stored_at", "rejected_at"}
+
+
+@dataclass
+class Outcome:
+    counts: dict[str, dict[str, int]]
+    alerts: dict[str, dict[str, Any]]  # alert id -> the alert, every field
+    rows: dict[str, list[dict[str, Any]]]  # table -> its rows, by column
+    written: int  # records the backfill(s) wrote to internal topics and changelogs
+
+
+def case_totals(events: list[SimEvent]) -> dict[str, int]:
+    """Distinct valid AI results per tool: the cases any correct count of `events` holds."""
+    seen: dict[str, set[str]] = {}
+    for e in events:
+        if e.valid and e.topic == topics.AI_RESULTS:
+            tool = json.loads(e.value)["tool_id"]
+            seen.setdefault(tool, set()).add(str(e.event_id))
+    return {tool: len(ids) for tool, ids in seen.items()}
+
+
+def inputs_processed(worker: WorkerProcess) -> float:
+    samples = metric_samples(worker, "surveillance_events_processed_total")
+    return sum(v for labels, v in samples.items()
+               if dict(labels).get("topic") in (topics.AI_RESULTS, topics.REPORTS_FINAL))
+
+
+def stream() -> tuple[list[SimEvent], dict[str, ToolTruth]]:
+    return simulate(
+        days=21, seed=5,
+        scenario=Scenario(model_update_day=8, sensitivity_drop_day=2, drop_tool="ich-triage",
+                          drop_to=0.5, new_scanner_software_day=10, outage_day=5),
+        faults=Faults(duplicate_rate=0.02, invalid_rate=0.01, correction_rate=0.01),
+    )
+
+
+@contextmanager
+def database(postgres: EmbeddedPostgres) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        url = f"postgresql://postgres@127.0.0.1:{postgres.port}/{name}"
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def _ends(bootstrap: str, names: tuple[str, ...]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in names for p in range(PARTITIONS)]
+        # The embedded broker reports the base offset of a partition's last batch.
+        return await probe_log_end(bootstrap, await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+def written(bootstrap: str) -> int:
+    return sum(asyncio.run(_ends(bootstrap, WRITTEN)).values())
+
+
+def quiet(bootstrap: str, names: tuple[str, ...], seconds: float, timeout: float) -> None:
+    """Wait until nothing more is written to `names` for `seconds`."""
+    deadline = time.monotonic() + timeout
+    last, since = asyncio.run(_ends(bootstrap, names)), time.monotonic()
+    while time.monotonic() - since < seconds:
+        assert time.monotonic() < deadline, f"{names} still written to after {timeout} s"
+        time.sleep(0.5)
+        now = asyncio.run(_ends(bootstrap, names))
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def backfill(broker: EmbeddedBroker, tmp_path: Path, *args: str) -> WorkerProcess:
+    runner = WorkerProcess(broker.bootstrap, tmp_path, command="backfill",
+                           args=(*RUNNER_ARGS, *args)).start()
+    assert runner.proc is not None
+    return runner
+
+
+def kill_after(broker: EmbeddedBroker, tmp_path: Path, records: int) -> int:
+    """Start the runner and SIGKILL it once `records` more are on the logs it writes;
+    how many it had written when it died."""
+    start = written(broker.bootstrap)
+    runner = backfill(broker, tmp_path)
+    try:
+        while (now := written(broker.bootstrap)) - start < records:
+            assert runner.alive(), (f"the runner finished before {records} records were "
+                                    f"written (it wrote {now - start})\n{runner.log_tail()}")
+            time.sleep(0.01)
+    finally:
+        runner.kill()
+    assert runner.proc is not None and runner.proc.returncode == -9, runner.log_tail()
+    return now - start
+
+
+def crash_repeatedly(broker: EmbeddedBroker, tmp_path: Path, seed: int, backlog: int) -> None:
+    """The two chosen crash points, then `KILLS` random SIGKILLs, each after between 5% and
+    25% as many records written as the backlog has events: together less than the
+    backfill writes (about 1.8 records per event), so each kill comes before the end."""
+    for point in ("flushed", "committed"):
+        runner = backfill(broker, tmp_path, "--crash-after-batch", "2", "--crash-point", point)
+        assert runner.proc is not None and runner.proc.wait(timeout=300) == 137, (
+            runner.log_tail())
+    rng = np.random.default_rng(seed)
+    for target in rng.integers(backlog // 20, backlog // 4, KILLS):
+        died = kill_after(broker, tmp_path, int(target))
+        print(f"SIGKILL after {died} records written (target {target})")
+
+
+async def _store(bootstrap: str, url: str) -> None:
+    """The store writer, until it has committed every record of the topics it reads."""
+    settings = WriterSettings(group_id="crash-test-store", batch_size=500)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_writer(bootstrap, url, stop, settings=settings))
+    names = (STORED.cases, STORED.alerts, STORED.snapshots, STORED.adverse_events)
+    ends = await _ends(bootstrap, names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.group_id,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # At the log ends, and no longer moving.
+        loop = asyncio.get_running_loop()
+        deadline, last, since = loop.time() + 120, None, loop.time()
+        while True:
+            committed = {tp: await consumer.committed(tp) or 0 for tp in ends}
+            if committed != last:
+                last, since = committed, loop.time()
+            elif all(committed[tp] >= end for tp, end in ends.items()) and (
+                    loop.time() - since >= 3):
+                break
+            assert not task.done(), task.exception()
+            assert loop.time() < deadline, {
+                tp: (n, ends[tp]) for tp, n in committed.items() if n < ends[tp]}
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def dump(url: str) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        for table, chosen in TABLES.items():
+            columns = chosen or ", ".join(
+                f'"{c["column_name"]}"' for c in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = %s ORDER BY ordinal_position", (table,))
+                if c["column_name"] not in UNSTORED_COLUMNS)
+            out[table] = conn.execute(f"SELECT {columns} FROM {table}").fetchall()
+    return out
+
+
+def rows(outcome: Outcome, table: str, leaving_out: tuple[str, ...] = ()) -> set[str]:
+    return {repr(sorted((k, v) for k, v in row.items() if k not in leaving_out))
+            for row in outcome.rows[table]}
+
+
+def run(tmp_path: Path, postgres: EmbeddedPostgres, backlog: list[SimEvent],
+        live: list[SimEvent], truth: dict[str, ToolTruth],
+        crash_seed: int | None = None) -> Outcome:
+    """One run on its own broker and database; with `crash_seed`, crash the backfill on
+    the way."""
+    started = time.monotonic()
+    with EmbeddedBroker(log_dir=tmp_path) as broker, database(postgres) as url:
+        topics.create_topics(broker.bootstrap, topics.all_topics(APP, PARTITIONS))
+        send(broker, backlog)
+        if crash_seed is not None:
+            crash_repeatedly(broker, tmp_path, crash_seed, len(backlog))
+        runner = backfill(broker, tmp_path)
+        assert runner.proc is not None and runner.proc.wait(timeout=600) == 0, runner.log_tail()
+        done = [line for line in runner.log_tail().splitlines() if "backfill done" in line][-1]
+        print(f"{tmp_path.name}: {done}")
+        taken = int(done.split()[2])
+        # Uninterrupted: the whole backlog; restarted: what was not committed before.
+        assert taken == len(backlog) if crash_seed is None else 0 < taken < len(backlog)
+        backfilled = written(broker.bootstrap)
+        print(f"{tmp_path.name}: backfilled at {time.monotonic() - started:.0f} s")
+
+        worker = WorkerProcess(broker.bootstrap, tmp_path).start()
+        try:
+            recovered = wait_for_counts([worker], case_totals(backlog), timeout=240)
+            assert {t: c["cases"] for t, c in recovered.items()} == case_totals(backlog)
+            assert inputs_processed(worker) == 0  # recovered, not re-read
+            send(broker, live)
+            counts = wait_for_counts([worker], expected_counts(truth), timeout=240)
+            assert_exact(truth, counts)
+            assert inputs_processed(worker) == len(live)  # from the backfill's offsets on
+            quiet(broker.bootstrap, (topics.ALERTS, topics.SNAPSHOTS), 5, 120)
+            assert_no_crash(worker)
+        finally:
+            worker.stop()
+        print(f"{tmp_path.name}: the worker counted the live events at "
+              f"{time.monotonic() - started:.0f} s")
+        asyncio.run(_store(broker.bootstrap, url))
+        print(f"{tmp_path.name}: stored at {time.monotonic() - started:.0f} s")
+        alerts = {a.alert_id: a.model_dump(mode="json") for a in read_alerts(broker.bootstrap)}
+        return Outcome(counts, alerts, dump(url), backfilled)
+
+
+@dataclass
+class Runs:
+    reference: Outcome
+    crashed: Outcome
+    seed: int
+    #: Report event id -> the ids of every report of its study (an original, corrections).
+    reports: dict[str, frozenset[str]]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, postgres: EmbeddedPostgres) -> Runs:
+    seed = int(os.environ.get("BACKFILL_CRASH_SEED") or secrets.randbelow(2**32))
+    print(f"\ncrash seed {seed} (BACKFILL_CRASH_SEED={seed} replays these kill points)")
+    events, truth = stream()
+    cut = len(events) * 2 // 3
+    backlog, live = events[:cut], events[cut:]
+    base = tmp_path_factory.mktemp("crashes")
+    # The two runs side by side (each waits on its processes most of the time).
+    with ThreadPoolExecutor(2) as pool:
+        uninterrupted = pool.submit(run, base / "reference", postgres, backlog, live, truth)
+        crashing = pool.submit(run, base / "crashed", postgres, backlog, live, truth, seed)
+        reference, crashed = uninterrupted.result(), crashing.result()
+    print(f"{len(backlog)} backlog events, {len(live)} live; the backfill wrote "
+          f"{reference.written} records uninterrupted, {crashed.written} crashed; "
+          f"{len(reference.alerts)} alerts; stored rows "
+          f"{ {t: len(r) for t, r in reference.rows.items()} }")
+    studies: dict[bytes, set[str]] = {}
+    for e in events:
+        if e.valid and e.topic == topics.REPORTS_FINAL:
+            studies.setdefault(e.key, set()).add(str(e.event_id))
+    reports = {i: frozenset(ids) for ids in studies.values() for i in ids}
+    return Runs(reference, crashed, seed, reports)
+
+
+def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one_run(
+    runs: Runs,
+) -> None:
+    """Counts, and every stored case, AI result, event id, model version and reject, equal
+    those of the uninterrupted run; but, as between any two runs, a case's revision
+    number and, where its study's report was corrected without changing the label, which
+    of those reports it names.
+
+    A case's revision counts the outcome changes the join saw: its AI result read before
+    its report (pending, then labelled: two) or after it (labelled at once: one). A
+    correction that keeps the label is no change: the case keeps the report it was
+    labelled by, the original if the AI result was read between the two, the correction if
+    after both. Kafka orders no two topics, so both differ between any two runs (also two
+    uninterrupted ones: 487 revisions in one such comparison)."""
+    reference, crashed, seed = runs.reference, runs.crashed, runs.seed
+    assert crashed.counts == reference.counts, seed
+    assert reference.rows["cases"] and reference.rows["model_versions"]
+    label_source = ("revision", "report_event_id", "labelled_at", "label_status")
+    assert rows(crashed, "cases", label_source) == rows(reference, "cases", label_source), (
+        seed, differing(crashed, reference, "cases", "case_id", label_source))
+    after = {r["case_id"]: r for r in crashed.rows["cases"]}
+    other_report = 0
+    for case in reference.rows["cases"]:
+        ours = after[case["case_id"]]
+        if ours["report_event_id"] != case["report_event_id"]:
+            other_report += 1
+            assert ours["report_event_id"] in runs.reports.get(case["report_event_id"], ()), (
+                seed, case["case_id"])
+        else:
+            assert (ours["labelled_at"], ours["label_status"]) == (
+                case["labelled_at"], case["label_status"]), (seed, case["case_id"])
+    print(f"cases labelled by another report of their study: {other_report}")
+    for table in ("ai_results", "ai_event_ids", "model_versions", "adverse_events",
+                  "store_rejects"):
+        assert rows(crashed, table) == rows(reference, table), (table, seed)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the daily evaluation sees the cases read when a partition's clock passes a day, which "
+    "differs between any two runs, also two uninterrupted ones (#17)"))
+def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
+    runs: Runs,
+) -> None:
+    """Alerts (every field), metric snapshots and case revisions equal those of the
+    uninterrupted run. Known to fail: a baseline-deviation alert and each snapshot hold
+    the window counts of the cases read when the tool's `cases.adjudicated` partition
+    clock entered the day; reports read from another topic, and the tool's cases on the
+    other case partitions, may or may not have been read by then. A restarted runner
+    also rebuilds its monitor without the verdicts it held (an ongoing deviation may be
+    alerted again, under a new day's id, or not at all)."""
+    reference, crashed, seed = runs.reference, runs.crashed, runs.seed
+    assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
+    differences = []
+    for alert_id in sorted(crashed.alerts.keys() | reference.alerts.keys()):
+        ours, theirs = crashed.alerts.get(alert_id), reference.alerts.get(alert_id)
+        if ours != theirs:
+            differences.append(f"alert {alert_id}: {describe(ours)} vs {describe(theirs)}")
+    for table in ("alerts", "metric_snapshots", "cases"):
+        after, before = rows(crashed, table), rows(reference, table)
+        if after != before:
+            differences.append(f"{table}: {len(after - before)} rows only after the crashes, "
+                               f"{len(before - after)} only uninterrupted")
+    print("\n".join(differences))
+    assert not differences, f"seed {seed}"
+
+
+def differing(crashed: Outcome, reference: Outcome, table: str, key: str,
+              leaving_out: tuple[str, ...] = ()) -> str:
+    """How the rows of `table` differ: how many, and the columns of the first."""
+    after = {r[key]: {c: v for c, v in r.items() if c not in leaving_out}
+             for r in crashed.rows[table]}
+    before = {r[key]: {c: v for c, v in r.items() if c not in leaving_out}
+              for r in reference.rows[table]}
+    changed = sorted(k for k in after.keys() & before.keys() if after[k] != before[k])
+    columns = [c for c in before[changed[0]] if after[changed[0]][c] != before[changed[0]][c]
+               ] if changed else []
+    first = ({c: (after[changed[0]][c], before[changed[0]][c]) for c in columns}
+             if changed else None)
+    return (f"{len(after.keys() - before.keys())} only after the crashes, "
+            f"{len(before.keys() - after.keys())} only uninterrupted, {len(changed)} "
+            f"changed, the first {changed[:1]}: {first}")
+
+
+def describe(alert: dict[str, Any] | None) -> str:
+    return "none" if alert is None else f"{alert['raised_at']} {alert['summary']}"
