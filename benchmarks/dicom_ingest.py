@@ -54,20 +54,14 @@ def _send_files(args: tuple[int, str, list[str]]) -> tuple[int, float, float, fl
     """Send over one association: (stored, CPU seconds, start, end); the times are
     `perf_counter` (CLOCK_MONOTONIC, one clock for all processes), so the rate does not
     include the pool's workers starting up (importing this module) under load."""
-    from pydicom.uid import ExplicitVRLittleEndian
-    from pynetdicom import AE, _config, evt
+    from pynetdicom import _config
 
-    from surveillance.interop.dicom_scp import no_delay
+    from surveillance.interop.dicom_scu import associate
 
     port, sender, paths = args
     start = time.perf_counter()
     _config.STORE_SEND_CHUNKED_DATASET = True
-    ae = AE(ae_title=sender)
-    ae.dimse_timeout = 300
-    for sop_class in IMAGE_CLASSES:
-        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="SURVEILLANCE",
-                         evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+    assoc = associate("127.0.0.1", port, sender, IMAGE_CLASSES, dimse_timeout=300)
     ok = 0
     c0 = time.process_time()
     for path in paths:
