@@ -4,8 +4,10 @@ It accepts every storage SOP class and every transfer syntax at association time
 that an object we cannot use gets a C-STORE failure status and a dead letter (0x0122 for
 an unsupported SOP class) instead of a refused association the sender cannot explain.
 The handler does the least it can: hand the encoded data set to the `Receiver` and
-return its status. Handlers run in pynetdicom's association threads; an exception in one
-is answered 0xC000 by the receiver and never stops the server.
+return its status. An SR is read by `dicom_sr_read` (the elements the parse needs, from
+the bytes) unless that reader declines it; everything else is decoded by pydicom.
+Handlers run in pynetdicom's association threads; an exception in one is answered 0xC000
+by the receiver and never stops the server.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from surveillance.interop.dicom_receiver import Receiver
+from surveillance.interop.dicom_sr import SR_SOP_CLASSES
+from surveillance.interop.dicom_sr_read import NotRead, read_dataset
 
 
 def site_of(calling_ae: str, sites: Mapping[str, str], default_site: str) -> str:
@@ -50,12 +54,20 @@ def store_handler(
         raw = request.DataSet.getvalue()
         syntax = context.transfer_syntax
 
+        sop_class = str(request.AffectedSOPClassUID)
+
         def decoded() -> Any:
+            if (sop_class in SR_SOP_CLASSES and syntax.is_little_endian
+                    and not syntax.is_deflated):
+                try:
+                    return read_dataset(raw, syntax.is_implicit_VR)
+                except NotRead:
+                    pass  # pydicom reads what the short reader cannot vouch for
             return decode(request.DataSet, syntax.is_implicit_VR, syntax.is_little_endian,
                           syntax.is_deflated)
 
         calling = event.assoc.requestor.ae_title
-        outcome = receiver.receive(decoded, str(request.AffectedSOPClassUID), raw,
+        outcome = receiver.receive(decoded, sop_class, raw,
                                    "c-store", site_for(calling),
                                    str(request.AffectedSOPInstanceUID or ""))
         return outcome.status
