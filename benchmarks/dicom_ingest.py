@@ -119,11 +119,11 @@ class _TopicWatch(threading.Thread):
                                        enable_auto_commit=False, fetch_max_wait_ms=20)
         self._n = n
         self.reached: float | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         seen = 0
-        while not self._stop.is_set() and self.reached is None:
+        while not self._halt.is_set() and self.reached is None:
             for records in self._consumer.poll(timeout_ms=100).values():
                 seen += len(records)
             if seen >= self._n:
@@ -132,7 +132,7 @@ class _TopicWatch(threading.Thread):
 
     def wait(self, timeout: float = 600) -> float:
         self.join(timeout)
-        self._stop.set()
+        self._halt.set()
         if self.reached is None:
             raise SystemExit(f"only part of the {self._n} results reached the topic")
         return self.reached
