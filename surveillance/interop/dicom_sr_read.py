@@ -95,12 +95,9 @@ def read_dataset(raw: bytes, implicit_vr: bool) -> Node:
     """The wanted elements of a little-endian data set (no file meta); `NotRead` when not
     sure to match pydicom's reading."""
     try:
-        node, end = _Reader(raw, implicit_vr).dataset(0, len(raw))
-    except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
+        return _Reader(raw, implicit_vr).dataset(0, len(raw))[0]
+    except (struct.error, UnicodeDecodeError, ValueError, IndexError, RecursionError) as exc:
         raise NotRead(type(exc).__name__) from exc
-    if end != len(raw):
-        raise NotRead("trailing bytes")
-    return node
 
 
 class _Reader:
