@@ -5,7 +5,8 @@ the whole parse (header fields, dates, age, evidence series, every result) must 
 to the parse of pydicom's decoding of the same bytes, for generated reports in both
 little-endian syntaxes and for those bytes damaged anywhere. Where it cannot vouch for
 reading as pydicom would (other character sets, multi-valued or non-ASCII text), it
-declines with `NotRead` and the SCP decodes with pydicom.
+declines with `NotRead` and the SCP decodes with pydicom. STOW-RS parts (Part 10 files)
+are read the same way once their file meta says an SR in a little-endian syntax.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import decode, encode
 
 from surveillance.clinical.baselines import load_registry
 from surveillance.interop.dicom_errors import UnusableObject
-from surveillance.interop.dicom_sr import parse_sr
-from surveillance.interop.dicom_sr_read import AnyDataset, NotRead, read_dataset
+from surveillance.interop.dicom_sr import SR_SOP_CLASSES, parse_sr
+from surveillance.interop.dicom_sr_read import AnyDataset, NotRead, read_dataset, read_file
 from tests import dicom_samples as S
 from tests.test_dicom_sr_tree import reports
 
@@ -115,3 +118,28 @@ def test_an_element_it_does_not_read_is_not_silently_absent() -> None:
     assert node.get("PatientID")
     with pytest.raises(NotRead):
         node.get("PatientName")
+
+
+def _file(ds: Dataset, syntax: str) -> bytes:
+    buf = BytesIO()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=syntax == ImplicitVRLittleEndian,
+               little_endian=syntax != ExplicitVRBigEndian)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_a_stow_rs_file_parses_as_pydicoms_reading_of_it(syntax: str) -> None:
+    raw = _file(_mapped_report(), syntax)
+    assert _outcome(lambda: read_file(raw, SR_SOP_CLASSES)) == _outcome(
+        lambda: dcmread(BytesIO(raw)))
+
+
+def test_a_file_it_cannot_vouch_for_is_declined() -> None:
+    sr = _mapped_report()
+    with pytest.raises(NotRead):  # big endian: pydicom reads it
+        read_file(_file(sr, ExplicitVRBigEndian), SR_SOP_CLASSES)
+    with pytest.raises(NotRead):  # not a class asked for (an image goes to pydicom)
+        read_file(_file(sr, ExplicitVRLittleEndian), frozenset({"1.2.840.10008.5.1.4.1.1.2"}))
+    with pytest.raises(NotRead):  # no preamble and DICM prefix
+        read_file(_file(sr, ExplicitVRLittleEndian)[132:], SR_SOP_CLASSES)

@@ -100,6 +100,42 @@ def read_dataset(raw: bytes, implicit_vr: bool) -> Node:
         raise NotRead(type(exc).__name__) from exc
 
 
+def read_file(raw: bytes, sop_classes: frozenset[str]) -> Node:
+    """The data set of a DICOM Part 10 file (a STOW-RS part) whose file meta names one of
+    `sop_classes`; `NotRead` unless preamble, file meta (group 2, explicit VR little
+    endian) and transfer syntax (explicit or implicit VR little endian) are plain."""
+    if raw[128:132] != b"DICM":
+        raise NotRead("no DICM prefix after the preamble")
+    pos, meta = 132, {}
+    try:
+        while _U16.unpack_from(raw, pos)[0] == 2:
+            _, element, vr, length = _EXPLICIT.unpack_from(raw, pos)
+            if vr not in _VRS:
+                raise NotRead("file meta with an unknown VR")
+            if vr in _LONG_VRS:
+                (length,) = _U32.unpack_from(raw, pos + 8)
+                pos += 12
+            else:
+                pos += 8
+            if length == _UNDEFINED or pos + length > len(raw):
+                raise NotRead("file meta element overruns the file")
+            if element in (0x0002, 0x0010):  # media storage SOP class, transfer syntax
+                meta[element] = raw[pos : pos + length].decode("ascii").rstrip("\0 ")
+            pos += length
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise NotRead(type(exc).__name__) from exc
+    if meta.get(0x0002) not in sop_classes:
+        raise NotRead("not one of the SOP classes asked for")
+    implicit = _LITTLE_ENDIAN_SYNTAXES.get(meta.get(0x0010, ""))
+    if implicit is None:
+        raise NotRead(f"transfer syntax {meta.get(0x0010)!r}")
+    return read_dataset(raw[pos:], implicit)
+
+
+#: Explicit and Implicit VR Little Endian: whether the VR is implicit.
+_LITTLE_ENDIAN_SYNTAXES = {"1.2.840.10008.1.2.1": False, "1.2.840.10008.1.2": True}
+
+
 class _Reader:
     def __init__(self, raw: bytes, implicit_vr: bool) -> None:
         self.raw = raw
