@@ -239,8 +239,8 @@ def main() -> None:
     raws = [Path(p).read_bytes() for p in srs[:200]]
     # The data set as C-STORE carries it: the file without its preamble and meta group.
     data_sets = [raw[split_dataset(Path(p))[1]:] for p, raw in zip(srs, raws, strict=False)]
-    for how, read in (("pydicom (STOW-RS)", lambda raw: dcmread(BytesIO(raw))),
-                      ("dicom_sr_read (C-STORE)", lambda raw: read_dataset(raw, False))):
+    for how, read in (("pydicom (the fallback)", lambda raw: dcmread(BytesIO(raw))),
+                      ("dicom_sr_read", lambda raw: read_dataset(raw, False))):
         blobs = raws if how.startswith("pydicom") else data_sets
         t0, c0 = time.perf_counter(), time.process_time()
         for raw in blobs:
