@@ -20,14 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from surveillance.clinical.baselines import load_registry
 from surveillance.contracts import AIResult, DeadLetter
 from surveillance.embedded import EmbeddedBroker, free_port
-from surveillance.interop.dicom_scp import no_delay
+from surveillance.interop.dicom_scu import associate
 from surveillance.interop.dicom_service import DicomConfig, DicomService
 from surveillance.observe.metrics import REGISTRY
 from surveillance.stream.runner import WorkerProcess
@@ -128,12 +127,8 @@ def listener(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 
 
 def send(port: int, sender: str, items: list[Item], statuses: list[tuple[Item, int]]) -> None:
-    ae = AE(ae_title=sender)
-    ae.dimse_timeout = 120  # a loaded 2-core CI machine: slow is not lost
-    for sop_class in IMAGE_CLASSES:
-        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="SURVEILLANCE",
-                         evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+    # A loaded 2-core CI machine: slow is not lost.
+    assoc = associate("127.0.0.1", port, sender, IMAGE_CLASSES, dimse_timeout=120)
     assert assoc.is_established
     try:
         for item in items:
@@ -155,8 +150,7 @@ def test_two_thousand_objects_over_c_store(
     assert len(corpus.items) == 2000
     duplicates_before = listener.objects("duplicate")
     statuses: list[tuple[Item, int]] = []
-    # One association per sending AE, one after the other: pynetdicom SCUs in parallel
-    # threads of one pytest process mixed up their responses (seen here, not in a script).
+    # One association per sending AE, one after the other.
     for sender in SITES:
         send(listener.port, sender, [i for i in corpus.items if i.sender == sender], statuses)
     assert len(statuses) == 2000

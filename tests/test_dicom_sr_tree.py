@@ -4,7 +4,8 @@ Hypothesis builds TID 1500 reports with highdicom (any number of groups, with or
 algorithm, finding, tracking UID, scores, evaluations; codes in SCT, retired SRT,
 versioned and private schemes; items removed; groups nested in groups), encodes and
 decodes them as the SCP does, and both readers must say the same thing about every group
-and the device observer. highdicom is read as `parse_sr` read it before the walk.
+and the device observer. highdicom is read as `parse_sr` read it before the walk. The walk
+is checked on pydicom's decoding and on `dicom_sr_read`'s reading of the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pynetdicom.dsutils import encode
 
+from surveillance.interop.dicom_sr_read import read_dataset
 from surveillance.interop.dicom_sr_tree import (
     Group,
     Measured,
@@ -148,12 +151,17 @@ def oracle_device(ds: Dataset) -> str | None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ds=reports())
-def test_the_walk_reads_every_group_as_highdicom_does(ds: Dataset) -> None:
+@given(ds=reports(), implicit=st.booleans())
+def test_the_walk_reads_every_group_as_highdicom_does(ds: Dataset, implicit: bool) -> None:
     check_measurement_report(ds)
     expected = oracle_groups(ds)
     assert measurement_groups(ds) == expected
     assert device_name(ds) == oracle_device(ds)
+    # The same walk over the short reader's reading of the bytes the SCP receives.
+    read = read_dataset(encode(ds, implicit, True), implicit)
+    check_measurement_report(read)
+    assert measurement_groups(read) == expected
+    assert device_name(read) == oracle_device(ds)
 
 
 def test_the_oracle_sees_what_the_strategy_varies() -> None:

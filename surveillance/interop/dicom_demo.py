@@ -50,16 +50,12 @@ def write_studies(events: list[SimEvent], out: Path, studies: int) -> Counter[st
 def send_files(port: int, paths: list[Path], calling_ae: str = "DEMO-PACS") -> int:
     """C-STORE every file over one association; returns how many were stored."""
     from pydicom import dcmread
-    from pynetdicom import AE, evt
 
-    from surveillance.interop.dicom_scp import no_delay
+    from surveillance.interop.dicom_scu import associate
 
-    ae = AE(ae_title=calling_ae)
-    for sop_class in sorted({str(dcmread(p, stop_before_pixels=True).SOPClassUID)
-                             for p in paths}):
-        ae.add_requested_context(sop_class)
-    assoc = ae.associate("127.0.0.1", port, ae_title="SURVEILLANCE",
-                         evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+    sop_classes = sorted({str(dcmread(p, stop_before_pixels=True).SOPClassUID)
+                          for p in paths})
+    assoc = associate("127.0.0.1", port, calling_ae, sop_classes)
     if not assoc.is_established:
         return 0
     stored = 0

@@ -19,6 +19,7 @@ from pydicom.multival import MultiValue
 
 from surveillance.contracts import Acquisition, Scanner, Sex
 from surveillance.interop.dicom_errors import UnusableObject
+from surveillance.interop.dicom_sr_read import AnyDataset
 
 _AGE = re.compile(r"(\d{3})([DWMY])")
 
@@ -98,7 +99,7 @@ def image_header(ds: Dataset) -> ImageHeader:
     )
 
 
-def patient_age(ds: Dataset) -> int | None:
+def patient_age(ds: AnyDataset) -> int | None:
     """PatientAge (`045Y`, `006M`, `012W`, `003D`) in whole years; None if absent or odd."""
     raw = _text(ds, "PatientAge", 4)
     match = _AGE.fullmatch(raw) if raw else None
@@ -114,7 +115,7 @@ def _sex(ds: Dataset) -> str | None:
     return raw if raw in (Sex.FEMALE, Sex.MALE, Sex.OTHER) else None
 
 
-def _text(ds: Dataset, keyword: str, max_len: int) -> str | None:
+def _text(ds: AnyDataset, keyword: str, max_len: int) -> str | None:
     """A string attribute, first value of a multi-valued one, stripped; None if empty."""
     try:
         value = ds.get(keyword)

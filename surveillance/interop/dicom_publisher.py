@@ -115,7 +115,11 @@ class DicomPublisher:
             self._producer = KafkaProducer(
                 bootstrap_servers=self._bootstrap,
                 acks="all",
-                linger_ms=5,
+                # Every round ends with flush(), which sends at once: until then a long
+                # linger keeps appending to one batch per partition instead of waking the
+                # sender thread for each record (half a millisecond of CPU per record).
+                linger_ms=1000,
+                batch_size=256 * 1024,  # well under the broker's 1 MiB message limit
                 max_block_ms=10_000,
                 request_timeout_ms=10_000,
             )

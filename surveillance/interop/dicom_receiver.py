@@ -31,6 +31,7 @@ from surveillance.interop.dicom_errors import UnusableObject
 from surveillance.interop.dicom_header import image_header
 from surveillance.interop.dicom_spool import Spool, SpoolError
 from surveillance.interop.dicom_sr import SR_SOP_CLASSES, parse_sr
+from surveillance.interop.dicom_sr_read import AnyDataset, NotRead, read_file
 from surveillance.observe.metrics import DicomOutcome, record_dicom_object
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,16 @@ class Receiver:
         self._on_stored = on_stored
 
     def receive_file(self, raw: bytes, channel: str, site: str) -> Outcome:
-        """A DICOM Part 10 file (STOW-RS part): its SOP class comes from the file."""
+        """A DICOM Part 10 file (STOW-RS part): its SOP class comes from the file. An SR
+        is read by `dicom_sr_read` unless that reader declines it."""
+        ds: AnyDataset
         try:
-            ds = dcmread(BytesIO(raw), force=True)
+            try:
+                ds = read_file(raw, SR_SOP_CLASSES)
+                if str(ds.get("SOPClassUID", "")) not in SR_SOP_CLASSES:
+                    raise NotRead("the data set is not an SR after all")
+            except NotRead:
+                ds = dcmread(BytesIO(raw), force=True)
             sop_class = str(ds.get("SOPClassUID", ""))
         except (InvalidDicomError, ValueError, TypeError, EOFError, OSError, KeyError,
                 AttributeError, NotImplementedError) as exc:
@@ -110,7 +118,7 @@ class Receiver:
 
     def receive(
         self,
-        decode: Callable[[], Dataset],
+        decode: Callable[[], AnyDataset],
         sop_class: str,
         raw: bytes,
         channel: str,
@@ -138,6 +146,7 @@ class Receiver:
         try:
             if sop_class in SR_SOP_CLASSES:
                 return self._store_sr(ds, raw, sop_class, sop_instance, channel, site)
+            assert isinstance(ds, Dataset)  # dicom_sr_read reads SRs only
             return self._store_image(ds, sop_class, sop_instance)
         except UnusableObject as exc:
             return self._refuse(raw, sop_class, sop_instance, channel, exc)
@@ -159,7 +168,7 @@ class Receiver:
         return Outcome(SUCCESS, sop_class, sop_instance)
 
     def _store_sr(
-        self, ds: Dataset, raw: bytes, sop_class: str, sop_instance: str, channel: str,
+        self, ds: AnyDataset, raw: bytes, sop_class: str, sop_instance: str, channel: str,
         site: str,
     ) -> Outcome:
         parsed = parse_sr(ds, self._registry, site, self._tz)

@@ -1,11 +1,14 @@
 """The C-STORE SCP (pynetdicom): PACS and AI orchestrators push SRs and images to it.
 
-It accepts every storage SOP class and every transfer syntax at association time, so
-that an object we cannot use gets a C-STORE failure status and a dead letter (0x0122 for
-an unsupported SOP class) instead of a refused association the sender cannot explain.
-The handler does the least it can: hand the encoded data set to the `Receiver` and
-return its status. Handlers run in pynetdicom's association threads; an exception in one
-is answered 0xC000 by the receiver and never stops the server.
+It accepts every storage SOP class (private and unknown ones too) in the transfer syntax
+the sender proposes first at association time, so that an object we cannot use gets a
+C-STORE failure status and a dead letter (0x0122 for an unsupported SOP class) instead
+of a refused association the sender cannot explain. The handler does the least it can:
+hand the encoded data set to the `Receiver` and return its status. An SR is read by
+`dicom_sr_read` (the elements the parse needs, from the bytes) unless that reader
+declines it; everything else is decoded by pydicom. Handlers run in pynetdicom's
+association threads; an exception in one is answered 0xC000 by the receiver and never
+stops the server.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.dsutils import decode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from surveillance.interop.dicom_receiver import Receiver
+from surveillance.interop.dicom_sr import SR_SOP_CLASSES
+from surveillance.interop.dicom_sr_read import NotRead, read_dataset
 
 
 def site_of(calling_ae: str, sites: Mapping[str, str], default_site: str) -> str:
@@ -30,10 +35,12 @@ def site_of(calling_ae: str, sites: Mapping[str, str], default_site: str) -> str
 
 
 def build_ae(ae_title: str, allowed_calling: Sequence[str]) -> AE:
+    # Storage contexts are accepted by pynetdicom's unrestricted storage negotiation
+    # rather than listed: every association deep-copies the listed contexts, and all
+    # storage classes in all transfer syntaxes (7,654 pairs) cost 36 ms of CPU per
+    # association. It is a process-wide setting; nothing else here is an SCP.
+    _config.UNRESTRICTED_STORAGE_SERVICE = True
     ae = AE(ae_title=ae_title)
-    for context in AllStoragePresentationContexts:
-        if context.abstract_syntax is not None:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     # An empty list lets any calling AE associate (pynetdicom's own convention).
     ae.require_calling_aet = [a.strip() for a in allowed_calling]
@@ -50,12 +57,20 @@ def store_handler(
         raw = request.DataSet.getvalue()
         syntax = context.transfer_syntax
 
+        sop_class = str(request.AffectedSOPClassUID)
+
         def decoded() -> Any:
+            if (sop_class in SR_SOP_CLASSES and syntax.is_little_endian
+                    and not syntax.is_deflated):
+                try:
+                    return read_dataset(raw, syntax.is_implicit_VR)
+                except NotRead:
+                    pass  # pydicom reads what the short reader cannot vouch for
             return decode(request.DataSet, syntax.is_implicit_VR, syntax.is_little_endian,
                           syntax.is_deflated)
 
         calling = event.assoc.requestor.ae_title
-        outcome = receiver.receive(decoded, str(request.AffectedSOPClassUID), raw,
+        outcome = receiver.receive(decoded, sop_class, raw,
                                    "c-store", site_for(calling),
                                    str(request.AffectedSOPInstanceUID or ""))
         return outcome.status

@@ -1,12 +1,12 @@
 """DICOM Structured Reports (TID 1500 Measurement Report) to `AIResult`s.
 
-Pure: a pydicom `Dataset` and the baseline registry in, AI results out. The content tree
-is read by `dicom_sr_tree` (highdicom's reading rules, without its per-item copies; the
-tests check it against highdicom). Every measurement group (TID 1501, and the ROI groups
-TID 1410/1411) is one AI result of one tool: the group's algorithm (TID 4019, else the
-device observer's name) says which tool, the group's finding must be one the tool's
-`dicom:` mapping lists, the score and the tool's own call are where the mapping says
-(`clinical/dicom_mapping.py`).
+Pure: a pydicom `Dataset` (or `dicom_sr_read`'s reading) and the baseline registry in,
+AI results out. The content tree is read by `dicom_sr_tree` (highdicom's reading rules,
+without its per-item copies; the tests check it against highdicom). Every measurement
+group (TID 1501, and the ROI groups TID 1410/1411) is one AI result of one tool: the
+group's algorithm (TID 4019, else the device observer's name) says which tool, the
+group's finding must be one the tool's `dicom:` mapping lists, the score and the tool's
+own call are where the mapping says (`clinical/dicom_mapping.py`).
 
 The SR describes the AI's output, not the acquisition: the results come out with the
 scanner and acquisition unknown (`draft`), and `enrich()` fills them from the study's
@@ -26,13 +26,13 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from pydantic import ValidationError
-from pydicom.dataset import Dataset
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.dicom_mapping import DicomMapping
 from surveillance.contracts import AIResult, Scanner, Sex
 from surveillance.interop.dicom_errors import UnusableObject
 from surveillance.interop.dicom_header import ImageHeader, patient_age
+from surveillance.interop.dicom_sr_read import AnyDataset
 from surveillance.interop.dicom_sr_tree import (
     Group,
     check_measurement_report,
@@ -67,7 +67,7 @@ class SrResults:
 
 
 def parse_sr(
-    ds: Dataset,
+    ds: AnyDataset,
     registry: Mapping[str, ToolBaseline],
     site: str,
     local_tz: tzinfo = UTC,
@@ -128,7 +128,7 @@ def enrich(draft: AIResult, header: ImageHeader | None) -> AIResult:
     )
 
 
-def _header(ds: Dataset, local_tz: tzinfo) -> dict[str, Any]:
+def _header(ds: AnyDataset, local_tz: tzinfo) -> dict[str, Any]:
     def text(keyword: str) -> str:
         try:
             value = ds.get(keyword)
@@ -198,7 +198,7 @@ def _offset(raw: str) -> tzinfo | None:
     return timezone((-1 if raw[0] == "-" else 1) * timedelta(minutes=minutes))
 
 
-def _referenced_series(ds: Dataset, study_uid: str) -> tuple[str, ...]:
+def _referenced_series(ds: AnyDataset, study_uid: str) -> tuple[str, ...]:
     """Series of the study the SR lists as evidence (CurrentRequestedProcedureEvidence)."""
     series: list[str] = []
     for study in ds.get("CurrentRequestedProcedureEvidenceSequence", []):

@@ -1,12 +1,12 @@
 """The content items of a TID 1500 Measurement Report that the tool mapping reads.
 
-Pure: a pydicom `Dataset` in, plain values out. This walks the SR content tree directly
-rather than through highdicom's typed templates: highdicom copies and validates every
-content item of every group it builds (about 15 ms of CPU per SR here, against about
-1 ms for this walk), which capped the C-STORE receiver near 60 SRs per CPU-second. The
-walk follows highdicom's reading rules exactly, and the tests keep highdicom as the
-oracle: for generated SRs both readers must give the same groups
-(`tests/test_dicom_sr_tree.py`).
+Pure: a pydicom `Dataset` (or `dicom_sr_read`'s reading) in, plain values out. This
+walks the SR content tree directly rather than through highdicom's typed templates:
+highdicom copies and validates every content item of every group it builds (about 15 ms
+of CPU per SR here, against about 1 ms for this walk), which capped the C-STORE receiver
+near 60 SRs per CPU-second. The walk follows highdicom's reading rules exactly, and the
+tests keep highdicom as the oracle: for generated SRs both readers must give the same
+groups (`tests/test_dicom_sr_tree.py`).
 
 The rules, as highdicom applies them:
 
@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.sr._snomed_dict import mapping as _snomed  # the map pydicom's Code uses
 
 from surveillance.interop.dicom_errors import UnusableObject
+from surveillance.interop.dicom_sr_read import AnyDataset
 
 Key = tuple[str, str]
 
@@ -69,7 +69,7 @@ class Group:
     evaluations: tuple[tuple[Key, Key], ...]
 
 
-def check_measurement_report(ds: Dataset) -> None:
+def check_measurement_report(ds: AnyDataset) -> None:
     """`UnusableObject` unless the root is an Imaging Measurement Report container."""
     try:
         _code(ds.ConceptNameCodeSequence[0])
@@ -85,7 +85,7 @@ def check_measurement_report(ds: Dataset) -> None:
         )
 
 
-def measurement_groups(report: Dataset) -> list[Group]:
+def measurement_groups(report: AnyDataset) -> list[Group]:
     """Every Measurement Group of the report, in document order."""
     try:
         return [_group(item) for item in _walk(report) if _is_group(item)]
@@ -95,14 +95,14 @@ def measurement_groups(report: Dataset) -> list[Group]:
         ) from exc
 
 
-def device_name(report: Dataset) -> str | None:
+def device_name(report: AnyDataset) -> str | None:
     """Name (else model name) of the first device observer (TID 1004) of the report."""
     try:
         items = list(report.ContentSequence)
         for i, item in enumerate(items):
             if not _is(item, _OBSERVER_TYPE) or _mapped(_coded_value(item)) != _DEVICE:
                 continue
-            attributes: list[Dataset] = []
+            attributes: list[AnyDataset] = []
             for other in items[i + 1 :]:
                 if _is(other, _OBSERVER_TYPE):
                     break
@@ -116,18 +116,18 @@ def device_name(report: Dataset) -> str | None:
     return None
 
 
-def _walk(node: Dataset) -> Iterator[Dataset]:
+def _walk(node: AnyDataset) -> Iterator[AnyDataset]:
     """Every content item under `node`, depth first, each before its children."""
     for item in node.get("ContentSequence", ()):
         yield item
         yield from _walk(item)
 
 
-def _is_group(item: Dataset) -> bool:
+def _is_group(item: AnyDataset) -> bool:
     return item.get("ValueType") == "CONTAINER" and _is(item, _GROUP)
 
 
-def _group(group: Dataset) -> Group:
+def _group(group: AnyDataset) -> Group:
     children = list(group.get("ContentSequence", ()))
     finding = tracking = None
     measurements: list[Measured] = []
@@ -147,7 +147,7 @@ def _group(group: Dataset) -> Group:
     return Group(algorithm, version, finding, tracking, tuple(measurements), tuple(evaluations))
 
 
-def _algorithm(children: list[Dataset], group: Dataset) -> tuple[str | None, str | None]:
+def _algorithm(children: list[AnyDataset], group: AnyDataset) -> tuple[str | None, str | None]:
     for scope in (children, list(_walk(group))):
         name = next((item for item in scope if _is(item, _ALGORITHM_NAME)), None)
         if name is not None:
@@ -157,7 +157,7 @@ def _algorithm(children: list[Dataset], group: Dataset) -> tuple[str | None, str
     return None, None
 
 
-def _measured(item: Dataset, name: Key) -> Measured:
+def _measured(item: AnyDataset, name: Key) -> Measured:
     values = item.get("MeasuredValueSequence") or ()
     if not values:
         return Measured(name, None, None)
@@ -171,16 +171,16 @@ def _measured(item: Dataset, name: Key) -> Measured:
     return Measured(name, number, _code(units[0])[1] if units else None)
 
 
-def _coded_value(item: Dataset) -> Key:
+def _coded_value(item: AnyDataset) -> Key:
     return _code(item.ConceptCodeSequence[0])
 
 
-def _text(item: Dataset) -> str | None:
+def _text(item: AnyDataset) -> str | None:
     value = item.get("TextValue")
     return None if value is None else str(value)
 
 
-def _is(item: Dataset, code: Key) -> bool:
+def _is(item: AnyDataset, code: Key) -> bool:
     """Whether the item's concept name is `code` (which is unversioned): highdicom's
     equality, under which a name with a coding scheme version matches no such code."""
     names = item.get("ConceptNameCodeSequence")
@@ -197,7 +197,7 @@ def _mapped(key: Key) -> Key:
     return key
 
 
-def _code(code: Dataset) -> Key:
+def _code(code: AnyDataset) -> Key:
     """(scheme designator, value) of a code sequence item, whichever value attribute."""
     value: Any = code.get("CodeValue")
     if value is None:
