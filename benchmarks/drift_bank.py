@@ -26,12 +26,8 @@ from evidently.presets import DataDriftPreset
 
 from surveillance.contracts import Acquisition, AIResult, Scanner, Sex
 from surveillance.report.drift_report import write_drift_report
-from surveillance.stats.drift_bank import (
-    DEFAULT_FEATURES,
-    DriftBank,
-    DriftBankConfig,
-    feature_row,
-)
+from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
+from surveillance.stats.drift_features import DEFAULT_FEATURES, feature_row
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 SCANNERS = [("GE", "Revolution", "rev-1.2"), ("Siemens", "SOMATOM Force", "VB20"),
