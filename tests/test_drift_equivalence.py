@@ -308,3 +308,35 @@ def test_counting_a_batch_equals_one_update_per_event(batches: list[list[str]]) 
                     if (u := single.update(c, at)).new_category is not None]
         assert batched.update_many(batch, ats) == expected
         assert batched.close_window() == single.close_window()
+
+
+def test_calibration_waits_outside_advance_and_a_cached_one_gives_the_same_verdicts() -> None:
+    config = CONFIG.model_copy(update={"reference_days": 4})
+    stream = sorted(reference_results(), key=lambda r: r.inference_date)
+    stream += build([{"minute": m * 97, "kvp": 140.0, "age": None, "protocol": "CHEST",
+                      "site": "site-c", "score": 0.9, "again": False} for m in range(40)], 2)
+    end = START + timedelta(days=25)
+
+    inline = DriftBank.for_tool("ich-triage", config, Calibrations())
+    expected = [v for r in stream for v in inline.update(r)] + inline.advance(end)
+    assert inline.monitoring and any(v.kind == "input_drift" for v in expected)
+
+    shared = Calibrations()
+    deferred = DriftBank.for_tool("ich-triage", config, shared, calibrate_inline=False)
+    got, waited = [], 0
+    for r in stream:
+        before = shared.computed
+        got += deferred.update(r)
+        assert shared.computed == before  # update never calibrates
+        if deferred.calibration_due:
+            waited += 1
+            got += deferred.calibrate()
+    got += deferred.advance(end)
+    assert waited >= 1 and shared.computed > 0
+    assert [v.to_alert() for v in got] == [v.to_alert() for v in expected]
+
+    computed = shared.computed
+    again = DriftBank.for_tool("ich-triage", config, shared)
+    replayed = [v for r in stream for v in again.update(r)] + again.advance(end)
+    assert shared.computed == computed  # every threshold came from the cache
+    assert [v.to_alert() for v in replayed] == [v.to_alert() for v in expected]

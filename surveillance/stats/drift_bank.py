@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 
 from surveillance.contracts import AIResult
 from surveillance.stats.alarm_budget import DAYS_PER_YEAR
@@ -74,9 +75,12 @@ def _columns(specs: Sequence[FeatureSpec], events: Events) -> Columns:
     results = [r for _, r in events]
     return Columns(
         [at for at, _ in events],
-        [r.site for r in results],
-        [[spec.extract(r) for r in results] for spec in specs],
+        list(map(_site, results)),
+        [list(map(spec.extract, results)) for spec in specs],
     )
+
+
+_site = attrgetter("site")
 
 
 def _midnight(day: date) -> datetime:
@@ -115,6 +119,9 @@ class DriftBank:
         self._recent_new: list[tuple[int, NewCategory]] = []
         self._window_index = 0
         self._due: list[_Phase] = []
+        self._lateness = timedelta(days=1 + self.config.lateness_days)
+        #: When the clock reaches this, `_next_day` can be evaluated.
+        self._closes_at: datetime | None = None
 
     @classmethod
     def for_tool(
@@ -215,6 +222,10 @@ class DriftBank:
     def _tick(self, now: datetime | None) -> list[DriftVerdict]:
         if now is not None and (self._clock is None or now > self._clock):
             self._clock = now
+        if self._closes_at is not None and self._clock is not None and (
+            self._clock < self._closes_at
+        ):
+            return []  # the common case, once per event: no day to close
         if self._next_day is None:
             if not self._open:
                 return []
@@ -222,9 +233,8 @@ class DriftBank:
         if self._due or self._clock is None:
             return []
         verdicts: list[DriftVerdict] = []
-        lateness = timedelta(days=1 + self.config.lateness_days)
         # Every day in turn, empty ones too: weekly windows close on Sundays.
-        while _midnight(self._next_day) + lateness <= self._clock:
+        while _midnight(self._next_day) + self._lateness <= self._clock:
             day = self._next_day
             events = self._open.get(day, [])
             self._due = self._due_on(day, events)
@@ -235,6 +245,7 @@ class DriftBank:
                 break
             verdicts += self._evaluate_day(day, self._open.pop(day, []))
             self._next_day = day + timedelta(days=1)
+        self._closes_at = _midnight(self._next_day) + self._lateness
         return verdicts
 
     def _due_on(self, day: date, events: Events) -> list[_Phase]:

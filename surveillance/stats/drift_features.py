@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,33 +33,38 @@ class FeatureSpec:
     unit: str = ""
 
 
-def _flag(value: bool | None) -> str | None:
-    return None if value is None else str(value).lower()
+_FLAGS: dict[bool | None, str | None] = {True: "true", False: "false", None: None}
 
 
+# Plain fields are read by attrgetter (C code): the bank reads every feature of every
+# event, column by column (`drift_bank`).
 DEFAULT_FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("kvp", "numeric", "input", lambda r: r.acquisition.kvp, " kV"),
+    FeatureSpec("kvp", "numeric", "input", attrgetter("acquisition.kvp"), " kV"),
     FeatureSpec(
-        "slice_thickness", "numeric", "input", lambda r: r.acquisition.slice_thickness, " mm"
+        "slice_thickness", "numeric", "input", attrgetter("acquisition.slice_thickness"), " mm"
     ),
-    FeatureSpec("pixel_spacing", "numeric", "input", lambda r: r.acquisition.pixel_spacing, " mm"),
+    FeatureSpec("pixel_spacing", "numeric", "input", attrgetter("acquisition.pixel_spacing"),
+                " mm"),
     FeatureSpec(
         "age", "numeric", "input", lambda r: None if r.age is None else float(r.age), " years"
     ),
-    FeatureSpec("scanner_manufacturer", "categorical", "input", lambda r: r.scanner.manufacturer),
-    FeatureSpec("scanner_model", "categorical", "input", lambda r: r.scanner.model),
+    FeatureSpec("scanner_manufacturer", "categorical", "input",
+                attrgetter("scanner.manufacturer")),
+    FeatureSpec("scanner_model", "categorical", "input", attrgetter("scanner.model")),
     FeatureSpec(
         "scanner_software_version",
         "categorical",
         "input",
-        lambda r: r.scanner.software_version,
+        attrgetter("scanner.software_version"),
     ),
-    FeatureSpec("protocol_name", "categorical", "input", lambda r: r.acquisition.protocol_name),
-    FeatureSpec("site", "categorical", "input", lambda r: r.site),
-    FeatureSpec("contrast", "categorical", "input", lambda r: _flag(r.contrast_indication)),
-    FeatureSpec("sex", "categorical", "input", lambda r: r.sex.value),
-    FeatureSpec("score", "numeric", "output", lambda r: r.ai_result),
-    FeatureSpec("positive_call", "categorical", "output", lambda r: _flag(r.result_indicator)),
+    FeatureSpec("protocol_name", "categorical", "input",
+                attrgetter("acquisition.protocol_name")),
+    FeatureSpec("site", "categorical", "input", attrgetter("site")),
+    FeatureSpec("contrast", "categorical", "input", lambda r: _FLAGS[r.contrast_indication]),
+    # An Enum member's `_value_` is what `.value` returns, without the descriptor call.
+    FeatureSpec("sex", "categorical", "input", attrgetter("sex._value_")),
+    FeatureSpec("score", "numeric", "output", attrgetter("ai_result")),
+    FeatureSpec("positive_call", "categorical", "output", lambda r: _FLAGS[r.result_indicator]),
 )
 FEATURES_BY_NAME = {spec.name: spec for spec in DEFAULT_FEATURES}
 #: Features whose change is a plausible cause of a shift elsewhere (named in hints).
