@@ -32,8 +32,12 @@ def clip(text: str, limit: int) -> str:
 
 
 def quoted(name: str) -> str:
-    """A category name as alert text shows it: repr, clipped to `NAME_LIMIT`."""
-    return repr(clip(name, NAME_LIMIT))
+    """A category name as alert text shows it: its repr (escapes shown, as ever) in at
+    most `NAME_LIMIT` characters, closing quote kept."""
+    text = repr(name)
+    if len(text) <= NAME_LIMIT:
+        return text
+    return clip(text[:-1], NAME_LIMIT - 1) + text[-1]
 
 
 def numeric_summary(values: Sequence[float] | FloatArray) -> Summary:
