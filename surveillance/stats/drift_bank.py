@@ -251,7 +251,9 @@ class DriftBank:
     def _due_on(self, day: date, events: Events) -> list[_Phase]:
         """Phases whose reference is complete before `day`: to be built first."""
         phases = [self._inputs]
-        if self._output_specs:
+        # Only a version still collecting its reference can be due (read the day's
+        # versions only then: this runs every day).
+        if self._output_specs and any(p.bank is None for p in self._outputs.values()):
             versions = dict.fromkeys(r.software_version for _, r in events)
             phases += [self._outputs[v] for v in versions if v in self._outputs]
         return [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
+from typing import cast
 
 import numpy as np
 
@@ -85,7 +86,12 @@ class CategoricalFeature:
     ) -> list[tuple[int, DriftVerdict]]:
         """One batch of events in event-time order; the notices of categories first seen,
         each with its event's index in the batch."""
-        categories = [MISSING if v is None else str(v) for v in values]
+        # Categorical features read a str or None (`drift_features`): only a missing
+        # value needs replacing, and a scan for one is C code.
+        categories = cast(
+            list[str], [MISSING if v is None else v for v in values] if None in values
+            else list(values)
+        )
         before = len(self.window_values)
         self.window_values += categories
         self.window_sites += sites

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 
@@ -138,17 +139,20 @@ class NumericFeature:
 
     def add(self, values: Sequence[FeatureValue], sites: Sequence[str]) -> None:
         """One batch of events, in event-time order (numbers, or None when missing)."""
-        self.window_values += [None if v is None else float(v) for v in values]
+        # Numeric features read a float or None (`drift_features`).
+        numbers = cast(Sequence[float | None], values)
+        self.window_values += numbers
         self.window_sites += sites
         if self.detector is not None:
             mean, scale = self.mean, self.scale
-            standardised = [(float(v) - mean) / scale for v in values if v is not None]
+            standardised = [(v - mean) / scale for v in numbers if v is not None]
             if self.detector.feed(standardised):
                 self._fired = True
 
     def close_window(self, window_start: datetime, at: datetime) -> DriftVerdict | None:
         """A verdict when the window opens an episode, else None."""
-        values = np.array([math.nan if v is None else v for v in self.window_values])
+        values = np.array([math.nan if v is None else v for v in self.window_values],
+                          dtype=np.float64)
         sites = np.asarray(self.window_sites)
         self.window_values, self.window_sites = [], []
         result = self.window_test.close(bin_counts(values, self.edges).tolist())
