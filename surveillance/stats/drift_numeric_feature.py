@@ -151,9 +151,8 @@ class NumericFeature:
 
     def close_window(self, window_start: datetime, at: datetime) -> DriftVerdict | None:
         """A verdict when the window opens an episode, else None."""
-        values = np.array([math.nan if v is None else v for v in self.window_values],
-                          dtype=np.float64)
-        sites = np.asarray(self.window_sites)
+        values = np.array(self.window_values, dtype=np.float64)  # None -> nan
+        sites = self.window_sites
         self.window_values, self.window_sites = [], []
         result = self.window_test.close(bin_counts(values, self.edges).tolist())
         if result is not None:
@@ -168,7 +167,10 @@ class NumericFeature:
             threshold: float | None = self.window_test.thresholds.psi
         else:
             detector, statistic, threshold = self.detector_name, None, self.detector_threshold
-        return self._verdict(detector, statistic, threshold, values, sites, window_start, at)
+        # The sites as an array only for a verdict (converting every window's costs more
+        # than the window's test).
+        return self._verdict(detector, statistic, threshold, values, np.asarray(sites),
+                             window_start, at)
 
     def _by_site(self, values: FloatArray, sites: FloatArray) -> list[tuple[str, float]]:
         out = []
