@@ -9,8 +9,8 @@ update).
 `PageHinkleyRun` is river.drift.PageHinkley (two-sided, `numeric_drift`) written as one
 loop over the batch with its state in locals: the same operations in the same order on
 the same floats, so the detections are the same to the last bit (checked against river
-in the tests), at a tenth of the cost of a method call per value. `DetectorRun` runs any
-other detector (ADWIN) one update per value.
+in the tests), at 2.5 times less CPU than river's update per value (175 against 440 ns
+here). `DetectorRun` runs any other detector (ADWIN) one update per value.
 
 >>> run = PageHinkleyRun(threshold=5.0, delta=0.1, min_instances=30, horizon=1000)
 >>> run.feed([0.0] * 100), run.feed([3.0] * 10)
