@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from surveillance.contracts import AIResult
 from surveillance.stats.alarm_budget import DAYS_PER_YEAR
@@ -72,15 +72,16 @@ class _Phase:
 
 
 def _columns(specs: Sequence[FeatureSpec], events: Events) -> Columns:
-    results = [r for _, r in events]
+    results = list(map(_result, events))
     return Columns(
-        [at for at, _ in events],
+        list(map(_time, events)),
         list(map(_site, results)),
         [list(map(spec.extract, results)) for spec in specs],
     )
 
 
 _site = attrgetter("site")
+_time, _result = itemgetter(0), itemgetter(1)
 
 
 def _midnight(day: date) -> datetime:
@@ -120,6 +121,7 @@ class DriftBank:
         self._window_index = 0
         self._due: list[_Phase] = []
         self._lateness = timedelta(days=1 + self.config.lateness_days)
+        self._event_clock = self.config.event_clock
         #: When the clock reaches this, `_next_day` can be evaluated.
         self._closes_at: datetime | None = None
 
@@ -196,13 +198,21 @@ class DriftBank:
     def update(self, result: AIResult) -> list[DriftVerdict]:
         """Count one AI result; return the verdicts of the days it lets close."""
         at = result.inference_date.astimezone(UTC)
-        if result.event_id not in self._seen:
-            self._seen.add(result.event_id)
+        event_id = result.event_id
+        if event_id not in self._seen:
+            self._seen.add(event_id)
             day = at.date()
             if self._next_day is not None and day < self._next_day:
                 day = self._next_day  # late: evaluated days are never reopened
             self._open.setdefault(day, []).append((at, result))
-        return self._tick(at) if self.config.event_clock else []
+        if not self._event_clock:
+            return []
+        clock, closes_at = self._clock, self._closes_at
+        if clock is not None and closes_at is not None and at < closes_at:
+            if at > clock:
+                self._clock = at
+            return []  # the common case: no day to close (`_tick` without the call)
+        return self._tick(at)
 
     def advance(self, now: datetime) -> list[DriftVerdict]:
         """Move the clock to `now` (call from a timer); evaluate the days it closes."""
@@ -276,7 +286,7 @@ class DriftBank:
         phase.rows = Columns()
 
     def _evaluate_day(self, day: date, events: Events) -> list[DriftVerdict]:
-        events.sort(key=lambda e: e[0])
+        events.sort(key=_time)
         self._seen.difference_update(r.event_id for _, r in events)
         if self._window_start is None:
             self._window_start = _midnight(day)
