@@ -5,8 +5,9 @@ the tool's drift bank, unless the case is new and far ahead of its join partitio
 (`stream.ahead`: held until the clock comes near). The clock of each `cases.adjudicated`
 partition is the low watermark of the join partitions its cases come from
 (`watermark.SourceWatermark`, on the monotonic clock the batch is given); when it moves,
-held cases are released, the tool's drift bank advances and, on a new event-time day, the
-tool is evaluated. After partitions are assigned, the monitor, ledger and drift banks are
+held cases are released, the tool's drift bank advances (and, once per reference, is
+calibrated as a step of its own: `engine.drift`) and, on a new event-time day, the tool
+is evaluated. After partitions are assigned, the monitor, ledger and drift banks are
 rebuilt from the case records this worker owns (`rebuild`). Records past the case
 horizon leave the table as the clock advances (`engine.horizon`, which also resolves a
 revision of an evicted case from the store).
@@ -45,7 +46,7 @@ class CaseStage:
         self.horizon = CaseHorizon(config.case_horizon, table, summaries, config.case_lookup,
                                    self.monitor.last_n)
         self.ledger = CaseLedger()
-        self.drift = DriftBanks()
+        self.drift = DriftBanks(calibrate_inline=False)
         self.evaluation = DailyEvaluation(config.snapshots)
         self.sources: dict[int, SourceWatermark] = {}
         self.ahead: dict[int, AheadCases] = {}
@@ -100,6 +101,7 @@ class CaseStage:
                 assert released_record is not None  # stored when it was held
                 alerts += self._monitor_case(None, released, released_record, out)
             alerts += self.drift.advance(case.tool_id, clock)
+            alerts += self.drift.calibrate_due(case.tool_id)
             alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, self.drift, out)
             evicted = self.horizon.advance(record.partition, clock)
             if evicted:

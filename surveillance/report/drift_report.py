@@ -9,7 +9,7 @@ report, with `title` as the page title) and `<slug>.json`:
      "drifted_columns": {"count": ..., "share": ...},
      "evidently": <Evidently's own snapshot dict>}
 
-Rows are dicts (e.g. `surveillance.stats.drift_bank.feature_row(ai_result)`) or a pandas
+Rows are dicts (e.g. `surveillance.stats.drift_features.feature_row(ai_result)`) or a pandas
 DataFrame. Column types: the drift bank's features keep their kind (numeric or
 categorical); any other column is numeric if pandas sees numbers, else categorical.
 Evidently picks each column's test itself (by type and size: K-S or Wasserstein for
@@ -33,7 +33,7 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
 from surveillance.errors import SurveillanceError
-from surveillance.stats.drift_bank import FEATURES_BY_NAME
+from surveillance.stats.drift_features import FEATURES_BY_NAME
 
 Rows: TypeAlias = Sequence[Mapping[str, Any]] | pd.DataFrame
 

@@ -25,6 +25,7 @@ Numeric features use `WindowedDistributionTest` directly on reference-quantile b
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -288,6 +289,27 @@ class CategoricalDriftDetector:
             self.first_seen[category] = at
             self._new = NewCategory(self.feature, category, at)
         return self
+
+    def update_many(
+        self, categories: Sequence[str], ats: Sequence[datetime]
+    ) -> list[tuple[int, NewCategory]]:
+        """`update` for each category in order (`ats`: their times); the categories first
+        seen, each with its index. Counts per distinct category: the same counts, and
+        the same order of categories outside the reference, as one update per event."""
+        new: list[tuple[int, NewCategory]] = []
+        for category, count in Counter(categories).items():
+            i = self._index.get(category)
+            if i is not None:
+                self._counts[i] += count
+                continue
+            self._extra[category] = self._extra.get(category, 0.0) + count
+            if category not in self._known:
+                self._known.add(category)
+                first = categories.index(category)
+                self.first_seen[category] = ats[first]
+                new.append((first, NewCategory(self.feature, category, ats[first])))
+        self._new = None
+        return sorted(new, key=lambda found: found[0])
 
     def close_window(self) -> WindowResult | None:
         """Test the window's counts against the reference and start a new window."""

@@ -19,8 +19,11 @@ from datetime import date, datetime
 from typing import Literal
 
 from surveillance.contracts import Alert, AlertSeverity
+from surveillance.stats.drift_wording import Summary, clip, quoted
 
-Summary = tuple[tuple[str, float], ...]
+#: The `Alert` contract's longest summary.
+SUMMARY_LIMIT = 1_000
+
 VerdictKind = Literal["input_drift", "output_drift", "new_category"]
 
 
@@ -73,7 +76,7 @@ class DriftVerdict:
         if self.kind == "new_category":
             seen = self.first_seen or self.detected_at
             text = (
-                f"{who}: new {self.feature} {self.category!r}{where} first seen "
+                f"{who}: new {self.feature} {quoted(self.category or '')}{where} first seen "
                 f"{seen:%Y-%m-%d %H:%M} UTC, never seen in the reference"
             )
         else:
@@ -122,7 +125,7 @@ class DriftVerdict:
             window=self.window_start.date().isoformat(),
             since=self.episode_start,
             subgroup={"site": self.site} if self.site else None,
-            summary=self.sentence()[:1000],
+            summary=clip(self.sentence(), SUMMARY_LIMIT),
             details={
                 "feature": self.feature,
                 "detector": self.detector,

@@ -288,7 +288,7 @@ def drift_feature_rows(
 ) -> list[dict[str, Any]]:
     """AI results of a tool inferred on UTC days [start, end), as drift-feature rows.
 
-    Column names are the drift bank's feature names (`stats.drift_bank.DEFAULT_FEATURES`),
+    Column names are the drift bank's feature names (`stats.drift_features.DEFAULT_FEATURES`),
     so the Evidently report compares exactly what the detectors watch; the days are the
     bank's days too (inference time in UTC). Filtering on the time column is what lets
     TimescaleDB skip every chunk outside the period (and an index serve it elsewhere).

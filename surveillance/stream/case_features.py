@@ -19,6 +19,7 @@ from typing import Any
 from surveillance.clinical.ledger import CaseRecord, drift_features
 from surveillance.contracts import Acquisition, AdjudicatedCase, AIResult, Scanner
 from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
+from surveillance.stats.drift_calibration_cache import Calibrations
 
 #: The worker's drift banks. Two days' lateness: within one join partition cases still
 #: come a little out of event-time order (a report before its AI result). The clock is
@@ -28,8 +29,10 @@ from surveillance.stats.drift_bank import DriftBank, DriftBankConfig
 WORKER_DRIFT = DriftBankConfig(lateness_days=2, event_clock=False)
 
 
-def new_bank(tool: str) -> DriftBank:
-    return DriftBank.for_tool(tool, WORKER_DRIFT)
+def new_bank(
+    tool: str, calibrations: Calibrations | None = None, *, calibrate_inline: bool = True
+) -> DriftBank:
+    return DriftBank.for_tool(tool, WORKER_DRIFT, calibrations, calibrate_inline=calibrate_inline)
 
 
 def as_ai_result(case: AdjudicatedCase) -> AIResult:
