@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from surveillance.contracts import Label
+from surveillance.contracts import Label, wire
 from surveillance.privacy import pseudonymize
 from surveillance.stream.ingest import Ingest, Rejected, join_partition
 from tests.factories import T0, ai_result
@@ -41,7 +41,7 @@ def test_valid_ai_result_is_pseudonymized() -> None:
     assert out.ai.patient_id == pseudonymize(KEY, "patient", "MRN1")
     assert out.ai.study_instance_uid == pseudonymize(KEY, "study", "1.2.3")
     assert out.ai.pseudonymized
-    assert "MRN1" not in out.model_dump_json() and "ACC1" not in out.model_dump_json()
+    assert b"MRN1" not in wire.encode(out) and b"ACC1" not in wire.encode(out)
 
 
 def test_report_text_becomes_labels_and_is_dropped() -> None:
@@ -52,7 +52,7 @@ def test_report_text_becomes_labels_and_is_dropped() -> None:
         "pneumothorax": Label.ABSENT,
     }
     assert out.report.label_source == "text"
-    assert "hematoma" not in out.model_dump_json()
+    assert b"hematoma" not in wire.encode(out)
     assert out.report.accession == pseudonymize(KEY, "accession", "ACC1")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from surveillance.clinical import join
-from surveillance.contracts import CaseOutcome, JoinInput, Label, ReportStatus
+from surveillance.contracts import CaseOutcome, Label, ReportStatus
+from surveillance.contracts.wire import JoinInput
 from tests.factories import T0, ai_in, report_in
 
 H = timedelta(days=14)
@@ -123,7 +124,7 @@ def test_rerun_of_a_tool_replaces_the_score_with_a_new_revision() -> None:
 def test_state_round_trips_through_json_as_the_table_stores_it() -> None:
     state, _ = join.apply(None, ai_in(), 3, H, None)
     state, _ = join.apply(state, report_in(), 3, H, None)
-    again = join.JoinState.model_validate(state.model_dump(mode="json"))
+    again = join.JoinState.from_dict(state.as_dict())
     assert again == state
     assert again.partition == 3
 

@@ -88,6 +88,7 @@ def parse(
 
     from surveillance.clinical.baselines import load_registry
     from surveillance.commands.common import load_settings, require_key
+    from surveillance.contracts import wire
     from surveillance.interop.dicom_errors import UnusableObject
     from surveillance.interop.dicom_header import ImageHeader, image_header
     from surveillance.interop.dicom_receiver import IMAGE_SOP_CLASSES
@@ -136,7 +137,7 @@ def parse(
             if isinstance(accepted, Rejected):
                 problems.append(f"{path}: {accepted.reason}: {accepted.message}")
             elif accepted.ai is not None:
-                typer.echo(accepted.ai.model_dump_json())
+                typer.echo(wire.encode(accepted.ai).decode())
     for line in problems:
         typer.echo(line, err=True)
     if problems:

@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
+import msgspec
 from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
 from surveillance.clinical.labels import report_labels
-from surveillance.contracts import (
-    AIResult,
-    JoinInput,
-    ReportFinal,
-    ReportLabels,
-)
+from surveillance.contracts import AIResult as AIResultModel
+from surveillance.contracts import ReportFinal as ReportFinalModel
+from surveillance.contracts import wire
+from surveillance.contracts.wire import AIResult, JoinInput, ReportFinal, ReportLabels
 from surveillance.privacy import pseudonymize
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
 
@@ -87,11 +86,15 @@ class DateRange:
 
     earliest: date = EARLIEST_EVENT_DATE
 
+    @property
+    def earliest_time(self) -> datetime:
+        return datetime.combine(self.earliest, time.min, tzinfo=UTC)
+
     def outside(self, name: str, value: date | datetime, now: datetime) -> Rejected | None:
         """Why `value` (field `name`) is not plausible, or None when it is."""
         latest = now + MAX_CLOCK_SKEW
         if isinstance(value, datetime):
-            early = value < datetime.combine(self.earliest, time.min, tzinfo=UTC)
+            early = value < self.earliest_time
             late = value > latest
         else:
             early, late = value < self.earliest, value > latest.date()
@@ -183,6 +186,22 @@ class Ingest:
             return Rejected("schema", "empty message (no value)")
         if len(raw) > self._max_bytes:
             return Rejected("oversize", f"{len(raw)} bytes exceeds the {self._max_bytes} limit")
+        kind = _CONTRACTS.get(topic)
+        # msgspec takes the ordinary event (`contracts.wire`: then no identifier holds a
+        # control character); pydantic decides the rest and words the rejection.
+        event = wire.fast(raw, kind) if kind is not None else None
+        screened = event is not None
+        if event is None:
+            parsed = self._parse(topic, raw)
+            if isinstance(parsed, Rejected):
+                return parsed
+            event = parsed
+        if isinstance(event, AIResult):
+            return _routed(self._ai(event, now, screened), event.accession_number, partitions)
+        return _routed(self._report(event, now, screened), event.accession_number, partitions)
+
+    def _parse(self, topic: str, raw: bytes) -> AIResult | ReportFinal | Rejected:
+        """The event through json and its pydantic model (the reference rules)."""
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -195,12 +214,9 @@ class Ingest:
             return Rejected("schema", "the event must be a JSON object")
         try:
             if topic == AI_RESULTS:
-                ai = AIResult.model_validate(data)
-                return _routed(self._ai(ai, now), ai.accession_number, partitions)
+                return wire.from_model(AIResultModel.model_validate(data), AIResult)
             if topic == REPORTS_FINAL:
-                report = ReportFinal.model_validate(data)
-                routed = self._report(report, now)
-                return _routed(routed, report.accession_number, partitions)
+                return wire.from_model(ReportFinalModel.model_validate(data), ReportFinal)
         except ValidationError as exc:
             return Rejected("schema", describe(exc))
         return Rejected("schema", f"no contract for topic {topic}")
@@ -208,9 +224,9 @@ class Ingest:
     def _pseudo(self, namespace: Literal["patient", "accession", "study"], value: str) -> str:
         return pseudonymize(self._key, namespace, value)
 
-    def _ai(self, ai: AIResult, now: datetime) -> JoinInput | Rejected:
-        why = self.dates.first_outside(ai_dates(ai), now) or control_characters(
-            ai_identifiers(ai))
+    def _ai(self, ai: AIResult, now: datetime, screened: bool) -> JoinInput | Rejected:
+        why = self.dates.first_outside(ai_dates(ai), now) or (
+            None if screened else control_characters(ai_identifiers(ai)))
         if why is not None:
             return why
         if ai.pseudonymized:
@@ -218,21 +234,21 @@ class Ingest:
         why = too_long([("tool_id", ai.tool_id, MAX_TOOL_CHARS)])
         if why is not None:
             return why
-        safe = ai.model_copy(
-            update={
-                "software_version": fitted(ai.software_version, MAX_VERSION_CHARS),
-                "site": fitted(ai.site, MAX_SITE_CHARS),
-                "patient_id": self._pseudo("patient", ai.patient_id),
-                "accession_number": self._pseudo("accession", ai.accession_number),
-                "study_instance_uid": self._pseudo("study", ai.study_instance_uid),
-                "pseudonymized": True,
-            }
+        safe = msgspec.structs.replace(
+            ai,
+            software_version=fitted(ai.software_version, MAX_VERSION_CHARS),
+            site=fitted(ai.site, MAX_SITE_CHARS),
+            patient_id=self._pseudo("patient", ai.patient_id),
+            accession_number=self._pseudo("accession", ai.accession_number),
+            study_instance_uid=self._pseudo("study", ai.study_instance_uid),
+            pseudonymized=True,
         )
         return JoinInput(kind="ai", ai=safe)
 
-    def _report(self, report: ReportFinal, now: datetime) -> JoinInput | Rejected:
+    def _report(self, report: ReportFinal, now: datetime, screened: bool
+                ) -> JoinInput | Rejected:
         why = self.dates.outside("finalized_at", report.finalized_at, now) or (
-            control_characters(report_identifiers(report)))
+            None if screened else control_characters(report_identifiers(report)))
         if why is not None:
             return why
         labels, source = report_labels(report.findings, report.report_text, self._codes)
@@ -249,6 +265,11 @@ class Ingest:
                 exam=report.exam,
             ),
         )
+
+
+#: The contract of each input topic.
+_CONTRACTS: dict[str, type[AIResult] | type[ReportFinal]] = {
+    AI_RESULTS: AIResult, REPORTS_FINAL: ReportFinal}
 
 
 def _routed(

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from surveillance.contracts import AdjudicatedCase, JoinInput
+from surveillance.contracts import AdjudicatedCase, wire
+from surveillance.contracts.wire import JoinInput
 from surveillance.stream.ingest import (
     MAX_SITE_CHARS,
     MAX_TOOL_CHARS,
@@ -41,7 +42,7 @@ from surveillance.stream.watermark import SOURCE_HEADER, UNKNOWN_SOURCE, WATERMA
 def read_join_input(raw: bytes | None, now: datetime, dates: DateRange) -> JoinInput | Rejected:
     """A `cases.join` record: a join input as ingest makes it (pseudonymized), or why not."""
     try:
-        item = JoinInput.model_validate_json(raw or b"")
+        item = wire.decode(raw or b"", JoinInput)
     except ValidationError as exc:
         return Rejected("schema", describe(exc))
     if item.ai is not None:
