@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 
-from surveillance.contracts import AdjudicatedCase, CaseOutcome, Label, ReportStatus
-from surveillance.contracts.wire import AIResult, JoinInput, ReportLabels
+from surveillance.contracts import CaseOutcome, Label, ReportStatus
+from surveillance.contracts.wire import AdjudicatedCase, AIResult, JoinInput, ReportLabels
 
 
 class HeldReport(msgspec.Struct, forbid_unknown_fields=True):

@@ -205,6 +205,9 @@ _ENCODER = msgspec.json.Encoder()
 #: A control character or lone surrogate: the shortcut leaves such a document to pydantic
 #: and ingest's per-field checks (which name the field).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: A time with more than 6 fractional digits: msgspec rounds them, pydantic truncates.
+#: (Led by a literal, which `re` scans for fast; numbers have no colon, so no false hit.)
+_LONG_FRACTION = re.compile(rb":[0-9]{2}:[0-9]{2}[.,][0-9]{7}")
 _TEXT = ReportFinal.__struct_fields__.index("report_text")
 #: The structs nested in others (what `strings` descends into).
 _NESTED = frozenset({Scanner, Acquisition, Measurement, ReferenceMeasurement, Exam,
@@ -252,11 +255,23 @@ def fast(raw: bytes, kind: type[S]) -> S | None:
     decoder = _DECODERS.get(kind)
     if decoder is None:
         decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    if _LONG_FRACTION.search(raw):
+        return None
     try:
         value: S = decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    return None if suspect(value) else value
+    return value if plain(raw) or not suspect(value) else None
+
+
+def plain(raw: bytes) -> bool:
+    """True when no string of a decoded document can hold a control character or edge
+    whitespace, by the bytes alone: ASCII (no C1 control, no Unicode space), no escape
+    (the only way to write a C0 control or a lone surrogate), no DEL, and no space next to
+    a quote (a compact document has none outside its strings). The usual document, and
+    the cheap test; any other is screened string by string (`suspect`)."""
+    return (raw.isascii() and b"\\" not in raw and b"\x7f" not in raw and b'" ' not in raw
+            and b' "' not in raw)
 
 
 def from_model(model: BaseModel, kind: type[S]) -> S:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Literal
 
 import msgspec
@@ -86,7 +87,7 @@ class DateRange:
 
     earliest: date = EARLIEST_EVENT_DATE
 
-    @property
+    @cached_property
     def earliest_time(self) -> datetime:
         return datetime.combine(self.earliest, time.min, tzinfo=UTC)
 
@@ -116,6 +117,9 @@ class DateRange:
 
 def control_characters(fields: Iterable[tuple[str, str | None]]) -> Rejected | None:
     """The first identifier field holding a control character, as a rejection."""
+    fields = list(fields)
+    if not _CONTROL.search("".join(value for _, value in fields if value is not None)):
+        return None  # one scan for the usual case; the field is named below
     for name, value in fields:
         if value is not None and _CONTROL.search(value):
             return Rejected("schema", f"{name}: contains a control character")
