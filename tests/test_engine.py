@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -136,3 +137,39 @@ def test_a_table_reads_its_own_writes_and_reports_each_key_once() -> None:
     assert changes == {("a", 1): {"n": 11}, ("b", 2): None, ("c", 3): {"n": 3}}
     assert backing == {"a": {"n": 1}, "b": {"n": 2}}  # the caller persists, not the table
     assert table.changes() == [] and table.get("a") == {"n": 1}
+
+
+def forged(**fields: Any) -> bytes:
+    case = {"case_id": "a_x:ich-triage", "revision": 0, "outcome": "TP", "label": "present",
+            "tool_id": "ich-triage", "software_version": "1", "site": "site-a",
+            "finding_code": "intracranial_hemorrhage", "ai_result": 0.9,
+            "operating_threshold": 0.5, "result_indicator": True, "accession": "a_x",
+            "study_date": "2026-11-30", "inference_date": "2026-11-30T10:00:00Z",
+            "modality": "CT", "scanner_manufacturer": "GE", "scanner_model": "m",
+            "scanner_software_version": "1", "ai_event_id": "e1", **fields}
+    return json.dumps(case).encode()
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"kvp": float("inf")}, "kvp: outside"), ({"kvp": float("nan")}, "kvp: outside"),
+    ({"kvp": 500.0}, "kvp: outside"), ({"kvp": 0.0}, "kvp: outside"),
+    ({"slice_thickness": 51.0}, "slice_thickness: outside"),
+    ({"pixel_spacing": -1.0}, "pixel_spacing: outside"), ({"age": 131}, "age: outside"),
+    ({"modality": ""}, "modality: 1 to 16"), ({"modality": "C" * 17}, "modality: 1 to 16"),
+])
+def test_a_forged_case_the_drift_bank_could_not_take_is_dead_lettered(
+        fields: dict[str, Any], reason: str) -> None:
+    """Our join copies these fields from a validated AI result; a forged case with them
+    out of its bounds used to raise in the drift bank (a poison record), and a non-finite
+    value would not survive the changelog's JSON."""
+    engine = Engine(EngineConfig.plain(1), {}, {}, {})
+    bad = Record(topics.CASES_ADJUDICATED, 0, 0, b"ich-triage", forged(**fields))
+    out = engine.process([bad], NOW, 0.0)
+    [letter] = [p for p in out.produce if p.topic == topics.dlq(topics.CASES_ADJUDICATED)]
+    assert reason in json.loads(letter.value)["reason"]
+    assert out.changes == []
+    good = Record(topics.CASES_ADJUDICATED, 0, 1, b"ich-triage",
+                  forged(kvp=200.0, slice_thickness=50.0, pixel_spacing=10.0, age=130,
+                         modality="C" * 16))
+    out = engine.process([good], NOW, 0.0)
+    assert [c.key for c in out.changes] == ["a_x:ich-triage"]
