@@ -6,10 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from surveillance.contracts import Label, wire
 from surveillance.privacy import pseudonymize
-from surveillance.stream.ingest import Ingest, Rejected, join_partition
+from surveillance.stream.ingest import Ingest, Rejected, join_partition, murmur2
 from tests.factories import T0, ai_result
 
 KEY = b"test-key"
@@ -170,3 +173,9 @@ def test_accept_rejects_exactly_what_call_rejects() -> None:
     assert rejected == ingest("ai.results", bad, NOW)
     with pytest.raises(ValueError, match="partitions must be >= 1"):
         join_partition("ACC1", 0)
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(st.binary(max_size=300))
+def test_murmur2_is_kafka_pythons_on_any_bytes(data: bytes) -> None:
+    assert murmur2(data) == kafka_murmur2(data)
