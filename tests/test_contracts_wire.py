@@ -14,6 +14,7 @@ And the shortcut does take the ordinary documents (else the speed-up is not ther
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import string
@@ -192,8 +193,8 @@ def mutated(draw: st.DrawFn, valid: st.SearchStrategy[dict[str, Any]]) -> bytes:
         elif what == "extra":
             target = holder if isinstance(holder, dict) else doc
             target[draw(st.sampled_from(["unknown", "Event_id", "event_id ", "x"]))] = 1
-        elif what == "type":
-            holder[key] = draw(st.sampled_from(WRONG_TYPES))
+        elif what == "type":  # a copy: a later mutation must not edit the shared value
+            holder[key] = copy.deepcopy(draw(st.sampled_from(WRONG_TYPES)))
         elif what == "string":
             holder[key] = draw(st.one_of(st.sampled_from(ODD_STRINGS),
                                          st.text(max_size=20)))
