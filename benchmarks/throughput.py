@@ -172,6 +172,7 @@ def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
 def codec_costs(events: list, tables: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
     """CPU µs, no profiler: decode + validate per input event both ways, and the encode of
     one changed key per table (the changelog value)."""
+    from surveillance.bulk import changelog
     from surveillance.clinical.join import JoinState
     from surveillance.clinical.ledger import CaseRecord
     from surveillance.contracts import AIResult, ReportFinal, wire
@@ -188,6 +189,7 @@ def codec_costs(events: list, tables: dict[str, dict[str, Any]]) -> list[tuple[s
     taken = sum(wire.fast(e.value, structs[e.topic]) is not None for e in events)
     joins = [JoinState.from_dict(v) for v in tables["join_state"].values()]
     records = [CaseRecord.from_dict(v) for v in tables["case_state"].values()]
+    changed = [kv for table in ("join_state", "case_state") for kv in tables[table].items()]
     return [
         ("codec, no profiler: msgspec decode + validate + screen (contracts.wire.fast), "
          f"{taken}/{len(events)} taken", cpu(lambda e: wire.fast(e.value, structs[e.topic]),
@@ -197,6 +199,10 @@ def codec_costs(events: list, tables: dict[str, dict[str, Any]]) -> list[tuple[s
         ("encode per changed key: join state (msgspec to_builtins)",
          cpu(JoinState.as_dict, joins)),
         ("encode per changed key: case record (shallow dict)", cpu(CaseRecord.as_dict, records)),
+        ("changelog JSON per changed key, bulk runner (msgspec)",
+         cpu(lambda kv: changelog.encode(*kv), changed)),
+        ("changelog JSON per changed key with json.dumps (before)",
+         cpu(lambda kv: (json.dumps(kv[0]).encode(), json.dumps(kv[1]).encode()), changed)),
     ]
 
 

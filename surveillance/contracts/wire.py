@@ -3,14 +3,17 @@ bounds and defaults as the pydantic models (which stay the source of the JSON Sc
 the APIs).
 
 msgspec decodes and validates a document in one pass, 5-10x faster than json + pydantic.
-It is used as a shortcut for acceptance only (`decode`): it takes a document when it
-decodes it strictly and no string in it has edge whitespace or a control character;
-anything else is handed to the pydantic model, whose verdict (and error message) stands.
-So the two accept and reject the same documents, and a document taken by the shortcut has
-the values pydantic gives it (`tests/test_contracts_wire.py` checks both on a generated
-corpus). Why strings are screened: pydantic strips edge whitespace from every string
-(`Contract`), msgspec keeps it; and ingest refuses control characters, which the slow
-path words field by field.
+It is used as a shortcut for acceptance only (`fast`): it takes a document when msgspec
+decodes it strictly, no string in it has edge whitespace or a control character, and no
+time has more than 6 fractional digits; anything else is handed to the pydantic model,
+whose verdict (and error message) stands (`decode`, and ingest's own slow path). So the
+two accept and reject the same documents, and a document taken by the shortcut has the
+values pydantic gives it and is written back as pydantic writes it
+(`tests/test_contracts_wire.py` checks all three on a generated and mutated corpus).
+Why strings are screened: pydantic strips edge whitespace from every string (`Contract`),
+msgspec keeps it; and ingest refuses control characters, which the slow path words field
+by field. msgspec alone is stricter than pydantic's lax mode (no "0.5" for a float, no
+1.0 for an int): such documents take the slow path and are accepted as before.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from surveillance.contracts import ai_results, cases, reports
 from surveillance.contracts.ai_results import MeasurementUnit
@@ -289,14 +292,5 @@ def decode(raw: bytes, kind: type[S]) -> S:
 
 
 def encode(value: Struct) -> bytes:
-    """JSON as the pydantic model writes it (field order aside: field names, ISO dates)."""
+    """The JSON the pydantic model writes, byte for byte (the same field order)."""
     return _ENCODER.encode(value)
-
-
-def builtins(value: Struct) -> dict[str, Any]:
-    """The JSON-ready dict of a struct (a table value)."""
-    out: dict[str, Any] = msgspec.to_builtins(value)
-    return out
-
-
-__all__ = ["MODELS", "ValidationError", "decode", "encode", "fast", "from_model"]
