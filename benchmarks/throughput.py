@@ -22,6 +22,9 @@ The live worker's process CPU (user + system, from /proc) is printed per input e
 beside its wall rate, with the load average at the end of its run: the machine is often
 shared, and CPU per event moves far less with the load than events/s does.
 `--live-only` runs steps 1-3 (for iterating on the worker).
+7. The codec alone, timed without the profiler: msgspec decode + validate (`contracts.wire`)
+   against json + pydantic on the same input events, and the encode of one changed table
+   key (join state, case record) as the changelog takes it.
 Prints all of it with the machine it ran on, and ends with the line
 `live end-to-end L events/s; bulk end-to-end B events/s; ceiling C events/s; bulk ratio R;
 counts exact`. A measurement, not a test.
@@ -34,11 +37,13 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from surveillance.embedded import EmbeddedBroker
 from surveillance.embedded.broker import free_port
@@ -112,17 +117,25 @@ def faust_floor_rate(bootstrap: str, expected: int, state: Path) -> float:
     return float(result["events"]) / float(result["seconds"])
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bulk_rate(events: list, expected: dict[str, int], partitions: int,
-              state: Path) -> tuple[float, bool]:
-    """(bulk end-to-end events/s, counts exact) on a broker of its own."""
+              state: Path) -> tuple[float, bool, float]:
+    """(bulk end-to-end events/s, counts exact, the runner's process CPU seconds: start-up
+    and its final idle wait included) on a broker of its own."""
     with EmbeddedBroker(log_dir=state / "bulk") as broker:
         create_topics(broker.bootstrap, all_topics("surveillance", partitions))
         produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
+        cpu_before = children_cpu()  # the broker is a child too, but still running
         runner = WorkerProcess(broker.bootstrap, state / "bulk", command="backfill",
                                args=("--idle-seconds", "2")).start()
         assert runner.proc is not None
         if runner.proc.wait(timeout=3600) != 0:
             raise SystemExit(f"the backfill failed:\n{runner.log_tail()}")
+        cpu = children_cpu() - cpu_before
         done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
         print(done[-1])
         seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
@@ -132,7 +145,7 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int,
         finally:
             worker.stop()
     ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
-    return len(events) / seconds, ok
+    return len(events) / seconds, ok, cpu
 
 
 def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
@@ -144,7 +157,7 @@ def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
     from surveillance.engine.local import LocalPipeline
 
     path = LocalPipeline(EngineConfig.plain(partitions))
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time)  # CPU: the machine may be shared
     profile.enable()
     for e in events:
         path.feed(e)
@@ -162,11 +175,52 @@ def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
         "table changes (dump per key per batch)": ("tables.py", "changes"),
         "whole engine (Engine.process)": ("pipeline.py", "process"),
     }
+    wanted |= {
+        "  of which join state decode (from_dict)": ("join.py", "from_dict"),
+        "  of which join state encode (as_dict)": ("join.py", "as_dict"),
+    }
     out = []
     for label, (file, name) in wanted.items():
         total = sum(v[3] for (f, _, n), v in stats.items() if f.endswith(file) and n == name)
         out.append((label, total / len(events) * 1e6))
-    return out
+    return out + codec_costs(events, path.tables)
+
+
+def codec_costs(events: list, tables: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
+    """CPU µs, no profiler: decode + validate per input event both ways, and the encode of
+    one changed key per table (the changelog value)."""
+    from surveillance.bulk import changelog
+    from surveillance.clinical.join import JoinState
+    from surveillance.clinical.ledger import CaseRecord
+    from surveillance.contracts import AIResult, ReportFinal, wire
+
+    structs = {AI_RESULTS: wire.AIResult, REPORTS_FINAL: wire.ReportFinal}
+    models = {AI_RESULTS: AIResult, REPORTS_FINAL: ReportFinal}
+
+    def cpu(run: Any, items: list) -> float:
+        started = time.process_time()
+        for item in items:
+            run(item)
+        return (time.process_time() - started) / max(len(items), 1) * 1e6
+
+    taken = sum(wire.fast(e.value, structs[e.topic]) is not None for e in events)
+    joins = [JoinState.from_dict(v) for v in tables["join_state"].values()]
+    records = [CaseRecord.from_dict(v) for v in tables["case_state"].values()]
+    changed = [kv for table in ("join_state", "case_state") for kv in tables[table].items()]
+    return [
+        ("codec, no profiler: msgspec decode + validate + screen (contracts.wire.fast), "
+         f"{taken}/{len(events)} taken", cpu(lambda e: wire.fast(e.value, structs[e.topic]),
+                                             events)),
+        ("codec, no profiler: json.loads + pydantic model_validate (before)",
+         cpu(lambda e: models[e.topic].model_validate(json.loads(e.value)), events)),
+        ("encode per changed key: join state (msgspec to_builtins)",
+         cpu(JoinState.as_dict, joins)),
+        ("encode per changed key: case record (shallow dict)", cpu(CaseRecord.as_dict, records)),
+        ("changelog JSON per changed key, bulk runner (msgspec)",
+         cpu(lambda kv: changelog.encode(*kv), changed)),
+        ("changelog JSON per changed key with json.dumps (before)",
+         cpu(lambda kv: (json.dumps(kv[0]).encode(), json.dumps(kv[1]).encode()), changed)),
+    ]
 
 
 def main() -> None:
@@ -178,6 +232,7 @@ def main() -> None:
                         help="the live worker and the ceiling only")
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()
     events, truth = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults(),
                              volume_scale=args.scale)
     expected = {tool: t.cases for tool, t in truth.items()}
@@ -222,7 +277,7 @@ def main() -> None:
         print(live_line)
         print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
         return
-    bulk, bulk_ok = bulk_rate(events, expected, args.partitions, state)
+    bulk, bulk_ok, bulk_cpu = bulk_rate(events, expected, args.partitions, state)
     costs = stage_costs(events, args.partitions)
 
     cpu = platform.processor() or platform.machine()
@@ -235,6 +290,10 @@ def main() -> None:
     print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
     print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
           f"{floor:,.0f} events/s")
+    print(f"bulk runner process CPU: {bulk_cpu / len(events) * 1e6:,.1f} µs per input event "
+          f"({bulk_cpu:.1f} s, start-up and final idle wait included)")
+    print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} {:.2f} "
+          "{:.2f}".format(*load_at_start, *os.getloadavg()))
     print("engine per-stage CPU per input event (in process, cProfile: inflates small calls):")
     for label, micros in costs:
         print(f"  {label}: {micros:,.1f} µs")

@@ -18,5 +18,6 @@ PSEUDONYM_CHARS = 24
 
 
 def pseudonymize(key: bytes, namespace: Namespace, identifier: str) -> str:
-    digest = hmac.new(key, f"{namespace}:{identifier}".encode(), hashlib.sha256).hexdigest()
+    # The one-shot C HMAC: hmac.new sets up the key pads in Python on every call.
+    digest = hmac.digest(key, f"{namespace}:{identifier}".encode(), hashlib.sha256).hex()
     return f"{namespace[0]}_{digest[:PSEUDONYM_CHARS]}"

@@ -12,6 +12,7 @@ from surveillance.contracts import (
     ReportLabels,
     ReportStatus,
     Scanner,
+    wire,
 )
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
@@ -69,9 +70,10 @@ def report_labels(
     )
 
 
-def ai_in(**kw: Any) -> JoinInput:
-    return JoinInput(kind="ai", ai=ai_result(**kw))
+def ai_in(**kw: Any) -> wire.JoinInput:
+    return wire.from_model(JoinInput(kind="ai", ai=ai_result(**kw)), wire.JoinInput)
 
 
-def report_in(**kw: Any) -> JoinInput:
-    return JoinInput(kind="report", report=report_labels(**kw))
+def report_in(**kw: Any) -> wire.JoinInput:
+    return wire.from_model(JoinInput(kind="report", report=report_labels(**kw)),
+                           wire.JoinInput)

@@ -1,7 +1,7 @@
 """The engine's batch contract, checked on simulated streams (pure: no broker).
 
 - A batch writes each changed table key once, in the changelog format (the dict a Faust
-  table holds: `JoinState.model_dump(mode="json")`, `CaseRecord.as_dict()`), and gives
+  table holds: `JoinState.as_dict()`, `CaseRecord.as_dict()`), and gives
   the same records and the same state as the same events taken one batch each.
 - An engine started on the tables another left (a worker or a backfill taking over)
   continues to the same counts as an uninterrupted one, and to the simulator's truth.
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -78,7 +79,7 @@ def test_a_batch_writes_each_changed_key_once_and_equals_one_event_at_a_time(
     assert len(batched[1]) > 1000
     assert batched[2] < 0.75 * one_by_one[2]  # an accession's AI results and report share writes
     for raw in batched[0]["join_state"].values():  # the changelog format, as Faust stores it
-        assert JoinState.model_validate(raw).model_dump(mode="json") == raw
+        assert JoinState.from_dict(raw).as_dict() == raw
 
 
 def counts(tables: dict[str, dict[str, Any]]) -> dict[str, Counter[str]]:
@@ -141,3 +142,39 @@ def test_apply_to_writes_each_change_in_order_and_a_deletion_removes_the_key() -
     assert tables == {"join_state": {"b": {"n": 2}}, "case_state": {"c": {"r": 0}}}
     with pytest.raises(KeyError):  # a change for a table the caller does not hold
         Output(changes=[Change("adverse_state", "x", {}, 0)]).apply_to(tables)
+
+
+def forged(**fields: Any) -> bytes:
+    case = {"case_id": "a_x:ich-triage", "revision": 0, "outcome": "TP", "label": "present",
+            "tool_id": "ich-triage", "software_version": "1", "site": "site-a",
+            "finding_code": "intracranial_hemorrhage", "ai_result": 0.9,
+            "operating_threshold": 0.5, "result_indicator": True, "accession": "a_x",
+            "study_date": "2026-11-30", "inference_date": "2026-11-30T10:00:00Z",
+            "modality": "CT", "scanner_manufacturer": "GE", "scanner_model": "m",
+            "scanner_software_version": "1", "ai_event_id": "e1", **fields}
+    return json.dumps(case).encode()
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"kvp": float("inf")}, "kvp: outside"), ({"kvp": float("nan")}, "kvp: outside"),
+    ({"kvp": 500.0}, "kvp: outside"), ({"kvp": 0.0}, "kvp: outside"),
+    ({"slice_thickness": 51.0}, "slice_thickness: outside"),
+    ({"pixel_spacing": -1.0}, "pixel_spacing: outside"), ({"age": 131}, "age: outside"),
+    ({"modality": ""}, "modality: 1 to 16"), ({"modality": "C" * 17}, "modality: 1 to 16"),
+])
+def test_a_forged_case_the_drift_bank_could_not_take_is_dead_lettered(
+        fields: dict[str, Any], reason: str) -> None:
+    """Our join copies these fields from a validated AI result; a forged case with them
+    out of its bounds used to raise in the drift bank (a poison record), and a non-finite
+    value would not survive the changelog's JSON."""
+    engine = Engine(EngineConfig.plain(1), {}, {}, {})
+    bad = Record(topics.CASES_ADJUDICATED, 0, 0, b"ich-triage", forged(**fields))
+    out = engine.process([bad], NOW, 0.0)
+    [letter] = [p for p in out.produce if p.topic == topics.dlq(topics.CASES_ADJUDICATED)]
+    assert reason in json.loads(letter.value)["reason"]
+    assert out.changes == []
+    good = Record(topics.CASES_ADJUDICATED, 0, 1, b"ich-triage",
+                  forged(kvp=200.0, slice_thickness=50.0, pixel_spacing=10.0, age=130,
+                         modality="C" * 16))
+    out = engine.process([good], NOW, 0.0)
+    assert [c.key for c in out.changes] == ["a_x:ich-triage"]

@@ -6,10 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from surveillance.contracts import Label
+from surveillance.contracts import Label, wire
 from surveillance.privacy import pseudonymize
-from surveillance.stream.ingest import Ingest, Rejected, join_partition
+from surveillance.stream.ingest import Ingest, Rejected, join_partition, murmur2
 from tests.factories import T0, ai_result
 
 KEY = b"test-key"
@@ -41,7 +44,7 @@ def test_valid_ai_result_is_pseudonymized() -> None:
     assert out.ai.patient_id == pseudonymize(KEY, "patient", "MRN1")
     assert out.ai.study_instance_uid == pseudonymize(KEY, "study", "1.2.3")
     assert out.ai.pseudonymized
-    assert "MRN1" not in out.model_dump_json() and "ACC1" not in out.model_dump_json()
+    assert b"MRN1" not in wire.encode(out) and b"ACC1" not in wire.encode(out)
 
 
 def test_report_text_becomes_labels_and_is_dropped() -> None:
@@ -52,7 +55,7 @@ def test_report_text_becomes_labels_and_is_dropped() -> None:
         "pneumothorax": Label.ABSENT,
     }
     assert out.report.label_source == "text"
-    assert "hematoma" not in out.model_dump_json()
+    assert b"hematoma" not in wire.encode(out)
     assert out.report.accession == pseudonymize(KEY, "accession", "ACC1")
 
 
@@ -170,3 +173,9 @@ def test_accept_rejects_exactly_what_call_rejects() -> None:
     assert rejected == ingest("ai.results", bad, NOW)
     with pytest.raises(ValueError, match="partitions must be >= 1"):
         join_partition("ACC1", 0)
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(st.binary(max_size=300))
+def test_murmur2_is_kafka_pythons_on_any_bytes(data: bytes) -> None:
+    assert murmur2(data) == kafka_murmur2(data)

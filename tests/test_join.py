@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from surveillance.clinical import join
-from surveillance.contracts import CaseOutcome, JoinInput, Label, ReportStatus
-from tests.factories import T0, ai_in, report_in
+from surveillance.contracts import Acquisition, CaseOutcome, Label, ReportStatus
+from surveillance.contracts.wire import JoinInput
+from tests.factories import T0, ai_in, ai_result, report_in
 
 H = timedelta(days=14)
 
@@ -123,9 +124,28 @@ def test_rerun_of_a_tool_replaces_the_score_with_a_new_revision() -> None:
 def test_state_round_trips_through_json_as_the_table_stores_it() -> None:
     state, _ = join.apply(None, ai_in(), 3, H, None)
     state, _ = join.apply(state, report_in(), 3, H, None)
-    again = join.JoinState.model_validate(state.model_dump(mode="json"))
+    again = join.JoinState.from_dict(state.as_dict())
     assert again == state
     assert again.partition == 3
+
+
+def test_a_state_the_pydantic_model_wrote_reads_back_unchanged() -> None:
+    """Changelogs written before the state became a msgspec struct: the same JSON, built
+    here with pydantic's own dump of the AI result as the old model nested it."""
+    ai = ai_result(accession="a_1", measurement=None,
+                   acquisition=Acquisition(kvp=120.0, protocol_name="HEAD"),
+                   acquired_at=T0 - timedelta(minutes=3)).model_copy(
+        update={"pseudonymized": True})
+    old = {"accession": "a_1", "partition": 2, "seen": ["ai-1", "rep-1"],
+           "tools": {"ich-triage": {"ai": ai.model_dump(mode="json"), "revision": 1,
+                                    "outcome": "TP", "label": "present"}},
+           "report": {"event_id": "rep-1", "finalized_at": "2026-07-01T14:00:00.500000+02:00",
+                      "status": "corrected", "labels": {"intracranial_hemorrhage": "present"}},
+           "last_event_at": "2026-07-01T14:00:00.500000+02:00"}
+    state = join.JoinState.from_dict(old)
+    assert state.as_dict() == old
+    assert state.tools["ich-triage"].ai.acquisition.kvp == 120.0
+    assert state.report is not None and state.report.status is ReportStatus.CORRECTED
 
 
 def test_stale_state_is_detected_after_retention() -> None:

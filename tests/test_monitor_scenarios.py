@@ -29,7 +29,7 @@ from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import LABELLED, CaseLedger, CaseRecord
 from surveillance.clinical.monitor import ALL_SITES, PerformanceMonitor
-from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, Label, Sex
+from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, Label, Sex, wire
 from surveillance.simulate import Scenario, simulate
 from surveillance.simulate import profiles as P
 from surveillance.simulate.scores import solve_score_model
@@ -265,7 +265,8 @@ def replay(worker: Worker, events: list, evaluate: bool = True) -> tuple[list[Al
         worker.watermark = at if worker.watermark is None or at > worker.watermark else (
             worker.watermark
         )
-        for case in cases:
+        for emitted in cases:  # as the case stage reads it from `cases.adjudicated`
+            case = AdjudicatedCase.model_validate_json(wire.encode(emitted))
             previous = worker.table.get(case.case_id)
             record = worker.ledger.apply(previous, case, 0)
             if record is None:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from surveillance.clinical.baselines import load_registry
-from surveillance.contracts import AIResult, DeadLetter, ReportFinal
+from surveillance.contracts import AIResult, DeadLetter, ReportFinal, wire
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import LocalPipeline
 from surveillance.observe import metrics
@@ -126,7 +126,7 @@ def test_ten_thousand_contract_valid_events_through_the_pure_path_raise_nothing(
             accepted = path.config.ingest.accept(topic, raw, NOW, PARTITIONS)
             if not isinstance(accepted, Rejected):  # the rerouted hop takes it as it is
                 item = accepted[0]
-                assert read_join_input(item.model_dump_json().encode(), NOW,
+                assert read_join_input(wire.encode(item), NOW,
                                        DateRange()) == item
             path.feed(event)  # every case the join emits goes through `read_case` as it is
 

@@ -17,7 +17,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
-from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, MetricSnapshot
+from surveillance.contracts import Alert, CaseOutcome, MetricSnapshot, wire
+from surveillance.contracts.wire import AdjudicatedCase
 from surveillance.embedded import EmbeddedBroker
 from surveillance.privacy import pseudonymize
 from surveillance.shadow.demo_images import demo_studies, write_demo_studies
@@ -246,7 +247,7 @@ async def test_shadow_process_scores_the_sample_and_every_discordant_case_in_its
     with EmbeddedBroker() as broker:  # its own broker: the session broker is shared
         create_topics(broker.bootstrap, all_topics("surveillance", 2))
         produce(broker.bootstrap, [
-            (CASES_ADJUDICATED, c.tool_id.encode(), c.model_dump_json().encode())
+            (CASES_ADJUDICATED, c.tool_id.encode(), wire.encode(c))
             for c in cases
         ])
         stop = asyncio.Event()

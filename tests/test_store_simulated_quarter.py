@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from surveillance.clinical import join
+from surveillance.contracts import wire
 from surveillance.embedded import EmbeddedBroker
 from surveillance.simulate import Scenario, simulate
 from surveillance.store.migrate import migrate
@@ -38,7 +39,7 @@ def adjudicated_quarter() -> tuple[list[bytes], dict[str, int], dict[str, dict[s
         assert not isinstance(item, Rejected)
         state, cases = join.apply(states.get(item.accession), item, 0, HORIZON, None)
         states[item.accession] = state
-        out += [c.model_dump_json().encode() for c in cases]
+        out += [wire.encode(c) for c in cases]
     cases_per_tool = {tool: t.cases for tool, t in truth.items()}
     outcomes = {tool: dict(t.final_outcomes) for tool, t in truth.items()}
     return out, cases_per_tool, outcomes

@@ -20,21 +20,22 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from surveillance.clinical.baselines import ToolBaseline
-from surveillance.contracts import AIResult, Exam, ReportFinal, ReportLabels
+from surveillance.contracts import AIResult, Exam, ReportFinal, ReportLabels, wire
 from surveillance.stats.intervals import wilson
 
 #: Fewest eligible studies in a week before a share is judged against the floor.
 MIN_ELIGIBLE = 20
 
 
-def eligible_tools(exam: Exam | None, registry: Mapping[str, ToolBaseline]) -> list[str]:
+def eligible_tools(exam: Exam | wire.Exam | None,
+                   registry: Mapping[str, ToolBaseline]) -> list[str]:
     """The tools (with a coverage rule) that should have seen a study of this exam."""
     if exam is None:
         return []
     return [tool_id for tool_id, tool in registry.items() if _matches(exam, tool)]
 
 
-def _matches(exam: Exam, tool: ToolBaseline) -> bool:
+def _matches(exam: Exam | wire.Exam, tool: ToolBaseline) -> bool:
     rule = tool.coverage
     if rule is None or exam.modality.upper() != tool.modality.upper():
         return False

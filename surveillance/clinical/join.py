@@ -21,49 +21,47 @@ Guarantees the stream relies on:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+import msgspec
 
-from surveillance.contracts import (
-    AdjudicatedCase,
-    AIResult,
-    CaseOutcome,
-    JoinInput,
-    Label,
-    ReportLabels,
-    ReportStatus,
-)
+from surveillance.contracts import CaseOutcome, Label, ReportStatus
+from surveillance.contracts.wire import AdjudicatedCase, AIResult, JoinInput, ReportLabels
 
 
-class HeldReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HeldReport(msgspec.Struct, forbid_unknown_fields=True):
     event_id: str
     finalized_at: datetime
     status: ReportStatus
     labels: dict[str, Label]
 
 
-class ToolCase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ToolCase(msgspec.Struct, forbid_unknown_fields=True):
     ai: AIResult
     revision: int = -1
     outcome: CaseOutcome | None = None
     label: Label | None = None
 
 
-class JoinState(BaseModel):
-    """Everything known about one accession. Stored as the Faust table value (JSON)."""
-
-    model_config = ConfigDict(extra="forbid")
+class JoinState(msgspec.Struct, forbid_unknown_fields=True):
+    """Everything known about one accession. Stored as the table value: `as_dict`, the
+    JSON the pydantic model of earlier releases wrote, field for field (`from_dict`
+    reads either)."""
 
     accession: str
     partition: int = 0
-    seen: list[str] = []
-    tools: dict[str, ToolCase] = {}
+    seen: list[str] = msgspec.field(default_factory=list)
+    tools: dict[str, ToolCase] = msgspec.field(default_factory=dict)
     report: HeldReport | None = None
     last_event_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> JoinState:
+        return msgspec.convert(raw, cls)
 
 
 def event_time(item: JoinInput) -> datetime:
@@ -156,7 +154,7 @@ def apply(
         held = state.tools.get(ai.tool_id)
         if held is not None and held.ai.inference_date > ai.inference_date:
             return state, []  # an older run of the same tool on this study: superseded
-        tool = ToolCase(ai=ai) if held is None else held.model_copy(update={"ai": ai})
+        tool = ToolCase(ai=ai) if held is None else msgspec.structs.replace(held, ai=ai)
         state.tools[ai.tool_id] = tool
         expired = watermark is not None and ai.inference_date + horizon <= watermark
         case = _settle(state, tool, expired)

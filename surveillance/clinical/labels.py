@@ -55,7 +55,7 @@ from surveillance.clinical.label_vocabulary import (
     load_vocabulary,
     normal,
 )
-from surveillance.contracts import Label, StructuredFinding
+from surveillance.contracts import Label, StructuredFinding, wire
 
 __all__ = [
     "Explanation",
@@ -338,7 +338,7 @@ def extract_labels(
 
 
 def report_labels(
-    findings: Sequence[StructuredFinding] | None,
+    findings: Sequence[StructuredFinding | wire.StructuredFinding] | None,
     text: str | None,
     finding_codes: Iterable[str],
     vocabulary: Vocabulary | None = None,

@@ -10,10 +10,10 @@ table after a rebalance.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from surveillance.contracts import AdjudicatedCase, CaseOutcome
 
@@ -32,9 +32,11 @@ DRIFT_FIELDS = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class CaseRecord:
-    """What the ledger keeps per case (the Faust table value, as a dict)."""
+class CaseRecord(msgspec.Struct, frozen=True):
+    """What the ledger keeps per case (the Faust table value, as a dict).
+
+    A msgspec struct: `as_dict` is a shallow copy (the features dict is shared, never
+    mutated), written once per changed case per batch."""
 
     revision: int
     outcome: str
@@ -56,7 +58,7 @@ class CaseRecord:
     source: int | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        return msgspec.structs.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CaseRecord:

@@ -18,7 +18,8 @@ from datetime import datetime
 
 from surveillance.clinical import join
 from surveillance.clinical.coverage import eligible_tools
-from surveillance.contracts import AdjudicatedCase, JoinInput, ReportStatus
+from surveillance.contracts import ReportStatus, wire
+from surveillance.contracts.wire import AdjudicatedCase, JoinInput
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
 from surveillance.engine.records import Output, Produce, Record
@@ -108,7 +109,7 @@ class JoinStage:
             return
         out.metric("rerouted", record.topic)
         out.produce.append(Produce(topics.CASES_JOIN, item.accession.encode(),
-                                   item.model_dump_json().encode(), partition=partition))
+                                   wire.encode(item), partition=partition))
 
     def take_forwarded(self, record: Record, now: datetime, out: Output) -> None:
         """A `cases.join` record (our own ingest's output, checked like input)."""
@@ -182,4 +183,4 @@ class JoinStage:
         for case in cases:  # before the clocks move, a case has reached its own AI time
             headers = source_headers(clock.partition, reached or case.inference_date)
             out.produce.append(Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
-                                       case.model_dump_json().encode(), headers=headers))
+                                       wire.encode(case), headers=headers))

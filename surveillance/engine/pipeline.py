@@ -20,14 +20,6 @@ from surveillance.stream import topics
 JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE = "join_state", "case_state", "adverse_state"
 
 
-def _join_state(raw: Any) -> JoinState:
-    return JoinState.model_validate(raw)
-
-
-def _dump_join(state: JoinState) -> dict[str, Any]:
-    return state.model_dump(mode="json")
-
-
 def _same(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
@@ -40,7 +32,8 @@ class Engine:
     def __init__(self, config: EngineConfig, join_state: Mapping[str, Any],
                  case_state: Mapping[str, Any], adverse_state: Mapping[str, Any]) -> None:
         self.config = config
-        self.join_table = Table(JOIN_TABLE, join_state, _join_state, _dump_join)
+        self.join_table = Table(JOIN_TABLE, join_state, JoinState.from_dict,
+                                JoinState.as_dict)
         self.case_table = Table(CASE_TABLE, case_state, CaseRecord.from_dict,
                                 CaseRecord.as_dict)
         self.adverse_table = Table(ADVERSE_TABLE, adverse_state, _same, _same)

@@ -84,6 +84,7 @@ def parse(
 
     from surveillance.clinical.baselines import load_registry
     from surveillance.commands.common import load_settings, require_key
+    from surveillance.contracts import wire
     from surveillance.interop.dicom_files import read_dicom_files
     from surveillance.stream.ingest import Ingest, Rejected
     from surveillance.stream.topics import AI_RESULTS
@@ -101,7 +102,7 @@ def parse(
         if isinstance(accepted, Rejected):
             problems.append(f"{path}: {accepted.reason}: {accepted.message}")
         elif accepted.ai is not None:
-            typer.echo(accepted.ai.model_dump_json())
+            typer.echo(wire.encode(accepted.ai).decode())
     for line in problems:
         typer.echo(line, err=True)
     if problems:

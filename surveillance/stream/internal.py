@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from surveillance.contracts import AdjudicatedCase, JoinInput
+from surveillance.contracts import AdjudicatedCase, wire
+from surveillance.contracts.wire import JoinInput
 from surveillance.stream.ingest import (
     MAX_SITE_CHARS,
     MAX_TOOL_CHARS,
@@ -41,7 +42,7 @@ from surveillance.stream.watermark import SOURCE_HEADER, UNKNOWN_SOURCE, WATERMA
 def read_join_input(raw: bytes | None, now: datetime, dates: DateRange) -> JoinInput | Rejected:
     """A `cases.join` record: a join input as ingest makes it (pseudonymized), or why not."""
     try:
-        item = JoinInput.model_validate_json(raw or b"")
+        item = wire.decode(raw or b"", JoinInput)
     except ValidationError as exc:
         return Rejected("schema", describe(exc))
     if item.ai is not None:
@@ -90,13 +91,36 @@ def read_case(
         ("scanner_model", case.scanner_model),
         ("scanner_software_version", case.scanner_software_version),
         ("protocol_name", case.protocol_name),
-    ]) or identifier_lengths(case.tool_id, case.software_version, case.site)
+    ]) or identifier_lengths(case.tool_id, case.software_version, case.site) or (
+        ai_view_bounds(case))
     if why is not None:
         return why
     source = read_source(headers, case.inference_date, partitions, now, dates)
     if isinstance(source, Rejected):
         return source
     return case, *source
+
+
+#: Fields `AdjudicatedCase` takes more loosely than the AI result the tool's drift bank
+#: rebuilds from a case (`stream.case_features`): (name, low, low inclusive, high).
+_AI_BOUNDS = (("kvp", 0.0, False, 200.0), ("slice_thickness", 0.0, False, 50.0),
+              ("pixel_spacing", 0.0, False, 10.0), ("age", 0, True, 130))
+
+
+def ai_view_bounds(case: AdjudicatedCase) -> Rejected | None:
+    """Why the case's AI-result view would be refused (our join copies these fields from
+    a validated AI result, so only a forged or corrupt case gets here): the drift bank
+    would fail on it, on every restart."""
+    if not 1 <= len(case.modality) <= 16:
+        return Rejected("schema", "modality: 1 to 16 characters (as in ai.results)")
+    for name, low, inclusive, high in _AI_BOUNDS:
+        value = getattr(case, name)
+        # `not (... )` also refuses NaN, which fails every comparison.
+        if value is not None and not ((low <= value if inclusive else low < value)
+                                      and value <= high):
+            return Rejected("schema", f"{name}: outside the ai.results bounds "
+                            f"({low} to {high})")
+    return None
 
 
 def read_source(
