@@ -56,17 +56,23 @@ counted.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from surveillance.clinical.baselines import ToolBaseline
+from surveillance.clinical.case_placement import (
+    CaseView,
+    PlaceKey,
+    Placement,
+    open_version,
+    place,
+)
 from surveillance.clinical.daily_evaluation import chart_states, evaluate
-from surveillance.clinical.label_free import LabelFreeMonitor, alpha_for_budget
+from surveillance.clinical.label_free import alpha_for_budget
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor_alerts import cusum_alert, version_change_alert
 from surveillance.clinical.monitor_state import (
-    ALL_SITES,
     REPORT_LAGS_KEPT,
     VERDICT_WINDOWS,
     ChartState,
@@ -77,93 +83,20 @@ from surveillance.clinical.monitor_state import (
     Settings,
     VerdictKey,
     VersionRecord,
-    site_key,
 )
 from surveillance.clinical.verdicts import Metric, MetricVerdict
-from surveillance.clinical.version_charts import Signal, VersionCharts
+from surveillance.clinical.version_charts import Signal
 from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, MetricSnapshot
 from surveillance.stats.agreement import Confusion
 from surveillance.stats.alarm_budget import DEFAULT_BUDGET, AlarmBudget
 from surveillance.stats.cusum import ChartDesign
-from surveillance.stats.windows import (
-    COLUMN,
-    AgreementWindows,
-    Key,
-    KeyGroup,
-    age_band,
-    subgroup_keys,
-    utc_day,
-)
+from surveillance.stats.windows import COLUMN, AgreementWindows, Key, utc_day
 
 _DAY = timedelta(days=1)
 _SECONDS_PER_DAY = 86_400
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 #: A stored record's outcome (its value) as the enum, without an enum call per case.
 _OUTCOME = {outcome.value: outcome for outcome in CaseOutcome}
-
-
-@dataclass(frozen=True, slots=True)
-class CaseView:
-    """The fields of a case the general path uses, from an `AdjudicatedCase` or a
-    `CaseRecord`."""
-
-    case_id: str
-    revision: int
-    outcome: CaseOutcome
-    tool: str
-    version: str
-    site: str
-    inferred_at: datetime
-    labelled_at: datetime | None
-    score: float
-    positive_call: bool
-    scanner_manufacturer: str
-    sex: str
-    age: int | None
-
-    @classmethod
-    def of_case(cls, case: AdjudicatedCase) -> CaseView:
-        return cls(
-            case.case_id, case.revision, case.outcome, case.tool_id, case.software_version,
-            case.site, case.inference_date, case.labelled_at, case.ai_result,
-            case.result_indicator, case.scanner_manufacturer, case.sex.value, case.age,
-        )
-
-    @classmethod
-    def of_record(cls, case_id: str, record: CaseRecord) -> CaseView:
-        labelled = record.labelled_ts
-        return cls(
-            case_id, record.revision, CaseOutcome(record.outcome), record.tool, record.version,
-            record.site, datetime.fromtimestamp(record.inference_ts, UTC),
-            None if labelled is None else datetime.fromtimestamp(labelled, UTC),
-            record.score, record.positive_call, record.scanner_manufacturer, record.sex,
-            record.age,
-        )
-
-    @property
-    def latest_at(self) -> datetime:
-        return self.labelled_at or self.inferred_at
-
-    @property
-    def place(self) -> PlaceKey:
-        return (self.tool, self.version, self.site, self.scanner_manufacturer, self.sex,
-                self.age)
-
-
-#: Where a case counts, apart from its day: tool, version, site, scanner, sex, age.
-PlaceKey = tuple[str, str, str, str, str, int | None]
-
-
-class Placement:
-    """A place resolved: the version's record and the windows of the place's 8 keys."""
-
-    __slots__ = ("charts", "group", "record", "windows")
-
-    def __init__(self, record: VersionRecord, windows: AgreementWindows, group: KeyGroup):
-        self.record = record
-        self.windows = windows
-        self.group = group
-        self.charts = record.charts
 
 
 class PerformanceMonitor:
@@ -251,9 +184,9 @@ class PerformanceMonitor:
         inferred = case.inference_date
         ts = inferred.timestamp()
         day = int(ts // _SECONDS_PER_DAY) + _EPOCH_DAY  # `utc_day`, without a datetime
-        place = (case.tool_id, case.software_version, case.site, case.scanner_manufacturer,
+        where = (case.tool_id, case.software_version, case.site, case.scanner_manufacturer,
                  case.sex, case.age)
-        placement = self._placements.get(place)
+        placement = self._placements.get(where)
         if previous is None:
             if placement is None:
                 return self._apply(None, CaseView.of_case(case), alert=True)
@@ -265,7 +198,7 @@ class PerformanceMonitor:
         if (
             placement is None or case.case_id in self._homes
             or int(previous.inference_ts // _SECONDS_PER_DAY) + _EPOCH_DAY != day
-            or place != (previous.tool, previous.version, previous.site,
+            or where != (previous.tool, previous.version, previous.site,
                          previous.scanner_manufacturer, previous.sex, previous.age)
         ):
             return self._moved(previous, case)
@@ -327,8 +260,8 @@ class PerformanceMonitor:
         # study (new version, new time) must retract from where the earlier revision was.
         home = before or view
         if home.version not in versions[home.tool]:
-            self._open_version_silently(home)
-        placement = self._placement(home.place)
+            open_version(self.state, home)
+        placement = place(self.state, self._placements, home.place)
         record = placement.record
         if home.inferred_at > record.latest_inferred:
             record.latest_inferred = home.inferred_at
@@ -349,49 +282,10 @@ class PerformanceMonitor:
             alerts += self._signalled(record, signals, alert)
         return alerts
 
-    def _placement(self, place: PlaceKey) -> Placement:
-        found = self._placements.get(place)
-        if found is not None:
-            return found
-        tool, version, site, scanner, sex, age = place
-        record = self.state.versions[tool][version]
-        subgroups = {
-            "scanner_manufacturer": scanner or "unknown", "sex": str(sex),
-            "age_band": age_band(age),
-        }
-        record.sites.add(site)
-        keys: list[Key] = []
-        for where in (site, ALL_SITES):
-            dims = record.subgroups.setdefault(where, {})
-            for dim, value in subgroups.items():
-                dims.setdefault(dim, set()).add(value)
-            keys.extend(subgroup_keys(site_key(tool, version, where), subgroups))
-        windows = self.state.windows_of(tool)
-        found = self._placements[place] = Placement(record, windows, windows.group(keys))
-        return found
-
-    def _open_version_silently(self, view: CaseView) -> VersionRecord:
-        s = self.settings
-        baseline = s.registry.get(view.tool)
-        record = VersionRecord(
-            tool=view.tool,
-            version=view.version,
-            first_seen=view.inferred_at,
-            label_free=LabelFreeMonitor(s.reference_days, alpha=s.label_free_alpha),
-            latest_inferred=view.inferred_at,
-            latest_ts=view.inferred_at.timestamp(),
-            charts=None if baseline is None else VersionCharts(
-                baseline, s.reference_days, s.reference_grace_days, s.settle_days,
-                s.budget.per_year("cusum"),
-            ),
-        )
-        self.state.versions.setdefault(view.tool, {})[view.version] = record
-        return record
-
     def _open_version(self, view: CaseView) -> Alert | None:
         known = self.state.versions.get(view.tool, {})
         previous = max(known.values(), key=lambda r: r.first_seen, default=None)
-        self._open_version_silently(view)
+        open_version(self.state, view)
         if previous is None:
             return None
         return version_change_alert(self.state, previous, view.tool, view.version, view.site,
