@@ -117,19 +117,20 @@ def feed(monitor: PerformanceMonitor, ops: list[tuple[object, ...]]) -> Fed:
             ids = list(history)
             latest = history[ids[pick % len(ids)]][-1]
             n = int(latest.accession[3:])
-            place: dict[str, object] = {
+            where: dict[str, object] = {
                 "tool": latest.tool_id, "version": latest.software_version,
                 "site": latest.site, "scanner": latest.scanner_manufacturer,
                 "sex": latest.sex, "age": latest.age,
             }
             at = latest.inference_date
             if moved is not None:
+                assert isinstance(moved, tuple)
                 new_place, minute, zone = moved
                 assert isinstance(new_place, dict) and isinstance(minute, int)
                 assert isinstance(zone, timezone)
-                place = {**new_place, "tool": latest.tool_id}  # same study, same tool
+                where = {**new_place, "tool": latest.tool_id}  # same study, same tool
                 at = (T0 + timedelta(minutes=minute)).astimezone(zone)
-            c = make_case(n, latest.revision + 1, outcome, place, at)
+            c = make_case(n, latest.revision + 1, outcome, where, at)
         else:
             _, pick = op
             assert isinstance(pick, int)
@@ -243,6 +244,6 @@ def test_windows_verdicts_and_version_changes_equal_a_recount_of_the_raw_cases(
             assert windows.window(key, "last_n") == recount.last_n(key)
     monitor.evaluate(now)
     for (tool, version, site, days, metric), verdict in monitor.verdicts().items():
-        key: Key = (("tool", tool), ("version", version), ("site", site))
-        expected = judge(recount.calendar(key, days, today).confusion, REGISTRY[tool])
+        base: Key = (("tool", tool), ("version", version), ("site", site))
+        expected = judge(recount.calendar(base, days, today).confusion, REGISTRY[tool])
         assert verdict == expected[metric]

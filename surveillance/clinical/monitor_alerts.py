@@ -37,9 +37,9 @@ from surveillance.stats.windows import utc_day
 
 MAX_SITES_NAMED = 5  # sites listed in an all-sites alert; more would outgrow its text
 #: Longest tool, version, site or subgroup name quoted in an alert's text.
-NAME_CHARS = 40
+NAME_CHARS = 32
 #: Longest name of a site in an all-sites alert's list of sites.
-LISTED_NAME_CHARS = 24
+LISTED_NAME_CHARS = 16
 #: Longest alert id (`contracts.base.Id`).
 MAX_ID_CHARS = 128
 _DIGEST_CHARS = 16
