@@ -18,10 +18,11 @@ import pytest
 
 from surveillance.clinical.join import JoinState
 from surveillance.clinical.ledger import CaseRecord
+from surveillance.contracts import SnapshotBatch
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import Engine
-from surveillance.engine.records import Output, Record
+from surveillance.engine.records import MetricCall, Output, Produce, Record
 from surveillance.engine.tables import Table
 from surveillance.simulate import SimEvent, ToolTruth, simulate
 from surveillance.stream import topics
@@ -136,3 +137,41 @@ def test_a_table_reads_its_own_writes_and_reports_each_key_once() -> None:
     assert changes == {("a", 1): {"n": 11}, ("b", 2): None, ("c", 3): {"n": 3}}
     assert backing == {"a": {"n": 1}, "b": {"n": 2}}  # the caller persists, not the table
     assert table.changes() == [] and table.get("a") == {"n": 1}
+
+
+def test_each_tools_day_is_one_snapshot_record_and_its_gauges_name_that_tool_only(
+    stream: tuple[list[SimEvent], dict[str, ToolTruth]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[MetricCall] = []
+    pipeline = LocalPipeline(EngineConfig.plain(PARTITIONS), on_metrics=calls.extend)
+    produced: list[Produce] = []
+    process = pipeline.engine.process
+
+    def spy(records: list[Record], now: datetime, mono: float) -> Output:
+        out = process(records, now, mono)
+        produced.extend(p for p in out.produce if p.topic == topics.SNAPSHOTS)
+        return out
+
+    monkeypatch.setattr(pipeline.engine, "process", spy)
+    for e in stream[0]:
+        pipeline.feed(e)
+    batches = [SnapshotBatch.model_validate_json(p.value) for p in produced]
+    published = [args[0] for name, args in calls if name == "publish_snapshots"]
+    print(f"\n{len(batches)} snapshot records for {sum(map(len, published))} snapshots")
+    assert len(batches) == len(published) >= 2 * len(stream[1])  # a record per tool-day
+    assert len({(b.tool_id, b.at) for b in batches}) == len(batches)
+    for p, batch, snapshots in zip(produced, batches, published, strict=True):
+        assert p.key == batch.tool_id.encode()
+        assert batch.snapshots == snapshots  # every figure of the day, in the one record
+        assert {(s.tool_id, s.at) for s in snapshots} == {(batch.tool_id, batch.at)}
+    # Each evaluation publishes the gauges of its own tool, not every tool's again.
+    judged = 0
+    for i, (name, args) in enumerate(calls):
+        if name == "publish_drift":
+            tool = args[0]
+            (verdicts_call, (verdicts,)), (charts_call, (charts,)) = calls[i + 1], calls[i + 2]
+            assert (verdicts_call, charts_call) == ("publish_verdicts", "publish_charts")
+            assert {key[0] for key in verdicts} <= {tool}
+            assert {chart.tool for chart in charts} <= {tool}
+            judged += len(verdicts)
+    assert judged > 0

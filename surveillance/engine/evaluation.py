@@ -1,11 +1,11 @@
-"""Once per event-time day per tool: verdicts, snapshots, drift windows and gauges."""
+"""Once per event-time day per tool: verdicts, snapshots (one record), drift windows and gauges."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import Alert
+from surveillance.contracts import Alert, SnapshotBatch
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.records import Output, Produce
 from surveillance.stream import topics
@@ -29,12 +29,15 @@ class DailyEvaluation:
             return []
         now = datetime.combine(day, time.min, tzinfo=UTC)
         alerts, snapshots = monitor.evaluate(now, tools=[tool], snapshots=self.snapshots)
-        for snapshot in snapshots:
+        if snapshots:
+            # One record for the tool's day, not one per figure (a produce each).
+            batch = SnapshotBatch(tool_id=tool, at=now, snapshots=snapshots)
             out.produce.append(Produce(topics.SNAPSHOTS, tool.encode(),
-                                       snapshot.model_dump_json().encode()))
+                                       batch.model_dump_json().encode()))
         if self.snapshots:
+            # The gauges of this tool only: the other tools' have not changed.
             out.metric("publish_snapshots", snapshots)
             out.metric("publish_drift", tool, drift.bank(tool).statistics())
-            out.metric("publish_verdicts", dict(monitor.verdicts()))
-            out.metric("publish_charts", monitor.chart_states())
+            out.metric("publish_verdicts", monitor.verdicts(tool))
+            out.metric("publish_charts", monitor.chart_states(tool))
         return alerts
