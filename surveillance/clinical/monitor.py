@@ -187,6 +187,7 @@ class PerformanceMonitor:
         where = (case.tool_id, case.software_version, case.site, case.scanner_manufacturer,
                  case.sex, case.age)
         placement = self._placements.get(where)
+        record: VersionRecord
         if previous is None:
             if placement is None:
                 return self._apply(None, CaseView.of_case(case), alert=True)
@@ -194,44 +195,39 @@ class PerformanceMonitor:
             if ts > record.latest_ts:
                 record.latest_inferred, record.latest_ts = inferred, ts
             record.label_free.add(day, case.result_indicator, case.ai_result)
-            return self._count(placement, case, None, False, day)
-        if (
+            before, was_labelled = None, False
+        elif (
             placement is None or case.case_id in self._homes
             or int(previous.inference_ts // _SECONDS_PER_DAY) + _EPOCH_DAY != day
             or where != (previous.tool, previous.version, previous.site,
                          previous.scanner_manufacturer, previous.sex, previous.age)
         ):
             return self._moved(previous, case)
-        # The place is unchanged; the record's time (the latest revision's) may be later
-        # within the same day.
-        record = placement.record
-        if previous.inference_ts > record.latest_ts:
-            record.latest_ts = previous.inference_ts
-            record.latest_inferred = datetime.fromtimestamp(previous.inference_ts, UTC)
-        return self._count(placement, case, _OUTCOME[previous.outcome],
-                           previous.labelled_ts is not None, day)
-
-    def _count(
-        self, placement: Placement, case: AdjudicatedCase, previous: CaseOutcome | None,
-        was_labelled: bool, day: int,
-    ) -> list[Alert]:
-        """Count a revision at its (unchanged) place: windows, report lag, charts."""
+        else:
+            # The place is unchanged; the record's time (the latest revision's) may be
+            # later within the same day.
+            record = placement.record
+            if previous.inference_ts > record.latest_ts:
+                record.latest_ts = previous.inference_ts
+                record.latest_inferred = datetime.fromtimestamp(previous.inference_ts, UTC)
+            before, was_labelled = _OUTCOME[previous.outcome], previous.labelled_ts is not None
+        # Counted at its place: windows, report lag, charts (the general path's steps).
+        outcome = case.outcome
         placement.windows.apply_group(
-            placement.group, case.case_id, None if previous is None else COLUMN[previous],
-            COLUMN[case.outcome], day,
+            placement.group, case.case_id, None if before is None else COLUMN[before],
+            COLUMN[outcome], day,
         )
         labelled = case.labelled_at
         if labelled is not None and not was_labelled:
-            lags = placement.record.report_lags
-            lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
+            lags = record.report_lags
+            lags.append(max((labelled - inferred) / _DAY, 0.0))
             if len(lags) > REPORT_LAGS_KEPT:
                 del lags[0]
         charts = placement.charts
         if charts is None:
             return []
-        signals = charts.update(case.case_id, previous, case.outcome,
-                                labelled or case.inference_date)
-        return self._signalled(placement.record, signals, alert=True) if signals else []
+        signals = charts.update(case.case_id, before, outcome, labelled or inferred)
+        return self._signalled(record, signals, alert=True) if signals else []
 
     def _moved(self, previous: CaseRecord, case: AdjudicatedCase) -> list[Alert]:
         """A revision whose place differs from its record's (or whose case moved before)."""

@@ -84,7 +84,7 @@ class CaseStage:
                 assert released_record is not None  # stored when it was held
                 alerts += self._monitor_case(None, released, released_record, out)
             alerts += self.drift.advance(case.tool_id, clock)
-            alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, self.drift, out)
+            alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, out)
         out.alert(alerts)
 
     def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
