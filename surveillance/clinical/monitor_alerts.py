@@ -3,17 +3,21 @@ deviations and label-free warnings.
 
 Each alert says what changed, by how much, since when, where it concentrates and against
 what. Its text and id must fit the `Alert` contract (summary up to 1,000 characters, ids up
-to 128) whatever the names a site gives its tools, versions, sites and scanners: names are
-shortened in the text (`NAME_CHARS`; the alert's own fields and `subgroup` keep them in
-full), an all-sites alert names the `MAX_SITES_NAMED` lowest sites, and an id too long for
-the contract keeps its readable start and ends in a digest of the whole
-(`bounded_id`), so that a replay still produces the same id.
+to 128) whatever the names a site gives its tools, versions, sites and scanners. A text is
+built with every name in full; only if that is too long is it built again with the names
+cut in the middle to `NAME_LIMITS` characters in turn (the start and the end of a name say
+most: "Main Campus…Building 07"), so every text that fitted before reads the same. The
+alert's own fields and `subgroup` keep the names in full; an all-sites alert names the
+`MAX_SITES_NAMED` lowest sites; an id too long for the contract keeps its readable start
+and ends in a digest of the whole (`bounded_id`), so a replay still produces the same id.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import partial
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.label_free import LabelFreeTest
@@ -36,11 +40,10 @@ from surveillance.stats.cusum import average_run_length
 from surveillance.stats.windows import utc_day
 
 MAX_SITES_NAMED = 5  # sites listed in an all-sites alert; more would outgrow its text
-#: Longest tool, version, site or subgroup name quoted in an alert's text.
-NAME_CHARS = 32
-#: Longest name of a site in an all-sites alert's list of sites.
-LISTED_NAME_CHARS = 16
-#: Longest alert id (`contracts.base.Id`).
+#: Longest names quoted in an alert's text, tried in turn until the text fits (None: full).
+NAME_LIMITS = (None, 48, 32, 16)
+#: Longest alert summary and id (`contracts.outputs.Alert`, `contracts.base.Id`).
+MAX_SUMMARY_CHARS = 1_000
 MAX_ID_CHARS = 128
 _DIGEST_CHARS = 16
 
@@ -50,9 +53,25 @@ _DIMENSION_NAMES = {
 _FAILURE = {"sensitivity": "missed findings", "specificity": "false alarms"}
 
 
-def name(text: str, limit: int = NAME_CHARS) -> str:
-    """`text` as quoted in an alert: cut to `limit` characters, the cut marked."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+Names = Callable[[str], str]  # a name as quoted in one attempt at a text
+
+
+def cut(text: str, limit: int | None) -> str:
+    """`text` in at most `limit` characters: its start and end, the cut marked."""
+    if limit is None or len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head):]}"
+
+
+def fitted(build: Callable[[Names], str]) -> str:
+    """The text `build` makes with full names, or with shorter ones if that is too long."""
+    for limit in NAME_LIMITS:
+        text = build(partial(cut, limit=limit))
+        if len(text) <= MAX_SUMMARY_CHARS:
+            return text
+    # Only numbers are left to shorten it (counts have no bound on their digits).
+    return text[: MAX_SUMMARY_CHARS - 1] + "…"
 
 
 def bounded_id(*parts: str) -> str:
@@ -72,8 +91,8 @@ def _interval_text(interval: tuple[float, float] | None) -> str:
     return "n/a" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
 
 
-def _where(site: str) -> str:
-    return "all sites" if site == ALL_SITES else name(site)
+def _where(site: str, short: Names) -> str:
+    return "all sites" if site == ALL_SITES else short(site)
 
 
 def _estimate(confusion: Confusion, metric: Metric) -> Estimate:
@@ -102,12 +121,12 @@ def version_change_alert(
             f"{metric} {_fmt(est.value)} (95% CI {_interval_text(est.interval)}, "
             f"n={est.denominator})"
         )
-    old = name(previous.version)
-    summary = (
-        f"{name(tool)}: new model version {name(version)} first seen at {name(site)} on "
-        f"{inferred_at.date().isoformat()} (replacing {old}); "
-        f"revalidation required. {old} over its last 90 days: " + ", ".join(texts) + "."
-    )
+    summary = fitted(lambda short: (
+        f"{short(tool)}: new model version {short(version)} first seen at {short(site)} on "
+        f"{inferred_at.date().isoformat()} (replacing {short(previous.version)}); "
+        f"revalidation required. {short(previous.version)} over its last 90 days: "
+        + ", ".join(texts) + "."
+    ))
     return Alert(
         alert_id=bounded_id("version_change", tool, version),
         kind="version_change",
@@ -157,20 +176,20 @@ def cusum_alert(state: MonitorState, record: VersionRecord, signal: Signal) -> A
     tuned_level = 1.0 - design.p1
     tuned = (average_run_length(design.p0, design.p1, design.h, design.p1)
              / (design.weekly_volume / 7.0) + settle + lag)
-    summary = (
-        f"{name(tool)} {name(version)} at all sites: more {_FAILURE[metric]} than the "
+    summary = fitted(lambda short: (
+        f"{short(tool)} {short(version)} at all sites: more {_FAILURE[metric]} than the "
         f"clearance rate since {signal.since.date().isoformat()} (CUSUM signal on {day}). "
         f"{metric.capitalize()} {_fmt(est.value)} (95% CI {_interval_text(est.interval)}, "
         f"n={est.denominator}, "
         f"30 days to {context.date().isoformat()}) against the clearance baseline "
         f"{base_value:.3g} minus tolerance {tolerance:.2g} = {reference:.3g}"
-        f"{sites_text(state, record, metric, CONTEXT_WINDOW, context)}; "
-        f"{concentration_text(deviation)}. Expected detection delay for a drop to "
+        f"{sites_text(state, record, metric, CONTEXT_WINDOW, context, short)}; "
+        f"{concentration_text(deviation, short)}. Expected detection delay for a drop to "
         f"{reference:.3g}: {delay:.0f} days (chart {design.arl1_days:.0f}, settling "
         f"{settle}, report lag {lag:.1f}); for a drop to {tuned_level:.3g}, "
         f"the drop the chart is tuned for: {tuned:.0f} days. No further alert until the "
         f"30-day {metric} is back at or above {reference:.3g}."
-    )
+    ))
     return Alert(
         alert_id=bounded_id("cusum_signal", tool, version, metric, str(chart.signals)),
         kind="cusum_signal",
@@ -234,17 +253,19 @@ def deviation_alert(
         "" if start is None else
         f"; more {_FAILURE[metric]} than the clearance rate since {start.date().isoformat()}"
     )
-    summary = (
-        f"{name(tool)} {name(version)} at {_where(site)}: {metric} {_fmt(verdict.value)} "
+    p_in_control = in_control_p(baseline, verdict)
+    summary = fitted(lambda short: (
+        f"{short(tool)} {short(version)} at {_where(site, short)}: {metric} "
+        f"{_fmt(verdict.value)} "
         f"(95% CI {_interval_text(verdict.interval)}, n={verdict.n}, {window} days) is below "
         f"the clearance baseline {verdict.baseline:.3g} minus tolerance "
         f"{verdict.tolerance:.2g} (one-sided exact test p={verdict.p_value:.2g}; "
-        f"p={in_control_p(baseline, verdict):.2g} against {in_control:.3g}, "
+        f"p={p_in_control:.2g} against {in_control:.3g}, "
         f"alert level {level:.2g})"
         f"{since_text}"
-        f"{_others_text(state, record, site, metric, window, now)}; "
-        f"{concentration_text(deviation)}."
-    )
+        f"{_others_text(state, record, site, metric, window, now, short)}; "
+        f"{concentration_text(deviation, short)}."
+    ))
     return Alert(
         alert_id=bounded_id("baseline_deviation", tool, version, site, metric, f"{window}d",
                             now.date().isoformat()),
@@ -284,7 +305,8 @@ def _excursion_start(record: VersionRecord, metric: Metric) -> datetime | None:
 
 
 def sites_text(
-    state: MonitorState, record: VersionRecord, metric: Metric, window: int, now: datetime
+    state: MonitorState, record: VersionRecord, metric: Metric, window: int, now: datetime,
+    short: Names,
 ) -> str:
     """'; by site: site-a 0.80 (n=60), ...' when the version runs at several sites."""
     if len(record.sites) < 2:
@@ -293,7 +315,7 @@ def sites_text(
     for site in sorted(record.sites):
         est = _estimate(state.window(record.tool, record.version, site, window, now), metric)
         figures.append((est.value is None, est.value or 0.0, site,
-                        f"{name(site, LISTED_NAME_CHARS)} {_fmt(est.value)} "
+                        f"{short(site)} {_fmt(est.value)} "
                         f"(n={est.denominator})"))
     if len(figures) <= MAX_SITES_NAMED:
         return "; by site: " + ", ".join(f[3] for f in figures)
@@ -305,23 +327,23 @@ def sites_text(
 
 def _others_text(
     state: MonitorState, record: VersionRecord, site: str, metric: Metric, window: int,
-    now: datetime,
+    now: datetime, short: Names,
 ) -> str:
     """Each site's figure for an all-sites alert; the pooled figure for a site's alert."""
     if site == ALL_SITES:
-        return sites_text(state, record, metric, window, now)
+        return sites_text(state, record, metric, window, now, short)
     est = _estimate(state.window(record.tool, record.version, ALL_SITES, window, now), metric)
     return f"; all sites {_fmt(est.value)} (n={est.denominator})"
 
 
-def concentration_text(found: SubgroupFinding | None) -> str:
+def concentration_text(found: SubgroupFinding | None, short: Names) -> str:
     if found is None:
         return (
             "no site, scanner, sex or age band stands out "
             f"({TEST_NAME}, family-wise level {SUBGROUP_ALPHA:g})"
         )
     return (
-        f"concentrated in {_DIMENSION_NAMES[found.dimension]} {name(found.subgroup)} "
+        f"concentrated in {_DIMENSION_NAMES[found.dimension]} {short(found.subgroup)} "
         f"({found.metric} {found.value:.2f} (n={found.n}) against {found.rest_value:.2f} "
         f"in the rest; {TEST_NAME}, adjusted p={found.adjusted_p_value:.2g} over "
         f"{found.tests} subgroups)"
@@ -368,10 +390,10 @@ def label_free_alert(
         n=test.n_recent,
         window=f"{recent_days}d",
         since=day_start(utc_day(now) - recent_days + 1),
-        summary=(
-            f"{name(tool)} {name(version)} at all sites (estimate, not confirmed by reports): "
-            f"{what}."
-        ),
+        summary=fitted(lambda short: (
+            f"{short(tool)} {short(version)} at all sites (estimate, not confirmed by "
+            f"reports): {what}."
+        )),
         details={
             "estimate": "estimate, not confirmed by reports",
             "feature": test.feature,
