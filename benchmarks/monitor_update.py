@@ -84,16 +84,17 @@ def ceiling_run(keyed: list[tuple[Key, ...]]) -> float:
 
 
 def every_key_counted(monitor: PerformanceMonitor, stream: list[Revision]) -> str:
-    """Each case (latest revision) sits once in the 90-day window of each of its 8 keys."""
-    latest: dict[str, AdjudicatedCase] = {}
+    """Each case sits once in the 90-day window of each of the 8 keys of its place (that
+    of its first revision), with its latest outcome."""
+    first: dict[str, AdjudicatedCase] = {}
     for _, case in stream:
-        latest[case.case_id] = case
-    end = max(c.inference_date for c in latest.values())
+        first.setdefault(case.case_id, case)
+    end = max(c.inference_date for c in first.values())
     now = datetime.combine(end.date(), clock_time.min, tzinfo=UTC) + timedelta(days=1)
-    first = now - timedelta(days=90)
-    expected = sum(len(_keys(c)) for c in latest.values() if c.inference_date >= first)
+    start = now - timedelta(days=89)  # the window's first day: now's day and 89 before
+    expected = sum(len(_keys(c)) for c in first.values() if c.inference_date >= start)
     counted = 0
-    for tool in {c.tool_id for c in latest.values()}:
+    for tool in {c.tool_id for c in first.values()}:
         windows = monitor.tool_windows(tool)
         for key in monitor.window_keys(tool):
             w = windows.window(key, 90, now)
