@@ -25,6 +25,7 @@ from surveillance.engine.pipeline import Engine
 from surveillance.engine.records import MetricCall, Output, Produce, Record
 from surveillance.engine.tables import Table
 from surveillance.simulate import SimEvent, ToolTruth, simulate
+from surveillance.store.rows import Decoder, Rows
 from surveillance.stream import topics
 from surveillance.stream.ingest import join_partition
 
@@ -164,6 +165,13 @@ def test_each_tools_day_is_one_snapshot_record_and_its_gauges_name_that_tool_onl
         assert p.key == batch.tool_id.encode()
         assert batch.snapshots == snapshots  # every figure of the day, in the one record
         assert {(s.tool_id, s.at) for s in snapshots} == {(batch.tool_id, batch.at)}
+    # The store writer's decoder makes one row per snapshot of every record.
+    rows = Rows.empty()
+    decoder = Decoder(topics.CASES_ADJUDICATED, topics.ALERTS, topics.SNAPSHOTS,
+                      topics.ADVERSE_EVENTS)
+    for offset, p in enumerate(produced):
+        decoder.add(rows, p.topic, 0, offset, p.value)
+    assert rows.rejects == [] and len(rows.snapshots) == sum(map(len, published))
     # Each evaluation publishes the gauges of its own tool, not every tool's again.
     judged = 0
     for i, (name, args) in enumerate(calls):
