@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from surveillance.clinical.monitor import ALL_SITES, PerformanceMonitor
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.clinical.monitor_state import ALL_SITES
 from surveillance.clinical.verdicts import chart_designs
 from surveillance.clinical.version_charts import VOLUME_CHANGE, VersionCharts
 from surveillance.contracts import Alert, CaseOutcome

@@ -19,12 +19,14 @@ import pytest
 
 from surveillance.clinical.join import JoinState
 from surveillance.clinical.ledger import CaseRecord
+from surveillance.contracts import SnapshotBatch
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import Engine
-from surveillance.engine.records import Change, Output, Record
+from surveillance.engine.records import Change, MetricCall, Output, Produce, Record
 from surveillance.engine.tables import Table
 from surveillance.simulate import SimEvent, ToolTruth, simulate
+from surveillance.store.rows import Decoder, Rows
 from surveillance.stream import topics
 from surveillance.stream.ingest import join_partition
 
@@ -178,3 +180,48 @@ def test_a_forged_case_the_drift_bank_could_not_take_is_dead_lettered(
                          modality="C" * 16))
     out = engine.process([good], NOW, 0.0)
     assert [c.key for c in out.changes] == ["a_x:ich-triage"]
+
+
+def test_each_tools_day_is_one_snapshot_record_and_its_gauges_name_that_tool_only(
+    stream: tuple[list[SimEvent], dict[str, ToolTruth]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[MetricCall] = []
+    pipeline = LocalPipeline(EngineConfig.plain(PARTITIONS), on_metrics=calls.extend)
+    produced: list[Produce] = []
+    process = pipeline.engine.process
+
+    def spy(records: list[Record], now: datetime, mono: float) -> Output:
+        out = process(records, now, mono)
+        produced.extend(p for p in out.produce if p.topic == topics.SNAPSHOTS)
+        return out
+
+    monkeypatch.setattr(pipeline.engine, "process", spy)
+    for e in stream[0]:
+        pipeline.feed(e)
+    batches = [SnapshotBatch.model_validate_json(p.value) for p in produced]
+    published = [args[0] for name, args in calls if name == "publish_snapshots"]
+    print(f"\n{len(batches)} snapshot records for {sum(map(len, published))} snapshots")
+    assert len(batches) == len(published) >= 2 * len(stream[1])  # a record per tool-day
+    assert len({(b.tool_id, b.at) for b in batches}) == len(batches)
+    for p, batch, snapshots in zip(produced, batches, published, strict=True):
+        assert p.key == batch.tool_id.encode()
+        assert batch.snapshots == snapshots  # every figure of the day, in the one record
+        assert {(s.tool_id, s.at) for s in snapshots} == {(batch.tool_id, batch.at)}
+    # The store writer's decoder makes one row per snapshot of every record.
+    rows = Rows.empty()
+    decoder = Decoder(topics.CASES_ADJUDICATED, topics.ALERTS, topics.SNAPSHOTS,
+                      topics.ADVERSE_EVENTS)
+    for offset, p in enumerate(produced):
+        decoder.add(rows, p.topic, 0, offset, p.value)
+    assert rows.rejects == [] and len(rows.snapshots) == sum(map(len, published))
+    # Each evaluation publishes the gauges of its own tool, not every tool's again.
+    judged = 0
+    for i, (name, args) in enumerate(calls):
+        if name == "publish_drift":
+            tool = args[0]
+            (verdicts_call, (verdicts,)), (charts_call, (charts,)) = calls[i + 1], calls[i + 2]
+            assert (verdicts_call, charts_call) == ("publish_verdicts", "publish_charts")
+            assert {key[0] for key in verdicts} <= {tool}
+            assert {chart.tool for chart in charts} <= {tool}
+            judged += len(verdicts)
+    assert judged > 0

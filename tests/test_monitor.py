@@ -14,7 +14,8 @@ from statsmodels.stats.proportion import proportion_confint
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.label_free import alpha_for_budget
 from surveillance.clinical.ledger import CaseRecord, record_of
-from surveillance.clinical.monitor import ALL_SITES, MonitorError, PerformanceMonitor
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.clinical.monitor_state import ALL_SITES, MonitorError
 from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, Label, Sex
 from surveillance.observe import metrics, publish
 from surveillance.stats.agreement import Confusion
@@ -280,7 +281,7 @@ def test_rebuild_with_a_correction_matches_the_incremental_counts() -> None:
     assert sorted(rebuilt.window_keys(TOOL)) == sorted(m.window_keys(TOOL))
     for key in m.window_keys(TOOL):
         for days in (7, 30, 90):
-            assert rebuilt._windows[TOOL].window(key, days, now) == m._windows[TOOL].window(
+            assert rebuilt.tool_windows(TOOL).window(key, days, now) == m.tool_windows(TOOL).window(
                 key, days, now
             )
     # A correction after the rebuild finds its case.

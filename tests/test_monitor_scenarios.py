@@ -28,7 +28,8 @@ from scipy import stats
 from surveillance.clinical import join
 from surveillance.clinical.baselines import load_registry
 from surveillance.clinical.ledger import LABELLED, CaseLedger, CaseRecord
-from surveillance.clinical.monitor import ALL_SITES, PerformanceMonitor
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.clinical.monitor_state import ALL_SITES
 from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, Label, Sex, wire
 from surveillance.simulate import Scenario, simulate
 from surveillance.simulate import profiles as P
@@ -338,8 +339,8 @@ def test_rebuild_from_records_gives_the_incremental_window_counts(
     now = _end_of(89)
     keys = worker.monitor.window_keys(TOOL)
     assert sorted(keys) == sorted(rebuilt.window_keys(TOOL))
-    windows = worker.monitor._windows[TOOL]
-    again = rebuilt._windows[TOOL]
+    windows = worker.monitor.tool_windows(TOOL)
+    again = rebuilt.tool_windows(TOOL)
     for key in keys:
         for days in (7, 30, 90):
             assert windows.window(key, days, now) == again.window(key, days, now), (key, days)

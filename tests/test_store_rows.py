@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from surveillance.contracts import AdjudicatedCase, AdverseEvent
+from surveillance.contracts import AdjudicatedCase, AdverseEvent, SnapshotBatch
 from surveillance.store.batch import latest
 from surveillance.store.errors import MigrationError
 from surveillance.store.migrate import load_migrations, plan
-from surveillance.store.rows import CASE_COLUMNS, Decoder, Reject, Rows
-from tests.store_fixtures import corrected, make_adverse_events, make_alerts, make_cases
+from surveillance.store.rows import CASE_COLUMNS, SNAPSHOT_COLUMNS, Decoder, Reject, Rows
+from tests.store_fixtures import (
+    corrected,
+    make_adverse_events,
+    make_alerts,
+    make_cases,
+    make_snapshots,
+)
 
 START = date(2026, 7, 1)
 
@@ -46,6 +53,26 @@ def test_invalid_messages_become_rejects_by_position_only() -> None:
     ]
     assert rows.rejects[0].reason.startswith("invalid case: revision: Field required")
     assert rows.cases == []
+
+
+def test_a_days_snapshot_batch_becomes_one_row_per_snapshot_and_single_ones_still_do() -> None:
+    snapshots = make_snapshots("ich-triage", START, 3)
+    batch = SnapshotBatch(tool_id="ich-triage", at=snapshots[0].at, snapshots=snapshots[:2])
+    rows = Rows.empty()
+    decoder = _decoder()
+    decoder.add(rows, "s", 0, 1, batch.model_dump_json().encode())
+    decoder.add(rows, "s", 0, 2, snapshots[2].model_dump_json().encode())  # the shadow's
+    ids = [dict(zip(SNAPSHOT_COLUMNS, r, strict=True))["snapshot_id"] for r in rows.snapshots]
+    assert ids == [s.snapshot_id for s in snapshots] and rows.rejects == []
+    # One bad snapshot rejects its whole record (by position), storing none of it.
+    bad = batch.model_dump(mode="json")
+    bad["snapshots"][1]["value"] = "high"
+    decoder.add(rows, "s", 1, 9, json.dumps(bad).encode())
+    decoder.add(rows, "s", 1, 10, b"not json")
+    assert len(rows.snapshots) == 3
+    assert [(r.partition, r.offset) for r in rows.rejects] == [(1, 9), (1, 10)]
+    assert rows.rejects[0].reason.startswith("invalid snapshot: snapshots.1.value")
+    assert rows.rejects[1].reason.startswith("invalid snapshot: ")
 
 
 def test_nul_characters_are_rejected_not_stored() -> None:

@@ -131,9 +131,8 @@ class LabelFreeMonitor:
         """Count one case (its first revision only) by the UTC day ordinal of its AI call."""
         if self._first_day is None:
             self._first_day = day
-        assert self.reference_end is not None
         key = round(score * _SCORE_SCALE)
-        if day < self.reference_end:
+        if day < self._first_day + self.reference_days:
             bucket = self._reference
         else:
             if self._watermark is None or day > self._watermark:
@@ -142,7 +141,10 @@ class LabelFreeMonitor:
                     del self._recent[old]
             if day <= self._watermark - self.recent_days:
                 return  # too late for any recent window still to be tested
-            bucket = self._recent.setdefault(day, _Day(scores=Counter()))
+            found = self._recent.get(day)
+            if found is None:
+                found = self._recent[day] = _Day(scores=Counter())
+            bucket = found
         bucket.cases += 1
         bucket.positives += int(positive)
         assert bucket.scores is not None

@@ -176,7 +176,8 @@ def chart_designs(
     }
 
 
-_CHART_INPUT: dict[CaseOutcome, tuple[Metric, bool]] = {
+#: The chart a case feeds when it enters the confusion matrix, and whether it is a failure.
+CHART_INPUT: dict[CaseOutcome, tuple[Metric, bool]] = {
     CaseOutcome.TP: ("sensitivity", False),
     CaseOutcome.FN: ("sensitivity", True),
     CaseOutcome.TN: ("specificity", False),
@@ -191,6 +192,6 @@ def chart_observation(previous: CaseOutcome | None, new: CaseOutcome) -> tuple[M
     enters the confusion matrix. Later corrections change the windows and verdicts, not
     the charts.
     """
-    if previous in _CHART_INPUT:
+    if previous in CHART_INPUT:
         return None
-    return _CHART_INPUT.get(new)
+    return CHART_INPUT.get(new)

@@ -44,15 +44,10 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from surveillance.clinical.baselines import ToolBaseline
-from surveillance.clinical.verdicts import (
-    METRICS,
-    Metric,
-    chart_design,
-    chart_designs,
-    chart_observation,
-)
+from surveillance.clinical.verdicts import CHART_INPUT, METRICS, Metric, chart_design, chart_designs
 from surveillance.contracts import CaseOutcome
 from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
 
@@ -61,8 +56,7 @@ from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
 VOLUME_CHANGE = 0.25
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     metric: Metric
     failure: bool
     at: datetime  # report time
@@ -116,12 +110,17 @@ class VersionCharts:
     _waiting: list[Observation] = field(default_factory=list)
     _settling: dict[str, Observation] = field(default_factory=dict)
     _due: list[tuple[datetime, str]] = field(default_factory=list)  # heap of (at, case)
+    #: clock - settle_days: observations due at or before it are released (kept with the
+    #: clock, so that the per-case path makes no datetime unless the clock moves).
+    _horizon: datetime | None = None
+    reference_end: datetime | None = None  # reference_start + reference_days
+    _design_at: datetime | None = None  # reference_end + grace_days: the design's time
+    _period_end: datetime | None = None  # period_start + reference_days
 
-    @property
-    def reference_end(self) -> datetime | None:
-        if self.reference_start is None:
-            return None
-        return self.reference_start + timedelta(days=self.reference_days)
+    def _set_reference_start(self, start: datetime) -> None:
+        self.reference_start = start
+        self.reference_end = start + timedelta(days=self.reference_days)
+        self._design_at = self.reference_end + timedelta(days=self.grace_days)
 
     def update(
         self, case_id: str, previous: CaseOutcome | None, new: CaseOutcome, at: datetime
@@ -132,57 +131,69 @@ class VersionCharts:
         replaces its observation (or drops it, if it left the matrix); a revision of a case
         already released changes nothing here (the windows and verdicts take it).
         """
-        entry = chart_observation(None, new)
-        held = self._settling.get(case_id)
+        entry = CHART_INPUT.get(new)
+        settling = self._settling
+        held = settling.get(case_id)
         if held is not None:
             if entry is None:
-                del self._settling[case_id]
+                del settling[case_id]
             else:
-                self._settling[case_id] = Observation(entry[0], entry[1], held.at)
-        elif entry is not None and chart_observation(previous, new) is not None:
-            self._settling[case_id] = Observation(entry[0], entry[1], at)
+                settling[case_id] = Observation(entry[0], entry[1], held.at)
+        elif entry is not None and previous not in CHART_INPUT:
+            settling[case_id] = Observation(entry[0], entry[1], at)
             heapq.heappush(self._due, (at, case_id))
-        if self.clock is None or at > self.clock:
+        clock = self.clock
+        if clock is None or at > clock:
             self.clock = at
-        return self._release()
+            self._horizon = at - timedelta(days=self.settle_days)
+        due = self._due
+        if not due or self._horizon is None or due[0][0] > self._horizon:
+            return []
+        return self._release(self._horizon)
 
-    def _release(self) -> list[Signal]:
-        assert self.clock is not None
-        horizon = self.clock - timedelta(days=self.settle_days)
+    def _release(self, horizon: datetime) -> list[Signal]:
         signals: list[Signal] = []
-        while self._due and self._due[0][0] <= horizon:
-            at, case_id = heapq.heappop(self._due)
-            obs = self._settling.get(case_id)
+        due, settling = self._due, self._settling
+        while due and due[0][0] <= horizon:
+            at, case_id = heapq.heappop(due)
+            obs = settling.get(case_id)
             if obs is None or obs.at != at:
                 continue  # dropped while settling
-            del self._settling[case_id]
-            signals += self._observe(obs)
+            del settling[case_id]
+            end = self.reference_end
+            if self.charts is not None and end is not None and at >= end:
+                # The usual case, without `_observe`'s reference-period bookkeeping.
+                if self.settled is None or at > self.settled:
+                    self.settled = at
+                self._feed(obs, signals)
+            else:
+                self._observe(obs, signals)
         return signals
 
-    def _observe(self, obs: Observation) -> list[Signal]:
+    def _observe(self, obs: Observation, signals: list[Signal]) -> None:
+        """Count `obs` in the reference period or feed it to its chart; signals to `signals`."""
         if self.settled is None or obs.at > self.settled:
             self.settled = obs.at
         if self.charts is None:
             self._waiting.append(obs)
             if self.reference_start is None or obs.at < self.reference_start:
-                self.reference_start = obs.at
-            end = self.reference_end
-            assert end is not None
-            if self.settled < end + timedelta(days=self.grace_days):
-                return []
-            return self._design(end)
+                self._set_reference_start(obs.at)
+            end, design_at = self.reference_end, self._design_at
+            assert end is not None and design_at is not None
+            if self.settled >= design_at:
+                self._design(end, signals)
+            return
         end = self.reference_end
         assert end is not None
-        if obs.at < end:
-            return []
-        return self._feed(obs)
+        if obs.at >= end:
+            self._feed(obs, signals)
 
     def close(self, metric: Metric) -> None:
         """End the metric's episode: a signalled chart restarts from zero."""
         if self.charts is not None and self.charts[metric].signalled_at is not None:
             self.charts[metric].restart()
 
-    def _design(self, end: datetime) -> list[Signal]:
+    def _design(self, end: datetime, signals: list[Signal]) -> None:
         later: list[Observation] = []
         for obs in self._waiting:
             if obs.at < end:
@@ -199,19 +210,19 @@ class VersionCharts:
         self.charts = {
             m: Chart(d, BernoulliCUSUM(d.p0, d.p1, d.h)) for m, d in designs.items()
         }
-        signals: list[Signal] = []
         for obs in sorted(later, key=lambda o: o.at):
-            signals += self._feed(obs)
-        return signals
+            self._feed(obs, signals)
 
     def _count_volume(self, obs: Observation) -> None:
         """Count `obs` in its volume period; re-derive thresholds when a period ends."""
         assert self.charts is not None
-        period = timedelta(days=self.reference_days)
         if self.period_start is None:
             self.period_start = self.reference_end
         assert self.period_start is not None
-        if obs.at >= self.period_start + period:
+        if self._period_end is None:
+            self._period_end = self.period_start + timedelta(days=self.reference_days)
+        if obs.at >= self._period_end:
+            period = timedelta(days=self.reference_days)
             weeks = self.reference_days / DAYS_PER_WEEK
             for metric, chart in self.charts.items():
                 volume = max(self.period_counts[metric], 1) / weeks
@@ -224,16 +235,21 @@ class VersionCharts:
                     chart.redesigns += 1
             skipped = (obs.at - self.period_start) // period
             self.period_start += skipped * period
+            self._period_end = self.period_start + period
             self.period_counts = {m: 0 for m in METRICS}
         if obs.at >= self.period_start:
             self.period_counts[obs.metric] += 1
 
-    def _feed(self, obs: Observation) -> list[Signal]:
+    def _feed(self, obs: Observation, signals: list[Signal]) -> None:
         assert self.charts is not None and self.clock is not None
-        self._count_volume(obs)
+        start, end = self.period_start, self._period_end
+        if start is not None and end is not None and start <= obs.at < end:
+            self.period_counts[obs.metric] += 1  # the usual case: within the current period
+        else:
+            self._count_volume(obs)
         chart = self.charts[obs.metric]
         if chart.signalled_at is not None:
-            return []
+            return
         was_zero = chart.cusum.statistic == 0.0
         chart.cusum.update(obs.failure)
         if chart.cusum.statistic == 0.0:
@@ -241,8 +257,8 @@ class VersionCharts:
         elif was_zero or chart.excursion_start is None:
             chart.excursion_start = obs.at
         if not chart.cusum.drift_detected:
-            return []
+            return
         chart.signals += 1
         chart.signalled_at = self.clock
         since = chart.excursion_start or obs.at
-        return [Signal(obs.metric, chart, self.clock, min(since, self.clock))]
+        signals.append(Signal(obs.metric, chart, self.clock, min(since, self.clock)))

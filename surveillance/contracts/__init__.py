@@ -36,7 +36,13 @@ from surveillance.contracts.base import (
     ShortText,
 )
 from surveillance.contracts.cases import AdjudicatedCase, CaseOutcome, JoinInput
-from surveillance.contracts.outputs import Alert, AlertSeverity, DeadLetter, MetricSnapshot
+from surveillance.contracts.outputs import (
+    Alert,
+    AlertSeverity,
+    DeadLetter,
+    MetricSnapshot,
+    SnapshotBatch,
+)
 from surveillance.contracts.reports import (
     Exam,
     ReferenceMeasurement,
@@ -79,6 +85,7 @@ __all__ = [
     "Scanner",
     "Sex",
     "ShortText",
+    "SnapshotBatch",
     "StructuredFinding",
 ]
 

@@ -80,6 +80,16 @@ class MetricSnapshot(Contract):
     n: int | None = None
 
 
+class SnapshotBatch(Contract):
+    """Every snapshot of one tool's daily evaluation, as one record (topic
+    `surveillance.snapshots`, beside the single `MetricSnapshot`s of the shadow process):
+    one record per tool and day instead of one per figure."""
+
+    tool_id: Id
+    at: AwareDatetime
+    snapshots: list[MetricSnapshot]
+
+
 class DeadLetter(Contract):
     """An input event that could not be accepted (topic `<topic>.dlq`)."""
 

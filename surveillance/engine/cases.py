@@ -102,7 +102,7 @@ class CaseStage:
                 alerts += self._monitor_case(None, released, released_record, out)
             alerts += self.drift.advance(case.tool_id, clock)
             alerts += self.drift.calibrate_due(case.tool_id)
-            alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, self.drift, out)
+            alerts += self.evaluation.maybe(case.tool_id, clock, self.monitor, out)
             evicted = self.horizon.advance(record.partition, clock)
             if evicted:
                 out.metric("horizon_evicted", evicted)

@@ -77,6 +77,7 @@ class Engine:
             raise ValueError(f"the engine reads no topic {record.topic!r}")
 
     def _flush(self, out: Output) -> Output:
+        self.cases.evaluation.flush(self.cases.monitor, self.cases.drift, out)
         for table in (self.join_table, self.case_table, self.horizon_summaries,
                       self.adverse_table):
             out.changes += table.changes()

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from surveillance.clinical.baselines import ToolBaseline
-from surveillance.clinical.monitor import ChartState, VerdictKey
+from surveillance.clinical.monitor_state import ChartState, VerdictKey
 from surveillance.clinical.verdicts import METRICS, MetricVerdict, VerdictKind
 from surveillance.contracts import MetricSnapshot
 from surveillance.observe import metrics

@@ -2,7 +2,8 @@
 
 A key is any tuple of (dimension, value) pairs, e.g.
 `(("tool", "ich-triage"), ("version", "2.1"), ("site", "A"), ("sex", "F"))`; the caller
-decides which keys a case counts under (`subgroup_keys` builds the usual set).
+decides which keys a case counts under (`subgroup_keys` builds the usual set) and counts a
+case under the same keys on every revision.
 
 Calendar windows (default 7, 30 and 90 days). Counts live in one bucket per UTC day of the
 case's time. A window of D days read at day T covers the days T-D+1 .. T. Buckets at or
@@ -26,11 +27,19 @@ the case's day and adds the new one: the same case is never counted twice.
 
 Outcomes TP/FP/TN/FN enter the confusion matrix; indeterminate, pending and unlabelled are
 counted per window beside it and never enter it.
+
+Cost. The monitor counts every case under 8 keys, so the per-case path is what matters:
+`group(keys)` resolves a key set once to its `KeyWindows` (the monitor keeps the group per
+tool/version/site/subgroup placement), and `apply_group` then costs one list increment per
+key when the case falls on the key's latest day. The last N of a key is a bounded deque of
+the entries made under it; an entry is one small list `[column]` shared by every key the
+case counts under, so a correction changes it once for all of them and the counts are
+summed when the window is read (once per day per key, not once per case).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,8 +50,8 @@ from surveillance.stats.intervals import StatsParameterError
 
 Key = tuple[tuple[str, str], ...]
 
-# Column of each outcome in a bucket; the first four are the confusion matrix.
-_INDEX: dict[CaseOutcome, int] = {
+#: Column of each outcome in a bucket; the first four are the confusion matrix.
+COLUMN: dict[CaseOutcome, int] = {
     CaseOutcome.TP: 0,
     CaseOutcome.FP: 1,
     CaseOutcome.TN: 2,
@@ -52,6 +61,11 @@ _INDEX: dict[CaseOutcome, int] = {
     CaseOutcome.UNLABELLED: 6,
 }
 _IN_MATRIX = 4  # columns below this index are TP, FP, TN, FN
+#: The column of an entry whose case has since left the matrix: counted nowhere.
+_LEFT = 7
+
+#: One entry into the confusion matrix: `[column]`, shared by the keys of its case.
+Entry = list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,100 +97,64 @@ def utc_day(moment: datetime) -> int:
 class KeyWindows:
     """Windows of one key. Usually reached through `AgreementWindows`."""
 
-    __slots__ = (
-        "_buckets",
-        "_days",
-        "_entries",
-        "_last",
-        "_last_n",
-        "_ring_counts",
-        "_watermark",
-        "late_ignored",
-    )
+    __slots__ = ("_days", "_entries", "buckets", "current", "late_ignored", "watermark")
 
     def __init__(self, days: tuple[int, ...], last_n: int) -> None:
         self._days = days
-        self._last_n = last_n
-        self._buckets: dict[int, list[int]] = {}
-        self._watermark: int | None = None
-        self._last: OrderedDict[str, tuple[int, int]] = OrderedDict()  # case -> (entry, col)
-        self._entries = 0
-        self._ring_counts = [0, 0, 0, 0]
+        #: Counts per UTC day (ordinal) still readable, in `COLUMN` order.
+        self.buckets: dict[int, list[int]] = {}
+        #: Latest UTC day seen under this key, and its bucket.
+        self.watermark = -1
+        self.current: list[int] = [0] * 7
+        self._entries: deque[Entry] = deque(maxlen=last_n)
         self.late_ignored = 0
 
-    def apply(self, case_id: str, previous: int | None, new: int, day: int) -> None:
-        """Record a case's outcome (column index); `previous` is its earlier one, if any."""
-        self._apply_calendar(previous, new, day)
-        self._apply_last_n(case_id, previous, new)
-
-    def _apply_calendar(self, previous: int | None, new: int, day: int) -> None:
-        horizon = self._days[-1]
-        watermark = self._watermark
-        if watermark is None or day > watermark:
-            self._watermark = watermark = day
-            for old in [d for d in self._buckets if d <= day - horizon]:
-                del self._buckets[old]
-        if day <= watermark - horizon:
+    def new_bucket(self, day: int) -> list[int] | None:
+        """A bucket for `day`, which has none; None (and counted late) if already dropped."""
+        watermark = self.watermark
+        buckets = self.buckets
+        if day > watermark:
+            self.watermark = day
+            horizon = day - self._days[-1]
+            for old in [d for d in buckets if d <= horizon]:
+                del buckets[old]
+            bucket = self.current = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
+            return bucket
+        if day <= watermark - self._days[-1]:
             self.late_ignored += 1
-            return
-        bucket = self._buckets.get(day)
-        if bucket is None:
-            bucket = self._buckets[day] = [0, 0, 0, 0, 0, 0, 0]
-        if previous is not None:
-            if bucket[previous] == 0:
-                # Retracting what was never added would corrupt every window of this key.
-                raise StatsParameterError(
-                    "a correction names a previous outcome that was never counted for this "
-                    "case's day: pass the outcome this case was last applied with"
-                )
-            bucket[previous] -= 1
-        bucket[new] += 1
-
-    def _apply_last_n(self, case_id: str, previous: int | None, new: int) -> None:
-        was_in = previous is not None and previous < _IN_MATRIX
-        now_in = new < _IN_MATRIX
-        ring = self._last
-        counts = self._ring_counts
-        if was_in:
-            held = ring.get(case_id)
-            if held is None:
-                return  # displaced earlier; its correction no longer concerns the last N
-            counts[held[1]] -= 1
-            if now_in:
-                ring[case_id] = (held[0], new)
-                counts[new] += 1
-            else:
-                del ring[case_id]
-        elif now_in:
-            self._entries += 1
-            ring[case_id] = (self._entries, new)
-            counts[new] += 1
-            oldest = self._entries - self._last_n
-            while ring:
-                first_id = next(iter(ring))
-                entry, col = ring[first_id]
-                if entry > oldest:
-                    break
-                del ring[first_id]
-                counts[col] -= 1
+            return None
+        bucket = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
+        return bucket
 
     @property
-    def watermark(self) -> int | None:
-        """Latest UTC day (ordinal) seen under this key."""
-        return self._watermark
+    def entries(self) -> deque[Entry]:
+        return self._entries
 
     def calendar(self, days: int, today: int) -> WindowCounts:
         first = today - days + 1
-        rows = [bucket for day, bucket in self._buckets.items() if first <= day <= today]
+        rows = [bucket for day, bucket in self.buckets.items() if first <= day <= today]
         if not rows:
             return _counts([0] * 7)
         return _counts([sum(column) for column in zip(*rows, strict=True)])
 
     def last_n(self) -> WindowCounts:
-        return _counts([*self._ring_counts, 0, 0, 0])
+        row = [0] * 8
+        for entry in self._entries:
+            row[entry[0]] += 1
+        return _counts([*row[:_IN_MATRIX], 0, 0, 0])
 
     def memory_cells(self) -> int:
-        return len(self._buckets) + len(self._last)
+        return len(self.buckets) + len(self._entries)
+
+
+class KeyGroup:
+    """The `KeyWindows` of one set of keys, and the deques of their last N entries."""
+
+    __slots__ = ("entries", "windows")
+
+    def __init__(self, windows: tuple[KeyWindows, ...]) -> None:
+        self.windows = windows
+        self.entries = tuple(w.entries for w in windows)
 
 
 class AgreementWindows:
@@ -199,6 +177,24 @@ class AgreementWindows:
         self.days = window_days
         self.last_n = last_n
         self._keys: dict[Key, KeyWindows] = {}
+        self._groups: dict[tuple[Key, ...], KeyGroup] = {}
+        #: The current matrix entry of each case that may still be in some key's last N.
+        self._open: dict[str, Entry] = {}
+        self._open_limit = 4 * last_n
+
+    def group(self, keys: Iterable[Key]) -> KeyGroup:
+        """The windows of `keys` (made on first use), to pass to `apply_group`."""
+        keys = tuple(keys)
+        found = self._groups.get(keys)
+        if found is None:
+            states = []
+            for key in keys:
+                state = self._keys.get(key)
+                if state is None:
+                    state = self._keys[key] = KeyWindows(self.days, self.last_n)
+                states.append(state)
+            found = self._groups[keys] = KeyGroup(tuple(states))
+        return found
 
     def apply(
         self,
@@ -215,13 +211,65 @@ class AgreementWindows:
         a calendar day.
         """
         day = utc_day(case_time)
-        old = None if previous is None else _INDEX[previous]
-        col = _INDEX[new]
-        for key in keys:
-            state = self._keys.get(key)
-            if state is None:
-                state = self._keys[key] = KeyWindows(self.days, self.last_n)
-            state.apply(case_id, old, col, day)
+        old = None if previous is None else COLUMN[previous]
+        self.apply_group(self.group(keys), case_id, old, COLUMN[new], day)
+
+    def apply_group(
+        self, group: KeyGroup, case_id: str, previous: int | None, new: int, day: int
+    ) -> None:
+        """`apply` with the keys resolved (`group`), outcomes as `COLUMN`s and the UTC day."""
+        if previous is None:
+            for state in group.windows:
+                if day == state.watermark:
+                    state.current[new] += 1
+                else:
+                    bucket = state.buckets.get(day) or state.new_bucket(day)
+                    if bucket is not None:
+                        bucket[new] += 1
+            if new < _IN_MATRIX:
+                self._enter(group, case_id, new)
+            return
+        for state in group.windows:
+            if day == state.watermark:
+                bucket = state.current
+            else:
+                bucket = state.buckets.get(day) or state.new_bucket(day)
+                if bucket is None:
+                    continue
+            if bucket[previous] == 0:
+                # Retracting what was never added would corrupt every window of this key.
+                raise StatsParameterError(
+                    "a correction names a previous outcome that was never counted for this "
+                    "case's day: pass the outcome this case was last applied with"
+                )
+            bucket[previous] -= 1
+            bucket[new] += 1
+        if previous < _IN_MATRIX:
+            entry = self._open.get(case_id)
+            if entry is None:
+                return  # displaced from every key's last N; nothing there to change
+            if new < _IN_MATRIX:
+                entry[0] = new
+            else:
+                entry[0] = _LEFT
+                del self._open[case_id]
+        elif new < _IN_MATRIX:
+            self._enter(group, case_id, new)
+
+    def _enter(self, group: KeyGroup, case_id: str, column: int) -> None:
+        entry = [column]
+        self._open[case_id] = entry
+        for entries in group.entries:
+            entries.append(entry)
+        if len(self._open) > self._open_limit:
+            self._forget_displaced()
+
+    def _forget_displaced(self) -> None:
+        """Drop the entries no key's last N holds any more (amortized: the map is rebuilt
+        only when it has grown to twice what the keys can hold)."""
+        held = {id(entry) for state in self._keys.values() for entry in state.entries}
+        self._open = {c: e for c, e in self._open.items() if id(e) in held}
+        self._open_limit = 2 * len(self._open) + 4 * self.last_n
 
     def keys(self) -> list[Key]:
         return list(self._keys)
@@ -240,7 +288,7 @@ class AgreementWindows:
                 f"unknown window {window!r}: use one of {self.days} or 'last_n'"
             )
         assert isinstance(window, int)
-        if state is None or state.watermark is None:
+        if state is None or state.watermark < 0:
             return _counts([0] * 7)
         today = state.watermark if now is None else utc_day(now)
         if today - window < state.watermark - self.days[-1]:

@@ -12,12 +12,19 @@ of both are collected in `Rows.alerts_touched` so the writer re-derives their re
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from surveillance.contracts import AdjudicatedCase, AdverseEvent, Alert, MetricSnapshot
+from surveillance.contracts import (
+    AdjudicatedCase,
+    AdverseEvent,
+    Alert,
+    MetricSnapshot,
+    SnapshotBatch,
+)
 
 CASE_COLUMNS = (
     "case_id", "revision", "outcome", "label", "label_status", "tool_id",
@@ -175,10 +182,11 @@ class Decoder:
                 rows.cases.append(case_row)
                 rows.ai_results.append(ai_row)
             elif kind == "snapshot":
-                row = snapshot_row(MetricSnapshot.model_validate_json(value))
-                if _has_nul(row):
+                snapshots = _snapshots(value)
+                found = [snapshot_row(s) for s in snapshots]
+                if any(_has_nul(row) for row in found):
                     return _NUL
-                rows.snapshots.append(row)
+                rows.snapshots += found
             elif kind == "alert":
                 alert = Alert.model_validate_json(value)
                 row = alert_row(alert)
@@ -205,3 +213,16 @@ class Decoder:
 
 
 _NUL = "a text field contains a NUL character, which PostgreSQL cannot store"
+
+
+def _snapshots(value: bytes) -> list[MetricSnapshot]:
+    """A day's `SnapshotBatch` (the engine's) or one `MetricSnapshot` (the shadow's)."""
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        raw = None  # not JSON: the contract's own error says so
+    if isinstance(raw, dict) and "snapshots" in raw:
+        return SnapshotBatch.model_validate(raw).snapshots
+    if raw is None:
+        return [MetricSnapshot.model_validate_json(value)]
+    return [MetricSnapshot.model_validate(raw)]

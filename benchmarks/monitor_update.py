@@ -1,0 +1,161 @@
+"""CPU per case of `PerformanceMonitor.on_case`, every window key counted, beside a ceiling.
+
+The input is what the worker gives the monitor: a simulated stream (every tool, sites,
+scanners, sexes, ages, report delays, corrections) through the engine's join and ledger
+(`engine.local.revisions`), made before the clock starts: one `(previous record, case)`
+per new case revision (a case usually comes twice: pending at its AI call, labelled at its
+report). Each revision is counted under 8 window keys ((site, all sites) x (itself,
+scanner, sex, age band)), each with its 7/30/90-day windows and last 200 cases, and feeds
+the label-free counts and the two CUSUM charts.
+
+The clock runs from day 50 on (every version's charts designed: that Markov-chain design
+runs once per version, ~0.1 s a chart, and is printed apart as the whole stream's cost).
+The ceiling, measured in the same run on the same revisions: a bare loop that does one
+dict increment per window key of each revision (no windows, no charts); the monitor
+cannot beat it. Also printed: the daily evaluation per tool-day, with and without
+snapshots.
+
+    .venv/bin/python benchmarks/monitor_update.py [days]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
+
+from surveillance.clinical.baselines import load_registry
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.contracts import AdjudicatedCase
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.local import revisions
+from surveillance.simulate import simulate
+from surveillance.stats.windows import Key, age_band, subgroup_keys
+
+Revision = tuple[CaseRecord | None, AdjudicatedCase]
+RUNS = 5
+#: Days fed before the clock starts: by then every chart is designed (28 days of
+#: reference, 2 of grace, 7 of settling), which happens once per version.
+WARM_DAYS = 50
+
+
+def _keys(case: AdjudicatedCase) -> tuple[Key, ...]:
+    subgroups = {"scanner_manufacturer": case.scanner_manufacturer or "unknown",
+                 "sex": case.sex.value, "age_band": age_band(case.age)}
+    return tuple(
+        key
+        for site in (case.site, "all")
+        for key in subgroup_keys((("tool", case.tool_id), ("version", case.software_version),
+                                  ("site", site)), subgroups)
+    )
+
+
+def monitor_run(
+    stream: list[Revision], warm: int
+) -> tuple[float, float, float, PerformanceMonitor]:
+    """CPU seconds of the whole stream and of the revisions after `warm` (every chart
+    designed), wall seconds of those, and the monitor."""
+    monitor = PerformanceMonitor(load_registry())
+    on_case = monitor.on_case
+    start = time.process_time()
+    for previous, case in stream[:warm]:
+        on_case(previous, case)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for previous, case in stream[warm:]:
+        on_case(previous, case)
+    end = time.process_time()
+    return end - start, end - cpu, time.perf_counter() - wall, monitor
+
+
+def ceiling_run(keyed: list[tuple[Key, ...]]) -> float:
+    """CPU seconds of one dict increment per window key of every revision."""
+    counts: dict[Key, int] = {}
+    get = counts.get
+    cpu = time.process_time()
+    for keys in keyed:
+        for key in keys:
+            counts[key] = get(key, 0) + 1
+    return time.process_time() - cpu
+
+
+def every_key_counted(monitor: PerformanceMonitor, stream: list[Revision]) -> str:
+    """Each case sits once in the 90-day window of each of the 8 keys of its place (that
+    of its first revision), with its latest outcome."""
+    first: dict[str, AdjudicatedCase] = {}
+    for _, case in stream:
+        first.setdefault(case.case_id, case)
+    end = max(c.inference_date for c in first.values())
+    now = datetime.combine(end.date(), clock_time.min, tzinfo=UTC) + timedelta(days=1)
+    start = now - timedelta(days=89)  # the window's first day: now's day and 89 before
+    expected = sum(len(_keys(c)) for c in first.values() if c.inference_date >= start)
+    counted = 0
+    for tool in {c.tool_id for c in first.values()}:
+        windows = monitor.tool_windows(tool)
+        for key in monitor.window_keys(tool):
+            w = windows.window(key, 90, now)
+            counted += w.confusion.n + w.pending + w.unlabelled + w.indeterminate
+    verdict = "every key counted" if counted == expected else "COUNTS DIFFER"
+    return f"90-day window cells over all keys: {counted} (expected {expected}): {verdict}"
+
+
+def evaluation_cost(monitor: PerformanceMonitor, stream: list[Revision]) -> tuple[float, float]:
+    """CPU ms per tool-day of `evaluate` with and without snapshots, over the last 7 days."""
+    tools = sorted({case.tool_id for _, case in stream})
+    end = max(case.inference_date for _, case in stream).date()
+    days = [datetime.combine(end - timedelta(days=d), clock_time.min, tzinfo=UTC)
+            + timedelta(days=1) for d in range(7, 0, -1)]
+    out = []
+    for snapshots in (True, False):
+        cpu = time.process_time()
+        for day in days:
+            for tool in tools:
+                monitor.evaluate(day, tools=[tool], snapshots=snapshots)
+        out.append((time.process_time() - cpu) / (len(days) * len(tools)) * 1e3)
+    return out[0], out[1]
+
+
+def main() -> None:
+    days = int(sys.argv[1]) if len(sys.argv) > 1 else 120
+    events, _ = simulate(days=days, seed=7)
+    stream = [(previous, case) for _, previous, case in revisions(EngineConfig.plain(4), events)]
+    keyed = [_keys(case) for _, case in stream]
+    cases = len({case.case_id for _, case in stream})
+    keys_per_revision = {len(k) for k in keyed}
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"{days} simulated days: {len(stream)} revisions of {cases} cases, "
+          f"{sorted(keys_per_revision)} window keys per revision; {RUNS} runs")
+    first = min(case.inference_date for _, case in stream)
+    warm = next(i for i, (_, case) in enumerate(stream)
+                if case.inference_date - first >= timedelta(days=WARM_DAYS))
+    timed = len(stream) - warm
+    runs = [monitor_run(stream, warm) for _ in range(RUNS)]
+    ceilings = [ceiling_run(keyed[warm:]) for _ in range(RUNS)]
+    whole = statistics.median(r[0] for r in runs) / len(stream) * 1e6
+    per_revision = statistics.median(r[1] for r in runs) / timed * 1e6
+    wall = statistics.median(r[2] for r in runs) / timed * 1e6
+    ceiling = statistics.median(ceilings) / timed * 1e6
+    print(f"monitor.on_case after day {WARM_DAYS} (charts designed), {timed} revisions: "
+          f"{per_revision:.2f} us CPU per revision, {per_revision * len(stream) / cases:.2f} "
+          f"us CPU per case (its revisions), {wall:.2f} us wall per revision "
+          f"(runs, CPU us per revision: "
+          + ", ".join(f"{r[1] / timed * 1e6:.2f}" for r in runs) + ")")
+    print(f"ceiling (one dict increment per window key, same revisions): {ceiling:.2f} us CPU "
+          f"per revision; monitor/ceiling {per_revision / ceiling:.1f}x")
+    print(f"whole stream, chart designs included: {whole:.2f} us CPU per revision")
+    print(every_key_counted(runs[0][3], stream))
+    with_snapshots, without = evaluation_cost(runs[0][3], stream)
+    print(f"daily evaluation: {with_snapshots:.2f} ms CPU per tool-day with snapshots, "
+          f"{without:.2f} ms without")
+    print(f"target 10 us per case: {'met' if per_revision <= 10 else 'NOT met'} "
+          f"({per_revision:.2f} us per revision); load average "
+          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
