@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
+from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import CASE_TABLE, Engine
@@ -81,6 +82,7 @@ class BulkRunner:
         self.assigned_cases: set[int] = set()
 
     async def run(self) -> Progress:
+        collector.for_long_lived_state()
         self.progress.started = time.monotonic()
         self.tables = await changelog.restore(self.client, self.app_id, self.config.partitions)
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))

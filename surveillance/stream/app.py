@@ -29,7 +29,6 @@ rebuilt from the tables whenever partitions are assigned.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import time as wall
@@ -47,6 +46,7 @@ from surveillance import kafka_clients
 from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
+from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
@@ -69,13 +69,7 @@ if settings.kafka.probe_log_end:
     log_end.install()
 BATCH = 1000
 WITHIN = 0.05
-# The worker allocates a few hundred objects per event and keeps its state (tables,
-# windows, drift banks) for long: with Python's default threshold (700) the young
-# generation is collected every few events and the older ones often. Collecting every
-# 50,000 allocations cut the worker's CPU per input event by about 10% (578 -> 519 µs,
-# 2 A/B pairs of `benchmarks/throughput.py --days 30 --live-only`); state is freed by
-# reference counting as before, only cycles wait longer.
-gc.set_threshold(50_000, 20, 20)
+collector.for_long_lived_state()  # the worker keeps its state for long
 
 app = faust.App(
     settings.stream.app_id,
