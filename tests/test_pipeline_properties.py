@@ -142,7 +142,10 @@ def test_ten_thousand_contract_valid_events_through_the_pure_path_raise_nothing(
           f"{path.cases_taken} case revisions, {counted} cases counted")
     assert seen["events"] >= 10_000
     assert seen["events"] - len(letters) >= 5_000  # most reach the join
-    assert path.cases_taken >= 2_000 and counted >= 300  # and the case stage
+    # ... and the case stage. Derandomized is not fixed: Hypothesis also draws constants from
+    # every module loaded, so the corpus differs between this file run alone (3,221 revisions,
+    # 389 cases) and the whole suite (3,196 and 294 in CI; 3,300 and 299 with all collected).
+    assert path.cases_taken >= 1_500 and counted >= 150
     # Input is refused only for its contract; a record our join wrote only when it corrects
     # a case older than the case horizon (these dates span decades) and no store is there
     # to say whether it was counted (`engine.horizon`).
