@@ -97,6 +97,6 @@ TOPIC_MODELS: dict[str, type[Contract]] = {
     "cases.join": JoinInput,
     "cases.adjudicated": AdjudicatedCase,
     "surveillance.alerts": Alert,
-    "surveillance.snapshots": MetricSnapshot,
+    "surveillance.snapshots": SnapshotBatch,  # one record per tool-day
     "dlq": DeadLetter,
 }
