@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from surveillance.clinical.sites import case_site
 from surveillance.contracts import CaseOutcome, Label, ReportStatus
 from surveillance.contracts.wire import AdjudicatedCase, AIResult, JoinInput, ReportLabels
 
@@ -95,7 +96,7 @@ def _case(state: JoinState, tool: ToolCase) -> AdjudicatedCase:
         tool_id=ai.tool_id,
         software_version=ai.software_version,
         finding_code=ai.finding_code,
-        site=ai.site,
+        site=case_site(ai.site),
         ai_result=ai.ai_result,
         operating_threshold=ai.operating_threshold,
         result_indicator=ai.result_indicator,

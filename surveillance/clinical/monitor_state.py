@@ -14,6 +14,7 @@ from typing import Literal
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.label_free import LabelFreeMonitor
+from surveillance.clinical.sites import ALL_SITES as ALL_SITES  # re-exported
 from surveillance.clinical.subgroup_attribution import SubgroupFinding, attribute_subgroup
 from surveillance.clinical.verdicts import Metric, MetricVerdict
 from surveillance.clinical.version_charts import VersionCharts
@@ -22,7 +23,6 @@ from surveillance.stats.agreement import Confusion
 from surveillance.stats.alarm_budget import AlarmBudget
 from surveillance.stats.windows import AgreementWindows, Key
 
-ALL_SITES = "all"
 SUBGROUP_DIMENSIONS = ("scanner_manufacturer", "sex", "age_band")
 #: Windows the verdicts are judged on (a subset of the monitor's calendar windows).
 VERDICT_WINDOWS = (30, 90)
