@@ -91,3 +91,31 @@ async def test_sending_before_start_is_an_error() -> None:
     with pytest.raises(OutboxError, match="not started"):
         await Outbox({"bootstrap_servers": "127.0.0.1:1"}).send(
             [Outgoing("t", b"k", b"v", partition=0)])
+
+
+async def test_the_state_is_written_only_once_the_outputs_are_acknowledged(
+    broker: EmbeddedBroker,
+) -> None:
+    """A send whose outputs fail writes none of its changelog records: state that said
+    "done" for outputs that are not on the broker would never be redone."""
+    outputs, state = (f"outbox-{name}-{uuid.uuid4().hex[:8]}" for name in ("out", "state"))
+    create_topics(broker.bootstrap, [TopicSpec(outputs, PARTITIONS), TopicSpec(state, 1)])
+    outbox = await Outbox({"bootstrap_servers": broker.bootstrap}).start()
+    try:
+        with pytest.raises(AssertionError, match="partition"):  # aiokafka: no such partition
+            await outbox.send([Outgoing(outputs, b"k", b"lost", partition=PARTITIONS + 3)],
+                              then=[Outgoing(state, b'"k"', b'{"done": 1}', partition=0)])
+        last = await outbox.send([Outgoing(outputs, b"k", b"kept", partition=1)],
+                                 then=[Outgoing(state, b'"k"', b'{"done": 2}', partition=0)])
+    finally:
+        await outbox.stop()
+    assert [m.value for m in read_all(broker.bootstrap, outputs, 2)] == [b"kept"]
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=3000)
+    try:
+        consumer.assign([TopicPartition(state, 0)])
+        consumer.seek_to_beginning()
+        assert [m.value for m in consumer] == [b'{"done": 2}']
+    finally:
+        consumer.close()
+    assert last == {(outputs, 1): 0, (state, 0): 0}

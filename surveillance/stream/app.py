@@ -139,9 +139,10 @@ def _records(batch: Sequence[Any]) -> list[Record]:
 
 
 async def apply(out: Output, batch: Sequence[Any]) -> None:
-    """Write the batch's table changes, record its metrics, send its records and changelog
-    records through the worker's own producer, and return once the broker acknowledged all
-    of them (acks=all): only then does Faust acknowledge the batch's events.
+    """Write the batch's table changes, record its metrics, send its records and then its
+    changelog records through the worker's own producer, and return once the broker
+    acknowledged all of them (acks=all): only then does Faust acknowledge the batch's
+    events.
 
     A table change goes into the table's store directly (Faust's `table[key] = value`
     would send its changelog record through Faust's producer, one message at a time) and
@@ -150,7 +151,7 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
     store is written with an event of that partition current: a disk-backed store files
     the key under the current event's partition, as in one-at-a-time iteration."""
     by_partition = {e.message.partition: e for e in batch}
-    records: list[Outgoing] = []
+    state: list[Outgoing] = []
     for change in out.changes:
         event = by_partition.get(change.partition)
         if event is not None:
@@ -161,13 +162,13 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
         elif change.key in store:
             del store[change.key]
         key, value = changelog.encode(change.key, change.value)
-        records.append(Outgoing(_changelogs[change.table], key, value, change.partition))
+        state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
     effects.record(out.metrics)
-    records += (Outgoing(p.topic, p.key, p.value, p.partition, p.headers)
-                for p in out.produce)
-    if not records:
+    outputs = [Outgoing(p.topic, p.key, p.value, p.partition, p.headers) for p in out.produce]
+    if not outputs and not state:
         return
-    last = await (await _outbox()).send(records)
+    # The outputs first, then the state that records them as done (`stream.outbox`).
+    last = await (await _outbox()).send(outputs, then=state)
     for (topic, partition), offset in last.items():
         table = _changelog_tables.get(topic)
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it

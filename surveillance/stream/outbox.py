@@ -9,6 +9,17 @@ the agent returns the batch to Faust. Faust acknowledges a batch's events (and s
 commit their offsets) only after that, so an output is on the broker before the input
 that caused it is committed: at-least-once, as with Faust's producer (which Faust flushes
 before it commits). Every effect is idempotent by event id or case revision.
+
+Two orders matter when the worker dies part-way (SIGKILL, a lost broker), because the
+records of one send go out in several produce requests:
+- within a send, the table changelog records (`then`) are written only once the outputs
+  are acknowledged. State on the broker that says "done" whose outputs are not would never
+  be redone (a join's expiry, a case revision's alerts): the input is read again after the
+  restart and finds its work recorded. The other way round the input is simply redone.
+- sends are written one at a time, in the order they are called: the agents share the
+  tables (an accession's join state is written by the ingest agent and, for a mis-keyed
+  report, by the join agent), so a later value of a key must not reach its changelog
+  before an earlier one (recovery keeps the last record per key).
 """
 
 from __future__ import annotations
@@ -42,7 +53,8 @@ class Outgoing:
 
 
 class Outbox:
-    """`await start()`, then `await send(records)` per batch; `await stop()` at the end."""
+    """`await start()`, then `await send(records, then=changelog)` per batch; `await stop()`
+    at the end."""
 
     #: Placements remembered at most (then forgotten all at once and placed again).
     PLACED = 10_000
@@ -58,6 +70,7 @@ class Outbox:
         # The keyed records are cases, alerts and snapshots, keyed by tool: a few keys,
         # each placed by murmur2 (pure Python, about 5 µs) once, then remembered.
         self._placed: dict[tuple[str, bytes | None], int] = {}
+        self._turn = asyncio.Lock()  # first come, first written (asyncio's lock is fair)
 
     async def start(self) -> Outbox:
         producer = AIOKafkaProducer(
@@ -74,12 +87,21 @@ class Outbox:
         if producer is not None:
             await producer.stop()
 
-    async def send(self, records: Iterable[Outgoing]) -> dict[tuple[str, int], int]:
-        """Send every record and wait until the broker acknowledged all of them (acks=all);
-        the offset of the last record written to each (topic, partition)."""
+    async def send(self, records: Iterable[Outgoing], then: Iterable[Outgoing] = ()
+                   ) -> dict[tuple[str, int], int]:
+        """Send `records`, wait until the broker acknowledged all of them (acks=all), then
+        do the same with `then`; the offset of the last record written to each (topic,
+        partition). Sends are written one at a time, in the order they were called."""
         producer = self._producer
         if producer is None:
             raise OutboxError("the worker's producer is not started")
+        async with self._turn:
+            last = await self._write(producer, records)
+            last.update(await self._write(producer, then))
+        return last
+
+    async def _write(self, producer: AIOKafkaProducer, records: Iterable[Outgoing]
+                     ) -> dict[tuple[str, int], int]:
         open_: dict[tuple[str, int], list[Any]] = {}
         for r in records:
             partition = r.partition
