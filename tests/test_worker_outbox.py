@@ -93,20 +93,20 @@ async def test_sending_before_start_is_an_error() -> None:
             [Outgoing("t", b"k", b"v", partition=0)])
 
 
-async def test_the_state_is_written_only_once_the_outputs_are_acknowledged(
+async def test_the_outputs_are_written_only_once_the_state_is_acknowledged(
     broker: EmbeddedBroker,
 ) -> None:
-    """A send whose outputs fail writes none of its changelog records: state that said
-    "done" for outputs that are not on the broker would never be redone."""
+    """A send whose changelog records fail writes none of its outputs: outputs on the
+    broker whose state is not would be re-emitted from older state after a restart."""
     outputs, state = (f"outbox-{name}-{uuid.uuid4().hex[:8]}" for name in ("out", "state"))
     create_topics(broker.bootstrap, [TopicSpec(outputs, PARTITIONS), TopicSpec(state, 1)])
     outbox = await Outbox({"bootstrap_servers": broker.bootstrap}).start()
     try:
         with pytest.raises(AssertionError, match="partition"):  # aiokafka: no such partition
-            await outbox.send([Outgoing(outputs, b"k", b"lost", partition=PARTITIONS + 3)],
-                              then=[Outgoing(state, b'"k"', b'{"done": 1}', partition=0)])
-        last = await outbox.send([Outgoing(outputs, b"k", b"kept", partition=1)],
-                                 then=[Outgoing(state, b'"k"', b'{"done": 2}', partition=0)])
+            await outbox.send([Outgoing(state, b'"k"', b'{"done": 1}', partition=3)],
+                              then=[Outgoing(outputs, b"k", b"lost", partition=1)])
+        last = await outbox.send([Outgoing(state, b'"k"', b'{"done": 2}', partition=0)],
+                                 then=[Outgoing(outputs, b"k", b"kept", partition=1)])
     finally:
         await outbox.stop()
     assert [m.value for m in read_all(broker.bootstrap, outputs, 2)] == [b"kept"]

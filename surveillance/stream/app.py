@@ -139,8 +139,8 @@ def _records(batch: Sequence[Any]) -> list[Record]:
 
 
 async def apply(out: Output, batch: Sequence[Any]) -> None:
-    """Write the batch's table changes, record its metrics, send its records and then its
-    changelog records through the worker's own producer, and return once the broker
+    """Write the batch's table changes, record its metrics, send its changelog records and
+    then its records through the worker's own producer, and return once the broker
     acknowledged all of them (acks=all): only then does Faust acknowledge the batch's
     events.
 
@@ -167,8 +167,8 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
     outputs = [Outgoing(p.topic, p.key, p.value, p.partition, p.headers) for p in out.produce]
     if not outputs and not state:
         return
-    # The outputs first, then the state that records them as done (`stream.outbox`).
-    last = await (await _outbox()).send(outputs, then=state)
+    # The state first, then the outputs (`stream.outbox` says why).
+    last = await (await _outbox()).send(state, then=outputs)
     for (topic, partition), offset in last.items():
         table = _changelog_tables.get(topic)
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it

@@ -12,10 +12,13 @@ before it commits). Every effect is idempotent by event id or case revision.
 
 Two orders matter when the worker dies part-way (SIGKILL, a lost broker), because the
 records of one send go out in several produce requests:
-- within a send, the table changelog records (`then`) are written only once the outputs
-  are acknowledged. State on the broker that says "done" whose outputs are not would never
-  be redone (a join's expiry, a case revision's alerts): the input is read again after the
-  restart and finds its work recorded. The other way round the input is simply redone.
+- within a send, the outputs (`then`) are written only once the table changelog records
+  are acknowledged. The join is built for that order: an input read again after a restart
+  finds itself in the join state and re-emits the case as it stands. The other way round
+  (outputs on the broker, state not) the input is joined again from older state, in
+  whatever order the restarted fetch gives, and can re-emit a later outcome under a
+  revision number already used: the case stage keeps the first and drops the correct one
+  (a reproducer killing the worker four times lost 40 outcomes this way).
 - sends are written one at a time, in the order they are called: the agents share the
   tables (an accession's join state is written by the ingest agent and, for a mis-keyed
   report, by the join agent), so a later value of a key must not reach its changelog
@@ -53,7 +56,7 @@ class Outgoing:
 
 
 class Outbox:
-    """`await start()`, then `await send(records, then=changelog)` per batch; `await stop()`
+    """`await start()`, then `await send(changelog, then=outputs)` per batch; `await stop()`
     at the end."""
 
     #: Placements remembered at most (then forgotten all at once and placed again).
