@@ -5,10 +5,11 @@ offsets, then resumes flow control (which empties the agents' queues). Records f
 during the seek used to reach the agents and then be emptied with the queues, and the
 jump in offsets that left was committed over as if the log had a gap: inputs lost for
 good (`stream.app._hold_streams_until_seeked`). The race needs the fetch to win against
-the seek; here the seek takes 2.5 s longer (a `sitecustomize` on the restarted worker's
-path, so the worker's code is unchanged) and a backlog of 27 days waits, so the fetch
-wins. Without the fix this test failed with `ich-triage TN 2194 vs 2195` (the
-symptom the full suite saw: one outcome short after a restart).
+the seek; here the seek takes 2.5 s longer and the agents' queues are small (a
+`sitecustomize` on the restarted worker's path: the worker's code is unchanged), and a
+backlog of 27 days waits, so the fetch wins. Before the fix this test failed in 2 of 3
+runs, both with `ich-triage TN 2194 vs 2195` (the symptom the full suite saw: one
+outcome short after a restart); after it, it passed in every run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ import sys
 
 from faust.transport import consumer
 
+from surveillance.stream import faust_options
+
+# Small agent queues: the fetcher fills them and waits inside a fetch, as under load.
+faust_options.WORKER_OPTIONS["stream_buffer_maxsize"] = 64
 _seek = consumer.Consumer.perform_seek
 
 
