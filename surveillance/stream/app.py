@@ -259,8 +259,8 @@ async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) 
     to the queues (some even processed), then emptied with them; and the seek had set the
     partition's read offset back, so the next record of that fetch looked like a jump in
     the log, which Faust takes for a compacted gap and commits over. A worker restarted
-    on a backlog lost 19 inputs of each of six partitions this way, for good (2 of 9
-    restarted workers skipped inputs in the reproducer). This signal comes just before
+    on a backlog lost 19 inputs of each of six partitions this way, for good (one run in
+    ten of a SIGKILL-restart reproducer). This signal comes just before
     that sequence: with flow control suspended, a fetched record waits in Faust's
     conductor until the resume, which lets it into the emptied queue, in offset order
     from the committed offset.
