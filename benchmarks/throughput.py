@@ -18,6 +18,10 @@
    then a worker started on its state must hold every case (counts exact).
 6. Per-stage costs of the engine, in process (cProfile over the same events, each event
    a batch with the records it leads to, `engine.local`): CPU per input event per stage.
+The live worker's process CPU (user + system, from /proc) is printed per input event
+beside its wall rate, with the load average at the end of its run: the machine is often
+shared, and CPU per event moves far less with the load than events/s does.
+`--live-only` runs steps 1-3 (for iterating on the worker).
 7. The codec alone, timed without the profiler: msgspec decode + validate (`contracts.wire`)
    against json + pydantic on the same input events, and the encode of one changed table
    key (join state, case record) as the changelog takes it.
@@ -48,6 +52,10 @@ from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL, all_topics, create_topics
 
+#: The outcomes a worker counts per tool (`/surveillance/counts`) and the simulator's truth
+#: gives (its `no_report` is a case still pending).
+OUTCOMES = ("TP", "FP", "TN", "FN", "indeterminate")
+
 
 async def raw_consume_rate(bootstrap: str, expected: int) -> float:
     from aiokafka import AIOKafkaConsumer
@@ -68,6 +76,15 @@ async def raw_consume_rate(bootstrap: str, expected: int) -> float:
     finally:
         await consumer.stop()
     return n / (time.perf_counter() - started)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a live process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def faust_floor_rate(bootstrap: str, expected: int, state: Path) -> float:
@@ -211,12 +228,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--live-only", action="store_true",
+                        help="the live worker and the ceiling only")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
     events, truth = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults(),
                              volume_scale=args.scale)
     expected = {tool: t.cases for tool, t in truth.items()}
+    # Every case and every outcome (a case counts once its AI result is joined, its
+    # outcome once its report is): the live rate is to the last report joined.
+    outcomes = {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES}
+                for tool, t in truth.items()}
     state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     with EmbeddedBroker(log_dir=state) as broker:
         create_topics(broker.bootstrap, all_topics("surveillance", args.partitions))
@@ -225,17 +248,35 @@ def main() -> None:
             deadline = time.monotonic() + 60
             while combined_counts([worker]) is None and time.monotonic() < deadline:
                 time.sleep(0.1)
+            assert worker.proc is not None
+            cpu_before = process_cpu(worker.proc.pid)
             started = time.perf_counter()
             produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
             produced = time.perf_counter() - started
-            counts = wait_for_counts([worker], expected, timeout=900, settle=0.0)
+            counts = wait_for_counts([worker], expected, timeout=900, settle=0.0,
+                                     outcomes=outcomes)
             elapsed = time.perf_counter() - started
+            worker_cpu = process_cpu(worker.proc.pid) - cpu_before
+            load = os.getloadavg()
         finally:
             worker.stop()
-        ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
+        ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items()) and all(
+            counts.get(t, {}).get(k, 0) == n for t, want in outcomes.items()
+            for k, n in want.items())
         ceiling = asyncio.run(raw_consume_rate(broker.bootstrap, len(events)))
-        floor = faust_floor_rate(broker.bootstrap, len(events), state)
-
+        floor = None if args.live_only else faust_floor_rate(broker.bootstrap, len(events),
+                                                             state)
+    live = len(events) / elapsed
+    live_line = (f"end-to-end: {live:,.0f} input events/s ({elapsed:.1f}s; counts "
+                 f"{'exact' if ok else 'INCOMPLETE'}); worker CPU "
+                 f"{worker_cpu / len(events) * 1e6:,.0f} µs per input event "
+                 f"({worker_cpu:.1f} s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if floor is None:
+        print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
+        print(f"produce: {len(events) / produced:,.0f} events/s (kafka-python producer)")
+        print(live_line)
+        print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
+        return
     bulk, bulk_ok, bulk_cpu = bulk_rate(events, expected, args.partitions, state)
     costs = stage_costs(events, args.partitions)
 
@@ -245,8 +286,7 @@ def main() -> None:
     print(f"events: {len(events)} input events ({sum(expected.values())} cases), "
           f"{args.partitions} partitions, 1 worker process")
     print(f"produce: {len(events) / produced:,.0f} events/s (kafka-python producer)")
-    print(f"end-to-end: {len(events) / elapsed:,.0f} input events/s "
-          f"({elapsed:.1f}s; counts {'exact' if ok else 'INCOMPLETE'})")
+    print(live_line)
     print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
     print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
           f"{floor:,.0f} events/s")
@@ -257,7 +297,6 @@ def main() -> None:
     print("engine per-stage CPU per input event (in process, cProfile: inflates small calls):")
     for label, micros in costs:
         print(f"  {label}: {micros:,.1f} µs")
-    live = len(events) / elapsed
     exact = "exact" if ok and bulk_ok else "NOT exact"
     print(f"live end-to-end {live:,.0f} events/s; bulk end-to-end {bulk:,.0f} events/s; "
           f"ceiling {ceiling:,.0f} events/s; bulk ratio {bulk / ceiling:.3f}; counts {exact}")

@@ -62,6 +62,10 @@ def expected_counts(truth: dict[str, ToolTruth]) -> dict[str, int]:
     return {tool: t.cases for tool, t in truth.items()}
 
 
+def expected_outcomes(truth: dict[str, ToolTruth]) -> dict[str, dict[str, int]]:
+    return {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES} for tool, t in truth.items()}
+
+
 def assert_exact(truth: dict[str, ToolTruth], counts: dict[str, dict[str, int]]) -> None:
     for tool, t in truth.items():
         got = counts.get(tool, {})
@@ -116,7 +120,8 @@ def test_20k_mixed_events_counted_exactly_once_and_invalid_ones_dead_lettered(
     try:
         started = time.monotonic()
         send(stack, events)
-        counts = wait_for_counts([worker], expected_counts(truth), timeout=240)
+        counts = wait_for_counts([worker], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
         print(f"counted in {time.monotonic() - started:.1f}s: {counts}")
         assert_exact(truth, counts)
         letters = read_dlq(stack.bootstrap, len(invalid))
@@ -192,7 +197,8 @@ def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(
         produce(stack.bootstrap, (
             (e.topic, e.key or None, e.value) for e in unkeyed
         ))
-        counts = wait_for_counts([worker], expected_counts(truth), timeout=240)
+        counts = wait_for_counts([worker], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
         assert_exact(truth, counts)
         assert_no_crash(worker)
         rerouted = metric_samples(worker, "surveillance_join_rerouted_total")
@@ -244,7 +250,8 @@ def test_sigkill_mid_stream_then_restart_gives_the_same_exact_counts(
     send(stack, events[half:])
     second = WorkerProcess(stack.bootstrap, tmp_path).start()
     try:
-        counts = wait_for_counts([second], expected_counts(truth), timeout=240)
+        counts = wait_for_counts([second], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
         assert_exact(truth, counts)
         assert_no_crash(second)
     finally:
@@ -279,7 +286,8 @@ def test_a_restarted_worker_rebuilds_drift_monitoring_and_sees_a_protocol_change
     second = WorkerProcess(stack.bootstrap, tmp_path).start()
     try:
         send(stack, events[cut:])
-        counts = wait_for_counts([second], expected_counts(truth), timeout=240)
+        counts = wait_for_counts([second], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
         assert_exact(truth, counts)
         assert_no_crash(second)
     finally:
@@ -339,7 +347,8 @@ def test_two_workers_share_partitions_and_one_stopping_moves_its_state(
         time.sleep(2)
         b.stop()
         send(stack, events[2 * third :])
-        counts = wait_for_counts([a], expected_counts(truth), timeout=240)
+        counts = wait_for_counts([a], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
         assert_exact(truth, counts)
         final = a.counts()
         assert final is not None

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from surveillance.errors import SurveillanceError
+from surveillance.stream import topics
 
 
 class MetricLabelError(SurveillanceError, ValueError):
@@ -22,13 +23,15 @@ class MetricValueError(SurveillanceError, ValueError):
 
 
 class Topic(StrEnum):
-    AI_RESULTS = "ai.results"
-    REPORTS_FINAL = "reports.final"
-    ADVERSE_EVENTS = "adverse.events"
-    CASES_JOIN = "cases.join"
-    CASES_ADJUDICATED = "cases.adjudicated"
-    ALERTS = "surveillance.alerts"
-    SNAPSHOTS = "surveillance.snapshots"
+    """The service's topics as a label's fixed set (`stream.topics` names them)."""
+
+    AI_RESULTS = topics.AI_RESULTS
+    REPORTS_FINAL = topics.REPORTS_FINAL
+    ADVERSE_EVENTS = topics.ADVERSE_EVENTS
+    CASES_JOIN = topics.CASES_JOIN
+    CASES_ADJUDICATED = topics.CASES_ADJUDICATED
+    ALERTS = topics.ALERTS
+    SNAPSHOTS = topics.SNAPSHOTS
 
 
 class DlqReason(StrEnum):

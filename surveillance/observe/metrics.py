@@ -187,20 +187,22 @@ def forget_tool(tool: str) -> None:
                 gauge.remove(*labelvalues)
 
 
-def record_processed(topic: Topic) -> None:
-    EVENTS_PROCESSED.labels(topic.value).inc()
+# `n`: the counting calls take a count, so that a worker records a batch's events with one
+# call per label set (`stream.effects`).
+def record_processed(topic: Topic, n: int = 1) -> None:
+    EVENTS_PROCESSED.labels(topic.value).inc(n)
 
 
-def record_duplicate(topic: Topic) -> None:
-    DUPLICATE_EVENTS.labels(topic.value).inc()
+def record_duplicate(topic: Topic, n: int = 1) -> None:
+    DUPLICATE_EVENTS.labels(topic.value).inc(n)
 
 
-def record_rerouted(topic: Topic) -> None:
-    JOIN_REROUTED.labels(topic.value).inc()
+def record_rerouted(topic: Topic, n: int = 1) -> None:
+    JOIN_REROUTED.labels(topic.value).inc(n)
 
 
-def record_dead_letter(topic: Topic, reason: DlqReason) -> None:
-    DLQ_EVENTS.labels(topic.value, reason.value).inc()
+def record_dead_letter(topic: Topic, reason: DlqReason, n: int = 1) -> None:
+    DLQ_EVENTS.labels(topic.value, reason.value).inc(n)
 
 
 def set_consumer_lag(topic: Topic, messages: int) -> None:
@@ -231,11 +233,11 @@ def set_timescaledb_jobs(jobs: Iterable[tuple[str, bool, int, float]]) -> None:
         TIMESCALEDB_JOB_OVERDUE_SECONDS.labels(name).set(max(0.0, overdue))
 
 
-def record_ai_result(tool: str, version: str, site: str, modality: str) -> None:
-    """Count one AI result: volume, its modality's studies, and the tool's last-seen time."""
+def record_ai_result(tool: str, version: str, site: str, modality: str, n: int = 1) -> None:
+    """Count AI results: volume, its modality's studies, and the tool's last-seen time."""
     tool, version, site = _ids(tool, version, site)
-    AI_RESULTS.labels(tool, version, site).inc()
-    MODALITY_STUDIES.labels(_bounds.modality(modality)).inc()
+    AI_RESULTS.labels(tool, version, site).inc(n)
+    MODALITY_STUDIES.labels(_bounds.modality(modality)).inc(n)
     LAST_EVENT_TIMESTAMP.labels(tool).set_to_current_time()
 
 
@@ -244,14 +246,14 @@ def record_study(modality: str) -> None:
     MODALITY_STUDIES.labels(_bounds.modality(modality)).inc()
 
 
-def record_report(status: ReportStatus) -> None:
-    REPORTS.labels(status.value).inc()
+def record_report(status: ReportStatus, n: int = 1) -> None:
+    REPORTS.labels(status.value).inc(n)
 
 
-def record_eligible(tools: Iterable[str], site: str) -> None:
-    """Count one study every tool in `tools` should have seen at `site`."""
+def record_eligible(tools: Iterable[str], site: str, n: int = 1) -> None:
+    """Count `n` studies every tool in `tools` should have seen at `site`."""
     for tool in tools:
-        ELIGIBLE_STUDIES.labels(_bounds.tool(tool), _bounds.site(site)).inc()
+        ELIGIBLE_STUDIES.labels(_bounds.tool(tool), _bounds.site(site)).inc(n)
 
 
 def register_coverage_floor(tool: str, floor: float) -> None:
@@ -259,8 +261,8 @@ def register_coverage_floor(tool: str, floor: float) -> None:
     COVERAGE_FLOOR.labels(_bounds.tool(tool)).set(floor)
 
 
-def record_case(tool: str, version: str, site: str, outcome: CaseOutcome) -> None:
-    CASES.labels(*_ids(tool, version, site), outcome.value).inc()
+def record_case(tool: str, version: str, site: str, outcome: CaseOutcome, n: int = 1) -> None:
+    CASES.labels(*_ids(tool, version, site), outcome.value).inc(n)
 
 
 def set_agreement(
@@ -342,16 +344,16 @@ def record_horizon_evicted(n: int) -> None:
     HORIZON_EVICTED.inc(n)
 
 
-def record_horizon_late(tool: str, status: str) -> None:
-    HORIZON_LATE.labels(_bounds.tool(tool), status).inc()
+def record_horizon_late(tool: str, status: str, n: int = 1) -> None:
+    HORIZON_LATE.labels(_bounds.tool(tool), status).inc(n)
 
 
-def record_unvalidated_case(tool: str, version: str) -> None:
-    UNVALIDATED_VERSION_CASES.labels(_bounds.tool(tool), _bounds.version(tool, version)).inc()
+def record_unvalidated_case(tool: str, version: str, n: int = 1) -> None:
+    UNVALIDATED_VERSION_CASES.labels(_bounds.tool(tool), _bounds.version(tool, version)).inc(n)
 
 
-def record_adverse_event(tool: str, seriousness: Outcome) -> None:
-    ADVERSE_EVENTS.labels(_bounds.tool(tool), seriousness.value).inc()
+def record_adverse_event(tool: str, seriousness: Outcome, n: int = 1) -> None:
+    ADVERSE_EVENTS.labels(_bounds.tool(tool), seriousness.value).inc(n)
 
 
 def set_regulatory_clock(tool: str, open_events: int, due_soon: int, overdue: int) -> None:

@@ -15,17 +15,20 @@ is forwarded to that partition of `cases.join` and joined there by `join_agent`.
 
 The agents are shells around one `engine.Engine` (the whole path as pure batch code, see
 `surveillance/engine/`): each `take_events` batch goes in as records; what comes out is
-applied here: records sent, table writes (one per changed key per batch, to the changelog
-partition of the record that caused it), metrics. Processing is at-least-once (Faust
-flushes the producer before it commits offsets); every effect is idempotent by event id
-or case revision, so N valid events in means N counted, also after a crash or a
-rebalance. State that matters lives in the tables (changelog topics created up front);
-the engine's in-memory indexes (join clocks, monitor, drift banks) are rebuilt from the
-tables whenever partitions are assigned.
+applied here: table writes (one per changed key per batch, to the changelog partition of
+the record that caused it), metrics (one call per label set per batch), and the records
+and changelog records, sent through the worker's own producer (`stream.outbox`: one record
+batch per partition, acks=all) and acknowledged before the agent hands the batch back to
+Faust, which only then may commit its offsets. Processing is at-least-once; every effect
+is idempotent by event id or case revision, so N valid events in means N counted, also
+after a crash or a rebalance. State that matters lives in the tables (changelog topics
+created up front); the engine's in-memory indexes (join clocks, monitor, drift banks) are
+rebuilt from the tables whenever partitions are assigned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time as wall
@@ -37,30 +40,35 @@ from typing import Any
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event
+from faust.types import TP
 
 from surveillance import kafka_clients
+from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
 from surveillance.engine.records import Output, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
+from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, topics
 from surveillance.stream.faust_options import WORKER_OPTIONS
+from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 
 log = logging.getLogger(__name__)
 
 settings = get_settings()
-config = EngineConfig.from_settings(settings)
+config = EngineConfig.from_settings(
+    settings, lookup_of(settings.database.url.get_secret_value()))  # the case horizon's
 if settings.kafka.probe_log_end:
     from surveillance.embedded import log_end
 
     log_end.install()
 BATCH = 1000
 WITHIN = 0.05
-
 collector.for_long_lived_state()  # the worker keeps its state for long
 
 app = faust.App(
@@ -94,7 +102,12 @@ tables = {name: app.Table(name, partitions=settings.kafka.partitions)
           for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE)}
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
-engine = Engine(config, join_table, case_table, adverse_table)
+_changelogs = {name: changelog.topic(settings.stream.app_id, name) for name in tables}
+_changelog_tables = {changelog.topic(settings.stream.app_id, name): table
+                     for name, table in tables.items()}
+# The engine reads the tables' stores: a Faust table's own `get` adds a layer of Python
+# calls and, for a key it lacks, a KeyError raised and caught (about 1 µs a read).
+engine = Engine(config, join_table.data, case_table.data, adverse_table.data)
 engine.cases.ready = False  # the tables are recovered: rebuild before the first case
 for _tool in config.registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
@@ -125,24 +138,62 @@ def _records(batch: Sequence[Any]) -> list[Record]:
                    e.value, e.message.headers or ()) for e in batch]
 
 
-def apply(out: Output, batch: Sequence[Any]) -> None:
-    """Send the batch's records, write its table changes, record its metrics.
+async def apply(out: Output, batch: Sequence[Any]) -> None:
+    """Write the batch's table changes, record its metrics, send its changelog records and
+    then its records through the worker's own producer, and return once the broker
+    acknowledged all of them (acks=all): only then does Faust acknowledge the batch's
+    events.
 
-    Faust's tables find the changelog partition through the "current event": each write
-    is made with an event of its change's partition current, so it lands on the
-    partition of the event that caused it, as in one-at-a-time iteration."""
+    A table change goes into the table's store directly (Faust's `table[key] = value`
+    would send its changelog record through Faust's producer, one message at a time) and
+    to the changelog partition of the record that caused it, in the format Faust writes
+    (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
+    store is written with an event of that partition current: a disk-backed store files
+    the key under the current event's partition, as in one-at-a-time iteration."""
     by_partition = {e.message.partition: e for e in batch}
+    state: list[Outgoing] = []
     for change in out.changes:
-        _as_current(by_partition[change.partition])
-        table = tables[change.table]
+        event = by_partition.get(change.partition)
+        if event is not None:
+            _as_current(event)
+        store = tables[change.table].data
         if change.value is not None:
-            table[change.key] = change.value
-        elif change.key in table:
-            del table[change.key]
+            store[change.key] = change.value
+        elif change.key in store:
+            del store[change.key]
+        key, value = changelog.encode(change.key, change.value)
+        state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
     effects.record(out.metrics)
-    for p in out.produce:
-        _outputs[p.topic].send_soon(key=p.key, value=p.value, partition=p.partition,
-                                    headers=p.headers)
+    outputs = [Outgoing(p.topic, p.key, p.value, p.partition, p.headers) for p in out.produce]
+    if not outputs and not state:
+        return
+    # The state first, then the outputs (`stream.outbox` says why).
+    last = await (await _outbox()).send(state, then=outputs)
+    for (topic, partition), offset in last.items():
+        table = _changelog_tables.get(topic)
+        if table is not None:  # a disk-backed store keeps it: recovery resumes after it
+            stored: Any = table.data
+            stored.set_persisted_offset(TP(topic, partition), offset)
+
+
+_outbox_started: Outbox | None = None
+_outbox_lock = asyncio.Lock()
+
+
+async def _outbox() -> Outbox:
+    global _outbox_started
+    async with _outbox_lock:
+        if _outbox_started is None:
+            _outbox_started = await Outbox(
+                {"bootstrap_servers": settings.kafka.bootstrap,
+                 **kafka_clients.client_options(settings.kafka)}).start()
+    return _outbox_started
+
+
+@app.on_before_shutdown.connect
+async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    if _outbox_started is not None:
+        await _outbox_started.stop()
 
 
 async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
@@ -152,7 +203,12 @@ async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
             if name == "case_agent":
                 _ensure_monitor()
             out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
-            apply(out, batch)
+            await apply(out, batch)
+        except OutboxError as exc:
+            # Not a bug: the broker is away. The batch was not acknowledged, so the worker
+            # restarted by the supervisor reads it again.
+            log.critical("%s: %s; exiting so the worker is restarted", name, exc)
+            os._exit(70)
         except Exception:
             _fatal(name)
 
@@ -181,6 +237,37 @@ async def adverse_agent(stream: Any) -> None:
     await _serve(stream, "adverse_agent", size=100)
 
 
+@app.task
+async def _root_logger_to_worker_level() -> None:
+    """Faust's worker sets the root logger to DEBUG so that its terminal spinner turns on
+    every log call, and leaves it there: every debug call of aiokafka and Faust then builds
+    a LogRecord that the handlers drop (7% of the worker's CPU, measured with py-spy).
+    The handlers keep the worker's level (`--loglevel warn`); the root logger gets it too.
+    """
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
+    root.setLevel(max(levels, default=logging.WARNING))
+
+
+@app.on_rebalance_complete.connect
+async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    """Keep fetched stream records out of the agents until Faust has seeked the streams.
+
+    Once the tables are recovered, Faust (0.15) resumes fetching the stream partitions,
+    then awaits their seek to the committed offsets, then resumes flow control, which
+    empties every agent's queue. Records fetched while the seek is awaited were delivered
+    to the queues (some even processed), then emptied with them; and the seek had set the
+    partition's read offset back, so the next record of that fetch looked like a jump in
+    the log, which Faust takes for a compacted gap and commits over. A worker restarted
+    on a backlog lost 19 inputs of each of six partitions this way, for good (one run in
+    ten of a SIGKILL-restart reproducer). This signal comes just before
+    that sequence: with flow control suspended, a fetched record waits in Faust's
+    conductor until the resume, which lets it into the emptied queue, in offset order
+    from the committed offset.
+    """
+    app.flow_control.suspend()
+
+
 @app.on_partitions_revoked.connect
 async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     engine.revoked()  # clocks and monitor rebuilt from the tables when next needed
@@ -192,16 +279,14 @@ def _owned(topic: str) -> set[int]:
 
 def owned_records() -> list[tuple[str, CaseRecord]]:
     """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
-    owned = _owned(topics.CASES_ADJUDICATED)
-    pairs = ((k, CaseRecord.from_dict(v)) for k, v in list(case_table.items()))
-    return [(k, r) for k, r in pairs if r.partition in owned]
+    return case_records(list(case_table.items()), _owned(topics.CASES_ADJUDICATED))
 
 
 def _ensure_monitor() -> None:
     """After an assignment, rebuild the monitor, ledger counts and drift banks from the
     case records this worker owns (once; then kept up to date case by case)."""
     if not engine.cases.ready:
-        engine.cases.rebuild(owned_records())
+        engine.cases.rebuild(owned_records(), _owned(topics.CASES_ADJUDICATED))
 
 
 @app.timer(interval=settings.stream.clock_interval_seconds)
@@ -213,7 +298,7 @@ async def regulatory_clocks() -> None:
     """
     try:
         engine.cases.lifecycle = _lifecycle.states()
-        apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)), [])
+        await apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)), [])
     except Exception:
         log.exception("regulatory clock check failed; retrying next tick")
 

@@ -130,9 +130,14 @@ def wait_for_counts(
     expected: Mapping[str, int],
     timeout: float,
     settle: float = 3.0,
+    outcomes: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Poll until the per-tool case totals equal `expected` and stay so for `settle` s.
+    """Poll until the per-tool case totals equal `expected` (and each tool's counts equal
+    `outcomes`, when given) and stay so for `settle` s.
 
+    A case is counted when its AI result is joined, its outcome when its report is: a
+    report that takes one more hop (`cases.join`) can be counted seconds after the last
+    case, so a caller that checks outcomes waits for them too.
     Returns the last counts seen (equal or not) when the timeout expires; the caller
     compares and reports.
     """
@@ -147,7 +152,9 @@ def wait_for_counts(
         if counts is not None:
             last = counts
             totals = {tool: c.get("cases", 0) for tool, c in counts.items()}
-            if all(totals.get(t, 0) == n for t, n in expected.items()):
+            if all(totals.get(t, 0) == n for t, n in expected.items()) and all(
+                    counts.get(t, {}).get(k, 0) == n
+                    for t, want in (outcomes or {}).items() for k, n in want.items()):
                 matched_since = matched_since or time.monotonic()
                 if time.monotonic() - matched_since >= settle:
                     return counts
