@@ -134,10 +134,11 @@ class EvaluationQueue:
 
 def _pending(case: AdjudicatedCase, record: CaseRecord
              ) -> tuple[AdjudicatedCase, CaseRecord]:
-    """The case as it was before its report: pending, revision 0 (below every real one)."""
+    """The case as it was before its report: pending, revision -1 (below every real one:
+    the join numbers from 0; not validated, it never leaves the process)."""
     stand_in = case.model_copy(update={
-        "revision": 0, "outcome": CaseOutcome.PENDING, "label": None, "label_status": None,
+        "revision": -1, "outcome": CaseOutcome.PENDING, "label": None, "label_status": None,
         "labelled_at": None, "report_event_id": None,
     })
     return stand_in, msgspec.structs.replace(
-        record, revision=0, outcome=CaseOutcome.PENDING.value, labelled_ts=None)
+        record, revision=-1, outcome=CaseOutcome.PENDING.value, labelled_ts=None)

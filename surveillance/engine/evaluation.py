@@ -67,12 +67,16 @@ class DailyEvaluation:
         the alerts (the monitor's on taking the cases, then the day's)."""
         day = self.next_day.get(tool)
         if day is None:
-            # From the earliest case day (no earlier day has anything to publish), but not
-            # before the day behind the clock: after a restart that is where it stopped.
+            # From the earliest case day waiting, fixed when that day is due (every case
+            # of an earlier day has arrived by then: no earlier day has anything to
+            # publish); after a rebuild (a restart), from the latest case day the monitor
+            # holds: the days before it were evaluated before.
             first = self.queue.first_day(tool)
-            if first is None:
+            if first is None or _start(first) + _DAY + self.grace > clock:
                 return []
-            day = max(first, (clock - self.grace).date() - _DAY)
+            held = [r.latest_inferred.date()
+                    for r in monitor.state.versions.get(tool, {}).values()]
+            day = max([first, *held])
         alerts: list[Alert] = []
         while (end := _start(day) + _DAY) + self.grace <= clock:
             for previous, case in self.queue.due(tool, end):
