@@ -76,6 +76,8 @@ class StreamSettings(BaseModel):
     app_id: str = "surveillance"
     #: An AI result with no report this long (event time) after inference is `unlabelled`.
     unlabelled_horizon_hours: float = Field(default=14 * 24, gt=0)
+    #: A tool's day is evaluated once its case clock is this far past the day's end.
+    evaluation_grace_hours: float = Field(default=24, ge=0)
     #: Join state for an accession is dropped this long (event time) after its last event.
     join_retention_days: float = Field(default=120, gt=0)
     #: A case record leaves the worker's live state this long (event time) after its

@@ -6,9 +6,11 @@ the tool's drift bank, unless the case is new and far ahead of its join partitio
 partition is the low watermark of the join partitions its cases come from
 (`watermark.SourceWatermark`, on the monotonic clock the batch is given); when it moves,
 held cases are released, the tool's drift bank advances (and, once per reference, is
-calibrated as a step of its own: `engine.drift`) and, on a new event-time day, the tool
-is evaluated. After partitions are assigned, the monitor, ledger and drift banks are
-rebuilt from the case records this worker owns (`rebuild`). Records past the case
+calibrated as a step of its own: `engine.drift`) and each day the clock has passed by the
+evaluation grace is evaluated: the monitor takes that day's case revisions, in event-time
+order, then the tool is evaluated (`engine.evaluation`). After partitions are assigned,
+the monitor, ledger and drift banks are rebuilt from the case records this worker owns
+(`rebuild`). Records past the case
 horizon leave the table as the clock advances (`engine.horizon`, which also resolves a
 revision of an evicted case from the store).
 """
@@ -47,7 +49,8 @@ class CaseStage:
                                    self.monitor.last_n)
         self.ledger = CaseLedger()
         self.drift = DriftBanks(calibrate_inline=False)
-        self.evaluation = DailyEvaluation(config.snapshots)
+        self.evaluation = DailyEvaluation(config.snapshots, config.evaluation_grace,
+                                          config.horizon)
         self.sources: dict[int, SourceWatermark] = {}
         self.ahead: dict[int, AheadCases] = {}
         #: Tool versions under lifecycle management (the shell refreshes them).
@@ -67,6 +70,7 @@ class CaseStage:
         owned = partitions if partitions is not None else {r.partition for _, r in records}
         self.ledger.counts.update(self.horizon.rebuild(records, owned))
         self.drift.rebuild(r for _, r in records)
+        self.evaluation.forget()  # what waited for the monitor is stored: rebuilt above
         self.sources.clear()  # wait for every join partition again: the first must not lead
         self.ahead.clear()  # the held cases are stored, and rebuilt above with the rest
         self.ready = True
@@ -133,8 +137,10 @@ class CaseStage:
 
     def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:
-        """The monitor and the drift bank take one case revision (`record`: as stored)."""
-        alerts = self.monitor.on_case(previous, case)
+        """One case revision (`record`: as stored) for the monitor, which takes it at its
+        day's evaluation (`engine.evaluation`), and, if the case is new, the drift bank."""
+        self.evaluation.take(previous, case, record)
+        alerts: list[Alert] = []
         if previous is None:
             alerts += self._version_check(case, out)
             drift_input = record_ai_result(record)

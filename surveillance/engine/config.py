@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from surveillance.clinical.baselines import ToolBaseline, load_registry
+from surveillance.engine.evaluation import EVALUATION_GRACE
 from surveillance.engine.horizon import CaseLookup
 from surveillance.settings import Settings
 from surveillance.stream.dlq_seal import Sealer
@@ -40,6 +41,9 @@ class EngineConfig:
     #: The monitor's last-N-cases window (each site's last N records are kept past the
     #: case horizon for it).
     last_n: int = 200
+    #: How long after a day's end (event time, the case clock) the day is evaluated: case
+    #: revisions read later count from the next evaluation on (`engine.evaluation`).
+    evaluation_grace: timedelta = EVALUATION_GRACE
 
     @classmethod
     def from_settings(cls, settings: Settings, lookup: CaseLookup | None = None
@@ -63,6 +67,7 @@ class EngineConfig:
             sealer=Sealer(settings.dlq_encryption_key.get_secret_value()),
             case_horizon=timedelta(days=settings.stream.case_horizon_days),
             case_lookup=lookup,
+            evaluation_grace=timedelta(hours=settings.stream.evaluation_grace_hours),
         )
 
     @classmethod

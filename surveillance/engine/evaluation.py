@@ -1,41 +1,97 @@
-"""Once per event-time day per tool: verdicts, snapshots (one record), drift windows; the
-gauges once per batch."""
+"""Once per event-time day per tool, at a point fixed by event time: the case revisions of
+the day into the monitor, then verdicts, snapshots (one record); the gauges once per batch.
+
+The evaluation point. Day D of a tool is evaluated once its clock (the low watermark of the
+join partitions, `engine.cases`) has passed the end of D by `grace`. Until then the case
+revisions wait (`clinical.evaluation_order`); at D's evaluation the monitor takes, in
+(effect time, case id) order, every revision whose effect time is before the end of D,
+and only those; the evaluation reads the windows as of the end of D. What a day's alerts,
+snapshots and verdicts hold is then fixed by the cases (their event times and content),
+not by the order or the batches in which partitions were read: two runs give the same.
+
+A revision read later than that (more than `grace` behind the clock: a partition far
+behind, a correction long after its report) is taken at the next evaluation, in its own
+day's bucket: the day it belongs to has been published without it, the next day's windows
+(which cover that day) count it. CUSUM signals and version changes are raised when the
+monitor takes the case, i.e. at the evaluation point: up to a day plus `grace` after the
+case was read (their content, dated by event time, is unchanged).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
+from surveillance.clinical.evaluation_order import EvaluationQueue
+from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import Alert, MetricSnapshot, SnapshotBatch
+from surveillance.contracts import AdjudicatedCase, Alert, MetricSnapshot, SnapshotBatch
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.records import Output, Produce
 from surveillance.stream import topics
 
+#: Default lag of the evaluation point behind the end of a day (`EngineConfig`).
+EVALUATION_GRACE = timedelta(days=1)
+_DAY = timedelta(days=1)
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
 
 class DailyEvaluation:
-    def __init__(self, snapshots: bool = True) -> None:
+    def __init__(self, snapshots: bool = True, grace: timedelta = EVALUATION_GRACE,
+                 unlabelled_after: timedelta = timedelta(days=14)) -> None:
+        if grace < timedelta(0):
+            raise ValueError(f"the evaluation grace must be >= 0, got {grace}")
         self.snapshots = snapshots
-        self.evaluated: dict[str, date] = {}
+        self.grace = grace
+        #: Per tool, the next day to evaluate.
+        self.next_day: dict[str, date] = {}
+        self.queue = EvaluationQueue(unlabelled_after)
         #: Per tool evaluated in this batch, its latest snapshot per figure: the gauges are
         #: set once per batch (`flush`), with the values the last evaluation left.
         self._gauges: dict[str, dict[tuple[object, ...], MetricSnapshot]] = {}
 
-    def maybe(self, tool: str, at: datetime, monitor: PerformanceMonitor, out: Output
+    def take(self, previous: CaseRecord | None, case: AdjudicatedCase,
+             record: CaseRecord) -> None:
+        """A case revision for the monitor: it waits for its day's evaluation."""
+        self.queue.add(previous, case, record)
+
+    def forget(self) -> None:
+        """After a rebuild: the waiting revisions are among the stored records it counted."""
+        self.queue.forget()
+
+    def maybe(self, tool: str, clock: datetime, monitor: PerformanceMonitor, out: Output
               ) -> list[Alert]:
-        """Evaluate `tool` if its clock `at` has entered a new day (never on the first day
-        seen: that day is still open)."""
-        day = at.date()
-        last = self.evaluated.get(tool)
-        if last is not None and day <= last:
-            return []
-        self.evaluated[tool] = day
-        if last is None:
-            return []
-        now = datetime.combine(day, time.min, tzinfo=UTC)
-        alerts, snapshots = monitor.evaluate(now, tools=[tool], snapshots=self.snapshots)
+        """Evaluate each day of `tool` whose end `clock` has passed by the grace, in turn;
+        the alerts (the monitor's on taking the cases, then the day's)."""
+        day = self.next_day.get(tool)
+        if day is None:
+            # From the earliest case day waiting, fixed when that day is due (every case
+            # of an earlier day has arrived by then: no earlier day has anything to
+            # publish); after a rebuild (a restart), from the latest case day the monitor
+            # holds: the days before it were evaluated before.
+            first = self.queue.first_day(tool)
+            if first is None or _start(first) + _DAY + self.grace > clock:
+                return []
+            held = [r.latest_inferred.date()
+                    for r in monitor.state.versions.get(tool, {}).values()]
+            day = max([first, *held])
+        alerts: list[Alert] = []
+        while (end := _start(day) + _DAY) + self.grace <= clock:
+            for previous, case in self.queue.due(tool, end):
+                alerts += monitor.on_case(previous, case)
+            alerts += self._evaluate(tool, end, monitor, out)
+            day += _DAY
+        self.next_day[tool] = day
+        return alerts
+
+    def _evaluate(self, tool: str, end: datetime, monitor: PerformanceMonitor, out: Output
+                  ) -> list[Alert]:
+        alerts, snapshots = monitor.evaluate(end, tools=[tool], snapshots=self.snapshots)
         if snapshots:
             # One record for the tool's day, not one per figure (a produce each).
-            batch = SnapshotBatch(tool_id=tool, at=now, snapshots=snapshots)
+            batch = SnapshotBatch(tool_id=tool, at=end, snapshots=snapshots)
             out.produce.append(Produce(topics.SNAPSHOTS, tool.encode(),
                                        batch.model_dump_json().encode()))
         if self.snapshots:
