@@ -40,6 +40,10 @@ class EngineConfig:
     #: The monitor's last-N-cases window (each site's last N records are kept past the
     #: case horizon for it).
     last_n: int = 200
+    #: A tool's state snapshot (`engine.snapshots`) is written at the end of a batch that
+    #: changed the tool at most once per this many seconds (the batch's monotonic clock;
+    #: 0: every such batch); `Engine.snapshot` writes the pending ones at once.
+    snapshot_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings, lookup: CaseLookup | None = None
