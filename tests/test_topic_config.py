@@ -33,8 +33,8 @@ DAY_MS = timedelta(days=1) // timedelta(milliseconds=1)
 
 def test_every_changelog_is_compacted_and_every_phi_topic_has_a_retention() -> None:
     specs = {s.name: s for s in all_topics("surveillance", 4)}
-    assert len(specs) == 15 and all(s.partitions == 4 for s in specs.values())
-    for table in ("join_state", "case_state", "adverse_state"):
+    assert len(specs) == 16 and all(s.partitions == 4 for s in specs.values())
+    for table in ("join_state", "case_state", "adverse_state", "case_snapshots"):
         assert specs[f"surveillance-{table}-changelog"].config == {"cleanup.policy": "compact"}
     for topic in ("ai.results.dlq", "reports.final.dlq", "adverse.events.dlq",
                   "cases.join.dlq", "cases.adjudicated.dlq"):

@@ -52,6 +52,7 @@ from surveillance.engine.tables import Table
 from surveillance.stats import drift_bank, drift_episode
 from surveillance.stats.agreement import Confusion
 from surveillance.stats.categorical_drift import (
+    CategoricalDriftDetector,
     NewCategory,
     WindowedDistributionTest,
     WindowThresholds,
@@ -81,6 +82,7 @@ _CLASSES: tuple[type, ...] = (
     drift_bank.DriftBank, drift_bank._Phase, drift_episode.VerdictContext,
     drift_episode.Episode, Columns, FeatureBank, NumericFeature, CategoricalFeature,
     WindowedDistributionTest, WindowThresholds, NewCategory, PageHinkleyRun,
+    CategoricalDriftDetector,
     AIResult, Scanner, Acquisition, AdjudicatedCase,
 )
 CLASSES = {f"{c.__module__}.{c.__qualname__}": c for c in _CLASSES}
@@ -136,8 +138,11 @@ class CaseSnapshots:
         self._written: dict[str, float] = {}
         #: Per tool, the digest of its records in the case table.
         self.digests: dict[str, int] = {}
-        #: Tools whose state changed in this batch, and their partition.
+        #: Tools whose state changed since their last snapshot, and their partition.
         self.dirty: dict[str, int] = {}
+        #: Of those, the ones changed in this batch: a batch writes only those (a Faust
+        #: table writes to the changelog partition of one of the batch's records).
+        self.touched: set[str] = set()
         #: Tools whose state the codec cannot write (logged once; rebuilt by replay).
         self._unwritable: set[str] = set()
 
@@ -153,22 +158,25 @@ class CaseSnapshots:
         if after is not None:
             digest += record_digest(case_id, after)
         self.digests[tool] = digest % 2**64
-        self.dirty[tool] = partition
+        self.changed(tool, partition)
 
     def changed(self, tool: str, partition: int) -> None:
         if self.table is not None:
             self.dirty[tool] = partition
+            self.touched.add(tool)
 
     def write(self, monitor: PerformanceMonitor, drift: DriftBanks,
               evaluated: dict[str, date], ahead: dict[int, AheadCases],
               mono: float | None) -> None:
-        """The snapshot of every tool changed since its last one, unless that was written
-        less than `every_seconds` before `mono` (None: write them all now)."""
+        """The snapshot of every tool changed in this batch, unless its last one was
+        written less than `every_seconds` before `mono`; with `mono` None, of every tool
+        changed since its last one."""
+        touched, self.touched = self.touched, set()
         if self.table is None:
             self.dirty.clear()
             return
-        due = [(tool, partition) for tool, partition in self.dirty.items()
-               if mono is None or mono - self._written.get(tool, -math.inf) >= self.every_seconds]
+        due = [(tool, partition) for tool, partition in self.dirty.items() if mono is None or (
+            tool in touched and mono - self._written.get(tool, -math.inf) >= self.every_seconds)]
         for tool, partition in due:
             del self.dirty[tool]
             if mono is not None:

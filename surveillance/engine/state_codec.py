@@ -51,6 +51,16 @@ def _attributes(obj: object) -> Iterable[str]:
     return [*names, *getattr(obj, "__dict__", {})]
 
 
+def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
+    """A set's items sorted when they can be: a set of strings iterates in an order that
+    differs between processes (hash randomization), and the same state should give the
+    same snapshot."""
+    try:
+        return sorted(items)
+    except TypeError:
+        return list(items)
+
+
 class _Encoder:
     def __init__(self, classes: Mapping[str, type], externals: Mapping[int, str]) -> None:
         self.names = {klass: name for name, klass in classes.items()}
@@ -79,7 +89,7 @@ class _Encoder:
         if kind is timedelta:
             return ["td", value.days, value.seconds, value.microseconds]
         if kind is frozenset:
-            return ["fs", [self(v) for v in value]]
+            return ["fs", [self(v) for v in _ordered(value)]]
         if isinstance(value, Enum):
             return ["e", self._name(kind), value.value]
         if isinstance(value, np.generic):
@@ -98,7 +108,7 @@ class _Encoder:
         if kind is Counter:
             return ["C", ref, [[self(k), self(v)] for k, v in value.items()]]
         if kind is set:
-            return ["s", ref, [self(v) for v in value]]
+            return ["s", ref, [self(v) for v in _ordered(value)]]
         if kind is deque:
             return ["q", ref, value.maxlen, [self(v) for v in value]]
         if kind is np.ndarray:

@@ -43,7 +43,13 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
-from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
+from surveillance.engine.pipeline import (
+    ADVERSE_TABLE,
+    CASE_SNAPSHOTS,
+    CASE_TABLE,
+    JOIN_TABLE,
+    Engine,
+)
 from surveillance.engine.records import Output, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
@@ -91,10 +97,10 @@ _outputs = {t: _raw_topic(t) for t in (
     *(topics.dlq(t) for t in topics.DEAD_LETTERED))}
 
 tables = {name: app.Table(name, partitions=settings.kafka.partitions)
-          for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE)}
+          for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)}
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
-engine = Engine(config, join_table, case_table, adverse_table)
+engine = Engine(config, join_table, case_table, adverse_table, tables[CASE_SNAPSHOTS])
 engine.cases.ready = False  # the tables are recovered: rebuild before the first case
 for _tool in config.registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
