@@ -88,6 +88,9 @@ class CaseStage:
             self.snapshots.install(tool, state, self.monitor, self.drift,
                                    self.evaluation.evaluated,
                                    self.ahead.setdefault(tool_partition[tool], AheadCases()))
+        for tool, partition in tool_partition.items():
+            if tool not in loaded:  # replayed: its snapshot is written with the next one
+                self.snapshots.dirty[tool] = partition
         self.restored = sorted(loaded)
         self.ready = True
 
