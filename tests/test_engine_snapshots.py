@@ -212,3 +212,21 @@ def test_a_digest_follows_every_record_change_and_eviction(stopped: LocalPipelin
     case_id, record = records[0]
     changed = [(case_id, CaseRecord(**{**record.as_dict(), "revision": record.revision + 1}))]
     assert snapshots.table_digests(changed + records[1:]) != snapshots.table_digests(records)
+
+
+def test_a_snapshot_too_big_for_a_changelog_record_is_not_written(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    events, _ = simulate(days=3, seed=4, volume_scale=0.2)
+    path = LocalPipeline(EngineConfig.plain(4), snapshots=True)
+    for event in events:
+        path.feed(event)
+    tools = sorted({r.tool for r in path.records().values()})
+    stage = path.engine.cases
+    for tool in tools:
+        stage.snapshots.dirty[tool] = 0
+    monkeypatch.setattr(snapshots, "MAX_STATE_BYTES", 100)
+    with caplog.at_level(logging.WARNING, logger=snapshots.__name__):
+        out = path.engine.snapshot()
+    written = {c.key: c.value for c in out.changes if c.table == CASE_SNAPSHOTS}
+    assert written == dict.fromkeys(tools)  # deleted: an older one would be stale
+    assert caplog.text.count("over the 100 a changelog record may take") == len(tools)

@@ -74,6 +74,9 @@ _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 #: The record layout (the keys below); a snapshot with another is rebuilt by replay.
 FORMAT = 1
+#: A snapshot bigger than this is not written (its tool is rebuilt by replay): Kafka's
+#: and Faust's producers refuse records over 1 MB by default.
+MAX_STATE_BYTES = 900_000
 
 _CLASSES: tuple[type, ...] = (
     AgreementWindows, KeyWindows, KeyGroup, VersionRecord, LabelFreeMonitor, _Day,
@@ -197,12 +200,21 @@ class CaseSnapshots:
                     log.warning("no snapshot of %s (it will be rebuilt by replay): %s", tool, e)
                 self.table.delete(tool, partition)  # an older one would be stale
                 continue
+            packed = base64.b64encode(zlib.compress(_ENCODE(state), 1)).decode()
+            if len(packed) > MAX_STATE_BYTES:
+                if tool not in self._unwritable:
+                    self._unwritable.add(tool)
+                    log.warning("no snapshot of %s (it will be rebuilt by replay): %d bytes, "
+                                "over the %d a changelog record may take", tool, len(packed),
+                                MAX_STATE_BYTES)
+                self.table.delete(tool, partition)
+                continue
             day = evaluated.get(tool)
             self.table.put(tool, {
                 "format": FORMAT, "code": CODE, "tool": tool,
                 "digest": self.digests.get(tool, 0),
                 "evaluated": None if day is None else day.toordinal(),
-                "state": base64.b64encode(zlib.compress(_ENCODE(state), 1)).decode(),
+                "state": packed,
             }, partition)
 
     def load(self, tool: str, monitor: PerformanceMonitor, drift: DriftBanks
