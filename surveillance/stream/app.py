@@ -43,6 +43,7 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import (
     ADVERSE_TABLE,
     CASE_SNAPSHOTS,
@@ -198,9 +199,8 @@ def _owned(topic: str) -> set[int]:
 
 def owned_records() -> list[tuple[str, CaseRecord]]:
     """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
-    owned = _owned(topics.CASES_ADJUDICATED)
-    pairs = ((k, CaseRecord.from_dict(v)) for k, v in list(case_table.items()))
-    return [(k, r) for k, r in pairs if r.partition in owned]
+    # Without the horizon's summary records (`~horizon:<p>`), which are no cases.
+    return case_records(list(case_table.items()), _owned(topics.CASES_ADJUDICATED))
 
 
 def _ensure_monitor() -> None:
