@@ -40,14 +40,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 
 from surveillance.bulk import changelog
 from surveillance.embedded import EmbeddedBroker
 from surveillance.engine.config import EngineConfig
-from surveillance.engine.horizon import is_summary
+from surveillance.engine.horizon import case_records, is_summary
 from surveillance.engine.local import LocalPipeline
-from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE
+from surveillance.engine.pipeline import (
+    ADVERSE_TABLE,
+    CASE_SNAPSHOTS,
+    CASE_TABLE,
+    JOIN_TABLE,
+    Engine,
+)
 from surveillance.simulate import simulate
 from surveillance.stream.ingest import join_partition
 from surveillance.stream.runner import WorkerProcess
@@ -179,6 +186,33 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
     return seconds, peak, cpu, exact
 
 
+def with_snapshots(state: dict[str, list[tuple[int, str, Any]]], partitions: int) -> None:
+    """The case stage rebuilt by replay from the scaled state, in this process, then its
+    per-tool snapshots (`engine.snapshots`) added to `state` as a worker leaves them."""
+    tables: dict[str, dict[str, Any]] = {t: {} for t in changelog.TABLES}
+    for table, rows in state.items():
+        for _partition, key, value in rows:
+            tables[table][key] = value
+    engine = Engine(EngineConfig.plain(partitions, snapshots=False),
+                    *(tables[t] for t in changelog.TABLES))
+    owned = set(range(partitions))
+    records = case_records(tables[CASE_TABLE].items(), owned)
+    wall, cpu = time.perf_counter(), time.process_time()
+    engine.cases.rebuild(records, owned)
+    print(f"case stage rebuilt by replay (no snapshots) in this process: {len(records):,} "
+          f"records in {time.perf_counter() - wall:.1f} s (CPU {time.process_time() - cpu:.1f} s"
+          f", {(time.process_time() - cpu) / len(records) * 1e6:.0f} us/record)")
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = engine.snapshot()
+    cpu = time.process_time() - cpu
+    sizes = {c.key: len(msgspec.json.encode(c.value)) for c in out.changes}
+    print(f"snapshots written: {len(sizes)} tools in {time.perf_counter() - wall:.2f} s "
+          f"(CPU {cpu:.2f} s, {cpu / max(len(sizes), 1) * 1e3:.0f} ms per tool); record sizes "
+          + ", ".join(f"{tool} {n / 1e3:,.0f} kB" for tool, n in sorted(sizes.items())))
+    state[CASE_SNAPSHOTS] = [(c.partition, c.key, c.value) for c in out.changes
+                             if c.table == CASE_SNAPSHOTS and c.value is not None]
+
+
 def bulk_reload(bootstrap: str, partitions: int, queue: Any) -> None:
     """In a fresh process: the bulk runner's reload (every changelog read to its end into
     dicts), then the case stage rebuilt from the owned records; (seconds of each, CPU
@@ -192,14 +226,13 @@ def bulk_reload(bootstrap: str, partitions: int, queue: Any) -> None:
     runner = BulkRunner(EngineConfig.plain(partitions, snapshots=False), APP_ID,
                         {"bootstrap_servers": bootstrap})
     runner.tables = tables
-    from surveillance.engine.pipeline import Engine
-
     engine = Engine(runner.config, *(tables[t] for t in changelog.TABLES))
     wall, cpu = time.perf_counter(), time.process_time()
     owned = set(range(partitions))
     engine.cases.rebuild(runner._owned_cases(owned), owned)
     rebuilt = (time.perf_counter() - wall, time.process_time() - cpu)
     cases = sum(c["cases"] for c in engine.cases.ledger.per_tool().values())
+    print(f"bulk reload: tools loaded from their snapshots: {engine.cases.restored}")
     queue.put((restore, rebuilt, rss_bytes()[1], cases))
 
 
@@ -239,6 +272,7 @@ def main() -> None:
           f" {len(state[CASE_TABLE]):,} case-table and {len(state[JOIN_TABLE]):,} join-table "
           f"records, {sum(expected.values()):,} cases counted")
     del path
+    with_snapshots(state, args.partitions)
     tmp = Path(tempfile.mkdtemp(prefix="bench-state-bounds-"))
     with EmbeddedBroker(log_dir=tmp) as broker:
         create_topics(broker.bootstrap, all_topics(APP_ID, args.partitions))

@@ -102,7 +102,7 @@ def test_topics_create_over_tls_prints_what_it_set(topics_output: str) -> None:
     assert ("created adverse.events (2 partitions; cleanup.policy=delete, "
             "retention.ms=2592000000)") in lines
     assert "created ai.results (2 partitions)" in lines
-    assert "15 topics created, 0 already present" in lines
+    assert "16 topics created, 0 already present" in lines
     assert not any(x.startswith("MISMATCH") for x in lines)
 
 

@@ -33,8 +33,8 @@ DAY_MS = timedelta(days=1) // timedelta(milliseconds=1)
 
 def test_every_changelog_is_compacted_and_every_phi_topic_has_a_retention() -> None:
     specs = {s.name: s for s in all_topics("surveillance", 4)}
-    assert len(specs) == 15 and all(s.partitions == 4 for s in specs.values())
-    for table in ("join_state", "case_state", "adverse_state"):
+    assert len(specs) == 16 and all(s.partitions == 4 for s in specs.values())
+    for table in ("join_state", "case_state", "adverse_state", "case_snapshots"):
         assert specs[f"surveillance-{table}-changelog"].config == {"cleanup.policy": "compact"}
     for topic in ("ai.results.dlq", "reports.final.dlq", "adverse.events.dlq",
                   "cases.join.dlq", "cases.adjudicated.dlq"):
@@ -89,7 +89,7 @@ def test_topics_create_reports_then_fixes_an_old_cluster(old_cluster: EmbeddedBr
     checked = cli(old_cluster.bootstrap)
     assert checked.returncode == 2
     mismatches = [x for x in checked.stdout.splitlines() if x.startswith("MISMATCH")]
-    assert len(mismatches) == 3 + 6 * 2  # 3 changelogs; 5 DLQs + adverse.events x 2 keys
+    assert len(mismatches) == 4 + 6 * 2  # 4 changelogs; 5 DLQs + adverse.events x 2 keys
     assert ("MISMATCH surveillance-case_state-changelog: cleanup.policy is unset, "
             "expected compact") in mismatches
     assert ("MISMATCH ai.results.dlq: retention.ms is unset, expected 1209600000"
@@ -100,9 +100,9 @@ def test_topics_create_reports_then_fixes_an_old_cluster(old_cluster: EmbeddedBr
     fixed = cli(old_cluster.bootstrap, "--fix")
     assert fixed.returncode == 0, fixed.stderr
     lines = fixed.stdout.splitlines()
-    assert sum(x.startswith("fixed ") for x in lines) == 15
+    assert sum(x.startswith("fixed ") for x in lines) == 16
     assert "fixed surveillance-join_state-changelog: cleanup.policy unset -> compact" in lines
 
     again = cli(old_cluster.bootstrap)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.splitlines() == ["0 topics created, 15 already present"]
+    assert again.stdout.splitlines() == ["0 topics created, 16 already present"]

@@ -17,9 +17,10 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE
+from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_SNAPSHOTS, CASE_TABLE, JOIN_TABLE
 
-TABLES = (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE)
+#: In the order `Engine` takes their backings.
+TABLES = (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 

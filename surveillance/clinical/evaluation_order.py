@@ -131,6 +131,17 @@ class EvaluationQueue:
         """Drop everything waiting (a rebuild counts the stored records instead)."""
         self._tools.clear()
 
+    def of_tool(self, tool: str) -> dict[str, _Waiting]:
+        """What waits for `tool` (for its state snapshot, `engine.snapshots`)."""
+        return self._tools.get(tool, {})
+
+    def restore(self, tool: str, waiting: dict[str, _Waiting]) -> None:
+        """Put back what waited for `tool` when its snapshot was written."""
+        if waiting:
+            self._tools[tool] = waiting
+        else:
+            self._tools.pop(tool, None)
+
 
 def _pending(case: AdjudicatedCase, record: CaseRecord
              ) -> tuple[AdjudicatedCase, CaseRecord]:

@@ -31,6 +31,7 @@ from surveillance.engine.drift import DriftBanks
 from surveillance.engine.evaluation import DailyEvaluation
 from surveillance.engine.horizon import CaseHorizon, Late
 from surveillance.engine.records import Output, Record
+from surveillance.engine.snapshots import CaseSnapshots, table_digests
 from surveillance.engine.tables import Table
 from surveillance.stream import internal
 from surveillance.stream.ahead import AheadCases
@@ -41,12 +42,15 @@ from surveillance.stream.watermark import SourceWatermark
 
 class CaseStage:
     def __init__(self, config: EngineConfig, table: Table[CaseRecord],
-                 summaries: Table[dict[str, Any]]) -> None:
+                 summaries: Table[dict[str, Any]],
+                 snapshots: Table[dict[str, Any]] | None = None) -> None:
         self.config = config
         self.table = table
         self.monitor = PerformanceMonitor(config.registry, last_n=config.last_n)
         self.horizon = CaseHorizon(config.case_horizon, table, summaries, config.case_lookup,
                                    self.monitor.last_n)
+        self.horizon.evicted = self._evicted
+        self.snapshots = CaseSnapshots(snapshots, config.snapshot_seconds)
         self.ledger = CaseLedger()
         self.drift = DriftBanks(calibrate_inline=False)
         self.evaluation = DailyEvaluation(config.snapshots, config.evaluation_grace,
@@ -55,24 +59,44 @@ class CaseStage:
         self.ahead: dict[int, AheadCases] = {}
         #: Tool versions under lifecycle management (the shell refreshes them).
         self.lifecycle: Mapping[tuple[str, str], ToolState] = {}
+        #: The tools the last rebuild loaded from their snapshots (the rest were replayed).
+        self.restored: list[str] = []
         #: False after a revocation: rebuild from the owned records before the next case.
         self.ready = True
 
     def rebuild(self, records: list[tuple[str, CaseRecord]],
                 partitions: Collection[int] | None = None) -> None:
         """Monitor, ledger counts and drift banks from the case records owned now (on
-        `partitions` of `cases.adjudicated`: default, those of the records)."""
+        `partitions` of `cases.adjudicated`: default, those of the records): each tool
+        from its snapshot when it matches the records (`engine.snapshots`), else by
+        replaying its records."""
+        self.snapshots.digests = table_digests(records)
+        tool_partition = {r.tool: r.partition for _, r in records}
+        loaded = {tool: state for tool in sorted(tool_partition)
+                  if (state := self.snapshots.load(tool, self.monitor, self.drift)) is not None}
+        replayed = [(k, r) for k, r in records if r.tool not in loaded]
         self.monitor = PerformanceMonitor(self.config.registry, last_n=self.config.last_n)
-        self.monitor.rebuild(records)
+        self.monitor.rebuild(replayed)
         self.ledger = CaseLedger()
         for _case_id, record in records:
             self.ledger.add_existing(record)
         owned = partitions if partitions is not None else {r.partition for _, r in records}
         self.ledger.counts.update(self.horizon.rebuild(records, owned))
-        self.drift.rebuild(r for _, r in records)
-        self.evaluation.forget()  # what waited for the monitor is stored: rebuilt above
+        self.drift.rebuild(r for _, r in replayed)
+        # What waited for the monitor is stored: a replayed tool's is rebuilt above, a
+        # loaded tool's waits again (its snapshot holds it).
+        self.evaluation.forget()
         self.sources.clear()  # wait for every join partition again: the first must not lead
-        self.ahead.clear()  # the held cases are stored, and rebuilt above with the rest
+        # The held cases are stored: a replayed tool's are rebuilt above with the rest, a
+        # loaded tool's are held again.
+        self.ahead.clear()
+        for tool, state in loaded.items():
+            self.snapshots.install(tool, state, self.monitor, self.drift, self.evaluation,
+                                   self.ahead.setdefault(tool_partition[tool], AheadCases()))
+        for tool, partition in tool_partition.items():
+            if tool not in loaded:  # replayed: its snapshot is written with the next one
+                self.snapshots.dirty[tool] = partition
+        self.restored = sorted(loaded)
         self.ready = True
 
     def take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
@@ -93,6 +117,9 @@ class CaseStage:
         if stored is None:
             return
         self.table.put(case.case_id, stored, record.partition)
+        self.snapshots.stored(case.tool_id, case.case_id,
+                              None if previous is None else previous.revision, stored.revision,
+                              record.partition)
         self.horizon.track(case.case_id, stored, new=previous is None)
         out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
         ahead = self.ahead.setdefault(record.partition, AheadCases())
@@ -103,6 +130,7 @@ class CaseStage:
             for released in ahead.release(clock):
                 released_record = self.table.get(released.case_id)
                 assert released_record is not None  # stored when it was held
+                self.snapshots.changed(released.tool_id, record.partition)
                 alerts += self._monitor_case(None, released, released_record, out)
             alerts += self.drift.advance(case.tool_id, clock)
             alerts += self.drift.calibrate_due(case.tool_id)
@@ -130,10 +158,21 @@ class CaseStage:
         if late.previous is not None:
             self.horizon.readmit(late.previous, record.partition)
         self.table.put(case.case_id, stored, record.partition)
+        self.snapshots.stored(case.tool_id, case.case_id, None, stored.revision,
+                              record.partition)
         self.horizon.track(case.case_id, stored, new=True)
         out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
         out.metric("horizon_late", case.tool_id,
                    "new" if late.previous is None else "resolved")
+
+    def _evicted(self, case_id: str, record: CaseRecord) -> None:
+        self.snapshots.stored(record.tool, case_id, record.revision, None, record.partition)
+
+    def flush(self, mono: float | None) -> None:
+        """The end of a batch: the snapshots of the tools it changed (at monotonic time
+        `mono`; None: all of them now)."""
+        self.snapshots.write(self.monitor, self.drift, self.evaluation, self.ahead,
+                             mono)
 
     def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:

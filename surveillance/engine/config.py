@@ -44,6 +44,10 @@ class EngineConfig:
     #: How long after a day's end (event time, the case clock) the day is evaluated: case
     #: revisions read later count from the next evaluation on (`engine.evaluation`).
     evaluation_grace: timedelta = EVALUATION_GRACE
+    #: A tool's state snapshot (`engine.snapshots`) is written at the end of a batch that
+    #: changed the tool at most once per this many seconds (the batch's monotonic clock;
+    #: 0: every such batch); `Engine.snapshot` writes the pending ones at once.
+    snapshot_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings, lookup: CaseLookup | None = None

@@ -144,6 +144,8 @@ class CaseHorizon:
         # (tool, version) -> first AI day, first report day (None: no report yet)
         self._first: dict[tuple[str, str], tuple[int, int | None]] = {}
         self._last: dict[tuple[str, str], int] = {}  # (tool, version) -> latest event day
+        #: Told of each record deleted from the table (the case stage's snapshot digests).
+        self.evicted: Callable[[str, CaseRecord], None] = lambda case_id, record: None
 
     def rebuild(self, records: Iterable[tuple[str, CaseRecord]], partitions: Collection[int]
                 ) -> Counter[CountKey]:
@@ -259,6 +261,7 @@ class CaseHorizon:
             part.held.setdefault(site[:2], []).append(case_id)
             return 0  # among its site's last N (records are evicted oldest first)
         self.cases.delete(case_id, partition)
+        self.evicted(case_id, record)
         self._live[site] -= 1
         part.evicted[record.key] += 1
         return 1

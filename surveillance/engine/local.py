@@ -22,7 +22,7 @@ from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.contracts import AdjudicatedCase, Alert
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import is_summary
-from surveillance.engine.pipeline import JOIN_TABLE, Engine
+from surveillance.engine.pipeline import CASE_SNAPSHOTS, JOIN_TABLE, Engine
 from surveillance.engine.records import MetricCall, Output, Produce, Record
 from surveillance.stream import internal, topics
 from surveillance.stream.ingest import Rejected, join_partition
@@ -44,15 +44,17 @@ class Event(Protocol):
 class LocalPipeline:
     def __init__(self, config: EngineConfig, case_partitions: int = 1,
                  wall_per_case: float = 0.001,
-                 on_metrics: Callable[[list[MetricCall]], None] | None = None) -> None:
+                 on_metrics: Callable[[list[MetricCall]], None] | None = None,
+                 snapshots: bool = False) -> None:
         self.config = config
         self.case_partitions = case_partitions
         self.wall_per_case = wall_per_case
         self.on_metrics = on_metrics
         self.tables: dict[str, dict[str, Any]] = {"join_state": {}, "case_state": {},
                                                   "adverse_state": {}}
-        self.engine = Engine(config, self.tables["join_state"], self.tables["case_state"],
-                             self.tables["adverse_state"])
+        if snapshots:  # the case stage's snapshots (`engine.snapshots`), kept in a table
+            self.tables[CASE_SNAPSHOTS] = {}
+        self.engine = Engine(config, *self.tables.values())
         self.offsets: dict[tuple[str, int], int] = {}
         self.cases_taken = 0
         self.clock: datetime | None = None  # the latest arrival time fed

@@ -13,11 +13,14 @@ from surveillance.engine.cases import CaseStage
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.join import JoinStage
 from surveillance.engine.records import Output, Record
+from surveillance.engine.snapshots import TABLE as SNAPSHOT_TABLE
 from surveillance.engine.tables import Table
 from surveillance.stream import topics
 
 #: Table names: the Faust tables and their changelog topics are named after them.
 JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE = "join_state", "case_state", "adverse_state"
+#: The case stage's per-tool snapshots (`engine.snapshots`).
+CASE_SNAPSHOTS = SNAPSHOT_TABLE
 
 
 def _same(raw: Any) -> dict[str, Any]:
@@ -30,7 +33,8 @@ class Engine:
     batch's `changes` into them (and to the changelog) before the next batch."""
 
     def __init__(self, config: EngineConfig, join_state: Mapping[str, Any],
-                 case_state: Mapping[str, Any], adverse_state: Mapping[str, Any]) -> None:
+                 case_state: Mapping[str, Any], adverse_state: Mapping[str, Any],
+                 case_snapshots: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.join_table = Table(JOIN_TABLE, join_state, JoinState.from_dict,
                                 JoinState.as_dict)
@@ -40,8 +44,12 @@ class Engine:
         # The case horizon's per-partition summaries live in the case table too (their
         # keys are no case id: `horizon.summary_key`), so they share its changelog.
         self.horizon_summaries = Table(CASE_TABLE, case_state, _same, _same)
+        # Without a backing for it (callers that never rebuild), no snapshots are kept.
+        self.snapshot_table = None if case_snapshots is None else Table(
+            SNAPSHOT_TABLE, case_snapshots, _same, _same)
         self.join = JoinStage(config, self.join_table)
-        self.cases = CaseStage(config, self.case_table, self.horizon_summaries)
+        self.cases = CaseStage(config, self.case_table, self.horizon_summaries,
+                               self.snapshot_table)
         self.adverse = AdverseStage(config, self.adverse_table, self.case_table)
 
     def revoked(self) -> None:
@@ -56,6 +64,7 @@ class Engine:
         out = Output()
         for record in records:
             self._take(record, now, mono, out)
+        self.cases.flush(mono)
         return self._flush(out)
 
     def tick(self, owned_adverse_partitions: Collection[int], now: datetime) -> Output:
@@ -63,6 +72,12 @@ class Engine:
         out = Output()
         self.adverse.tick(owned_adverse_partitions, now, out)
         return self._flush(out)
+
+    def snapshot(self) -> Output:
+        """The state snapshot of every tool changed since its last one, now (before a
+        planned hand-over: a shutdown, the end of a backfill)."""
+        self.cases.flush(None)
+        return self._flush(Output())
 
     def _take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
         if record.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL):
@@ -79,6 +94,7 @@ class Engine:
     def _flush(self, out: Output) -> Output:
         self.cases.evaluation.flush(self.cases.monitor, self.cases.drift, out)
         for table in (self.join_table, self.case_table, self.horizon_summaries,
-                      self.adverse_table):
-            out.changes += table.changes()
+                      self.adverse_table, self.snapshot_table):
+            if table is not None:
+                out.changes += table.changes()
         return out

@@ -60,6 +60,17 @@ class AheadCases:
             out.append(self._held.pop(case_id))
         return out
 
+    def held(self) -> list[AdjudicatedCase]:
+        """The cases held, oldest first (a snapshot keeps them: they are in the case table
+        but not yet in the monitor)."""
+        return [self._held[case_id] for _, case_id in sorted(self._due)]
+
+    def restore(self, cases: list[AdjudicatedCase]) -> None:
+        """Hold `cases` again (from `held`), as they were held."""
+        for case in cases:
+            self._held[case.case_id] = case
+            heapq.heappush(self._due, (case.inference_date, case.case_id))
+
     def clear(self) -> None:
         self._held.clear()
         self._due.clear()

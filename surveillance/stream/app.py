@@ -49,7 +49,13 @@ from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
-from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
+from surveillance.engine.pipeline import (
+    ADVERSE_TABLE,
+    CASE_SNAPSHOTS,
+    CASE_TABLE,
+    JOIN_TABLE,
+    Engine,
+)
 from surveillance.engine.records import Output, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
@@ -99,7 +105,7 @@ _outputs = {t: _raw_topic(t) for t in (
     *(topics.dlq(t) for t in topics.DEAD_LETTERED))}
 
 tables = {name: app.Table(name, partitions=settings.kafka.partitions)
-          for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE)}
+          for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)}
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
 _changelogs = {name: changelog.topic(settings.stream.app_id, name) for name in tables}
@@ -107,7 +113,8 @@ _changelog_tables = {changelog.topic(settings.stream.app_id, name): table
                      for name, table in tables.items()}
 # The engine reads the tables' stores: a Faust table's own `get` adds a layer of Python
 # calls and, for a key it lacks, a KeyError raised and caught (about 1 µs a read).
-engine = Engine(config, join_table.data, case_table.data, adverse_table.data)
+engine = Engine(config, join_table.data, case_table.data, adverse_table.data,
+                tables[CASE_SNAPSHOTS].data)
 engine.cases.ready = False  # the tables are recovered: rebuild before the first case
 for _tool in config.registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
@@ -279,6 +286,7 @@ def _owned(topic: str) -> set[int]:
 
 def owned_records() -> list[tuple[str, CaseRecord]]:
     """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
+    # Without the horizon's summary records (`~horizon:<p>`), which are no cases.
     return case_records(list(case_table.items()), _owned(topics.CASES_ADJUDICATED))
 
 

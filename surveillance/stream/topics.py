@@ -35,7 +35,7 @@ INPUT_TOPICS = (AI_RESULTS, REPORTS_FINAL, ADVERSE_EVENTS)
 DEAD_LETTERED = (*INPUT_TOPICS, CASES_JOIN, CASES_ADJUDICATED)
 
 #: Faust tables (name -> the topic whose partitions it follows).
-TABLES = ("join_state", "case_state", "adverse_state")
+TABLES = ("join_state", "case_state", "adverse_state", "case_snapshots")
 
 
 class TopicError(SurveillanceError):

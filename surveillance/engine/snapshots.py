@@ -1,0 +1,280 @@
+"""Snapshots of the case stage's per-tool state, so a rebuild restores instead of replaying.
+
+Without them a worker that takes over a tool's partition (a rebalance, a restart, a
+crashed backfill resumed) rebuilds the monitor and drift bank by replaying every case
+record in the horizon (~430 us each), and the rebuilt monitor is only close to the one
+it replaces: none of its verdicts, warnings and episodes, charts fed final outcomes only,
+CUSUM signal numbers restarted (`PerformanceMonitor.rebuild`), so alerts differ.
+
+A snapshot is one record per tool in the `case_snapshots` table (its changelog partition
+is the tool's `cases.adjudicated` partition), written at the end of every batch that
+changed the tool's state, once, through `Output.changes` like every table change, so the
+Faust worker and the bulk runner both persist it. It holds, exactly (`state_codec`):
+the monitor's state of the tool (windows, versions with their charts and label-free
+tests, verdicts, warnings, episodes, placements), the tool's drift bank, the next day
+the daily evaluation will evaluate and the case revisions waiting for it
+(`clinical.evaluation_order`), the cases held ahead of their clock, and a digest of
+the tool's records in the case table as they were when it was written.
+
+On a rebuild the digest is recomputed from the case table. Equal: the snapshot is the
+state after exactly those records, so it is loaded and nothing is replayed. Different
+(a crash persisted the batch's case records and not its snapshot, or the reverse), an
+unknown format, or code that changed any module whose classes a snapshot holds (`CODE`):
+the tool is rebuilt by replay, as without snapshots, with a log line saying why. The
+ledger counts and the horizon's index are always rebuilt from the records: they are a
+pass over them, microseconds each.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import sys
+import zlib
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import msgspec
+
+from surveillance.clinical.case_placement import CaseView, Placement
+from surveillance.clinical.evaluation_order import _Waiting
+from surveillance.clinical.label_free import LabelFreeMonitor, _Day
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.clinical.monitor import PerformanceMonitor
+from surveillance.clinical.monitor_state import Episode, VersionRecord
+from surveillance.clinical.verdicts import MetricVerdict, VerdictKind
+from surveillance.clinical.version_charts import Chart, Observation, VersionCharts
+from surveillance.contracts import (
+    Acquisition,
+    AdjudicatedCase,
+    AIResult,
+    CaseOutcome,
+    Scanner,
+    wire,
+)
+from surveillance.engine import state_codec
+from surveillance.engine.drift import DriftBanks
+from surveillance.engine.evaluation import DailyEvaluation
+from surveillance.engine.state_codec import StateCodecError, decode, encode
+from surveillance.engine.tables import Table
+from surveillance.stats import drift_bank, drift_episode
+from surveillance.stats.agreement import Confusion
+from surveillance.stats.categorical_drift import (
+    CategoricalDriftDetector,
+    NewCategory,
+    WindowedDistributionTest,
+    WindowThresholds,
+)
+from surveillance.stats.cusum import BernoulliCUSUM, ChartDesign
+from surveillance.stats.drift_categorical_feature import CategoricalFeature
+from surveillance.stats.drift_feature_bank import Columns, FeatureBank
+from surveillance.stats.drift_features import FEATURES_BY_NAME
+from surveillance.stats.drift_numeric_feature import NumericFeature
+from surveillance.stats.page_hinkley_run import PageHinkleyRun
+from surveillance.stats.windows import AgreementWindows, KeyGroup, KeyWindows
+from surveillance.stream.ahead import AheadCases
+from surveillance.stream.case_features import WORKER_DRIFT
+
+log = logging.getLogger(__name__)
+
+TABLE = "case_snapshots"
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder().decode
+#: The record layout (the keys below); a snapshot with another is rebuilt by replay.
+FORMAT = 2  # 2: the evaluation's next day and waiting revisions (was: last day)
+#: A snapshot bigger than this is not written (its tool is rebuilt by replay): Kafka's
+#: and Faust's producers refuse records over 1 MB by default.
+MAX_STATE_BYTES = 900_000
+
+_CLASSES: tuple[type, ...] = (
+    AgreementWindows, KeyWindows, KeyGroup, VersionRecord, LabelFreeMonitor, _Day,
+    VersionCharts, Chart, Observation, BernoulliCUSUM, ChartDesign, MetricVerdict,
+    VerdictKind, Episode, Placement, CaseView, CaseOutcome, Confusion,
+    drift_bank.DriftBank, drift_bank._Phase, drift_episode.VerdictContext,
+    drift_episode.Episode, Columns, FeatureBank, NumericFeature, CategoricalFeature,
+    WindowedDistributionTest, WindowThresholds, NewCategory, PageHinkleyRun,
+    CategoricalDriftDetector,
+    AIResult, Scanner, Acquisition, AdjudicatedCase, _Waiting, CaseRecord,
+    wire.AdjudicatedCase, wire.Scanner, wire.Acquisition,
+)
+CLASSES = {f"{c.__module__}.{c.__qualname__}": c for c in _CLASSES}
+
+
+def _code_digest() -> str:
+    """A digest of the source of every module whose classes a snapshot holds: a snapshot
+    written by other code (an upgrade) is not trusted to mean the same, and is rebuilt."""
+    digest = hashlib.sha256()
+    modules = {c.__module__ for c in _CLASSES} | {__name__, state_codec.__name__}
+    for module in sorted(modules):
+        path = getattr(sys.modules[module], "__file__", None)
+        digest.update(module.encode())
+        if path is not None:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+CODE = _code_digest()
+
+
+def record_digest(case_id: str, revision: int) -> int:
+    """One case record's share of its tool's digest (summed modulo 2**64, so it can be
+    kept as records come and go)."""
+    data = f"{case_id}\x00{revision}".encode()
+    return zlib.crc32(data) | zlib.adler32(data) << 32
+
+
+def table_digests(records: Iterable[tuple[str, Any]]) -> dict[str, int]:
+    """Each tool's digest over (case id, record) pairs."""
+    out: dict[str, int] = {}
+    for case_id, record in records:
+        out[record.tool] = (out.get(record.tool, 0) + record_digest(case_id, record.revision)
+                            ) % 2**64
+    return out
+
+
+def _drift_externals(banks: DriftBanks) -> dict[str, object]:
+    out: dict[str, object] = {"drift_config": WORKER_DRIFT, "calibrations": banks.calibrations}
+    out.update((f"feature:{name}", spec) for name, spec in FEATURES_BY_NAME.items())
+    return out
+
+
+class CaseSnapshots:
+    """The case stage's snapshot table: digests kept as records change, snapshots
+    written for the tools changed in a batch, and read back on a rebuild."""
+
+    def __init__(self, table: Table[dict[str, Any]] | None, every_seconds: float = 0.0) -> None:
+        self.table = table
+        self.every_seconds = every_seconds
+        #: Per tool, the monotonic time its snapshot was last written.
+        self._written: dict[str, float] = {}
+        #: Per tool, the digest of its records in the case table.
+        self.digests: dict[str, int] = {}
+        #: Tools whose state changed since their last snapshot, and their partition.
+        self.dirty: dict[str, int] = {}
+        #: Of those, the ones changed in this batch: a batch writes only those (a Faust
+        #: table writes to the changelog partition of one of the batch's records).
+        self.touched: set[str] = set()
+        #: Tools whose state the codec cannot write (logged once; rebuilt by replay).
+        self._unwritable: set[str] = set()
+
+    def stored(self, tool: str, case_id: str, before: int | None, after: int | None,
+               partition: int) -> None:
+        """A record of `tool` changed in the case table: revision `before` (None: none) to
+        `after` (None: deleted)."""
+        if self.table is None:
+            return
+        digest = self.digests.get(tool, 0)
+        if before is not None:
+            digest -= record_digest(case_id, before)
+        if after is not None:
+            digest += record_digest(case_id, after)
+        self.digests[tool] = digest % 2**64
+        self.changed(tool, partition)
+
+    def changed(self, tool: str, partition: int) -> None:
+        if self.table is not None:
+            self.dirty[tool] = partition
+            self.touched.add(tool)
+
+    def write(self, monitor: PerformanceMonitor, drift: DriftBanks,
+              evaluation: DailyEvaluation, ahead: dict[int, AheadCases],
+              mono: float | None) -> None:
+        """The snapshot of every tool changed in this batch, unless its last one was
+        written less than `every_seconds` before `mono`; with `mono` None, of every tool
+        changed since its last one."""
+        touched, self.touched = self.touched, set()
+        if self.table is None:
+            self.dirty.clear()
+            return
+        due = [(tool, partition) for tool, partition in self.dirty.items() if mono is None or (
+            tool in touched and mono - self._written.get(tool, -math.inf) >= self.every_seconds)]
+        for tool, partition in due:
+            del self.dirty[tool]
+            if mono is not None:
+                self._written[tool] = mono
+            baseline = monitor.settings.registry.get(tool)
+            externals = {id(monitor.settings): "settings", **_ids(_drift_externals(drift))}
+            if baseline is not None:
+                externals[id(baseline)] = "baseline"
+            held = [c for c in ahead[partition].held() if c.tool_id == tool
+                    ] if partition in ahead else []
+            try:
+                state = encode({"monitor": monitor.tool_state(tool),
+                                "drift": drift.banks.get(tool), "ahead": held,
+                                "waiting": evaluation.queue.of_tool(tool)},
+                               CLASSES, externals)
+            except StateCodecError as e:
+                if tool not in self._unwritable:
+                    self._unwritable.add(tool)
+                    log.warning("no snapshot of %s (it will be rebuilt by replay): %s", tool, e)
+                self.table.delete(tool, partition)  # an older one would be stale
+                continue
+            packed = base64.b64encode(zlib.compress(_ENCODE(state), 1)).decode()
+            if len(packed) > MAX_STATE_BYTES:
+                if tool not in self._unwritable:
+                    self._unwritable.add(tool)
+                    log.warning("no snapshot of %s (it will be rebuilt by replay): %d bytes, "
+                                "over the %d a changelog record may take", tool, len(packed),
+                                MAX_STATE_BYTES)
+                self.table.delete(tool, partition)
+                continue
+            day = evaluation.next_day.get(tool)
+            self.table.put(tool, {
+                "format": FORMAT, "code": CODE, "tool": tool,
+                "digest": self.digests.get(tool, 0),
+                "evaluated": None if day is None else day.toordinal(),
+                "state": packed,
+            }, partition)
+
+    def load(self, tool: str, monitor: PerformanceMonitor, drift: DriftBanks
+             ) -> dict[str, Any] | None:
+        """`tool`'s snapshot, decoded, if it matches the case table (`digests`, recomputed
+        by the caller); None, with the reason logged, when it must be rebuilt by replay."""
+        saved = None if self.table is None else self.table.get(tool)
+        if saved is None:
+            return None
+        why = ""
+        if saved.get("format") != FORMAT:
+            why = f"its format {saved.get('format')!r} is not {FORMAT}"
+        elif saved.get("code") != CODE:
+            why = "it was written by other code of the state's classes (an upgrade)"
+        elif saved.get("digest") != self.digests.get(tool, 0):
+            why = "the case table has changed since it was written (a partly persisted batch)"
+        if not why:
+            baseline = monitor.settings.registry.get(tool)
+            externals = {"settings": monitor.settings, **_drift_externals(drift)}
+            if baseline is not None:
+                externals["baseline"] = baseline
+            try:
+                raw = _DECODE(zlib.decompress(base64.b64decode(saved["state"])))
+                state: dict[str, Any] = decode(raw, CLASSES, externals)
+            except (StateCodecError, ValueError, zlib.error) as e:
+                why = str(e)
+        if why:
+            log.warning("snapshot of %s not used, rebuilding it from its case records: %s",
+                        tool, why)
+            return None
+        state["evaluated"] = saved["evaluated"]
+        return state
+
+    @staticmethod
+    def install(tool: str, state: dict[str, Any], monitor: PerformanceMonitor,
+                drift: DriftBanks, evaluation: DailyEvaluation, ahead: AheadCases) -> None:
+        """Put a loaded snapshot (`load`) in place of the tool's state."""
+        monitor.restore_tool(tool, state["monitor"])
+        bank = state["drift"]
+        if bank is not None:
+            bank.calibrate_inline = drift.calibrate_inline
+            drift.banks[tool] = bank
+        if state["evaluated"] is not None:
+            evaluation.next_day[tool] = date.fromordinal(state["evaluated"])
+        evaluation.queue.restore(tool, state["waiting"])
+        ahead.restore(state["ahead"])
+
+
+def _ids(named: dict[str, object]) -> dict[int, str]:
+    return {id(obj): name for name, obj in named.items()}
