@@ -27,6 +27,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from surveillance.interop.dicom_receiver import Receiver
 from surveillance.interop.dicom_sr import SR_SOP_CLASSES
 from surveillance.interop.dicom_sr_read import NotRead, read_dataset
+from surveillance.interop.dicom_store_response import send_store_responses_directly
 from surveillance.interop.dicom_wakeup import wake_on_work
 
 
@@ -91,10 +92,13 @@ def on_connection_open(event: Any) -> None:
     """EVT_CONN_OPEN of either end. TCP_NODELAY on the association's socket: pynetdicom
     writes a C-STORE response in small pieces, and Nagle's algorithm with the peer's
     delayed ACK stalled each exchange by tens of milliseconds (measured: a third of the
-    rate without it). And the association's threads wait for work instead of polling
-    (`dicom_wakeup`)."""
+    rate without it). The association's threads wait for work instead of polling
+    (`dicom_wakeup`), and an SCP writes its C-STORE responses directly
+    (`dicom_store_response`)."""
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     wake_on_work(event.assoc)
+    if event.assoc.is_acceptor:
+        send_store_responses_directly(event.assoc)
 
 
 class SharedPortServer(ThreadedAssociationServer):
