@@ -23,6 +23,12 @@ from surveillance.stream.topics import AI_RESULTS
 
 log = logging.getLogger(__name__)
 
+#: Shortest time from the start of one publishing round to the next. A round per stored
+#: object cost 0.85 ms of CPU per SR at 200 SRs/s (its spool query, produce request and
+#: commit); waiting for the round's interval batches what arrives meanwhile, and delays a
+#: result by at most this much.
+ROUND_SECONDS = 0.1
+
 
 class DicomPublisher:
     def __init__(
@@ -33,6 +39,7 @@ class DicomPublisher:
         poll_seconds: float = 1.0,
         topic: str = AI_RESULTS,
         retention_seconds: float = 30 * 86_400,
+        round_seconds: float = ROUND_SECONDS,
     ) -> None:
         self._spool = spool
         self._bootstrap = bootstrap
@@ -40,6 +47,7 @@ class DicomPublisher:
         self._poll = poll_seconds
         self._topic = topic
         self._retention = retention_seconds
+        self._round = round_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,9 +85,14 @@ class DicomPublisher:
 
     def _run(self) -> None:
         last_prune = 0.0
+        last_round = 0.0
         while not self._stop.is_set():
             self._wake.wait(self._poll)
+            # Objects stored while the last round ran wait for the rest of its interval,
+            # and go in one round (one produce request per partition, one spool commit).
+            self._stop.wait(last_round + self._round - time.monotonic())
             self._wake.clear()
+            last_round = time.monotonic()
             try:
                 self.publish_due()
                 if time.time() - last_prune > 3600:

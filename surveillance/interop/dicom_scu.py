@@ -28,7 +28,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 
-from surveillance.interop.dicom_scp import no_delay
+from surveillance.interop.dicom_scp import on_connection_open, quiet_associations
 
 
 def associate(
@@ -41,12 +41,13 @@ def associate(
 ) -> Association:
     """An association proposing `sop_classes` in Explicit VR Little Endian, with the
     reactor kept off the responses. Check `is_established` before sending."""
+    quiet_associations()
     ae = AE(ae_title=calling_ae)
     ae.dimse_timeout = dimse_timeout
     for sop_class in sop_classes:
         ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
     assoc = ae.associate(host, port, ae_title=called_ae,
-                         evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+                         evt_handlers=[(evt.EVT_CONN_OPEN, on_connection_open)])
     # Nothing has been sent yet, so nothing can be on the queue for the reactor to take.
     keep_responses_from_reactor(assoc.dimse)
     return assoc
