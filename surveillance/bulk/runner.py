@@ -19,7 +19,10 @@ time, and no worker of the same app id while it runs (the worker's group would n
 know of the runner's commits).
 
 It stops once every partition has been read to its end and no record has come for
-`idle_seconds` (the internal topics it writes are read back in the meantime).
+`idle_seconds` (the internal topics it writes are read back in the meantime). Several
+runners, each in its own process, can share a backfill: each owns some partitions of the
+join and of the case stage (`bulk.ownership`), restores and reads only those, and they stop
+together (`bulk.processes`).
 """
 
 from __future__ import annotations
@@ -36,20 +39,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
+from surveillance.bulk.ownership import Ownership, plan
+from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
-from surveillance.engine.pipeline import CASE_TABLE, Engine
+from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
 from surveillance.engine.records import Output, Record
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
 
-#: The topics the worker's agents read.
-CRASH_EXIT = 137  # what a SIGKILLed process reports
-READ = (topics.AI_RESULTS, topics.REPORTS_FINAL, topics.CASES_JOIN, topics.CASES_ADJUDICATED,
-        topics.ADVERSE_EVENTS)
+#: Input topics: their records are the events counted.
+INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
 
 
 @dataclass
@@ -65,7 +68,8 @@ class BulkRunner:
     def __init__(self, config: EngineConfig, app_id: str, client: dict[str, Any],
                  max_records: int = 20_000, idle_seconds: float = 5.0,
                  on_batch: Callable[[Output, Progress], None] | None = None,
-                 crash_at: tuple[int, str] | None = None) -> None:
+                 crash_at: tuple[int, str] | None = None, owned: Ownership | None = None,
+                 slot: Slot | None = None) -> None:
         self.config = config
         self.app_id = app_id
         self.client = client
@@ -75,6 +79,9 @@ class BulkRunner:
         # Crash tests: (batch number, "flushed" | "committed"): the process dies there as
         # if killed (no flush, no commit, no goodbye to the broker).
         self.crash_at = crash_at
+        self.owned = owned or Ownership.everything(config.partitions)
+        #: Shared with the other runner processes of the backfill (None: alone).
+        self.slot = slot
         self.batches = 0
         self.progress = Progress()
         self.tables: dict[str, dict[str, Any]] = {}
@@ -84,7 +91,10 @@ class BulkRunner:
     async def run(self) -> Progress:
         collector.for_long_lived_state()
         self.progress.started = time.monotonic()
-        self.tables = await changelog.restore(self.client, self.app_id, self.config.partitions)
+        owned = self.owned
+        self.tables = await changelog.restore(
+            self.client, self.app_id, self.config.partitions,
+            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases})
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
         self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
@@ -95,9 +105,8 @@ class BulkRunner:
         await producer.start()
         await consumer.start()
         try:
-            partitions = range(self.config.partitions)  # as the topics were created
-            consumer.assign([TopicPartition(t, p) for t in READ for p in partitions])
-            self.assigned_cases = set(partitions)
+            consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
+            self.assigned_cases = set(owned.cases)
             await self._loop(consumer, producer)
         finally:
             await consumer.stop()
@@ -106,7 +115,7 @@ class BulkRunner:
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         quiet_since: float | None = None
-        while True:
+        while self.slot is None or not self.slot.stopped():
             batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
             records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
@@ -114,21 +123,28 @@ class BulkRunner:
             if not records:
                 now = time.monotonic()
                 quiet_since = quiet_since or now
-                if now - quiet_since >= self.idle_seconds and await self._at_end(consumer):
+                if (now - quiet_since >= self.idle_seconds and await self._at_end(consumer)
+                        and (self.slot is None or self.slot.caught_up(quiet_since, now))):
                     return
                 continue
             quiet_since = None
+            if self.slot is not None:
+                self.slot.busy()
             await self._take(records, producer)
             self.batches += 1
             self._crash_if("flushed")
             await consumer.commit({tp: messages[-1].offset + 1
                                    for tp, messages in batch.items() if messages})
             self._crash_if("committed")
-            self.progress.last_batch = time.monotonic()
+            progress = self.progress
+            progress.last_batch = time.monotonic()
             behind = 0
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
-            self.progress.behind = behind
+            progress.behind = behind
+            if self.slot is not None:
+                self.slot.progress(progress.events, progress.records, behind,
+                                   progress.last_batch)
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -152,8 +168,7 @@ class BulkRunner:
                                              headers=list((p.headers or {}).items()) or None))
         await asyncio.gather(*sends)  # acks=all: every record is on its replicas
         self.progress.records += len(records)
-        self.progress.events += sum(r.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL)
-                                    for r in records)
+        self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
             self.on_batch(out, self.progress)
 
@@ -169,3 +184,38 @@ class BulkRunner:
             if await consumer.position(tp) < ends[tp]:
                 return False
         return True
+
+
+def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
+             on_progress: Callable[[Totals, float], None] | None = None,
+             **options: Any) -> tuple[Totals, float]:
+    """The whole backfill in `processes` runner processes (1: in this one); the totals
+    and when it started (monotonic, before the tables were restored). `options` go to
+    each `BulkRunner`."""
+    started = time.monotonic()
+    owners = plan(processes, config.partitions)
+    if len(owners) == 1:
+        on_batch = options.pop("on_batch", None)
+
+        def batch_done(out: Output, done: Progress) -> None:
+            if on_batch is not None:
+                on_batch(out, done)
+            if on_progress is not None:
+                on_progress(Totals(done.events, done.records, done.behind, done.last_batch),
+                            started)
+
+        runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
+        alone = asyncio.run(runner.run())
+        return Totals(alone.events, alone.records, 0, alone.last_batch), started
+
+    def runner_of(owned: Ownership) -> Callable[[Slot], None]:
+        def run(slot: Slot) -> None:
+            asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
+                                   **options).run())
+        return run
+
+    def shown(totals: Totals) -> None:
+        if on_progress is not None:
+            on_progress(totals, started)
+
+    return run_processes([runner_of(o) for o in owners], shown), started
