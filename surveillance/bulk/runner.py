@@ -39,6 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
+from surveillance.bulk.batches import BatchSender
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
 from surveillance.clinical.ledger import CaseRecord
@@ -87,6 +88,7 @@ class BulkRunner:
         self.tables: dict[str, dict[str, Any]] = {}
         self.engine: Engine | None = None
         self.assigned_cases: set[int] = set()
+        self.sender: BatchSender | None = None
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
@@ -103,17 +105,18 @@ class BulkRunner:
             group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20, **self.client)
         await producer.start()
+        self.sender = BatchSender(producer)
         await consumer.start()
         try:
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
             self.assigned_cases = set(owned.cases)
-            await self._loop(consumer, producer)
+            await self._loop(consumer)
         finally:
             await consumer.stop()
             await producer.stop()
         return self.progress
 
-    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         quiet_since: float | None = None
         while self.slot is None or not self.slot.stopped():
             batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -130,7 +133,7 @@ class BulkRunner:
             quiet_since = None
             if self.slot is not None:
                 self.slot.busy()
-            await self._take(records, producer)
+            await self._take(records)
             self.batches += 1
             self._crash_if("flushed")
             await consumer.commit({tp: messages[-1].offset + 1
@@ -150,7 +153,7 @@ class BulkRunner:
         if self.crash_at == (self.batches, point):
             os._exit(CRASH_EXIT)
 
-    async def _take(self, records: list[Record], producer: AIOKafkaProducer) -> None:
+    async def _take(self, records: list[Record]) -> None:
         """One batch through the engine; returns once every send is acknowledged."""
         engine = self.engine
         assert engine is not None
@@ -158,15 +161,16 @@ class BulkRunner:
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
         out = engine.process(records, datetime.now(UTC), time.monotonic())
         out.apply_to(self.tables)
-        sends = []
+        sender = self.sender
+        assert sender is not None
         for change in out.changes:
             key, value = changelog.encode(change.key, change.value)
-            sends.append(await producer.send(changelog.topic(self.app_id, change.table),
-                                             value, key=key, partition=change.partition))
+            await sender.add(changelog.topic(self.app_id, change.table), key, value,
+                             change.partition)
         for p in out.produce:
-            sends.append(await producer.send(p.topic, p.value, key=p.key, partition=p.partition,
-                                             headers=list((p.headers or {}).items()) or None))
-        await asyncio.gather(*sends)  # acks=all: every record is on its replicas
+            await sender.add(p.topic, p.key, p.value, p.partition,
+                             tuple((p.headers or {}).items()))
+        await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
