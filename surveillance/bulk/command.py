@@ -40,14 +40,11 @@ def backfill(
 
     from surveillance import kafka_clients
     from surveillance.bulk.processes import ProcessFailed, Totals
-    from surveillance.bulk.runner import Progress
     from surveillance.bulk.runner import backfill as run_backfill
     from surveillance.engine.config import EngineConfig
-    from surveillance.engine.records import Output
     from surveillance.privacy_key import KeyRefused, check_key
     from surveillance.settings import get_settings
     from surveillance.store.case_lookup import lookup_of
-    from surveillance.stream import effects
 
     try:
         settings = get_settings()
@@ -70,10 +67,9 @@ def backfill(
         from surveillance.bulk.load import load_files
 
         load_files(files, checkpoint, client, settings, hl7_mapping)
+    # No metric is recorded: this process serves no /metrics and exits when done (the
+    # progress line is its report); the worker that continues publishes its own.
     shown = [0.0]
-
-    def record(out: Output, progress: Progress) -> None:
-        effects.record(out.metrics)
 
     def report(totals: Totals, started: float) -> None:
         now = time.monotonic()
@@ -95,7 +91,6 @@ def backfill(
         totals, started = run_backfill(
             EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
             processes, report, max_records=max_records, idle_seconds=idle_seconds,
-            on_batch=record,
             crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     except KafkaError as exc:
         fail(broker_failed.format(exc))

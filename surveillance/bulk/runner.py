@@ -199,11 +199,7 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
     started = time.monotonic()
     owners = plan(processes, config.partitions)
     if len(owners) == 1:
-        on_batch = options.pop("on_batch", None)
-
         def batch_done(out: Output, done: Progress) -> None:
-            if on_batch is not None:
-                on_batch(out, done)
             if on_progress is not None:
                 on_progress(Totals(done.events, done.records, done.behind, done.last_batch),
                             started)
