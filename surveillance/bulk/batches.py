@@ -55,11 +55,15 @@ class BatchSender:
                                                        partition=partition,
                                                        headers=listed or None))
 
-    async def flush(self) -> None:
-        """Send the open batches; return once every record added is acknowledged."""
+    async def send_open(self) -> None:
+        """Send the open batches now (the next record added starts new ones)."""
         for tp, batch in list(self._open.items()):
             await self._send(tp, batch)
         self._open.clear()
+
+    async def flush(self) -> None:
+        """Send the open batches; return once every record added is acknowledged."""
+        await self.send_open()
         sent, self._sent = self._sent, []
         await asyncio.gather(*sent)
 

@@ -23,6 +23,9 @@ def backfill(
     hl7_mapping: Path | None = typer.Option(  # noqa: B008
         None, help="Per-facility HL7 mapping YAML, as for `hl7 import`."),
     max_records: int = typer.Option(20_000, help="Records per batch (one commit each)."),
+    chunk_records: int = typer.Option(
+        2_000, help="Records taken through the engine at a time within a batch, their "
+        "outputs sent before the next (another runner process reads them meanwhile)."),
     processes: int = typer.Option(
         2, help="Runner processes: 1 runs the join and the case stage in one; 2 or more split "
         "them (the join's partitions over half, the case stage's over the rest)."),
@@ -53,8 +56,9 @@ def backfill(
         fail(str(exc).splitlines()[0])
     if warning:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    if max_records < 1 or idle_seconds < 0 or processes < 1:
-        fail("--max-records and --processes must be at least 1, --idle-seconds at least 0")
+    if min(max_records, chunk_records, processes) < 1 or idle_seconds < 0:
+        fail("--max-records, --chunk-records and --processes must be at least 1, "
+             "--idle-seconds at least 0")
     if crash_point not in ("flushed", "committed"):
         fail("--crash-point must be 'flushed' or 'committed'")
     if settings.kafka.probe_log_end:
@@ -88,15 +92,19 @@ def backfill(
     broker_failed = (f"the broker at {settings.kafka.bootstrap} failed: {{}}; check it is up "
                      "and SURVEILLANCE_KAFKA__BOOTSTRAP, then run the backfill again (it resumes)")
     try:
-        totals, started = run_backfill(
+        done = run_backfill(
             EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
-            processes, report, max_records=max_records, idle_seconds=idle_seconds,
+            processes, report, max_records=max_records, chunk_records=chunk_records,
+            idle_seconds=idle_seconds,
             crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     except KafkaError as exc:
         fail(broker_failed.format(exc))
     except ProcessFailed as exc:
         fail(f"a backfill process failed: {exc}; check the broker at "
              f"{settings.kafka.bootstrap}, then run the backfill again (it resumes)")
-    busy = max(totals.last_batch - started, 1e-9)  # the idle wait left out
+    totals = done.totals
+    busy = max(totals.last_batch - done.started, 1e-9)  # the idle wait left out
     print(f"\nbackfill done: {totals.events} input events ({totals.records} records) in "
-          f"{busy:.1f} s, {totals.events / busy:,.0f} events/s")
+          f"{busy:.1f} s, {totals.events / busy:,.0f} events/s; {done.processes} "
+          f"process(es), CPU {totals.busy_cpu:.2f} s to the last batch, {done.cpu:.2f} s "
+          "with the final idle wait")

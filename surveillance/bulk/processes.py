@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-EVENTS, RECORDS, BEHIND, LAST_BATCH, QUIET_SINCE, CHECKED_AT = range(6)
-FIELDS = 6
+EVENTS, RECORDS, BEHIND, LAST_BATCH, BUSY_CPU, QUIET_SINCE, CHECKED_AT = range(7)
+FIELDS = 7
 _PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.1
 
@@ -50,6 +50,7 @@ class Totals:
     records: int
     behind: int
     last_batch: float  # monotonic, when the last batch of any process was committed
+    busy_cpu: float  # CPU seconds of the runners from their start to their last batch
 
 
 class Slot:
@@ -60,10 +61,11 @@ class Slot:
         self.base = index * FIELDS
         self.stop = stop
 
-    def progress(self, events: int, records: int, behind: int, last_batch: float) -> None:
+    def progress(self, events: int, records: int, behind: int, last_batch: float,
+                 busy_cpu: float) -> None:
         s, b = self.shared, self.base
         s[b + EVENTS], s[b + RECORDS], s[b + BEHIND] = events, records, behind
-        s[b + LAST_BATCH] = last_batch
+        s[b + LAST_BATCH], s[b + BUSY_CPU] = last_batch, busy_cpu
 
     def busy(self) -> None:
         self.shared[self.base + QUIET_SINCE] = 0.0
@@ -92,7 +94,7 @@ def totals(shared: Any, processes: int) -> Totals:
         return [shared[i * FIELDS + f] for i in range(processes)]
 
     return Totals(int(sum(field(EVENTS))), int(sum(field(RECORDS))),
-                  int(sum(field(BEHIND))), max(field(LAST_BATCH)))
+                  int(sum(field(BEHIND))), max(field(LAST_BATCH)), sum(field(BUSY_CPU)))
 
 
 def run_processes(runners: list[Callable[[Slot], None]],

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
-from surveillance.engine.records import Output, Record
+from surveillance.engine.records import Record
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,14 @@ class Progress:
     behind: int = 0  # records between the positions and the log ends, last measured
     started: float = 0.0  # monotonic, before the tables are restored
     last_batch: float = 0.0  # monotonic, when the last batch was committed
+    busy_cpu: float = 0.0  # CPU seconds of this process from `started` to `last_batch`
 
 
 class BulkRunner:
     def __init__(self, config: EngineConfig, app_id: str, client: dict[str, Any],
                  max_records: int = 20_000, idle_seconds: float = 5.0,
-                 on_batch: Callable[[Output, Progress], None] | None = None,
+                 chunk_records: int = 2_000,
+                 on_batch: Callable[[Progress], None] | None = None,
                  crash_at: tuple[int, str] | None = None, owned: Ownership | None = None,
                  slot: Slot | None = None) -> None:
         self.config = config
@@ -76,6 +79,7 @@ class BulkRunner:
         self.client = client
         self.max_records = max_records
         self.idle_seconds = idle_seconds
+        self.chunk_records = chunk_records
         self.on_batch = on_batch
         # Crash tests: (batch number, "flushed" | "committed"): the process dies there as
         # if killed (no flush, no commit, no goodbye to the broker).
@@ -93,6 +97,7 @@ class BulkRunner:
     async def run(self) -> Progress:
         collector.for_long_lived_state()
         self.progress.started = time.monotonic()
+        cpu = time.process_time()
         owned = self.owned
         self.tables = await changelog.restore(
             self.client, self.app_id, self.config.partitions,
@@ -110,13 +115,13 @@ class BulkRunner:
         try:
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
             self.assigned_cases = set(owned.cases)
-            await self._loop(consumer)
+            await self._loop(consumer, cpu)
         finally:
             await consumer.stop()
             await producer.stop()
         return self.progress
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer, cpu: float) -> None:
         quiet_since: float | None = None
         while self.slot is None or not self.slot.stopped():
             batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -141,40 +146,45 @@ class BulkRunner:
             self._crash_if("committed")
             progress = self.progress
             progress.last_batch = time.monotonic()
+            progress.busy_cpu = time.process_time() - cpu
             behind = 0
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
             progress.behind = behind
             if self.slot is not None:
                 self.slot.progress(progress.events, progress.records, behind,
-                                   progress.last_batch)
+                                   progress.last_batch, progress.busy_cpu)
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine; returns once every send is acknowledged."""
+        """One batch through the engine, `chunk_records` at a time, each chunk's records
+        sent before the next is taken (a runner reading them starts on them meanwhile);
+        returns once every send is acknowledged."""
         engine = self.engine
-        assert engine is not None
+        sender = self.sender
+        assert engine is not None and sender is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
-        out = engine.process(records, datetime.now(UTC), time.monotonic())
-        out.apply_to(self.tables)
-        sender = self.sender
-        assert sender is not None
-        for change in out.changes:
-            key, value = changelog.encode(change.key, change.value)
-            await sender.add(changelog.topic(self.app_id, change.table), key, value,
-                             change.partition)
-        for p in out.produce:
-            await sender.add(p.topic, p.key, p.value, p.partition,
-                             tuple((p.headers or {}).items()))
+        for start in range(0, len(records), self.chunk_records):
+            chunk = records[start:start + self.chunk_records]
+            out = engine.process(chunk, datetime.now(UTC), time.monotonic())
+            out.apply_to(self.tables)
+            for change in out.changes:
+                key, value = changelog.encode(change.key, change.value)
+                await sender.add(changelog.topic(self.app_id, change.table), key, value,
+                                 change.partition)
+            for p in out.produce:
+                await sender.add(p.topic, p.key, p.value, p.partition,
+                                 tuple((p.headers or {}).items()))
+            await sender.send_open()
         await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
-            self.on_batch(out, self.progress)
+            self.on_batch(self.progress)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)
@@ -190,23 +200,31 @@ class BulkRunner:
         return True
 
 
+@dataclass
+class Done:
+    totals: Totals
+    started: float  # monotonic, before the tables were restored
+    cpu: float  # CPU seconds of every runner process from `started` to the end
+    processes: int
+
+
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
              on_progress: Callable[[Totals, float], None] | None = None,
-             **options: Any) -> tuple[Totals, float]:
-    """The whole backfill in `processes` runner processes (1: in this one); the totals
-    and when it started (monotonic, before the tables were restored). `options` go to
-    each `BulkRunner`."""
-    started = time.monotonic()
+             **options: Any) -> Done:
+    """The whole backfill in `processes` runner processes (1: in this one). `options` go
+    to each `BulkRunner`."""
+    started, cpu = time.monotonic(), _cpu()
     owners = plan(processes, config.partitions)
     if len(owners) == 1:
-        def batch_done(out: Output, done: Progress) -> None:
+        def batch_done(done: Progress) -> None:
             if on_progress is not None:
-                on_progress(Totals(done.events, done.records, done.behind, done.last_batch),
-                            started)
+                on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
+                                   done.busy_cpu), started)
 
         runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
         alone = asyncio.run(runner.run())
-        return Totals(alone.events, alone.records, 0, alone.last_batch), started
+        totals = Totals(alone.events, alone.records, 0, alone.last_batch, alone.busy_cpu)
+        return Done(totals, started, _cpu() - cpu, 1)
 
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
@@ -218,4 +236,12 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
         if on_progress is not None:
             on_progress(totals, started)
 
-    return run_processes([runner_of(o) for o in owners], shown), started
+    totals = run_processes([runner_of(o) for o in owners], shown)
+    return Done(totals, started, _cpu() - cpu, len(owners))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
