@@ -137,7 +137,7 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         cpu = children_cpu() - cpu_before
         done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
         seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
-        busy_cpu = float(done[-1].split(" CPU ")[1].split(" s ")[0])
+        busy_cpu = float(done[-1].split(" CPU ")[1].split(" s ")[0])  # all processes
         worker = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}").start()
         try:
             counts = wait_for_counts([worker], expected, timeout=600)

@@ -106,5 +106,6 @@ def backfill(
     busy = max(totals.last_batch - done.started, 1e-9)  # the idle wait left out
     print(f"\nbackfill done: {totals.events} input events ({totals.records} records) in "
           f"{busy:.1f} s, {totals.events / busy:,.0f} events/s; {done.processes} "
-          f"process(es), CPU {totals.busy_cpu:.2f} s to the last batch, {done.cpu:.2f} s "
+          f"process(es), CPU {sum(totals.busy_cpu):.2f} s to the last batch ("
+          f"{' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}), {done.cpu:.2f} s "
           "with the final idle wait")

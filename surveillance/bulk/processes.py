@@ -50,7 +50,9 @@ class Totals:
     records: int
     behind: int
     last_batch: float  # monotonic, when the last batch of any process was committed
-    busy_cpu: float  # CPU seconds of the runners from their start to their last batch
+    #: CPU seconds of each runner process from its start to its last batch (with enough
+    #: cores, the busy wall time is at least the largest: how well the stages balance).
+    busy_cpu: tuple[float, ...]
 
 
 class Slot:
@@ -94,7 +96,7 @@ def totals(shared: Any, processes: int) -> Totals:
         return [shared[i * FIELDS + f] for i in range(processes)]
 
     return Totals(int(sum(field(EVENTS))), int(sum(field(RECORDS))),
-                  int(sum(field(BEHIND))), max(field(LAST_BATCH)), sum(field(BUSY_CPU)))
+                  int(sum(field(BEHIND))), max(field(LAST_BATCH)), tuple(field(BUSY_CPU)))
 
 
 def run_processes(runners: list[Callable[[Slot], None]],

@@ -219,11 +219,11 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
         def batch_done(done: Progress) -> None:
             if on_progress is not None:
                 on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
-                                   done.busy_cpu), started)
+                                   (done.busy_cpu,)), started)
 
         runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
         alone = asyncio.run(runner.run())
-        totals = Totals(alone.events, alone.records, 0, alone.last_batch, alone.busy_cpu)
+        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,))
         return Done(totals, started, _cpu() - cpu, 1)
 
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
