@@ -101,7 +101,9 @@ def test_batched_sends_land_where_and_as_the_producer_would_send_them(tmp_path: 
                 headers = [("n", str(i).encode())] if i % 2 else []
                 await sender.add(topic, key, value, partition, headers)
                 if i % 100 == 99:
-                    await sender.send_open()
+                    await sender.send_open({topic})
+                elif i % 50 == 49:
+                    await sender.send_open({"another-topic"})  # leaves this one's open
                 sent.append((default_partition(key, 3) if partition is None else partition,
                              key, value, headers))
             await sender.flush()

@@ -12,7 +12,7 @@ and a Faust worker producing afterwards must put a tool's cases on the same part
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -56,11 +56,13 @@ class BatchSender:
                                                        partition=partition,
                                                        headers=listed or None))
 
-    async def send_open(self) -> None:
-        """Send the open batches now (the next record added starts new ones)."""
+    async def send_open(self, topics: Collection[str] | None = None) -> None:
+        """Send the open batches (of `topics` only, when given) now; the next record added
+        to one of their partitions starts a new batch."""
         for tp, batch in list(self._open.items()):
-            await self._send(tp, batch)
-        self._open.clear()
+            if topics is None or tp[0] in topics:
+                await self._send(tp, batch)
+                del self._open[tp]
 
     async def flush(self) -> None:
         """Send the open batches; return once every record added is acknowledged."""

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Input topics: their records are the events counted.
 INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
+#: The topics the engine writes and a runner reads back.
+READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
 
 
 @dataclass
@@ -160,9 +162,9 @@ class BulkRunner:
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine, `chunk_records` at a time, each chunk's records
-        sent before the next is taken (a runner reading them starts on them meanwhile);
-        returns once every send is acknowledged."""
+        """One batch through the engine, `chunk_records` at a time, each chunk's internal
+        records sent before the next is taken (a runner reading them starts on them
+        meanwhile); returns once every send is acknowledged."""
         engine = self.engine
         sender = self.sender
         assert engine is not None and sender is not None
@@ -179,7 +181,9 @@ class BulkRunner:
             for p in out.produce:
                 await sender.add(p.topic, p.key, p.value, p.partition,
                                  tuple((p.headers or {}).items()))
-            await sender.send_open()
+            # What another runner process reads goes now; the rest fills its batches
+            # until the batch ends (fewer, larger produce requests).
+            await sender.send_open(READ_BACK)
         await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
