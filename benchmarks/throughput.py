@@ -15,7 +15,10 @@
 5. The bulk runner (`surveillance backfill`, aiokafka in batches, the same engine) on the
    same events in a second embedded broker (the live worker's internal records would
    otherwise be read by it too): end-to-end from its start to its last committed batch,
-   then a worker started on its state must hold every case (counts exact).
+   then a worker started on its state must hold every case (counts exact). In
+   `--bulk-processes` processes (default 2: the join in one, the case stage in the
+   other), then, for scale, in one process on a third broker; the CPU of the runner
+   processes together, and the runner's own count from its restore to its last batch.
 6. Per-stage costs of the engine, in process (cProfile over the same events, each event
    a batch with the records it leads to, `engine.local`): CPU per input event per stage.
 The live worker's process CPU (user + system, from /proc) is printed per input event
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,30 +126,42 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bulk_rate(events: list, expected: dict[str, int], partitions: int,
-              state: Path) -> tuple[float, bool, float]:
-    """(bulk end-to-end events/s, counts exact, the runner's process CPU seconds: start-up
-    and its final idle wait included) on a broker of its own."""
-    with EmbeddedBroker(log_dir=state / "bulk") as broker:
+@dataclass
+class Bulk:
+    rate: float  # input events/s, from the runner's start to its last committed batch
+    exact: bool
+    cpu: float  # process CPU seconds of the runner processes together, start-up included
+    busy_cpu: float  # the same from the tables' restore to the last batch
+    line: str  # the runner's `backfill done` line
+
+
+def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Path,
+              processes: int) -> Bulk:
+    """The bulk runner in `processes` processes on a broker of its own, then a worker on
+    its state (counts exact?). CPU from the operating system (the runner's children
+    included: it waits for them) and from the runner's own `backfill done` line."""
+    with EmbeddedBroker(log_dir=state / f"bulk-{processes}") as broker:
         create_topics(broker.bootstrap, all_topics("surveillance", partitions))
         produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
         cpu_before = children_cpu()  # the broker is a child too, but still running
-        runner = WorkerProcess(broker.bootstrap, state / "bulk", command="backfill",
-                               args=("--idle-seconds", "2")).start()
+        runner = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}",
+                               command="backfill",
+                               args=("--idle-seconds", "2", "--processes", str(processes))
+                               ).start()
         assert runner.proc is not None
         if runner.proc.wait(timeout=3600) != 0:
             raise SystemExit(f"the backfill failed:\n{runner.log_tail()}")
         cpu = children_cpu() - cpu_before
         done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
-        print(done[-1])
         seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
-        worker = WorkerProcess(broker.bootstrap, state / "bulk").start()
+        busy_cpu = float(done[-1].split(" CPU ")[1].split(" s ")[0])  # all processes
+        worker = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}").start()
         try:
             counts = wait_for_counts([worker], expected, timeout=600)
         finally:
             worker.stop()
     ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
-    return len(events) / seconds, ok, cpu
+    return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1])
 
 
 def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
@@ -230,6 +246,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--live-only", action="store_true",
                         help="the live worker and the ceiling only")
+    parser.add_argument("--bulk-processes", type=int, default=2,
+                        help="the bulk runner's processes (it is also run with 1, for scale)")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -277,7 +295,8 @@ def main() -> None:
         print(live_line)
         print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
         return
-    bulk, bulk_ok, bulk_cpu = bulk_rate(events, expected, args.partitions, state)
+    bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes)
+    alone = bulk_rate(events, expected, args.partitions, state, 1)
     costs = stage_costs(events, args.partitions)
 
     cpu = platform.processor() or platform.machine()
@@ -290,16 +309,22 @@ def main() -> None:
     print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
     print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
           f"{floor:,.0f} events/s")
-    print(f"bulk runner process CPU: {bulk_cpu / len(events) * 1e6:,.1f} µs per input event "
-          f"({bulk_cpu:.1f} s, start-up and final idle wait included)")
+    for label, run in ((f"{args.bulk_processes} processes", bulk), ("1 process", alone)):
+        print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
+              f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
+              f"processes together {run.cpu / len(events) * 1e6:,.1f} µs per input event "
+              f"({run.cpu:.1f} s, start-up and final idle wait included), "
+              f"{run.busy_cpu / len(events) * 1e6:,.1f} µs from the restore to the last "
+              f"batch\n  {run.line}")
     print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} {:.2f} "
           "{:.2f}".format(*load_at_start, *os.getloadavg()))
     print("engine per-stage CPU per input event (in process, cProfile: inflates small calls):")
     for label, micros in costs:
         print(f"  {label}: {micros:,.1f} µs")
-    exact = "exact" if ok and bulk_ok else "NOT exact"
-    print(f"live end-to-end {live:,.0f} events/s; bulk end-to-end {bulk:,.0f} events/s; "
-          f"ceiling {ceiling:,.0f} events/s; bulk ratio {bulk / ceiling:.3f}; counts {exact}")
+    exact = "exact" if ok and bulk.exact and alone.exact else "NOT exact"
+    print(f"live end-to-end {live:,.0f} events/s; bulk end-to-end {bulk.rate:,.0f} events/s; "
+          f"ceiling {ceiling:,.0f} events/s; bulk ratio {bulk.rate / ceiling:.3f}; "
+          f"counts {exact}")
 
 
 if __name__ == "__main__":

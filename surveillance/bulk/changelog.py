@@ -11,7 +11,7 @@ write as null; `stream.internal` refuses them on input).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -47,11 +47,16 @@ def apply(tables: dict[str, dict[str, Any]], table: str,
             state[key] = _DECODE(raw_value)
 
 
-async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int
+async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int,
+                  owned: Mapping[str, Collection[int]] | None = None
                   ) -> dict[str, dict[str, Any]]:
-    """Every table's state: its changelog read from the beginning to its end now."""
+    """Every table's state: its changelog read from the beginning to its end now (only
+    the partitions `owned` of each table, when given)."""
     tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
-    tps = {TopicPartition(topic(app_id, t), p): t for t in TABLES for p in range(partitions)}
+    tps = {TopicPartition(topic(app_id, t), p): t for t in TABLES
+           for p in (range(partitions) if owned is None else sorted(owned[t]))}
+    if not tps:
+        return tables
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **consumer_options)
     await consumer.start()
     try:

@@ -4,7 +4,6 @@ Imports are inside the command: every other command starts without loading the e
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,12 @@ def backfill(
     hl7_mapping: Path | None = typer.Option(  # noqa: B008
         None, help="Per-facility HL7 mapping YAML, as for `hl7 import`."),
     max_records: int = typer.Option(20_000, help="Records per batch (one commit each)."),
+    chunk_records: int = typer.Option(
+        2_000, help="Records taken through the engine at a time within a batch, their "
+        "outputs sent before the next (another runner process reads them meanwhile)."),
+    processes: int = typer.Option(
+        2, help="Runner processes: 1 runs the join and the case stage in one; 2 or more split "
+        "them (the join's partitions over half, the case stage's over the rest)."),
     idle_seconds: float = typer.Option(
         5.0, help="Stop once caught up and nothing has come for this long."),
     crash_after_batch: int = typer.Option(0, hidden=True, help="Crash tests: die after batch N."),
@@ -37,13 +42,12 @@ def backfill(
     from pydantic import ValidationError
 
     from surveillance import kafka_clients
-    from surveillance.bulk.runner import BulkRunner, Progress
+    from surveillance.bulk.processes import ProcessFailed, Totals
+    from surveillance.bulk.runner import backfill as run_backfill
     from surveillance.engine.config import EngineConfig
-    from surveillance.engine.records import Output
     from surveillance.privacy_key import KeyRefused, check_key
     from surveillance.settings import get_settings
     from surveillance.store.case_lookup import lookup_of
-    from surveillance.stream import effects
 
     try:
         settings = get_settings()
@@ -52,8 +56,9 @@ def backfill(
         fail(str(exc).splitlines()[0])
     if warning:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    if max_records < 1 or idle_seconds < 0:
-        fail("--max-records must be at least 1 and --idle-seconds at least 0")
+    if min(max_records, chunk_records, processes) < 1 or idle_seconds < 0:
+        fail("--max-records, --chunk-records and --processes must be at least 1, "
+             "--idle-seconds at least 0")
     if crash_point not in ("flushed", "committed"):
         fail("--crash-point must be 'flushed' or 'committed'")
     if settings.kafka.probe_log_end:
@@ -66,32 +71,41 @@ def backfill(
         from surveillance.bulk.load import load_files
 
         load_files(files, checkpoint, client, settings, hl7_mapping)
+    # No metric is recorded: this process serves no /metrics and exits when done (the
+    # progress line is its report); the worker that continues publishes its own.
     shown = [0.0]
 
-    def report(out: Output, progress: Progress) -> None:
-        effects.record(out.metrics)
+    def report(totals: Totals, started: float) -> None:
         now = time.monotonic()
         if now - shown[0] < 2.0:
             return
         shown[0] = now
-        elapsed = max(now - progress.started, 1e-9)
-        rate = progress.records / elapsed
-        eta = progress.behind / rate if rate else float("inf")
-        print(f"\r{progress.events} events ({progress.records} records) "
-              f"{progress.events / elapsed:,.0f} events/s ({rate:,.0f} records/s), "
-              f"{progress.behind} records behind, ETA {eta:,.0f} s",
+        elapsed = max(now - started, 1e-9)
+        rate = totals.records / elapsed
+        eta = totals.behind / rate if rate else float("inf")
+        print(f"\r{totals.events} events ({totals.records} records) "
+              f"{totals.events / elapsed:,.0f} events/s ({rate:,.0f} records/s), "
+              f"{totals.behind} records behind, ETA {eta:,.0f} s",
               end="", file=sys.stderr, flush=True)
 
     lookup = lookup_of(settings.database.url.get_secret_value())  # for the case horizon
-    runner = BulkRunner(
-        EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
-        max_records=max_records, idle_seconds=idle_seconds, on_batch=report,
-        crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
+    broker_failed = (f"the broker at {settings.kafka.bootstrap} failed: {{}}; check it is up "
+                     "and SURVEILLANCE_KAFKA__BOOTSTRAP, then run the backfill again (it resumes)")
     try:
-        progress = asyncio.run(runner.run())
+        done = run_backfill(
+            EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
+            processes, report, max_records=max_records, chunk_records=chunk_records,
+            idle_seconds=idle_seconds,
+            crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     except KafkaError as exc:
-        fail(f"the broker at {settings.kafka.bootstrap} failed: {exc}; check it is up "
-             "and SURVEILLANCE_KAFKA__BOOTSTRAP, then run the backfill again (it resumes)")
-    busy = max(progress.last_batch - progress.started, 1e-9)  # the idle wait left out
-    print(f"\nbackfill done: {progress.events} input events ({progress.records} records) in "
-          f"{busy:.1f} s, {progress.events / busy:,.0f} events/s")
+        fail(broker_failed.format(exc))
+    except ProcessFailed as exc:
+        fail(f"a backfill process failed: {exc}; check the broker at "
+             f"{settings.kafka.bootstrap}, then run the backfill again (it resumes)")
+    totals = done.totals
+    busy = max(totals.last_batch - done.started, 1e-9)  # the idle wait left out
+    print(f"\nbackfill done: {totals.events} input events ({totals.records} records) in "
+          f"{busy:.1f} s, {totals.events / busy:,.0f} events/s; {done.processes} "
+          f"process(es), CPU {sum(totals.busy_cpu):.2f} s to the last batch ("
+          f"{' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}), {done.cpu:.2f} s "
+          "with the final idle wait")

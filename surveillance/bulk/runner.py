@@ -19,7 +19,10 @@ time, and no worker of the same app id while it runs (the worker's group would n
 know of the runner's commits).
 
 It stops once every partition has been read to its end and no record has come for
-`idle_seconds` (the internal topics it writes are read back in the meantime).
+`idle_seconds` (the internal topics it writes are read back in the meantime). Several
+runners, each in its own process, can share a backfill: each owns some partitions of the
+join and of the case stage (`bulk.ownership`), restores and reads only those, and they stop
+together (`bulk.processes`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,20 +40,23 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
+from surveillance.bulk.batches import BatchSender
+from surveillance.bulk.ownership import Ownership, plan
+from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
-from surveillance.engine.pipeline import CASE_TABLE, Engine
-from surveillance.engine.records import Output, Record
+from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
+from surveillance.engine.records import Record
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
 
-#: The topics the worker's agents read.
-CRASH_EXIT = 137  # what a SIGKILLed process reports
-READ = (topics.AI_RESULTS, topics.REPORTS_FINAL, topics.CASES_JOIN, topics.CASES_ADJUDICATED,
-        topics.ADVERSE_EVENTS)
+#: Input topics: their records are the events counted.
+INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
+#: The topics the engine writes and a runner reads back.
+READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
 
 
 @dataclass
@@ -59,32 +66,44 @@ class Progress:
     behind: int = 0  # records between the positions and the log ends, last measured
     started: float = 0.0  # monotonic, before the tables are restored
     last_batch: float = 0.0  # monotonic, when the last batch was committed
+    busy_cpu: float = 0.0  # CPU seconds of this process from `started` to `last_batch`
 
 
 class BulkRunner:
     def __init__(self, config: EngineConfig, app_id: str, client: dict[str, Any],
                  max_records: int = 20_000, idle_seconds: float = 5.0,
-                 on_batch: Callable[[Output, Progress], None] | None = None,
-                 crash_at: tuple[int, str] | None = None) -> None:
+                 chunk_records: int = 2_000,
+                 on_batch: Callable[[Progress], None] | None = None,
+                 crash_at: tuple[int, str] | None = None, owned: Ownership | None = None,
+                 slot: Slot | None = None) -> None:
         self.config = config
         self.app_id = app_id
         self.client = client
         self.max_records = max_records
         self.idle_seconds = idle_seconds
+        self.chunk_records = chunk_records
         self.on_batch = on_batch
         # Crash tests: (batch number, "flushed" | "committed"): the process dies there as
         # if killed (no flush, no commit, no goodbye to the broker).
         self.crash_at = crash_at
+        self.owned = owned or Ownership.everything(config.partitions)
+        #: Shared with the other runner processes of the backfill (None: alone).
+        self.slot = slot
         self.batches = 0
         self.progress = Progress()
         self.tables: dict[str, dict[str, Any]] = {}
         self.engine: Engine | None = None
         self.assigned_cases: set[int] = set()
+        self.sender: BatchSender | None = None
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
         self.progress.started = time.monotonic()
-        self.tables = await changelog.restore(self.client, self.app_id, self.config.partitions)
+        cpu = time.process_time()
+        owned = self.owned
+        self.tables = await changelog.restore(
+            self.client, self.app_id, self.config.partitions,
+            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases})
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
         self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
@@ -93,20 +112,20 @@ class BulkRunner:
             group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20, **self.client)
         await producer.start()
+        self.sender = BatchSender(producer)
         await consumer.start()
         try:
-            partitions = range(self.config.partitions)  # as the topics were created
-            consumer.assign([TopicPartition(t, p) for t in READ for p in partitions])
-            self.assigned_cases = set(partitions)
-            await self._loop(consumer, producer)
+            consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
+            self.assigned_cases = set(owned.cases)
+            await self._loop(consumer, cpu)
         finally:
             await consumer.stop()
             await producer.stop()
         return self.progress
 
-    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer, cpu: float) -> None:
         quiet_since: float | None = None
-        while True:
+        while self.slot is None or not self.slot.stopped():
             batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
             records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
@@ -114,48 +133,62 @@ class BulkRunner:
             if not records:
                 now = time.monotonic()
                 quiet_since = quiet_since or now
-                if now - quiet_since >= self.idle_seconds and await self._at_end(consumer):
+                if (now - quiet_since >= self.idle_seconds and await self._at_end(consumer)
+                        and (self.slot is None or self.slot.caught_up(quiet_since, now))):
                     return
                 continue
             quiet_since = None
-            await self._take(records, producer)
+            if self.slot is not None:
+                self.slot.busy()
+            await self._take(records)
             self.batches += 1
             self._crash_if("flushed")
             await consumer.commit({tp: messages[-1].offset + 1
                                    for tp, messages in batch.items() if messages})
             self._crash_if("committed")
-            self.progress.last_batch = time.monotonic()
+            progress = self.progress
+            progress.last_batch = time.monotonic()
+            progress.busy_cpu = time.process_time() - cpu
             behind = 0
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
-            self.progress.behind = behind
+            progress.behind = behind
+            if self.slot is not None:
+                self.slot.progress(progress.events, progress.records, behind,
+                                   progress.last_batch, progress.busy_cpu)
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
             os._exit(CRASH_EXIT)
 
-    async def _take(self, records: list[Record], producer: AIOKafkaProducer) -> None:
-        """One batch through the engine; returns once every send is acknowledged."""
+    async def _take(self, records: list[Record]) -> None:
+        """One batch through the engine, `chunk_records` at a time, each chunk's internal
+        records sent before the next is taken (a runner reading them starts on them
+        meanwhile); returns once every send is acknowledged."""
         engine = self.engine
-        assert engine is not None
+        sender = self.sender
+        assert engine is not None and sender is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
-        out = engine.process(records, datetime.now(UTC), time.monotonic())
-        out.apply_to(self.tables)
-        sends = []
-        for change in out.changes:
-            key, value = changelog.encode(change.key, change.value)
-            sends.append(await producer.send(changelog.topic(self.app_id, change.table),
-                                             value, key=key, partition=change.partition))
-        for p in out.produce:
-            sends.append(await producer.send(p.topic, p.value, key=p.key, partition=p.partition,
-                                             headers=list((p.headers or {}).items()) or None))
-        await asyncio.gather(*sends)  # acks=all: every record is on its replicas
+        for start in range(0, len(records), self.chunk_records):
+            chunk = records[start:start + self.chunk_records]
+            out = engine.process(chunk, datetime.now(UTC), time.monotonic())
+            out.apply_to(self.tables)
+            for change in out.changes:
+                key, value = changelog.encode(change.key, change.value)
+                await sender.add(changelog.topic(self.app_id, change.table), key, value,
+                                 change.partition)
+            for p in out.produce:
+                await sender.add(p.topic, p.key, p.value, p.partition,
+                                 tuple((p.headers or {}).items()))
+            # What another runner process reads goes now; the rest fills its batches
+            # until the batch ends (fewer, larger produce requests).
+            await sender.send_open(READ_BACK)
+        await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
-        self.progress.events += sum(r.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL)
-                                    for r in records)
+        self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
-            self.on_batch(out, self.progress)
+            self.on_batch(self.progress)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)
@@ -169,3 +202,50 @@ class BulkRunner:
             if await consumer.position(tp) < ends[tp]:
                 return False
         return True
+
+
+@dataclass
+class Done:
+    totals: Totals
+    started: float  # monotonic, before the tables were restored
+    cpu: float  # CPU seconds of every runner process from `started` to the end
+    processes: int
+
+
+def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
+             on_progress: Callable[[Totals, float], None] | None = None,
+             **options: Any) -> Done:
+    """The whole backfill in `processes` runner processes (1: in this one). `options` go
+    to each `BulkRunner`."""
+    started, cpu = time.monotonic(), _cpu()
+    owners = plan(processes, config.partitions)
+    if len(owners) == 1:
+        def batch_done(done: Progress) -> None:
+            if on_progress is not None:
+                on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
+                                   (done.busy_cpu,)), started)
+
+        runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
+        alone = asyncio.run(runner.run())
+        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,))
+        return Done(totals, started, _cpu() - cpu, 1)
+
+    def runner_of(owned: Ownership) -> Callable[[Slot], None]:
+        def run(slot: Slot) -> None:
+            asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
+                                   **options).run())
+        return run
+
+    def shown(totals: Totals) -> None:
+        if on_progress is not None:
+            on_progress(totals, started)
+
+    totals = run_processes([runner_of(o) for o in owners], shown)
+    return Done(totals, started, _cpu() - cpu, len(owners))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

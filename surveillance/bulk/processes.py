@@ -1,0 +1,165 @@
+"""Several bulk runner processes on disjoint partitions, and when they may all stop.
+
+`surveillance backfill` forks one `BulkRunner` per ownership (`bulk.ownership.plan`): each
+restores its own partitions of the changelogs, reads its own partitions, commits their
+offsets in the worker's group and writes what its batches produce, as one runner alone
+does. They share only a small array: per process its progress (for the progress bar) and
+its idle state (for the stop). Forked, not spawned: a child starts at once, with the
+engine's modules already imported (before any thread or event loop exists).
+
+The stop. A process's own partitions read to their end is not enough: another process may
+still produce into them (the join processes write `cases.adjudicated`; a join process may
+forward to another's `cases.join`). Each process, once quiet for the idle time, notes when
+it became quiet (after its last batch's sends were acknowledged) and, at each check that
+finds its partitions at their ends, when that check began. All stop once every process is
+quiet and every one's latest check began after the last of them became quiet: nothing was
+produced since, so nothing unread remains.
+
+Crashes. Every child dies with the parent (PR_SET_PDEATHSIG): a SIGKILLed backfill leaves
+no runner behind. A child that dies (a crash test's exit, or a failure) takes the others
+down at once, unflushed, as a crash would; its offsets not committed are re-read next time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import RawArray
+from typing import Any
+
+EVENTS, RECORDS, BEHIND, LAST_BATCH, BUSY_CPU, QUIET_SINCE, CHECKED_AT = range(7)
+FIELDS = 7
+_PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 0.1
+
+
+class ProcessFailed(Exception):
+    """A runner process failed; the message is its error's."""
+
+
+@dataclass
+class Totals:
+    events: int
+    records: int
+    behind: int
+    last_batch: float  # monotonic, when the last batch of any process was committed
+    #: CPU seconds of each runner process from its start to its last batch (with enough
+    #: cores, the busy wall time is at least the largest: how well the stages balance).
+    busy_cpu: tuple[float, ...]
+
+
+class Slot:
+    """One process's view of the shared array: what it writes and the stop it reads."""
+
+    def __init__(self, shared: Any, index: int, stop: Any) -> None:
+        self.shared = shared
+        self.base = index * FIELDS
+        self.stop = stop
+
+    def progress(self, events: int, records: int, behind: int, last_batch: float,
+                 busy_cpu: float) -> None:
+        s, b = self.shared, self.base
+        s[b + EVENTS], s[b + RECORDS], s[b + BEHIND] = events, records, behind
+        s[b + LAST_BATCH], s[b + BUSY_CPU] = last_batch, busy_cpu
+
+    def busy(self) -> None:
+        self.shared[self.base + QUIET_SINCE] = 0.0
+
+    def caught_up(self, quiet_since: float, checked: float) -> bool:
+        """This process is quiet since `quiet_since` and its partitions were at their ends
+        at `checked`; whether every process may stop now."""
+        self.shared[self.base + QUIET_SINCE] = quiet_since
+        self.shared[self.base + CHECKED_AT] = checked
+        return self.stopped()
+
+    def stopped(self) -> bool:
+        return bool(self.stop.is_set())
+
+
+def all_caught_up(shared: Any, processes: int) -> bool:
+    """Every process quiet, and each one's last end check begun after the last of them
+    went quiet (so after the last record any of them produced was acknowledged)."""
+    quiet = [shared[i * FIELDS + QUIET_SINCE] for i in range(processes)]
+    checked = [shared[i * FIELDS + CHECKED_AT] for i in range(processes)]
+    return all(q > 0 for q in quiet) and min(checked) > max(quiet)
+
+
+def totals(shared: Any, processes: int) -> Totals:
+    def field(f: int) -> list[float]:
+        return [shared[i * FIELDS + f] for i in range(processes)]
+
+    return Totals(int(sum(field(EVENTS))), int(sum(field(RECORDS))),
+                  int(sum(field(BEHIND))), max(field(LAST_BATCH)), tuple(field(BUSY_CPU)))
+
+
+def run_processes(runners: list[Callable[[Slot], None]],
+                  on_progress: Callable[[Totals], None] | None = None) -> Totals:
+    """Run each `runner(slot)` in a forked child until all may stop; the totals. A child
+    exiting 137 (a crash test's death) makes this process exit 137 too."""
+    context = multiprocessing.get_context("fork")
+    shared = RawArray(ctypes.c_double, len(runners) * FIELDS)
+    stop = context.Event()
+    errors: Any = context.SimpleQueue()
+    parent = os.getpid()
+    children = [context.Process(target=_child, args=(run, Slot(shared, i, stop), parent, errors),
+                                daemon=True) for i, run in enumerate(runners)]
+    for child in children:
+        child.start()
+    try:
+        while any(child.exitcode is None for child in children):
+            failed = [c for c in children if c.exitcode not in (None, 0)]
+            if failed:
+                _kill(children)
+                if failed[0].exitcode == CRASH_EXIT:
+                    os._exit(CRASH_EXIT)
+                raise ProcessFailed(_error(errors, failed[0].exitcode))
+            if not stop.is_set() and all_caught_up(shared, len(runners)):
+                stop.set()
+            if on_progress is not None:
+                on_progress(totals(shared, len(runners)))
+            time.sleep(POLL_SECONDS)
+        failed = [c for c in children if c.exitcode != 0]
+        if failed:
+            if failed[0].exitcode == CRASH_EXIT:
+                os._exit(CRASH_EXIT)
+            raise ProcessFailed(_error(errors, failed[0].exitcode))
+    finally:
+        _kill(children)
+    return totals(shared, len(runners))
+
+
+CRASH_EXIT = 137  # what a SIGKILLed process reports
+
+
+def _child(run: Callable[[Slot], None], slot: Slot, parent: int, errors: Any) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(CRASH_EXIT)
+    try:
+        run(slot)
+    except Exception as exc:  # the parent reports it, in one line
+        errors.put(f"{type(exc).__name__}: {exc}")
+        sys.exit(1)
+
+
+def _error(errors: Any, exitcode: int | None) -> str:
+    try:
+        return str(errors.get()) if not errors.empty() else f"exit code {exitcode}"
+    except (OSError, queue.Empty):
+        return f"exit code {exitcode}"
+
+
+def _kill(children: list[Any]) -> None:
+    for child in children:
+        if child.exitcode is None:
+            child.kill()
+    for child in children:
+        child.join()
