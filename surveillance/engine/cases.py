@@ -22,7 +22,8 @@ from typing import Any
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import ToolState, check_version, version_alert
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import AdjudicatedCase, Alert
+from surveillance.contracts import Alert
+from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
 from surveillance.engine.drift import DriftBanks
@@ -108,7 +109,7 @@ class CaseStage:
                 out.metric("horizon_evicted", evicted)
         out.alert(alerts)
 
-    def _take_late(self, record: Record, case: AdjudicatedCase, source: int, late: Late,
+    def _take_late(self, record: Record, case: AnyAdjudicatedCase, source: int, late: Late,
                    now: datetime, out: Output) -> None:
         """A revision of a case whose AI call is before the horizon's cutoff and which is not
         in the table: counted against the store's revision (or as new when the store has
@@ -131,7 +132,7 @@ class CaseStage:
         out.metric("horizon_late", case.tool_id,
                    "new" if late.previous is None else "resolved")
 
-    def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
+    def _monitor_case(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:
         """The monitor and the drift bank take one case revision (`record`: as stored)."""
         alerts = self.monitor.on_case(previous, case)
@@ -149,7 +150,7 @@ class CaseStage:
                 self.config.idle_seconds, range(self.config.partitions), mono)
         return found
 
-    def _version_check(self, case: AdjudicatedCase, out: Output) -> list[Alert]:
+    def _version_check(self, case: AnyAdjudicatedCase, out: Output) -> list[Alert]:
         """A result from a version that is not live, for a tool under lifecycle management."""
         if not any(tool == case.tool_id for tool, _ in self.lifecycle):
             return []  # this site does not manage the tool's versions through the lifecycle
