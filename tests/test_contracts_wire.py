@@ -19,9 +19,9 @@ import copy
 import json
 import math
 import string
-from unittest import mock
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
@@ -34,8 +34,8 @@ from surveillance.clinical.ledger import record_of
 from surveillance.contracts import wire
 from surveillance.stream import internal
 from surveillance.stream.ingest import DateRange, Ingest, Rejected
-from surveillance.stream.watermark import source_headers
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
+from surveillance.stream.watermark import source_headers
 
 NOW = datetime(2026, 9, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=300, deadline=None, database=None,
