@@ -184,7 +184,11 @@ def _section_clauses(index: int, kind: SectionKind, body: str, vocab: Vocabulary
                 answer = vocab.answers[normal(line.group(2))]
                 template = (line.group(1), line.group(2), answer)
                 out.append(_Clause(kind, index, (index, number), sentence, template))
-        for clause in vocab.terminators.split(sentence):
+        clauses = vocab.terminators.split(sentence)
+        if len(clauses) == 1:  # the sentence itself, whose finding was found above
+            out.append(_Clause(kind, index, (index, number), sentence))
+            continue
+        for clause in clauses:
             if clause and vocab.any_finding.search(clause) is not None:
                 out.append(_Clause(kind, index, (index, number), clause))
     return out
