@@ -1,6 +1,6 @@
 """`extract_labels` reads a report part by part (addenda, impression, body: the order in
-which they decide) and stops at the first part that decides each finding; it scans the
-whole text for a finding only when a clause mentions it. The oracle is the full reading,
+which they decide) and stops at the first part that decides each finding the whole text
+names. The oracle is the full reading,
 which the module keeps for `explain_label`: every clause of every readable section, the
 deciding part chosen from all mentions (`_deciding`), and a finding the whole text does
 not name is absent. The two must give the same label for every text: the label corpora,

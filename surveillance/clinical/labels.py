@@ -361,19 +361,18 @@ def extract_labels(
     """The report's label for each finding code."""
     vocab = vocabulary or default_vocabulary()
     codes = _check_codes(finding_codes, vocab)
+    # Most codes are not named anywhere in a report (a head CT names no embolism): one
+    # scan of the whole text settles them.
     lowered = text.lower()
     labels = {code: Label.ABSENT for code in codes}
-    # Every finding's pattern is a branch of `any_finding`: a report with no match of it
-    # names no finding (one scan instead of one per code).
-    if not codes or vocab.any_finding.search(lowered) is None:
+    named = [code for code in codes if vocab.findings[code].search(lowered) is not None]
+    if not named:
         return labels
+    # The others are read part by part, and only as far as the part that decides.
     parts = _Parts(text, vocab)
-    for code in codes:
+    for code in named:
         deciding = parts.deciding(code)
-        # A finding the whole text does not name is absent, whatever its clauses say:
-        # masking an excluded phrase to spaces can join two words into a term. Checked
-        # only for the codes with a mention (the whole-text scan is the dearer test).
-        if deciding and vocab.findings[code].search(lowered) is not None:
+        if deciding:
             labels[code] = _label(deciding)
     return labels
 
