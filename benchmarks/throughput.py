@@ -20,7 +20,8 @@
    other), then, for scale, in one process on a third broker; the CPU of the runner
    processes together, and the runner's own count from its restore to its last batch.
 6. Per-stage costs of the engine, in process (cProfile over the same events, each event
-   a batch with the records it leads to, `engine.local`): CPU per input event per stage.
+   a batch with the records it leads to, `engine.local`): CPU per input event per stage;
+   and without the profiler: ingest, join, case records read back, whole engine.
 The live worker's process CPU (user + system, from /proc) is printed per input event
 beside its wall rate, with the load average at the end of its run: the machine is often
 shared, and CPU per event moves far less with the load than events/s does.
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,12 +167,18 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
 
 
 def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
-    """CPU µs per input event of each engine stage, in process (cProfile, cumulative)."""
+    """CPU µs per input event of each engine stage, in process (cProfile, cumulative),
+    with the collector set as the worker and the bulk runner set it."""
     import cProfile
+    import gc
     import pstats
 
+    from surveillance.engine import collector
     from surveillance.engine.config import EngineConfig
     from surveillance.engine.local import LocalPipeline
+
+    threshold = gc.get_threshold()
+    collector.for_long_lived_state()
 
     path = LocalPipeline(EngineConfig.plain(partitions))
     profile = cProfile.Profile(time.process_time)  # CPU: the machine may be shared
@@ -199,7 +207,61 @@ def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
     for label, (file, name) in wanted.items():
         total = sum(v[3] for (f, _, n), v in stats.items() if f.endswith(file) and n == name)
         out.append((label, total / len(events) * 1e6))
-    return out + codec_costs(events, path.tables)
+    out += plain_stage_costs(events, partitions) + codec_costs(events, path.tables)
+    gc.set_threshold(*threshold)
+    return out
+
+
+def plain_stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
+    """CPU µs per input event, no profiler (cProfile inflates the many small calls): ingest
+    alone; ingest + join (each event one batch, its join-state change applied, `cases.join`
+    forwards looped back); the case records read back (`read_case`, per input event, of
+    the cases the join emitted); the whole engine in process (`engine.local`). The join
+    is the second less the first."""
+    from surveillance.engine.config import EngineConfig
+    from surveillance.engine.local import LocalPipeline
+    from surveillance.engine.pipeline import JOIN_TABLE, Engine
+    from surveillance.engine.records import Record
+    from surveillance.stream import internal, topics
+    from surveillance.stream.ingest import join_partition
+
+    config = EngineConfig.plain(partitions)
+    records = [Record(e.topic, join_partition(e.key.decode(errors="replace"), partitions), i,
+                      e.key, e.value) for i, e in enumerate(events)]
+    started = time.process_time()
+    for e in events:
+        config.ingest.accept(e.topic, e.value, e.arrival, partitions)
+    ingest = time.process_time() - started
+
+    join_state: dict[str, Any] = {}
+    engine = Engine(config, join_state, {}, {})
+    cases: list[tuple[bytes, list[tuple[str, bytes]], datetime]] = []
+    started = time.process_time()
+    for event, record in zip(events, records, strict=True):
+        pending = [record]
+        while pending:
+            out = engine.process(pending, event.arrival, 0.0)
+            out.apply_to({JOIN_TABLE: join_state})
+            pending = [Record(p.topic, p.partition or 0, 0, p.key, p.value)
+                       for p in out.produce if p.topic == topics.CASES_JOIN]
+            cases += [(p.value, list((p.headers or {}).items()), event.arrival)
+                      for p in out.produce if p.topic == topics.CASES_ADJUDICATED]
+    joined = time.process_time() - started
+
+    started = time.process_time()
+    for value, headers, now in cases:
+        internal.read_case(value, headers, partitions, now, config.dates)
+    read = time.process_time() - started
+
+    path = LocalPipeline(EngineConfig.plain(partitions))
+    started = time.process_time()
+    for e in events:
+        path.feed(e)
+    whole = time.process_time() - started
+    n = len(events) / 1e6
+    return [("no profiler: ingest", ingest / n), ("no profiler: join", (joined - ingest) / n),
+            (f"no profiler: case records read back ({len(cases)} cases)", read / n),
+            ("no profiler: whole engine in process (engine.local)", whole / n)]
 
 
 def codec_costs(events: list, tables: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:

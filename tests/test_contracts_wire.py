@@ -21,16 +21,21 @@ import math
 import string
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from surveillance import contracts
+from surveillance.clinical.ledger import record_of
 from surveillance.contracts import wire
-from surveillance.stream.ingest import Ingest, Rejected
+from surveillance.stream import internal
+from surveillance.stream.ingest import DateRange, Ingest, Rejected
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
+from surveillance.stream.watermark import source_headers
 
 NOW = datetime(2026, 9, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=300, deadline=None, database=None,
@@ -351,3 +356,36 @@ def test_ingest_gives_the_verdict_of_the_pydantic_path(message: tuple[str, bytes
         return
     assert not isinstance(got, Rejected), (raw, got)
     assert normal(got[0]) == normal(expected)
+
+
+# The case stage's read of `cases.adjudicated` (`internal.read_case`), with the
+# pydantic-only path as the oracle: the same function with the shortcut turned off
+# (the model, then every check, control characters included). Accepted cases must give
+# the case record the pydantic model gave, to the byte of the changelog JSON.
+FAR = datetime(9999, 12, 30, tzinfo=UTC)  # every generated date is in range
+ALL_DATES = DateRange(earliest=date(1, 1, 1))
+HEADERS = list(source_headers(1, datetime(2026, 7, 1, tzinfo=UTC)).items())
+
+
+@SETTINGS
+@given(st.one_of(valid_bytes(adjudicated_case), mutated(adjudicated_case)),
+       st.sampled_from([HEADERS, []]))
+def test_read_case_gives_the_verdict_and_record_of_the_pydantic_path(
+        raw: bytes, headers: list[tuple[str, bytes]]) -> None:
+    got = internal.read_case(raw, headers, 4, FAR, ALL_DATES)
+    with mock.patch.object(wire, "fast", lambda raw, kind: None):
+        expected = internal.read_case(raw, headers, 4, FAR, ALL_DATES)
+    event("rejected" if isinstance(expected, Rejected) else "accepted")
+    if isinstance(expected, Rejected):
+        assert got == expected
+        return
+    assert not isinstance(got, Rejected), (raw, got)
+    case, source, reached = got
+    assert (source, reached) == tuple(expected[1:])
+    assert normal(case) == normal(expected[0])
+    model = wire.MODELS[wire.AdjudicatedCase].model_validate_json(raw)
+    assert isinstance(model, contracts.AdjudicatedCase)
+    record, before = record_of(case, 2, source), record_of(model, 2, source)
+    assert record == before
+    assert msgspec.json.encode(record.as_dict()) == msgspec.json.encode(before.as_dict())
+    assert json.dumps(record.as_dict()) == json.dumps(before.as_dict())

@@ -190,8 +190,9 @@ def test_a_snapshot_not_matching_the_case_table_is_replayed_with_a_reason(
     broken = {tool: {**value, "state": value["state"][:-8]} for tool, value in saved.items()}
     # Each on one tool (the others load), so each is one tool's replay.
     tools = sorted(saved)
+    unknown = f"its format {snapshots.FORMAT + 1} is not {snapshots.FORMAT}"
     for i, (table, reason) in enumerate(((stale, "the case table has changed"),
-                                         (old, "its format 2 is not 1"),
+                                         (old, unknown),
                                          (other, "written by other code"), (broken, "Error"))):
         tool = tools[i % len(tools)]
         table = {**saved, tool: table[tool]}

@@ -22,7 +22,8 @@ from surveillance.clinical.monitor_state import (
     site_key,
 )
 from surveillance.clinical.version_charts import VersionCharts
-from surveillance.contracts import AdjudicatedCase, CaseOutcome
+from surveillance.contracts import CaseOutcome
+from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.stats.windows import AgreementWindows, Key, KeyGroup, age_band, subgroup_keys
 
 
@@ -46,7 +47,7 @@ class CaseView:
     age: int | None
 
     @classmethod
-    def of_case(cls, case: AdjudicatedCase) -> CaseView:
+    def of_case(cls, case: AnyAdjudicatedCase) -> CaseView:
         return cls(
             case.case_id, case.revision, case.outcome, case.tool_id, case.software_version,
             case.site, case.inference_date, case.labelled_at, case.ai_result,

@@ -37,6 +37,7 @@ import msgspec
 
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.contracts import AdjudicatedCase, CaseOutcome
+from surveillance.contracts.wire import AnyAdjudicatedCase
 
 #: The outcomes of a case with no report (no report time).
 _UNREPORTED = (CaseOutcome.PENDING.value, CaseOutcome.UNLABELLED.value)
@@ -60,7 +61,7 @@ class _Waiting:
     #: Effect time of `applied` (0.0 with none).
     applied_effect: float
     #: Revisions not taken yet, in revision order: (effect time, case, its record).
-    revisions: list[tuple[float, AdjudicatedCase, CaseRecord]] = field(default_factory=list)
+    revisions: list[tuple[float, AnyAdjudicatedCase, CaseRecord]] = field(default_factory=list)
 
 
 class EvaluationQueue:
@@ -73,7 +74,7 @@ class EvaluationQueue:
     def __len__(self) -> int:
         return sum(len(w.revisions) for cases in self._tools.values() for w in cases.values())
 
-    def add(self, previous: CaseRecord | None, case: AdjudicatedCase,
+    def add(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
             record: CaseRecord) -> None:
         """One new revision of a case (`previous`: the case's record before it, which the
         monitor holds unless an earlier revision still waits here; `record`: as stored)."""
@@ -97,7 +98,8 @@ class EvaluationQueue:
         first = min(w.revisions[0][2].inference_ts for w in cases.values())
         return datetime.fromtimestamp(first, UTC).date()
 
-    def due(self, tool: str, cut: datetime) -> list[tuple[CaseRecord | None, AdjudicatedCase]]:
+    def due(self, tool: str, cut: datetime
+            ) -> list[tuple[CaseRecord | None, AnyAdjudicatedCase]]:
         """(record the monitor holds, revision to take) for each case of `tool` with
         something in effect before `cut`, in (effect time, case id) order; taken off the
         queue."""
@@ -105,7 +107,7 @@ class EvaluationQueue:
         if not cases:
             return []
         end = cut.timestamp()
-        taken: list[tuple[float, str, CaseRecord | None, AdjudicatedCase]] = []
+        taken: list[tuple[float, str, CaseRecord | None, AnyAdjudicatedCase]] = []
         for case_id, waiting in list(cases.items()):
             revisions = waiting.revisions
             last = -1
@@ -143,13 +145,16 @@ class EvaluationQueue:
             self._tools.pop(tool, None)
 
 
-def _pending(case: AdjudicatedCase, record: CaseRecord
-             ) -> tuple[AdjudicatedCase, CaseRecord]:
+def _pending(case: AnyAdjudicatedCase, record: CaseRecord
+             ) -> tuple[AnyAdjudicatedCase, CaseRecord]:
     """The case as it was before its report: pending, revision -1 (below every real one:
     the join numbers from 0; not validated, it never leaves the process)."""
-    stand_in = case.model_copy(update={
+    update: dict[str, object] = {
         "revision": -1, "outcome": CaseOutcome.PENDING, "label": None, "label_status": None,
         "labelled_at": None, "report_event_id": None,
-    })
+    }
+    stand_in: AnyAdjudicatedCase = (case.model_copy(update=update)
+                                    if isinstance(case, AdjudicatedCase)
+                                    else msgspec.structs.replace(case, **update))
     return stand_in, msgspec.structs.replace(
         record, revision=-1, outcome=CaseOutcome.PENDING.value, labelled_ts=None)

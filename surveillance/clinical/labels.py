@@ -140,7 +140,8 @@ class _Trigger(NamedTuple):
 class _Clause(NamedTuple):
     section: SectionKind
     section_index: int
-    sentence: int
+    #: (section index, sentence number in the section): which clauses share a sentence.
+    sentence: tuple[int, int]
     text: str
     #: For a template line: (name, answer text, answer); its clauses are the whole line.
     template: tuple[str, str, Answer] | None = None
@@ -166,25 +167,63 @@ def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, 
 
 def _clauses(text: str, vocab: Vocabulary) -> list[_Clause]:
     """The clauses of the readable sections that mention any finding at all."""
+    return [clause for index, kind, body in _sections(text, vocab)
+            if kind is not SectionKind.IGNORED
+            for clause in _section_clauses(index, kind, body, vocab)]
+
+
+def _section_clauses(index: int, kind: SectionKind, body: str, vocab: Vocabulary
+                     ) -> list[_Clause]:
     out: list[_Clause] = []
-    sentence_id = 0
-    for index, kind, body in _sections(text, vocab):
-        if kind is SectionKind.IGNORED:
+    for number, sentence in enumerate(_SENTENCE_BREAK.split(body.lower())):
+        if vocab.any_finding.search(sentence) is None:
             continue
-        for sentence in _SENTENCE_BREAK.split(body.lower()):
-            sentence_id += 1
-            if vocab.any_finding.search(sentence) is None:
-                continue
-            if vocab.template is not None:
-                line = vocab.template.match(sentence)
-                if line is not None:
-                    answer = vocab.answers[normal(line.group(2))]
-                    template = (line.group(1), line.group(2), answer)
-                    out.append(_Clause(kind, index, sentence_id, sentence, template))
-            for clause in vocab.terminators.split(sentence):
-                if clause and vocab.any_finding.search(clause) is not None:
-                    out.append(_Clause(kind, index, sentence_id, clause))
+        if vocab.template is not None:
+            line = vocab.template.match(sentence)
+            if line is not None:
+                answer = vocab.answers[normal(line.group(2))]
+                template = (line.group(1), line.group(2), answer)
+                out.append(_Clause(kind, index, (index, number), sentence, template))
+        clauses = vocab.terminators.split(sentence)
+        if len(clauses) == 1:  # the sentence itself, whose finding was found above
+            out.append(_Clause(kind, index, (index, number), sentence))
+            continue
+        for clause in clauses:
+            if clause and vocab.any_finding.search(clause) is not None:
+                out.append(_Clause(kind, index, (index, number), clause))
     return out
+
+
+class _Parts:
+    """A report's readable sections in the order they decide (`_deciding`): each addendum
+    alone, last first; then every impression section; then every body section. A part's
+    clauses are cut when first asked for: a report whose impression decides every finding
+    it names never has its body cut into clauses for them."""
+
+    def __init__(self, text: str, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        sections = [s for s in _sections(text, vocab) if s[1] is not SectionKind.IGNORED]
+        addenda = [[s] for s in sections if s[1] is SectionKind.ADDENDUM]
+        self._parts = [*reversed(addenda),
+                       [s for s in sections if s[1] is SectionKind.IMPRESSION],
+                       [s for s in sections if s[1] is SectionKind.BODY]]
+        self._clauses: list[list[_Clause] | None] = [None] * len(self._parts)
+        self.triggers_of: dict[int, list[_Trigger]] = {}
+
+    def deciding(self, code: str) -> list[Mention]:
+        """The read (not ignored) mentions of `code` in the first part that has any: those
+        `_deciding` picks from all of the report's mentions."""
+        for i, part in enumerate(self._parts):
+            clauses = self._clauses[i]
+            if clauses is None:
+                clauses = self._clauses[i] = [
+                    c for index, kind, body in part
+                    for c in _section_clauses(index, kind, body, self.vocab)]
+            read = [m for m in _mentions(clauses, code, self.vocab, self.triggers_of)
+                    if m.state is not MentionState.IGNORED]
+            if read:
+                return read
+        return []
 
 
 def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
@@ -242,7 +281,7 @@ def _mentions(
     triggers_of = {} if triggers_of is None else triggers_of
     finding = vocab.findings[code]
     out: list[Mention] = []
-    decided: set[int] = set()
+    decided: set[tuple[int, int]] = set()
     for clause in clauses:
         if clause.template is not None:
             name, answer_text, answer = clause.template
@@ -329,11 +368,12 @@ def extract_labels(
     named = [code for code in codes if vocab.findings[code].search(lowered) is not None]
     if not named:
         return labels
-    clauses = _clauses(text, vocab)
-    triggers_of: dict[int, list[_Trigger]] = {}
+    # The others are read part by part, and only as far as the part that decides.
+    parts = _Parts(text, vocab)
     for code in named:
-        mentions = _mentions(clauses, code, vocab, triggers_of)
-        labels[code] = _label(_deciding(mentions)[0]) if mentions else Label.ABSENT
+        deciding = parts.deciding(code)
+        if deciding:
+            labels[code] = _label(deciding)
     return labels
 
 

@@ -11,11 +11,13 @@ table after a rebalance.
 from __future__ import annotations
 
 from collections import Counter
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 
-from surveillance.contracts import AdjudicatedCase, CaseOutcome
+from surveillance.contracts import AdjudicatedCase, CaseOutcome, wire
+from surveillance.contracts.wire import AnyAdjudicatedCase
 
 CountKey = tuple[str, str, str, str]  # tool, version, site, outcome
 
@@ -69,7 +71,7 @@ class CaseRecord(msgspec.Struct, frozen=True):
         return (self.tool, self.version, self.site, self.outcome)
 
 
-def record_of(case: AdjudicatedCase, partition: int, source: int | None = None) -> CaseRecord:
+def record_of(case: AnyAdjudicatedCase, partition: int, source: int | None = None) -> CaseRecord:
     return CaseRecord(
         source=source,
         revision=case.revision,
@@ -90,10 +92,17 @@ def record_of(case: AdjudicatedCase, partition: int, source: int | None = None) 
 
 
 _DRIFT_INCLUDE = set(DRIFT_FIELDS)
+#: `DRIFT_FIELDS` in the model's field order (that of pydantic's dump, and of the JSON).
+_DRIFT_ORDER = tuple(name for name in AdjudicatedCase.model_fields if name in DRIFT_FIELDS)
+_drift_values = attrgetter(*_DRIFT_ORDER)
 
 
-def drift_features(case: AdjudicatedCase) -> dict[str, Any]:
+def drift_features(case: AnyAdjudicatedCase) -> dict[str, Any]:
     """The case's `DRIFT_FIELDS` as JSON values (what a record keeps for the drift bank)."""
+    if isinstance(case, wire.AdjudicatedCase):
+        # msgspec writes each value as pydantic's JSON mode does (`contracts.wire`; the
+        # wire tests check the records are equal), at a fraction of the cost.
+        return dict(zip(_DRIFT_ORDER, msgspec.to_builtins(_drift_values(case)), strict=True))
     return case.model_dump(mode="json", include=_DRIFT_INCLUDE)
 
 
@@ -104,7 +113,7 @@ class CaseLedger:
         self.counts: Counter[CountKey] = Counter()
 
     def apply(
-        self, previous: CaseRecord | None, case: AdjudicatedCase, partition: int,
+        self, previous: CaseRecord | None, case: AnyAdjudicatedCase, partition: int,
         source: int | None = None,
     ) -> CaseRecord | None:
         """Return the record to store, or None when the case changes nothing."""

@@ -86,7 +86,8 @@ from surveillance.clinical.monitor_state import (
 )
 from surveillance.clinical.verdicts import Metric, MetricVerdict
 from surveillance.clinical.version_charts import Signal
-from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome, MetricSnapshot
+from surveillance.contracts import Alert, CaseOutcome, MetricSnapshot
+from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.stats.agreement import Confusion
 from surveillance.stats.alarm_budget import DEFAULT_BUDGET, AlarmBudget
 from surveillance.stats.cusum import ChartDesign
@@ -177,7 +178,7 @@ class PerformanceMonitor:
 
     # -- cases ---------------------------------------------------------------------------
 
-    def on_case(self, previous: CaseRecord | None, case: AdjudicatedCase) -> list[Alert]:
+    def on_case(self, previous: CaseRecord | None, case: AnyAdjudicatedCase) -> list[Alert]:
         """Fold one new revision of a case in; returns the alerts it raises.
 
         `previous` is the record stored for the case before this revision (None for its
@@ -233,7 +234,7 @@ class PerformanceMonitor:
         signals = charts.update(case.case_id, before, outcome, labelled or inferred)
         return self._signalled(record, signals, alert=True) if signals else []
 
-    def _moved(self, previous: CaseRecord, case: AdjudicatedCase) -> list[Alert]:
+    def _moved(self, previous: CaseRecord, case: AnyAdjudicatedCase) -> list[Alert]:
         """A revision whose place differs from its record's (or whose case moved before)."""
         view = CaseView.of_case(case)
         before = CaseView.of_record(case.case_id, previous)

@@ -194,6 +194,10 @@ class AdjudicatedCase(Struct, frozen=True, kw_only=True):
     report_event_id: Id | None = None
 
 
+#: A case as the engine reads it (the struct) or as reports and tests build it (the model):
+#: the same fields, read by attribute.
+AnyAdjudicatedCase = cases.AdjudicatedCase | AdjudicatedCase
+
 #: Each struct and the pydantic model it mirrors.
 MODELS: dict[type[Struct], type[BaseModel]] = {
     AIResult: ai_results.AIResult,

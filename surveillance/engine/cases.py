@@ -24,7 +24,8 @@ from typing import Any
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
 from surveillance.clinical.lifecycle import ToolState, check_version, version_alert
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import AdjudicatedCase, Alert
+from surveillance.contracts import Alert
+from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
 from surveillance.engine.drift import DriftBanks
@@ -140,7 +141,7 @@ class CaseStage:
                 out.metric("horizon_evicted", evicted)
         out.alert(alerts)
 
-    def _take_late(self, record: Record, case: AdjudicatedCase, source: int, late: Late,
+    def _take_late(self, record: Record, case: AnyAdjudicatedCase, source: int, late: Late,
                    now: datetime, out: Output) -> None:
         """A revision of a case whose AI call is before the horizon's cutoff and which is not
         in the table: counted against the store's revision (or as new when the store has
@@ -174,7 +175,7 @@ class CaseStage:
         self.snapshots.write(self.monitor, self.drift, self.evaluation, self.ahead,
                              mono)
 
-    def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
+    def _monitor_case(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:
         """One case revision (`record`: as stored) for the monitor, which takes it at its
         day's evaluation (`engine.evaluation`), and, if the case is new, the drift bank."""
@@ -194,7 +195,7 @@ class CaseStage:
                 self.config.idle_seconds, range(self.config.partitions), mono)
         return found
 
-    def _version_check(self, case: AdjudicatedCase, out: Output) -> list[Alert]:
+    def _version_check(self, case: AnyAdjudicatedCase, out: Output) -> list[Alert]:
         """A result from a version that is not live, for a tool under lifecycle management."""
         if not any(tool == case.tool_id for tool, _ in self.lifecycle):
             return []  # this site does not manage the tool's versions through the lifecycle

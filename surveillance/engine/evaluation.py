@@ -24,7 +24,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from surveillance.clinical.evaluation_order import EvaluationQueue
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import AdjudicatedCase, Alert, MetricSnapshot, SnapshotBatch
+from surveillance.contracts import Alert, MetricSnapshot, SnapshotBatch
+from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.records import Output, Produce
 from surveillance.stream import topics
@@ -52,7 +53,7 @@ class DailyEvaluation:
         #: set once per batch (`flush`), with the values the last evaluation left.
         self._gauges: dict[str, dict[tuple[object, ...], MetricSnapshot]] = {}
 
-    def take(self, previous: CaseRecord | None, case: AdjudicatedCase,
+    def take(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
              record: CaseRecord) -> None:
         """A case revision for the monitor: it waits for its day's evaluation."""
         self.queue.add(previous, case, record)

@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from surveillance.clinical.ledger import CaseRecord, CountKey
-from surveillance.contracts import AdjudicatedCase
+from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.engine.tables import Table
 
 #: Days of AI time and of report time from a version's first case that are kept: the
@@ -210,7 +210,7 @@ class CaseHorizon:
             self._save(part, partition)
         return evicted
 
-    def late(self, case: AdjudicatedCase, partition: int) -> Late | None:
+    def late(self, case: AnyAdjudicatedCase, partition: int) -> Late | None:
         """For a case not in the table: None if it is simply new (a first revision, or its
         AI call is not before the cutoff), else what the store says about it."""
         part = self._parts.get(partition)

@@ -30,6 +30,9 @@ from surveillance.stream.watermark import EventClock, source_headers
 
 log = logging.getLogger(__name__)
 
+#: Exams whose eligible tools are kept (`JoinStage._eligible`).
+_ELIGIBLE_KEPT = 1024
+
 
 class PartitionClock:
     """Event-time watermark and pending deadlines of one join partition (the same partition
@@ -83,6 +86,7 @@ class JoinStage:
         self.config = config
         self.table = table
         self.clocks: dict[int, PartitionClock] = {}
+        self._eligible_of: dict[wire.Exam | None, tuple[str, ...]] = {}
 
     def forget(self) -> None:
         """Partitions were revoked: each clock is rebuilt from the table when next needed."""
@@ -126,8 +130,18 @@ class JoinStage:
         elif item.report is not None:
             out.metric("report", item.report.status)
             if item.report.status is ReportStatus.FINAL:
-                out.metric("eligible", eligible_tools(item.report.exam, self.config.registry),
-                           item.report.site)
+                out.metric("eligible", self._eligible(item.report.exam), item.report.site)
+
+    def _eligible(self, exam: wire.Exam | None) -> list[str]:
+        """`coverage.eligible_tools`, kept per exam (a site has a few exam kinds; the
+        registry is the config's, fixed for the engine's life)."""
+        found = self._eligible_of.get(exam)
+        if found is None:
+            if len(self._eligible_of) >= _ELIGIBLE_KEPT:  # odd input: many kinds of exam
+                self._eligible_of.clear()
+            found = self._eligible_of[exam] = tuple(
+                eligible_tools(exam, self.config.registry))
+        return list(found)
 
     def join_one(self, item: JoinInput, partition: int, now: datetime, out: Output) -> None:
         """Apply one join input to its accession's state on `partition`."""
@@ -180,7 +194,9 @@ class JoinStage:
         if not cases:
             return
         reached = clock.ai_watermark or clock.watermark  # every case has an AI result
+        shared = None if reached is None else source_headers(clock.partition, reached)
         for case in cases:  # before the clocks move, a case has reached its own AI time
-            headers = source_headers(clock.partition, reached or case.inference_date)
+            headers = (source_headers(clock.partition, case.inference_date) if shared is None
+                       else dict(shared))
             out.produce.append(Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
                                        wire.encode(case), headers=headers))

@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
-from surveillance.contracts import AdjudicatedCase, Alert
+from surveillance.contracts import Alert
+from surveillance.contracts.wire import AdjudicatedCase
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import is_summary
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, JOIN_TABLE, Engine

@@ -56,6 +56,8 @@ class Table(Generic[V]):
 
     def changes(self) -> list[Change]:
         """This batch's writes, one per key, and forget them (they are persisted next)."""
+        if not self._pending:
+            return []
         out = [Change(self.name, key, None if value is _DELETED else self._encode(value),  # type: ignore[arg-type]
                       partition) for key, (value, partition) in self._pending.items()]
         self._pending.clear()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 from datetime import datetime, timedelta
 
-from surveillance.contracts import AdjudicatedCase
+from surveillance.contracts.wire import AnyAdjudicatedCase
 
 #: How far a case's AI time may lead its partition's clock and still be applied at once:
 #: the drift banks' lateness (cases within a partition come a little out of order).
@@ -33,13 +33,13 @@ AHEAD_TOLERANCE = timedelta(days=2)
 class AheadCases:
     def __init__(self, tolerance: timedelta = AHEAD_TOLERANCE) -> None:
         self.tolerance = tolerance
-        self._held: dict[str, AdjudicatedCase] = {}  # case id -> its latest revision
+        self._held: dict[str, AnyAdjudicatedCase] = {}  # case id -> its latest revision
         self._due: list[tuple[datetime, str]] = []
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def hold(self, case: AdjudicatedCase, new: bool, reached: datetime) -> bool:
+    def hold(self, case: AnyAdjudicatedCase, new: bool, reached: datetime) -> bool:
         """Hold `case` (True) if it revises a held case, or is `new` and its AI time is more
         than `tolerance` past `reached`; else False: apply it now."""
         if case.case_id in self._held:
@@ -51,7 +51,7 @@ class AheadCases:
         heapq.heappush(self._due, (case.inference_date, case.case_id))
         return True
 
-    def release(self, clock: datetime) -> list[AdjudicatedCase]:
+    def release(self, clock: datetime) -> list[AnyAdjudicatedCase]:
         """The held cases (latest revisions) the clock has come within `tolerance` of,
         oldest first: new cases for the monitor and the drift bank."""
         out = []
@@ -60,12 +60,12 @@ class AheadCases:
             out.append(self._held.pop(case_id))
         return out
 
-    def held(self) -> list[AdjudicatedCase]:
+    def held(self) -> list[AnyAdjudicatedCase]:
         """The cases held, oldest first (a snapshot keeps them: they are in the case table
         but not yet in the monitor)."""
         return [self._held[case_id] for _, case_id in sorted(self._due)]
 
-    def restore(self, cases: list[AdjudicatedCase]) -> None:
+    def restore(self, cases: list[AnyAdjudicatedCase]) -> None:
         """Hold `cases` again (from `held`), as they were held."""
         for case in cases:
             self._held[case.case_id] = case

@@ -135,9 +135,14 @@ class DateRange:
     def first_outside(
         self, dates: Iterable[tuple[str, date | datetime | None]], now: datetime
     ) -> Rejected | None:
+        latest = now + MAX_CLOCK_SKEW
+        earliest_time, latest_day = self.earliest_time, latest.date()
         for name, value in dates:
-            if value is not None and (why := self.outside(name, value, now)) is not None:
-                return why
+            # The usual date is in range: the bounds once, `outside` words the others.
+            if value is None or (earliest_time <= value <= latest if isinstance(
+                    value, datetime) else self.earliest <= value <= latest_day):
+                continue
+            return self.outside(name, value, now)
         return None
 
 

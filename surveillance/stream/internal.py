@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from surveillance.contracts import AdjudicatedCase, wire
-from surveillance.contracts.wire import JoinInput
+from surveillance.contracts import cases, wire
+from surveillance.contracts.wire import AdjudicatedCase, JoinInput
 from surveillance.stream.ingest import (
     MAX_SITE_CHARS,
     MAX_TOOL_CHARS,
@@ -75,14 +75,20 @@ def read_case(
 ) -> tuple[AdjudicatedCase, int, datetime] | Rejected:
     """A `cases.adjudicated` record: (case, its join partition, the event time that
     partition's AI results had reached), or why it cannot be taken."""
-    try:
-        case = AdjudicatedCase.model_validate_json(raw or b"")
-    except ValidationError as exc:
-        return Rejected("schema", describe(exc))
+    # msgspec takes the ordinary record (`contracts.wire`: then no string holds a control
+    # character); pydantic decides the rest and words the rejection.
+    case = wire.fast(raw or b"", AdjudicatedCase)
+    screened = case is not None
+    if case is None:
+        try:
+            model = cases.AdjudicatedCase.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return Rejected("schema", describe(exc))
+        case = wire.from_model(model, AdjudicatedCase)
     why = dates.first_outside(
         [("study_date", case.study_date), ("inference_date", case.inference_date),
          ("labelled_at", case.labelled_at)], now,
-    ) or control_characters([
+    ) or (None if screened else control_characters([
         ("case_id", case.case_id), ("tool_id", case.tool_id),
         ("software_version", case.software_version), ("finding_code", case.finding_code),
         ("site", case.site), ("accession", case.accession), ("modality", case.modality),
@@ -91,7 +97,7 @@ def read_case(
         ("scanner_model", case.scanner_model),
         ("scanner_software_version", case.scanner_software_version),
         ("protocol_name", case.protocol_name),
-    ]) or identifier_lengths(case.tool_id, case.software_version, case.site) or (
+    ])) or identifier_lengths(case.tool_id, case.software_version, case.site) or (
         ai_view_bounds(case))
     if why is not None:
         return why
