@@ -134,7 +134,7 @@ class CaseStage:
     def _monitor_case(self, previous: CaseRecord | None, case: AdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:
         """The monitor and the drift bank take one case revision (`record`: as stored)."""
-        alerts = self.monitor.on_case(previous, case)
+        alerts = self.monitor.on_case(previous, case, record)
         if previous is None:
             alerts += self._version_check(case, out)
             drift_input = record_ai_result(record)
