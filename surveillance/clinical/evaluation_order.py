@@ -99,15 +99,15 @@ class EvaluationQueue:
         return datetime.fromtimestamp(first, UTC).date()
 
     def due(self, tool: str, cut: datetime
-            ) -> list[tuple[CaseRecord | None, AnyAdjudicatedCase]]:
-        """(record the monitor holds, revision to take) for each case of `tool` with
-        something in effect before `cut`, in (effect time, case id) order; taken off the
-        queue."""
+            ) -> list[tuple[CaseRecord | None, AnyAdjudicatedCase, CaseRecord]]:
+        """(record the monitor holds, revision to take, its record as stored) for each case
+        of `tool` with something in effect before `cut`, in (effect time, case id) order;
+        taken off the queue."""
         cases = self._tools.get(tool)
         if not cases:
             return []
         end = cut.timestamp()
-        taken: list[tuple[float, str, CaseRecord | None, AnyAdjudicatedCase]] = []
+        taken: list[tuple[float, str, CaseRecord | None, AnyAdjudicatedCase, CaseRecord]] = []
         for case_id, waiting in list(cases.items()):
             revisions = waiting.revisions
             last = -1
@@ -116,18 +116,18 @@ class EvaluationQueue:
                     last = i
             if last >= 0:
                 effect, case, record = revisions[last]
-                taken.append((effect, case_id, waiting.applied, case))
+                taken.append((effect, case_id, waiting.applied, case, record))
                 waiting.applied, waiting.applied_effect = record, effect
                 del revisions[:last + 1]
             elif waiting.applied is None and revisions[0][2].inference_ts < end:
                 effect, case, record = revisions[0][0], revisions[0][1], revisions[0][2]
                 stand_in = _pending(case, record)
-                taken.append((record.inference_ts, case_id, None, stand_in[0]))
+                taken.append((record.inference_ts, case_id, None, *stand_in))
                 waiting.applied, waiting.applied_effect = stand_in[1], record.inference_ts
             if not revisions:
                 del cases[case_id]
         taken.sort(key=lambda t: (t[0], t[1]))
-        return [(applied, case) for _effect, _id, applied, case in taken]
+        return [(applied, case, record) for _effect, _id, applied, case, record in taken]
 
     def forget(self) -> None:
         """Drop everything waiting (a rebuild counts the stored records instead)."""

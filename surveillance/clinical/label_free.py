@@ -146,9 +146,12 @@ class LabelFreeMonitor:
                 found = self._recent[day] = _Day(scores=Counter())
             bucket = found
         bucket.cases += 1
-        bucket.positives += int(positive)
-        assert bucket.scores is not None
-        bucket.scores[key] += 1
+        if positive:
+            bucket.positives += 1
+        scores = bucket.scores
+        assert scores is not None
+        # Most keys are new to their day: `get` avoids Counter's Python-level __missing__.
+        scores[key] = scores.get(key, 0) + 1
 
     def test(self, today: int) -> list[LabelFreeTest]:
         """Both tests over the `recent_days` ending on `today`; [] when not yet testable.

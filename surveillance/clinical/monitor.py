@@ -100,6 +100,18 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _OUTCOME = {outcome.value: outcome for outcome in CaseOutcome}
 
 
+def _fields(case: AnyAdjudicatedCase) -> CaseRecord:
+    """The record the ledger would store for `case`, without the drift features (which the
+    monitor does not read)."""
+    return CaseRecord(
+        revision=case.revision, outcome=case.outcome.value, tool=case.tool_id,
+        version=case.software_version, site=case.site, partition=0,
+        inference_ts=case.inference_date.timestamp(), score=case.ai_result,
+        positive_call=case.result_indicator, scanner_manufacturer=case.scanner_manufacturer,
+        sex=case.sex.value, age=case.age,
+    )
+
+
 class PerformanceMonitor:
     """Agreement, verdicts, CUSUM charts, version changes and label-free warnings.
 
@@ -178,31 +190,39 @@ class PerformanceMonitor:
 
     # -- cases ---------------------------------------------------------------------------
 
-    def on_case(self, previous: CaseRecord | None, case: AnyAdjudicatedCase) -> list[Alert]:
+    def on_case(
+        self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
+        stored: CaseRecord | None = None,
+    ) -> list[Alert]:
         """Fold one new revision of a case in; returns the alerts it raises.
 
         `previous` is the record stored for the case before this revision (None for its
-        first). A revision not higher than the stored one changes nothing.
+        first). A revision not higher than the stored one changes nothing. `stored` is the
+        ledger's record of this revision (`ledger.record_of`), which the engine has at hand:
+        its fields are plain attributes and its AI time a POSIX timestamp, so the per-case
+        path reads those rather than the pydantic model (whose attribute reads and
+        `timestamp()` cost more than the counting). Without it the same fields are taken
+        from `case`.
         """
-        if previous is not None and case.revision <= previous.revision:
+        now = _fields(case) if stored is None else stored
+        if previous is not None and now.revision <= previous.revision:
             return []
-        inferred = case.inference_date
-        ts = inferred.timestamp()
+        ts = now.inference_ts
         day = int(ts // _SECONDS_PER_DAY) + _EPOCH_DAY  # `utc_day`, without a datetime
-        where = (case.tool_id, case.software_version, case.site, case.scanner_manufacturer,
-                 case.sex, case.age)
+        where = (now.tool, now.version, now.site, now.scanner_manufacturer, now.sex, now.age)
         placement = self._placements.get(where)
         record: VersionRecord
+        case_id = case.case_id
         if previous is None:
             if placement is None:
                 return self._apply(None, CaseView.of_case(case), alert=True)
             record = placement.record
             if ts > record.latest_ts:
-                record.latest_inferred, record.latest_ts = inferred, ts
-            record.label_free.add(day, case.result_indicator, case.ai_result)
+                record.latest_inferred, record.latest_ts = case.inference_date, ts
+            record.label_free.add(day, now.positive_call, now.score)
             before, was_labelled = None, False
         elif (
-            placement is None or case.case_id in self._homes
+            placement is None or case_id in self._homes
             or int(previous.inference_ts // _SECONDS_PER_DAY) + _EPOCH_DAY != day
             or where != (previous.tool, previous.version, previous.site,
                          previous.scanner_manufacturer, previous.sex, previous.age)
@@ -217,21 +237,21 @@ class PerformanceMonitor:
                 record.latest_inferred = datetime.fromtimestamp(previous.inference_ts, UTC)
             before, was_labelled = _OUTCOME[previous.outcome], previous.labelled_ts is not None
         # Counted at its place: windows, report lag, charts (the general path's steps).
-        outcome = case.outcome
+        outcome = _OUTCOME[now.outcome]
         placement.windows.apply_group(
-            placement.group, case.case_id, None if before is None else COLUMN[before],
+            placement.group, case_id, None if before is None else COLUMN[before],
             COLUMN[outcome], day,
         )
         labelled = case.labelled_at
         if labelled is not None and not was_labelled:
             lags = record.report_lags
-            lags.append(max((labelled - inferred) / _DAY, 0.0))
+            lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
             if len(lags) > REPORT_LAGS_KEPT:
                 del lags[0]
         charts = placement.charts
         if charts is None:
             return []
-        signals = charts.update(case.case_id, before, outcome, labelled or inferred)
+        signals = charts.update(case_id, before, outcome, labelled or case.inference_date)
         return self._signalled(record, signals, alert=True) if signals else []
 
     def _moved(self, previous: CaseRecord, case: AnyAdjudicatedCase) -> list[Alert]:

@@ -42,8 +42,10 @@ its false alarms per calendar year stay at its share. `Chart.redesigns` counts t
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import NamedTuple
 
 from surveillance.clinical.baselines import ToolBaseline
@@ -60,6 +62,10 @@ class Observation(NamedTuple):
     metric: Metric
     failure: bool
     at: datetime  # report time
+
+
+#: `Observation` from a (metric, failure, at) tuple, without the Python-level `__new__`.
+_observation = partial(tuple.__new__, Observation)
 
 
 @dataclass
@@ -109,13 +115,20 @@ class VersionCharts:
     )
     _waiting: list[Observation] = field(default_factory=list)
     _settling: dict[str, Observation] = field(default_factory=dict)
-    _due: list[tuple[datetime, str]] = field(default_factory=list)  # heap of (at, case)
+    #: Observations waiting to settle, as (at, case): those that came in (at, case) order
+    #: in a FIFO, the others in a heap; released in (at, case) order from both. Reports
+    #: mostly arrive in report-time order, and a FIFO costs a fraction of a heap's pop.
+    _due_in_order: deque[tuple[datetime, str]] = field(default_factory=deque)
+    _due: list[tuple[datetime, str]] = field(default_factory=list)
     #: clock - settle_days: observations due at or before it are released (kept with the
     #: clock, so that the per-case path makes no datetime unless the clock moves).
     _horizon: datetime | None = None
     reference_end: datetime | None = None  # reference_start + reference_days
     _design_at: datetime | None = None  # reference_end + grace_days: the design's time
     _period_end: datetime | None = None  # period_start + reference_days
+
+    def __post_init__(self) -> None:
+        self._settle = timedelta(days=self.settle_days)
 
     def _set_reference_start(self, start: datetime) -> None:
         self.reference_start = start
@@ -138,36 +151,54 @@ class VersionCharts:
             if entry is None:
                 del settling[case_id]
             else:
-                settling[case_id] = Observation(entry[0], entry[1], held.at)
+                settling[case_id] = _observation((*entry, held.at))
         elif entry is not None and previous not in CHART_INPUT:
-            settling[case_id] = Observation(entry[0], entry[1], at)
-            heapq.heappush(self._due, (at, case_id))
+            settling[case_id] = _observation((*entry, at))
+            item = (at, case_id)
+            in_order = self._due_in_order
+            if not in_order or in_order[-1] <= item:
+                in_order.append(item)
+            else:
+                heapq.heappush(self._due, item)
         clock = self.clock
+        horizon: datetime | None
         if clock is None or at > clock:
             self.clock = at
-            self._horizon = at - timedelta(days=self.settle_days)
-        due = self._due
-        if not due or self._horizon is None or due[0][0] > self._horizon:
+            self._horizon = horizon = at - self._settle
+        else:
+            horizon = self._horizon
+        if horizon is None:
             return []
-        return self._release(self._horizon)
+        in_order, due = self._due_in_order, self._due
+        if (not in_order or in_order[0][0] > horizon) and (not due or due[0][0] > horizon):
+            return []
+        return self._release(horizon)
 
     def _release(self, horizon: datetime) -> list[Signal]:
         signals: list[Signal] = []
-        due, settling = self._due, self._settling
-        while due and due[0][0] <= horizon:
-            at, case_id = heapq.heappop(due)
+        in_order, due, settling = self._due_in_order, self._due, self._settling
+        charts, end = self.charts, self.reference_end
+        while True:
+            if in_order and (not due or in_order[0] <= due[0]):
+                if in_order[0][0] > horizon:
+                    break
+                at, case_id = in_order.popleft()
+            elif due and due[0][0] <= horizon:
+                at, case_id = heapq.heappop(due)
+            else:
+                break
             obs = settling.get(case_id)
             if obs is None or obs.at != at:
                 continue  # dropped while settling
             del settling[case_id]
-            end = self.reference_end
-            if self.charts is not None and end is not None and at >= end:
+            if charts is not None and end is not None and at >= end:
                 # The usual case, without `_observe`'s reference-period bookkeeping.
                 if self.settled is None or at > self.settled:
                     self.settled = at
                 self._feed(obs, signals)
             else:
-                self._observe(obs, signals)
+                self._observe(obs, signals)  # may design the charts
+                charts, end = self.charts, self.reference_end
         return signals
 
     def _observe(self, obs: Observation, signals: list[Signal]) -> None:
@@ -250,13 +281,13 @@ class VersionCharts:
         chart = self.charts[obs.metric]
         if chart.signalled_at is not None:
             return
-        was_zero = chart.cusum.statistic == 0.0
-        chart.cusum.update(obs.failure)
-        if chart.cusum.statistic == 0.0:
+        cusum = chart.cusum
+        was_zero = cusum.statistic == 0.0
+        if cusum.update(obs.failure).statistic == 0.0:
             chart.excursion_start = None
         elif was_zero or chart.excursion_start is None:
             chart.excursion_start = obs.at
-        if not chart.cusum.drift_detected:
+        if not cusum.drift_detected:
             return
         chart.signals += 1
         chart.signalled_at = self.clock

@@ -80,8 +80,8 @@ class DailyEvaluation:
             day = max([first, *held])
         alerts: list[Alert] = []
         while (end := _start(day) + _DAY) + self.grace <= clock:
-            for previous, case in self.queue.due(tool, end):
-                alerts += monitor.on_case(previous, case)
+            for previous, case, record in self.queue.due(tool, end):
+                alerts += monitor.on_case(previous, case, record)
             alerts += self._evaluate(tool, end, monitor, out)
             day += _DAY
         self.next_day[tool] = day

@@ -71,8 +71,12 @@ class _Phase:
     bank: FeatureBank | None = None
 
 
-def _columns(specs: Sequence[FeatureSpec], events: Events) -> Columns:
-    results = list(map(_result, events))
+def _columns(
+    specs: Sequence[FeatureSpec], events: Events, results: list[AIResult] | None = None
+) -> Columns:
+    """The events' columns; `results`: their results, if already taken out."""
+    if results is None:
+        results = list(map(_result, events))
     return Columns(
         list(map(_time, events)),
         list(map(_site, results)),
@@ -81,6 +85,7 @@ def _columns(specs: Sequence[FeatureSpec], events: Events) -> Columns:
 
 
 _site = attrgetter("site")
+_event_id, _version = attrgetter("event_id"), attrgetter("software_version")
 _time, _result = itemgetter(0), itemgetter(1)
 
 
@@ -204,7 +209,11 @@ class DriftBank:
             day = at.date()
             if self._next_day is not None and day < self._next_day:
                 day = self._next_day  # late: evaluated days are never reopened
-            self._open.setdefault(day, []).append((at, result))
+            events = self._open.get(day)
+            if events is None:
+                self._open[day] = [(at, result)]
+            else:
+                events.append((at, result))
         if not self._event_clock:
             return []
         clock, closes_at = self._clock, self._closes_at
@@ -287,17 +296,27 @@ class DriftBank:
 
     def _evaluate_day(self, day: date, events: Events) -> list[DriftVerdict]:
         events.sort(key=_time)
-        self._seen.difference_update(r.event_id for _, r in events)
+        results = list(map(_result, events))
+        self._seen.difference_update(map(_event_id, results))
         if self._window_start is None:
             self._window_start = _midnight(day)
-        verdicts = self._feed(self._inputs, day, _columns(self._input_specs, events))
+        inputs = _columns(self._input_specs, events, results)
+        verdicts = self._feed(self._inputs, day, inputs)
         if self._output_specs:
-            by_version: dict[str, Events] = {}
-            for e in events:
-                by_version.setdefault(e[1].software_version, []).append(e)
-            for version, rows in by_version.items():
+            versions = dict.fromkeys(map(_version, results))
+            if len(versions) == 1:  # the usual day: one version, the inputs' times and sites
+                outputs = [(next(iter(versions)), replace(
+                    inputs, values=[list(map(s.extract, results)) for s in self._output_specs]
+                ))]
+            else:
+                by_version: dict[str, Events] = {}
+                for e in events:
+                    by_version.setdefault(e[1].software_version, []).append(e)
+                outputs = [(version, _columns(self._output_specs, rows))
+                           for version, rows in by_version.items()]
+            for version, columns in outputs:
                 phase = self._outputs.get(version) or self._output_phase(version)
-                verdicts += self._feed(phase, day, _columns(self._output_specs, rows))
+                verdicts += self._feed(phase, day, columns)
         if self.config.window == "daily" or day.weekday() == 6:
             verdicts += self._close(self._window_start)
             self._window_start = _midnight(day) + timedelta(days=1)

@@ -97,12 +97,16 @@ def utc_day(moment: datetime) -> int:
 class KeyWindows:
     """Windows of one key. Usually reached through `AgreementWindows`."""
 
-    __slots__ = ("_days", "_entries", "buckets", "current", "late_ignored", "watermark")
+    __slots__ = ("_days", "_entries", "_ordered", "buckets", "current", "late_ignored",
+                 "watermark")
 
     def __init__(self, days: tuple[int, ...], last_n: int) -> None:
         self._days = days
         #: Counts per UTC day (ordinal) still readable, in `COLUMN` order.
         self.buckets: dict[int, list[int]] = {}
+        #: True while `buckets` was filled in increasing day order (no late day since the
+        #: last full drop): the days to drop are then its first ones.
+        self._ordered = True
         #: Latest UTC day seen under this key, and its bucket.
         self.watermark = -1
         self.current: list[int] = [0] * 7
@@ -116,14 +120,25 @@ class KeyWindows:
         if day > watermark:
             self.watermark = day
             horizon = day - self._days[-1]
-            for old in [d for d in buckets if d <= horizon]:
-                del buckets[old]
+            if self._ordered:
+                # Once per key and day: look at the oldest days only, not all 90.
+                while buckets:
+                    first = next(iter(buckets))
+                    if first > horizon:
+                        break
+                    del buckets[first]
+            else:
+                for old in [d for d in buckets if d <= horizon]:
+                    del buckets[old]
+                buckets = self.buckets = dict(sorted(buckets.items()))
+                self._ordered = True
             bucket = self.current = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
             return bucket
         if day <= watermark - self._days[-1]:
             self.late_ignored += 1
             return None
         bucket = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
+        self._ordered = False
         return bucket
 
     @property
@@ -150,11 +165,13 @@ class KeyWindows:
 class KeyGroup:
     """The `KeyWindows` of one set of keys, and the deques of their last N entries."""
 
-    __slots__ = ("entries", "windows")
+    __slots__ = ("appends", "entries", "windows")
 
     def __init__(self, windows: tuple[KeyWindows, ...]) -> None:
         self.windows = windows
         self.entries = tuple(w.entries for w in windows)
+        #: Each deque's bound `append`, looked up once rather than once per case and key.
+        self.appends = tuple(entries.append for entries in self.entries)
 
 
 class AgreementWindows:
@@ -258,10 +275,11 @@ class AgreementWindows:
 
     def _enter(self, group: KeyGroup, case_id: str, column: int) -> None:
         entry = [column]
-        self._open[case_id] = entry
-        for entries in group.entries:
-            entries.append(entry)
-        if len(self._open) > self._open_limit:
+        opened = self._open
+        opened[case_id] = entry
+        for append in group.appends:
+            append(entry)
+        if len(opened) > self._open_limit:
             self._forget_displaced()
 
     def _forget_displaced(self) -> None:
