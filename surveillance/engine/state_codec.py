@@ -50,8 +50,11 @@ def _attributes(obj: object) -> Iterable[str]:
     for klass in type(obj).__mro__:
         slots = klass.__dict__.get("__slots__", ())
         names += [slots] if isinstance(slots, str) else list(slots)
-    names = [n for n in names if n not in ("__dict__", "__weakref__") and hasattr(obj, n)]
-    return [*names, *getattr(obj, "__dict__", {})]
+    # A class's `__derived__` attributes are made again from the rest when read
+    # (`__restore_derived__`): bound methods and other caches of its own state.
+    skip = {"__dict__", "__weakref__", *getattr(type(obj), "__derived__", ())}
+    names = [n for n in names if n not in skip and hasattr(obj, n)]
+    return [*names, *(n for n in getattr(obj, "__dict__", {}) if n not in skip)]
 
 
 def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
@@ -138,6 +141,8 @@ class _Decoder:
         self.classes = classes
         self.externals = externals
         self.memo: dict[int, Any] = {}
+        #: The objects built from attributes, for their `__restore_derived__` at the end.
+        self.derived: list[Any] = []
 
     def __call__(self, value: Any) -> Any:
         if not isinstance(value, list):
@@ -198,6 +203,7 @@ class _Decoder:
             out = self.memo[ref] = object.__new__(klass)
             for attribute, raw in value[3]:
                 object.__setattr__(out, attribute, self(raw))
+            self.derived.append(out)
         else:
             raise StateCodecError(f"unknown tag {tag!r} in a snapshot")
         return out
@@ -218,6 +224,12 @@ def encode(root: Any, classes: Mapping[str, type], externals: Mapping[int, str])
 def decode(value: Any, classes: Mapping[str, type], externals: Mapping[str, object]) -> Any:
     """The object graph `encode` wrote, with `externals` (by name) put back."""
     try:
-        return _Decoder(classes, externals)(value)
+        decoder = _Decoder(classes, externals)
+        root = decoder(value)
+        for obj in decoder.derived:  # once every object they may read is complete
+            restore = getattr(obj, "__restore_derived__", None)
+            if restore is not None:
+                restore()
+        return root
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise StateCodecError(f"a malformed snapshot: {e!r}") from e

@@ -166,10 +166,16 @@ class KeyGroup:
     """The `KeyWindows` of one set of keys, and the deques of their last N entries."""
 
     __slots__ = ("appends", "entries", "windows")
+    #: Not state: made again from `entries` when a state snapshot is read
+    #: (`engine.state_codec`).
+    __derived__ = ("appends",)
 
     def __init__(self, windows: tuple[KeyWindows, ...]) -> None:
         self.windows = windows
         self.entries = tuple(w.entries for w in windows)
+        self.__restore_derived__()
+
+    def __restore_derived__(self) -> None:
         #: Each deque's bound `append`, looked up once rather than once per case and key.
         self.appends = tuple(entries.append for entries in self.entries)
 
