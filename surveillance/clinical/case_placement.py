@@ -133,3 +133,15 @@ def open_version(state: MonitorState, view: CaseView) -> VersionRecord:
     )
     state.versions.setdefault(view.tool, {})[view.version] = record
     return record
+
+
+def record_fields(case: AnyAdjudicatedCase) -> CaseRecord:
+    """The record the ledger would store for `case`, without the drift features (which the
+    monitor does not read)."""
+    return CaseRecord(
+        revision=case.revision, outcome=case.outcome.value, tool=case.tool_id,
+        version=case.software_version, site=case.site, partition=0,
+        inference_ts=case.inference_date.timestamp(), score=case.ai_result,
+        positive_call=case.result_indicator, scanner_manufacturer=case.scanner_manufacturer,
+        sex=case.sex.value, age=case.age,
+    )

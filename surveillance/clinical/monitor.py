@@ -58,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.case_placement import (
@@ -67,6 +67,7 @@ from surveillance.clinical.case_placement import (
     Placement,
     open_version,
     place,
+    record_fields,
 )
 from surveillance.clinical.daily_evaluation import chart_states, evaluate
 from surveillance.clinical.label_free import alpha_for_budget
@@ -84,6 +85,7 @@ from surveillance.clinical.monitor_state import (
     VerdictKey,
     VersionRecord,
 )
+from surveillance.clinical.monitor_tools import ToolState
 from surveillance.clinical.verdicts import Metric, MetricVerdict
 from surveillance.clinical.version_charts import Signal
 from surveillance.contracts import Alert, CaseOutcome, MetricSnapshot
@@ -100,19 +102,7 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _OUTCOME = {outcome.value: outcome for outcome in CaseOutcome}
 
 
-def _fields(case: AnyAdjudicatedCase) -> CaseRecord:
-    """The record the ledger would store for `case`, without the drift features (which the
-    monitor does not read)."""
-    return CaseRecord(
-        revision=case.revision, outcome=case.outcome.value, tool=case.tool_id,
-        version=case.software_version, site=case.site, partition=0,
-        inference_ts=case.inference_date.timestamp(), score=case.ai_result,
-        positive_call=case.result_indicator, scanner_manufacturer=case.scanner_manufacturer,
-        sex=case.sex.value, age=case.age,
-    )
-
-
-class PerformanceMonitor:
+class PerformanceMonitor(ToolState):
     """Agreement, verdicts, CUSUM charts, version changes and label-free warnings.
 
     Parameters
@@ -204,7 +194,7 @@ class PerformanceMonitor:
         `timestamp()` cost more than the counting). Without it the same fields are taken
         from `case`.
         """
-        now = _fields(case) if stored is None else stored
+        now = record_fields(case) if stored is None else stored
         if previous is not None and now.revision <= previous.revision:
             return []
         ts = now.inference_ts
@@ -425,38 +415,3 @@ class PerformanceMonitor:
         self._placements, self._homes = {}, {}
         for view in views:
             self._apply(None, view, alert=False)
-
-    def tool_state(self, tool: str) -> dict[str, object]:
-        """Everything held about `tool`, as live objects (`engine.snapshots` writes it)."""
-        s = self.state
-        return {
-            "windows": s.windows.get(tool), "versions": s.versions.get(tool),
-            **{name: {k: v for k, v in part.items() if k[0] == tool} for name, part in (
-                ("verdicts", s.verdicts), ("alarming", s.alarming),
-                ("warnings", s.warnings), ("episodes", s.episodes))},
-            "placements": {k: v for k, v in self._placements.items() if k[0] == tool},
-            "homes": {k: v for k, v in self._homes.items() if v.tool == tool},
-        }
-
-    def restore_tool(self, tool: str, held: Mapping[str, Any]) -> None:
-        """Replace all state of `tool` with what `tool_state` gave (decoded)."""
-        self.forget_tools([tool])
-        s = self.state
-        if held["windows"] is not None:
-            s.windows[tool] = held["windows"]
-        if held["versions"] is not None:
-            s.versions[tool] = held["versions"]
-        s.verdicts.update(held["verdicts"])
-        s.alarming.update(held["alarming"])
-        s.warnings.update(held["warnings"])
-        s.episodes.update(held["episodes"])
-        self._placements.update(held["placements"])
-        self._homes.update(held["homes"])
-
-    def forget_tools(self, tools: Iterable[str]) -> None:
-        """Drop all state of tools whose partitions this worker no longer owns."""
-        gone = set(tools)
-        self._homes = {k: v for k, v in self._homes.items() if v.tool not in gone}
-        self._placements = {k: v for k, v in self._placements.items() if k[0] not in gone}
-        for tool in gone:
-            self.state.forget(tool)
