@@ -47,7 +47,13 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
-from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_TABLE, JOIN_TABLE, Engine
+from surveillance.engine.pipeline import (
+    ADVERSE_TABLE,
+    CASE_SNAPSHOTS,
+    CASE_TABLE,
+    JOIN_TABLE,
+    Engine,
+)
 from surveillance.engine.records import Record
 from surveillance.stream import topics
 
@@ -103,7 +109,8 @@ class BulkRunner:
         owned = self.owned
         self.tables = await changelog.restore(
             self.client, self.app_id, self.config.partitions,
-            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases})
+            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
+             CASE_SNAPSHOTS: owned.cases})
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
         self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
