@@ -169,9 +169,10 @@ class BulkRunner:
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine, `chunk_records` at a time, each chunk's internal
-        records sent before the next is taken (a runner reading them starts on them
-        meanwhile); returns once every send is acknowledged."""
+        """One batch through the engine, `chunk_records` at a time, each chunk's table
+        changes acknowledged and then its internal records sent before the next is taken
+        (a runner reading them starts on them meanwhile); returns once every send is
+        acknowledged."""
         engine = self.engine
         sender = self.sender
         assert engine is not None and sender is not None
@@ -185,6 +186,14 @@ class BulkRunner:
                 key, value = changelog.encode(change.key, change.value)
                 await sender.add(changelog.topic(self.app_id, change.table), key, value,
                                  change.partition)
+            # The state first: a chunk's records go out only once the table changes that
+            # made them are acknowledged. After a crash the batch is read again, and the
+            # join, finding its inputs in the state, emits each case as it stands; were
+            # the records out without that state, a re-read in another topic interleaving
+            # (reports before AI results) could number other contents with the revisions
+            # already sent, and the case stage would drop them as not newer.
+            if out.changes:
+                await sender.flush()
             for p in out.produce:
                 await sender.add(p.topic, p.key, p.value, p.partition,
                                  tuple((p.headers or {}).items()))
