@@ -12,7 +12,6 @@ value (a near-constant feature) gets a bin of its own.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
@@ -36,6 +35,7 @@ from surveillance.stats.drift_wording import (
 from surveillance.stats.numeric_drift import AdwinDetector, PageHinkleyDetector
 from surveillance.stats.page_hinkley_run import DetectorRun, PageHinkleyRun, StreamRun
 from surveillance.stats.psi import FloatArray, bin_counts
+from surveillance.stats.stream_calibration import CONFIDENCE, quarters_for_rate
 
 
 class NumericFeature:
@@ -122,7 +122,7 @@ class NumericFeature:
                 self.horizon,
                 share,
                 seed=config.seed,
-                n_quarters=max(config.calibration_quarters, math.ceil(10 / share)),
+                n_quarters=max(config.calibration_quarters, quarters_for_rate(share, CONFIDENCE)),
                 min_instances=config.page_hinkley_min_instances,
                 delta=config.page_hinkley_delta,
             )
