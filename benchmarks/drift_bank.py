@@ -14,7 +14,11 @@ same run:
   event of `update`/`advance` (the hot path) is printed apart from `calibrate()`, then
   the same bank again from the calibration cache;
 - Evidently's DataDriftPreset recomputing drift for each of the first --evidently-days
-  daily windows against the same reference.
+  daily windows against the same reference;
+- the calibration's CPU per calibration by kind (Page-Hinkley per continuous numeric
+  feature, PSI windows per numeric feature, PSI/JS/chi-square windows per categorical
+  feature), beside main af19bc4's calibration (`calibration_reference.py`) on the same
+  inputs in the same run.
 Ends with `drift D us/event (CPU); ceiling C us/event; ratio R; target 5 us: met|NOT met`.
 """
 
@@ -28,7 +32,9 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from typing import Any
 
+import calibration_reference as before
 import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
@@ -135,15 +141,84 @@ def hot_path(results: list[AIResult], calibrations: Calibrations) -> tuple[float
     return hot, calibrating, verdicts
 
 
+class RecordedCalibrations(Calibrations):
+    """Calibrations that keep each computed call's inputs and CPU seconds, by kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, dict[str, Any], float]] = []
+
+    def window_thresholds(self, reference_counts: Any, events_per_window: float,
+                          per_window_rate: float, **kw: Any) -> Any:
+        started = time.process_time()
+        out = super().window_thresholds(reference_counts, events_per_window, per_window_rate,
+                                        **kw)
+        kind = "windows, PSI (numeric)" if kw["tests"] == ("psi",) else (
+            "windows, PSI+JS+chi-square (categorical)")
+        self.calls.append((kind, dict(kw, reference_counts=reference_counts,
+                                      events_per_window=events_per_window,
+                                      per_window_rate=per_window_rate),
+                           time.process_time() - started))
+        return out
+
+    def page_hinkley(self, standardised: Any, events_per_quarter: int,
+                     rate_per_quarter: float, **kw: Any) -> float:
+        started = time.process_time()
+        out = super().page_hinkley(standardised, events_per_quarter, rate_per_quarter, **kw)
+        self.calls.append(("Page-Hinkley", dict(kw, standardised=standardised,
+                                                events_per_quarter=events_per_quarter,
+                                                rate=rate_per_quarter),
+                           time.process_time() - started))
+        return out
+
+
+def calibration_costs(reference: list[AIResult]) -> list[str]:
+    """CPU per calibration by kind, today's and main af19bc4's, on the same inputs."""
+    recorded = RecordedCalibrations()
+    DriftBank.from_reference("ich-triage", reference, DriftBankConfig(), recorded)
+    config = DriftBankConfig()
+    kinds: dict[str, list[tuple[float, float]]] = {}
+    for kind, args, now in recorded.calls:
+        started = time.process_time()
+        if kind == "Page-Hinkley":
+            before.calibrate_page_hinkley(
+                args["standardised"], args["events_per_quarter"], args["rate"],
+                seed=args["seed"], min_instances=args["min_instances"], delta=args["delta"],
+                calibration_quarters=config.calibration_quarters)
+        else:
+            before.calibrate_window_thresholds(**args)
+        kinds.setdefault(kind, []).append((now, time.process_time() - started))
+    lines = []
+    for kind, pairs in kinds.items():
+        now = sum(p[0] for p in pairs)
+        then = sum(p[1] for p in pairs)
+        lines.append(f"calibration {kind}: {len(pairs)} per bank, {now / len(pairs):.3f} s CPU "
+                     f"each (main af19bc4: {then / len(pairs):.3f} s)")
+    now = sum(p[0] for pairs in kinds.values() for p in pairs)
+    then = sum(p[1] for pairs in kinds.values() for p in pairs)
+    lines.append(f"calibration of one bank: {now:.2f} s CPU (main af19bc4: {then:.2f} s); "
+                 f"ratio {then / now:.1f}x")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-day", type=float, default=200.0)
     parser.add_argument("--days", type=int, default=91)
     parser.add_argument("--evidently-days", type=int, default=14)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--calibration-only", action="store_true",
+                        help="only the calibration lines")
     args = parser.parse_args()
 
     reference = synthetic_results(1, 0, 30, args.per_day)
+    calibration = calibration_costs(reference)
+    if args.calibration_only:
+        print(f"machine: {machine()}")
+        print(f"tool volume {args.per_day:.0f}/day, reference {len(reference)} events (30 days)")
+        print("\n".join(calibration))
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min)")
+        return
     monitored = synthetic_results(2, 30, args.days, args.per_day)
     calibrations = Calibrations()
     t0 = time.perf_counter()
@@ -195,6 +270,7 @@ def main() -> None:
     print(f"tool volume {args.per_day:.0f}/day, reference {len(reference)} events (30 days), "
           f"13 features (11 input + 2 output)")  # fmt: skip
     print(f"bank calibration (once per reference): {build:.2f} s")
+    print("\n".join(calibration))
     print(f"bank: {len(monitored)} events over {args.days} days: {bank_cpu:.2f} us/event CPU, "
           f"{bank_wall:.2f} us/event wall (window closes included), "
           f"{verdicts} verdicts")  # fmt: skip
