@@ -18,13 +18,18 @@ same run:
 - the calibration's CPU per calibration by kind (Page-Hinkley per continuous numeric
   feature, PSI windows per numeric feature, PSI/JS/chi-square windows per categorical
   feature), beside main af19bc4's calibration (`calibration_reference.py`) on the same
-  inputs in the same run.
+  inputs in the same run;
+- with --engine-days N: the whole engine in process (`engine.local`) over the simulator's
+  N-day backlog (90: the 45,000 events of `throughput.py`), once with main af19bc4's
+  calibrations and once with today's: process CPU of the engine and of its calibrations
+  by kind.
 Ends with `drift D us/event (CPU); ceiling C us/event; ratio R; target 5 us: met|NOT met`.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import time
@@ -201,6 +206,55 @@ def calibration_costs(reference: list[AIResult]) -> list[str]:
     return lines
 
 
+def engine_calibration(days: int, reference: bool) -> list[str]:
+    """The engine over the simulator's backlog; its CPU and its calibrations' CPU by kind
+    (`reference`: main af19bc4's calibrations, patched in where the cache calls them)."""
+    from unittest.mock import patch
+
+    import surveillance.stats.drift_calibration_cache as cache
+    from surveillance.engine import collector
+    from surveillance.engine.config import EngineConfig
+    from surveillance.engine.local import LocalPipeline
+    from surveillance.simulate import Faults, Scenario, simulate
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(kind: str, compute: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kw: Any) -> Any:
+            started = time.process_time()
+            out = compute(*args, **kw)
+            spent.setdefault(kind, []).append(time.process_time() - started)
+            return out
+        return run
+
+    def old_page_hinkley(standardised: Any, per_quarter: int, rate: float, *, seed: int,
+                         n_quarters: int, min_instances: int, delta: float) -> float:
+        return before.calibrate_page_hinkley(standardised, per_quarter, rate, seed=seed,
+                                             min_instances=min_instances, delta=delta)
+
+    windows = before.calibrate_window_thresholds if reference else (
+        cache.calibrate_window_thresholds)
+    page_hinkley = old_page_hinkley if reference else cache.calibrate_page_hinkley
+    events, _ = simulate(days=days, seed=7, scenario=Scenario(), faults=Faults())
+    threshold = gc.get_threshold()
+    collector.for_long_lived_state()
+    with patch.object(cache, "calibrate_window_thresholds", timed("windows", windows)), \
+            patch.object(cache, "calibrate_page_hinkley", timed("Page-Hinkley", page_hinkley)):
+        path = LocalPipeline(EngineConfig.plain(4))
+        started = time.process_time()
+        for e in events:
+            path.feed(e)
+        total = time.process_time() - started
+    gc.set_threshold(*threshold)
+    calibrating = sum(sum(v) for v in spent.values())
+    which = "main af19bc4's calibrations" if reference else "today's calibrations"
+    kinds = "; ".join(f"{kind} {len(v)} x {sum(v) / len(v):.3f} s = {sum(v):.2f} s"
+                      for kind, v in sorted(spent.items()))
+    return [f"engine over {days} days ({len(events)} events), {which}: {total:.2f} s CPU, "
+            f"of which calibration {calibrating:.2f} s ({calibrating / total:.0%}): {kinds}; "
+            f"load average {os.getloadavg()[0]:.1f}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-day", type=float, default=200.0)
@@ -209,10 +263,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calibration-only", action="store_true",
                         help="only the calibration lines")
+    parser.add_argument("--engine-days", type=int, default=0,
+                        help="also run the engine over the simulator's backlog of this many "
+                             "days, with main af19bc4's calibrations and with today's")
     args = parser.parse_args()
 
     reference = synthetic_results(1, 0, 30, args.per_day)
     calibration = calibration_costs(reference)
+    if args.engine_days:
+        calibration += engine_calibration(args.engine_days, reference=True)
+        calibration += engine_calibration(args.engine_days, reference=False)
     if args.calibration_only:
         print(f"machine: {machine()}")
         print(f"tool volume {args.per_day:.0f}/day, reference {len(reference)} events (30 days)")

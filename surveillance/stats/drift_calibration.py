@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from surveillance.stats.categorical_drift import (
     WINDOW_TESTS,
@@ -105,24 +104,6 @@ class FalseAlarmBudget:
         return share / self.windows_per_quarter
 
 
-def _multinomial_rows_each(
-    rng: np.random.Generator, sizes: npt.NDArray[np.int64], p: FloatArray
-) -> FloatArray:
-    """One Multinomial(sizes[i], p[i]) row per size, each row with its own probabilities."""
-    out = np.zeros(p.shape, dtype=np.float64)
-    remaining = sizes.astype(np.int64)
-    mass_left = np.ones(sizes.size)
-    for j in range(p.shape[1] - 1):
-        share = np.clip(np.divide(p[:, j], mass_left, out=np.zeros(sizes.size),
-                                  where=mass_left > 0), 0.0, 1.0)
-        draw = rng.binomial(remaining, share)
-        out[:, j] = draw
-        remaining = remaining - draw
-        mass_left = mass_left - p[:, j]
-    out[:, -1] = remaining
-    return out
-
-
 def resolution_floor(
     reference_counts: Sequence[float] | FloatArray, events_per_window: float,
     test: WindowTestName,
@@ -176,7 +157,7 @@ def simulate_window_statistics(
     sizes = np.maximum(sizes, min_window_events)
     p_windows = rng.gamma(np.broadcast_to(ref + PRIOR_COUNT, (n_windows, ref.size)))
     p_windows /= p_windows.sum(axis=1, keepdims=True)
-    windows = _multinomial_rows_each(rng, sizes, p_windows)
+    windows = rng.multinomial(sizes, p_windows).astype(np.float64)
     # The reference as one row that broadcasts: its proportions and empty-bin floors are
     # computed once, not once per simulated window (the same values either way).
     stats: dict[WindowTestName, FloatArray] = {}

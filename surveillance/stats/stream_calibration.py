@@ -46,6 +46,16 @@ from surveillance.stats.numeric_drift import DriftParameterError, NumericDriftDe
 from surveillance.stats.psi import FloatArray
 
 
+def _delta_ramp(length: int, delta: float, alpha: float) -> FloatArray:
+    """delta * (1 + alpha + ... + alpha^(t-1)) for t = 1..length: the filtered constant.
+
+    The filter is linear, so filter(dev -+ delta) = filter(dev) -+ this ramp: one
+    filter pass over the simulated values instead of two (equal up to rounding).
+    """
+    ramp: FloatArray = delta * lfilter([1.0], [1.0, -alpha], np.ones(length))
+    return ramp
+
+
 def page_hinkley_statistics(
     values: npt.ArrayLike,
     min_instances: int,
@@ -62,9 +72,9 @@ def page_hinkley_statistics(
     x = np.atleast_2d(np.asarray(values, dtype=np.float64))
     t = np.arange(1, x.shape[-1] + 1, dtype=np.float64)
     dev = x - np.cumsum(x, axis=-1) / t
-    a = [1.0, -alpha]
-    s_inc = lfilter([1.0], a, dev - delta, axis=-1)
-    s_dec = lfilter([1.0], a, dev + delta, axis=-1)
+    s = lfilter([1.0], [1.0, -alpha], dev, axis=-1)
+    ramp = _delta_ramp(x.shape[-1], delta, alpha)
+    s_inc, s_dec = s - ramp, s + ramp
     test_inc = s_inc - np.minimum.accumulate(s_inc, axis=-1)
     # river starts its running maximum of the decrease sum at -1, not at -inf.
     test_dec = np.maximum.accumulate(np.maximum(s_dec, -1.0), axis=-1) - s_dec
@@ -92,8 +102,9 @@ def page_hinkley_maxima(
     """Each row's largest `page_hinkley_statistics` value (what calibration needs).
 
     The same operations on the same values per row, so the result is equal to the last
-    bit; blocks of rows and in-place arithmetic make it about twice as fast as taking the
-    maximum of the full statistics array (calibration runs 10^7-10^8 values).
+    bit; blocks of rows, in-place arithmetic and one filter pass (`_delta_ramp`) make it
+    about twice as fast as taking the maximum of the full statistics array (calibration
+    runs 10^7-10^8 values).
     """
     x = np.atleast_2d(np.asarray(values, dtype=np.float64))
     rows, length = x.shape[0], x.shape[-1]
@@ -102,20 +113,21 @@ def page_hinkley_maxima(
         return out
     t = np.arange(1, length + 1, dtype=np.float64)
     first = max(min_instances, 1) - 1
-    a = [1.0, -alpha]
+    ramp = _delta_ramp(length, delta, alpha)
     step = max(1, _MAXIMA_BLOCK // max(length, 1))
     for r in range(0, rows, step):
         block = x[r : r + step]
         dev = np.cumsum(block, axis=-1)
         dev /= t
         np.subtract(block, dev, out=dev)
+        s = lfilter([1.0], [1.0, -alpha], dev, axis=-1)
         best = np.full(block.shape[0], -np.inf)
         if mode != "down":
-            s = lfilter([1.0], a, dev - delta, axis=-1)
-            s -= np.minimum.accumulate(s, axis=-1)
-            np.maximum(best, s[:, first:].max(axis=-1), out=best)
+            inc = s - ramp
+            inc -= np.minimum.accumulate(inc, axis=-1)
+            np.maximum(best, inc[:, first:].max(axis=-1), out=best)
         if mode != "up":
-            s = lfilter([1.0], a, dev + delta, axis=-1)
+            s += ramp
             peak = np.maximum.accumulate(np.maximum(s, -1.0), axis=-1)
             peak -= s
             np.maximum(best, peak[:, first:].max(axis=-1), out=best)
