@@ -1,11 +1,12 @@
 """Monte Carlo drift thresholds, computed once per exact calibration input.
 
 Calibrating a tool's bank simulates 100,000 windows per feature and about a thousand
-quarters per continuous numeric feature (a few seconds of CPU per bank). Its result depends only on the feature's
-reference (bin or category counts, standardised values), the tool's volume and window
-sizes, the budget share and the seed, so it is kept under a digest of exactly those: a
-bank rebuilt from the same stored cases after a rebalance, a second bank of the same
-tool, or a replay reuses the thresholds instead of simulating again. Thresholds, not
+quarters per continuous numeric feature (a few seconds of CPU per bank). Its result
+depends only on the feature's reference (bin or category counts, standardised values),
+the tool's volume and window sizes, the budget share and the seed, so it is kept under
+a digest of exactly those: a bank rebuilt from the same stored cases after a rebalance,
+a second bank of the same tool, or a replay reuses the thresholds instead of simulating
+again. Thresholds, not
 detector state, are shared; a hit returns the very value a fresh calibration would.
 """
 
