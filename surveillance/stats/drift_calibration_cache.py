@@ -6,8 +6,8 @@ depends only on the feature's reference (bin or category counts, standardised va
 the tool's volume and window sizes, the budget share and the seed, so it is kept under
 a digest of exactly those: a bank rebuilt from the same stored cases after a rebalance,
 a second bank of the same tool, or a replay reuses the thresholds instead of simulating
-again. Thresholds, not
-detector state, are shared; a hit returns the very value a fresh calibration would.
+again. Thresholds, not detector state, are shared; a hit returns the very value a fresh
+calibration would.
 """
 
 from __future__ import annotations
