@@ -60,7 +60,7 @@ from surveillance.engine.records import Output, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
-from surveillance.stream import effects, topics
+from surveillance.stream import effects, faust_consumer, topics
 from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 
@@ -76,6 +76,7 @@ if settings.kafka.probe_log_end:
 BATCH = 1000
 WITHIN = 0.05
 collector.for_long_lived_state()  # the worker keeps its state for long
+faust_consumer.install(settings.stream.fetch_max_wait_ms)
 
 app = faust.App(
     settings.stream.app_id,
