@@ -14,7 +14,7 @@ ingest agent therefore joins in place; an event that is not on its accession's p
 is forwarded to that partition of `cases.join` and joined there by `join_agent`.
 
 The agents are shells around one `engine.Engine` (the whole path as pure batch code, see
-`surveillance/engine/`): each `take_events` batch goes in as records; what comes out is
+`surveillance/engine/`): each batch (`stream.batches`) goes in as records; what comes out is
 applied here: table writes (one per changed key per batch, to the changelog partition of
 the record that caused it), metrics (one call per label set per batch), and the records
 and changelog records, sent through the worker's own producer (`stream.outbox`: one record
@@ -61,6 +61,7 @@ from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, faust_consumer, topics
+from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 
@@ -74,7 +75,6 @@ if settings.kafka.probe_log_end:
 
     log_end.install()
 BATCH = 1000
-WITHIN = 0.05
 collector.for_long_lived_state()  # the worker keeps its state for long
 faust_consumer.install(settings.stream.fetch_max_wait_ms)
 
@@ -206,7 +206,7 @@ async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
 
 async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
     """Hand each batch to the engine and apply what it returns."""
-    async for batch in stream.take_events(size, within=WITHIN):
+    async for batch in take_batches(stream, size):
         try:
             if name == "case_agent":
                 _ensure_monitor()
