@@ -97,7 +97,7 @@ class StreamSettings(BaseModel):
     #: (the embedded one) then delays every hop through an internal topic by up to that
     #: (`stream.faust_consumer`). A Kafka cluster answers at once: a larger wait only
     #: means fewer idle fetches there.
-    fetch_max_wait_ms: int = Field(default=50, ge=1, le=60_000)
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=60_000)
     #: Event dates before this are refused at ingest (DLQ, reason `schema`): a study date in
     #: year 1 is a typo or a default, and date arithmetic downstream must never overflow.
     earliest_event_date: date = date(1980, 1, 1)
