@@ -172,11 +172,10 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
         key, value = changelog.encode(change.key, change.value)
         state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
     effects.record(out.metrics)
-    outputs = [Outgoing(p.topic, p.key, p.value, p.partition, p.headers) for p in out.produce]
-    if not outputs and not state:
+    if not out.produce and not state:
         return
     # The state first, then the outputs (`stream.outbox` says why).
-    last = await (await _outbox()).send(state, then=outputs)
+    last = await (await _outbox()).send(state, then=out.produce)
     for (topic, partition), offset in last.items():
         table = _changelog_tables.get(topic)
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it
