@@ -11,8 +11,10 @@ one was processed (up to `max_`); at a trickle, a batch is an event or a few.
 
 Otherwise it is Faust's `take_events` (0.15): the same processor fills the buffer from
 the stream's passive drainer, which waits while a batch is being consumed; acks are
-turned off on the stream and each batch's events are acknowledged after the agent's body
-returns for it (so after its outputs are acknowledged by the broker: `stream.app`).
+turned off on the stream and each batch's events are acknowledged only once the agent is
+done with it: when its body returns, or, if the body handed over a `settled` future (its
+outputs on their way to the broker: `stream.app`), once that ends. The agent then works
+on the next batch while the broker acknowledges the last one's outputs.
 """
 
 from __future__ import annotations
@@ -24,8 +26,20 @@ from typing import Any
 from mode.utils.futures import notify
 
 
-def take_batches(stream: Any, max_: int) -> AsyncIterator[list[Any]]:
-    """Lists of at most `max_` events (Faust `EventT`) of `stream`, in order."""
+class Batch(list[Any]):
+    """A batch's events. The agent may set `settled` to a future that ends once the
+    batch's effects are safe (its outputs acknowledged by the broker): its events are then
+    acknowledged when that future ends, and the agent can work on the next batch
+    meanwhile. Left None, they are acknowledged as soon as the agent's body returns."""
+
+    settled: asyncio.Future[Any] | None = None
+
+
+def take_batches(stream: Any, max_: int) -> AsyncIterator[Batch]:
+    """Batches of at most `max_` events (Faust `EventT`) of `stream`, in order.
+
+    At most one batch waits for its `settled` while the agent works on the next: before
+    the one after is gathered, the earlier one is settled and acknowledged (in order)."""
     batches = _take(stream, max_)
     # As Faust registers its own: a stream that stops closes the generator, so its
     # `finally` (acks, the processor removed) runs then.
@@ -33,7 +47,7 @@ def take_batches(stream: Any, max_: int) -> AsyncIterator[list[Any]]:
     return batches
 
 
-async def _take(stream: Any, max_: int) -> AsyncGenerator[list[Any], None]:
+async def _take(stream: Any, max_: int) -> AsyncGenerator[Batch, None]:
     events: list[Any] = []
     arrived = asyncio.Event()  # the buffer is not empty
     consumed = asyncio.Event()
@@ -64,26 +78,40 @@ async def _take(stream: Any, max_: int) -> AsyncGenerator[list[Any], None]:
             await stream.crash(exc)
         return value
 
+    async def ack(batch: Batch) -> None:
+        if batch.settled is not None:
+            await batch.settled  # its error is the agent's (it exits): nothing is acked
+        for event in batch:
+            await stream.ack(event)
+
     stream.enable_acks = False  # acked here, once the agent is done with the batch
     stream.add_processor(add_to_buffer)
     stream._enable_passive(aiter(stream.channel))
+    acking: asyncio.Future[None] | None = None  # the last batch's acks, once it settles
     try:
         while not stream.should_stop:
             if not events and await stream.wait_for_stopped(arrived):
                 break
             await _settle(events, max_)
             consuming = loop.create_future()
-            batch = list(events)
+            batch = Batch(events)
             try:
                 yield batch
             finally:
                 events.clear()
                 arrived.clear()
-                for event in batch:
-                    await stream.ack(event)
+                if acking is not None:  # the one before: settled and acked first
+                    await acking
+                    acking = None
+                if batch.settled is None or batch.settled.done():
+                    await ack(batch)
+                else:  # acked as soon as it settles, also if no batch follows
+                    acking = asyncio.ensure_future(ack(batch))
                 notify(consuming)
                 consumed.set()
     finally:
+        if acking is not None:
+            await acking
         stream.enable_acks = enable_acks
         stream._processors.remove(add_to_buffer)
 
