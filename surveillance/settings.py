@@ -95,6 +95,12 @@ class StreamSettings(BaseModel):
     #: Event dates before this are refused at ingest (DLQ, reason `schema`): a study date in
     #: year 1 is a typo or a default, and date arithmetic downstream must never overflow.
     earliest_event_date: date = date(1980, 1, 1)
+    #: How long one fetch of the worker's consumer may wait for data at the broker. Faust
+    #: asks for 1,500 ms; a broker that does not answer a waiting fetch when data arrives
+    #: (the embedded one) then delays every hop through an internal topic by up to that
+    #: (`stream.faust_consumer`). A Kafka cluster answers at once: a larger wait only
+    #: means fewer idle fetches there.
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=60_000)
 
 
 class MetricsSettings(BaseModel):

@@ -14,7 +14,7 @@ ingest agent therefore joins in place; an event that is not on its accession's p
 is forwarded to that partition of `cases.join` and joined there by `join_agent`.
 
 The agents are shells around one `engine.Engine` (the whole path as pure batch code, see
-`surveillance/engine/`): each `take_events` batch goes in as records; what comes out is
+`surveillance/engine/`): each batch (`stream.batches`) goes in as records; what comes out is
 applied here: table writes (one per changed key per batch, to the changelog partition of
 the record that caused it), metrics (one call per label set per batch), and the records
 and changelog records, sent through the worker's own producer (`stream.outbox`: one record
@@ -33,9 +33,9 @@ import logging
 import os
 import time as wall
 import weakref
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.exceptions import ConsumerNotStarted
@@ -56,11 +56,12 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Output, Record
+from surveillance.engine.records import Output, Produce, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
-from surveillance.stream import effects, topics
+from surveillance.stream import effects, faust_consumer, topics
+from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import WORKER_OPTIONS
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 
@@ -74,8 +75,8 @@ if settings.kafka.probe_log_end:
 
     log_end.install()
 BATCH = 1000
-WITHIN = 0.05
 collector.for_long_lived_state()  # the worker keeps its state for long
+faust_consumer.install(settings.stream.fetch_max_wait_ms)
 
 app = faust.App(
     settings.stream.app_id,
@@ -131,7 +132,7 @@ def _as_current(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
-def _fatal(agent: str) -> None:
+def _fatal(agent: str) -> NoReturn:
     """An agent failed on data the engine must take: a bug. Exit so the supervisor
     restarts us. A crashed Faust agent leaves the worker running but deaf (a silent
     failure); exiting instead is safe: processing is at-least-once, effects idempotent.
@@ -146,17 +147,25 @@ def _records(batch: Sequence[Any]) -> list[Record]:
 
 
 async def apply(out: Output, batch: Sequence[Any]) -> None:
-    """Write the batch's table changes, record its metrics, send its changelog records and
-    then its records through the worker's own producer, and return once the broker
-    acknowledged all of them (acks=all): only then does Faust acknowledge the batch's
-    events.
+    """`stage` the batch's effects and wait until the broker acknowledged its records."""
+    sending = stage(out, batch)
+    if sending is not None:
+        await sending
+
+
+def stage(out: Output, batch: Sequence[Any]) -> Coroutine[Any, Any, None] | None:
+    """Write the batch's table changes and record its metrics now; return the sending of
+    its changelog records and then its records through the worker's own producer (None if
+    there are none), which ends once the broker acknowledged all of them (acks=all): only
+    then does Faust acknowledge the batch's events.
 
     A table change goes into the table's store directly (Faust's `table[key] = value`
     would send its changelog record through Faust's producer, one message at a time) and
     to the changelog partition of the record that caused it, in the format Faust writes
     (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
     store is written with an event of that partition current: a disk-backed store files
-    the key under the current event's partition, as in one-at-a-time iteration."""
+    the key under the current event's partition, as in one-at-a-time iteration. The
+    stores are written before the next batch is processed (the engine reads them)."""
     by_partition = {e.message.partition: e for e in batch}
     state: list[Outgoing] = []
     for change in out.changes:
@@ -171,9 +180,12 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
         key, value = changelog.encode(change.key, change.value)
         state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
     effects.record(out.metrics)
-    outputs = [Outgoing(p.topic, p.key, p.value, p.partition, p.headers) for p in out.produce]
-    if not outputs and not state:
-        return
+    if not out.produce and not state:
+        return None
+    return _send(state, out.produce)
+
+
+async def _send(state: list[Outgoing], outputs: list[Produce]) -> None:
     # The state first, then the outputs (`stream.outbox` says why).
     last = await (await _outbox()).send(state, then=outputs)
     for (topic, partition), offset in last.items():
@@ -204,20 +216,32 @@ async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
 
 
 async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
-    """Hand each batch to the engine and apply what it returns."""
-    async for batch in stream.take_events(size, within=WITHIN):
+    """Hand each batch to the engine, apply what it returns and send its records; the
+    next batch is processed while the broker acknowledges them (`stream.batches`
+    acknowledges a batch's events only after its records are acknowledged; the outbox
+    writes sends in the order they were started)."""
+    async for batch in take_batches(stream, size):
         try:
             if name == "case_agent":
                 _ensure_monitor()
             out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
-            await apply(out, batch)
-        except OutboxError as exc:
-            # Not a bug: the broker is away. The batch was not acknowledged, so the worker
-            # restarted by the supervisor reads it again.
-            log.critical("%s: %s; exiting so the worker is restarted", name, exc)
-            os._exit(70)
+            sending = stage(out, batch)
         except Exception:
             _fatal(name)
+        if sending is not None:
+            batch.settled = asyncio.ensure_future(_sent_or_exit(name, sending))
+
+
+async def _sent_or_exit(name: str, sending: Coroutine[Any, Any, None]) -> None:
+    try:
+        await sending
+    except OutboxError as exc:
+        # Not a bug: the broker is away. The batch was not acknowledged, so the worker
+        # restarted by the supervisor reads it again.
+        log.critical("%s: %s; exiting so the worker is restarted", name, exc)
+        os._exit(70)
+    except Exception:
+        _fatal(name)
 
 
 @app.agent(inputs_topic)
