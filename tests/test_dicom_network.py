@@ -35,6 +35,7 @@ from surveillance.observe.metrics import REGISTRY
 from surveillance.stream.runner import WorkerProcess
 from surveillance.stream.topics import TopicSpec, create_topics, dlq
 from tests.dicom_corpus import PIXEL_MARK, ULTRASOUND, Corpus, Item, build
+from tests.topic_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +43,6 @@ SITES = {"PACS": "site-a", "ORCH": "site-b"}
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 IMAGE_CLASSES = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.1.1",
                  "1.2.840.10008.5.1.4.1.1.7", ULTRASOUND, SR_CLASS]
-
-
-def read_topic(bootstrap: str, topic: str, timeout_ms: int = 2000) -> list[bytes]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=timeout_ms)
-    try:
-        return [m.value for m in consumer]
-    finally:
-        consumer.close()
 
 
 def wait_for(bootstrap: str, topic: str, n: int, timeout: float) -> list[bytes]:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from surveillance.clinical.baselines import load_registry
@@ -29,6 +28,7 @@ from surveillance.intake import (
 from surveillance.privacy import pseudonymize
 from surveillance.settings import get_settings
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.topic_read import read_topic
 
 KEY = b"test-pseudonym-key"
 TOKEN = "tok-" + "a" * 40
@@ -68,17 +68,7 @@ def body(sid: str | None = None, **changes: Any) -> dict[str, Any]:
 
 
 def consume(bootstrap: str) -> list[AdverseEvent]:
-    consumer = KafkaConsumer(
-        ADVERSE_EVENTS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2500,
-    )
-    try:
-        return [AdverseEvent.model_validate_json(m.value) for m in consumer]
-    finally:
-        consumer.close()
+    return [AdverseEvent.model_validate_json(v) for v in read_topic(bootstrap, ADVERSE_EVENTS)]
 
 
 def ensure_topic(bootstrap: str) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from surveillance.contracts import AdverseEvent
@@ -26,6 +25,7 @@ from surveillance.embedded.broker import free_port
 from surveillance.intake import IntakeSettings, KafkaPublisher, create_app
 from surveillance.settings import get_settings
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.topic_read import read_topic
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -126,17 +126,8 @@ def fill_valid(page: Any, narrative: str = "ICH missed by the AI; read 3 h later
 
 
 def consume_ids(bootstrap: str) -> list[str]:
-    consumer = KafkaConsumer(
-        ADVERSE_EVENTS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2500,
-    )
-    try:
-        return [AdverseEvent.model_validate_json(m.value).event_id for m in consumer]
-    finally:
-        consumer.close()
+    return [AdverseEvent.model_validate_json(v).event_id
+            for v in read_topic(bootstrap, ADVERSE_EVENTS)]
 
 
 def test_form_renders_labelled_and_keyboard_reachable(page: Any) -> None:

@@ -39,7 +39,6 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import settings as settings_h
 from hypothesis import strategies as st
-from kafka import KafkaConsumer
 from pydantic import SecretStr, ValidationError
 
 from surveillance.clinical.baselines import load_registry
@@ -56,6 +55,7 @@ from surveillance.store.batch import write_batch
 from surveillance.store.migrate import migrate
 from surveillance.store.rows import Decoder, Rows
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.topic_read import read_records, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -249,17 +249,8 @@ def open_form(
 
 
 def topic_ids(bootstrap: str) -> list[str]:
-    consumer = KafkaConsumer(
-        ADVERSE_EVENTS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2500,
-    )
-    try:
-        return [AdverseEvent.model_validate_json(m.value).event_id for m in consumer]
-    finally:
-        consumer.close()
+    return [AdverseEvent.model_validate_json(v).event_id
+            for v in read_topic(bootstrap, ADVERSE_EVENTS)]
 
 
 def assert_security_headers(r: httpx.Response) -> None:
@@ -426,18 +417,10 @@ def test_nul_is_refused_and_whatever_is_accepted_is_stored_by_postgresql(
     assert not set(nul_sids) & set(on_topic)
     assert on_topic.count(odd["submission_id"]) == 1
 
-    consumer = KafkaConsumer(
-        ADVERSE_EVENTS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2500,
-    )
     rows = Rows.empty()
     decoder = Decoder("c", "a", "s", ADVERSE_EVENTS)
-    for m in consumer:
+    for m in read_records(bootstrap, [ADVERSE_EVENTS]):
         decoder.add(rows, m.topic, m.partition, m.offset, m.value)
-    consumer.close()
     assert rows.rejects == []
     migrate(fresh_database)
 

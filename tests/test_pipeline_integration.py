@@ -30,6 +30,7 @@ from surveillance.simulate import (
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import all_topics, create_topics
+from tests.topic_read import read_records, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -182,8 +183,6 @@ def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(
     (`join_partition`, checked against the real producer's choice), and events that
     were not keyed by accession (a RIS bridge that sets no key) take one more hop through
     `cases.join` and are still counted exactly once."""
-    from kafka import KafkaConsumer
-
     from surveillance.stream.ingest import join_partition
 
     events, truth = simulate(
@@ -206,24 +205,17 @@ def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(
         worker.stop()
 
     # The broker's placement of every keyed (AI result) event vs our partition function.
-    consumer = KafkaConsumer(
-        "ai.results", "reports.final", bootstrap_servers=stack.bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
-    )
     ai_checked, reports_off = 0, 0
-    try:
-        for msg in consumer:
-            if msg.value not in valid_values:
-                continue  # an injected invalid event: dead-lettered, never routed
-            accession = json.loads(msg.value)["accession_number"]
-            expected = join_partition(accession, PARTITIONS)
-            if msg.topic == "ai.results":
-                assert msg.partition == expected, (msg.partition, expected)
-                ai_checked += 1
-            elif msg.partition != expected:
-                reports_off += 1
-    finally:
-        consumer.close()
+    for msg in read_records(stack.bootstrap, ["ai.results", "reports.final"]):
+        if msg.value not in valid_values:
+            continue  # an injected invalid event: dead-lettered, never routed
+        accession = json.loads(msg.value)["accession_number"]
+        expected = join_partition(accession, PARTITIONS)
+        if msg.topic == "ai.results":
+            assert msg.partition == expected, (msg.partition, expected)
+            ai_checked += 1
+        elif msg.partition != expected:
+            reports_off += 1
     print(f"\n{ai_checked} keyed AI results on their join partition; "
           f"{reports_off} unkeyed reports off it; rerouted metric {rerouted}")
     assert ai_checked > 3000 and reports_off > 1000
@@ -414,16 +406,12 @@ def test_adverse_event_is_linked_to_its_case_and_alerted_once(
         send(stack, events)
         wait_for_counts([worker], expected_counts(truth), timeout=180)
         produce(stack.bootstrap, [("adverse.events", b"ptx-triage", report)] * 2)
-        from kafka import KafkaConsumer
-
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         received: list[dict[str, object]] = []
         while time.monotonic() < deadline and not received:
-            consumer = KafkaConsumer("surveillance.alerts", bootstrap_servers=stack.bootstrap,
-                                     auto_offset_reset="earliest", consumer_timeout_ms=2000)
-            alerts = [json.loads(m.value) for m in consumer]
-            consumer.close()
+            alerts = [json.loads(v) for v in read_topic(stack.bootstrap, "surveillance.alerts")]
             received = [a for a in alerts if a["kind"] == "adverse_event"]
+            time.sleep(0.5)
         print(f"\n{received[0]['summary'] if received else 'no alert'}")
         assert len({a["alert_id"] for a in received}) == 1
         assert "linked case outcome FN (agrees with the report)" in str(received[0]["summary"])
