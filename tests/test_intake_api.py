@@ -75,10 +75,12 @@ def ensure_topic(bootstrap: str) -> None:
     create_topics(bootstrap, [TopicSpec(ADVERSE_EVENTS, get_settings().kafka.partitions)])
 
 
-def make_client(bootstrap: str, state_dir: Path, attempts: int = 3) -> TestClient:
-    publisher = KafkaPublisher(
-        bootstrap, ADVERSE_EVENTS, attempts=attempts, timeout_seconds=1.5, backoff_seconds=0.2
-    )
+def make_client(bootstrap: str, state_dir: Path,
+                publisher: KafkaPublisher | None = None) -> TestClient:
+    # The broker answers at once; the time-out bounds a hang only. A short one on a loaded
+    # machine timed out writes that then landed: a retry duplicated them on the topic
+    # (`publisher`'s docstring), or all attempts failed (503).
+    publisher = publisher or KafkaPublisher(bootstrap, ADVERSE_EVENTS, timeout_seconds=30)
     app = create_app(
         publisher=publisher,
         pseudonym_key=KEY,
@@ -221,7 +223,10 @@ def test_broker_down_says_not_recorded_and_a_retry_records_once(tmp_path: Path) 
     own = EmbeddedBroker().start()
     try:
         ensure_topic(own.bootstrap)
-        with make_client(own.bootstrap, tmp_path, attempts=2) as c:
+        # Short attempts while the broker is away (each waits the whole time-out).
+        publisher = KafkaPublisher(own.bootstrap, ADVERSE_EVENTS, attempts=2,
+                                   timeout_seconds=1.5, backoff_seconds=0.2)
+        with make_client(own.bootstrap, tmp_path, publisher) as c:
             ok = c.post("/api/v1/adverse-events", json=body(), headers=AUTH)
             assert ok.status_code == 201
             own.stop()
@@ -248,6 +253,8 @@ def test_broker_down_says_not_recorded_and_a_retry_records_once(tmp_path: Path) 
             # The broker comes back (memory storage: an empty one on the same port).
             own = EmbeddedBroker(port=own.port).start()
             ensure_topic(own.bootstrap)
+            # It answers now: the next producer waits as long as a healthy broker needs.
+            publisher.timeout_seconds = 30
             again = c.post("/api/v1/adverse-events", json=body(sid), headers=AUTH)
             assert again.status_code == 201 and again.json()["duplicate"] is False
             assert [e.event_id for e in consume(own.bootstrap)].count(sid) == 1

@@ -47,7 +47,8 @@ SQLI = "'; DROP TABLE reports; --"
 @pytest.fixture(scope="module")
 def base_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     create_topics(broker.bootstrap, [TopicSpec(ADVERSE_EVENTS, get_settings().kafka.partitions)])
-    publisher = KafkaPublisher(broker.bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=3)
+    # Bounds a hang only: a short one timed out writes on a loaded machine.
+    publisher = KafkaPublisher(broker.bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=30)
     app = create_app(
         publisher=publisher,
         pseudonym_key=b"browser-key",

@@ -131,7 +131,8 @@ def serving(
 ) -> Iterator[httpx.Client]:
     """The intake on a free port, and an httpx client for it (no keep-alive); over HTTPS
     with `tls` (certificate, key), the client trusting that certificate."""
-    publisher = ExplodingPublisher(bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=3)
+    # Bounds a hang only: a short one timed out writes on a loaded machine.
+    publisher = ExplodingPublisher(bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=30)
     app = create_app(
         publisher=publisher,
         pseudonym_key=b"hardening-key",
