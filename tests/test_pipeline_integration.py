@@ -404,7 +404,11 @@ def test_adverse_event_is_linked_to_its_case_and_alerted_once(
     worker = WorkerProcess(stack.bootstrap, tmp_path).start()
     try:
         send(stack, events)
-        wait_for_counts([worker], expected_counts(truth), timeout=180)
+        # Every outcome too: the report links to the case's outcome (FN) only once the
+        # case's report is joined, which can come after the case totals settle.
+        counts = wait_for_counts([worker], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
+        assert_exact(truth, counts)
         produce(stack.bootstrap, [("adverse.events", b"ptx-triage", report)] * 2)
         deadline = time.monotonic() + 120
         received: list[dict[str, object]] = []
