@@ -211,19 +211,31 @@ def wait_for_rows(db_url: str, expected: int, timeout: float) -> int:
     return n
 
 
-def read_alerts(bootstrap: str) -> list[Alert]:
-    """Every alert raised so far, once each (alert ids are deterministic)."""
-    from kafka import KafkaConsumer
+def read_alerts(bootstrap: str, timeout: float = 120.0) -> list[Alert]:
+    """Every alert raised so far, once each (alert ids are deterministic).
 
-    consumer = KafkaConsumer(
-        ALERTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=3000,
-    )
+    Read up to each partition's high watermark (every fetch answer carries it): an idle
+    time-out ended the read early when a loaded machine took seconds to hand out a fetch,
+    and the embedded broker's ListOffsets answers short of the log end (`embedded.log_end`).
+    `timeout` bounds a hang only."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     by_id: dict[str, Alert] = {}
     try:
-        for msg in consumer:
-            alert = Alert.model_validate_json(msg.value)
-            by_id.setdefault(alert.alert_id, alert)
+        partitions = [TopicPartition(ALERTS, p)
+                      for p in sorted(consumer.partitions_for_topic(ALERTS) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout
+        while any((high := consumer.highwater(tp)) is None or consumer.position(tp) < high
+                  for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ALERTS} was not read to its end in {timeout:.0f} s")
+            for batch in consumer.poll(timeout_ms=1000).values():
+                for msg in batch:
+                    alert = Alert.model_validate_json(msg.value)
+                    by_id.setdefault(alert.alert_id, alert)
     finally:
         consumer.close()
     return sorted(by_id.values(), key=lambda a: a.raised_at)

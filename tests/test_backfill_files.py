@@ -35,6 +35,7 @@ from surveillance.simulate.output import write_jsonl
 from surveillance.stream import topics
 from surveillance.stream.runner import WorkerProcess
 from tests.test_pipeline_integration import PARTITIONS
+from tests.topic_read import read_records
 
 APP = "surveillance"
 
@@ -137,16 +138,8 @@ def input_ends(bootstrap: str) -> dict[str, int]:
 
 def dead_letters(bootstrap: str) -> list[DeadLetter]:
     """Every dead letter on the input topics' DLQs (those of files have no offset)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topics.dlq(topics.AI_RESULTS), topics.dlq(topics.REPORTS_FINAL),
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        return [DeadLetter.model_validate_json(m.value) for m in consumer]
-    finally:
-        consumer.close()
+    return [DeadLetter.model_validate_json(m.value) for m in read_records(
+        bootstrap, [topics.dlq(topics.AI_RESULTS), topics.dlq(topics.REPORTS_FINAL)])]
 
 
 def backfill(broker: EmbeddedBroker, tmp_path: Path, *args: str) -> str:

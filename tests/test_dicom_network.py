@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from surveillance.clinical.baselines import load_registry
@@ -32,6 +35,7 @@ from surveillance.observe.metrics import REGISTRY
 from surveillance.stream.runner import WorkerProcess
 from surveillance.stream.topics import TopicSpec, create_topics, dlq
 from tests.dicom_corpus import PIXEL_MARK, ULTRASOUND, Corpus, Item, build
+from tests.topic_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +43,6 @@ SITES = {"PACS": "site-a", "ORCH": "site-b"}
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 IMAGE_CLASSES = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.1.1",
                  "1.2.840.10008.5.1.4.1.1.7", ULTRASOUND, SR_CLASS]
-
-
-def read_topic(bootstrap: str, topic: str, timeout_ms: int = 2000) -> list[bytes]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=timeout_ms)
-    try:
-        return [m.value for m in consumer]
-    finally:
-        consumer.close()
 
 
 def wait_for(bootstrap: str, topic: str, n: int, timeout: float) -> list[bytes]:
@@ -228,17 +221,43 @@ def test_an_sr_whose_images_never_come_is_published_after_the_wait_with_acquisit
     assert after - without == sum(r.tool_id == "ptx-triage" for r in results)
 
 
-def test_a_calling_ae_not_on_the_list_cannot_associate(listener: Listener) -> None:
-    ae = AE(ae_title="INTRUDER")
+def refusals_of(calling_ae: str, port: int, stall: float) -> tuple[Association, list[Any]]:
+    """Ask for an association as `calling_ae`; the A-ASSOCIATE-RJ PDUs the requestor's
+    socket received. `stall` holds the requesting thread back right after its request
+    is queued, as a loaded machine can.
+
+    The PDUs, not `is_rejected`: pynetdicom's requestor (3.0.4) checks that its socket is
+    still connected after queuing the request, and a refusal that has arrived and closed
+    the socket by then is taken for a failed connection (`is_aborted`, `is_rejected`
+    False). A stall of a few ms between those lines on a loaded CI machine did that."""
+    received: list[Any] = []
+
+    def hold(event: Any) -> None:
+        time.sleep(stall)
+
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = 120  # bounds a hang only: the answer ends the wait
     ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", listener.port, ae_title="SURVEILLANCE")
-    assert assoc.is_rejected
-    ok = AE(ae_title="PACS")
-    ok.add_requested_context(Verification)
-    assoc = ok.associate("127.0.0.1", listener.port, ae_title="SURVEILLANCE")
-    assert assoc.is_established
-    assert assoc.send_c_echo().Status == 0
-    assoc.release()
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title="SURVEILLANCE",
+        evt_handlers=[(evt.EVT_REQUESTED, hold),
+                      (evt.EVT_PDU_RECV, lambda event: received.append(event.pdu))])
+    return assoc, [pdu for pdu in received if isinstance(pdu, A_ASSOCIATE_RJ)]
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_a_calling_ae_not_on_the_list_cannot_associate(listener: Listener, stall: float
+                                                       ) -> None:
+    assoc, refusals = refusals_of("INTRUDER", listener.port, stall)
+    assert not assoc.is_established
+    # Rejected permanently by the service user: calling AE title not recognised.
+    assert [(r.result, r.source, r.reason_diagnostic) for r in refusals] == [(1, 1, 3)]
+    # A listed AE on the same listener associates and is answered (our SCU: pynetdicom's
+    # own association reactor can take a response off the queue under load, dicom_scu).
+    ok = associate("127.0.0.1", listener.port, "PACS", [Verification], dimse_timeout=120)
+    assert ok.is_established
+    assert ok.send_c_echo().Status == 0
+    ok.release()
 
 
 def multipart(paths: list[Path], boundary: str = "b0undary-7f3a") -> tuple[bytes, str]:

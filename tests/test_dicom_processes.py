@@ -21,7 +21,8 @@ from surveillance.embedded import EmbeddedBroker
 from surveillance.interop.dicom_service import DicomConfig, DicomService
 from surveillance.stream.topics import TopicSpec, create_topics, dlq
 from tests.dicom_corpus import Item, build
-from tests.test_dicom_network import read_topic, send, wait_for
+from tests.test_dicom_network import send, wait_for
+from tests.topic_read import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -72,7 +72,8 @@ def test_a_late_reactor_does_not_take_c_store_responses(
                          port=0, topic=topic)
     svc = DicomService(config, load_registry()).start()
     try:
-        assoc = associate("127.0.0.1", svc.port, "PACS", IMAGE_CLASSES, dimse_timeout=3)
+        # A lost response waits this long; a loaded machine answers late, never this late.
+        assoc = associate("127.0.0.1", svc.port, "PACS", IMAGE_CLASSES, dimse_timeout=30)
         assert assoc.is_established
         assoc._reactor_checkpoint = _LateReactorCheckpoint(assoc)
         _slow_reader(assoc)

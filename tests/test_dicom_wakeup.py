@@ -68,7 +68,8 @@ def server() -> Iterator[Callable[..., Any]]:
 
 
 def _acceptor(scp: Any) -> Association:
-    for _ in range(200):
+    deadline = time.monotonic() + 30  # bounds a hang only
+    while time.monotonic() < deadline:
         if scp.active_associations:
             return scp.active_associations[0]  # type: ignore[no-any-return]
         time.sleep(0.01)
@@ -87,26 +88,37 @@ def _count_calls(obj: Any, name: str) -> list[int]:
     return count
 
 
-def _idle_passes(scp: Any) -> tuple[int, int]:
-    """Passes of the SCP's DUL loop and association loop in one idle second."""
-    assoc = associate("127.0.0.1", scp.server_address[1], "PACS", [SR_CLASS])
-    assert assoc.is_established
-    acceptor = _acceptor(scp)
-    time.sleep(0.2)  # past the association negotiation
-    dul_passes = _count_calls(acceptor.dul, "_process_recv_primitive")
-    reactor_passes = _count_calls(acceptor.dimse, "get_msg")
+def _idle_passes(*scps: Any) -> list[tuple[int, int]]:
+    """Passes of each SCP's DUL loop and association loop in the same idle second (one
+    association each): the SCPs share whatever load the machine has."""
+    assocs = [associate("127.0.0.1", scp.server_address[1], "PACS", [SR_CLASS])
+              for scp in scps]
+    assert all(a.is_established for a in assocs)
+    acceptors = [_acceptor(scp) for scp in scps]
+    deadline = time.monotonic() + 30
+    while not all(a.is_established and a.dul.state_machine.current_state == "Sta6"
+                  for a in acceptors):  # past the association negotiation
+        assert time.monotonic() < deadline, "the SCP did not finish the negotiation"
+        time.sleep(0.01)
+    counters = [(_count_calls(a.dul, "_process_recv_primitive"),
+                 _count_calls(a.dimse, "get_msg")) for a in acceptors]
     time.sleep(1.0)
-    passes = dul_passes[0], reactor_passes[0]
-    assoc.release()
+    passes = [(dul[0], reactor[0]) for dul, reactor in counters]
+    for assoc in assocs:
+        assoc.release()
     return passes
 
 
 def test_an_idle_association_wakes_its_threads_rarely(server: Callable[..., Any]) -> None:
-    tuned_dul, tuned_reactor = _idle_passes(server(True, []))
-    # pynetdicom's own loops, as a control: every millisecond or so.
-    plain_dul, plain_reactor = _idle_passes(server(False, []))
+    # pynetdicom's own loops as the control, in the same second: about every millisecond
+    # on an idle machine (~1,000 passes); on a loaded one a waking thread waits its turn
+    # (89 passes measured at load 18, beside 17 of ours), so the control is relative: a
+    # loop that lost its wait-for-work would pass about as often as pynetdicom's.
+    (tuned_dul, tuned_reactor), (plain_dul, plain_reactor) = _idle_passes(
+        server(True, []), server(False, []))
     assert tuned_dul <= 60 and tuned_reactor <= 60, (tuned_dul, tuned_reactor)
-    assert plain_dul > 200 and plain_reactor > 200, (plain_dul, plain_reactor)
+    assert min(plain_dul, plain_reactor) >= 3 * max(tuned_dul, tuned_reactor, 1), (
+        plain_dul, plain_reactor, tuned_dul, tuned_reactor)
 
 
 def test_messages_release_and_abort_still_flow(server: Callable[..., Any]) -> None:
@@ -122,14 +134,14 @@ def test_messages_release_and_abort_still_flow(server: Callable[..., Any]) -> No
     acceptor = _acceptor(scp)
     assoc.release()
     assert assoc.is_released
-    acceptor.join(5)
+    acceptor.join(60)  # bounds a hang only
     assert not acceptor.is_alive() and acceptor.is_released
     assert stored == [f"P{n}" for n in range(40)]
 
     aborted = associate("127.0.0.1", port, "PACS", [SR_CLASS])
     acceptor = _acceptor(scp)
     aborted.abort()
-    acceptor.join(5)
+    acceptor.join(60)  # bounds a hang only
     assert not acceptor.is_alive() and acceptor.is_aborted
 
 
@@ -140,10 +152,9 @@ def test_the_network_timeout_still_ends_an_idle_association(
     assoc = associate("127.0.0.1", scp.server_address[1], "PACS", [SR_CLASS])
     assert assoc.is_established
     acceptor = _acceptor(scp)
-    acceptor.join(10)
+    acceptor.join(60)  # bounds a hang only
     assert not acceptor.is_alive() and acceptor.is_aborted
-    for _ in range(500):
-        if not assoc.is_established:
-            break
+    deadline = time.monotonic() + 60
+    while assoc.is_established and time.monotonic() < deadline:
         time.sleep(0.01)
     assert assoc.is_aborted

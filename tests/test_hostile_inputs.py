@@ -39,6 +39,7 @@ from surveillance.stream.topics import (
     dlq,
 )
 from tests.test_pipeline_integration import OUTCOMES, assert_no_crash, scrape
+from tests.topic_read import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -100,22 +101,18 @@ def send_with_headers(bootstrap: str, messages: list[tuple[str, bytes, bytes,
 
 
 def read_letters(bootstrap: str, topics: list[str], expected: int) -> list[dict[str, Any]]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(*topics, bootstrap_servers=bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=2000)
-    letters: dict[tuple[str, int, int], dict[str, Any]] = {}
-    deadline = time.monotonic() + 60
-    try:
-        while len(letters) < expected and time.monotonic() < deadline:
-            for msg in consumer:
-                letter = json.loads(msg.value)
-                letters[(letter["source_topic"], letter["source_partition"],
-                         letter["source_offset"])] = letter
-    finally:
-        consumer.close()
-    return sorted(letters.values(), key=lambda x: (x["source_topic"], x["reason"]))
+    """The dead letters by source coordinates, read again until `expected` are there (the
+    worker's outputs can land after its counts; 120 s bounds a hang only)."""
+    deadline = time.monotonic() + 120
+    while True:
+        letters: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for msg in read_records(bootstrap, topics):
+            letter = json.loads(msg.value)
+            letters[(letter["source_topic"], letter["source_partition"],
+                     letter["source_offset"])] = letter
+        if len(letters) >= expected or time.monotonic() > deadline:
+            return sorted(letters.values(), key=lambda x: (x["source_topic"], x["reason"]))
+        time.sleep(0.5)
 
 
 def test_ordinary_odd_values_and_forged_internal_records_never_stop_the_worker(

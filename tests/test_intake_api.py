@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from surveillance.clinical.baselines import load_registry
@@ -29,6 +28,7 @@ from surveillance.intake import (
 from surveillance.privacy import pseudonymize
 from surveillance.settings import get_settings
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.topic_read import read_topic
 
 KEY = b"test-pseudonym-key"
 TOKEN = "tok-" + "a" * 40
@@ -68,27 +68,19 @@ def body(sid: str | None = None, **changes: Any) -> dict[str, Any]:
 
 
 def consume(bootstrap: str) -> list[AdverseEvent]:
-    consumer = KafkaConsumer(
-        ADVERSE_EVENTS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2500,
-    )
-    try:
-        return [AdverseEvent.model_validate_json(m.value) for m in consumer]
-    finally:
-        consumer.close()
+    return [AdverseEvent.model_validate_json(v) for v in read_topic(bootstrap, ADVERSE_EVENTS)]
 
 
 def ensure_topic(bootstrap: str) -> None:
     create_topics(bootstrap, [TopicSpec(ADVERSE_EVENTS, get_settings().kafka.partitions)])
 
 
-def make_client(bootstrap: str, state_dir: Path, attempts: int = 3) -> TestClient:
-    publisher = KafkaPublisher(
-        bootstrap, ADVERSE_EVENTS, attempts=attempts, timeout_seconds=1.5, backoff_seconds=0.2
-    )
+def make_client(bootstrap: str, state_dir: Path,
+                publisher: KafkaPublisher | None = None) -> TestClient:
+    # The broker answers at once; the time-out bounds a hang only. A short one on a loaded
+    # machine timed out writes that then landed: a retry duplicated them on the topic
+    # (`publisher`'s docstring), or all attempts failed (503).
+    publisher = publisher or KafkaPublisher(bootstrap, ADVERSE_EVENTS, timeout_seconds=30)
     app = create_app(
         publisher=publisher,
         pseudonym_key=KEY,
@@ -231,7 +223,10 @@ def test_broker_down_says_not_recorded_and_a_retry_records_once(tmp_path: Path) 
     own = EmbeddedBroker().start()
     try:
         ensure_topic(own.bootstrap)
-        with make_client(own.bootstrap, tmp_path, attempts=2) as c:
+        # Short attempts while the broker is away (each waits the whole time-out).
+        publisher = KafkaPublisher(own.bootstrap, ADVERSE_EVENTS, attempts=2,
+                                   timeout_seconds=1.5, backoff_seconds=0.2)
+        with make_client(own.bootstrap, tmp_path, publisher) as c:
             ok = c.post("/api/v1/adverse-events", json=body(), headers=AUTH)
             assert ok.status_code == 201
             own.stop()
@@ -258,6 +253,8 @@ def test_broker_down_says_not_recorded_and_a_retry_records_once(tmp_path: Path) 
             # The broker comes back (memory storage: an empty one on the same port).
             own = EmbeddedBroker(port=own.port).start()
             ensure_topic(own.bootstrap)
+            # It answers now: the next producer waits as long as a healthy broker needs.
+            publisher.timeout_seconds = 30
             again = c.post("/api/v1/adverse-events", json=body(sid), headers=AUTH)
             assert again.status_code == 201 and again.json()["duplicate"] is False
             assert [e.event_id for e in consume(own.bootstrap)].count(sid) == 1

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from surveillance.contracts import AdverseEvent
@@ -26,6 +25,7 @@ from surveillance.embedded.broker import free_port
 from surveillance.intake import IntakeSettings, KafkaPublisher, create_app
 from surveillance.settings import get_settings
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.topic_read import read_topic
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -47,7 +47,8 @@ SQLI = "'; DROP TABLE reports; --"
 @pytest.fixture(scope="module")
 def base_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     create_topics(broker.bootstrap, [TopicSpec(ADVERSE_EVENTS, get_settings().kafka.partitions)])
-    publisher = KafkaPublisher(broker.bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=3)
+    # Bounds a hang only: a short one timed out writes on a loaded machine.
+    publisher = KafkaPublisher(broker.bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=30)
     app = create_app(
         publisher=publisher,
         pseudonym_key=b"browser-key",
@@ -65,10 +66,10 @@ def base_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # bounds a hang only (a loaded machine starts slowly)
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start the intake app within 20 s")
+            pytest.fail("uvicorn did not start the intake app within 60 s")
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -126,17 +127,8 @@ def fill_valid(page: Any, narrative: str = "ICH missed by the AI; read 3 h later
 
 
 def consume_ids(bootstrap: str) -> list[str]:
-    consumer = KafkaConsumer(
-        ADVERSE_EVENTS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2500,
-    )
-    try:
-        return [AdverseEvent.model_validate_json(m.value).event_id for m in consumer]
-    finally:
-        consumer.close()
+    return [AdverseEvent.model_validate_json(v).event_id
+            for v in read_topic(bootstrap, ADVERSE_EVENTS)]
 
 
 def test_form_renders_labelled_and_keyboard_reachable(page: Any) -> None:

@@ -29,7 +29,8 @@ TOKEN = "fuzz-token-" + "c" * 30
 @pytest.fixture(scope="module")
 def api_schema(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     create_topics(broker.bootstrap, [TopicSpec(ADVERSE_EVENTS, get_settings().kafka.partitions)])
-    publisher = KafkaPublisher(broker.bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=3)
+    # Bounds a hang only: a short one timed out writes on a loaded machine.
+    publisher = KafkaPublisher(broker.bootstrap, ADVERSE_EVENTS, attempts=2, timeout_seconds=30)
     state: Path = tmp_path_factory.mktemp("fuzz")
     app = create_app(
         publisher=publisher,

@@ -30,6 +30,7 @@ from surveillance.simulate import (
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import all_topics, create_topics
+from tests.topic_read import read_records, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -78,27 +79,22 @@ def assert_exact(truth: dict[str, ToolTruth], counts: dict[str, dict[str, int]])
 
 
 def read_dlq(
-    bootstrap: str, expected: int, timeout: float = 30.0
+    bootstrap: str, expected: int, timeout: float = 120.0
 ) -> dict[tuple[str, int, int], dict[str, object]]:
-    """Dead letters by source coordinates (at-least-once: a replay may write one twice)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        "ai.results.dlq", "reports.final.dlq",
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=2000,
-    )
-    letters: dict[tuple[str, int, int], dict[str, object]] = {}
+    """Dead letters by source coordinates (at-least-once: a replay may write one twice).
+    The worker counts a batch before its outputs are acknowledged, so the last letters
+    may still be on their way: read again until `expected` are there (`timeout` bounds a
+    hang only)."""
     deadline = time.monotonic() + timeout
-    try:
-        while len(letters) < expected and time.monotonic() < deadline:
-            for msg in consumer:
-                letter = json.loads(msg.value)
-                letters[(letter["source_topic"], letter["source_partition"],
-                         letter["source_offset"])] = letter
-    finally:
-        consumer.close()
-    return letters
+    while True:
+        letters: dict[tuple[str, int, int], dict[str, object]] = {}
+        for msg in read_records(bootstrap, ["ai.results.dlq", "reports.final.dlq"]):
+            letter = json.loads(msg.value)
+            letters[(letter["source_topic"], letter["source_partition"],
+                     letter["source_offset"])] = letter
+        if len(letters) >= expected or time.monotonic() > deadline:
+            return letters
+        time.sleep(0.5)
 
 
 def assert_no_crash(*workers: WorkerProcess) -> None:
@@ -182,8 +178,6 @@ def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(
     (`join_partition`, checked against the real producer's choice), and events that
     were not keyed by accession (a RIS bridge that sets no key) take one more hop through
     `cases.join` and are still counted exactly once."""
-    from kafka import KafkaConsumer
-
     from surveillance.stream.ingest import join_partition
 
     events, truth = simulate(
@@ -206,24 +200,17 @@ def test_producers_key_by_accession_so_the_join_needs_no_extra_hop(
         worker.stop()
 
     # The broker's placement of every keyed (AI result) event vs our partition function.
-    consumer = KafkaConsumer(
-        "ai.results", "reports.final", bootstrap_servers=stack.bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
-    )
     ai_checked, reports_off = 0, 0
-    try:
-        for msg in consumer:
-            if msg.value not in valid_values:
-                continue  # an injected invalid event: dead-lettered, never routed
-            accession = json.loads(msg.value)["accession_number"]
-            expected = join_partition(accession, PARTITIONS)
-            if msg.topic == "ai.results":
-                assert msg.partition == expected, (msg.partition, expected)
-                ai_checked += 1
-            elif msg.partition != expected:
-                reports_off += 1
-    finally:
-        consumer.close()
+    for msg in read_records(stack.bootstrap, ["ai.results", "reports.final"]):
+        if msg.value not in valid_values:
+            continue  # an injected invalid event: dead-lettered, never routed
+        accession = json.loads(msg.value)["accession_number"]
+        expected = join_partition(accession, PARTITIONS)
+        if msg.topic == "ai.results":
+            assert msg.partition == expected, (msg.partition, expected)
+            ai_checked += 1
+        elif msg.partition != expected:
+            reports_off += 1
     print(f"\n{ai_checked} keyed AI results on their join partition; "
           f"{reports_off} unkeyed reports off it; rerouted metric {rerouted}")
     assert ai_checked > 3000 and reports_off > 1000
@@ -412,18 +399,18 @@ def test_adverse_event_is_linked_to_its_case_and_alerted_once(
     worker = WorkerProcess(stack.bootstrap, tmp_path).start()
     try:
         send(stack, events)
-        wait_for_counts([worker], expected_counts(truth), timeout=180)
+        # Every outcome too: the report links to the case's outcome (FN) only once the
+        # case's report is joined, which can come after the case totals settle.
+        counts = wait_for_counts([worker], expected_counts(truth), timeout=240,
+                                 outcomes=expected_outcomes(truth))
+        assert_exact(truth, counts)
         produce(stack.bootstrap, [("adverse.events", b"ptx-triage", report)] * 2)
-        from kafka import KafkaConsumer
-
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         received: list[dict[str, object]] = []
         while time.monotonic() < deadline and not received:
-            consumer = KafkaConsumer("surveillance.alerts", bootstrap_servers=stack.bootstrap,
-                                     auto_offset_reset="earliest", consumer_timeout_ms=2000)
-            alerts = [json.loads(m.value) for m in consumer]
-            consumer.close()
+            alerts = [json.loads(v) for v in read_topic(stack.bootstrap, "surveillance.alerts")]
             received = [a for a in alerts if a["kind"] == "adverse_event"]
+            time.sleep(0.5)
         print(f"\n{received[0]['summary'] if received else 'no alert'}")
         assert len({a["alert_id"] for a in received}) == 1
         assert "linked case outcome FN (agrees with the report)" in str(received[0]["summary"])

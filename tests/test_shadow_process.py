@@ -43,6 +43,7 @@ from surveillance.stream.topics import (
     all_topics,
     create_topics,
 )
+from tests.topic_read import read_topic
 
 KEY = b"shadow-process-test-key"
 TOOL = "ich-triage"
@@ -198,19 +199,6 @@ def committed(bootstrap: str) -> int:
         return sum(o.offset for tp, o in offsets.items() if tp.topic == CASES_ADJUDICATED)
     finally:
         admin.close()
-
-
-def read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        consumer_timeout_ms=3000, enable_auto_commit=False,
-    )
-    try:
-        return [m.value for m in consumer]
-    finally:
-        consumer.close()
 
 
 @pytest.mark.integration

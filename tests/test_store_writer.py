@@ -203,8 +203,12 @@ async def test_database_outage_loses_and_duplicates_nothing(
 
         await asyncio.to_thread(pg.stop)
         await _produce(broker.bootstrap, messages[half:])
-        await asyncio.sleep(30)
-        # Mid-outage: exposed, buffered up to the bound, fetching paused, task alive.
+        # Mid-outage: exposed, buffered up to the bound, fetching paused, task alive; and
+        # still so after a few retries (backoff up to 2 s): no new outage, no more rows.
+        bound = settings.max_buffer_rows - settings.batch_size
+        await _until(lambda: health.outage and health.paused and health.buffered_rows > bound,
+                     120, "the buffer to fill and fetching to pause")
+        await asyncio.sleep(6)
         assert health.outage and health.outages == 1
         assert health.paused
         assert settings.max_buffer_rows - settings.batch_size < health.buffered_rows

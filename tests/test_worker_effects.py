@@ -78,7 +78,7 @@ calls = st.one_of(
 
 
 @settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(calls, max_size=60))
 def test_a_batch_counted_per_label_set_equals_the_calls_one_at_a_time(
     bounds: None, batch: list[MetricCall]

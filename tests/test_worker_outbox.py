@@ -11,34 +11,17 @@ reports are those of the records on the broker.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import murmur2
 
 from surveillance.embedded import EmbeddedBroker
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 from surveillance.stream.topics import TopicSpec, create_topics
+from tests.topic_read import read_records, read_topic
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
-
-
-def read_all(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=3000)
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-        consumer.seek_to_beginning()
-        got: list[Any] = []
-        for message in consumer:
-            got.append(message)
-            if len(got) >= expected:
-                break
-        return got
-    finally:
-        consumer.close()
 
 
 async def test_records_land_where_kafka_places_them_with_their_headers_and_offsets(
@@ -58,7 +41,7 @@ async def test_records_land_where_kafka_places_them_with_their_headers_and_offse
     finally:
         await outbox.stop()
 
-    got = read_all(broker.bootstrap, topic, len(records) + 3)
+    got = read_records(broker.bootstrap, [topic])
     assert len(got) == len(records) + 3
     first = {(m.key, m.value): m for m in reversed(got)}  # the first copy of each
     for r in records:
@@ -109,13 +92,6 @@ async def test_the_outputs_are_written_only_once_the_state_is_acknowledged(
                                  then=[Outgoing(outputs, b"k", b"kept", partition=1)])
     finally:
         await outbox.stop()
-    assert [m.value for m in read_all(broker.bootstrap, outputs, 2)] == [b"kept"]
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=3000)
-    try:
-        consumer.assign([TopicPartition(state, 0)])
-        consumer.seek_to_beginning()
-        assert [m.value for m in consumer] == [b'{"done": 2}']
-    finally:
-        consumer.close()
+    assert read_topic(broker.bootstrap, outputs) == [b"kept"]
+    assert read_topic(broker.bootstrap, state) == [b'{"done": 2}']
     assert last == {(outputs, 1): 0, (state, 0): 0}
