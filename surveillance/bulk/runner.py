@@ -55,6 +55,7 @@ from surveillance.engine.pipeline import (
     Engine,
 )
 from surveillance.engine.records import Record
+from surveillance.engine.snapshots import Rewind
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,23 @@ class BulkRunner:
         self.progress.started = time.monotonic()
         cpu = time.process_time()
         owned = self.owned
+        # The snapshots first: the case table is then read back to each tool's (`Rewind`).
+        none: tuple[int, ...] = ()
+        snapshots = (await changelog.restore(
+            self.client, self.app_id, self.config.partitions,
+            {JOIN_TABLE: none, CASE_TABLE: none, ADVERSE_TABLE: none,
+             CASE_SNAPSHOTS: owned.cases}))[CASE_SNAPSHOTS]
+        rewind = Rewind(snapshots)
         self.tables = await changelog.restore(
             self.client, self.app_id, self.config.partitions,
             {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
-             CASE_SNAPSHOTS: owned.cases})
+             CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
+        self.tables[CASE_SNAPSHOTS] = snapshots
+        for key, value in rewind.undo().items():
+            if value is None:
+                self.tables[CASE_TABLE].pop(key, None)
+            else:
+                self.tables[CASE_TABLE][key] = value
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
         self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
@@ -200,6 +214,15 @@ class BulkRunner:
             # What another runner process reads goes now; the rest fills its batches
             # until the batch ends (fewer, larger produce requests).
             await sender.send_open(READ_BACK)
+        # The snapshot of every tool the batch changed, last, before the commit: a crash
+        # then finds, per tool, a snapshot at or after the committed offsets, and the case
+        # table's changes since it re-made by the re-read (`engine.snapshots.Rewind`).
+        out = engine.snapshot()
+        out.apply_to(self.tables)
+        for change in out.changes:
+            key, value = changelog.encode(change.key, change.value)
+            await sender.add(changelog.topic(self.app_id, change.table), key, value,
+                             change.partition)
         await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)

@@ -33,7 +33,7 @@ import logging
 import math
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
@@ -58,6 +58,7 @@ from surveillance.contracts import (
 from surveillance.engine import state_codec
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.evaluation import DailyEvaluation
+from surveillance.engine.horizon import is_summary
 from surveillance.engine.state_codec import StateCodecError, decode, encode
 from surveillance.engine.tables import Table
 from surveillance.stats import drift_bank, drift_episode
@@ -77,6 +78,7 @@ from surveillance.stats.page_hinkley_run import PageHinkleyRun
 from surveillance.stats.windows import AgreementWindows, KeyGroup, KeyWindows
 from surveillance.stream.ahead import AheadCases
 from surveillance.stream.case_features import WORKER_DRIFT
+from surveillance.stream.watermark import SourceWatermark
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ TABLE = "case_snapshots"
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 #: The record layout (the keys below); a snapshot with another is rebuilt by replay.
-FORMAT = 2  # 2: the evaluation's next day and waiting revisions (was: last day)
+FORMAT = 3  # 3: the case clock; 2: the evaluation's next day and waiting revisions
 #: A snapshot bigger than this is not written (its tool is rebuilt by replay): Kafka's
 #: and Faust's producers refuse records over 1 MB by default.
 MAX_STATE_BYTES = 900_000
@@ -182,7 +184,7 @@ class CaseSnapshots:
 
     def write(self, monitor: PerformanceMonitor, drift: DriftBanks,
               evaluation: DailyEvaluation, ahead: dict[int, AheadCases],
-              mono: float | None) -> None:
+              sources: dict[int, SourceWatermark], mono: float | None) -> None:
         """The snapshot of every tool changed in this batch, unless its last one was
         written less than `every_seconds` before `mono`; with `mono` None, of every tool
         changed since its last one."""
@@ -223,10 +225,12 @@ class CaseSnapshots:
                 self.table.delete(tool, partition)
                 continue
             day = evaluation.next_day.get(tool)
+            clock = sources.get(partition)
             self.table.put(tool, {
                 "format": FORMAT, "code": CODE, "tool": tool,
                 "digest": self.digests.get(tool, 0),
                 "evaluated": None if day is None else day.toordinal(),
+                "clock": None if clock is None else clock.state(),
                 "state": packed,
             }, partition)
 
@@ -259,6 +263,7 @@ class CaseSnapshots:
                         tool, why)
             return None
         state["evaluated"] = saved["evaluated"]
+        state["clock"] = saved["clock"]
         return state
 
     @staticmethod
@@ -278,3 +283,76 @@ class CaseSnapshots:
 
 def _ids(named: dict[str, object]) -> dict[int, str]:
     return {id(obj): name for name, obj in named.items()}
+
+
+class Rewind:
+    """The case table as each tool's snapshot saw it, found in the table's changelog.
+
+    A bulk runner killed mid-batch leaves, per tool, its last snapshot (written at its
+    last batch end, before the commit) and the case table with some of the next batch's
+    changes on top (each chunk's are persisted before its records go out). Replaying the
+    tool from its records would lose what the monitor held (verdicts, episodes, the
+    revisions a case went through before its latest), so alerts would differ. The
+    changelog has the history: fed its records in log order (`change`), this follows each
+    tool's digest, and from the last point where it equals the snapshot's keeps the
+    values its changed keys had there. Putting those back (`undo`) gives the table the
+    snapshot was written against, so the tool is loaded; the re-read from the committed
+    offsets (at or before the snapshot's point) then makes those changes again, through
+    the same monitor state.
+
+    A tool is not rewound (it is replayed) when, after that point, a record of it left
+    the table (horizon eviction: its counts moved to the partition's summary) or its
+    partition's horizon summary changed, or when the point is not in the log (compacted).
+    """
+
+    def __init__(self, snapshots: Mapping[str, Any]) -> None:
+        self._target = {tool: saved["digest"] for tool, saved in snapshots.items()
+                        if saved and saved.get("format") == FORMAT}
+        self._digest: dict[str, int] = {}
+        #: Per tool, since its digest last equalled the snapshot's: each changed key's
+        #: value there (None: absent). A tool without an entry has not reached it yet.
+        self._undo: dict[str, dict[str, dict[str, Any] | None]] = {
+            tool: {} for tool, digest in self._target.items() if digest == 0}
+        self._tainted: set[str] = set()
+        self._partition: dict[str, int] = {}
+
+    def change(self, key: str, before: dict[str, Any] | None,
+               after: dict[str, Any] | None) -> None:
+        """One case-table changelog record, in log order: `key` from `before` to `after`
+        (None: absent)."""
+        if is_summary(key):
+            partition = int(key.rsplit(":", 1)[1])
+            self._tainted.update(t for t, p in self._partition.items()
+                                 if p == partition and t in self._undo)
+            return
+        record = after or before
+        if record is None or record["tool"] not in self._target:
+            return
+        tool = record["tool"]
+        self._partition[tool] = record["partition"]
+        digest = self._digest.get(tool, 0)
+        if before is not None:
+            digest -= record_digest(key, before["revision"])
+        if after is not None:
+            digest += record_digest(key, after["revision"])
+        digest %= 2**64
+        self._digest[tool] = digest
+        undo = self._undo.get(tool)
+        if undo is not None:
+            undo.setdefault(key, before)
+            if after is None:
+                self._tainted.add(tool)
+        if digest == self._target[tool]:
+            self._undo[tool] = {}
+            self._tainted.discard(tool)
+
+    def undo(self) -> dict[str, dict[str, Any] | None]:
+        """Key -> the value to put back (None: remove), for every tool that can be rewound
+        and is not at its snapshot's point already."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for tool, undo in sorted(self._undo.items()):
+            if undo and tool not in self._tainted:
+                log.info("case table of %s rewound by %d records to its snapshot", tool,
+                         len(undo))
+                out.update(undo)
+        return out

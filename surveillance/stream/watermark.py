@@ -37,6 +37,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 #: Kafka headers on `cases.adjudicated`: the join partition a case comes from and the
 #: event time that partition's AI results have reached when the case was emitted.
@@ -122,3 +123,33 @@ class SourceWatermark:
         if self._low is None or candidate > self._low:
             self._low = candidate
         return self._low
+
+    def state(self) -> dict[str, object]:
+        """What a restart needs to give the same clock (`engine.snapshots`): each source's
+        event time and the clock; not the wall times, which mean nothing in another
+        process (a restored source counts as heard from at the restore)."""
+        return {"sources": [[s, at.isoformat()] for s, (at, _) in sorted(self._sources.items())],
+                "pending": sorted(self._pending),
+                "low": None if self._low is None else self._low.isoformat()}
+
+    @classmethod
+    def restored(cls, idle_seconds: float, saved: list[dict[str, Any]], now: float
+                 ) -> SourceWatermark:
+        """The clock again from `state`s (each of the partition's tools' snapshots holds
+        one, as of its own writing): each source at its latest event time (they only
+        grow), pending only where every state still waited for it."""
+        clock = cls(idle_seconds)
+        pending: set[int] | None = None
+        for state in saved:
+            for source, iso in state["sources"]:
+                at = datetime.fromisoformat(iso)
+                seen = clock._sources.get(source)
+                clock._sources[source] = (at if seen is None else max(at, seen[0]), now)
+            waited = set(state["pending"])
+            pending = waited if pending is None else pending & waited
+            if state["low"] is not None:
+                low = datetime.fromisoformat(state["low"])
+                if clock._low is None or low > clock._low:
+                    clock._low = low
+        clock._pending = {s: now for s in sorted(pending or ()) if s not in clock._sources}
+        return clock
