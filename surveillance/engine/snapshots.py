@@ -300,9 +300,10 @@ class Rewind:
     offsets (at or before the snapshot's point) then makes those changes again, through
     the same monitor state.
 
-    A tool is not rewound (it is replayed) when, after that point, a record of it left
-    the table (horizon eviction: its counts moved to the partition's summary) or its
-    partition's horizon summary changed, or when the point is not in the log (compacted).
+    The horizon's summaries (evicted counts, per partition, shared by its tools) are not
+    rewound: a tool one of whose records left the table after that point (an eviction), or
+    whose evicted counts changed (an eviction or a re-admitted correction), is not rewound
+    but replayed. So is a tool whose point is no longer in the log (compacted away).
     """
 
     def __init__(self, snapshots: Mapping[str, Any]) -> None:
@@ -313,23 +314,28 @@ class Rewind:
         #: value there (None: absent). A tool without an entry has not reached it yet.
         self._undo: dict[str, dict[str, dict[str, Any] | None]] = {
             tool: {} for tool, digest in self._target.items() if digest == 0}
-        self._tainted: set[str] = set()
-        self._partition: dict[str, int] = {}
+        #: Per tool with an entry in `_undo`: its evicted counts there.
+        self._counts_at: dict[str, list[tuple[Any, ...]]] = dict.fromkeys(self._undo, [])
+        #: Tools a record of which left the table since that point.
+        self._left: set[str] = set()
+        self._summaries: dict[str, dict[str, Any]] = {}
 
     def change(self, key: str, before: dict[str, Any] | None,
                after: dict[str, Any] | None) -> None:
         """One case-table changelog record, in log order: `key` from `before` to `after`
         (None: absent)."""
         if is_summary(key):
-            partition = int(key.rsplit(":", 1)[1])
-            self._tainted.update(t for t, p in self._partition.items()
-                                 if p == partition and t in self._undo)
+            self._summaries[key] = after or {}
+            # A batch writes its summaries after its records and before its snapshot: a
+            # tool still at its snapshot's digest is at the snapshot's point with these.
+            for tool in self._undo:
+                if self._digest.get(tool, 0) == self._target[tool]:
+                    self._counts_at[tool] = self._counts(tool)
             return
         record = after or before
         if record is None or record["tool"] not in self._target:
             return
         tool = record["tool"]
-        self._partition[tool] = record["partition"]
         digest = self._digest.get(tool, 0)
         if before is not None:
             digest -= record_digest(key, before["revision"])
@@ -341,17 +347,22 @@ class Rewind:
         if undo is not None:
             undo.setdefault(key, before)
             if after is None:
-                self._tainted.add(tool)
+                self._left.add(tool)
         if digest == self._target[tool]:
             self._undo[tool] = {}
-            self._tainted.discard(tool)
+            self._counts_at[tool] = self._counts(tool)
+            self._left.discard(tool)
+
+    def _counts(self, tool: str) -> list[tuple[Any, ...]]:
+        return sorted(tuple(row) for summary in self._summaries.values()
+                      for row in summary.get("evicted", ()) if row[0] == tool)
 
     def undo(self) -> dict[str, dict[str, Any] | None]:
         """Key -> the value to put back (None: remove), for every tool that can be rewound
         and is not at its snapshot's point already."""
         out: dict[str, dict[str, Any] | None] = {}
         for tool, undo in sorted(self._undo.items()):
-            if undo and tool not in self._tainted:
+            if undo and tool not in self._left and self._counts(tool) == self._counts_at[tool]:
                 log.info("case table of %s rewound by %d records to its snapshot", tool,
                          len(undo))
                 out.update(undo)
