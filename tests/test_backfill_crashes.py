@@ -397,9 +397,10 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
         if after != before:
             differences.append(f"{table}: {len(after - before)} rows only after the crashes, "
                                f"{len(before - after)} only uninterrupted")
-    days = snapshot_days(crashed) ^ snapshot_days(reference)
+    days = sorted({d[:3] for d in snapshot_days(crashed) ^ snapshot_days(reference)})
     if days:
-        differences.append(f"metric snapshots differ on (tool, day, kind): {sorted(days)[:12]}")
+        differences.append(f"metric snapshots differ on (tool, day, kind): {days[:12]}; the "
+                           f"first: {first_figures(crashed, reference, days[0])}")
     print("\n".join(differences))
     assert not differences, f"seed {seed}"
 
@@ -414,6 +415,18 @@ def snapshot_days(outcome: Outcome) -> set[tuple[str, str, str, str]]:
             repr(sorted(figures.items())))
     return {(*key, hashlib.sha256("".join(sorted(v)).encode()).hexdigest()[:8])
             for key, v in out.items()}
+
+
+def first_figures(crashed: Outcome, reference: Outcome, day: tuple[str, str, str]) -> str:
+    """The figures of one (tool, day, kind) that only one run has: (site, window, metric,
+    value, n), a few of each."""
+    def figures(outcome: Outcome) -> set[tuple[Any, ...]]:
+        return {(r["software_version"], r["site"], r["window"], r["metric"], r["value"], r["n"])
+                for r in outcome.rows["metric_snapshots"]
+                if (r["tool_id"], str(r["at"]), r["kind"]) == day}
+    ours, theirs = figures(crashed), figures(reference)
+    return (f"only after the crashes {sorted(ours - theirs, key=repr)[:4]}, only "
+            f"uninterrupted {sorted(theirs - ours, key=repr)[:4]}")
 
 
 def differing(crashed: Outcome, reference: Outcome, table: str, key: str,

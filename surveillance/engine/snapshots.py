@@ -315,7 +315,7 @@ class Rewind:
         self._undo: dict[str, dict[str, dict[str, Any] | None]] = {
             tool: {} for tool, digest in self._target.items() if digest == 0}
         #: Per tool with an entry in `_undo`: its evicted counts there.
-        self._counts_at: dict[str, list[tuple[Any, ...]]] = dict.fromkeys(self._undo, [])
+        self._counts_at: dict[str, list[tuple[Any, ...]]] = {tool: [] for tool in self._undo}
         #: Tools a record of which left the table since that point.
         self._left: set[str] = set()
         self._summaries: dict[str, dict[str, Any]] = {}
@@ -363,7 +363,7 @@ class Rewind:
         out: dict[str, dict[str, Any] | None] = {}
         for tool, undo in sorted(self._undo.items()):
             if undo and tool not in self._left and self._counts(tool) == self._counts_at[tool]:
-                log.info("case table of %s rewound by %d records to its snapshot", tool,
-                         len(undo))
+                log.warning("case table of %s rewound by %d records to its snapshot (a "
+                            "crashed batch; the re-read makes them again)", tool, len(undo))
                 out.update(undo)
         return out
