@@ -200,10 +200,10 @@ class CaseStage:
         found = self.sources.get(partition)
         if found is None:
             saved = self._clocks.pop(partition, None)
+            idle, lag = self.config.idle_seconds, self.config.evaluation_grace
             found = self.sources[partition] = SourceWatermark(
-                self.config.idle_seconds, range(self.config.partitions), mono
-            ) if saved is None else SourceWatermark.restored(self.config.idle_seconds, saved,
-                                                             mono)
+                idle, range(self.config.partitions), mono, lag
+            ) if saved is None else SourceWatermark.restored(idle, saved, mono, lag)
         return found
 
     def _version_check(self, case: AnyAdjudicatedCase, out: Output) -> list[Alert]:
