@@ -54,7 +54,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Record
+from surveillance.engine.records import Change, Record
 from surveillance.engine.snapshots import Rewind
 from surveillance.stream import topics
 
@@ -196,10 +196,7 @@ class BulkRunner:
             chunk = records[start:start + self.chunk_records]
             out = engine.process(chunk, datetime.now(UTC), time.monotonic())
             out.apply_to(self.tables)
-            for change in out.changes:
-                key, value = changelog.encode(change.key, change.value)
-                await sender.add(changelog.topic(self.app_id, change.table), key, value,
-                                 change.partition)
+            await self._send_changes(out.changes)
             # The state first: a chunk's records go out only once the table changes that
             # made them are acknowledged. After a crash the batch is read again, and the
             # join, finding its inputs in the state, emits each case as it stands; were
@@ -219,15 +216,31 @@ class BulkRunner:
         # table's changes since it re-made by the re-read (`engine.snapshots.Rewind`).
         out = engine.snapshot()
         out.apply_to(self.tables)
-        for change in out.changes:
-            key, value = changelog.encode(change.key, change.value)
-            await sender.add(changelog.topic(self.app_id, change.table), key, value,
-                             change.partition)
+        await self._send_changes(out.changes)
         await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
             self.on_batch(self.progress)
+
+    async def _send_changes(self, changes: list[Change]) -> None:
+        """Table changes to their changelogs, the case snapshots only once the rest are
+        acknowledged: a snapshot on the log with some of the case-table changes it was
+        taken after lost (a kill between the sends) would match no state of the table,
+        and its tools would be replayed (`engine.snapshots.Rewind` finds the table as a
+        snapshot saw it only if that state was on the log)."""
+        sender = self.sender
+        assert sender is not None
+        rest = [c for c in changes if c.table != CASE_SNAPSHOTS]
+        snapshots = [c for c in changes if c.table == CASE_SNAPSHOTS]
+        for change in rest:
+            await sender.add(changelog.topic(self.app_id, change.table),
+                             *changelog.encode(change.key, change.value), change.partition)
+        if rest and snapshots:
+            await sender.flush()
+        for change in snapshots:
+            await sender.add(changelog.topic(self.app_id, change.table),
+                             *changelog.encode(change.key, change.value), change.partition)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)
