@@ -18,10 +18,10 @@ case, alert and snapshot in the run's database.
   commit), and finally restarted to the end.
 
 The counts and every stored case, AI result, event id and model version must be those of
-the reference run (first test; what may differ between any two runs is said there). The
-alerts (all of their content) and the metric snapshots do not match yet: the second test
-is a strict xfail (a fix makes it pass, and the marker must then go; what remains is said
-at the test). The kill points come
+the reference run (first test; what may differ between any two runs is said there, and
+at `NOT_OUTCOMES`). The alerts (all of their content) and the metric snapshots do not
+match yet: the second test is a strict xfail (a fix makes it pass, and the marker must
+then go; what remains is said at the test). The kill points come
 from a seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones.
 
 Long: 160 s of wall time on a lightly loaded 2-core machine, 240 s at load 14 (the two
@@ -371,19 +371,43 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
         assert rows(crashed, table) == rows(reference, table), (table, seed)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "a restarted join re-reads its uncommitted inputs with its event clocks restored from "
+    "the join table, and the cases it emits carry the AI results' clock alone, so which "
+    "labelled revisions reach the case stage after their day was evaluated depends on "
+    "where the kills fell and on the topics' interleaving (likely cause, see the test): a "
+    "new model version's first days (dr-screen 2.3.1 from 2026-07-02) and the version "
+    "change differ. No tool is replayed any more (#17)"))
 def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     runs: Runs,
 ) -> None:
     """Alerts (every field), metric snapshots (every figure of every day) and the cases'
-    outcomes (`NOT_OUTCOMES`) equal those of the uninterrupted run. What makes them so:
+    outcomes (`NOT_OUTCOMES`) equal those of the uninterrupted run. Known to fail. What
+    is in place:
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
     - a runner writes every changed tool's snapshot at each batch end before its commit,
-      and a restarted one rewinds the case table to each tool's snapshot and re-reads
-      from the commit (`engine.snapshots.Rewind`), so no tool is replayed: the monitor
-      keeps its verdicts, episodes, charts and the revisions each case went through;
+      after the batch's table changes are acknowledged, and a restarted one rewinds the
+      case table to each tool's snapshot and re-reads from the commit
+      (`engine.snapshots.Rewind`), so no tool is replayed: the monitor keeps its
+      verdicts, episodes, charts and the revisions each case went through (the runners'
+      and the worker's logs of a run say "not used" or "rewound" for each exception);
     - the snapshot holds the case clock (`SourceWatermark.state`), so a restarted process
-      and the worker taking over evaluate each day at the same point."""
+      and the worker taking over go on from the clock they left;
+    - a quiet join partition stops holding the case clock back only when also a day
+      behind the others (`SourceWatermark`), so the end of a stream no longer depends on
+      which partition was read 30 s late.
+    What still differs, in each of six runs (seed 12345; no tool replayed or rewound in
+    the last): from a new model version's first days (dr-screen 2.3.1, its 30-day window
+    at all sites two cases apart on 2026-07-02), then the version change alert (its
+    first case and the previous version's figures) and the last days' deviations. The
+    likely cause, not proven: the case clock comes from the join's `join-ai-watermark`
+    header. A restarted join restores its clocks from its table (the inputs of the batch
+    it was killed in included) and re-reads that batch; and the header follows the AI
+    results alone, while a labelled revision's time is its report's. So a day may be
+    evaluated before some of its reports were read, differently in each run. The fix
+    would be in the join (its clocks kept with the committed offsets, and a header both
+    input topics have reached), not in the case stage's persisted state."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []
