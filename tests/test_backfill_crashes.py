@@ -372,12 +372,11 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "a restarted join re-reads its uncommitted inputs with its event clocks restored from "
-    "the join table, and the cases it emits carry the AI results' clock alone, so which "
-    "labelled revisions reach the case stage after their day was evaluated depends on "
-    "where the kills fell and on the topics' interleaving (likely cause, see the test): a "
-    "new model version's first days (dr-screen 2.3.1 from 2026-07-02) and the version "
-    "change differ. No tool is replayed any more (#17)"))
+    "the cases the join emits carry the AI results' clock alone, so which labelled "
+    "revisions reach the case stage after their day was evaluated depends on how the "
+    "bulk fetches interleaved ai.results and reports.final: two runs without any kill "
+    "differ the same way (a new model version's first days, dr-screen 2.3.1 from "
+    "2026-07-02, and the version change). No tool is replayed any more (#17)"))
 def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     runs: Runs,
 ) -> None:
@@ -400,14 +399,15 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     What still differs, in each of six runs (seed 12345; no tool replayed or rewound in
     the last): from a new model version's first days (dr-screen 2.3.1, its 30-day window
     at all sites two cases apart on 2026-07-02), then the version change alert (its
-    first case and the previous version's figures) and the last days' deviations. The
-    likely cause, not proven: the case clock comes from the join's `join-ai-watermark`
-    header. A restarted join restores its clocks from its table (the inputs of the batch
-    it was killed in included) and re-reads that batch; and the header follows the AI
-    results alone, while a labelled revision's time is its report's. So a day may be
-    evaluated before some of its reports were read, differently in each run. The fix
-    would be in the join (its clocks kept with the committed offsets, and a header both
-    input topics have reached), not in the case stage's persisted state."""
+    first case and the previous version's figures) and the last days' deviations. Two
+    runs without any kill (this module with `crash_seed` None for both) differ in the
+    same way, so it is not the restarts: the case clock comes from the join's
+    `join-ai-watermark` header, which follows the AI results alone, while a labelled
+    revision's time is its report's. A bulk fetch can hand the join days of a partition's
+    AI results before the reports of those days, the clock passes a day before its
+    reports are read, and their revisions miss its evaluation, as the fetches fell. The
+    fix is in the join's header (a point both input topics have reached, held back until
+    the reports' clock has started), not in the case stage's persisted state."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []
