@@ -385,9 +385,10 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     is in place:
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
-    - a runner writes every changed tool's snapshot at each batch end before its commit,
-      after the batch's table changes are acknowledged, and a restarted one rewinds the
-      case table to each tool's snapshot and re-reads from the commit
+    - a runner's snapshots go to the changelog after the table changes they were taken
+      after are acknowledged, hold their partition's next offset, and are all written
+      when the backfill is caught up; a restarted runner rewinds the case table to each
+      tool's snapshot and reads its partition again from the snapshot's offset
       (`engine.snapshots.Rewind`), so no tool is replayed: the monitor keeps its
       verdicts, episodes, charts and the revisions each case went through (the runners'
       and the worker's logs of a run say "not used" or "rewound" for each exception);

@@ -105,12 +105,14 @@ def test_the_table_is_rewound_to_each_snapshot_unless_a_record_left_after_it(
     # Each tool's snapshot was written at some batch end (or never).
     cuts = {tool: data.draw(st.one_of(st.none(), st.sampled_from(ends)), label=tool)
             for tool in TOOLS}
-    snapshots = {tool: {"format": FORMAT, "digest": digests(fold(log[:cut])).get(tool, 0)}
-                 for tool, cut in cuts.items() if cut is not None}
+    # Its offset: where its partition is read again from after a rewind (here the cut).
+    snapshots = {tool: {"format": FORMAT, "digest": digests(fold(log[:cut])).get(tool, 0),
+                        "offset": cut} for tool, cut in cuts.items() if cut is not None}
     rewind = Rewind(snapshots)
     final = fold(log, rewind)
     table = dict(final)
-    for key, value in rewind.undo().items():
+    undo, seek = rewind.undo()
+    for key, value in undo.items():
         if value is None:
             table.pop(key, None)
         else:
@@ -129,6 +131,8 @@ def test_the_table_is_rewound_to_each_snapshot_unless_a_record_left_after_it(
 
         if not moved(len(log)):
             assert of_tool(table, tool) == at_cut, tool
+            if at_cut != of_tool(final, tool):  # rewound: its partition is read again
+                assert seek[PARTITION[tool]] <= cut
         elif any(of_tool(fold(log[:end]), tool) == at_cut and moved(end)
                  for end in range(cut + 1, len(log) + 1)):
             # An evicted case came back as new at the same revision: the digest cannot
@@ -145,23 +149,26 @@ def test_a_rewind_never_reaches_past_an_eviction() -> None:
     evicted (its count moved to the summary): putting case-0 back would count it twice."""
     log = [("ich-triage/case-0", record("ich-triage", 0)),
            ("ich-triage/case-1", record("ich-triage", 0))]
-    snapshot = {"ich-triage": {"format": FORMAT, "digest": digests(fold(log))["ich-triage"]}}
+    snapshot = {"ich-triage": {"format": FORMAT, "digest": digests(fold(log))["ich-triage"],
+                               "offset": 7}}
     log += [("ich-triage/case-1", record("ich-triage", 1)), ("ich-triage/case-0", None)]
     rewind = Rewind(snapshot)
     fold(log, rewind)
-    assert rewind.undo() == {}
-    # Without the eviction, the same snapshot rewinds case-1 to revision 0.
+    assert rewind.undo() == ({}, {})
+    # Without the eviction, the same snapshot rewinds case-1 to revision 0, and its
+    # partition is read again from the snapshot's offset.
     rewind = Rewind(snapshot)
     fold(log[:3], rewind)
-    assert rewind.undo() == {"ich-triage/case-1": record("ich-triage", 0)}
+    assert rewind.undo() == ({"ich-triage/case-1": record("ich-triage", 0)}, {0: 7})
 
 
-def test_a_snapshot_of_another_format_is_not_rewound_to() -> None:
+def test_a_snapshot_of_another_format_or_without_offset_is_not_rewound_to() -> None:
     log = [("ich-triage/case-0", record("ich-triage", 0))]
-    old = {"ich-triage": {"format": FORMAT - 1, "digest": 0}}
-    rewind = Rewind(old)
-    fold(log, rewind)
-    assert rewind.undo() == {}
+    for saved in ({"format": FORMAT - 1, "digest": 0, "offset": 0},
+                  {"format": FORMAT, "digest": 0, "offset": None}):
+        rewind = Rewind({"ich-triage": saved})
+        fold(log, rewind)
+        assert rewind.undo() == ({}, {})
 
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

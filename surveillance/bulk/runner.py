@@ -102,6 +102,9 @@ class BulkRunner:
         self.engine: Engine | None = None
         self.assigned_cases: set[int] = set()
         self.sender: BatchSender | None = None
+        #: `cases.adjudicated` partitions to read again from an offset before the
+        #: committed one: their case table was rewound to a snapshot (`Rewind`).
+        self._seek: dict[int, int] = {}
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
@@ -120,7 +123,8 @@ class BulkRunner:
             {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
              CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
         self.tables[CASE_SNAPSHOTS] = snapshots
-        for key, value in rewind.undo().items():
+        undo, self._seek = rewind.undo()
+        for key, value in undo.items():
             if value is None:
                 self.tables[CASE_TABLE].pop(key, None)
             else:
@@ -137,8 +141,20 @@ class BulkRunner:
         await consumer.start()
         try:
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
+            for partition, offset in self._seek.items():
+                tp = TopicPartition(topics.CASES_ADJUDICATED, partition)
+                committed = await consumer.committed(tp)
+                if committed is None or offset < committed:
+                    consumer.seek(tp, offset)
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
+            # Caught up: the snapshot of every tool changed since its last one, so a
+            # worker taking over loads them all (it replays a tool whose snapshot does
+            # not match the case table).
+            out = self.engine.snapshot()
+            out.apply_to(self.tables)
+            await self._send_changes(out.changes)
+            await self.sender.flush()
         finally:
             await consumer.stop()
             await producer.stop()
@@ -211,12 +227,6 @@ class BulkRunner:
             # What another runner process reads goes now; the rest fills its batches
             # until the batch ends (fewer, larger produce requests).
             await sender.send_open(READ_BACK)
-        # The snapshot of every tool the batch changed, last, before the commit: a crash
-        # then finds, per tool, a snapshot at or after the committed offsets, and the case
-        # table's changes since it re-made by the re-read (`engine.snapshots.Rewind`).
-        out = engine.snapshot()
-        out.apply_to(self.tables)
-        await self._send_changes(out.changes)
         await sender.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)

@@ -60,6 +60,8 @@ class CaseStage:
         #: Per partition, the case clocks its loaded snapshots held: its clock starts from
         #: them (not from nothing), so it moves as it would have without the restart.
         self._clocks: dict[int, list[dict[str, Any]]] = {}
+        #: Per partition, the offset after the last record taken (for the snapshots).
+        self.offsets: dict[int, int] = {}
         self.ahead: dict[int, AheadCases] = {}
         #: Tool versions under lifecycle management (the shell refreshes them).
         self.lifecycle: Mapping[tuple[str, str], ToolState] = {}
@@ -109,6 +111,7 @@ class CaseStage:
         self.ready = True
 
     def take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
+        self.offsets[record.partition] = record.offset + 1
         read = internal.read_case(record.value, record.headers, self.config.partitions, now,
                                   self.config.dates)
         if isinstance(read, Rejected):
@@ -181,7 +184,7 @@ class CaseStage:
         """The end of a batch: the snapshots of the tools it changed (at monotonic time
         `mono`; None: all of them now)."""
         self.snapshots.write(self.monitor, self.drift, self.evaluation, self.ahead,
-                             self.sources, mono)
+                             self.sources, self.offsets, mono)
 
     def _monitor_case(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:

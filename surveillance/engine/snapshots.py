@@ -16,6 +16,13 @@ the daily evaluation will evaluate and the case revisions waiting for it
 (`clinical.evaluation_order`), the cases held ahead of their clock, and a digest of
 the tool's records in the case table as they were when it was written.
 
+It also holds the case clock of its partition (`SourceWatermark.state`) and the next
+`cases.adjudicated` offset of that partition. The bulk runner writes every changed tool's
+snapshot once it is caught up (a worker taking over then loads them all) and sends a
+batch's snapshots only after the table changes they were taken after are acknowledged;
+a restarted runner first rewinds the case table to each snapshot (`Rewind`) and reads the
+tool's partition again from the snapshot's offset.
+
 On a rebuild the digest is recomputed from the case table. Equal: the snapshot is the
 state after exactly those records, so it is loaded and nothing is replayed. Different
 (a crash persisted the batch's case records and not its snapshot, or the reverse), an
@@ -86,7 +93,7 @@ TABLE = "case_snapshots"
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 #: The record layout (the keys below); a snapshot with another is rebuilt by replay.
-FORMAT = 3  # 3: the case clock; 2: the evaluation's next day and waiting revisions
+FORMAT = 3  # 3: the case clock and offset; 2: the evaluation's next day and waiting revisions
 #: A snapshot bigger than this is not written (its tool is rebuilt by replay): Kafka's
 #: and Faust's producers refuse records over 1 MB by default.
 MAX_STATE_BYTES = 900_000
@@ -184,7 +191,8 @@ class CaseSnapshots:
 
     def write(self, monitor: PerformanceMonitor, drift: DriftBanks,
               evaluation: DailyEvaluation, ahead: dict[int, AheadCases],
-              sources: dict[int, SourceWatermark], mono: float | None) -> None:
+              sources: dict[int, SourceWatermark], offsets: dict[int, int],
+              mono: float | None) -> None:
         """The snapshot of every tool changed in this batch, unless its last one was
         written less than `every_seconds` before `mono`; with `mono` None, of every tool
         changed since its last one."""
@@ -231,6 +239,9 @@ class CaseSnapshots:
                 "digest": self.digests.get(tool, 0),
                 "evaluated": None if day is None else day.toordinal(),
                 "clock": None if clock is None else clock.state(),
+                # The next `cases.adjudicated` offset of its partition: a restart that
+                # rewinds the case table to this snapshot re-reads from there (`Rewind`).
+                "offset": offsets.get(partition),
                 "state": packed,
             }, partition)
 
@@ -296,9 +307,10 @@ class Rewind:
     changelog has the history: fed its records in log order (`change`), this follows each
     tool's digest, and from the last point where it equals the snapshot's keeps the
     values its changed keys had there. Putting those back (`undo`) gives the table the
-    snapshot was written against, so the tool is loaded; the re-read from the committed
-    offsets (at or before the snapshot's point) then makes those changes again, through
-    the same monitor state.
+    snapshot was written against, so the tool is loaded; reading its partition again
+    from the snapshot's offset (or the committed one, if earlier) then makes those
+    changes again, through the same monitor state (the other tools' records read again
+    are not newer than their stored revisions: dropped).
 
     The horizon's summaries (evicted counts, per partition, shared by its tools) are not
     rewound: a tool one of whose records left the table after that point (an eviction), or
@@ -308,7 +320,10 @@ class Rewind:
 
     def __init__(self, snapshots: Mapping[str, Any]) -> None:
         self._target = {tool: saved["digest"] for tool, saved in snapshots.items()
-                        if saved and saved.get("format") == FORMAT}
+                        if saved and saved.get("format") == FORMAT
+                        and saved.get("offset") is not None}
+        self._offset = {tool: snapshots[tool]["offset"] for tool in self._target}
+        self._partition: dict[str, int] = {}
         self._digest: dict[str, int] = {}
         #: Per tool, since its digest last equalled the snapshot's: each changed key's
         #: value there (None: absent). A tool without an entry has not reached it yet.
@@ -336,6 +351,7 @@ class Rewind:
         if record is None or record["tool"] not in self._target:
             return
         tool = record["tool"]
+        self._partition[tool] = record["partition"]
         digest = self._digest.get(tool, 0)
         if before is not None:
             digest -= record_digest(key, before["revision"])
@@ -357,13 +373,18 @@ class Rewind:
         return sorted(tuple(row) for summary in self._summaries.values()
                       for row in summary.get("evicted", ()) if row[0] == tool)
 
-    def undo(self) -> dict[str, dict[str, Any] | None]:
+    def undo(self) -> tuple[dict[str, dict[str, Any] | None], dict[int, int]]:
         """Key -> the value to put back (None: remove), for every tool that can be rewound
-        and is not at its snapshot's point already."""
+        and is not at its snapshot's point already; and per `cases.adjudicated` partition
+        of those, the offset to read again from (the earliest of their snapshots')."""
         out: dict[str, dict[str, Any] | None] = {}
+        seek: dict[int, int] = {}
         for tool, undo in sorted(self._undo.items()):
             if undo and tool not in self._left and self._counts(tool) == self._counts_at[tool]:
                 log.warning("case table of %s rewound by %d records to its snapshot (a "
                             "crashed batch; the re-read makes them again)", tool, len(undo))
                 out.update(undo)
-        return out
+                partition = self._partition[tool]
+                seek[partition] = min(seek.get(partition, self._offset[tool]),
+                                      self._offset[tool])
+        return out, seek
