@@ -18,10 +18,10 @@ case, alert and snapshot in the run's database.
   commit), and finally restarted to the end.
 
 The counts and every stored case, AI result, event id and model version must be those of
-the reference run (first test; what may differ between any two runs is said there). The
-alerts (all of their content) and the metric snapshots do not match yet: the second test
-is a strict xfail (a fix makes it pass, and the marker must then go; what remains is said
-at the test). The kill points come
+the reference run (first test; what may differ between any two runs is said there, and
+at `NOT_OUTCOMES`). The alerts (all of their content) and the metric snapshots do not
+match yet: the second test is a strict xfail (a fix makes it pass, and the marker must
+then go; what remains is said at the test). The kill points come
 from a seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones.
 
 Long: 160 s of wall time on a lightly loaded 2-core machine, 240 s at load 14 (the two
@@ -33,6 +33,7 @@ worker recovering without re-reading, exact counts), which it replaces.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -86,6 +87,16 @@ TABLES: dict[str, str | None] = {
     "store_rejects": "topic, reason",
 }
 UNSTORED_COLUMNS = {"stored_at", "rejected_at"}
+#: The `cases` columns that are not outcomes: which of the join's revisions of a case came
+#: last and from which report. Every other column (the outcome, the label, the AI result,
+#: tool, version, site, scanner, dates) is an outcome and must be equal. A case's revision
+#: counts the changes the join saw: its AI result read before its report (pending, then
+#: labelled: two) or after it (labelled at once: one); a correction that keeps the label
+#: is no change, so the case keeps the report (and its time and status) it was labelled by
+#: first. Kafka orders no two topics, so these differ between any two runs, two
+#: uninterrupted ones included (487 revisions in one such comparison); the first test
+#: checks that such a report is one of the same study's.
+NOT_OUTCOMES = ("revision", "report_event_id", "labelled_at", "label_status")
 
 
 @dataclass
@@ -341,9 +352,8 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert crashed.counts == reference.counts, seed
     assert reference.rows["cases"] and reference.rows["model_versions"]
-    label_source = ("revision", "report_event_id", "labelled_at", "label_status")
-    assert rows(crashed, "cases", label_source) == rows(reference, "cases", label_source), (
-        seed, differing(crashed, reference, "cases", "case_id", label_source))
+    assert rows(crashed, "cases", NOT_OUTCOMES) == rows(reference, "cases", NOT_OUTCOMES), (
+        seed, differing(crashed, reference, "cases", "case_id", NOT_OUTCOMES))
     after = {r["case_id"]: r for r in crashed.rows["cases"]}
     other_report = 0
     for case in reference.rows["cases"]:
@@ -362,30 +372,43 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "a restarted process (the runner after a kill, the worker after the backfill) rebuilds "
-    "its monitor from every stored case, without the evaluation point it had reached nor "
-    "the verdicts and episodes it held; and a source idle for idle_seconds (wall clock) "
-    "stops holding the case clock back, so a day may be evaluated before its cases are "
-    "read; and a case's revision differs between any two runs (first test) (#17)"))
+    "two runs without any kill differ the same way (a new model version's first days, "
+    "dr-screen or ich-triage from 2026-07-02, and the version change): the daily "
+    "evaluation of a backfill still depends on how the bulk fetches fell, a cause "
+    "upstream of the case stage's persisted state, not found yet. No tool is replayed "
+    "any more (#17)"))
 def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     runs: Runs,
 ) -> None:
-    """Alerts (every field), metric snapshots and case revisions equal those of the
-    uninterrupted run. Known to fail. The daily evaluation itself is deterministic now
-    (`engine.evaluation`, `tests/test_evaluation_point.py`): two uninterrupted runs give
-    equal snapshots for every day the backfill evaluates. What still differs:
-    - a restarted process (the runner after a kill; the worker taking over from the
-      backfill, in both runs) rebuilds its monitor from every stored case: without the
-      evaluation point it had reached (cases of days not yet evaluated are counted at
-      once, reports after a day's end included), the cases' first revisions (pending)
-      and the verdicts and episodes it held (an ongoing deviation may be alerted again,
-      under a new day's id, or not at all). The snapshots helper's persisted monitor
-      state is the fix: it must keep the evaluation's next day and waiting revisions;
-    - a join partition silent for `idle_seconds` of wall clock stops holding the case
-      clock back, so near the end of a backlog or of the live stream a day can be
-      evaluated before its cases are read;
-    - a case's revision (and, after a label-keeping correction, its report) differs
-      between any two runs (first test), so the `cases` rows cannot all be equal."""
+    """Alerts (every field), metric snapshots (every figure of every day) and the cases'
+    outcomes (`NOT_OUTCOMES`) equal those of the uninterrupted run. Known to fail. What
+    is in place:
+    - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
+      reach the monitor at its evaluation point in (effect time, case id) order;
+    - a runner's snapshots go to the changelog after the table changes they were taken
+      after are acknowledged, hold their partition's next offset, and are all written
+      when the backfill is caught up; a restarted runner rewinds the case table to each
+      tool's snapshot and reads its partition again from the snapshot's offset
+      (`engine.snapshots.Rewind`), so no tool is replayed: the monitor keeps its
+      verdicts, episodes, charts and the revisions each case went through (the runners'
+      and the worker's logs of a run say "not used" or "rewound" for each exception);
+    - the snapshot holds the case clock (`SourceWatermark.state`), so a restarted process
+      and the worker taking over go on from the clock they left;
+    - a quiet join partition stops holding the case clock back only when also a day
+      behind the others (`SourceWatermark`), so the end of a stream no longer depends on
+      which partition was read 30 s late.
+    What still differs, in each of six runs (seed 12345; no tool replayed or rewound in
+    the last): from a new model version's first days (dr-screen 2.3.1, its 30-day window
+    at all sites two cases apart on 2026-07-02), then the version change alert (its
+    first case and the previous version's figures) and the last days' deviations. Two
+    runs without any kill (this module with `crash_seed` None for both) differ in the
+    same way, so it is not the restarts, and it is not the snapshots. A suspect: the
+    case clock comes from the join's `join-ai-watermark` header, which follows the AI
+    results alone while a labelled revision's time is its report's, so a bulk fetch that
+    hands the join days of AI results before their reports lets a day be evaluated before
+    its reports are read. A header at the earlier of the AI results' and the reports'
+    clocks was tried: two runs without kills still differed (ich-triage from 2026-07-02),
+    so that is not all of it; not found yet."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []
@@ -393,13 +416,42 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
         ours, theirs = crashed.alerts.get(alert_id), reference.alerts.get(alert_id)
         if ours != theirs:
             differences.append(f"alert {alert_id}: {describe(ours)} vs {describe(theirs)}")
-    for table in ("alerts", "metric_snapshots", "cases"):
-        after, before = rows(crashed, table), rows(reference, table)
+    for table, leaving_out in (("alerts", ()), ("metric_snapshots", ()),
+                               ("cases", NOT_OUTCOMES)):
+        after, before = rows(crashed, table, leaving_out), rows(reference, table, leaving_out)
         if after != before:
             differences.append(f"{table}: {len(after - before)} rows only after the crashes, "
                                f"{len(before - after)} only uninterrupted")
+    days = sorted({d[:3] for d in snapshot_days(crashed) ^ snapshot_days(reference)})
+    if days:
+        differences.append(f"metric snapshots differ on (tool, day, kind): {days[:12]}; the "
+                           f"first: {first_figures(crashed, reference, days[0])}")
     print("\n".join(differences))
     assert not differences, f"seed {seed}"
+
+
+def snapshot_days(outcome: Outcome) -> set[tuple[str, str, str, str]]:
+    """(tool, day, kind, a digest of that day's figures of that kind) of the stored
+    metric snapshots: which days differ, when some do."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for row in outcome.rows["metric_snapshots"]:
+        figures = {k: v for k, v in row.items() if k not in ("snapshot_id", "at")}
+        out.setdefault((row["tool_id"], str(row["at"]), row["kind"]), []).append(
+            repr(sorted(figures.items())))
+    return {(*key, hashlib.sha256("".join(sorted(v)).encode()).hexdigest()[:8])
+            for key, v in out.items()}
+
+
+def first_figures(crashed: Outcome, reference: Outcome, day: tuple[str, str, str]) -> str:
+    """The figures of one (tool, day, kind) that only one run has: (site, window, metric,
+    value, n), a few of each."""
+    def figures(outcome: Outcome) -> set[tuple[Any, ...]]:
+        return {(r["software_version"], r["site"], r["window"], r["metric"], r["value"], r["n"])
+                for r in outcome.rows["metric_snapshots"]
+                if (r["tool_id"], str(r["at"]), r["kind"]) == day}
+    ours, theirs = figures(crashed), figures(reference)
+    return (f"only after the crashes {sorted(ours - theirs, key=repr)[:4]}, only "
+            f"uninterrupted {sorted(theirs - ours, key=repr)[:4]}")
 
 
 def differing(crashed: Outcome, reference: Outcome, table: str, key: str,

@@ -54,6 +54,19 @@ def test_a_quiet_source_stops_holding_the_clock_after_the_idle_time() -> None:
     assert w.low(40.0) == at(6)
 
 
+def test_a_quiet_source_within_a_day_of_the_latest_holds_the_clock() -> None:
+    """The end of a stream: the partitions end hours apart, one is read a minute after the
+    others; the clock stays where all of them are, whatever the timing (it used to jump
+    to the others' after `idle_seconds`, closing a day before the late one's cases)."""
+    w = SourceWatermark(idle_seconds=30)
+    w.observe(0, at(20.8), now=0.0)
+    w.observe(1, at(21), now=60.0)
+    assert w.low(60.0) == at(20.8)
+    assert w.low(10_000.0) == at(20.8)
+    w.observe(1, at(21.8), now=10_001.0)  # a day ahead of the quiet one: it lets go
+    assert w.low(10_001.0) == at(21.8)
+
+
 def test_when_every_source_is_quiet_the_clock_is_the_latest_event_time_seen() -> None:
     """Sparse live traffic: as the banks' own clock was before."""
     w = SourceWatermark(idle_seconds=30)
@@ -107,7 +120,9 @@ def test_the_clock_is_monotone_and_never_ahead_of_the_latest_event(
         history[source] = (max(best, at(days)), now)
         low = w.low(now)
         assert low is not None
-        active = [t for t, heard in history.values() if now - heard <= 30]
+        top = max(t for t, _ in history.values())
+        active = [t for t, heard in history.values()
+                  if now - heard <= 30 or top - t < timedelta(days=1)]
         expected = min(active) if active else max(t for t, _ in history.values())
         assert low == max(expected, previous) if previous is not None else low == expected
         assert low <= max(t for t, _ in history.values())

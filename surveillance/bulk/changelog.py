@@ -11,7 +11,7 @@ write as null; `stream.internal` refuses them on input).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -33,25 +33,34 @@ def encode(key: str, value: dict[str, Any] | None) -> tuple[bytes, bytes | None]
     return _ENCODE(key), None if value is None else _ENCODE(value)
 
 
+#: Told of each change a table's changelog makes, in log order: key, before, after.
+Watch = Callable[[str, Any, Any], None]
+
+
 def apply(tables: dict[str, dict[str, Any]], table: str,
-          records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+          records: Iterable[tuple[bytes | None, bytes | None]],
+          watch: Watch | None = None) -> None:
     """Fold changelog records (key, value) into `tables[table]`, in log order."""
     state = tables[table]
     for raw_key, raw_value in records:
         if raw_key is None:
             continue
         key = _DECODE(raw_key)
-        if raw_value is None:
+        value = None if raw_value is None else _DECODE(raw_value)
+        if watch is not None:
+            watch(key, state.get(key), value)
+        if value is None:
             state.pop(key, None)
         else:
-            state[key] = _DECODE(raw_value)
+            state[key] = value
 
 
 async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int,
-                  owned: Mapping[str, Collection[int]] | None = None
-                  ) -> dict[str, dict[str, Any]]:
+                  owned: Mapping[str, Collection[int]] | None = None,
+                  watch: Mapping[str, Watch] | None = None) -> dict[str, dict[str, Any]]:
     """Every table's state: its changelog read from the beginning to its end now (only
-    the partitions `owned` of each table, when given)."""
+    the partitions `owned` of each table, when given; `watch`: per table, told of each
+    change)."""
     tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
     tps = {TopicPartition(topic(app_id, t), p): t for t in TABLES
            for p in (range(partitions) if owned is None else sorted(owned[t]))}
@@ -67,7 +76,8 @@ async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10_000)
             for tp, messages in batch.items():
-                apply(tables, tps[tp], ((m.key, m.value) for m in messages))
+                apply(tables, tps[tp], ((m.key, m.value) for m in messages),
+                      (watch or {}).get(tps[tp]))
             todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()

@@ -54,7 +54,8 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Record
+from surveillance.engine.records import Change, Record
+from surveillance.engine.snapshots import Rewind
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
@@ -101,16 +102,33 @@ class BulkRunner:
         self.engine: Engine | None = None
         self.assigned_cases: set[int] = set()
         self.sender: BatchSender | None = None
+        #: `cases.adjudicated` partitions to read again from an offset before the
+        #: committed one: their case table was rewound to a snapshot (`Rewind`).
+        self._seek: dict[int, int] = {}
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
         self.progress.started = time.monotonic()
         cpu = time.process_time()
         owned = self.owned
+        # The snapshots first: the case table is then read back to each tool's (`Rewind`).
+        none: tuple[int, ...] = ()
+        snapshots = (await changelog.restore(
+            self.client, self.app_id, self.config.partitions,
+            {JOIN_TABLE: none, CASE_TABLE: none, ADVERSE_TABLE: none,
+             CASE_SNAPSHOTS: owned.cases}))[CASE_SNAPSHOTS]
+        rewind = Rewind(snapshots)
         self.tables = await changelog.restore(
             self.client, self.app_id, self.config.partitions,
             {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
-             CASE_SNAPSHOTS: owned.cases})
+             CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
+        self.tables[CASE_SNAPSHOTS] = snapshots
+        undo, self._seek = rewind.undo()
+        for key, value in undo.items():
+            if value is None:
+                self.tables[CASE_TABLE].pop(key, None)
+            else:
+                self.tables[CASE_TABLE][key] = value
         self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
         self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
@@ -123,8 +141,20 @@ class BulkRunner:
         await consumer.start()
         try:
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
+            for partition, offset in self._seek.items():
+                tp = TopicPartition(topics.CASES_ADJUDICATED, partition)
+                committed = await consumer.committed(tp)
+                if committed is None or offset < committed:
+                    consumer.seek(tp, offset)
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
+            # Caught up: the snapshot of every tool changed since its last one, so a
+            # worker taking over loads them all (it replays a tool whose snapshot does
+            # not match the case table).
+            out = self.engine.snapshot()
+            out.apply_to(self.tables)
+            await self._send_changes(out.changes)
+            await self.sender.flush()
         finally:
             await consumer.stop()
             await producer.stop()
@@ -182,10 +212,7 @@ class BulkRunner:
             chunk = records[start:start + self.chunk_records]
             out = engine.process(chunk, datetime.now(UTC), time.monotonic())
             out.apply_to(self.tables)
-            for change in out.changes:
-                key, value = changelog.encode(change.key, change.value)
-                await sender.add(changelog.topic(self.app_id, change.table), key, value,
-                                 change.partition)
+            await self._send_changes(out.changes)
             # The state first: a chunk's records go out only once the table changes that
             # made them are acknowledged. After a crash the batch is read again, and the
             # join, finding its inputs in the state, emits each case as it stands; were
@@ -205,6 +232,25 @@ class BulkRunner:
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
             self.on_batch(self.progress)
+
+    async def _send_changes(self, changes: list[Change]) -> None:
+        """Table changes to their changelogs, the case snapshots only once the rest are
+        acknowledged: a snapshot on the log with some of the case-table changes it was
+        taken after lost (a kill between the sends) would match no state of the table,
+        and its tools would be replayed (`engine.snapshots.Rewind` finds the table as a
+        snapshot saw it only if that state was on the log)."""
+        sender = self.sender
+        assert sender is not None
+        rest = [c for c in changes if c.table != CASE_SNAPSHOTS]
+        snapshots = [c for c in changes if c.table == CASE_SNAPSHOTS]
+        for change in rest:
+            await sender.add(changelog.topic(self.app_id, change.table),
+                             *changelog.encode(change.key, change.value), change.partition)
+        if rest and snapshots:
+            await sender.flush()
+        for change in snapshots:
+            await sender.add(changelog.topic(self.app_id, change.table),
+                             *changelog.encode(change.key, change.value), change.partition)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)

@@ -57,6 +57,11 @@ class CaseStage:
         self.evaluation = DailyEvaluation(config.snapshots, config.evaluation_grace,
                                           config.horizon)
         self.sources: dict[int, SourceWatermark] = {}
+        #: Per partition, the case clocks its loaded snapshots held: its clock starts from
+        #: them (not from nothing), so it moves as it would have without the restart.
+        self._clocks: dict[int, list[dict[str, Any]]] = {}
+        #: Per partition, the offset after the last record taken (for the snapshots).
+        self.offsets: dict[int, int] = {}
         self.ahead: dict[int, AheadCases] = {}
         #: Tool versions under lifecycle management (the shell refreshes them).
         self.lifecycle: Mapping[tuple[str, str], ToolState] = {}
@@ -87,13 +92,18 @@ class CaseStage:
         # What waited for the monitor is stored: a replayed tool's is rebuilt above, a
         # loaded tool's waits again (its snapshot holds it).
         self.evaluation.forget()
-        self.sources.clear()  # wait for every join partition again: the first must not lead
+        # Wait for every join partition again (the first must not lead), unless a loaded
+        # snapshot says where they were.
+        self.sources.clear()
+        self._clocks = {}
         # The held cases are stored: a replayed tool's are rebuilt above with the rest, a
         # loaded tool's are held again.
         self.ahead.clear()
         for tool, state in loaded.items():
             self.snapshots.install(tool, state, self.monitor, self.drift, self.evaluation,
                                    self.ahead.setdefault(tool_partition[tool], AheadCases()))
+            if state["clock"] is not None:
+                self._clocks.setdefault(tool_partition[tool], []).append(state["clock"])
         for tool, partition in tool_partition.items():
             if tool not in loaded:  # replayed: its snapshot is written with the next one
                 self.snapshots.dirty[tool] = partition
@@ -101,6 +111,7 @@ class CaseStage:
         self.ready = True
 
     def take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
+        self.offsets[record.partition] = record.offset + 1
         read = internal.read_case(record.value, record.headers, self.config.partitions, now,
                                   self.config.dates)
         if isinstance(read, Rejected):
@@ -173,7 +184,7 @@ class CaseStage:
         """The end of a batch: the snapshots of the tools it changed (at monotonic time
         `mono`; None: all of them now)."""
         self.snapshots.write(self.monitor, self.drift, self.evaluation, self.ahead,
-                             mono)
+                             self.sources, self.offsets, mono)
 
     def _monitor_case(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
                       record: CaseRecord, out: Output) -> list[Alert]:
@@ -191,8 +202,11 @@ class CaseStage:
     def _sources(self, partition: int, mono: float) -> SourceWatermark:
         found = self.sources.get(partition)
         if found is None:
+            saved = self._clocks.pop(partition, None)
+            idle, lag = self.config.idle_seconds, self.config.evaluation_grace
             found = self.sources[partition] = SourceWatermark(
-                self.config.idle_seconds, range(self.config.partitions), mono)
+                idle, range(self.config.partitions), mono, lag
+            ) if saved is None else SourceWatermark.restored(idle, saved, mono, lag)
         return found
 
     def _version_check(self, case: AnyAdjudicatedCase, out: Output) -> list[Alert]:

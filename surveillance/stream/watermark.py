@@ -9,10 +9,17 @@ before the lagging partitions have delivered them, and their cases land in later
 windows: small, mixed windows and false drift alarms, exactly when on-call is busiest.
 
 `SourceWatermark` keeps, per source (join partition), the latest event time it reported,
-and gives the minimum over the sources heard from within the last `idle_seconds` of wall
-time: the point in event time every active source has reached. A source that has gone
-quiet (caught up, or no traffic) stops holding the clock back after `idle_seconds`; with
-sparse live traffic the clock is then the latest event time seen, as before. Sources
+and gives the minimum over the active sources: the point in event time every active
+source has reached. A source that has gone quiet (caught up, or no traffic) stops holding
+the clock back once it has been silent for `idle_seconds` of wall time and is at least
+`idle_lag` (the evaluation grace, a day) behind the latest source in event time; with
+sparse live traffic the clock then follows the latest event time seen, a day behind at
+most. Both, because wall time alone made the clock depend on timing: at the end of a
+stream (or of a backlog) a partition read 30 s after the others had stopped holding the
+clock back and a day could be evaluated before its cases were read, in one run and not
+in the next. Sources a few hours apart (the usual end of a stream) now all hold it, and
+the grace keeps the daily evaluation on time (a day's end plus the grace is past a
+source a grace behind it). Sources
 `expected` but not heard from yet (every join partition, after an assignment) hold the
 clock where it is until they report or `idle_seconds` pass: the first partition read
 after a restart must not move the clock past the others. The clock never moves backwards.
@@ -37,6 +44,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 #: Kafka headers on `cases.adjudicated`: the join partition a case comes from and the
 #: event time that partition's AI results have reached when the case was emitted.
@@ -88,14 +96,21 @@ def source_headers(partition: int, reached: datetime) -> dict[str, bytes]:
             WATERMARK_HEADER: reached.astimezone(UTC).isoformat().encode()}
 
 
+#: How far in event time a quiet source must be behind the latest one before it stops
+#: holding the clock back (`SourceWatermark`): the evaluation grace's default.
+IDLE_LAG = timedelta(days=1)
+
+
 class SourceWatermark:
     def __init__(
-        self, idle_seconds: float, expected: Iterable[int] = (), now: float = 0.0
+        self, idle_seconds: float, expected: Iterable[int] = (), now: float = 0.0,
+        idle_lag: timedelta = IDLE_LAG,
     ) -> None:
         """`expected`: sources to wait for from wall time `now` (monotonic s)."""
         if idle_seconds <= 0:
             raise ValueError("idle_seconds must be positive")
         self.idle_seconds = idle_seconds
+        self.idle_lag = idle_lag
         self._sources: dict[int, tuple[datetime, float]] = {}
         self._pending = dict.fromkeys(expected, now)
         self._low: datetime | None = None
@@ -110,15 +125,48 @@ class SourceWatermark:
             self._sources[source] = (seen[0], now)
 
     def low(self, now: float) -> datetime | None:
-        """The event time all sources active within `idle_seconds` of `now` have reached;
-        None before any source has reported."""
+        """The event time all sources have reached but those quiet for over `idle_seconds`
+        of `now` and at least `idle_lag` behind the latest; None before any source has
+        reported."""
         if self._pending:
             self._pending = {s: t for s, t in self._pending.items()
                              if now - t <= self.idle_seconds}
         if self._pending or not self._sources:
             return self._low
-        active = [at for at, heard in self._sources.values() if now - heard <= self.idle_seconds]
+        top = max(at for at, _ in self._sources.values())
+        active = [at for at, heard in self._sources.values()
+                  if now - heard <= self.idle_seconds or top - at < self.idle_lag]
         candidate = min(active) if active else max(at for at, _ in self._sources.values())
         if self._low is None or candidate > self._low:
             self._low = candidate
         return self._low
+
+    def state(self) -> dict[str, object]:
+        """What a restart needs to give the same clock (`engine.snapshots`): each source's
+        event time and the clock; not the wall times, which mean nothing in another
+        process (a restored source counts as heard from at the restore)."""
+        return {"sources": [[s, at.isoformat()] for s, (at, _) in sorted(self._sources.items())],
+                "pending": sorted(self._pending),
+                "low": None if self._low is None else self._low.isoformat()}
+
+    @classmethod
+    def restored(cls, idle_seconds: float, saved: list[dict[str, Any]], now: float,
+                 idle_lag: timedelta = IDLE_LAG) -> SourceWatermark:
+        """The clock again from `state`s (each of the partition's tools' snapshots holds
+        one, as of its own writing): each source at its latest event time (they only
+        grow), pending only where every state still waited for it."""
+        clock = cls(idle_seconds, idle_lag=idle_lag)
+        pending: set[int] | None = None
+        for state in saved:
+            for source, iso in state["sources"]:
+                at = datetime.fromisoformat(iso)
+                seen = clock._sources.get(source)
+                clock._sources[source] = (at if seen is None else max(at, seen[0]), now)
+            waited = set(state["pending"])
+            pending = waited if pending is None else pending & waited
+            if state["low"] is not None:
+                low = datetime.fromisoformat(state["low"])
+                if clock._low is None or low > clock._low:
+                    clock._low = low
+        clock._pending = {s: now for s in sorted(pending or ()) if s not in clock._sources}
+        return clock
