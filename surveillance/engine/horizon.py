@@ -38,6 +38,7 @@ dead-lettered) and the store writer read the correction first.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -74,6 +75,25 @@ def case_records(items: Iterable[tuple[str, Any]], partitions: Collection[int],
     """(case id, record) of the case table's items on `partitions`, summaries left out."""
     pairs = ((k, decode(v)) for k, v in items if v and not is_summary(k))
     return [(k, r) for k, r in pairs if r.partition in partitions]
+
+
+_SHARED = ("outcome", "tool", "version", "site", "scanner_manufacturer", "sex")
+
+
+def light_record(raw: dict[str, Any]) -> CaseRecord:
+    """A stored case record without its drift features and with its few distinct strings
+    shared: what a rebuild keeps of each owned record (ledger counts, this index, the
+    snapshots' digests). The features are most of a record's size decoded (~5 kB of
+    ~5.3 kB measured), so a worker holding a 2M-exam/yr system's ~2.2M records would need
+    ~11 GiB to keep them all; only the drift replay of a tool without a usable snapshot
+    reads them, from the table again (`CaseStage.rebuild`'s `full`)."""
+    fields = dict(raw)
+    fields["features"] = None
+    for name in _SHARED:
+        value = fields.get(name)
+        if type(value) is str:
+            fields[name] = sys.intern(value)
+    return CaseRecord(**fields)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import logging
 import os
 import time as wall
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
-from surveillance.engine.horizon import case_records
+from surveillance.engine.horizon import case_records, light_record
 from surveillance.engine.pipeline import (
     ADVERSE_TABLE,
     CASE_SNAPSHOTS,
@@ -61,7 +61,7 @@ from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, topics
-from surveillance.stream.faust_options import WORKER_OPTIONS
+from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ _outputs = {t: _raw_topic(t) for t in (
     topics.CASES_JOIN, topics.CASES_ADJUDICATED, topics.ALERTS, topics.SNAPSHOTS,
     *(topics.dlq(t) for t in topics.DEAD_LETTERED))}
 
-tables = {name: app.Table(name, partitions=settings.kafka.partitions)
+tables = {name: app.Table(name, partitions=settings.kafka.partitions,
+                          options=dict(TABLE_OPTIONS))  # a copy: Faust pops from it
           for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)}
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
@@ -284,17 +285,26 @@ def _owned(topic: str) -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
 
-def owned_records() -> list[tuple[str, CaseRecord]]:
-    """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
+def owned_records(decode: Callable[[Any], CaseRecord] = CaseRecord.from_dict,
+                  tools: Collection[str] | None = None) -> list[tuple[str, CaseRecord]]:
+    """(case id, record) of the `cases.adjudicated` partitions this worker holds now (of
+    `tools` only, if given). The table is read as it is iterated, not copied first: with
+    the whole of a large table decoded at once a rebuild would need ~5 kB per record."""
     # Without the horizon's summary records (`~horizon:<p>`), which are no cases.
-    return case_records(list(case_table.items()), _owned(topics.CASES_ADJUDICATED))
+    items: Iterable[tuple[str, Any]] = case_table.items()
+    if tools is not None:
+        items = ((k, v) for k, v in items if v and v.get("tool") in tools)
+    return case_records(items, _owned(topics.CASES_ADJUDICATED), decode)
 
 
 def _ensure_monitor() -> None:
     """After an assignment, rebuild the monitor, ledger counts and drift banks from the
-    case records this worker owns (once; then kept up to date case by case)."""
+    case records this worker owns (once; then kept up to date case by case). The records
+    are kept without their drift features; a tool without a usable snapshot reads its
+    own again with them, for its drift replay."""
     if not engine.cases.ready:
-        engine.cases.rebuild(owned_records(), _owned(topics.CASES_ADJUDICATED))
+        engine.cases.rebuild(owned_records(light_record), _owned(topics.CASES_ADJUDICATED),
+                             full=lambda tools: owned_records(tools=tools))
 
 
 @app.timer(interval=settings.stream.clock_interval_seconds)
