@@ -32,7 +32,6 @@ import asyncio
 import logging
 import os
 import time as wall
-import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +40,7 @@ import faust
 import msgspec
 from faust.exceptions import ConsumerNotStarted
 from faust.stores.base import SerializedStore
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -130,10 +130,6 @@ _lifecycle = LifecycleStore(settings.state_dir)
 engine.cases.lifecycle = _lifecycle.states()
 
 
-def _as_current(event: Any) -> None:
-    _current_event.set(weakref.ref(event))
-
-
 def _fatal(agent: str) -> None:
     """An agent failed on data the engine must take: a bug. Exit so the supervisor
     restarts us. A crashed Faust agent leaves the worker running but deaf (a silent
@@ -148,7 +144,7 @@ def _records(batch: Sequence[Any]) -> list[Record]:
                    e.value, e.message.headers or ()) for e in batch]
 
 
-async def apply(out: Output, batch: Sequence[Any]) -> None:
+async def apply(out: Output) -> None:
     """Write the batch's table changes, record its metrics, send its changelog records and
     then its records through the worker's own producer, and return once the broker
     acknowledged all of them (acks=all): only then does Faust acknowledge the batch's
@@ -158,16 +154,13 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
     would send its changelog record through Faust's producer, one message at a time) and
     to the changelog partition of the record that caused it, in the format Faust writes
     (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
-    store is written with an event of that partition current: a disk-backed store files
-    the key under the current event's partition, as in one-at-a-time iteration."""
-    by_partition = {e.message.partition: e for e in batch}
+    disk-backed store files the key under the change's partition (`_store_on`)."""
     state: list[Outgoing] = []
     for change in out.changes:
-        event = by_partition.get(change.partition)
-        if event is not None:
-            _as_current(event)
         store = tables[change.table].data
-        if change.value is not None:
+        if isinstance(store, RocksDBStore):
+            _store_on(store, change.key, change.value, change.partition)
+        elif change.value is not None:
             store[change.key] = change.value
         elif change.key in store:
             del store[change.key]
@@ -184,6 +177,19 @@ async def apply(out: Output, batch: Sequence[Any]) -> None:
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it
             stored: Any = table.data
             stored.set_persisted_offset(TP(topic, partition), offset)
+
+
+def _store_on(store: RocksDBStore, key: str, value: Any, partition: int) -> None:
+    """A change into a RocksDB store's database of `partition` (the change's changelog
+    partition, where recovery puts it too). Faust's `store[key] = value` files it under
+    the current event's partition and fails without one: a timer's changes (regulatory
+    clocks) have none, and a batch's change need not be on the partition of an event."""
+    raw = store._encode_key(key)
+    if value is None:
+        store._del(raw)  # from every partition's database it may be in
+        return
+    store._db_for_partition(partition).put(raw, store._encode_value(value))
+    store._key_index[raw] = partition
 
 
 _outbox_started: Outbox | None = None
@@ -213,14 +219,13 @@ async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
         # key only in the current event's partition, and a batch holds several
         # partitions' events, so a case or join state of another partition read as
         # absent (with `rocksdb://` a worker counted 261 cases of 259, a 10-day
-        # simulation). Without one it looks in every partition's store. `apply` sets it
-        # again for each change, which a write needs.
+        # simulation). Without one it looks in every partition's store.
         _current_event.set(None)
         try:
             if name == "case_agent":
                 _ensure_monitor()
             out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
-            await apply(out, batch)
+            await apply(out)
         except OutboxError as exc:
             # Not a bug: the broker is away. The batch was not acknowledged, so the worker
             # restarted by the supervisor reads it again.
@@ -333,7 +338,7 @@ async def regulatory_clocks() -> None:
     """
     try:
         engine.cases.lifecycle = _lifecycle.states()
-        await apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)), [])
+        await apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)))
     except Exception:
         log.exception("regulatory clock check failed; retrying next tick")
 
