@@ -20,8 +20,13 @@ rebalance rebuild takes under 60 s.
    with every case counted (Faust's table recovery from the changelogs, then the
    monitor, ledger and drift banks rebuilt from the owned records), its peak RSS
    (VmHWM), and its CPU. With `--store memory://` and `rocksdb://` (rocksdict, on disk),
-   and an empty state for the baseline. Figures at `--state-scale` below 1 are also
-   extrapolated linearly in the state's size (baseline + per-record cost / scale).
+   and an empty state for the baseline. The changelogs hold each tool's snapshot too, as
+   a worker leaves them, so the case stage loads them (the line says how many tools
+   replayed instead). With `rocksdb://` the same worker is then restarted on its store:
+   Faust recovers only the changelogs after the offsets it kept (a restart on the same
+   host; a standby promoted on a rebalance reads the same way). Figures at
+   `--state-scale` below 1 are also extrapolated linearly in the state's size (baseline
+   + per-record cost / scale).
 
 A measurement, not a test. Prints the load average: the machine is shared.
 """
