@@ -17,7 +17,7 @@ revision of an evicted case from the store).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -71,16 +71,22 @@ class CaseStage:
         self.ready = True
 
     def rebuild(self, records: list[tuple[str, CaseRecord]],
-                partitions: Collection[int] | None = None) -> None:
+                partitions: Collection[int] | None = None,
+                full: Callable[[set[str]], list[tuple[str, CaseRecord]]] | None = None,
+                ) -> None:
         """Monitor, ledger counts and drift banks from the case records owned now (on
         `partitions` of `cases.adjudicated`: default, those of the records): each tool
         from its snapshot when it matches the records (`engine.snapshots`), else by
-        replaying its records."""
+        replaying its records. `full`, if given, reads the records of the tools to replay
+        with every field: `records` may then leave the drift features out
+        (`horizon.light_record`, the memory of a large rebuild)."""
         self.snapshots.digests = table_digests(records)
         tool_partition = {r.tool: r.partition for _, r in records}
         loaded = {tool: state for tool in sorted(tool_partition)
                   if (state := self.snapshots.load(tool, self.monitor, self.drift)) is not None}
         replayed = [(k, r) for k, r in records if r.tool not in loaded]
+        if full is not None and replayed:
+            replayed = full(set(tool_partition) - set(loaded))
         self.monitor = PerformanceMonitor(self.config.registry, last_n=self.config.last_n)
         self.monitor.rebuild(replayed)
         self.ledger = CaseLedger()

@@ -9,7 +9,10 @@ CUSUM signal numbers restarted (`PerformanceMonitor.rebuild`), so alerts differ.
 A snapshot is one record per tool in the `case_snapshots` table (its changelog partition
 is the tool's `cases.adjudicated` partition), written at the end of every batch that
 changed the tool's state, once, through `Output.changes` like every table change, so the
-Faust worker and the bulk runner both persist it. It holds, exactly (`state_codec`):
+Faust worker and the bulk runner both persist it. A state over `PART_BYTES` (the record
+size Kafka takes by default) goes in several records: the tool's own says how many and
+the hash of the whole, the others are keyed `part_key(tool, n)`; parts missing or not
+matching the hash (a crash persisted some) make the tool replay. It holds, exactly (`state_codec`):
 the monitor's state of the tool (windows, versions with their charts and label-free
 tests, verdicts, warnings, episodes, placements), the tool's drift bank, the next day
 the daily evaluation will evaluate and the case revisions waiting for it
@@ -94,9 +97,13 @@ _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 #: The record layout (the keys below); a snapshot with another is rebuilt by replay.
 FORMAT = 3  # 3: the case clock and offset; 2: the evaluation's next day and waiting revisions
-#: A snapshot bigger than this is not written (its tool is rebuilt by replay): Kafka's
-#: and Faust's producers refuse records over 1 MB by default.
-MAX_STATE_BYTES = 900_000
+#: A tool's packed state is cut into records of at most this many bytes: Kafka's and
+#: Faust's producers refuse records over 1 MB by default. At a 2M-exam/yr system a busy
+#: tool's state is several MB (its agreement windows keep every case of the last 90 days).
+PART_BYTES = 900_000
+#: A snapshot bigger than this in all is not written (its tool is rebuilt by replay):
+#: a bound on what one tool may add to a batch, about 20 times the largest measured.
+MAX_STATE_BYTES = 64_000_000
 
 _CLASSES: tuple[type, ...] = (
     AgreementWindows, KeyWindows, KeyGroup, VersionRecord, LabelFreeMonitor, _Day,
@@ -143,6 +150,19 @@ def table_digests(records: Iterable[tuple[str, Any]]) -> dict[str, int]:
         out[record.tool] = (out.get(record.tool, 0) + record_digest(case_id, record.revision)
                             ) % 2**64
     return out
+
+
+def part_key(tool: str, part: int) -> str:
+    """The key of a tool's snapshot part `part` (1, 2, ...; part 0 is the record keyed by
+    the tool itself, which says how many there are)."""
+    return f"{_PART_PREFIX}{part}:{tool}"
+
+
+_PART_PREFIX = "~part:"
+
+
+def is_part(key: str) -> bool:
+    return key.startswith(_PART_PREFIX)
 
 
 def _drift_externals(banks: DriftBanks) -> dict[str, object]:
@@ -221,19 +241,21 @@ class CaseSnapshots:
                 if tool not in self._unwritable:
                     self._unwritable.add(tool)
                     log.warning("no snapshot of %s (it will be rebuilt by replay): %s", tool, e)
-                self.table.delete(tool, partition)  # an older one would be stale
+                self._delete(tool, partition)  # an older one would be stale
                 continue
             packed = base64.b64encode(zlib.compress(_ENCODE(state), 1)).decode()
             if len(packed) > MAX_STATE_BYTES:
                 if tool not in self._unwritable:
                     self._unwritable.add(tool)
                     log.warning("no snapshot of %s (it will be rebuilt by replay): %d bytes, "
-                                "over the %d a changelog record may take", tool, len(packed),
+                                "over the %d a snapshot may take", tool, len(packed),
                                 MAX_STATE_BYTES)
-                self.table.delete(tool, partition)
+                self._delete(tool, partition)
                 continue
             day = evaluation.next_day.get(tool)
             clock = sources.get(partition)
+            chunks = [packed[i:i + PART_BYTES] for i in range(0, len(packed), PART_BYTES)]
+            before = self._parts(tool)
             self.table.put(tool, {
                 "format": FORMAT, "code": CODE, "tool": tool,
                 "digest": self.digests.get(tool, 0),
@@ -242,8 +264,44 @@ class CaseSnapshots:
                 # The next `cases.adjudicated` offset of its partition: a restart that
                 # rewinds the case table to this snapshot re-reads from there (`Rewind`).
                 "offset": offsets.get(partition),
-                "state": packed,
+                "state": chunks[0] if chunks else "",
+                # The other parts are their own records, written in the same batch; a
+                # crash can persist some and not others, which the hash finds on load.
+                "parts": len(chunks),
+                "sha256": hashlib.sha256(packed.encode()).hexdigest(),
             }, partition)
+            for part in range(1, len(chunks)):
+                self.table.put(part_key(tool, part), {"tool": tool, "state": chunks[part]},
+                               partition)
+            for part in range(max(len(chunks), 1), before):
+                self.table.delete(part_key(tool, part), partition)
+
+    def _parts(self, tool: str) -> int:
+        """How many parts the tool's stored snapshot has (0: none)."""
+        saved = None if self.table is None else self.table.get(tool)
+        return 0 if saved is None else int(saved.get("parts", 1))
+
+    def _delete(self, tool: str, partition: int) -> None:
+        assert self.table is not None
+        for part in range(1, self._parts(tool)):
+            self.table.delete(part_key(tool, part), partition)
+        self.table.delete(tool, partition)
+
+    def _packed(self, saved: dict[str, Any]) -> str | None:
+        """The packed state of a stored snapshot, its parts joined; None if a part is
+        missing or they are not the parts it was written with (a partly persisted write)."""
+        assert self.table is not None
+        chunks = [saved["state"]]
+        for part in range(1, int(saved.get("parts", 1))):
+            stored = self.table.get(part_key(saved["tool"], part))
+            if stored is None:
+                return None
+            chunks.append(stored["state"])
+        packed = "".join(chunks)
+        expected = saved.get("sha256")  # written since snapshots have parts
+        if expected is not None and hashlib.sha256(packed.encode()).hexdigest() != expected:
+            return None
+        return packed
 
     def load(self, tool: str, monitor: PerformanceMonitor, drift: DriftBanks
              ) -> dict[str, Any] | None:
@@ -264,11 +322,15 @@ class CaseSnapshots:
             externals = {"settings": monitor.settings, **_drift_externals(drift)}
             if baseline is not None:
                 externals["baseline"] = baseline
-            try:
-                raw = _DECODE(zlib.decompress(base64.b64decode(saved["state"])))
-                state: dict[str, Any] = decode(raw, CLASSES, externals)
-            except (StateCodecError, ValueError, zlib.error) as e:
-                why = str(e)
+            packed = self._packed(saved)
+            if packed is None:
+                why = "its parts are missing or not the ones it was written with"
+            else:
+                try:
+                    raw = _DECODE(zlib.decompress(base64.b64decode(packed)))
+                    state: dict[str, Any] = decode(raw, CLASSES, externals)
+                except (StateCodecError, ValueError, zlib.error) as e:
+                    why = str(e)
         if why:
             log.warning("snapshot of %s not used, rebuilding it from its case records: %s",
                         tool, why)

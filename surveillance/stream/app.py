@@ -32,13 +32,15 @@ import asyncio
 import logging
 import os
 import time as wall
-import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
+import msgspec
 from faust.exceptions import ConsumerNotStarted
+from faust.stores.base import SerializedStore
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -48,7 +50,7 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.lifecycle import LifecycleStore
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
-from surveillance.engine.horizon import case_records
+from surveillance.engine.horizon import case_records, light_record
 from surveillance.engine.pipeline import (
     ADVERSE_TABLE,
     CASE_SNAPSHOTS,
@@ -62,7 +64,7 @@ from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, faust_consumer, topics
 from surveillance.stream.batches import take_batches
-from surveillance.stream.faust_options import WORKER_OPTIONS
+from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,8 @@ _outputs = {t: _raw_topic(t) for t in (
     topics.CASES_JOIN, topics.CASES_ADJUDICATED, topics.ALERTS, topics.SNAPSHOTS,
     *(topics.dlq(t) for t in topics.DEAD_LETTERED))}
 
-tables = {name: app.Table(name, partitions=settings.kafka.partitions)
+tables = {name: app.Table(name, partitions=settings.kafka.partitions,
+                          options=dict(TABLE_OPTIONS))  # a copy: Faust pops from it
           for name in (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)}
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
@@ -128,10 +131,6 @@ _lifecycle = LifecycleStore(settings.state_dir)
 engine.cases.lifecycle = _lifecycle.states()
 
 
-def _as_current(event: Any) -> None:
-    _current_event.set(weakref.ref(event))
-
-
 def _fatal(agent: str) -> NoReturn:
     """An agent failed on data the engine must take: a bug. Exit so the supervisor
     restarts us. A crashed Faust agent leaves the worker running but deaf (a silent
@@ -146,14 +145,14 @@ def _records(batch: Sequence[Any]) -> list[Record]:
                    e.value, e.message.headers or ()) for e in batch]
 
 
-async def apply(out: Output, batch: Sequence[Any]) -> None:
+async def apply(out: Output) -> None:
     """`stage` the batch's effects and wait until the broker acknowledged its records."""
-    sending = stage(out, batch)
+    sending = stage(out)
     if sending is not None:
         await sending
 
 
-def stage(out: Output, batch: Sequence[Any]) -> Coroutine[Any, Any, None] | None:
+def stage(out: Output) -> Coroutine[Any, Any, None] | None:
     """Write the batch's table changes and record its metrics now; return the sending of
     its changelog records and then its records through the worker's own producer (None if
     there are none), which ends once the broker acknowledged all of them (acks=all): only
@@ -163,17 +162,14 @@ def stage(out: Output, batch: Sequence[Any]) -> Coroutine[Any, Any, None] | None
     would send its changelog record through Faust's producer, one message at a time) and
     to the changelog partition of the record that caused it, in the format Faust writes
     (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
-    store is written with an event of that partition current: a disk-backed store files
-    the key under the current event's partition, as in one-at-a-time iteration. The
+    disk-backed store files the key under the change's partition (`_store_on`). The
     stores are written before the next batch is processed (the engine reads them)."""
-    by_partition = {e.message.partition: e for e in batch}
     state: list[Outgoing] = []
     for change in out.changes:
-        event = by_partition.get(change.partition)
-        if event is not None:
-            _as_current(event)
         store = tables[change.table].data
-        if change.value is not None:
+        if isinstance(store, RocksDBStore):
+            _store_on(store, change.key, change.value, change.partition)
+        elif change.value is not None:
             store[change.key] = change.value
         elif change.key in store:
             del store[change.key]
@@ -193,6 +189,19 @@ async def _send(state: list[Outgoing], outputs: list[Produce]) -> None:
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it
             stored: Any = table.data
             stored.set_persisted_offset(TP(topic, partition), offset)
+
+
+def _store_on(store: RocksDBStore, key: str, value: Any, partition: int) -> None:
+    """A change into a RocksDB store's database of `partition` (the change's changelog
+    partition, where recovery puts it too). Faust's `store[key] = value` files it under
+    the current event's partition and fails without one: a timer's changes (regulatory
+    clocks) have none, and a batch's change need not be on the partition of an event."""
+    raw = store._encode_key(key)
+    if value is None:
+        store._del(raw)  # from every partition's database it may be in
+        return
+    store._db_for_partition(partition).put(raw, store._encode_value(value))
+    store._key_index[raw] = partition
 
 
 _outbox_started: Outbox | None = None
@@ -221,11 +230,17 @@ async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
     acknowledges a batch's events only after its records are acknowledged; the outbox
     writes sends in the order they were started)."""
     async for batch in take_batches(stream, size):
+        # No current event while the engine reads: Faust's RocksDB store (0.15) reads a
+        # key only in the current event's partition, and a batch holds several
+        # partitions' events, so a case or join state of another partition read as
+        # absent (with `rocksdb://` a worker counted 261 cases of 259, a 10-day
+        # simulation). Without one it looks in every partition's store.
+        _current_event.set(None)
         try:
             if name == "case_agent":
                 _ensure_monitor()
             out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
-            sending = stage(out, batch)
+            sending = stage(out)
         except Exception:
             _fatal(name)
         if sending is not None:
@@ -308,17 +323,34 @@ def _owned(topic: str) -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
 
-def owned_records() -> list[tuple[str, CaseRecord]]:
-    """(case id, record) of the `cases.adjudicated` partitions this worker holds now."""
+_DECODE_KEY = msgspec.json.Decoder(str).decode  # a table key as Faust stores it (JSON)
+
+
+def owned_records(decode: Callable[[Any], CaseRecord] = CaseRecord.from_dict,
+                  tools: Collection[str] | None = None) -> list[tuple[str, CaseRecord]]:
+    """(case id, record) of the `cases.adjudicated` partitions this worker holds now (of
+    `tools` only, if given). The table is read as it is iterated, not copied first: with
+    the whole of a large table decoded at once a rebuild would need ~5 kB per record."""
     # Without the horizon's summary records (`~horizon:<p>`), which are no cases.
-    return case_records(list(case_table.items()), _owned(topics.CASES_ADJUDICATED))
+    items: Iterable[tuple[str, Any]] = case_table.items()
+    store: Any = case_table.data
+    if decode is light_record and isinstance(store, SerializedStore):
+        # The values as stored (JSON): `light_record` reads them without the features,
+        # Faust's decoding would build every one (~20 us a record against ~1.3).
+        items = ((_DECODE_KEY(k), v) for k, v in store._iteritems())
+    if tools is not None:
+        items = ((k, v) for k, v in items if v and v.get("tool") in tools)
+    return case_records(items, _owned(topics.CASES_ADJUDICATED), decode)
 
 
 def _ensure_monitor() -> None:
     """After an assignment, rebuild the monitor, ledger counts and drift banks from the
-    case records this worker owns (once; then kept up to date case by case)."""
+    case records this worker owns (once; then kept up to date case by case). The records
+    are kept without their drift features; a tool without a usable snapshot reads its
+    own again with them, for its drift replay."""
     if not engine.cases.ready:
-        engine.cases.rebuild(owned_records(), _owned(topics.CASES_ADJUDICATED))
+        engine.cases.rebuild(owned_records(light_record), _owned(topics.CASES_ADJUDICATED),
+                             full=lambda tools: owned_records(tools=tools))
 
 
 @app.timer(interval=settings.stream.clock_interval_seconds)
@@ -330,7 +362,7 @@ async def regulatory_clocks() -> None:
     """
     try:
         engine.cases.lifecycle = _lifecycle.states()
-        await apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)), [])
+        await apply(engine.tick(_owned(topics.ADVERSE_EVENTS), datetime.now(UTC)))
     except Exception:
         log.exception("regulatory clock check failed; retrying next tick")
 

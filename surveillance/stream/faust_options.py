@@ -28,3 +28,16 @@ WORKER_OPTIONS: dict[str, Any] = {
     "web_stats_enabled": False,
     "web_metrics_enabled": False,
 }
+
+#: Each table's RocksDB options (`SURVEILLANCE_STREAM__STORE=rocksdb://`; one database per
+#: table partition). Faust's defaults give each database a 2 GiB block cache and up to
+#: three 64 MiB memtables: a worker rebuilding a 2M-exam/yr system's tables (4 tables x
+#: its partitions, ~3M records read once) grows past the 2 GiB target on caches alone.
+#: The tables are written in batches and read by key or once per rebuild, so small
+#: caches cost little: at most 2 x 4 MiB of memtables and 8 MiB of cache per database.
+#: The memory store ignores them.
+TABLE_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 4 << 20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 8 << 20,
+}
