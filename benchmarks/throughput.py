@@ -166,6 +166,15 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
     return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1])
 
 
+def print_bulk(label: str, run: Bulk, events: int) -> None:
+    print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
+          f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
+          f"processes together {run.cpu / events * 1e6:,.1f} µs per input event "
+          f"({run.cpu:.1f} s, start-up and final idle wait included), "
+          f"{run.busy_cpu / events * 1e6:,.1f} µs from the restore to the last "
+          f"batch\n  {run.line}")
+
+
 def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
     """CPU µs per input event of each engine stage, in process (cProfile, cumulative),
     with the collector set as the worker and the bulk runner set it."""
@@ -310,6 +319,9 @@ def main() -> None:
                         help="the live worker and the ceiling only")
     parser.add_argument("--bulk-processes", type=int, default=2,
                         help="the bulk runner's processes (it is also run with 1, for scale)")
+    parser.add_argument("--bulk-only", action="store_true",
+                        help="the bulk runner in --bulk-processes processes only (for "
+                        "iterating on it; no live worker, ceiling or per-stage costs)")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -321,6 +333,13 @@ def main() -> None:
     outcomes = {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES}
                 for tool, t in truth.items()}
     state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    if args.bulk_only:
+        bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes)
+        print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
+        print_bulk(f"{args.bulk_processes} processes", bulk, len(events))
+        print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} "
+              "{:.2f} {:.2f}".format(*load_at_start, *os.getloadavg()))
+        return
     with EmbeddedBroker(log_dir=state) as broker:
         create_topics(broker.bootstrap, all_topics("surveillance", args.partitions))
         worker = WorkerProcess(broker.bootstrap, state).start()
@@ -372,12 +391,7 @@ def main() -> None:
     print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
           f"{floor:,.0f} events/s")
     for label, run in ((f"{args.bulk_processes} processes", bulk), ("1 process", alone)):
-        print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
-              f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
-              f"processes together {run.cpu / len(events) * 1e6:,.1f} µs per input event "
-              f"({run.cpu:.1f} s, start-up and final idle wait included), "
-              f"{run.busy_cpu / len(events) * 1e6:,.1f} µs from the restore to the last "
-              f"batch\n  {run.line}")
+        print_bulk(label, run, len(events))
     print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} {:.2f} "
           "{:.2f}".format(*load_at_start, *os.getloadavg()))
     print("engine per-stage CPU per input event (in process, cProfile: inflates small calls):")

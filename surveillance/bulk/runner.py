@@ -54,7 +54,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Record
+from surveillance.engine.records import Produce, Record
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
 #: The topics the engine writes and a runner reads back.
 READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
+#: Event-loop turns after a chunk's sends: enough for the producer's sender task to write
+#: them (it wakes, drains the accumulator, starts the request) before the engine's next
+#: chunk holds the loop.
+IO_TURNS = 4
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Progress:
     started: float = 0.0  # monotonic, before the tables are restored
     last_batch: float = 0.0  # monotonic, when the last batch was committed
     busy_cpu: float = 0.0  # CPU seconds of this process from `started` to `last_batch`
+    ready_cpu: float = 0.0  # the same from `started` to its first batch's start
 
 
 class BulkRunner:
@@ -100,29 +105,38 @@ class BulkRunner:
         self.tables: dict[str, dict[str, Any]] = {}
         self.engine: Engine | None = None
         self.assigned_cases: set[int] = set()
-        self.sender: BatchSender | None = None
+        self.sender: BatchSender | None = None  # the engine's records
+        self.state_sender: BatchSender | None = None  # the tables' changelogs
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
         self.progress.started = time.monotonic()
         cpu = time.process_time()
         owned = self.owned
-        self.tables = await changelog.restore(
-            self.client, self.app_id, self.config.partitions,
-            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
-             CASE_SNAPSHOTS: owned.cases})
-        self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
-        self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
                                     **self.client)
         consumer = AIOKafkaConsumer(
             group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20, **self.client)
-        await producer.start()
-        self.sender = BatchSender(producer)
-        await consumer.start()
-        try:
+            max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20,
+            fetch_max_wait_ms=changelog.FETCH_MAX_WAIT_MS, **self.client)
+
+        async def connect() -> None:
+            await asyncio.gather(producer.start(), consumer.start())
+            # Assigned now, the consumer looks up its committed offsets and starts
+            # fetching while the tables are restored.
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
+
+        try:
+            self.tables, _ = await asyncio.gather(
+                changelog.restore(
+                    self.client, self.app_id, self.config.partitions,
+                    {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases,
+                     ADVERSE_TABLE: owned.cases, CASE_SNAPSHOTS: owned.cases}),
+                connect())
+            self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
+                                 join_objects=True, metrics=False)
+            self.engine.cases.ready = False
+            self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
         finally:
@@ -147,6 +161,8 @@ class BulkRunner:
             quiet_since = None
             if self.slot is not None:
                 self.slot.busy()
+            if not self.batches:
+                self.progress.ready_cpu = time.process_time() - cpu
             await self._take(records)
             self.batches += 1
             self._crash_if("flushed")
@@ -162,49 +178,65 @@ class BulkRunner:
             progress.behind = behind
             if self.slot is not None:
                 self.slot.progress(progress.events, progress.records, behind,
-                                   progress.last_batch, progress.busy_cpu)
+                                   progress.last_batch, progress.busy_cpu, progress.ready_cpu)
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine, `chunk_records` at a time, each chunk's table
-        changes acknowledged and then its internal records sent before the next is taken
-        (a runner reading them starts on them meanwhile); returns once every send is
-        acknowledged."""
-        engine = self.engine
-        sender = self.sender
-        assert engine is not None and sender is not None
+        """One batch through the engine, `chunk_records` at a time; returns once every
+        send is acknowledged. A chunk's table changes are sent as soon as it is taken, and
+        its records once those changes are acknowledged: the engine takes the next chunk
+        meanwhile, and the records of a chunk go out before the next chunk's (the
+        partitions keep the engine's order), so another runner process starts on them
+        about one chunk later."""
+        engine, state, outputs = self.engine, self.state_sender, self.sender
+        assert engine is not None and state is not None and outputs is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
+        waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]
             out = engine.process(chunk, datetime.now(UTC), time.monotonic())
             out.apply_to(self.tables)
             for change in out.changes:
                 key, value = changelog.encode(change.key, change.value)
-                await sender.add(changelog.topic(self.app_id, change.table), key, value,
-                                 change.partition)
-            # The state first: a chunk's records go out only once the table changes that
-            # made them are acknowledged. After a crash the batch is read again, and the
-            # join, finding its inputs in the state, emits each case as it stands; were
-            # the records out without that state, a re-read in another topic interleaving
-            # (reports before AI results) could number other contents with the revisions
-            # already sent, and the case stage would drop them as not newer.
-            if out.changes:
-                await sender.flush()
-            for p in out.produce:
-                await sender.add(p.topic, p.key, p.value, p.partition,
-                                 tuple((p.headers or {}).items()))
-            # What another runner process reads goes now; the rest fills its batches
-            # until the batch ends (fewer, larger produce requests).
-            await sender.send_open(READ_BACK)
-        await sender.flush()  # acks=all: every record is on its replicas
+                await state.add(changelog.topic(self.app_id, change.table), key, value,
+                                change.partition)
+            acknowledged = await state.send_all()
+            # Let the producer hand these sends to the broker before the next chunk's
+            # work holds the event loop.
+            for _ in range(IO_TURNS):
+                await asyncio.sleep(0)
+            if waiting is not None:
+                await self._release(*waiting)
+            waiting = (acknowledged, out.produce)
+        if waiting is not None:
+            await self._release(*waiting)
+        await outputs.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
             self.on_batch(self.progress)
+
+    async def _release(self, acknowledged: list[asyncio.Future[Any]],
+                       produce: list[Produce]) -> None:
+        """A chunk's records, once the table changes that made them are acknowledged.
+        After a crash the batch is read again, and the join, finding its inputs in the
+        state, emits each case as it stands; were the records out without that state, a
+        re-read in another topic interleaving (reports before AI results) could number
+        other contents with the revisions already sent, and the case stage would drop
+        them as not newer."""
+        outputs = self.sender
+        assert outputs is not None
+        await asyncio.gather(*acknowledged)
+        for p in produce:
+            await outputs.add(p.topic, p.key, p.value, p.partition,
+                              tuple((p.headers or {}).items()))
+        # What another runner process reads goes now; the rest fills its batches until
+        # the batch ends (fewer, larger produce requests).
+        await outputs.send_open(READ_BACK)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)
@@ -226,6 +258,9 @@ class Done:
     started: float  # monotonic, before the tables were restored
     cpu: float  # CPU seconds of every runner process from `started` to the end
     processes: int
+    #: CPU seconds of this process before `started` (imports, settings, configuration):
+    #: forked after them, the runner processes do not repeat them.
+    before: float = 0.0
 
 
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
@@ -239,12 +274,13 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
         def batch_done(done: Progress) -> None:
             if on_progress is not None:
                 on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
-                                   (done.busy_cpu,)), started)
+                                   (done.busy_cpu,), (done.ready_cpu,)), started)
 
         runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
         alone = asyncio.run(runner.run())
-        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,))
-        return Done(totals, started, _cpu() - cpu, 1)
+        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,),
+                        (alone.ready_cpu,))
+        return Done(totals, started, _cpu() - cpu, 1, cpu)
 
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
@@ -257,7 +293,7 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
             on_progress(totals, started)
 
     totals = run_processes([runner_of(o) for o in owners], shown)
-    return Done(totals, started, _cpu() - cpu, len(owners))
+    return Done(totals, started, _cpu() - cpu, len(owners), cpu)
 
 
 def _cpu() -> float:
