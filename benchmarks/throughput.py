@@ -25,7 +25,10 @@
 The live worker's process CPU (user + system, from /proc) is printed per input event
 beside its wall rate, with the load average at the end of its run: the machine is often
 shared, and CPU per event moves far less with the load than events/s does.
-`--live-only` runs steps 1-3 (for iterating on the worker).
+`--live-only` runs steps 1-3 (for iterating on the worker); `--bulk-only` the bulk runner
+in `--bulk-processes` processes alone (for iterating on it; no final line). The bulk lines
+give each runner process's CPU to its last batch and to its first (start-up), the CPU
+spent before the runner started (imports), the broker's CPU and the load average.
 7. The codec alone, timed without the profiler: msgspec decode + validate (`contracts.wire`)
    against json + pydantic on the same input events, and the encode of one changed table
    key (join state, case record) as the changelog takes it.
@@ -135,6 +138,8 @@ class Bulk:
     cpu: float  # process CPU seconds of the runner processes together, start-up included
     busy_cpu: float  # the same from the tables' restore to the last batch
     line: str  # the runner's `backfill done` line
+    broker_cpu: float  # process CPU seconds of the broker while the runner ran
+    load: tuple[float, float, float]  # the load average when the runner ended
 
 
 def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Path,
@@ -146,6 +151,8 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         create_topics(broker.bootstrap, all_topics("surveillance", partitions))
         produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
         cpu_before = children_cpu()  # the broker is a child too, but still running
+        broker_pid = broker._proc.pid if broker._proc is not None else 0
+        broker_before = process_cpu(broker_pid)
         runner = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}",
                                command="backfill",
                                args=("--idle-seconds", "2", "--processes", str(processes))
@@ -154,6 +161,8 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         if runner.proc.wait(timeout=3600) != 0:
             raise SystemExit(f"the backfill failed:\n{runner.log_tail()}")
         cpu = children_cpu() - cpu_before
+        broker_cpu = process_cpu(broker_pid) - broker_before
+        load = os.getloadavg()
         done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
         seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
         busy_cpu = float(done[-1].split(" CPU ")[1].split(" s ")[0])  # all processes
@@ -163,7 +172,7 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         finally:
             worker.stop()
     ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
-    return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1])
+    return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1], broker_cpu, load)
 
 
 def print_bulk(label: str, run: Bulk, events: int) -> None:
@@ -172,7 +181,8 @@ def print_bulk(label: str, run: Bulk, events: int) -> None:
           f"processes together {run.cpu / events * 1e6:,.1f} µs per input event "
           f"({run.cpu:.1f} s, start-up and final idle wait included), "
           f"{run.busy_cpu / events * 1e6:,.1f} µs from the restore to the last "
-          f"batch\n  {run.line}")
+          f"batch; the broker's CPU meanwhile {run.broker_cpu:.1f} s; load average "
+          f"{run.load[0]:.2f} {run.load[1]:.2f} {run.load[2]:.2f}\n  {run.line}")
 
 
 def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:

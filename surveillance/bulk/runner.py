@@ -127,12 +127,19 @@ class BulkRunner:
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
 
         try:
-            self.tables, _ = await asyncio.gather(
+            # Both run to their end before either's failure is raised: the clients are
+            # then stopped once, not while starting.
+            restored, connected = await asyncio.gather(
                 changelog.restore(
                     self.client, self.app_id, self.config.partitions,
                     {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases,
                      ADVERSE_TABLE: owned.cases, CASE_SNAPSHOTS: owned.cases}),
-                connect())
+                connect(), return_exceptions=True)
+            for outcome in (restored, connected):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            assert isinstance(restored, dict)
+            self.tables = restored
             self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
                                  join_objects=True, metrics=False)
             self.engine.cases.ready = False
