@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
+from surveillance.bulk.order import in_event_time
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
 from surveillance.clinical.ledger import CaseRecord
@@ -192,9 +193,10 @@ class BulkRunner:
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine, `chunk_records` at a time; returns once every
-        send is acknowledged. A chunk's table changes are sent as soon as it is taken, and
-        its records once those changes are acknowledged: the engine takes the next chunk
+        """One batch through the engine, its input records merged by event time
+        (`bulk.order`), `chunk_records` at a time; returns once every send is
+        acknowledged. A chunk's table changes are sent as soon as it is taken, and its
+        records once those changes are acknowledged: the engine takes the next chunk
         meanwhile, and the records of a chunk go out before the next chunk's (the
         partitions keep the engine's order), so another runner process starts on them
         about one chunk later."""
@@ -202,6 +204,7 @@ class BulkRunner:
         assert engine is not None and state is not None and outputs is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
+        records = in_event_time(records, INPUTS)
         waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]
