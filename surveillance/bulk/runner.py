@@ -196,10 +196,14 @@ class BulkRunner:
         """One batch through the engine, its input records merged by event time
         (`bulk.order`), `chunk_records` at a time; returns once every send is
         acknowledged. A chunk's table changes are sent as soon as it is taken, and its
-        records once those changes are acknowledged: the engine takes the next chunk
-        meanwhile, and the records of a chunk go out before the next chunk's (the
-        partitions keep the engine's order), so another runner process starts on them
-        about one chunk later."""
+        records once those changes are acknowledged: in a process without the case
+        stage, the engine takes the next chunk meanwhile, and the records of a chunk go
+        out before the next chunk's (the partitions keep the engine's order), so another
+        runner process starts on them about one chunk later. A process with the case
+        stage waits for them before its next chunk: that chunk can hold a drift
+        calibration (seconds of CPU, ten times that on a loaded machine), and a request
+        left in flight across it can outlive the producer's request timeout (a 90-day
+        benchmark under load 19 failed so)."""
         engine, state, outputs = self.engine, self.state_sender, self.sender
         assert engine is not None and state is not None and outputs is not None
         if not engine.cases.ready:  # the case stage from the restored case table
@@ -221,7 +225,11 @@ class BulkRunner:
                 await asyncio.sleep(0)
             if waiting is not None:
                 await self._release(*waiting)
-            waiting = (acknowledged, out.produce)
+                waiting = None
+            if self.assigned_cases:
+                await self._release(acknowledged, out.produce)
+            else:
+                waiting = (acknowledged, out.produce)
         if waiting is not None:
             await self._release(*waiting)
         await outputs.flush()  # acks=all: every record is on its replicas
