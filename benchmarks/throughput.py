@@ -25,7 +25,10 @@
 The live worker's process CPU (user + system, from /proc) is printed per input event
 beside its wall rate, with the load average at the end of its run: the machine is often
 shared, and CPU per event moves far less with the load than events/s does.
-`--live-only` runs steps 1-3 (for iterating on the worker).
+`--live-only` runs steps 1-3 (for iterating on the worker); `--bulk-only` the bulk runner
+in `--bulk-processes` processes alone (for iterating on it; no final line). The bulk lines
+give each runner process's CPU to its last batch and to its first (start-up), the CPU
+spent before the runner started (imports), the broker's CPU and the load average.
 7. The codec alone, timed without the profiler: msgspec decode + validate (`contracts.wire`)
    against json + pydantic on the same input events, and the encode of one changed table
    key (join state, case record) as the changelog takes it.
@@ -135,6 +138,8 @@ class Bulk:
     cpu: float  # process CPU seconds of the runner processes together, start-up included
     busy_cpu: float  # the same from the tables' restore to the last batch
     line: str  # the runner's `backfill done` line
+    broker_cpu: float  # process CPU seconds of the broker while the runner ran
+    load: tuple[float, float, float]  # the load average when the runner ended
 
 
 def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Path,
@@ -146,6 +151,8 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         create_topics(broker.bootstrap, all_topics("surveillance", partitions))
         produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
         cpu_before = children_cpu()  # the broker is a child too, but still running
+        broker_pid = broker._proc.pid if broker._proc is not None else 0
+        broker_before = process_cpu(broker_pid)
         runner = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}",
                                command="backfill",
                                args=("--idle-seconds", "2", "--processes", str(processes))
@@ -154,6 +161,8 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         if runner.proc.wait(timeout=3600) != 0:
             raise SystemExit(f"the backfill failed:\n{runner.log_tail()}")
         cpu = children_cpu() - cpu_before
+        broker_cpu = process_cpu(broker_pid) - broker_before
+        load = os.getloadavg()
         done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
         seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
         busy_cpu = float(done[-1].split(" CPU ")[1].split(" s ")[0])  # all processes
@@ -163,7 +172,17 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         finally:
             worker.stop()
     ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
-    return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1])
+    return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1], broker_cpu, load)
+
+
+def print_bulk(label: str, run: Bulk, events: int) -> None:
+    print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
+          f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
+          f"processes together {run.cpu / events * 1e6:,.1f} µs per input event "
+          f"({run.cpu:.1f} s, start-up and final idle wait included), "
+          f"{run.busy_cpu / events * 1e6:,.1f} µs from the restore to the last "
+          f"batch; the broker's CPU meanwhile {run.broker_cpu:.1f} s; load average "
+          f"{run.load[0]:.2f} {run.load[1]:.2f} {run.load[2]:.2f}\n  {run.line}")
 
 
 def stage_costs(events: list, partitions: int) -> list[tuple[str, float]]:
@@ -310,6 +329,9 @@ def main() -> None:
                         help="the live worker and the ceiling only")
     parser.add_argument("--bulk-processes", type=int, default=2,
                         help="the bulk runner's processes (it is also run with 1, for scale)")
+    parser.add_argument("--bulk-only", action="store_true",
+                        help="the bulk runner in --bulk-processes processes only (for "
+                        "iterating on it; no live worker, ceiling or per-stage costs)")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -321,6 +343,13 @@ def main() -> None:
     outcomes = {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES}
                 for tool, t in truth.items()}
     state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    if args.bulk_only:
+        bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes)
+        print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
+        print_bulk(f"{args.bulk_processes} processes", bulk, len(events))
+        print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} "
+              "{:.2f} {:.2f}".format(*load_at_start, *os.getloadavg()))
+        return
     with EmbeddedBroker(log_dir=state) as broker:
         create_topics(broker.bootstrap, all_topics("surveillance", args.partitions))
         worker = WorkerProcess(broker.bootstrap, state).start()
@@ -372,12 +401,7 @@ def main() -> None:
     print(f"Faust floor (an agent that does nothing, same broker, worker settings): "
           f"{floor:,.0f} events/s")
     for label, run in ((f"{args.bulk_processes} processes", bulk), ("1 process", alone)):
-        print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
-              f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
-              f"processes together {run.cpu / len(events) * 1e6:,.1f} µs per input event "
-              f"({run.cpu:.1f} s, start-up and final idle wait included), "
-              f"{run.busy_cpu / len(events) * 1e6:,.1f} µs from the restore to the last "
-              f"batch\n  {run.line}")
+        print_bulk(label, run, len(events))
     print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} {:.2f} "
           "{:.2f}".format(*load_at_start, *os.getloadavg()))
     print("engine per-stage CPU per input event (in process, cProfile: inflates small calls):")

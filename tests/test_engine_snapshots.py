@@ -252,7 +252,8 @@ def _write_into(backing: dict[str, Any], path: LocalPipeline) -> dict[str, Any]:
     writer.digests = dict(stage.snapshots.digests)
     for record in path.records().values():
         writer.dirty[record.tool] = record.partition
-    writer.write(stage.monitor, stage.drift, stage.evaluation, stage.ahead, None)
+    writer.write(stage.monitor, stage.drift, stage.evaluation, stage.ahead, stage.sources,
+                 stage.offsets, None)
     assert writer.table is not None
     for change in writer.table.changes():
         if change.value is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Sequence
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -22,8 +23,11 @@ from surveillance.stream.ingest import murmur2
 Headers = Sequence[tuple[str, bytes]]
 
 
+@lru_cache(maxsize=4096)
 def default_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner for a keyed record (aiokafka's and the Java client's)."""
+    """Kafka's default partitioner for a keyed record (aiokafka's and the Java client's).
+    Kept per key: the records placed by key are keyed by tool (`cases.adjudicated`,
+    alerts, snapshots), a few keys for every case (murmur2 in Python is 3-5 µs)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -64,11 +68,16 @@ class BatchSender:
                 await self._send(tp, batch)
                 del self._open[tp]
 
-    async def flush(self) -> None:
-        """Send the open batches; return once every record added is acknowledged."""
+    async def send_all(self) -> list[asyncio.Future[Any]]:
+        """Send the open batches; the acknowledgements of every record added since the
+        last `send_all` or `flush`, not awaited."""
         await self.send_open()
         sent, self._sent = self._sent, []
-        await asyncio.gather(*sent)
+        return sent
+
+    async def flush(self) -> None:
+        """Send the open batches; return once every record added is acknowledged."""
+        await asyncio.gather(*await self.send_all())
 
     async def _send(self, tp: tuple[str, int], batch: Any) -> None:
         batch.close()

@@ -23,13 +23,21 @@ from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_SNAPSHOTS, CASE_TAB
 TABLES = (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
+#: How long a fetch may wait at the broker for records. Short: the embedded broker
+#: (Tansu 0.6) answers a fetch only when this runs out, even once records have come (a
+#: 500 ms wait, the client's default, delayed every hand-over between the runner
+#: processes by up to half a second); Apache Kafka answers as soon as records come, so
+#: this costs it only more empty fetches while a runner is idle.
+FETCH_MAX_WAIT_MS = 20
 
 
 def topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
 
-def encode(key: str, value: dict[str, Any] | None) -> tuple[bytes, bytes | None]:
+def encode(key: str, value: Any) -> tuple[bytes, bytes | None]:
+    """A table key and value (a dict, or a msgspec struct: the same JSON) as their
+    changelog record's key and value."""
     return _ENCODE(key), None if value is None else _ENCODE(value)
 
 
@@ -66,13 +74,17 @@ async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int
            for p in (range(partitions) if owned is None else sorted(owned[t]))}
     if not tps:
         return tables
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **consumer_options)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None,
+                                fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **consumer_options)
     await consumer.start()
     try:
-        consumer.assign(list(tps))
-        await consumer.seek_to_beginning(*tps)
+        # The ends before the assignment: once assigned, the consumer's fetches start,
+        # and a broker that answers one connection's requests in order (the embedded
+        # one) holds the offsets request behind a fetch waiting on an empty partition.
         ends = await consumer.end_offsets(list(tps))
         todo = {tp for tp in tps if ends[tp] > 0}
+        consumer.assign(list(tps))
+        await consumer.seek_to_beginning(*tps)
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10_000)
             for tp, messages in batch.items():

@@ -108,4 +108,6 @@ def backfill(
           f"{busy:.1f} s, {totals.events / busy:,.0f} events/s; {done.processes} "
           f"process(es), CPU {sum(totals.busy_cpu):.2f} s to the last batch ("
           f"{' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}), {done.cpu:.2f} s "
-          "with the final idle wait")
+          f"with the final idle wait; start-up CPU {done.before:.2f} s before the runner "
+          f"(imports, settings), {' + '.join(f'{c:.2f}' for c in totals.ready_cpu)} s "
+          "from its start to the first batch")

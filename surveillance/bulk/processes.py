@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-EVENTS, RECORDS, BEHIND, LAST_BATCH, BUSY_CPU, QUIET_SINCE, CHECKED_AT = range(7)
-FIELDS = 7
+EVENTS, RECORDS, BEHIND, LAST_BATCH, BUSY_CPU, QUIET_SINCE, CHECKED_AT, READY_CPU = range(8)
+FIELDS = 8
 _PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.1
 
@@ -53,6 +53,8 @@ class Totals:
     #: CPU seconds of each runner process from its start to its last batch (with enough
     #: cores, the busy wall time is at least the largest: how well the stages balance).
     busy_cpu: tuple[float, ...]
+    #: CPU seconds of each from its start to its first batch (restore, connections).
+    ready_cpu: tuple[float, ...] = ()
 
 
 class Slot:
@@ -64,10 +66,10 @@ class Slot:
         self.stop = stop
 
     def progress(self, events: int, records: int, behind: int, last_batch: float,
-                 busy_cpu: float) -> None:
+                 busy_cpu: float, ready_cpu: float) -> None:
         s, b = self.shared, self.base
         s[b + EVENTS], s[b + RECORDS], s[b + BEHIND] = events, records, behind
-        s[b + LAST_BATCH], s[b + BUSY_CPU] = last_batch, busy_cpu
+        s[b + LAST_BATCH], s[b + BUSY_CPU], s[b + READY_CPU] = last_batch, busy_cpu, ready_cpu
 
     def busy(self) -> None:
         self.shared[self.base + QUIET_SINCE] = 0.0
@@ -96,7 +98,8 @@ def totals(shared: Any, processes: int) -> Totals:
         return [shared[i * FIELDS + f] for i in range(processes)]
 
     return Totals(int(sum(field(EVENTS))), int(sum(field(RECORDS))),
-                  int(sum(field(BEHIND))), max(field(LAST_BATCH)), tuple(field(BUSY_CPU)))
+                  int(sum(field(BEHIND))), max(field(LAST_BATCH)), tuple(field(BUSY_CPU)),
+                  tuple(field(READY_CPU)))
 
 
 def run_processes(runners: list[Callable[[Slot], None]],

@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
+from surveillance.bulk.order import in_event_time
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
 from surveillance.clinical.ledger import CaseRecord
@@ -54,7 +55,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Change, Record
+from surveillance.engine.records import Change, Produce, Record
 from surveillance.engine.snapshots import Rewind
 from surveillance.stream import topics
 
@@ -64,6 +65,10 @@ log = logging.getLogger(__name__)
 INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
 #: The topics the engine writes and a runner reads back.
 READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
+#: Event-loop turns after a chunk's sends: enough for the producer's sender task to write
+#: them (it wakes, drains the accumulator, starts the request) before the engine's next
+#: chunk holds the loop.
+IO_TURNS = 4
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Progress:
     started: float = 0.0  # monotonic, before the tables are restored
     last_batch: float = 0.0  # monotonic, when the last batch was committed
     busy_cpu: float = 0.0  # CPU seconds of this process from `started` to `last_batch`
+    ready_cpu: float = 0.0  # the same from `started` to its first batch's start
 
 
 class BulkRunner:
@@ -101,7 +107,8 @@ class BulkRunner:
         self.tables: dict[str, dict[str, Any]] = {}
         self.engine: Engine | None = None
         self.assigned_cases: set[int] = set()
-        self.sender: BatchSender | None = None
+        self.sender: BatchSender | None = None  # the engine's records
+        self.state_sender: BatchSender | None = None  # the tables' changelogs
         #: `cases.adjudicated` partitions to read again from an offset before the
         #: committed one: their case table was rewound to a snapshot (`Rewind`).
         self._seek: dict[int, int] = {}
@@ -111,41 +118,36 @@ class BulkRunner:
         self.progress.started = time.monotonic()
         cpu = time.process_time()
         owned = self.owned
-        # The snapshots first: the case table is then read back to each tool's (`Rewind`).
-        none: tuple[int, ...] = ()
-        snapshots = (await changelog.restore(
-            self.client, self.app_id, self.config.partitions,
-            {JOIN_TABLE: none, CASE_TABLE: none, ADVERSE_TABLE: none,
-             CASE_SNAPSHOTS: owned.cases}))[CASE_SNAPSHOTS]
-        rewind = Rewind(snapshots)
-        self.tables = await changelog.restore(
-            self.client, self.app_id, self.config.partitions,
-            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
-             CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
-        self.tables[CASE_SNAPSHOTS] = snapshots
-        undo, self._seek = rewind.undo()
-        for key, value in undo.items():
-            if value is None:
-                self.tables[CASE_TABLE].pop(key, None)
-            else:
-                self.tables[CASE_TABLE][key] = value
-        self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES))
-        self.engine.cases.ready = False
         producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
                                     **self.client)
         consumer = AIOKafkaConsumer(
             group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20, **self.client)
-        await producer.start()
-        self.sender = BatchSender(producer)
-        await consumer.start()
-        try:
+            max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20,
+            fetch_max_wait_ms=changelog.FETCH_MAX_WAIT_MS, **self.client)
+
+        async def connect() -> None:
+            await asyncio.gather(producer.start(), consumer.start())
+            # Assigned now, the consumer looks up its committed offsets and starts
+            # fetching while the tables are restored.
             consumer.assign([TopicPartition(t, p) for t, p in owned.topic_partitions()])
+
+        try:
+            # Both run to their end before either's failure is raised: the clients are
+            # then stopped once, not while starting.
+            restored, connected = await asyncio.gather(
+                self._restore(), connect(), return_exceptions=True)
+            for outcome in (restored, connected):
+                if isinstance(outcome, BaseException):
+                    raise outcome
             for partition, offset in self._seek.items():
                 tp = TopicPartition(topics.CASES_ADJUDICATED, partition)
                 committed = await consumer.committed(tp)
                 if committed is None or offset < committed:
                     consumer.seek(tp, offset)
+            self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
+                                 join_objects=True, metrics=False)
+            self.engine.cases.ready = False
+            self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
             # Caught up: the snapshot of every tool changed since its last one, so a
@@ -153,8 +155,7 @@ class BulkRunner:
             # not match the case table).
             out = self.engine.snapshot()
             out.apply_to(self.tables)
-            await self._send_changes(out.changes)
-            await self.sender.flush()
+            await asyncio.gather(*await self._send_changes(out.changes))
         finally:
             await consumer.stop()
             await producer.stop()
@@ -177,6 +178,8 @@ class BulkRunner:
             quiet_since = None
             if self.slot is not None:
                 self.slot.busy()
+            if not self.batches:
+                self.progress.ready_cpu = time.process_time() - cpu
             await self._take(records)
             self.batches += 1
             self._crash_if("flushed")
@@ -192,65 +195,119 @@ class BulkRunner:
             progress.behind = behind
             if self.slot is not None:
                 self.slot.progress(progress.events, progress.records, behind,
-                                   progress.last_batch, progress.busy_cpu)
+                                   progress.last_batch, progress.busy_cpu, progress.ready_cpu)
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine, `chunk_records` at a time, each chunk's table
-        changes acknowledged and then its internal records sent before the next is taken
-        (a runner reading them starts on them meanwhile); returns once every send is
-        acknowledged."""
-        engine = self.engine
-        sender = self.sender
-        assert engine is not None and sender is not None
+        """One batch through the engine, its input records merged by event time
+        (`bulk.order`), `chunk_records` at a time; returns once every send is
+        acknowledged. A chunk's table changes are sent as soon as it is taken, and its
+        records once those changes are acknowledged: in a process without the case
+        stage, the engine takes the next chunk meanwhile, and the records of a chunk go
+        out before the next chunk's (the partitions keep the engine's order), so another
+        runner process starts on them about one chunk later. A process with the case
+        stage waits for them before its next chunk: that chunk can hold a drift
+        calibration (seconds of CPU, ten times that on a loaded machine), and a request
+        left in flight across it can outlive the producer's request timeout (a 90-day
+        benchmark under load 19 failed so)."""
+        engine, state, outputs = self.engine, self.state_sender, self.sender
+        assert engine is not None and state is not None and outputs is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
+        records = in_event_time(records, INPUTS)
+        waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]
             out = engine.process(chunk, datetime.now(UTC), time.monotonic())
             out.apply_to(self.tables)
-            await self._send_changes(out.changes)
-            # The state first: a chunk's records go out only once the table changes that
-            # made them are acknowledged. After a crash the batch is read again, and the
-            # join, finding its inputs in the state, emits each case as it stands; were
-            # the records out without that state, a re-read in another topic interleaving
-            # (reports before AI results) could number other contents with the revisions
-            # already sent, and the case stage would drop them as not newer.
-            if out.changes:
-                await sender.flush()
-            for p in out.produce:
-                await sender.add(p.topic, p.key, p.value, p.partition,
-                                 tuple((p.headers or {}).items()))
-            # What another runner process reads goes now; the rest fills its batches
-            # until the batch ends (fewer, larger produce requests).
-            await sender.send_open(READ_BACK)
-        await sender.flush()  # acks=all: every record is on its replicas
+            acknowledged = await self._send_changes(out.changes)
+            # Let the producer hand these sends to the broker before the next chunk's
+            # work holds the event loop.
+            for _ in range(IO_TURNS):
+                await asyncio.sleep(0)
+            if waiting is not None:
+                await self._release(*waiting)
+                waiting = None
+            if self.assigned_cases:
+                await self._release(acknowledged, out.produce)
+            else:
+                waiting = (acknowledged, out.produce)
+        if waiting is not None:
+            await self._release(*waiting)
+        await outputs.flush()  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
             self.on_batch(self.progress)
 
-    async def _send_changes(self, changes: list[Change]) -> None:
+    async def _restore(self) -> None:
+        """The tables from their changelogs, the case table as each tool's snapshot saw
+        it (`Rewind`); sets the partitions to read again (`_seek`)."""
+        owned = self.owned
+        # The snapshots first: the case table is then read back to each tool's (`Rewind`).
+        none: tuple[int, ...] = ()
+        snapshots = (await changelog.restore(
+            self.client, self.app_id, self.config.partitions,
+            {JOIN_TABLE: none, CASE_TABLE: none, ADVERSE_TABLE: none,
+             CASE_SNAPSHOTS: owned.cases}))[CASE_SNAPSHOTS]
+        rewind = Rewind(snapshots)
+        tables = await changelog.restore(
+            self.client, self.app_id, self.config.partitions,
+            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
+             CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
+        tables[CASE_SNAPSHOTS] = snapshots
+        undo, self._seek = rewind.undo()
+        for key, value in undo.items():
+            if value is None:
+                tables[CASE_TABLE].pop(key, None)
+            else:
+                tables[CASE_TABLE][key] = value
+        self.tables = tables
+
+    async def _send_changes(self, changes: list[Change]) -> list[asyncio.Future[Any]]:
         """Table changes to their changelogs, the case snapshots only once the rest are
         acknowledged: a snapshot on the log with some of the case-table changes it was
         taken after lost (a kill between the sends) would match no state of the table,
         and its tools would be replayed (`engine.snapshots.Rewind` finds the table as a
-        snapshot saw it only if that state was on the log)."""
-        sender = self.sender
-        assert sender is not None
+        snapshot saw it only if that state was on the log). Returns the acknowledgements
+        of all of them."""
+        state = self.state_sender
+        assert state is not None
         rest = [c for c in changes if c.table != CASE_SNAPSHOTS]
         snapshots = [c for c in changes if c.table == CASE_SNAPSHOTS]
         for change in rest:
-            await sender.add(changelog.topic(self.app_id, change.table),
-                             *changelog.encode(change.key, change.value), change.partition)
-        if rest and snapshots:
-            await sender.flush()
-        for change in snapshots:
-            await sender.add(changelog.topic(self.app_id, change.table),
-                             *changelog.encode(change.key, change.value), change.partition)
+            await state.add(changelog.topic(self.app_id, change.table),
+                            *changelog.encode(change.key, change.value), change.partition)
+        acknowledged = await state.send_all()
+        if snapshots:
+            if acknowledged:
+                await asyncio.gather(*acknowledged)
+            for change in snapshots:
+                await state.add(changelog.topic(self.app_id, change.table),
+                                *changelog.encode(change.key, change.value), change.partition)
+            acknowledged += await state.send_all()
+        return acknowledged
+
+    async def _release(self, acknowledged: list[asyncio.Future[Any]],
+                       produce: list[Produce]) -> None:
+        """A chunk's records, once the table changes that made them are acknowledged.
+        After a crash the batch is read again, and the join, finding its inputs in the
+        state, emits each case as it stands; were the records out without that state, a
+        re-read in another topic interleaving (reports before AI results) could number
+        other contents with the revisions already sent, and the case stage would drop
+        them as not newer."""
+        outputs = self.sender
+        assert outputs is not None
+        await asyncio.gather(*acknowledged)
+        for p in produce:
+            await outputs.add(p.topic, p.key, p.value, p.partition,
+                              tuple((p.headers or {}).items()))
+        # What another runner process reads goes now; the rest fills its batches until
+        # the batch ends (fewer, larger produce requests).
+        await outputs.send_open(READ_BACK)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)
@@ -272,6 +329,9 @@ class Done:
     started: float  # monotonic, before the tables were restored
     cpu: float  # CPU seconds of every runner process from `started` to the end
     processes: int
+    #: CPU seconds of this process before `started` (imports, settings, configuration):
+    #: forked after them, the runner processes do not repeat them.
+    before: float = 0.0
 
 
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
@@ -285,12 +345,13 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
         def batch_done(done: Progress) -> None:
             if on_progress is not None:
                 on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
-                                   (done.busy_cpu,)), started)
+                                   (done.busy_cpu,), (done.ready_cpu,)), started)
 
         runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
         alone = asyncio.run(runner.run())
-        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,))
-        return Done(totals, started, _cpu() - cpu, 1)
+        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,),
+                        (alone.ready_cpu,))
+        return Done(totals, started, _cpu() - cpu, 1, cpu)
 
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
@@ -303,7 +364,7 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
             on_progress(totals, started)
 
     totals = run_processes([runner_of(o) for o in owners], shown)
-    return Done(totals, started, _cpu() - cpu, len(owners))
+    return Done(totals, started, _cpu() - cpu, len(owners), cpu)
 
 
 def _cpu() -> float:

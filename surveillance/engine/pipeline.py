@@ -12,7 +12,7 @@ from surveillance.engine.adverse import AdverseStage
 from surveillance.engine.cases import CaseStage
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.join import JoinStage
-from surveillance.engine.records import Output, Record
+from surveillance.engine.records import Output, Record, Unmetered
 from surveillance.engine.snapshots import TABLE as SNAPSHOT_TABLE
 from surveillance.engine.tables import Table
 from surveillance.stream import topics
@@ -27,6 +27,10 @@ def _same(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
+def _itself(value: Any) -> Any:
+    return value
+
+
 class Engine:
     """Records in, effects out (`records.Output`). The backing mappings hold the persisted
     state of each table (JSON-ready dicts, the changelog format); the caller persists each
@@ -34,10 +38,17 @@ class Engine:
 
     def __init__(self, config: EngineConfig, join_state: Mapping[str, Any],
                  case_state: Mapping[str, Any], adverse_state: Mapping[str, Any],
-                 case_snapshots: Mapping[str, Any] | None = None) -> None:
+                 case_snapshots: Mapping[str, Any] | None = None, *,
+                 join_objects: bool = False, metrics: bool = True) -> None:
+        """`join_objects`: the join table's changes carry the `JoinState` objects
+        themselves, not their dicts, and its backing may hold either: for a caller that
+        writes the changelog with msgspec, which encodes an object to the same JSON as its
+        dict (the bulk runner; 10 µs less per input event, the dict made and read back).
+        `metrics` False: the outputs carry no metric calls."""
         self.config = config
+        self._output: type[Output] = Output if metrics else Unmetered
         self.join_table = Table(JOIN_TABLE, join_state, JoinState.from_dict,
-                                JoinState.as_dict)
+                                _itself if join_objects else JoinState.as_dict)
         self.case_table = Table(CASE_TABLE, case_state, CaseRecord.from_dict,
                                 CaseRecord.as_dict)
         self.adverse_table = Table(ADVERSE_TABLE, adverse_state, _same, _same)
@@ -61,7 +72,7 @@ class Engine:
     def process(self, records: Iterable[Record], now: datetime, mono: float) -> Output:
         """One batch: `now` is the wall clock (UTC) and `mono` a monotonic clock in seconds,
         read once for the batch."""
-        out = Output()
+        out = self._output()
         for record in records:
             self._take(record, now, mono, out)
         self.cases.flush(mono)
@@ -69,7 +80,7 @@ class Engine:
 
     def tick(self, owned_adverse_partitions: Collection[int], now: datetime) -> Output:
         """The periodic regulatory-clock check of the adverse reports owned."""
-        out = Output()
+        out = self._output()
         self.adverse.tick(owned_adverse_partitions, now, out)
         return self._flush(out)
 
@@ -77,7 +88,7 @@ class Engine:
         """The state snapshot of every tool changed since its last one, now (before a
         planned hand-over: a shutdown, the end of a backfill)."""
         self.cases.flush(None)
-        return self._flush(Output())
+        return self._flush(self._output())
 
     def _take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
         if record.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL):

@@ -2,8 +2,10 @@
 
 The backing mapping is whatever holds the state between batches (a Faust table in the
 worker, a dict in tests and in the bulk runner); it holds JSON-ready dicts, the format of
-the changelog topics. Writes stay here, as objects, until the batch ends: reads inside
-the batch see them, and each changed key is written out once (`changes`).
+the changelog topics (or, where the caller asks, the objects themselves: `encode` is then
+the identity and `decode` takes either). Writes stay here, as objects, until the batch
+ends: reads inside the batch see them, and each changed key is written out once
+(`changes`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ _DELETED = object()
 class Table(Generic[V]):
     def __init__(
         self, name: str, backing: Mapping[str, Any],
-        decode: Callable[[Any], V], encode: Callable[[V], dict[str, Any]],
+        decode: Callable[[Any], V], encode: Callable[[V], Any],
     ) -> None:
         self.name = name
         self.backing = backing
