@@ -1,9 +1,13 @@
-"""The drift bank's view of a stored case (`stream.case_features.ai_result_of`), built
-without pydantic's validation, against the validated model (the old path, written out
-here as the oracle) on generated cases: every case `internal.read_case` takes (valid
-ones, and mutated ones it still accepts) gives an AI result that pydantic accepts, with
-the same values of the same types, the same fields set and the same JSON, also after the
-record's round trip through the changelog's JSON (a rebuild reads those)."""
+"""Models the hot path builds without pydantic's validation (`contracts.base.trusted`),
+against the validated model (the old path, written out here as the oracle):
+
+- the drift bank's view of a stored case (`stream.case_features.ai_result_of`), on
+  generated cases: every case `internal.read_case` takes (valid ones, and mutated ones it
+  still accepts) gives an AI result that pydantic accepts, with the same values of the
+  same types, the same fields set and the same JSON, also after the record's round trip
+  through the changelog's JSON (a rebuild reads those);
+- a daily evaluation's agreement snapshot (`daily_evaluation.agreement_snapshot`), on
+  generated identifiers, times and figures (ints where floats go, empty figures)."""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import msgspec
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from surveillance.clinical.daily_evaluation import agreement_snapshot
 from surveillance.clinical.ledger import CaseRecord, record_of
-from surveillance.contracts import Acquisition, AIResult, Scanner
+from surveillance.clinical.monitor_alerts import bounded_id
+from surveillance.contracts import Acquisition, AIResult, MetricSnapshot, Scanner
 from surveillance.stream import internal
 from surveillance.stream.case_features import ai_result_of
 from surveillance.stream.ingest import Rejected
@@ -24,6 +30,8 @@ from tests.test_contracts_wire import (
     HEADERS,
     SETTINGS,
     adjudicated_case,
+    aware,
+    ident,
     mutated,
     valid_bytes,
 )
@@ -77,3 +85,28 @@ def test_the_unvalidated_view_equals_the_validated_model(raw: bytes) -> None:
         assert got == expected
         assert typed(got) == typed(expected)
         assert got.model_dump_json() == expected.model_dump_json()
+
+
+number = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.integers(-10**6, 10**6))
+
+
+@SETTINGS
+@given(st.lists(ident, min_size=3, max_size=3), st.sampled_from(["7d", "30d", "last200"]),
+       st.sampled_from(["sensitivity", "ppv", "kappa"]), aware, st.none() | number,
+       st.none() | st.tuples(number, number), st.integers(0, 10**9))
+def test_the_unvalidated_snapshot_equals_the_validated_model(
+        names: list[str], window: str, metric: str, now: Any, value: Any, interval: Any,
+        n: int) -> None:
+    tool, version, site = names
+    snapshot_id = bounded_id("agreement", tool, version, site, window, metric,
+                             now.date().isoformat())
+    got = agreement_snapshot(snapshot_id, now, tool, version, site, window, metric, value,
+                             interval, n)
+    expected = MetricSnapshot(
+        snapshot_id=snapshot_id, kind="agreement", at=now, tool_id=tool,
+        software_version=version, site=site, window=window, metric=metric, value=value,
+        lower=None if interval is None else interval[0],
+        upper=None if interval is None else interval[1], n=n)
+    assert got == expected
+    assert typed(got) == typed(expected)
+    assert got.model_dump_json() == expected.model_dump_json()
