@@ -36,6 +36,7 @@ from surveillance.clinical.monitor_state import (
 )
 from surveillance.clinical.verdicts import METRICS, VerdictKind, judge
 from surveillance.contracts import Alert, MetricSnapshot
+from surveillance.contracts.base import trusted
 from surveillance.stats.agreement import Confusion, Estimate
 from surveillance.stats.windows import utc_day
 
@@ -165,23 +166,32 @@ def _snapshots(
     for window, label in labelled:
         confusion = windows.window(site_key(tool, version, site), window, now).confusion
         for metric, value, interval, n in figures(confusion):
-            out.append(
-                MetricSnapshot(
-                    snapshot_id=bounded_id("agreement", tool, version, site, label, metric, day),
-                    kind="agreement",
-                    at=now,
-                    tool_id=tool,
-                    software_version=version,
-                    site=site,
-                    window=label,
-                    metric=metric,
-                    value=value,
-                    lower=None if interval is None else interval[0],
-                    upper=None if interval is None else interval[1],
-                    n=n,
-                )
-            )
+            out.append(agreement_snapshot(
+                bounded_id("agreement", tool, version, site, label, metric, day), now, tool,
+                version, site, label, metric, value, interval, n))
     return out
+
+
+_AGREEMENT_SET = frozenset({"snapshot_id", "kind", "at", "tool_id", "software_version", "site",
+                            "window", "metric", "value", "lower", "upper", "n"})
+
+
+def agreement_snapshot(
+    snapshot_id: str, now: datetime, tool: str, version: str, site: str, window: str,
+    metric: str, value: float | None, interval: tuple[float, float] | None, n: int,
+) -> MetricSnapshot:
+    """One agreement figure's snapshot, as `MetricSnapshot(...)` validates it, without the
+    validation (`contracts.base.trusted`): a daily evaluation makes 28 per site and
+    version, and validating them was about a third of its snapshots' cost. Every string
+    is an identifier validated on input or one of ours, the id is bounded (`bounded_id`),
+    the numbers are made the types validation gives (`tests/test_trusted_models.py`)."""
+    return trusted(MetricSnapshot, {
+        "snapshot_id": snapshot_id, "kind": "agreement", "at": now, "tool_id": tool,
+        "software_version": version, "site": site, "window": window, "metric": metric,
+        "detector": None, "subgroup": None, "value": None if value is None else float(value),
+        "lower": None if interval is None else float(interval[0]),
+        "upper": None if interval is None else float(interval[1]), "n": int(n),
+    }, set(_AGREEMENT_SET))
 
 
 def chart_states(record: VersionRecord) -> list[ChartState]:

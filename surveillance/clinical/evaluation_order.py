@@ -30,6 +30,7 @@ was evaluated (the grace, `engine.evaluation`).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -63,6 +64,13 @@ class _Waiting:
     #: Revisions not taken yet, in revision order: (effect time, case, its record).
     revisions: list[tuple[float, AnyAdjudicatedCase, CaseRecord]] = field(default_factory=list)
 
+    def due_from(self) -> float:
+        """The earliest cut (POSIX s) before which `due` takes something of this case: its
+        first waiting revision's effect time, or, while the monitor holds nothing of it,
+        that revision's AI call (a pending stand-in; effect times are never earlier)."""
+        first = self.revisions[0]
+        return first[2].inference_ts if self.applied is None else first[0]
+
 
 class EvaluationQueue:
     """Per tool, the case revisions the monitor has not taken yet."""
@@ -70,6 +78,10 @@ class EvaluationQueue:
     def __init__(self, unlabelled_after: timedelta) -> None:
         self._unlabelled_after = unlabelled_after.total_seconds()
         self._tools: dict[str, dict[str, _Waiting]] = {}
+        #: Per tool, (`due_from`, case id) of its waiting cases, a heap: `due` visits only
+        #: the cases it takes something of, not every case waiting (most wait for a
+        #: report). An entry whose case has moved on since is skipped when popped.
+        self._next: dict[str, list[tuple[float, str]]] = {}
 
     def __len__(self) -> int:
         return sum(len(w.revisions) for cases in self._tools.values() for w in cases.values())
@@ -85,10 +97,16 @@ class EvaluationQueue:
             held = 0.0 if previous is None else effect_ts(
                 previous.outcome, previous.inference_ts, previous.labelled_ts, after)
             waiting = cases[case.case_id] = _Waiting(previous, held)
+            fresh = True
+        else:
+            fresh = False
         floor = waiting.revisions[-1][0] if waiting.revisions else waiting.applied_effect
         own = effect_ts(record.outcome, record.inference_ts, record.labelled_ts,
                         self._unlabelled_after)
         waiting.revisions.append((max(own, floor), case, record))
+        if fresh:  # a later revision leaves the first one, and so `due_from`, unchanged
+            heapq.heappush(self._next.setdefault(case.tool_id, []),
+                           (waiting.due_from(), case.case_id))
 
     def first_day(self, tool: str) -> date | None:
         """The UTC day of the earliest AI call waiting for `tool` (None: nothing waits)."""
@@ -108,7 +126,13 @@ class EvaluationQueue:
             return []
         end = cut.timestamp()
         taken: list[tuple[float, str, CaseRecord | None, AnyAdjudicatedCase, CaseRecord]] = []
-        for case_id, waiting in list(cases.items()):
+        heap = self._next.setdefault(tool, [])
+        kept: list[str] = []
+        while heap and heap[0][0] < end:
+            due_from, case_id = heapq.heappop(heap)
+            waiting = cases.get(case_id)
+            if waiting is None or waiting.due_from() != due_from:
+                continue  # taken or moved on since this entry was pushed
             revisions = waiting.revisions
             last = -1
             for i, (effect, _case, _record) in enumerate(revisions):
@@ -126,12 +150,17 @@ class EvaluationQueue:
                 waiting.applied, waiting.applied_effect = stand_in[1], record.inference_ts
             if not revisions:
                 del cases[case_id]
+            else:
+                kept.append(case_id)
+        for case_id in kept:  # after the loop: their `due_from` is now at `end` or later
+            heapq.heappush(heap, (cases[case_id].due_from(), case_id))
         taken.sort(key=lambda t: (t[0], t[1]))
         return [(applied, case, record) for _effect, _id, applied, case, record in taken]
 
     def forget(self) -> None:
         """Drop everything waiting (a rebuild counts the stored records instead)."""
         self._tools.clear()
+        self._next.clear()
 
     def of_tool(self, tool: str) -> dict[str, _Waiting]:
         """What waits for `tool` (for its state snapshot, `engine.snapshots`)."""
@@ -141,8 +170,12 @@ class EvaluationQueue:
         """Put back what waited for `tool` when its snapshot was written."""
         if waiting:
             self._tools[tool] = waiting
+            heap = [(w.due_from(), case_id) for case_id, w in waiting.items()]
+            heapq.heapify(heap)
+            self._next[tool] = heap
         else:
             self._tools.pop(tool, None)
+            self._next.pop(tool, None)
 
 
 def _pending(case: AnyAdjudicatedCase, record: CaseRecord

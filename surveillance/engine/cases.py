@@ -140,7 +140,9 @@ class CaseStage:
                               record.partition)
         self.horizon.track(case.case_id, stored, new=previous is None)
         out.metric("case", case.tool_id, case.software_version, case.site, case.outcome)
-        ahead = self.ahead.setdefault(record.partition, AheadCases())
+        ahead = self.ahead.get(record.partition)
+        if ahead is None:  # not `setdefault`: that would make one per record
+            ahead = self.ahead[record.partition] = AheadCases()
         held = ahead.hold(case, previous is None, reached)
         alerts = [] if held else self._monitor_case(previous, case, stored, out)
         clock = watermark.low(mono)

@@ -52,6 +52,9 @@ class DailyEvaluation:
         #: Per tool evaluated in this batch, its latest snapshot per figure: the gauges are
         #: set once per batch (`flush`), with the values the last evaluation left.
         self._gauges: dict[str, dict[tuple[object, ...], MetricSnapshot]] = {}
+        #: Per tool, (next day, the clock that makes it due): `maybe` runs once per case
+        #: record and, between two days, only compares the clock with this.
+        self._due_at: dict[str, tuple[date, datetime]] = {}
 
     def take(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
              record: CaseRecord) -> None:
@@ -67,7 +70,13 @@ class DailyEvaluation:
         """Evaluate each day of `tool` whose end `clock` has passed by the grace, in turn;
         the alerts (the monitor's on taking the cases, then the day's)."""
         day = self.next_day.get(tool)
-        if day is None:
+        if day is not None:
+            due = self._due_at.get(tool)
+            if due is None or due[0] != day:  # a new day, or one a snapshot restored
+                due = self._due_at[tool] = (day, _start(day) + _DAY + self.grace)
+            if clock < due[1]:
+                return []
+        else:
             # From the earliest case day waiting, fixed when that day is due (every case
             # of an earlier day has arrived by then: no earlier day has anything to
             # publish); after a rebuild (a restart), from the latest case day the monitor
