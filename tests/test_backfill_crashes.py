@@ -389,7 +389,7 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
       after are acknowledged, hold their partition's next offset, and are all written
       when the backfill is caught up; a restarted runner rewinds the case table to each
       tool's snapshot and reads its partition again from the snapshot's offset
-      (`engine.snapshots.Rewind`), so no tool is replayed: the monitor keeps its
+      (`engine.rewind.Rewind`), so no tool is replayed: the monitor keeps its
       verdicts, episodes, charts and the revisions each case went through (the runners'
       and the worker's logs of a run say "not used" or "rewound" for each exception);
     - the snapshot holds the case clock (`SourceWatermark.state`), so a restarted process

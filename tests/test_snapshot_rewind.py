@@ -1,5 +1,5 @@
 """A restarted bulk runner finds the case table as each tool's snapshot saw it
-(`engine.snapshots.Rewind`), and the case clock as it stood (`SourceWatermark.state`).
+(`engine.rewind.Rewind`), and the case clock as it stood (`SourceWatermark.state`).
 
 Pure: the changelog is a generated list of case-table changes, the snapshot digests are
 computed from the table at generated points (`snapshots.table_digests`, as the case stage
@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine.horizon import summary_key
-from surveillance.engine.snapshots import FORMAT, Rewind, table_digests
+from surveillance.engine.rewind import Rewind
+from surveillance.engine.snapshots import FORMAT, table_digests
 from surveillance.stream.watermark import SourceWatermark
 
 TOOLS = ("ich-triage", "pe-detect", "all")  # "all": a tool id that is also a site's

@@ -56,7 +56,7 @@ from surveillance.engine.pipeline import (
     Engine,
 )
 from surveillance.engine.records import Change, Produce, Record
-from surveillance.engine.snapshots import Rewind
+from surveillance.engine.rewind import Rewind
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ class BulkRunner:
         """Table changes to their changelogs, the case snapshots only once the rest are
         acknowledged: a snapshot on the log with some of the case-table changes it was
         taken after lost (a kill between the sends) would match no state of the table,
-        and its tools would be replayed (`engine.snapshots.Rewind` finds the table as a
+        and its tools would be replayed (`engine.rewind.Rewind` finds the table as a
         snapshot saw it only if that state was on the log). Returns the acknowledgements
         of all of them."""
         state = self.state_sender

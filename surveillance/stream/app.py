@@ -37,10 +37,8 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
-import msgspec
 from faust.exceptions import ConsumerNotStarted
 from faust.stores.base import SerializedStore
-from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -66,6 +64,7 @@ from surveillance.stream import effects, faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
+from surveillance.stream.table_stores import raw_items, write_change
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +161,11 @@ def stage(out: Output) -> Coroutine[Any, Any, None] | None:
     would send its changelog record through Faust's producer, one message at a time) and
     to the changelog partition of the record that caused it, in the format Faust writes
     (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
-    disk-backed store files the key under the change's partition (`_store_on`). The
+    disk-backed store files the key under the change's partition (`table_stores`). The
     stores are written before the next batch is processed (the engine reads them)."""
     state: list[Outgoing] = []
     for change in out.changes:
-        store = tables[change.table].data
-        if isinstance(store, RocksDBStore):
-            _store_on(store, change.key, change.value, change.partition)
-        elif change.value is not None:
-            store[change.key] = change.value
-        elif change.key in store:
-            del store[change.key]
+        write_change(tables[change.table].data, change.key, change.value, change.partition)
         key, value = changelog.encode(change.key, change.value)
         state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
     effects.record(out.metrics)
@@ -189,19 +182,6 @@ async def _send(state: list[Outgoing], outputs: list[Produce]) -> None:
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it
             stored: Any = table.data
             stored.set_persisted_offset(TP(topic, partition), offset)
-
-
-def _store_on(store: RocksDBStore, key: str, value: Any, partition: int) -> None:
-    """A change into a RocksDB store's database of `partition` (the change's changelog
-    partition, where recovery puts it too). Faust's `store[key] = value` files it under
-    the current event's partition and fails without one: a timer's changes (regulatory
-    clocks) have none, and a batch's change need not be on the partition of an event."""
-    raw = store._encode_key(key)
-    if value is None:
-        store._del(raw)  # from every partition's database it may be in
-        return
-    store._db_for_partition(partition).put(raw, store._encode_value(value))
-    store._key_index[raw] = partition
 
 
 _outbox_started: Outbox | None = None
@@ -323,9 +303,6 @@ def _owned(topic: str) -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
 
-_DECODE_KEY = msgspec.json.Decoder(str).decode  # a table key as Faust stores it (JSON)
-
-
 def owned_records(decode: Callable[[Any], CaseRecord] = CaseRecord.from_dict,
                   tools: Collection[str] | None = None) -> list[tuple[str, CaseRecord]]:
     """(case id, record) of the `cases.adjudicated` partitions this worker holds now (of
@@ -335,9 +312,7 @@ def owned_records(decode: Callable[[Any], CaseRecord] = CaseRecord.from_dict,
     items: Iterable[tuple[str, Any]] = case_table.items()
     store: Any = case_table.data
     if decode is light_record and isinstance(store, SerializedStore):
-        # The values as stored (JSON): `light_record` reads them without the features,
-        # Faust's decoding would build every one (~20 us a record against ~1.3).
-        items = ((_DECODE_KEY(k), v) for k, v in store._iteritems())
+        items = raw_items(store)  # `light_record` reads the JSON without the features
     if tools is not None:
         items = ((k, v) for k, v in items if v and v.get("tool") in tools)
     return case_records(items, _owned(topics.CASES_ADJUDICATED), decode)
