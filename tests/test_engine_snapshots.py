@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.contracts import Alert
-from surveillance.engine import snapshots
+from surveillance.engine import horizon, snapshots
 from surveillance.engine.cases import CaseStage
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records, is_summary, light_record
@@ -389,3 +389,12 @@ def test_a_rebuild_from_light_records_equals_one_from_full_records(
     assert rebuilt(light, full=full) == expected
     assert asked == [{stale}]
     assert rebuilt(light)[stale] != expected[stale]
+
+
+def test_the_light_record_has_every_case_record_field_but_the_features_in_order() -> None:
+    """`light_record` builds a `CaseRecord` positionally from `_Light`: a field added to or
+    moved in `CaseRecord` alone would shift every value after it."""
+    def described(struct: type) -> list[tuple[str, object, object]]:
+        return [(f.name, f.type, f.default) for f in msgspec.structs.fields(struct)]
+    full = [f for f in described(CaseRecord) if f[0] != "features"]
+    assert described(horizon._Light) == full

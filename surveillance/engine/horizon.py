@@ -80,7 +80,11 @@ def case_records(items: Iterable[tuple[str, Any]], partitions: Collection[int],
 
 
 class _Light(msgspec.Struct):
-    """A stored case record's fields but its drift features (decoding skips them)."""
+    """A stored case record's fields but its drift features (decoding skips them).
+
+    `CaseRecord`'s fields in its order, written out rather than derived so that decoding
+    stays typed and `light_record` builds the record positionally (~1.3 us a record);
+    `test_engine_snapshots` holds the two field lists equal."""
 
     revision: int
     outcome: str
