@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pynetdicom import _config
+from pynetdicom import AE, _config
+from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from surveillance.clinical.baselines import load_registry
 from surveillance.embedded import EmbeddedBroker
-from surveillance.interop.dicom_scu import associate
+from surveillance.interop.dicom_scu import associate, refusal
 from surveillance.interop.dicom_service import DicomConfig, DicomService
 from surveillance.stream.topics import TopicSpec, create_topics, dlq
 from tests.dicom_corpus import build
@@ -88,3 +90,50 @@ def test_a_late_reactor_does_not_take_c_store_responses(
     finally:
         svc.stop()
     assert statuses == [0] * len(corpus.items)
+
+
+def _stalled_requestor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The requesting thread is descheduled right after queuing its A-ASSOCIATE-RQ, as a
+    loaded machine can: the refusal arrives and the SCP closes the socket before the
+    requestor checks that it is still connected."""
+    send_request = ACSE.send_request
+
+    def send_then_stall(self: ACSE) -> None:
+        send_request(self)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(ACSE, "send_request", send_then_stall)
+
+
+@pytest.mark.parametrize("stall", [False, True])
+def test_a_refusal_is_reported_as_a_refusal_with_its_reason(
+    broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stall: bool
+) -> None:
+    topic = f"ai.results.dicom-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.bootstrap, [TopicSpec(topic, 1), TopicSpec(dlq(topic), 1)])
+    config = DicomConfig(bootstrap=broker.bootstrap, spool_path=tmp_path / "spool.sqlite",
+                         port=0, topic=topic, allowed_calling_aets=("PACS",))
+    svc = DicomService(config, load_registry()).start()
+    try:
+        if stall:
+            _stalled_requestor(monkeypatch)
+            # The race is forced: pynetdicom's own requestor takes this refusal for an abort.
+            ae = AE(ae_title="INTRUDER")
+            ae.add_requested_context(Verification)
+            bare = ae.associate("127.0.0.1", svc.port, ae_title="SURVEILLANCE")
+            assert bare.is_aborted and not bare.is_rejected
+        assoc = associate("127.0.0.1", svc.port, "INTRUDER", [Verification])
+        assert not assoc.is_established and not assoc.is_aborted and assoc.is_rejected
+        rj = assoc.acceptor.primitive
+        assert rj is not None
+        # Rejected permanently by the service user: calling AE title not recognised.
+        assert (rj.result, rj.result_source, rj.diagnostic) == (1, 1, 3)
+        assert refusal(assoc) == ("Rejected Permanent, by the Service User: "
+                                  "Calling AE title not recognised")
+        # A listed AE associates through the same (stalled) requestor.
+        ok = associate("127.0.0.1", svc.port, "PACS", [Verification])
+        assert ok.is_established and refusal(ok) is None
+        assert ok.send_c_echo().Status == 0
+        ok.release()
+    finally:
+        svc.stop()
