@@ -191,7 +191,9 @@ def calibration_costs(reference: list[AIResult]) -> list[str]:
                 seed=args["seed"], min_instances=args["min_instances"], delta=args["delta"],
                 calibration_quarters=config.calibration_quarters)
         else:
-            before.calibrate_window_thresholds(**args)
+            # main's calibration had no total-variation gate.
+            before.calibrate_window_thresholds(
+                **{k: v for k, v in args.items() if k != "min_total_variation"})
         kinds.setdefault(kind, []).append((now, time.process_time() - started))
     lines = []
     for kind, pairs in kinds.items():

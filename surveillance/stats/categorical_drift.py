@@ -2,7 +2,8 @@
 
 Events are counted per window (a day or a week, chosen by the caller); when the caller
 closes a window, its counts are compared with the reference counts by PSI,
-Jensen-Shannon distance and the chi-square homogeneity test, each against its own
+Jensen-Shannon distance and the chi-square homogeneity test (over the reference's own
+categories: see `close`), each against its own
 calibrated threshold (see `drift_calibration`). The feature enters drift on a window
 where any test crosses its threshold (`raised`: the tests that crossed); it stays in
 drift, and later crossings are reported as `crossed` but not `raised`, until
@@ -179,8 +180,16 @@ class WindowedDistributionTest:
         labels = tuple(labels[i] for i in used)
         ref = [ref[i] for i in used]
         cur = [cur[i] for i in used]
-        # Only the enabled tests are computed; the others are reported as nan.
-        chi = chi_square_homogeneity(ref, cur) if "chi_square" in self.tests else None
+        # Only the enabled tests are computed; the others are reported as nan. Chi-square
+        # compares the reference's own categories: a category the reference never saw has
+        # an expected window count near 0 (one such study: p ~ 1e-7, the chi-square
+        # approximation does not hold there), and it is reported as a new category
+        # anyway; PSI and Jensen-Shannon still weigh its share.
+        seen = [i for i in range(len(ref)) if ref[i] > 0]
+        chi = (
+            chi_square_homogeneity([ref[i] for i in seen], [cur[i] for i in seen])
+            if "chi_square" in self.tests else None
+        )
         values: dict[WindowTestName, float] = {
             "psi": psi(ref, cur) if "psi" in self.tests else math.nan,
             "jensen_shannon": (

@@ -74,13 +74,15 @@ class Calibrations:
         tests: tuple[WindowTestName, ...],
         min_window_events: int,
         window_sizes: Sequence[int] | None,
+        min_total_variation: float = 0.0,
     ) -> WindowThresholds:
         sizes = None if window_sizes is None else tuple(int(s) for s in window_sizes)
         key = _digest("window", [reference_counts], events_per_window, per_window_rate, seed,
-                      tests, min_window_events, sizes)
+                      tests, min_window_events, sizes, min_total_variation)
         return self._get(key, lambda: calibrate_window_thresholds(
             reference_counts, events_per_window, per_window_rate, seed=seed, tests=tests,
-            min_window_events=min_window_events, window_sizes=window_sizes))
+            min_window_events=min_window_events, window_sizes=window_sizes,
+            min_total_variation=min_total_variation))
 
     def page_hinkley(
         self,

@@ -65,6 +65,8 @@ class CategoricalFeature:
             tests=("psi", "jensen_shannon", "chi_square"),
             min_window_events=config.min_window_events,
             window_sizes=window_sizes,
+            # Calibrated with the detector's own gate, so the rate is the detector's.
+            min_total_variation=config.min_total_variation,
         )
         self.detector = CategoricalDriftDetector(
             spec.name,
