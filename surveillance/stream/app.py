@@ -56,7 +56,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Output, Produce, Record
+from surveillance.engine.records import MetricCall, Output, Produce, Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
@@ -152,10 +152,12 @@ async def apply(out: Output) -> None:
 
 
 def stage(out: Output) -> Coroutine[Any, Any, None] | None:
-    """Write the batch's table changes and record its metrics now; return the sending of
-    its changelog records and then its records through the worker's own producer (None if
-    there are none), which ends once the broker acknowledged all of them (acks=all): only
-    then does Faust acknowledge the batch's events.
+    """Write the batch's table changes now; return the sending of its changelog records
+    and then its records through the worker's own producer (None if there are none),
+    which ends once the broker acknowledged all of them (acks=all): only then does Faust
+    acknowledge the batch's events. The batch's metrics are recorded then too (now if
+    there is nothing to send): a batch whose sends fail is read again by the restarted
+    worker, and counted once, by it.
 
     A table change goes into the table's store directly (Faust's `table[key] = value`
     would send its changelog record through Faust's producer, one message at a time) and
@@ -168,13 +170,14 @@ def stage(out: Output) -> Coroutine[Any, Any, None] | None:
         write_change(tables[change.table].data, change.key, change.value, change.partition)
         key, value = changelog.encode(change.key, change.value)
         state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
-    effects.record(out.metrics)
     if not out.produce and not state:
+        effects.record(out.metrics)
         return None
-    return _send(state, out.produce)
+    return _send(state, out.produce, out.metrics)
 
 
-async def _send(state: list[Outgoing], outputs: list[Produce]) -> None:
+async def _send(state: list[Outgoing], outputs: list[Produce], calls: list[MetricCall]
+                ) -> None:
     # The state first, then the outputs (`stream.outbox` says why).
     last = await (await _outbox()).send(state, then=outputs)
     for (topic, partition), offset in last.items():
@@ -182,6 +185,7 @@ async def _send(state: list[Outgoing], outputs: list[Produce]) -> None:
         if table is not None:  # a disk-backed store keeps it: recovery resumes after it
             stored: Any = table.data
             stored.set_persisted_offset(TP(topic, partition), offset)
+    effects.record(calls)
 
 
 _outbox_started: Outbox | None = None
