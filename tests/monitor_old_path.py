@@ -34,16 +34,8 @@ from surveillance.clinical.verdicts import CHART_INPUT
 from surveillance.clinical.version_charts import Observation, Signal, VersionCharts
 from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome
 from surveillance.stats.intervals import StatsParameterError
-from surveillance.stats.windows import (
-    _IN_MATRIX,
-    _LEFT,
-    COLUMN,
-    Entry,
-    Key,
-    WindowCounts,
-    _counts,
-    utc_day,
-)
+from surveillance.stats.window_counts import _IN_MATRIX, _LEFT, Entry, WindowCounts, _counts
+from surveillance.stats.windows import COLUMN, Key, utc_day
 
 
 class OldKeyWindows:
