@@ -2,17 +2,18 @@
 a test oracle only: `old_path()` swaps these classes in while a monitor is built and fed.
 
 Kept as it was, line for line where it can be: the per-case `on_case` reading the pydantic
-case, one heap of settling observations, the windows' full scan for old day buckets, the
-label-free `Counter` increment. Everything else (the general path, the daily evaluation)
-is shared with the production classes, so a difference in what the two monitors hold or
-return comes from the per-case path.
+case, one heap of settling observations, the windows counted per key (8 keys per case,
+each with its own day buckets; main 7474894's `stats.windows` with b49acee's full scan
+for old day buckets), the label-free `Counter` increment. Everything else (the general
+path, the daily evaluation) is shared with the production classes, so a difference in
+what the two monitors hold or return comes from the per-case path or the windows.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from unittest.mock import patch
@@ -32,10 +33,27 @@ from surveillance.clinical.monitor_state import REPORT_LAGS_KEPT, VersionRecord
 from surveillance.clinical.verdicts import CHART_INPUT
 from surveillance.clinical.version_charts import Observation, Signal, VersionCharts
 from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome
-from surveillance.stats.windows import COLUMN, AgreementWindows, KeyGroup, KeyWindows
+from surveillance.stats.intervals import StatsParameterError
+from surveillance.stats.window_counts import _IN_MATRIX, _LEFT, Entry, WindowCounts, _counts
+from surveillance.stats.windows import COLUMN, Key, utc_day
 
 
-class OldKeyWindows(KeyWindows):
+class OldKeyWindows:
+    """Windows of one key. Usually reached through `OldAgreementWindows`."""
+
+    __slots__ = ("_days", "_entries", "buckets", "current", "late_ignored",
+                 "watermark")
+
+    def __init__(self, days: tuple[int, ...], last_n: int) -> None:
+        self._days = days
+        #: Counts per UTC day (ordinal) still readable, in `COLUMN` order.
+        self.buckets: dict[int, list[int]] = {}
+        #: Latest UTC day seen under this key, and its bucket.
+        self.watermark = -1
+        self.current: list[int] = [0] * 7
+        self._entries: deque[Entry] = deque(maxlen=last_n)
+        self.late_ignored = 0
+
     def new_bucket(self, day: int) -> list[int] | None:
         watermark = self.watermark
         buckets = self.buckets
@@ -52,11 +70,74 @@ class OldKeyWindows(KeyWindows):
         bucket = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
         return bucket
 
+    @property
+    def entries(self) -> deque[Entry]:
+        return self._entries
 
-class OldAgreementWindows(AgreementWindows):
-    def group(self, keys: object) -> KeyGroup:
-        keys = tuple(keys)  # type: ignore[call-overload]
-        found = self._groups.get(keys)  # type: ignore[arg-type]
+    def calendar(self, days: int, today: int) -> WindowCounts:
+        first = today - days + 1
+        rows = [bucket for day, bucket in self.buckets.items() if first <= day <= today]
+        if not rows:
+            return _counts([0] * 7)
+        return _counts([sum(column) for column in zip(*rows, strict=True)])
+
+    def last_n(self) -> WindowCounts:
+        row = [0] * 8
+        for entry in self._entries:
+            row[entry[0]] += 1
+        return _counts([*row[:_IN_MATRIX], 0, 0, 0])
+
+    def memory_cells(self) -> int:
+        return len(self.buckets) + len(self._entries)
+
+
+class OldKeyGroup:
+    """The `OldKeyWindows` of one set of keys, and the deques of their last N entries."""
+
+    __slots__ = ("appends", "entries", "windows")
+    #: Not state: made again from `entries` when a state snapshot is read
+    #: (`engine.state_codec`).
+    __derived__ = ("appends",)
+
+    def __init__(self, windows: tuple[OldKeyWindows, ...]) -> None:
+        self.windows = windows
+        self.entries = tuple(w.entries for w in windows)
+        self.__restore_derived__()
+
+    def __restore_derived__(self) -> None:
+        #: Each deque's bound `append`, looked up once rather than once per case and key.
+        self.appends = tuple(entries.append for entries in self.entries)
+
+
+class OldAgreementWindows:
+    """Agreement counts for every key a case belongs to.
+
+    Parameters
+    ----------
+    days
+        Calendar window lengths in days.
+    last_n
+        Size of the last-N-cases window.
+    """
+
+    def __init__(self, days: Iterable[int] = (7, 30, 90), last_n: int = 200) -> None:
+        window_days = tuple(sorted(set(days)))
+        if not window_days or window_days[0] < 1:
+            raise StatsParameterError(f"window lengths must be >= 1 day, got {tuple(days)}")
+        if last_n < 1:
+            raise StatsParameterError(f"last_n must be >= 1, got {last_n}")
+        self.days = window_days
+        self.last_n = last_n
+        self._keys: dict[Key, OldKeyWindows] = {}
+        self._groups: dict[tuple[Key, ...], OldKeyGroup] = {}
+        #: The current matrix entry of each case that may still be in some key's last N.
+        self._open: dict[str, Entry] = {}
+        self._open_limit = 4 * last_n
+
+    def group(self, keys: Iterable[Key]) -> OldKeyGroup:
+        """The windows of `keys` (made on first use), to pass to `apply_group`."""
+        keys = tuple(keys)
+        found = self._groups.get(keys)
         if found is None:
             states = []
             for key in keys:
@@ -64,16 +145,120 @@ class OldAgreementWindows(AgreementWindows):
                 if state is None:
                     state = self._keys[key] = OldKeyWindows(self.days, self.last_n)
                 states.append(state)
-            found = self._groups[keys] = KeyGroup(tuple(states))  # type: ignore[index]
+            found = self._groups[keys] = OldKeyGroup(tuple(states))
         return found
 
-    def _enter(self, group: KeyGroup, case_id: str, column: int) -> None:
+    def apply(
+        self,
+        keys: Iterable[Key],
+        case_id: str,
+        previous: CaseOutcome | None,
+        new: CaseOutcome,
+        case_time: datetime,
+    ) -> None:
+        """Count a case (or its correction) under each of `keys`.
+
+        `previous` is the outcome this case was last applied with, None for a new case;
+        `case_time` is the case's own time (the same on every revision), which places it in
+        a calendar day.
+        """
+        day = utc_day(case_time)
+        old = None if previous is None else COLUMN[previous]
+        self.apply_group(self.group(keys), case_id, old, COLUMN[new], day)
+
+    def apply_group(
+        self, group: OldKeyGroup, case_id: str, previous: int | None, new: int, day: int
+    ) -> None:
+        """`apply` with the keys resolved (`group`), outcomes as `COLUMN`s and the UTC day."""
+        if previous is None:
+            for state in group.windows:
+                if day == state.watermark:
+                    state.current[new] += 1
+                else:
+                    bucket = state.buckets.get(day) or state.new_bucket(day)
+                    if bucket is not None:
+                        bucket[new] += 1
+            if new < _IN_MATRIX:
+                self._enter(group, case_id, new)
+            return
+        for state in group.windows:
+            if day == state.watermark:
+                bucket = state.current
+            else:
+                bucket = state.buckets.get(day) or state.new_bucket(day)
+                if bucket is None:
+                    continue
+            if bucket[previous] == 0:
+                # Retracting what was never added would corrupt every window of this key.
+                raise StatsParameterError(
+                    "a correction names a previous outcome that was never counted for this "
+                    "case's day: pass the outcome this case was last applied with"
+                )
+            bucket[previous] -= 1
+            bucket[new] += 1
+        if previous < _IN_MATRIX:
+            entry = self._open.get(case_id)
+            if entry is None:
+                return  # displaced from every key's last N; nothing there to change
+            if new < _IN_MATRIX:
+                entry[0] = new
+            else:
+                entry[0] = _LEFT
+                del self._open[case_id]
+        elif new < _IN_MATRIX:
+            self._enter(group, case_id, new)
+
+    def _enter(self, group: OldKeyGroup, case_id: str, column: int) -> None:
         entry = [column]
         self._open[case_id] = entry
         for entries in group.entries:
             entries.append(entry)
         if len(self._open) > self._open_limit:
             self._forget_displaced()
+
+    def _forget_displaced(self) -> None:
+        """Drop the entries no key's last N holds any more (amortized: the map is rebuilt
+        only when it has grown to twice what the keys can hold)."""
+        held = {id(entry) for state in self._keys.values() for entry in state.entries}
+        self._open = {c: e for c, e in self._open.items() if id(e) in held}
+        self._open_limit = 2 * len(self._open) + 4 * self.last_n
+
+    def keys(self) -> list[Key]:
+        return list(self._keys)
+
+    def window(self, key: Key, window: int | str, now: datetime | None = None) -> WindowCounts:
+        """Counts of `key` over `window`: a day count from `days`, or "last_n".
+
+        Calendar windows end on the UTC day of `now`, by default the latest case day seen
+        under this key (event time). Read at or after that day: older days may be dropped.
+        """
+        state = self._keys.get(key)
+        if window == "last_n":
+            return state.last_n() if state is not None else _counts([0] * 7)
+        if window not in self.days:
+            raise StatsParameterError(
+                f"unknown window {window!r}: use one of {self.days} or 'last_n'"
+            )
+        assert isinstance(window, int)
+        if state is None or state.watermark < 0:
+            return _counts([0] * 7)
+        today = state.watermark if now is None else utc_day(now)
+        if today - window < state.watermark - self.days[-1]:
+            raise StatsParameterError(
+                f"a {window}-day window ending {now} reaches days already dropped: "
+                f"read it at or after the latest case day"
+            )
+        return state.calendar(window, today)
+
+    def memory_cells(self, key: Key) -> int:
+        """Day buckets plus last-N entries held for `key`: at most longest window + last_n."""
+        state = self._keys.get(key)
+        return 0 if state is None else state.memory_cells()
+
+    def late_ignored(self, key: Key) -> int:
+        """Cases or corrections under `key` that came after their day left the longest window."""
+        state = self._keys.get(key)
+        return 0 if state is None else state.late_ignored
 
 
 class OldLabelFree(LabelFreeMonitor):

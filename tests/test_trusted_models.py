@@ -17,9 +17,9 @@ import msgspec
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from surveillance.clinical.alert_fitting import bounded_id
 from surveillance.clinical.daily_evaluation import agreement_snapshot
 from surveillance.clinical.ledger import CaseRecord, record_of
-from surveillance.clinical.monitor_alerts import bounded_id
 from surveillance.contracts import Acquisition, AIResult, MetricSnapshot, Scanner
 from surveillance.stream import internal
 from surveillance.stream.case_features import ai_result_of

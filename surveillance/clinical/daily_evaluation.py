@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from surveillance.clinical.alert_fitting import bounded_id
 from surveillance.clinical.monitor_alerts import (
-    bounded_id,
     deviation_alert,
     in_control_p,
     label_free_alert,

@@ -43,14 +43,17 @@ signal of that chart), `baseline_deviation:{tool}:{version}:{site}:{metric}:{win
 `label_free_warning:{tool}:{version}:{feature}:{day}` (day the verdict entered).
 
 The per-case path. Each place a case can count at (tool, version, site, scanner, sex, age)
-is resolved once to its `Placement`: the version's record and the windows of its 8 keys.
+is resolved once to its `Placement`: the version's record and the group of its 8 keys,
+which the windows count as one (`stats.windows`: the keys sum their groups when read).
 A new case, or a revision that stays in its place, then costs a dict look-up, one bucket
-increment per key, one shared last-N entry, the label-free count and the charts' update;
-no keys are built, no datetimes made. A revision that moves its case (a re-run by a new
-version, on another day) takes the general path, which keeps the case where it was first
-counted.
+increment (a revision: one decrement and one increment) for all 8 keys, one shared last-N
+entry, the label-free count and the charts' update; no keys are built, no datetimes made.
+A revision that moves its case (a re-run by a new version, on another day) takes the
+general path, which keeps the case where it was first counted.
 
-`rebuild` is approximate in three ways, all documented at the method.
+`rebuild` is approximate in three ways, all documented at the method. Reads of the state
+are in `clinical.monitor_reads`, a tool's state taken out and put back in
+`clinical.monitor_tools`.
 """
 
 from __future__ import annotations
@@ -58,7 +61,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
 
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.case_placement import (
@@ -69,31 +71,27 @@ from surveillance.clinical.case_placement import (
     place,
     record_fields,
 )
-from surveillance.clinical.daily_evaluation import chart_states, evaluate
+from surveillance.clinical.daily_evaluation import evaluate
 from surveillance.clinical.label_free import alpha_for_budget
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor_alerts import cusum_alert, version_change_alert
+from surveillance.clinical.monitor_reads import MonitorReads
 from surveillance.clinical.monitor_state import (
     REPORT_LAGS_KEPT,
     VERDICT_WINDOWS,
-    ChartState,
     Episode,
     EpisodeKey,
     MonitorError,
     MonitorState,
     Settings,
-    VerdictKey,
     VersionRecord,
 )
 from surveillance.clinical.monitor_tools import ToolState
-from surveillance.clinical.verdicts import Metric, MetricVerdict
 from surveillance.clinical.version_charts import Signal
 from surveillance.contracts import Alert, CaseOutcome, MetricSnapshot
 from surveillance.contracts.wire import AnyAdjudicatedCase
-from surveillance.stats.agreement import Confusion
 from surveillance.stats.alarm_budget import DEFAULT_BUDGET, AlarmBudget
-from surveillance.stats.cusum import ChartDesign
-from surveillance.stats.windows import COLUMN, AgreementWindows, Key, utc_day
+from surveillance.stats.windows import COLUMN, utc_day
 
 _DAY = timedelta(days=1)
 _SECONDS_PER_DAY = 86_400
@@ -102,7 +100,7 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _OUTCOME = {outcome.value: outcome for outcome in CaseOutcome}
 
 
-class PerformanceMonitor(ToolState):
+class PerformanceMonitor(ToolState, MonitorReads):
     """Agreement, verdicts, CUSUM charts, version changes and label-free warnings.
 
     Parameters
@@ -331,51 +329,6 @@ class PerformanceMonitor(ToolState):
                 f"evaluate needs a timezone-aware event time, got {now.isoformat()}"
             )
         return evaluate(self.state, now, tools, snapshots)
-
-    # -- state for the adapter and for tests ---------------------------------------------
-
-    def verdicts(self, tool: str | None = None) -> dict[VerdictKey, MetricVerdict]:
-        """The latest verdict per (tool, version, site, window days, metric), of one tool
-        or of all."""
-        return {k: v for k, v in self.state.verdicts.items() if tool is None or k[0] == tool}
-
-    def chart_states(self, tool: str | None = None) -> list[ChartState]:
-        """Every chart's statistic and threshold, of one tool or of all."""
-        return [
-            chart
-            for name, versions in self.state.versions.items() if tool is None or name == tool
-            for record in versions.values()
-            for chart in chart_states(record)
-        ]
-
-    def episodes(self) -> dict[EpisodeKey, Episode]:
-        """Open episodes per (tool, version, metric)."""
-        return dict(self.state.episodes)
-
-    def chart_design(self, tool: str, version: str, metric: Metric) -> ChartDesign | None:
-        """The design of one chart, None before its reference period has ended."""
-        record = self.state.versions.get(tool, {}).get(version)
-        if record is None or record.charts is None or record.charts.charts is None:
-            return None
-        return record.charts.charts[metric].design
-
-    def versions(self, tool: str) -> list[str]:
-        """Versions seen for `tool`, in the order first seen."""
-        return list(self.state.versions.get(tool, {}))
-
-    def window(
-        self, tool: str, version: str, site: str, window: int | Literal["last_n"],
-        now: datetime | None = None, subgroup: tuple[str, str] | None = None,
-    ) -> Confusion:
-        """Confusion counts of one key (for callers and tests)."""
-        return self.state.window(tool, version, site, window, now, subgroup)
-
-    def window_keys(self, tool: str) -> list[Key]:
-        return self.state.windows[tool].keys() if tool in self.state.windows else []
-
-    def tool_windows(self, tool: str) -> AgreementWindows:
-        """All windows of `tool` (made empty if it has none)."""
-        return self.state.windows_of(tool)
 
     # -- ownership -----------------------------------------------------------------------
 

@@ -3,22 +3,17 @@ deviations and label-free warnings.
 
 Each alert says what changed, by how much, since when, where it concentrates and against
 what. Its text and id must fit the `Alert` contract (summary up to 1,000 characters, ids up
-to 128) whatever the names a site gives its tools, versions, sites and scanners. A text is
-built with every name in full; only if that is too long is it built again with the names
-cut in the middle to `NAME_LIMITS` characters in turn (the start and the end of a name say
-most: "Main Campus…Building 07"), so every text that fitted before reads the same. The
-alert's own fields and `subgroup` keep the names in full; an all-sites alert names the
-`MAX_SITES_NAMED` lowest sites; an id too long for the contract keeps its readable start
-and ends in a digest of the whole (`bounded_id`), so a replay still produces the same id.
+to 128) whatever the names a site gives its tools, versions, sites and scanners: texts
+are built through `clinical.alert_fitting`, which cuts names only when the text with them
+in full is too long, and bounds ids. The alert's own fields and `subgroup` keep the names
+in full; an all-sites alert names the `MAX_SITES_NAMED` lowest sites.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from functools import partial
 
+from surveillance.clinical.alert_fitting import Names, bounded_id, fitted
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.label_free import LabelFreeTest
 from surveillance.clinical.monitor_state import (
@@ -40,47 +35,11 @@ from surveillance.stats.cusum import average_run_length
 from surveillance.stats.windows import utc_day
 
 MAX_SITES_NAMED = 5  # sites listed in an all-sites alert; more would outgrow its text
-#: Longest names quoted in an alert's text, tried in turn until the text fits (None: full).
-NAME_LIMITS = (None, 48, 32, 16)
-#: Longest alert summary and id (`contracts.outputs.Alert`, `contracts.base.Id`).
-MAX_SUMMARY_CHARS = 1_000
-MAX_ID_CHARS = 128
-_DIGEST_CHARS = 16
 
 _DIMENSION_NAMES = {
     "site": "site", "scanner_manufacturer": "scanner", "sex": "sex", "age_band": "age band",
 }
 _FAILURE = {"sensitivity": "missed findings", "specificity": "false alarms"}
-
-
-Names = Callable[[str], str]  # a name as quoted in one attempt at a text
-
-
-def cut(text: str, limit: int | None) -> str:
-    """`text` in at most `limit` characters: its start and end, the cut marked."""
-    if limit is None or len(text) <= limit:
-        return text
-    head = (limit - 1) // 2
-    return f"{text[:head]}…{text[len(text) - (limit - 1 - head):]}"
-
-
-def fitted(build: Callable[[Names], str]) -> str:
-    """The text `build` makes with full names, or with shorter ones if that is too long."""
-    for limit in NAME_LIMITS:
-        text = build(partial(cut, limit=limit))
-        if len(text) <= MAX_SUMMARY_CHARS:
-            return text
-    # Only numbers are left to shorten it (counts have no bound on their digits).
-    return text[: MAX_SUMMARY_CHARS - 1] + "…"
-
-
-def bounded_id(*parts: str) -> str:
-    """`parts` joined by ':'; past `MAX_ID_CHARS`, its start and a digest of the whole."""
-    whole = ":".join(parts)
-    if len(whole) <= MAX_ID_CHARS:
-        return whole
-    digest = hashlib.sha256(whole.encode()).hexdigest()[:_DIGEST_CHARS]
-    return f"{whole[: MAX_ID_CHARS - _DIGEST_CHARS - 1]}:{digest}"
 
 
 def _fmt(value: float | None) -> str:

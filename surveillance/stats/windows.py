@@ -28,25 +28,32 @@ the case's day and adds the new one: the same case is never counted twice.
 Outcomes TP/FP/TN/FN enter the confusion matrix; indeterminate, pending and unlabelled are
 counted per window beside it and never enter it.
 
-Cost. The monitor counts every case under 8 keys, so the per-case path is what matters:
-`group(keys)` resolves a key set once to its `KeyWindows` (the monitor keeps the group per
-tool/version/site/subgroup placement), and `apply_group` then costs one list increment per
-key when the case falls on the key's latest day. The last N of a key is a bounded deque of
-the entries made under it; an entry is one small list `[column]` shared by every key the
-case counts under, so a correction changes it once for all of them and the counts are
-summed when the window is read (once per day per key, not once per case).
+Cost. The monitor counts every case under 8 keys, so the per-case path is what matters.
+The calendar counts are kept per group of keys, not per key: `group(keys)` resolves a key
+set once to its `KeyGroup` (the monitor keeps the group per tool/version/site/subgroup
+placement), which holds one bucket per day for the whole set, so `apply_group` costs one
+list increment (a new case) or one decrement and one increment (a revision) whatever
+the number of keys. A key's window is the sum of its groups' windows, computed when it
+is read (once per day per key, not once per case; each group's window sums are computed
+once per read day and shared by its keys). Each key keeps its own latest day (the latest
+of its groups'), so a key reads, drops and ignores as late exactly the days it would if
+it were counted on its own. The last N of a key is a bounded deque of the entries made
+under it; an entry is one small list `[column]` shared by every key the case counts
+under, so a correction changes it once for all of them and the counts are summed when
+the window is read.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from surveillance.contracts import CaseOutcome
-from surveillance.stats.agreement import Confusion
 from surveillance.stats.intervals import StatsParameterError
+from surveillance.stats.window_counts import _EMPTY, _IN_MATRIX, _LEFT, Entry, _counts
+from surveillance.stats.window_counts import KeyGroup as KeyGroup
+from surveillance.stats.window_counts import KeyWindows as KeyWindows
+from surveillance.stats.window_counts import WindowCounts as WindowCounts
 
 Key = tuple[tuple[str, str], ...]
 
@@ -60,31 +67,6 @@ COLUMN: dict[CaseOutcome, int] = {
     CaseOutcome.PENDING: 5,
     CaseOutcome.UNLABELLED: 6,
 }
-_IN_MATRIX = 4  # columns below this index are TP, FP, TN, FN
-#: The column of an entry whose case has since left the matrix: counted nowhere.
-_LEFT = 7
-
-#: One entry into the confusion matrix: `[column]`, shared by the keys of its case.
-Entry = list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCounts:
-    """One window of one key: the confusion matrix and the cases kept out of it."""
-
-    confusion: Confusion
-    indeterminate: int
-    pending: int
-    unlabelled: int
-
-
-def _counts(row: Sequence[int]) -> WindowCounts:
-    return WindowCounts(
-        Confusion(tp=row[0], fp=row[1], tn=row[2], fn=row[3]),
-        indeterminate=row[4],
-        pending=row[5],
-        unlabelled=row[6],
-    )
 
 
 def utc_day(moment: datetime) -> int:
@@ -92,92 +74,6 @@ def utc_day(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise StatsParameterError("case_time must be timezone-aware (e.g. ...+00:00)")
     return moment.astimezone(UTC).toordinal()
-
-
-class KeyWindows:
-    """Windows of one key. Usually reached through `AgreementWindows`."""
-
-    __slots__ = ("_days", "_entries", "_ordered", "buckets", "current", "late_ignored",
-                 "watermark")
-
-    def __init__(self, days: tuple[int, ...], last_n: int) -> None:
-        self._days = days
-        #: Counts per UTC day (ordinal) still readable, in `COLUMN` order.
-        self.buckets: dict[int, list[int]] = {}
-        #: True while `buckets` was filled in increasing day order (no late day since the
-        #: last full drop): the days to drop are then its first ones.
-        self._ordered = True
-        #: Latest UTC day seen under this key, and its bucket.
-        self.watermark = -1
-        self.current: list[int] = [0] * 7
-        self._entries: deque[Entry] = deque(maxlen=last_n)
-        self.late_ignored = 0
-
-    def new_bucket(self, day: int) -> list[int] | None:
-        """A bucket for `day`, which has none; None (and counted late) if already dropped."""
-        watermark = self.watermark
-        buckets = self.buckets
-        if day > watermark:
-            self.watermark = day
-            horizon = day - self._days[-1]
-            if self._ordered:
-                # Once per key and day: look at the oldest days only, not all 90.
-                while buckets:
-                    first = next(iter(buckets))
-                    if first > horizon:
-                        break
-                    del buckets[first]
-            else:
-                for old in [d for d in buckets if d <= horizon]:
-                    del buckets[old]
-                buckets = self.buckets = dict(sorted(buckets.items()))
-                self._ordered = True
-            bucket = self.current = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
-            return bucket
-        if day <= watermark - self._days[-1]:
-            self.late_ignored += 1
-            return None
-        bucket = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
-        self._ordered = False
-        return bucket
-
-    @property
-    def entries(self) -> deque[Entry]:
-        return self._entries
-
-    def calendar(self, days: int, today: int) -> WindowCounts:
-        first = today - days + 1
-        rows = [bucket for day, bucket in self.buckets.items() if first <= day <= today]
-        if not rows:
-            return _counts([0] * 7)
-        return _counts([sum(column) for column in zip(*rows, strict=True)])
-
-    def last_n(self) -> WindowCounts:
-        row = [0] * 8
-        for entry in self._entries:
-            row[entry[0]] += 1
-        return _counts([*row[:_IN_MATRIX], 0, 0, 0])
-
-    def memory_cells(self) -> int:
-        return len(self.buckets) + len(self._entries)
-
-
-class KeyGroup:
-    """The `KeyWindows` of one set of keys, and the deques of their last N entries."""
-
-    __slots__ = ("appends", "entries", "windows")
-    #: Not state: made again from `entries` when a state snapshot is read
-    #: (`engine.state_codec`).
-    __derived__ = ("appends",)
-
-    def __init__(self, windows: tuple[KeyWindows, ...]) -> None:
-        self.windows = windows
-        self.entries = tuple(w.entries for w in windows)
-        self.__restore_derived__()
-
-    def __restore_derived__(self) -> None:
-        #: Each deque's bound `append`, looked up once rather than once per case and key.
-        self.appends = tuple(entries.append for entries in self.entries)
 
 
 class AgreementWindows:
@@ -190,6 +86,9 @@ class AgreementWindows:
     last_n
         Size of the last-N-cases window.
     """
+
+    #: Not state: made again when a state snapshot is read (`engine.state_codec`).
+    __derived__ = ("_containing",)
 
     def __init__(self, days: Iterable[int] = (7, 30, 90), last_n: int = 200) -> None:
         window_days = tuple(sorted(set(days)))
@@ -204,6 +103,14 @@ class AgreementWindows:
         #: The current matrix entry of each case that may still be in some key's last N.
         self._open: dict[str, Entry] = {}
         self._open_limit = 4 * last_n
+        #: The latest day of any key minus the longest window: a case on or before it may
+        #: be too late for some of its keys (`_count_late`); after it, for none.
+        self._late_day = -1 - window_days[-1]
+        self.__restore_derived__()
+
+    def __restore_derived__(self) -> None:
+        #: The groups each key belongs to, found on its first read after a group is made.
+        self._containing: dict[Key, list[KeyGroup]] = {}
 
     def group(self, keys: Iterable[Key]) -> KeyGroup:
         """The windows of `keys` (made on first use), to pass to `apply_group`."""
@@ -214,9 +121,10 @@ class AgreementWindows:
             for key in keys:
                 state = self._keys.get(key)
                 if state is None:
-                    state = self._keys[key] = KeyWindows(self.days, self.last_n)
+                    state = self._keys[key] = KeyWindows(self.last_n)
                 states.append(state)
-            found = self._groups[keys] = KeyGroup(tuple(states))
+            found = self._groups[keys] = KeyGroup(tuple(states), self.days)
+            self._containing = {}
         return found
 
     def apply(
@@ -241,32 +149,29 @@ class AgreementWindows:
         self, group: KeyGroup, case_id: str, previous: int | None, new: int, day: int
     ) -> None:
         """`apply` with the keys resolved (`group`), outcomes as `COLUMN`s and the UTC day."""
+        if day <= self._late_day:
+            self._count_late(group, day)
+        if day == group.watermark:
+            bucket: list[int] | None = group.current
+        else:
+            bucket = group.buckets.get(day) or self._new_bucket(group, day)
         if previous is None:
-            for state in group.windows:
-                if day == state.watermark:
-                    state.current[new] += 1
-                else:
-                    bucket = state.buckets.get(day) or state.new_bucket(day)
-                    if bucket is not None:
-                        bucket[new] += 1
+            if bucket is not None:
+                bucket[new] += 1
+                group.sums = None
             if new < _IN_MATRIX:
                 self._enter(group, case_id, new)
             return
-        for state in group.windows:
-            if day == state.watermark:
-                bucket = state.current
-            else:
-                bucket = state.buckets.get(day) or state.new_bucket(day)
-                if bucket is None:
-                    continue
+        if bucket is not None:
             if bucket[previous] == 0:
-                # Retracting what was never added would corrupt every window of this key.
+                # Retracting what was never added would corrupt every window of these keys.
                 raise StatsParameterError(
                     "a correction names a previous outcome that was never counted for this "
                     "case's day: pass the outcome this case was last applied with"
                 )
             bucket[previous] -= 1
             bucket[new] += 1
+            group.sums = None
         if previous < _IN_MATRIX:
             entry = self._open.get(case_id)
             if entry is None:
@@ -278,6 +183,21 @@ class AgreementWindows:
                 del self._open[case_id]
         elif new < _IN_MATRIX:
             self._enter(group, case_id, new)
+
+    def _new_bucket(self, group: KeyGroup, day: int) -> list[int] | None:
+        bucket = group.new_bucket(day)
+        late = group.watermark - self.days[-1]
+        if late > self._late_day:
+            self._late_day = late
+        return bucket
+
+    def _count_late(self, group: KeyGroup, day: int) -> None:
+        """Count the case in `late_ignored` of each of its keys whose longest window has
+        already left its day (those keys never read that day again)."""
+        longest = self.days[-1]
+        for state in group.windows:
+            if day <= state.watermark - longest:
+                state.late_ignored += 1
 
     def _enter(self, group: KeyGroup, case_id: str, column: int) -> None:
         entry = [column]
@@ -320,12 +240,28 @@ class AgreementWindows:
                 f"a {window}-day window ending {now} reaches days already dropped: "
                 f"read it at or after the latest case day"
             )
-        return state.calendar(window, today)
+        index = self.days.index(window)
+        rows = [group.window_rows(today)[index] for group in self._groups_of(key)]
+        return _counts([sum(column) for column in zip(*rows, strict=True)] if rows else _EMPTY)
+
+    def _groups_of(self, key: Key) -> list[KeyGroup]:
+        found = self._containing.get(key)
+        if found is None:
+            found = self._containing[key] = [
+                group for keys, group in self._groups.items() if key in keys
+            ]
+        return found
 
     def memory_cells(self, key: Key) -> int:
-        """Day buckets plus last-N entries held for `key`: at most longest window + last_n."""
+        """Days `key` can still read that hold counts, plus its last-N entries: at most
+        longest window + last_n. (The day buckets are held per group, each at most one
+        per day of the longest window.)"""
         state = self._keys.get(key)
-        return 0 if state is None else state.memory_cells()
+        if state is None:
+            return 0
+        oldest = state.watermark - self.days[-1]
+        days = {day for group in self._groups_of(key) for day in group.buckets if day > oldest}
+        return len(days) + len(state.entries)
 
     def late_ignored(self, key: Key) -> int:
         """Cases or corrections under `key` that came after their day left the longest window."""

@@ -1,0 +1,149 @@
+"""The counts behind `stats.windows`: per group of keys, per day; per key, its latest day,
+its last N entries and its late count.
+
+A group is a set of keys that cases count under together (the monitor's 8 keys of one
+placement); its day buckets count for all of them at once. `AgreementWindows` reads a
+key's calendar window as the sum of its groups' (`KeyGroup.window_rows`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from surveillance.stats.agreement import Confusion
+
+_IN_MATRIX = 4  # columns below this index are TP, FP, TN, FN
+#: The column of an entry whose case has since left the matrix: counted nowhere.
+_LEFT = 7
+
+#: One entry into the confusion matrix: `[column]`, shared by the keys of its case.
+Entry = list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """One window of one key: the confusion matrix and the cases kept out of it."""
+
+    confusion: Confusion
+    indeterminate: int
+    pending: int
+    unlabelled: int
+
+
+#: An empty group's window (never changed: a window's sum is a new list).
+_EMPTY = [0] * 7
+
+
+def _counts(row: Sequence[int]) -> WindowCounts:
+    return WindowCounts(
+        Confusion(tp=row[0], fp=row[1], tn=row[2], fn=row[3]),
+        indeterminate=row[4],
+        pending=row[5],
+        unlabelled=row[6],
+    )
+
+
+class KeyWindows:
+    """What one key holds of its own: its latest day, its last N entries and its late
+    count. Its day counts are those of the groups it belongs to (`KeyGroup`)."""
+
+    __slots__ = ("_entries", "late_ignored", "watermark")
+
+    def __init__(self, last_n: int) -> None:
+        #: Latest UTC day of a case counted under this key.
+        self.watermark = -1
+        self._entries: deque[Entry] = deque(maxlen=last_n)
+        self.late_ignored = 0
+
+    @property
+    def entries(self) -> deque[Entry]:
+        return self._entries
+
+    def last_n(self) -> WindowCounts:
+        row = [0] * 8
+        for entry in self._entries:
+            row[entry[0]] += 1
+        return _counts([*row[:_IN_MATRIX], 0, 0, 0])
+
+
+class KeyGroup:
+    """One set of keys that cases count under together (a placement's 8 keys), with that
+    set's counts per day and the deques of its keys' last N entries.
+
+    Counts per UTC day (ordinal) still readable, in `COLUMN` order. The group drops a day
+    once it is at or before (its own latest day - longest window); a key's latest day is
+    the latest of its groups', so every day a key can still read is held by each of its
+    groups.
+    """
+
+    __slots__ = ("_ordered", "appends", "buckets", "current", "days", "entries", "sums",
+                 "watermark", "windows")
+    #: Not state: made again when a state snapshot is read (`engine.state_codec`).
+    __derived__ = ("appends", "sums")
+
+    def __init__(self, windows: tuple[KeyWindows, ...], days: tuple[int, ...]) -> None:
+        self.windows = windows
+        self.days = days
+        self.entries = tuple(w.entries for w in windows)
+        self.buckets: dict[int, list[int]] = {}
+        #: True while `buckets` was filled in increasing day order (no late day since the
+        #: last full drop): the days to drop are then its first ones.
+        self._ordered = True
+        #: Latest UTC day counted in this group, and its bucket.
+        self.watermark = -1
+        self.current: list[int] = [0] * 7
+        self.__restore_derived__()
+
+    def __restore_derived__(self) -> None:
+        #: Each deque's bound `append`, looked up once rather than once per case and key.
+        self.appends = tuple(entries.append for entries in self.entries)
+        #: (day, one row per calendar window ending that day), until the next count.
+        self.sums: tuple[int, list[list[int]]] | None = None
+
+    def new_bucket(self, day: int) -> list[int] | None:
+        """A bucket for `day`, which has none; None if already dropped."""
+        watermark = self.watermark
+        buckets = self.buckets
+        if day > watermark:
+            self.watermark = day
+            for state in self.windows:
+                if day > state.watermark:
+                    state.watermark = day
+            horizon = day - self.days[-1]
+            if self._ordered:
+                # Once per group and day: look at the oldest days only, not all 90.
+                while buckets:
+                    first = next(iter(buckets))
+                    if first > horizon:
+                        break
+                    del buckets[first]
+            else:
+                for old in [d for d in buckets if d <= horizon]:
+                    del buckets[old]
+                buckets = self.buckets = dict(sorted(buckets.items()))
+                self._ordered = True
+            bucket = self.current = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
+            return bucket
+        if day <= watermark - self.days[-1]:
+            return None
+        bucket = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
+        self._ordered = False
+        return bucket
+
+    def window_rows(self, today: int) -> list[list[int]]:
+        """The group's counts over each calendar window ending on `today` (cached until
+        the next count: a daily evaluation reads each group under several keys)."""
+        sums = self.sums
+        if sums is not None and sums[0] == today:
+            return sums[1]
+        held = [(day, bucket) for day, bucket in self.buckets.items() if day <= today]
+        rows = []
+        for days in self.days:
+            first = today - days + 1
+            picked = [bucket for day, bucket in held if day >= first]
+            rows.append([sum(column) for column in zip(*picked, strict=True)] if picked
+                        else _EMPTY)
+        self.sums = (today, rows)
+        return rows
