@@ -72,7 +72,10 @@ __all__ = [
 
 # Sentence ends, blank lines, and line breaks before a heading or template line ("Name:").
 # Other line breaks are not breaks: interfaces wrap report lines at a fixed width.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n[ \t]*\n|\n(?=[ \t]*[A-Za-z][A-Za-z /()-]*:)")
+# The white space first: the engine then jumps between blanks instead of trying a match at
+# every character.
+_SENTENCE_BREAK = re.compile(
+    r"\s(?:(?<=[.!?]\s)\s*|(?<=\n)[ \t]*\n|(?<=\n)(?=[ \t]*[A-Za-z][A-Za-z /()-]*:))")
 
 
 class MentionState(Enum):
@@ -157,12 +160,14 @@ def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, 
     if vocab.headings is None:
         yield 0, SectionKind.BODY, text
         return
-    kind, start, index = SectionKind.BODY, 0, 0
-    for match in vocab.headings.finditer(text):
-        yield index, kind, text[start:match.start()]
+    # A heading at the start of the text is one after a line break (`Vocabulary.headings`).
+    padded = "\n" + text
+    kind, start, index = SectionKind.BODY, 1, 0
+    for match in vocab.headings.finditer(padded):
+        yield index, kind, padded[start:match.start()]
         kind = vocab.section_kinds[normal(match.group(1))]
         start, index = match.end(), index + 1
-    yield index, kind, text[start:]
+    yield index, kind, padded[start:]
 
 
 def _clauses(text: str, vocab: Vocabulary) -> list[_Clause]:
