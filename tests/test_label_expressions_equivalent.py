@@ -1,7 +1,8 @@
 """The faster expressions of report-label extraction decide every label as main's did.
 
 The speed-ups rewrite regular expressions (a phrase set's word-start check after its first
-character, the heading and sentence-break expressions led by their blank) and must change
+character, the heading and sentence-break expressions led by their blank) and the reading
+(a clause scanned once per finding, its triggers' roles ranked in one pass) and must change
 no match and no label. The oracle is main 7474894's code, kept in `tests/label_reference.py`
 only: its expressions compiled into the same vocabulary, and its `extract_labels`. Compared
 on the label corpora (real-world styles: negations, addenda, templates, abbreviations such

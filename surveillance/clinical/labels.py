@@ -97,6 +97,7 @@ _ROLE_STATE = (
     (Role.NEGATION, MentionState.NEGATED),
     (Role.HISTORICAL, MentionState.HISTORICAL),
 )
+_ROLE_RANK = {role: rank for rank, (role, _) in enumerate(_ROLE_STATE)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,9 @@ def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, 
     kind, start, index = SectionKind.BODY, 1, 0
     for match in vocab.headings.finditer(padded):
         yield index, kind, padded[start:match.start()]
-        kind = vocab.section_kinds[normal(match.group(1))]
+        name = match.group(1)
+        # A heading as listed, but for case, is its key already (`normal` the others).
+        kind = vocab.section_kinds.get(name.lower()) or vocab.section_kinds[normal(name)]
         start, index = match.end(), index + 1
     yield index, kind, padded[start:]
 
@@ -256,22 +259,25 @@ def _clause_mentions(
     clause: _Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
 ) -> list[Mention]:
     text = _mask(clause.text, vocab.exclusions[code])
-    finding = vocab.findings[code]
-    if finding.search(text) is None:
+    found = list(vocab.findings[code].finditer(text))
+    if not found:
         return []
     # Masking keeps positions, so one trigger scan of a clause serves every finding code.
     triggers = triggers_of.get(id(clause))
     if triggers is None:
         triggers = triggers_of[id(clause)] = _triggers(clause.text, vocab)
     out = []
-    for mention in finding.finditer(text):
-        applying = [t for t in triggers if t.applies_to(mention.start(), mention.end())]
-        state, trigger = MentionState.AFFIRMED, None
-        for role, role_state in _ROLE_STATE:
-            hit = next((t for t in applying if t.role is role), None)
-            if hit is not None:
-                state, trigger = role_state, hit.text
-                break
+    for mention in found:
+        start, end = mention.span()
+        # The first role of `_ROLE_STATE` any applying trigger has, and the first such
+        # trigger: one pass over the clause's triggers.
+        hit, rank = None, len(_ROLE_STATE)
+        for t in triggers:
+            role_rank = _ROLE_RANK.get(t.role, rank)
+            if role_rank < rank and t.applies_to(start, end):
+                hit, rank = t, role_rank
+        state, trigger = ((MentionState.AFFIRMED, None) if hit is None
+                          else (_ROLE_STATE[rank][1], hit.text))
         out.append(Mention(clause.section, clause.section_index, mention.group(0), state,
                            trigger, clause.text.strip()))
     return out
