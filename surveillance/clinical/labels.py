@@ -70,10 +70,8 @@ __all__ = [
     "report_labels",
 ]
 
-# Sentence ends, blank lines, and line breaks before a heading or template line ("Name:").
-# Other line breaks are not breaks: interfaces wrap report lines at a fixed width.
-# The white space first: the engine then jumps between blanks instead of trying a match at
-# every character.
+# Sentence ends, blank lines, and line breaks before a heading or template line ("Name:"),
+# led by the blank (the engine jumps between blanks). Other line breaks only wrap lines.
 _SENTENCE_BREAK = re.compile(
     r"\s(?:(?<=[.!?]\s)\s*|(?<=\n)[ \t]*\n|(?<=\n)(?=[ \t]*[A-Za-z][A-Za-z /()-]*:))")
 
@@ -161,13 +159,11 @@ def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, 
     if vocab.headings is None:
         yield 0, SectionKind.BODY, text
         return
-    # A heading at the start of the text is one after a line break (`Vocabulary.headings`).
-    padded = "\n" + text
+    padded = "\n" + text  # the start of the text as a line's (`Vocabulary.headings`)
     kind, start, index = SectionKind.BODY, 1, 0
     for match in vocab.headings.finditer(padded):
         yield index, kind, padded[start:match.start()]
-        name = match.group(1)
-        # A heading as listed, but for case, is its key already (`normal` the others).
+        name = match.group(1)  # as listed but for case: its key (`normal` for the others)
         kind = vocab.section_kinds.get(name.lower()) or vocab.section_kinds[normal(name)]
         start, index = match.end(), index + 1
     yield index, kind, padded[start:]
@@ -259,8 +255,7 @@ def _clause_mentions(
     clause: _Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
 ) -> list[Mention]:
     text = _mask(clause.text, vocab.exclusions[code])
-    found = list(vocab.findings[code].finditer(text))
-    if not found:
+    if not (found := list(vocab.findings[code].finditer(text))):
         return []
     # Masking keeps positions, so one trigger scan of a clause serves every finding code.
     triggers = triggers_of.get(id(clause))
@@ -269,17 +264,15 @@ def _clause_mentions(
     out = []
     for mention in found:
         start, end = mention.span()
-        # The first role of `_ROLE_STATE` any applying trigger has, and the first such
-        # trigger: one pass over the clause's triggers.
+        # The first role of `_ROLE_STATE` an applying trigger has, its first such trigger.
         hit, rank = None, len(_ROLE_STATE)
         for t in triggers:
             role_rank = _ROLE_RANK.get(t.role, rank)
             if role_rank < rank and t.applies_to(start, end):
                 hit, rank = t, role_rank
-        state, trigger = ((MentionState.AFFIRMED, None) if hit is None
-                          else (_ROLE_STATE[rank][1], hit.text))
+        state = MentionState.AFFIRMED if hit is None else _ROLE_STATE[rank][1]
         out.append(Mention(clause.section, clause.section_index, mention.group(0), state,
-                           trigger, clause.text.strip()))
+                           None if hit is None else hit.text, clause.text.strip()))
     return out
 
 
