@@ -48,8 +48,9 @@ MAX_ID_CHARS = 128
 #: (e.g. `baseline_deviation:<tool>:<version>:<site>:specificity:90d:<day>`, at most 128).
 #: A longer tool id is refused; a longer version or site is `fitted` (kept distinct).
 MAX_TOOL_CHARS, MAX_VERSION_CHARS, MAX_SITE_CHARS = 32, 24, 24
-#: Accession numbers whose join partition an `Ingest` keeps (a few MiB at most).
-_PARTITIONS_KEPT = 1 << 16
+#: Accession numbers whose join partition an `Ingest` keeps, and identifiers per namespace
+#: whose pseudonym it keeps (a few MiB at most; in memory only, like the event itself).
+_PARTITIONS_KEPT = _PSEUDONYMS_KEPT = 1 << 16
 #: C0/C1 controls and lone surrogates: no identifier has them, and storage cannot take NUL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -213,6 +214,10 @@ class Ingest:
         #: Join partitions of recent accession numbers (`_partition`): an AI result and its
         #: report, read near each other, are placed by one murmur2.
         self._partitions: dict[str, tuple[int, int]] = {}
+        #: Pseudonyms of recent identifiers (`_pseudo`): a study's AI results (one per
+        #: tool) and its report name the same patient, accession and study.
+        self._pseudonyms: dict[str, dict[str, str]] = {
+            "patient": {}, "accession": {}, "study": {}}
 
     def __call__(self, topic: str, raw: bytes | None, now: datetime) -> JoinInput | Rejected:
         accepted = self.accept(topic, raw, now, partitions=1)
@@ -275,7 +280,13 @@ class Ingest:
         return Rejected("schema", f"no contract for topic {topic}")
 
     def _pseudo(self, namespace: Literal["patient", "accession", "study"], value: str) -> str:
-        return pseudonymize(self._key, namespace, value)
+        kept = self._pseudonyms[namespace]
+        pseudonym = kept.get(value)
+        if pseudonym is None:
+            if len(kept) >= _PSEUDONYMS_KEPT:
+                kept.clear()
+            pseudonym = kept[value] = pseudonymize(self._key, namespace, value)
+        return pseudonym
 
     def _ai(self, ai: AIResult, now: datetime, screened: bool) -> JoinInput | Rejected:
         why = self.dates.first_outside(ai_dates(ai), now) or (
