@@ -14,15 +14,17 @@ characters whose lower case is longer (U+0130) or that are word characters only 
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from surveillance.clinical import labels
 from surveillance.clinical.label_evaluation import read_gold
-from surveillance.clinical.label_vocabulary import Vocabulary
+from surveillance.clinical.label_vocabulary import DEFAULT_VOCABULARY, Vocabulary, load_vocabulary
 from surveillance.clinical.labels import default_vocabulary, extract_labels
 from surveillance.contracts import Label
 from surveillance.simulate.reports import render_report_text
@@ -103,3 +105,39 @@ def test_simulated_full_reports_get_the_same_labels() -> None:
         assert got == reference.extract_labels(text, CODES, OLD), text
         seen |= set(got.values())
     assert seen == set(Label)
+
+
+def _overlapping_vocabulary() -> Vocabulary:
+    """Findings whose phrases run over each other's starts (a longer phrase of one code
+    covers where another's begins), with patterns and first characters alike."""
+    raw = yaml.safe_load(DEFAULT_VOCABULARY.read_text())
+    raw["findings"] = {
+        "long": {"terms": ["large vessel occlusion", "dense mca"]},
+        "short": {"terms": ["vessel occlusion", "mca sign", "occlusion"]},
+        "pattern": {"terms": ["clot"], "patterns": [r"vessel\s+occ\w*", r"(?:hyper)?dense"]},
+        "hyphen": {"terms": ["non-occlusive", "occlusive"]},
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "findings.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return load_vocabulary(path)
+
+
+OVERLAPPING = _overlapping_vocabulary()
+overlapping_text = st.lists(st.one_of(
+    st.sampled_from(["large", "vessel", "occlusion", "dense", "hyperdense", "mca", "sign",
+                     "clot", "non", "occlusive", "occluded", "large vessel occlusion"]),
+    st.text(alphabet=" -_.\nx", max_size=2)), max_size=12).map(" ".join)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.one_of(overlapping_text, odd_text))
+def test_named_codes_are_those_whose_expression_matches(text: str) -> None:
+    """`Vocabulary.named` (one scan, codes tried at its spans' word starts) against its
+    definition, a search per code, on the shipped vocabulary and on one whose phrases
+    overlap across codes."""
+    lowered = text.lower()
+    for vocab in (NEW, OVERLAPPING):
+        codes = list(vocab.findings)
+        assert vocab.named(lowered, codes) == [
+            c for c in codes if vocab.findings[c].search(lowered) is not None], lowered

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -129,6 +129,36 @@ class Vocabulary:
     exclusions: dict[str, re.Pattern[str] | None]
     #: Any term of any finding: clauses without one need no trigger matching at all.
     any_finding: re.Pattern[str]
+    #: Per finding code, the characters its phrases start with (None: it has patterns).
+    first_characters: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    def named(self, lowered: str, codes: Iterable[str]) -> list[str]:
+        """The codes whose finding expression matches somewhere in `lowered`.
+
+        One scan for any finding, not one per code: a code's match is one of
+        `any_finding` there too, so it starts within a span of that scan (at its start, or
+        inside it where the scan took a longer phrase: "large vessel occlusion" over
+        "vessel occlusion"). Each code is then tried only at those spans' word starts
+        that hold one of its first characters."""
+        starts: list[tuple[int, str]] = []
+        for match in self.any_finding.finditer(lowered):
+            start, end = match.span()
+            starts.append((start, lowered[start:start + 1]))
+            if end - start > 1:
+                starts += [(p, lowered[p]) for p in (
+                    w.start() for w in _WORD_START.finditer(lowered, start + 1, end)) if p < end]
+        named = []
+        for code in codes:
+            finding, first = self.findings[code], self.first_characters.get(code)
+            for p, char in starts:
+                if (first is None or char in first) and finding.match(lowered, p):
+                    named.append(code)
+                    break
+        return named
+
+
+#: A position no word character (nor hyphen) comes before: where a phrase may start.
+_WORD_START = re.compile(BEFORE)
 
 
 def normal(text: str) -> str:
@@ -276,6 +306,7 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
     exclusions: dict[str, re.Pattern[str] | None] = {}
     terms: list[str] = []
     patterns: list[str] = []
+    first_characters: dict[str, frozenset[str] | None] = {}
     for code, finding in raw.findings.items():
         if not finding.terms and not finding.patterns:
             raise LabelConfigError(
@@ -283,6 +314,8 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
             )
         findings[code] = _regex(_words(finding.terms, finding.patterns), path,
                                 f"a pattern of finding {code!r}")
+        first_characters[code] = None if finding.patterns else frozenset(
+            " ".join(t.lower().split())[:1] for t in finding.terms)
         terms.extend(finding.terms)
         patterns.extend(finding.patterns)
         exclusions[code] = (
@@ -290,7 +323,7 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
         )
     any_finding = _regex(_words(terms, patterns), path, "the finding patterns")
     return Vocabulary(triggers, roles, trigger_patterns, terminators, headings, kinds, template,
-                      answers, findings, exclusions, any_finding)
+                      answers, findings, exclusions, any_finding, first_characters)
 
 
 def load_vocabulary(path: Path | None = None) -> Vocabulary:

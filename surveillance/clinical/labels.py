@@ -369,7 +369,7 @@ def extract_labels(
     # scan of the whole text settles them.
     lowered = text.lower()
     labels = {code: Label.ABSENT for code in codes}
-    named = [code for code in codes if vocab.findings[code].search(lowered) is not None]
+    named = vocab.named(lowered, codes)
     if not named:
         return labels
     # The others are read part by part, and only as far as the part that decides.
