@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 from typing import Literal
 
 Namespace = Literal["patient", "accession", "study", "submission"]
@@ -18,6 +19,14 @@ PSEUDONYM_CHARS = 24
 
 
 def pseudonymize(key: bytes, namespace: Namespace, identifier: str) -> str:
-    # The one-shot C HMAC: hmac.new sets up the key pads in Python on every call.
-    digest = hmac.digest(key, f"{namespace}:{identifier}".encode(), hashlib.sha256).hex()
-    return f"{namespace[0]}_{digest[:PSEUDONYM_CHARS]}"
+    mac = _keyed(key, namespace).copy()
+    mac.update(identifier.encode())
+    return f"{namespace[0]}_{mac.hexdigest()[:PSEUDONYM_CHARS]}"
+
+
+@lru_cache(maxsize=16)
+def _keyed(key: bytes, namespace: Namespace) -> hmac.HMAC:
+    """The HMAC of `key` that has read "<namespace>:": a copy finishes a pseudonym. Setting
+    up the key's pads for every identifier was half of the cost (ingest pseudonymizes
+    two to three identifiers per input event)."""
+    return hmac.new(key, f"{namespace}:".encode(), hashlib.sha256)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -162,6 +163,35 @@ def test_an_ai_result_and_its_report_get_the_partition_of_their_raw_accession() 
     other = ingest.accept("ai.results", ai_bytes(accession="ACC2"), NOW, partitions=8)
     assert not isinstance(other, Rejected) and other[1] == join_partition("ACC2", 8)
     assert {join_partition(f"ACC{i}", 8) for i in range(200)} == set(range(8))
+
+
+# Raw identifiers that are also another namespace's ("MRN1" the patient's, "1.2.3" the study's).
+IDENTIFIERS = ["ACC1", "ACC2", "é-7", "A" * 40, "MRN1", "1.2.3"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.tuples(st.sampled_from(IDENTIFIERS),
+                                st.sampled_from([1, 3, 8]), st.booleans()),
+                      min_size=1, max_size=40),
+       kept=st.integers(1, 3))
+def test_kept_partitions_and_pseudonyms_are_the_functions_own(
+        calls: list[tuple[str, int, bool]], kept: int) -> None:
+    """The partitions and pseudonyms an `Ingest` keeps per identifier (a few at a time
+    here, so the stores are emptied too) are those of the partitioner and of
+    `pseudonymize`, whatever the order of accessions, topics and partition counts."""
+    fresh = Ingest(KEY, ["pneumothorax"], max_bytes=4096)
+    with mock.patch("surveillance.stream.ingest._PARTITIONS_KEPT", kept), \
+            mock.patch("surveillance.stream.ingest._PSEUDONYMS_KEPT", kept):
+        for accession, partitions, is_ai in calls:
+            raw = ai_bytes(accession=accession) if is_ai else report(accession_number=accession)
+            accepted = fresh.accept("ai.results" if is_ai else "reports.final", raw, NOW,
+                                    partitions=partitions)
+            assert not isinstance(accepted, Rejected)
+            assert accepted[1] == join_partition(accession, partitions)
+            assert accepted[0].accession == pseudonymize(KEY, "accession", accession)
+            if accepted[0].ai is not None:
+                assert accepted[0].ai.patient_id == pseudonymize(KEY, "patient", "MRN1")
+                assert accepted[0].ai.study_instance_uid == pseudonymize(KEY, "study", "1.2.3")
 
 
 def test_accept_rejects_exactly_what_call_rejects() -> None:

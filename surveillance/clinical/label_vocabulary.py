@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -118,7 +118,8 @@ class Vocabulary:
     #: Regular-expression triggers (negation before the mention), matched separately.
     trigger_patterns: re.Pattern[str] | None
     terminators: re.Pattern[str]
-    #: A heading ("IMPRESSION:") at the start of the text, of a line or of a sentence.
+    #: A heading ("IMPRESSION:") at the start of a line or of a sentence; the start of the
+    #: text counts when a line break is put in front of it.
     headings: re.Pattern[str] | None
     section_kinds: dict[str, SectionKind]
     #: "<name>: <answer>" at the start of a sentence; group 1 the name, 2 the answer.
@@ -128,6 +129,36 @@ class Vocabulary:
     exclusions: dict[str, re.Pattern[str] | None]
     #: Any term of any finding: clauses without one need no trigger matching at all.
     any_finding: re.Pattern[str]
+    #: Per finding code, the characters its phrases start with (None: it has patterns).
+    first_characters: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    def named(self, lowered: str, codes: Iterable[str]) -> list[str]:
+        """The codes whose finding expression matches somewhere in `lowered`.
+
+        One scan for any finding, not one per code: a code's match is one of
+        `any_finding` there too, so it starts within a span of that scan (at its start, or
+        inside it where the scan took a longer phrase: "large vessel occlusion" over
+        "vessel occlusion"). Each code is then tried only at those spans' word starts
+        that hold one of its first characters."""
+        starts: list[tuple[int, str]] = []
+        for match in self.any_finding.finditer(lowered):
+            start, end = match.span()
+            starts.append((start, lowered[start:start + 1]))
+            if end - start > 1:
+                starts += [(p, lowered[p]) for p in (
+                    w.start() for w in _WORD_START.finditer(lowered, start + 1, end)) if p < end]
+        named = []
+        for code in codes:
+            finding, first = self.findings[code], self.first_characters.get(code)
+            for p, char in starts:
+                if (first is None or char in first) and finding.match(lowered, p):
+                    named.append(code)
+                    break
+        return named
+
+
+#: A position no word character (nor hyphen) comes before: where a phrase may start.
+_WORD_START = re.compile(BEFORE)
 
 
 def normal(text: str) -> str:
@@ -139,7 +170,13 @@ _SPACE = " "
 _Node = dict[str, "_Node"]
 
 
-def _trie(phrases: Iterable[str]) -> str:
+#: A phrase set starting with at most this many distinct characters is matched from its
+#: first character (`_words`); with more, nearly every letter starts a phrase and the
+#: word-start check in front fails sooner inside words.
+_FEW_FIRST = 8
+
+
+def _trie(phrases: Iterable[str], at_word_start: bool = False) -> str:
     """One regex of literal phrases, merged on common prefixes.
 
     The regex engine tries a flat alternation's branches one by one at every word start;
@@ -147,6 +184,9 @@ def _trie(phrases: Iterable[str]) -> str:
     faster. Longer phrases still win: each optional tail is greedy, and the word-boundary
     check after the trie backtracks into a shorter phrase when a longer one does not end
     at a word boundary.
+
+    `at_word_start`: each phrase must also start a word, checked right after its first
+    character (the character before that one is no word character).
     """
     root: _Node = {}
     for text in phrases:
@@ -155,19 +195,30 @@ def _trie(phrases: Iterable[str]) -> str:
             node = node.setdefault(char, {})
         node[""] = {}
 
-    def emit(node: _Node) -> str:
-        branches = [(r"\s+" if c == _SPACE else re.escape(c)) + emit(child)
+    def emit(node: _Node, first: bool = False) -> str:
+        branches = [(r"\s+" if c == _SPACE else re.escape(c))
+                    + (rf"(?<![\w-]{re.escape(c)})" if first else "") + emit(child)
                     for c, child in sorted(node.items()) if c]
         if not branches:
             return ""
         body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
         return f"(?:{body})?" if "" in node else body
 
-    return emit(root)
+    return emit(root, first=at_word_start)
 
 
 def _words(phrases: Iterable[str], patterns: Iterable[str] = ()) -> str:
-    """Literal phrases and regular expressions, as whole words."""
+    """Literal phrases and regular expressions, as whole words.
+
+    Literal phrases alone that start with few distinct characters have the word-start
+    check after their first character (`_trie`'s `at_word_start`): the same matches as
+    `BEFORE` in front, but every branch then starts with a literal, so the engine jumps to
+    the positions holding a first character instead of trying a match at each position
+    (scans of a report 1.4-3x faster)."""
+    phrases, patterns = list(phrases), list(patterns)
+    firsts = {" ".join(p.lower().split())[:1] for p in phrases}
+    if phrases and not patterns and "" not in firsts and len(firsts) <= _FEW_FIRST:
+        return _trie(phrases, at_word_start=True) + AFTER
     pieces = [p for p in (_trie(phrases), *patterns) if p]
     return BEFORE + "(?:" + "|".join(pieces) + ")" + AFTER
 
@@ -214,7 +265,11 @@ def _headings(sections: _Sections) -> tuple[re.Pattern[str] | None, dict[str, Se
         return None, kinds
     # Only listed names start a section: "Pneumothorax: None." is a template line.
     alternatives = _trie(kinds)
-    pattern = rf"(?:^|\n|(?<=[.!?])[ \t]+)[ \t]*({alternatives})(?:[ \t]+\d+)?[ \t]*:"
+    # After a line break, or blanks after a sentence's end: the one character class in
+    # front lets the engine jump between blanks (a heading at the start of the text is
+    # found in the text behind a line break: `labels._sections`).
+    pattern = (rf"[\n \t](?:(?<=\n)|(?<=[.!?][ \t]))[ \t]*({alternatives})(?:[ \t]+\d+)?"
+               r"[ \t]*:")
     return re.compile(pattern, re.IGNORECASE), kinds
 
 
@@ -251,6 +306,7 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
     exclusions: dict[str, re.Pattern[str] | None] = {}
     terms: list[str] = []
     patterns: list[str] = []
+    first_characters: dict[str, frozenset[str] | None] = {}
     for code, finding in raw.findings.items():
         if not finding.terms and not finding.patterns:
             raise LabelConfigError(
@@ -258,6 +314,8 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
             )
         findings[code] = _regex(_words(finding.terms, finding.patterns), path,
                                 f"a pattern of finding {code!r}")
+        first_characters[code] = None if finding.patterns else frozenset(
+            " ".join(t.lower().split())[:1] for t in finding.terms)
         terms.extend(finding.terms)
         patterns.extend(finding.patterns)
         exclusions[code] = (
@@ -265,7 +323,7 @@ def _compile(raw: _VocabularyFile, path: Path) -> Vocabulary:
         )
     any_finding = _regex(_words(terms, patterns), path, "the finding patterns")
     return Vocabulary(triggers, roles, trigger_patterns, terminators, headings, kinds, template,
-                      answers, findings, exclusions, any_finding)
+                      answers, findings, exclusions, any_finding, first_characters)
 
 
 def load_vocabulary(path: Path | None = None) -> Vocabulary:

@@ -70,9 +70,10 @@ __all__ = [
     "report_labels",
 ]
 
-# Sentence ends, blank lines, and line breaks before a heading or template line ("Name:").
-# Other line breaks are not breaks: interfaces wrap report lines at a fixed width.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n[ \t]*\n|\n(?=[ \t]*[A-Za-z][A-Za-z /()-]*:)")
+# Sentence ends, blank lines, and line breaks before a heading or template line ("Name:"),
+# led by the blank (the engine jumps between blanks). Other line breaks only wrap lines.
+_SENTENCE_BREAK = re.compile(
+    r"\s(?:(?<=[.!?]\s)\s*|(?<=\n)[ \t]*\n|(?<=\n)(?=[ \t]*[A-Za-z][A-Za-z /()-]*:))")
 
 
 class MentionState(Enum):
@@ -94,6 +95,7 @@ _ROLE_STATE = (
     (Role.NEGATION, MentionState.NEGATED),
     (Role.HISTORICAL, MentionState.HISTORICAL),
 )
+_ROLE_RANK = {role: rank for rank, (role, _) in enumerate(_ROLE_STATE)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +159,14 @@ def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, 
     if vocab.headings is None:
         yield 0, SectionKind.BODY, text
         return
-    kind, start, index = SectionKind.BODY, 0, 0
-    for match in vocab.headings.finditer(text):
-        yield index, kind, text[start:match.start()]
-        kind = vocab.section_kinds[normal(match.group(1))]
+    padded = "\n" + text  # the start of the text as a line's (`Vocabulary.headings`)
+    kind, start, index = SectionKind.BODY, 1, 0
+    for match in vocab.headings.finditer(padded):
+        yield index, kind, padded[start:match.start()]
+        name = match.group(1)  # as listed but for case: its key (`normal` for the others)
+        kind = vocab.section_kinds.get(name.lower()) or vocab.section_kinds[normal(name)]
         start, index = match.end(), index + 1
-    yield index, kind, text[start:]
+    yield index, kind, padded[start:]
 
 
 def _clauses(text: str, vocab: Vocabulary) -> list[_Clause]:
@@ -251,24 +255,24 @@ def _clause_mentions(
     clause: _Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
 ) -> list[Mention]:
     text = _mask(clause.text, vocab.exclusions[code])
-    finding = vocab.findings[code]
-    if finding.search(text) is None:
+    if not (found := list(vocab.findings[code].finditer(text))):
         return []
     # Masking keeps positions, so one trigger scan of a clause serves every finding code.
     triggers = triggers_of.get(id(clause))
     if triggers is None:
         triggers = triggers_of[id(clause)] = _triggers(clause.text, vocab)
     out = []
-    for mention in finding.finditer(text):
-        applying = [t for t in triggers if t.applies_to(mention.start(), mention.end())]
-        state, trigger = MentionState.AFFIRMED, None
-        for role, role_state in _ROLE_STATE:
-            hit = next((t for t in applying if t.role is role), None)
-            if hit is not None:
-                state, trigger = role_state, hit.text
-                break
+    for mention in found:
+        start, end = mention.span()
+        # The first role of `_ROLE_STATE` an applying trigger has, its first such trigger.
+        hit, rank = None, len(_ROLE_STATE)
+        for t in triggers:
+            role_rank = _ROLE_RANK.get(t.role, rank)
+            if role_rank < rank and t.applies_to(start, end):
+                hit, rank = t, role_rank
+        state = MentionState.AFFIRMED if hit is None else _ROLE_STATE[rank][1]
         out.append(Mention(clause.section, clause.section_index, mention.group(0), state,
-                           trigger, clause.text.strip()))
+                           None if hit is None else hit.text, clause.text.strip()))
     return out
 
 
@@ -365,7 +369,7 @@ def extract_labels(
     # scan of the whole text settles them.
     lowered = text.lower()
     labels = {code: Label.ABSENT for code in codes}
-    named = [code for code in codes if vocab.findings[code].search(lowered) is not None]
+    named = vocab.named(lowered, codes)
     if not named:
         return labels
     # The others are read part by part, and only as far as the part that decides.

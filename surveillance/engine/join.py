@@ -50,6 +50,9 @@ class PartitionClock:
         self.events = EventClock(MAX_CLOCK_SKEW)
         self.ai_events = EventClock(MAX_CLOCK_SKEW)
         self.deadlines: list[tuple[datetime, str]] = []
+        #: The source headers of the last clock reading a case was sent with: the AI clock
+        #: stays put across many cases, and the headers' ISO time costs more than a case.
+        self._headers: tuple[datetime | None, dict[str, bytes]] = (None, {})
 
     @property
     def watermark(self) -> datetime | None:
@@ -72,6 +75,14 @@ class PartitionClock:
         if state.last_event_at is not None:
             heapq.heappush(self.deadlines,
                            (state.last_event_at + self.config.retention, state.accession))
+
+    def headers(self, reached: datetime) -> dict[str, bytes]:
+        """`watermark.source_headers` of this partition at `reached` (a new dict)."""
+        at, headers = self._headers
+        if at != reached:
+            headers = source_headers(self.partition, reached)
+            self._headers = (reached, headers)
+        return dict(headers)
 
     def due(self) -> Iterable[str]:
         watermark = self.watermark
@@ -124,6 +135,8 @@ class JoinStage:
         self.join_one(item, record.partition, now, out)
 
     def _count_input(self, item: JoinInput, out: Output) -> None:
+        if not out.metered:
+            return
         if item.ai is not None:
             ai = item.ai
             out.metric("ai_result", ai.tool_id, ai.software_version, ai.site, ai.modality)
@@ -194,9 +207,8 @@ class JoinStage:
         if not cases:
             return
         reached = clock.ai_watermark or clock.watermark  # every case has an AI result
-        shared = None if reached is None else source_headers(clock.partition, reached)
         for case in cases:  # before the clocks move, a case has reached its own AI time
-            headers = (source_headers(clock.partition, case.inference_date) if shared is None
-                       else dict(shared))
+            headers = (source_headers(clock.partition, case.inference_date) if reached is None
+                       else clock.headers(reached))
             out.produce.append(Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
                                        wire.encode(case), headers=headers))

@@ -48,6 +48,9 @@ MAX_ID_CHARS = 128
 #: (e.g. `baseline_deviation:<tool>:<version>:<site>:specificity:90d:<day>`, at most 128).
 #: A longer tool id is refused; a longer version or site is `fitted` (kept distinct).
 MAX_TOOL_CHARS, MAX_VERSION_CHARS, MAX_SITE_CHARS = 32, 24, 24
+#: Accession numbers whose join partition an `Ingest` keeps, and identifiers per namespace
+#: whose pseudonym it keeps (a few MiB at most; in memory only, like the event itself).
+_PARTITIONS_KEPT = _PSEUDONYMS_KEPT = 1 << 16
 #: C0/C1 controls and lone surrogates: no identifier has them, and storage cannot take NUL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -208,6 +211,13 @@ class Ingest:
         self._codes = tuple(sorted(set(finding_codes)))
         self._max_bytes = max_bytes
         self.dates = dates
+        #: Join partitions of recent accession numbers (`_partition`): an AI result and its
+        #: report, read near each other, are placed by one murmur2.
+        self._partitions: dict[str, tuple[int, int]] = {}
+        #: Pseudonyms of recent identifiers (`_pseudo`): a study's AI results (one per
+        #: tool) and its report name the same patient, accession and study.
+        self._pseudonyms: dict[str, dict[str, str]] = {
+            "patient": {}, "accession": {}, "study": {}}
 
     def __call__(self, topic: str, raw: bytes | None, now: datetime) -> JoinInput | Rejected:
         accepted = self.accept(topic, raw, now, partitions=1)
@@ -231,9 +241,22 @@ class Ingest:
             if isinstance(parsed, Rejected):
                 return parsed
             event = parsed
-        if isinstance(event, AIResult):
-            return _routed(self._ai(event, now, screened), event.accession_number, partitions)
-        return _routed(self._report(event, now, screened), event.accession_number, partitions)
+        item = (self._ai(event, now, screened) if isinstance(event, AIResult)
+                else self._report(event, now, screened))
+        if isinstance(item, Rejected):
+            return item
+        return item, self._partition(event.accession_number, partitions)
+
+    def _partition(self, accession_number: str, partitions: int) -> int:
+        """`join_partition`, kept for the last `_PARTITIONS_KEPT` accession numbers."""
+        kept = self._partitions.get(accession_number)
+        if kept is not None and kept[0] == partitions:
+            return kept[1]
+        if len(self._partitions) >= _PARTITIONS_KEPT:
+            self._partitions.clear()
+        partition = join_partition(accession_number, partitions)
+        self._partitions[accession_number] = (partitions, partition)
+        return partition
 
     def _parse(self, topic: str, raw: bytes) -> AIResult | ReportFinal | Rejected:
         """The event through json and its pydantic model (the reference rules)."""
@@ -257,7 +280,13 @@ class Ingest:
         return Rejected("schema", f"no contract for topic {topic}")
 
     def _pseudo(self, namespace: Literal["patient", "accession", "study"], value: str) -> str:
-        return pseudonymize(self._key, namespace, value)
+        kept = self._pseudonyms[namespace]
+        pseudonym = kept.get(value)
+        if pseudonym is None:
+            if len(kept) >= _PSEUDONYMS_KEPT:
+                kept.clear()
+            pseudonym = kept[value] = pseudonymize(self._key, namespace, value)
+        return pseudonym
 
     def _ai(self, ai: AIResult, now: datetime, screened: bool) -> JoinInput | Rejected:
         why = self.dates.first_outside(ai_dates(ai), now) or (
@@ -305,14 +334,6 @@ class Ingest:
 #: The contract of each input topic.
 _CONTRACTS: dict[str, type[AIResult] | type[ReportFinal]] = {
     AI_RESULTS: AIResult, REPORTS_FINAL: ReportFinal}
-
-
-def _routed(
-    item: JoinInput | Rejected, accession_number: str, partitions: int
-) -> tuple[JoinInput, int] | Rejected:
-    if isinstance(item, Rejected):
-        return item
-    return item, join_partition(accession_number, partitions)
 
 
 def report_identifiers(report: ReportFinal) -> list[tuple[str, str | None]]:
