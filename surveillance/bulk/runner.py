@@ -22,7 +22,9 @@ It stops once every partition has been read to its end and no record has come fo
 `idle_seconds` (the internal topics it writes are read back in the meantime). Several
 runners, each in its own process, can share a backfill: each owns some partitions of the
 join and of the case stage (`bulk.ownership`), restores and reads only those, and they stop
-together (`bulk.processes`).
+together (`bulk.processes`). With several, the drift calibrations run in a calibration
+process of their own (`bulk.calibration`); a case-stage process waiting only for
+thresholds is not idle: it collects them before it may stop.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
+from surveillance.bulk.calibration import CalibrationClient, Channels, serve
 from surveillance.bulk.order import in_event_time
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
@@ -69,6 +72,9 @@ READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
 #: them (it wakes, drains the accumulator, starts the request) before the engine's next
 #: chunk holds the loop.
 IO_TURNS = 4
+#: The fetch wait while tools wait for thresholds: how soon they are collected when no
+#: record comes.
+CALIBRATION_POLL_MS = 20
 
 
 @dataclass
@@ -88,7 +94,8 @@ class BulkRunner:
                  chunk_records: int = 2_000,
                  on_batch: Callable[[Progress], None] | None = None,
                  crash_at: tuple[int, str] | None = None, owned: Ownership | None = None,
-                 slot: Slot | None = None) -> None:
+                 slot: Slot | None = None,
+                 calibrator: CalibrationClient | None = None) -> None:
         self.config = config
         self.app_id = app_id
         self.client = client
@@ -102,6 +109,8 @@ class BulkRunner:
         self.owned = owned or Ownership.everything(config.partitions)
         #: Shared with the other runner processes of the backfill (None: alone).
         self.slot = slot
+        #: The calibration process's end (None: the case stage calibrates in process).
+        self.calibrator = calibrator
         self.batches = 0
         self.progress = Progress()
         self.tables: dict[str, dict[str, Any]] = {}
@@ -147,6 +156,7 @@ class BulkRunner:
             self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
                                  join_objects=True, metrics=False)
             self.engine.cases.ready = False
+            self.engine.cases.drift.calibrator = self.calibrator
             self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
@@ -155,19 +165,31 @@ class BulkRunner:
             # not match the case table).
             out = self.engine.snapshot()
             out.apply_to(self.tables)
-            await asyncio.gather(*await self._send_changes(out.changes))
+            await self._release(await self._send_changes(out.changes), out.produce)
+            await self.sender.flush()
         finally:
+            if self.calibrator is not None:
+                self.calibrator.done()
             await consumer.stop()
             await producer.stop()
         return self.progress
 
     async def _loop(self, consumer: AIOKafkaConsumer, cpu: float) -> None:
         quiet_since: float | None = None
+        assert self.engine is not None
+        drift = self.engine.cases.drift
         while self.slot is None or not self.slot.stopped():
-            batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            batch = await consumer.getmany(
+                timeout_ms=CALIBRATION_POLL_MS if drift.held else 500,
+                max_records=self.max_records)
             records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
                        for messages in batch.values() for m in messages]
+            if not records and drift.held:
+                # Not quiet: the held tools' alerts are still to come.
+                await self._collect()
+                quiet_since = None
+                continue
             if not records:
                 now = time.monotonic()
                 quiet_since = quiet_since or now
@@ -196,6 +218,17 @@ class BulkRunner:
             if self.slot is not None:
                 self.slot.progress(progress.events, progress.records, behind,
                                    progress.last_batch, progress.busy_cpu, progress.ready_cpu)
+
+    async def _collect(self) -> None:
+        """Thresholds from the calibration process while no record comes: the tools
+        they held catch up, and what that produces is sent."""
+        engine, outputs = self.engine, self.sender
+        assert engine is not None and outputs is not None
+        out = engine.process([], datetime.now(UTC), time.monotonic())
+        if out.changes or out.produce:
+            out.apply_to(self.tables)
+            await self._release(await self._send_changes(out.changes), out.produce)
+            await outputs.flush()
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -336,8 +369,9 @@ class Done:
 
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
              on_progress: Callable[[Totals, float], None] | None = None,
-             **options: Any) -> Done:
-    """The whole backfill in `processes` runner processes (1: in this one). `options` go
+             calibration_process: bool = True, **options: Any) -> Done:
+    """The whole backfill in `processes` runner processes (1: in this one), with a
+    calibration process beside them if several and `calibration_process`. `options` go
     to each `BulkRunner`."""
     started, cpu = time.monotonic(), _cpu()
     owners = plan(processes, config.partitions)
@@ -353,17 +387,24 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
                         (alone.ready_cpu,))
         return Done(totals, started, _cpu() - cpu, 1, cpu)
 
+    casers = [o for o in owners if o.cases]
+    channels = Channels.make(len(casers)) if calibration_process else None
+
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
+            calibrator = None if channels is None or not owned.cases else CalibrationClient(
+                channels, casers.index(owned))
             asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
-                                   **options).run())
+                                   calibrator=calibrator, **options).run())
         return run
 
     def shown(totals: Totals) -> None:
         if on_progress is not None:
             on_progress(totals, started)
 
-    totals = run_processes([runner_of(o) for o in owners], shown)
+    helpers: tuple[Callable[[Slot], None], ...] = () if channels is None else (
+        lambda slot: serve(channels, slot),)
+    totals = run_processes([runner_of(o) for o in owners], shown, helpers)
     return Done(totals, started, _cpu() - cpu, len(owners), cpu)
 
 
