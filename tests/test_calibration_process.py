@@ -53,6 +53,9 @@ DRIFT_KINDS = ("input_drift", "output_drift", "new_category")
 #: Two tools of the simulator (one of them updated), at 40% of its volume: cheap, and
 #: still over the bank's 200 reference events.
 TOOLS = ("ich-triage", "ptx-triage")
+#: The monotonic clock's step per chunk: each chunk writes the snapshots of the tools it
+#: changed (`EngineConfig.snapshot_seconds`), so a hold decides which are written.
+MINUTE = 60.0
 #: A chunk after the first calibration was submitted and before its tool's drift alerts.
 RESTART_AT = 20
 
@@ -144,7 +147,7 @@ def run(records: list[Record], calibrator: Any = None, restart_at: int | None = 
             engine.cases.rebuild([(k, CaseRecord.from_dict(v))
                                   for k, v in tables[CASE_TABLE].items()])
         chunk, pending = pending[:CHUNK], pending[CHUNK:]
-        out = engine.process(chunk, clock, chunks * 1.0)
+        out = engine.process(chunk, clock, chunks * MINUTE)
         chunks += 1
         clock += timedelta(seconds=1)
         out.apply_to(tables)
