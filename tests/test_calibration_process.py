@@ -13,6 +13,10 @@ tool's final state snapshot the same (monitor, drift bank with its thresholds an
 detectors, waiting revisions). What may move is only the chunk that carries a held
 tool's drift alerts and when its snapshot is written.
 
+At the drift banks alone (hypothesis): any delivery of the thresholds (each job after
+any number of polls, polls every so many cases, two references of one tool, the second
+due while the first is out) gives the in-process alerts, in the same order.
+
 A restart while tools are held (the engine dropped, as a crash drops it, and a new one
 started on the tables as persisted at a chunk end, its case stage rebuilt) calibrates
 again what it needs: a held tool's snapshot was not written during the hold, so the new
@@ -30,21 +34,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from surveillance.bulk import changelog
 from surveillance.bulk.calibration import CalibrationClient, Channels, serve
 from surveillance.bulk.processes import Slot, run_processes
 from surveillance.clinical.ledger import CaseRecord
+from surveillance.contracts import AIResult
 from surveillance.engine.config import EngineConfig
+from surveillance.engine.drift import DriftBanks
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, CASE_TABLE, Engine
 from surveillance.engine.records import Record
 from surveillance.engine.rewind import Rewind
 from surveillance.engine.snapshots import is_part
 from surveillance.simulate import Faults, Scenario, simulate
-from surveillance.stats.drift_calibration_cache import Entries
+from surveillance.stats.drift_bank import DriftBank
+from surveillance.stats.drift_calibration_cache import Calibrations, Entries
 from surveillance.stats.drift_feature_bank import Reference, thresholds_of
 from surveillance.stream import topics
 from surveillance.stream.ingest import join_partition
+from tests.test_drift_equivalence import CONFIG, PROTOCOLS, START, build, reference_results, result
 
 PARTITIONS = 4
 CHUNK = 600
@@ -280,3 +290,82 @@ def test_a_restart_while_tools_wait_for_thresholds_calibrates_them_again(
     # Each alert once by id, as the alerts table stores them: none lost, none new.
     assert set(got.alerts) == set(reference.alerts)
     assert tool_states(got.tables) == tool_states(reference.tables)
+
+
+def version_stream() -> list[AIResult]:
+    """The equivalence test's stream (a 10-day reference, then a new protocol at a new
+    site) and a second version from day 12: two calibrations, the second one possibly
+    queued behind the first."""
+    stream = sorted(reference_results(), key=lambda r: r.inference_date)
+    stream += build([{"minute": m * 97, "kvp": 140.0, "age": None, "protocol": "CHEST",
+                      "site": "site-c", "score": 0.9, "again": False} for m in range(40)], 2)
+    stream += [result(f"v2-{i}", START + timedelta(days=12, minutes=20 * i), 120.0, 50,
+                      PROTOCOLS[0], "site-a", (i % 10) / 10, version="2") for i in range(600)]
+    return stream
+
+
+@dataclass
+class Scheduled:
+    """Job j handed back after `delays[j]` polls (the last delay for later jobs)."""
+
+    delays: list[int]
+    pending: list[list[Any]] = field(default_factory=list)
+    submitted: int = 0
+
+    def submit(self, job: int, references: list[Reference]) -> None:
+        delay = self.delays[min(self.submitted, len(self.delays) - 1)]
+        self.submitted += 1
+        self.pending.append([delay, job, computed(references)])
+
+    def results(self, block: bool) -> list[tuple[int, Entries]]:
+        for item in self.pending:
+            item[0] = -1 if block else item[0] - 1
+        ready = [(job, entries) for delay, job, entries in self.pending if delay < 0]
+        self.pending = [item for item in self.pending if item[0] >= 0]
+        return ready
+
+
+def drift_calls(banks: DriftBanks, stream: list[AIResult], every: int) -> list[str]:
+    """The case stage's calls per case (update, advance to a clock a day behind,
+    calibrate_due), a poll every `every` cases; the alerts in order."""
+    alerts = []
+    for i, r in enumerate(stream):
+        if i % every == 0:
+            alerts += banks.collect()
+        banks.update(TOOL, r)
+        alerts += banks.advance(TOOL, r.inference_date - timedelta(days=1))
+        alerts += banks.calibrate_due(TOOL)
+    alerts += banks.advance(TOOL, START + timedelta(days=30))
+    alerts += banks.calibrate_due(TOOL)
+    alerts += banks.settle()
+    return [a.model_dump_json() for a in alerts]
+
+
+TOOL = "ich-triage"
+SMALL = CONFIG.model_copy(update={"reference_days": 4, "event_clock": False})
+
+
+def small_banks(calibrator: Any) -> DriftBanks:
+    calibrations = Calibrations()
+    return DriftBanks({TOOL: DriftBank.for_tool(TOOL, SMALL, calibrations,
+                                               calibrate_inline=False)},
+                      calibrations, calibrate_inline=False, calibrator=calibrator)
+
+
+@pytest.fixture(scope="module")
+def small_stream() -> tuple[list[AIResult], list[str]]:
+    stream = version_stream()
+    return stream, drift_calls(small_banks(None), stream, 1)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=3), st.integers(1, 90))
+def test_any_delivery_of_thresholds_gives_the_in_process_alerts_in_order(
+        small_stream: tuple[list[AIResult], list[str]], delays: list[int], every: int) -> None:
+    stream, expected = small_stream
+    scheduled = Scheduled(delays)
+    banks = small_banks(scheduled)
+    assert drift_calls(banks, stream, every) == expected
+    assert scheduled.submitted == 2 and not banks.held
+    assert any('"input_drift"' in a for a in expected)
