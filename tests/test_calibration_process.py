@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from surveillance.bulk import changelog
-from surveillance.bulk.calibration import CalibrationClient, Channels, serve
+from surveillance.bulk.calibration import Channels
 from surveillance.bulk.processes import Slot, run_processes
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.contracts import AIResult
@@ -270,7 +270,7 @@ def test_the_calibration_process_gives_the_in_process_outputs(
     outcome: list[Run] = []
 
     def case_stage(slot: Slot) -> None:
-        client = CalibrationClient(channels, 0)
+        client = channels.client(0)
         try:
             got = run(records, client)
         finally:
@@ -278,7 +278,7 @@ def test_the_calibration_process_gives_the_in_process_outputs(
         assert_same(got, reference)  # raised here fails the child, and so the parent
         outcome.append(got)
 
-    totals = run_processes([case_stage], None, (lambda slot: serve(channels, slot),))
+    totals = run_processes([case_stage], None, (channels.serve,))
     assert totals.helper_cpu[0] > 0  # the Monte Carlo ran in the calibration process
 
 

@@ -44,6 +44,22 @@ class Channels:
         context = multiprocessing.get_context("fork")
         return cls(context.Queue(), [context.Queue() for _ in range(clients)])
 
+    def client(self, index: int) -> CalibrationClient:
+        return CalibrationClient(self, index)
+
+    def serve(self, slot: Slot) -> None:
+        """The calibration process: jobs in order, until every client is done."""
+        started = time.process_time()
+        open_clients = set(range(len(self.results)))
+        while open_clients:
+            index, job, payload = self.jobs.get()
+            if job is None:
+                open_clients.discard(index)
+                continue
+            references: list[Reference] = pickle.loads(payload)
+            self.results[index].put((job, thresholds_of(references)))
+            slot.cpu(time.process_time() - started)
+
 
 class CalibrationClient:
     """A case-stage process's end (`engine.drift.Calibrator`)."""
@@ -73,16 +89,3 @@ class CalibrationClient:
         """This client submits nothing more (the calibration process ends after all)."""
         self.jobs.put((self.index, None, b""))
 
-
-def serve(channels: Channels, slot: Slot) -> None:
-    """The calibration process: jobs in order, until every client is done."""
-    started = time.process_time()
-    open_clients = set(range(len(channels.results)))
-    while open_clients:
-        index, job, payload = channels.jobs.get()
-        if job is None:
-            open_clients.discard(index)
-            continue
-        references: list[Reference] = pickle.loads(payload)
-        channels.results[index].put((job, thresholds_of(references)))
-        slot.cpu(time.process_time() - started)

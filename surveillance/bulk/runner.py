@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
-from surveillance.bulk.calibration import CalibrationClient, Channels, serve
+from surveillance.bulk.calibration import CalibrationClient, Channels
 from surveillance.bulk.order import in_event_time
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
@@ -58,7 +58,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Change, Produce, Record
+from surveillance.engine.records import Change, Output, Produce, Record
 from surveillance.engine.rewind import Rewind
 from surveillance.stream import topics
 
@@ -72,8 +72,7 @@ READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
 #: them (it wakes, drains the accumulator, starts the request) before the engine's next
 #: chunk holds the loop.
 IO_TURNS = 4
-#: The fetch wait while tools wait for thresholds: how soon they are collected when no
-#: record comes.
+#: The fetch wait while tools wait for thresholds (how soon they are collected then).
 CALIBRATION_POLL_MS = 20
 
 
@@ -163,10 +162,7 @@ class BulkRunner:
             # Caught up: the snapshot of every tool changed since its last one, so a
             # worker taking over loads them all (it replays a tool whose snapshot does
             # not match the case table).
-            out = self.engine.snapshot()
-            out.apply_to(self.tables)
-            await self._release(await self._send_changes(out.changes), out.produce)
-            await self.sender.flush()
+            await self._send(self.engine.snapshot())
         finally:
             if self.calibrator is not None:
                 self.calibrator.done()
@@ -185,9 +181,8 @@ class BulkRunner:
             records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
                        for messages in batch.values() for m in messages]
-            if not records and drift.held:
-                # Not quiet: the held tools' alerts are still to come.
-                await self._collect()
+            if not records and drift.held:  # not quiet: their alerts are still to come
+                await self._send(self.engine.process([], datetime.now(UTC), time.monotonic()))
                 quiet_since = None
                 continue
             if not records:
@@ -219,16 +214,13 @@ class BulkRunner:
                 self.slot.progress(progress.events, progress.records, behind,
                                    progress.last_batch, progress.busy_cpu, progress.ready_cpu)
 
-    async def _collect(self) -> None:
-        """Thresholds from the calibration process while no record comes: the tools
-        they held catch up, and what that produces is sent."""
-        engine, outputs = self.engine, self.sender
-        assert engine is not None and outputs is not None
-        out = engine.process([], datetime.now(UTC), time.monotonic())
-        if out.changes or out.produce:
-            out.apply_to(self.tables)
-            await self._release(await self._send_changes(out.changes), out.produce)
-            await outputs.flush()
+    async def _send(self, out: Output) -> None:
+        """What the engine made outside a batch (the tools a calibration held caught up,
+        the final snapshots), sent as a batch's is."""
+        assert self.sender is not None
+        out.apply_to(self.tables)
+        await self._release(await self._send_changes(out.changes), out.produce)
+        await self.sender.flush()
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -392,8 +384,7 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
 
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
-            calibrator = None if channels is None or not owned.cases else CalibrationClient(
-                channels, casers.index(owned))
+            calibrator = channels.client(casers.index(owned)) if channels and owned.cases else None
             asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
                                    calibrator=calibrator, **options).run())
         return run
@@ -402,9 +393,8 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
         if on_progress is not None:
             on_progress(totals, started)
 
-    helpers: tuple[Callable[[Slot], None], ...] = () if channels is None else (
-        lambda slot: serve(channels, slot),)
-    totals = run_processes([runner_of(o) for o in owners], shown, helpers)
+    totals = run_processes([runner_of(o) for o in owners], shown,
+                           () if channels is None else (channels.serve,))
     return Done(totals, started, _cpu() - cpu, len(owners), cpu)
 
 
