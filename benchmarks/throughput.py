@@ -143,7 +143,7 @@ class Bulk:
 
 
 def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Path,
-              processes: int) -> Bulk:
+              processes: int, extra: tuple[str, ...] = ()) -> Bulk:
     """The bulk runner in `processes` processes on a broker of its own, then a worker on
     its state (counts exact?). CPU from the operating system (the runner's children
     included: it waits for them) and from the runner's own `backfill done` line."""
@@ -155,8 +155,8 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         broker_before = process_cpu(broker_pid)
         runner = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}",
                                command="backfill",
-                               args=("--idle-seconds", "2", "--processes", str(processes))
-                               ).start()
+                               args=("--idle-seconds", "2", "--processes", str(processes),
+                                     *extra)).start()
         assert runner.proc is not None
         if runner.proc.wait(timeout=3600) != 0:
             raise SystemExit(f"the backfill failed:\n{runner.log_tail()}")
@@ -332,6 +332,9 @@ def main() -> None:
     parser.add_argument("--bulk-only", action="store_true",
                         help="the bulk runner in --bulk-processes processes only (for "
                         "iterating on it; no live worker, ceiling or per-stage costs)")
+    parser.add_argument("--no-calibration-process", action="store_true",
+                        help="the bulk runner calibrates drift in its case-stage process "
+                        "(as before the calibration process; for a comparison)")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -343,8 +346,10 @@ def main() -> None:
     outcomes = {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES}
                 for tool, t in truth.items()}
     state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    extra = ("--no-calibration-process",) if args.no_calibration_process else ()
     if args.bulk_only:
-        bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes)
+        bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes,
+                         extra)
         print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
         print_bulk(f"{args.bulk_processes} processes", bulk, len(events))
         print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} "
@@ -386,7 +391,8 @@ def main() -> None:
         print(live_line)
         print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
         return
-    bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes)
+    bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes,
+                     extra)
     alone = bulk_rate(events, expected, args.partitions, state, 1)
     costs = stage_costs(events, args.partitions)
 

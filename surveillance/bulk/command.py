@@ -31,6 +31,9 @@ def backfill(
         "them (the join's partitions over half, the case stage's over the rest)."),
     idle_seconds: float = typer.Option(
         5.0, help="Stop once caught up and nothing has come for this long."),
+    calibration_process: bool = typer.Option(
+        True, help="With 2 processes or more: the drift calibrations (Monte Carlo) in a "
+        "process of their own beside the runners, not in the case-stage process."),
     crash_after_batch: int = typer.Option(0, hidden=True, help="Crash tests: die after batch N."),
     crash_point: str = typer.Option(
         "flushed", hidden=True, help="Crash tests: 'flushed' (before its commit) or 'committed'."),
@@ -95,7 +98,7 @@ def backfill(
         done = run_backfill(
             EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
             processes, report, max_records=max_records, chunk_records=chunk_records,
-            idle_seconds=idle_seconds,
+            idle_seconds=idle_seconds, calibration_process=calibration_process,
             crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     except KafkaError as exc:
         fail(broker_failed.format(exc))
@@ -104,10 +107,12 @@ def backfill(
              f"{settings.kafka.bootstrap}, then run the backfill again (it resumes)")
     totals = done.totals
     busy = max(totals.last_batch - done.started, 1e-9)  # the idle wait left out
+    calibration = "".join(f" + calibration {c:.2f}" for c in totals.helper_cpu)
     print(f"\nbackfill done: {totals.events} input events ({totals.records} records) in "
           f"{busy:.1f} s, {totals.events / busy:,.0f} events/s; {done.processes} "
-          f"process(es), CPU {sum(totals.busy_cpu):.2f} s to the last batch ("
-          f"{' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}), {done.cpu:.2f} s "
+          f"process(es), CPU {sum(totals.busy_cpu) + sum(totals.helper_cpu):.2f} s to the "
+          f"last batch ({' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}{calibration}), "
+          f"{done.cpu:.2f} s "
           f"with the final idle wait; start-up CPU {done.before:.2f} s before the runner "
           f"(imports, settings), {' + '.join(f'{c:.2f}' for c in totals.ready_cpu)} s "
           "from its start to the first batch")

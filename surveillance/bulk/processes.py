@@ -15,6 +15,9 @@ finds its partitions at their ends, when that check began. All stop once every p
 quiet and every one's latest check began after the last of them became quiet: nothing was
 produced since, so nothing unread remains.
 
+Helpers (the calibration process, `bulk.calibration`) are children too, outside the stop:
+they end when the runners they serve say they are done; each reports its CPU.
+
 Crashes. Every child dies with the parent (PR_SET_PDEATHSIG): a SIGKILLed backfill leaves
 no runner behind. A child that dies (a crash test's exit, or a failure) takes the others
 down at once, unflushed, as a crash would; its offsets not committed are re-read next time.
@@ -55,6 +58,8 @@ class Totals:
     busy_cpu: tuple[float, ...]
     #: CPU seconds of each from its start to its first batch (restore, connections).
     ready_cpu: tuple[float, ...] = ()
+    #: CPU seconds of each helper process (the calibration process) to its last job.
+    helper_cpu: tuple[float, ...] = ()
 
 
 class Slot:
@@ -70,6 +75,10 @@ class Slot:
         s, b = self.shared, self.base
         s[b + EVENTS], s[b + RECORDS], s[b + BEHIND] = events, records, behind
         s[b + LAST_BATCH], s[b + BUSY_CPU], s[b + READY_CPU] = last_batch, busy_cpu, ready_cpu
+
+    def cpu(self, seconds: float) -> None:
+        """A helper's CPU so far."""
+        self.shared[self.base + BUSY_CPU] = seconds
 
     def busy(self) -> None:
         self.shared[self.base + QUIET_SINCE] = 0.0
@@ -93,26 +102,29 @@ def all_caught_up(shared: Any, processes: int) -> bool:
     return all(q > 0 for q in quiet) and min(checked) > max(quiet)
 
 
-def totals(shared: Any, processes: int) -> Totals:
-    def field(f: int) -> list[float]:
-        return [shared[i * FIELDS + f] for i in range(processes)]
+def totals(shared: Any, processes: int, helpers: int = 0) -> Totals:
+    def field(f: int, first: int = 0, count: int = processes) -> list[float]:
+        return [shared[i * FIELDS + f] for i in range(first, first + count)]
 
     return Totals(int(sum(field(EVENTS))), int(sum(field(RECORDS))),
                   int(sum(field(BEHIND))), max(field(LAST_BATCH)), tuple(field(BUSY_CPU)),
-                  tuple(field(READY_CPU)))
+                  tuple(field(READY_CPU)), tuple(field(BUSY_CPU, processes, helpers)))
 
 
 def run_processes(runners: list[Callable[[Slot], None]],
-                  on_progress: Callable[[Totals], None] | None = None) -> Totals:
-    """Run each `runner(slot)` in a forked child until all may stop; the totals. A child
-    exiting 137 (a crash test's death) makes this process exit 137 too."""
+                  on_progress: Callable[[Totals], None] | None = None,
+                  helpers: tuple[Callable[[Slot], None], ...] = ()) -> Totals:
+    """Run each `runner(slot)` in a forked child until all may stop, and each helper
+    until it returns; the totals. A child exiting 137 (a crash test's death) makes this
+    process exit 137 too."""
     context = multiprocessing.get_context("fork")
-    shared = RawArray(ctypes.c_double, len(runners) * FIELDS)
+    everyone = [*runners, *helpers]
+    shared = RawArray(ctypes.c_double, len(everyone) * FIELDS)
     stop = context.Event()
     errors: Any = context.SimpleQueue()
     parent = os.getpid()
     children = [context.Process(target=_child, args=(run, Slot(shared, i, stop), parent, errors),
-                                daemon=True) for i, run in enumerate(runners)]
+                                daemon=True) for i, run in enumerate(everyone)]
     for child in children:
         child.start()
     try:
@@ -126,7 +138,7 @@ def run_processes(runners: list[Callable[[Slot], None]],
             if not stop.is_set() and all_caught_up(shared, len(runners)):
                 stop.set()
             if on_progress is not None:
-                on_progress(totals(shared, len(runners)))
+                on_progress(totals(shared, len(runners), len(helpers)))
             time.sleep(POLL_SECONDS)
         failed = [c for c in children if c.exitcode != 0]
         if failed:
@@ -135,7 +147,7 @@ def run_processes(runners: list[Callable[[Slot], None]],
             raise ProcessFailed(_error(errors, failed[0].exitcode))
     finally:
         _kill(children)
-    return totals(shared, len(runners))
+    return totals(shared, len(runners), len(helpers))
 
 
 CRASH_EXIT = 137  # what a SIGKILLed process reports

@@ -22,7 +22,9 @@ It stops once every partition has been read to its end and no record has come fo
 `idle_seconds` (the internal topics it writes are read back in the meantime). Several
 runners, each in its own process, can share a backfill: each owns some partitions of the
 join and of the case stage (`bulk.ownership`), restores and reads only those, and they stop
-together (`bulk.processes`).
+together (`bulk.processes`). With several, the drift calibrations run in a calibration
+process of their own (`bulk.calibration`); a case-stage process waiting only for
+thresholds is not idle: it collects them before it may stop.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
+from surveillance.bulk.calibration import CalibrationClient, Channels
 from surveillance.bulk.order import in_event_time
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
@@ -55,7 +58,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Change, Produce, Record
+from surveillance.engine.records import Change, Output, Produce, Record
 from surveillance.engine.rewind import Rewind
 from surveillance.stream import topics
 
@@ -69,6 +72,8 @@ READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
 #: them (it wakes, drains the accumulator, starts the request) before the engine's next
 #: chunk holds the loop.
 IO_TURNS = 4
+#: The fetch wait while tools wait for thresholds (how soon they are collected then).
+CALIBRATION_POLL_MS = 20
 
 
 @dataclass
@@ -88,7 +93,8 @@ class BulkRunner:
                  chunk_records: int = 2_000,
                  on_batch: Callable[[Progress], None] | None = None,
                  crash_at: tuple[int, str] | None = None, owned: Ownership | None = None,
-                 slot: Slot | None = None) -> None:
+                 slot: Slot | None = None,
+                 calibrator: CalibrationClient | None = None) -> None:
         self.config = config
         self.app_id = app_id
         self.client = client
@@ -102,6 +108,8 @@ class BulkRunner:
         self.owned = owned or Ownership.everything(config.partitions)
         #: Shared with the other runner processes of the backfill (None: alone).
         self.slot = slot
+        #: The calibration process's end (None: the case stage calibrates in process).
+        self.calibrator = calibrator
         self.batches = 0
         self.progress = Progress()
         self.tables: dict[str, dict[str, Any]] = {}
@@ -147,27 +155,36 @@ class BulkRunner:
             self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
                                  join_objects=True, metrics=False)
             self.engine.cases.ready = False
+            self.engine.cases.drift.calibrator = self.calibrator
             self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
             # Caught up: the snapshot of every tool changed since its last one, so a
             # worker taking over loads them all (it replays a tool whose snapshot does
             # not match the case table).
-            out = self.engine.snapshot()
-            out.apply_to(self.tables)
-            await asyncio.gather(*await self._send_changes(out.changes))
+            await self._send(self.engine.snapshot())
         finally:
+            if self.calibrator is not None:
+                self.calibrator.done()
             await consumer.stop()
             await producer.stop()
         return self.progress
 
     async def _loop(self, consumer: AIOKafkaConsumer, cpu: float) -> None:
         quiet_since: float | None = None
+        assert self.engine is not None
+        drift = self.engine.cases.drift
         while self.slot is None or not self.slot.stopped():
-            batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            batch = await consumer.getmany(
+                timeout_ms=CALIBRATION_POLL_MS if drift.held else 500,
+                max_records=self.max_records)
             records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
                        for messages in batch.values() for m in messages]
+            if not records and drift.held:  # not quiet: their alerts are still to come
+                await self._send(self.engine.process([], datetime.now(UTC), time.monotonic()))
+                quiet_since = None
+                continue
             if not records:
                 now = time.monotonic()
                 quiet_since = quiet_since or now
@@ -196,6 +213,14 @@ class BulkRunner:
             if self.slot is not None:
                 self.slot.progress(progress.events, progress.records, behind,
                                    progress.last_batch, progress.busy_cpu, progress.ready_cpu)
+
+    async def _send(self, out: Output) -> None:
+        """What the engine made outside a batch (the tools a calibration held caught up,
+        the final snapshots), sent as a batch's is."""
+        assert self.sender is not None
+        out.apply_to(self.tables)
+        await self._release(await self._send_changes(out.changes), out.produce)
+        await self.sender.flush()
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -336,8 +361,9 @@ class Done:
 
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
              on_progress: Callable[[Totals, float], None] | None = None,
-             **options: Any) -> Done:
-    """The whole backfill in `processes` runner processes (1: in this one). `options` go
+             calibration_process: bool = True, **options: Any) -> Done:
+    """The whole backfill in `processes` runner processes (1: in this one), with a
+    calibration process beside them if several and `calibration_process`. `options` go
     to each `BulkRunner`."""
     started, cpu = time.monotonic(), _cpu()
     owners = plan(processes, config.partitions)
@@ -353,17 +379,22 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
                         (alone.ready_cpu,))
         return Done(totals, started, _cpu() - cpu, 1, cpu)
 
+    casers = [o for o in owners if o.cases]
+    channels = Channels.make(len(casers)) if calibration_process else None
+
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
+            calibrator = channels.client(casers.index(owned)) if channels and owned.cases else None
             asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
-                                   **options).run())
+                                   calibrator=calibrator, **options).run())
         return run
 
     def shown(totals: Totals) -> None:
         if on_progress is not None:
             on_progress(totals, started)
 
-    totals = run_processes([runner_of(o) for o in owners], shown)
+    totals = run_processes([runner_of(o) for o in owners], shown,
+                           () if channels is None else (channels.serve,))
     return Done(totals, started, _cpu() - cpu, len(owners), cpu)
 
 

@@ -73,6 +73,8 @@ class Engine:
         """One batch: `now` is the wall clock (UTC) and `mono` a monotonic clock in seconds,
         read once for the batch."""
         out = self._output()
+        # Thresholds from a calibration process first: the tools they held catch up.
+        out.alert(self.cases.drift.collect())
         for record in records:
             self._take(record, now, mono, out)
         self.cases.flush(mono)
@@ -86,9 +88,12 @@ class Engine:
 
     def snapshot(self) -> Output:
         """The state snapshot of every tool changed since its last one, now (before a
-        planned hand-over: a shutdown, the end of a backfill)."""
+        planned hand-over: a shutdown, the end of a backfill), after waiting for the
+        thresholds the tools hold for (`engine.drift`), with the alerts of those."""
+        out = self._output()
+        out.alert(self.cases.drift.settle())
         self.cases.flush(None)
-        return self._flush(self._output())
+        return self._flush(out)
 
     def _take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
         if record.topic in (topics.AI_RESULTS, topics.REPORTS_FINAL):

@@ -213,14 +213,21 @@ class CaseSnapshots:
               sources: dict[int, SourceWatermark], offsets: dict[int, int],
               mono: float | None) -> None:
         """The snapshot of every tool changed in this batch, unless its last one was
-        written less than `every_seconds` before `mono`; with `mono` None, of every tool
-        changed since its last one."""
+        written less than `every_seconds` before `mono` or its drift is held for
+        thresholds; with `mono` None, of every tool changed since its last one and not
+        held."""
         touched, self.touched = self.touched, set()
         if self.table is None:
             self.dirty.clear()
             return
-        due = [(tool, partition) for tool, partition in self.dirty.items() if mono is None or (
-            tool in touched and mono - self._written.get(tool, -math.inf) >= self.every_seconds)]
+        # A tool held for its thresholds (`engine.drift`) is written once released: a
+        # snapshot never holds the drift calls queued meanwhile.
+        holding = drift.held
+        self.touched.update(tool for tool in touched if tool in holding)
+        due = [(tool, partition) for tool, partition in self.dirty.items()
+               if tool not in holding and (mono is None or (
+                   tool in touched
+                   and mono - self._written.get(tool, -math.inf) >= self.every_seconds))]
         for tool, partition in due:
             del self.dirty[tool]
             if mono is not None:

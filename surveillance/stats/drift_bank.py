@@ -26,7 +26,8 @@ Calibration (seconds of Monte Carlo) happens once per reference. With
 `calibrate_inline=False` the clock stops at the first day that needs it
 (`calibration_due`) and `calibrate()` does it and evaluates the days the clock has
 closed since, so a caller can keep it off its per-event path; the verdicts, and their
-order, are the same either way.
+order, are the same either way. `references_due` gives what `calibrate` will build on,
+for a caller that has the thresholds computed elsewhere first (`engine.drift`).
 
 Context. Each verdict says what moved in the feature's units, and the site where the
 shift concentrates when one does (a site whose window differs from its own reference by
@@ -48,7 +49,7 @@ from surveillance.stats.categorical_drift import NewCategory
 from surveillance.stats.drift_calibration import DAYS_PER_QUARTER
 from surveillance.stats.drift_calibration_cache import Calibrations
 from surveillance.stats.drift_episode import VerdictContext
-from surveillance.stats.drift_feature_bank import Columns, FeatureBank
+from surveillance.stats.drift_feature_bank import Columns, FeatureBank, Reference
 from surveillance.stats.drift_features import CAUSE_FEATURES, DriftBankConfig, FeatureSpec
 from surveillance.stats.drift_verdict import DriftVerdict
 from surveillance.stats.drift_wording import cause_hint
@@ -226,6 +227,12 @@ class DriftBank:
     def advance(self, now: datetime) -> list[DriftVerdict]:
         """Move the clock to `now` (call from a timer); evaluate the days it closes."""
         return self._tick(now)
+
+    def references_due(self) -> list[Reference]:
+        """The references `calibrate` will build detectors on (those with enough events)."""
+        return [Reference(tuple(s.name for s in p.specs), p.rows, self.config.reference_days,
+                          p.ctx, self.config)
+                for p in self._due if len(p.rows) >= self.config.min_reference_events]
 
     def calibrate(self) -> list[DriftVerdict]:
         """Calibrate the references `calibration_due` waits for; then evaluate the days

@@ -7,7 +7,8 @@ the tool's volume and window sizes, the budget share and the seed, so it is kept
 a digest of exactly those: a bank rebuilt from the same stored cases after a rebalance,
 a second bank of the same tool, or a replay reuses the thresholds instead of simulating
 again. Thresholds, not detector state, are shared; a hit returns the very value a fresh
-calibration would.
+calibration would. Entries can be computed elsewhere (another process) and installed
+(`entries`, `install`); `cached_only` asks whether every threshold a build needs is in.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from surveillance.stats.stream_calibration import calibrate_page_hinkley, calibr
 #: Entries kept (a few per feature, tool and software version; each a few numbers).
 MAX_ENTRIES = 4096
 T = TypeVar("T", WindowThresholds, float)
+#: Calibration inputs' digests and their thresholds, as one cache hands them to another.
+Entries = list[tuple[bytes, WindowThresholds | float]]
+
+
+class Uncached(LookupError):
+    """A threshold not in the cache, asked of a view that may not compute (`cached_only`)."""
 
 
 def _digest(kind: str, arrays: Sequence[FloatArray], *parameters: object) -> bytes:
@@ -48,6 +55,24 @@ class Calibrations:
         self.max_entries = max_entries
         self.computed = 0
         self._entries: OrderedDict[bytes, WindowThresholds | float] = OrderedDict()
+        self._computes = True
+
+    def cached_only(self) -> Calibrations:
+        """A view of the same entries that raises `Uncached` instead of simulating."""
+        view = Calibrations(self.max_entries)
+        view._entries, view._computes = self._entries, False
+        return view
+
+    def entries(self) -> Entries:
+        return list(self._entries.items())
+
+    def install(self, entries: Entries) -> None:
+        """Thresholds computed by another cache (for the very same inputs: the keys)."""
+        for key, value in entries:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -57,6 +82,8 @@ class Calibrations:
         if found is not None:
             self._entries.move_to_end(key)
             return found  # type: ignore[return-value]
+        if not self._computes:
+            raise Uncached(key.hex())
         value = compute()
         self.computed += 1
         self._entries[key] = value

@@ -16,6 +16,7 @@ is not monitored (`disabled`).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,15 @@ import numpy as np
 
 from surveillance.stats.categorical_drift import MISSING
 from surveillance.stats.drift_calibration import FalseAlarmBudget
-from surveillance.stats.drift_calibration_cache import Calibrations
+from surveillance.stats.drift_calibration_cache import Calibrations, Entries, Uncached
 from surveillance.stats.drift_categorical_feature import CategoricalFeature
 from surveillance.stats.drift_episode import VerdictContext
-from surveillance.stats.drift_features import DriftBankConfig, FeatureSpec, FeatureValue
+from surveillance.stats.drift_features import (
+    FEATURES_BY_NAME,
+    DriftBankConfig,
+    FeatureSpec,
+    FeatureValue,
+)
 from surveillance.stats.drift_numeric_feature import NumericFeature
 from surveillance.stats.drift_verdict import DriftVerdict
 
@@ -53,6 +59,44 @@ class Columns:
         self.sites += other.sites
         for mine, theirs in zip(self.values, other.values, strict=True):
             mine += theirs
+
+
+@dataclass
+class Reference:
+    """What a `FeatureBank` is built and calibrated on, by value (its features by name):
+    a caller can have the thresholds computed elsewhere (another process) and then build
+    the bank from the cache."""
+
+    features: tuple[str, ...]
+    rows: Columns
+    days: int
+    ctx: VerdictContext
+    config: DriftBankConfig
+
+    def build(self, calibrations: Calibrations) -> FeatureBank:
+        specs = tuple(FEATURES_BY_NAME[name] for name in self.features)
+        # A copy: the bank sets the context's reference period, which is the caller's.
+        return FeatureBank(specs, self.rows, self.days, copy.copy(self.ctx), self.config,
+                           calibrations)
+
+
+def thresholds_of(references: Sequence[Reference]) -> Entries:
+    """The thresholds the banks built on `references` need (the Monte Carlo runs here)."""
+    calibrations = Calibrations()
+    for reference in references:
+        reference.build(calibrations)
+    return calibrations.entries()
+
+
+def all_cached(references: Sequence[Reference], calibrations: Calibrations) -> bool:
+    """Whether building on `references` needs no simulation (every threshold cached)."""
+    view = calibrations.cached_only()
+    try:
+        for reference in references:
+            reference.build(view)
+    except Uncached:
+        return False
+    return True
 
 
 class FeatureBank:
