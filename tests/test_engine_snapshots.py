@@ -30,9 +30,10 @@ from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records, is_summary, light_record
 from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, CASE_TABLE, Engine
-from surveillance.engine.state_codec import StateCodecError, decode, encode
+from surveillance.engine.state_codec import StateCodecError, decode, encode, encode_json
 from surveillance.engine.tables import Table
 from surveillance.simulate import Faults, Scenario, simulate
+from tests.state_codec_reference import reference_encode
 
 # -- the codec ---------------------------------------------------------------------------
 
@@ -175,6 +176,24 @@ def stopped() -> LocalPipeline:
     path._apply(path.engine.snapshot())
     assert any(bank.monitoring for bank in path.engine.cases.drift.banks.values())
     return path
+
+
+def test_the_state_is_written_as_the_reference_writes_it(stopped: LocalPipeline) -> None:
+    """Each tool's whole state (monitor, drift bank, waiting revisions), 40 days in, has
+    the bytes the codec's plain reference gives (`tests/state_codec_reference`)."""
+    stage = stopped.engine.cases
+    for tool in sorted(stage.drift.banks):
+        externals = {id(stage.monitor.settings): "settings",
+                     **snapshots._ids(snapshots._drift_externals(stage.drift))}
+        baseline = stage.monitor.settings.registry.get(tool)
+        if baseline is not None:
+            externals[id(baseline)] = "baseline"
+        state = {"monitor": stage.monitor.tool_state(tool), "drift": stage.drift.banks[tool],
+                 "ahead": [], "waiting": stage.evaluation.queue.of_tool(tool)}
+        written = encode_json(state, snapshots.CLASSES, externals)
+        assert written == msgspec.json.encode(
+            reference_encode(state, snapshots.CLASSES, externals))
+        assert len(written) > 10_000  # windows, charts and a drift bank in use
 
 
 def _restarted(path: LocalPipeline, snapshot_table: dict[str, Any]) -> Engine:

@@ -77,6 +77,13 @@ class _Day:
     scores: Counter[int] | None = None
 
 
+#: `ks_2samp` without scipy's array-API and NaN-policy wrapper, which costs about as
+#: much as the test on a week of cases: the two samples here are 1-d float64 arrays
+#: without NaN, the one case where the wrapper only passes them on
+#: (`tests/test_label_free_speed.py` holds the results equal to the wrapped function's).
+_KS_2SAMP = getattr(ks_2samp, "__wrapped__", ks_2samp)
+
+
 def _scores(histogram: Counter[int]) -> np.ndarray:
     keys = np.fromiter(histogram.keys(), dtype=np.float64, count=len(histogram))
     counts = np.fromiter(histogram.values(), dtype=np.int64, count=len(histogram))
@@ -121,6 +128,16 @@ class LabelFreeMonitor:
         self._reference = _Day(scores=Counter())
         self._recent: dict[int, _Day] = {}
         self._watermark: int | None = None
+        self.__restore_derived__()
+
+    #: Not state: made again from the reference when read (`engine.state_codec`).
+    __derived__ = ("_reference_sample",)
+
+    def __restore_derived__(self) -> None:
+        #: The reference's scores and their median, kept between the daily tests: the
+        #: reference period is over before the first test and rarely changes after (a
+        #: late case of it), when `add` drops them.
+        self._reference_sample: tuple[np.ndarray, float] | None = None
 
     @property
     def reference_end(self) -> int | None:
@@ -134,6 +151,7 @@ class LabelFreeMonitor:
         key = round(score * _SCORE_SCALE)
         if day < self._first_day + self.reference_days:
             bucket = self._reference
+            self._reference_sample = None
         else:
             if self._watermark is None or day > self._watermark:
                 self._watermark = day
@@ -176,7 +194,11 @@ class LabelFreeMonitor:
         assert ref.scores is not None
         table = [[positives, cases - positives], [ref.positives, ref.cases - ref.positives]]
         rate_p = float(fisher_exact(table, alternative="two-sided").pvalue)
-        ks = ks_2samp(_scores(histogram), _scores(ref.scores))
+        sample = self._reference_sample
+        if sample is None:
+            scores = _scores(ref.scores)
+            sample = self._reference_sample = (scores, float(np.median(scores)))
+        ks = _KS_2SAMP(_scores(histogram), sample[0])
         assert self._first_day is not None
         first_day, last_day = self._first_day, end - 1
         recent_rate, ref_rate = positives / cases, ref.positives / ref.cases
@@ -187,7 +209,7 @@ class LabelFreeMonitor:
                 rate_p < self.alpha, cases, ref.cases, first_day, last_day,
             ),
             LabelFreeTest(
-                "score", _median(histogram), _median(ref.scores), float(ks.statistic), ks_p,
+                "score", _median(histogram), sample[1], float(ks.statistic), ks_p,
                 ks_p < self.alpha, cases, ref.cases, first_day, last_day,
             ),
         ]

@@ -68,7 +68,7 @@ from surveillance.contracts import (
 from surveillance.engine import state_codec
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.evaluation import DailyEvaluation
-from surveillance.engine.state_codec import StateCodecError, decode, encode
+from surveillance.engine.state_codec import StateCodecError, decode, encode_json
 from surveillance.engine.tables import Table
 from surveillance.stats import drift_bank, drift_episode
 from surveillance.stats.agreement import Confusion
@@ -92,7 +92,6 @@ from surveillance.stream.watermark import SourceWatermark
 log = logging.getLogger(__name__)
 
 TABLE = "case_snapshots"
-_ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 #: The record layout (the keys below); a snapshot with another is rebuilt by replay.
 FORMAT = 3  # 3: the case clock and offset; 2: the evaluation's next day and waiting revisions
@@ -239,17 +238,17 @@ class CaseSnapshots:
             held = [c for c in ahead[partition].held() if c.tool_id == tool
                     ] if partition in ahead else []
             try:
-                state = encode({"monitor": monitor.tool_state(tool),
-                                "drift": drift.banks.get(tool), "ahead": held,
-                                "waiting": evaluation.queue.of_tool(tool)},
-                               CLASSES, externals)
+                state = encode_json({"monitor": monitor.tool_state(tool),
+                                     "drift": drift.banks.get(tool), "ahead": held,
+                                     "waiting": evaluation.queue.of_tool(tool)},
+                                    CLASSES, externals)
             except StateCodecError as e:
                 if tool not in self._unwritable:
                     self._unwritable.add(tool)
                     log.warning("no snapshot of %s (it will be rebuilt by replay): %s", tool, e)
                 self._delete(tool, partition)  # an older one would be stale
                 continue
-            packed = base64.b64encode(zlib.compress(_ENCODE(state), 1)).decode()
+            packed = base64.b64encode(zlib.compress(state, 1)).decode()
             if len(packed) > MAX_STATE_BYTES:
                 if tool not in self._unwritable:
                     self._unwritable.add(tool)

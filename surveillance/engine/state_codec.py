@@ -27,9 +27,10 @@ item is a tag.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -46,15 +47,28 @@ class StateCodecError(ValueError):
 
 
 def _attributes(obj: object) -> Iterable[str]:
-    names: list[str] = []
-    for klass in type(obj).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names += [slots] if isinstance(slots, str) else list(slots)
-    # A class's `__derived__` attributes are made again from the rest when read
-    # (`__restore_derived__`): bound methods and other caches of its own state.
-    skip = {"__dict__", "__weakref__", *getattr(type(obj), "__derived__", ())}
-    names = [n for n in names if n not in skip and hasattr(obj, n)]
+    slots, skip = _class_attributes(type(obj))
+    names = [n for n in slots if hasattr(obj, n)]
     return [*names, *(n for n in getattr(obj, "__dict__", {}) if n not in skip)]
+
+
+_CLASS_ATTRIBUTES: dict[type, tuple[list[str], frozenset[str]]] = {}
+
+
+def _class_attributes(kind: type) -> tuple[list[str], frozenset[str]]:
+    """A class's slot names (in `__mro__` order, the skipped ones left out) and the names
+    to skip: the same for each of its objects, so found once per class."""
+    found = _CLASS_ATTRIBUTES.get(kind)
+    if found is None:
+        names: list[str] = []
+        for klass in kind.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            names += [slots] if isinstance(slots, str) else list(slots)
+        # A class's `__derived__` attributes are made again from the rest when read
+        # (`__restore_derived__`): bound methods and other caches of its own state.
+        skip = frozenset({"__dict__", "__weakref__", *getattr(kind, "__derived__", ())})
+        found = _CLASS_ATTRIBUTES[kind] = ([n for n in names if n not in skip], skip)
+    return found
 
 
 def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
@@ -67,65 +81,143 @@ def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
         return list(items)
 
 
+#: Values written as themselves (`bool` has two objects, `None` one: their type says so).
+_PLAIN = frozenset({type(None), bool, int, str})
+
+
 class _Encoder:
+    """One pass over an object graph. A value's type picks its writer (`_writer`, found
+    once per type): a snapshot of a busy tool has ~100,000 values, most of them ints and
+    strings in lists and tuples, which the comprehensions below pass through without a
+    call."""
+
     def __init__(self, classes: Mapping[str, type], externals: Mapping[int, str]) -> None:
         self.names = {klass: name for name, klass in classes.items()}
         self.externals = externals
         self.memo: dict[int, int] = {}
         #: Keeps every memoized object alive while encoding, so no id is reused.
         self.kept: list[object] = []
+        self.writers: dict[type, Callable[[Any], Any]] = {
+            tuple: self._tuple, datetime: self._datetime, date: self._date,
+            timedelta: self._timedelta, frozenset: self._frozenset, list: self._list,
+            dict: self._dict, Counter: self._counter, set: self._set, deque: self._deque,
+            np.ndarray: self._array,
+        }
 
     def __call__(self, value: Any) -> Any:
-        if value is None or value is True or value is False or type(value) in (int, str):
-            return value
         kind = type(value)
+        if kind in _PLAIN:
+            return value
         if kind is float:
             return value if math.isfinite(value) else ["f", repr(value)]
-        external = self.externals.get(id(value))
-        if external is not None:
-            return ["x", external]
-        if kind is tuple:
-            return ["t", [self(v) for v in value]]
-        if kind is datetime:
-            if value.tzinfo is not None and value.utcoffset() != timedelta(0):
-                raise StateCodecError(f"a datetime not in UTC: {value!r}")
-            return ["dt", value.isoformat()]
-        if kind is date:
-            return ["da", value.toordinal()]
-        if kind is timedelta:
-            return ["td", value.days, value.seconds, value.microseconds]
-        if kind is frozenset:
-            return ["fs", [self(v) for v in _ordered(value)]]
-        if isinstance(value, Enum):
-            return ["e", self._name(kind), value.value]
-        if isinstance(value, np.generic):
-            return ["ns", value.dtype.str, self(value.item())]
-        if isinstance(value, tuple):  # a NamedTuple
-            return ["nt", self._name(kind), [self(v) for v in value]]
+        # Only objects written by `_number` are in `memo` (no external is: it returns
+        # below first), and they are kept alive, so no other object has their id.
         ref = self.memo.get(id(value))
         if ref is not None:
             return ["r", ref]
+        external = self.externals.get(id(value))
+        if external is not None:
+            return ["x", external]
+        writer = self.writers.get(kind)
+        if writer is None:
+            writer = self.writers[kind] = self._writer(kind)
+        return writer(value)
+
+    def _items(self, values: Iterable[Any]) -> list[Any]:
+        plain = _PLAIN
+        return [v if type(v) in plain else self(v) for v in values]
+
+    def _pairs(self, items: Iterable[tuple[Any, Any]]) -> list[list[Any]]:
+        plain = _PLAIN
+        return [[k if type(k) in plain else self(k), v if type(v) in plain else self(v)]
+                for k, v in items]
+
+    def _number(self, value: Any) -> int:
+        """A mutable object's number, its references' target (`__call__` found none)."""
         ref = self.memo[id(value)] = len(self.memo)
         self.kept.append(value)
-        if kind is list:
-            return ["l", ref, [self(v) for v in value]]
-        if kind is dict:
-            return ["d", ref, [[self(k), self(v)] for k, v in value.items()]]
-        if kind is Counter:
-            return ["C", ref, [[self(k), self(v)] for k, v in value.items()]]
-        if kind is set:
-            return ["s", ref, [self(v) for v in _ordered(value)]]
-        if kind is deque:
-            return ["q", ref, value.maxlen, [self(v) for v in value]]
-        if kind is np.ndarray:
-            return ["np", ref, value.dtype.str, list(value.shape),
-                    [self(v) for v in value.ravel().tolist()]]
-        if isinstance(value, BaseModel):
-            return ["pm", ref, self._name(kind), value.model_dump_json()]
-        if isinstance(value, msgspec.Struct):
-            return ["ms", ref, self._name(kind), _MS_ENCODE(value).decode()]
-        name = self._name(kind)
-        return ["o", ref, name, [[a, self(getattr(value, a))] for a in _attributes(value)]]
+        return ref
+
+    def _writer(self, kind: type) -> Callable[[Any], Any]:
+        """The writer of a type that is none of the builtins `writers` starts with."""
+        if issubclass(kind, Enum):
+            return lambda value: ["e", self._name(kind), value.value]
+        if issubclass(kind, np.generic):
+            return lambda value: ["ns", value.dtype.str, self(value.item())]
+        if issubclass(kind, tuple):  # a NamedTuple
+            return lambda value: ["nt", self._name(kind), self._items(value)]
+        if issubclass(kind, BaseModel):
+            return self._model
+        if issubclass(kind, msgspec.Struct):
+            return self._struct
+        return self._object
+
+    def _tuple(self, value: tuple[Any, ...]) -> Any:
+        return ["t", self._items(value)]
+
+    @staticmethod
+    def _datetime(value: datetime) -> Any:
+        if value.tzinfo is not None and value.utcoffset() != timedelta(0):
+            raise StateCodecError(f"a datetime not in UTC: {value!r}")
+        return ["dt", value.isoformat()]
+
+    @staticmethod
+    def _date(value: date) -> Any:
+        return ["da", value.toordinal()]
+
+    @staticmethod
+    def _timedelta(value: timedelta) -> Any:
+        return ["td", value.days, value.seconds, value.microseconds]
+
+    def _frozenset(self, value: frozenset[Any]) -> Any:
+        return ["fs", self._items(_ordered(value))]
+
+    def _list(self, value: list[Any]) -> Any:
+        ref = self._number(value)  # before its items: numbers go in writing order
+        return ["l", ref, self._items(value)]
+
+    def _dict(self, value: dict[Any, Any]) -> Any:
+        ref = self._number(value)
+        return ["d", ref, self._pairs(value.items())]
+
+    def _counter(self, value: Counter[Any]) -> Any:
+        ref = self._number(value)
+        return ["C", ref, self._pairs(value.items())]
+
+    def _set(self, value: set[Any]) -> Any:
+        ref = self._number(value)
+        return ["s", ref, self._items(_ordered(value))]
+
+    def _deque(self, value: deque[Any]) -> Any:
+        ref = self._number(value)
+        return ["q", ref, value.maxlen, self._items(value)]
+
+    def _array(self, value: np.ndarray[Any, Any]) -> Any:
+        ref = self._number(value)
+        flat = value.ravel().tolist()
+        dtype = value.dtype
+        # `tolist` gives Python ints and bools, and floats of up to 64 bits: those are
+        # written as themselves unless a float is not finite.
+        if not (dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8
+                and bool(np.isfinite(value).all()))):
+            flat = [self(v) for v in flat]
+        return ["np", ref, dtype.str, list(value.shape), flat]
+
+    def _model(self, value: BaseModel) -> Any:
+        ref = self._number(value)
+        return ["pm", ref, self._name(type(value)), value.model_dump_json()]
+
+    def _struct(self, value: msgspec.Struct) -> Any:
+        ref = self._number(value)
+        return ["ms", ref, self._name(type(value)), _MS_ENCODE(value).decode()]
+
+    def _object(self, value: Any) -> Any:
+        ref = self._number(value)
+        name = self._name(type(value))
+        plain = _PLAIN
+        return ["o", ref, name, [
+            [a, v if type(v := getattr(value, a)) in plain else self(v)]
+            for a in _attributes(value)]]
 
     def _name(self, kind: type) -> str:
         name = self.names.get(kind)
@@ -219,6 +311,21 @@ def encode(root: Any, classes: Mapping[str, type], externals: Mapping[int, str])
     """`root` as a JSON-ready value. `classes` maps a stable name to each class that may
     appear; `externals` maps `id(obj)` to the name of each live object not to copy."""
     return _Encoder(classes, externals)(root)
+
+
+def encode_json(root: Any, classes: Mapping[str, type], externals: Mapping[int, str]
+                ) -> bytes:
+    """`encode`'s value as JSON (msgspec's), with Python's cyclic collector paused while
+    it exists: it is ~100,000 new lists for a busy tool and holds no cycle, so every
+    collection that ran while it was built and written would scan it for nothing (about
+    40% of the time). The lists are freed by reference counting when this returns."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _MS_ENCODE(_Encoder(classes, externals)(root))
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def decode(value: Any, classes: Mapping[str, type], externals: Mapping[str, object]) -> Any:
