@@ -274,9 +274,12 @@ def run(tmp_path: Path, postgres: EmbeddedPostgres, backlog: list[SimEvent],
         assert runner.proc is not None and runner.proc.wait(timeout=600) == 0, runner.log_tail()
         done = [line for line in runner.log_tail().splitlines() if "backfill done" in line][-1]
         print(f"{tmp_path.name}: {done}")
-        taken = int(done.split()[2])
-        # Uninterrupted: the whole backlog; restarted: what was not committed before.
-        assert taken == len(backlog) if crash_seed is None else 0 < taken < len(backlog)
+        taken, records = int(done.split()[2]), int(done.split()[5].lstrip("("))
+        # Uninterrupted: the whole backlog; restarted: what was not committed before (the
+        # join can have committed every input event while the case stage was behind: the
+        # last restart then takes only internal records).
+        assert (taken == len(backlog) if crash_seed is None
+                else taken < len(backlog) and records > 0), done
         backfilled = written(broker.bootstrap)
         print(f"{tmp_path.name}: backfilled at {time.monotonic() - started:.0f} s")
 
