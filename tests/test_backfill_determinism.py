@@ -15,9 +15,10 @@ corrections, a sensitivity drop, a model update, a new scanner software and an o
 backfilled twice, each on its own embedded broker, by `surveillance backfill` as an
 operator runs it: once in one process taking 300 records a batch, once in two processes
 (join and case stage apart) taking 20,000. Every alert (all its fields) and every metric
-snapshot must be equal. On main 7474894 it failed: the alerts differed (see the report of
-branch s9-determinism). About 40 s of wall time on a lightly loaded 2-core machine (the two
-backfills side by side).
+snapshot must be equal. On main 7474894 it failed: the ich-triage 5.3.0 version change's
+first case was 01:34:22.783 in one run and 01:33:08.829 in the other, 5.2.1's specificity
+n 386 against 385, and the 5.2.1 (07-08) and 5.3.0 (07-14) sensitivity alerts came in one
+run only. 15-30 s of wall time on a loaded 2-core machine (the two backfills side by side).
 """
 
 from __future__ import annotations
