@@ -411,11 +411,10 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
       AI result came after its report and a label-keeping correction was labelled at the
       correction's time), `test_backfill_determinism.py`;
     - a runner's snapshots go to the changelog after the table changes they were taken
-      after and the batch's records are acknowledged, hold their partition's next
-      offset, and are all written when the backfill is caught up; a restarted runner
-      rewinds the case table to each tool's snapshot, writes the rewound values back to
-      the changelog, and reads its partition again from the snapshot's offset
-      (`engine.rewind.Rewind`), so no tool is replayed;
+      after are acknowledged, hold their partition's next offset, and are all written
+      when the backfill is caught up; a restarted runner rewinds the case table to each
+      tool's snapshot and reads its partition again from the snapshot's offset
+      (`engine.rewind.Rewind`);
     - the join re-emits a case read again as it was emitted (the report that labelled
       it), saying its partition has reached no more than its own AI time;
     - the snapshot holds the case clock (`SourceWatermark.state`), so a restarted process
