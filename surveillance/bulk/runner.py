@@ -119,11 +119,6 @@ class BulkRunner:
         #: `cases.adjudicated` partitions to read again from an offset before the
         #: committed one: their case table was rewound to a snapshot (`Rewind`).
         self._seek: dict[int, int] = {}
-        #: The batch's case snapshots, sent once its records are acknowledged
-        #: (`_send_snapshots`).
-        self._snapshots: list[Change] = []
-        #: The case-table values the restore put back (`Rewind`), for the changelog.
-        self._rewound: list[Change] = []
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
@@ -160,7 +155,6 @@ class BulkRunner:
                                  join_objects=True, metrics=False)
             self.engine.cases.ready = False
             self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)
-            await asyncio.gather(*await self._send_changes(self._rewound))
             self.assigned_cases = set(owned.cases)
             await self._loop(consumer, cpu)
             # Caught up: the snapshot of every tool changed since its last one, so a
@@ -169,7 +163,6 @@ class BulkRunner:
             out = self.engine.snapshot()
             out.apply_to(self.tables)
             await asyncio.gather(*await self._send_changes(out.changes))
-            await asyncio.gather(*await self._send_snapshots())
         finally:
             await consumer.stop()
             await producer.stop()
@@ -289,7 +282,6 @@ class BulkRunner:
         if waiting is not None:
             await self._release(*waiting)
         await outputs.flush()  # acks=all: every record is on its replicas
-        await asyncio.gather(*await self._send_snapshots())
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
@@ -313,12 +305,6 @@ class BulkRunner:
         tables[CASE_SNAPSHOTS] = snapshots
         undo, self._seek = rewind.undo()
         for key, value in undo.items():
-            # Written back to the changelog too (`run`): the log then holds the table the
-            # snapshots taken from now on see. Else, killed again, a runner could not find
-            # them in the log (the re-read makes the rewound keys again over a few
-            # batches, while a snapshot may come after the first) and replayed the tool.
-            partition = (value or tables[CASE_TABLE][key])["partition"]
-            self._rewound.append(Change(CASE_TABLE, key, value, partition))
             if value is None:
                 tables[CASE_TABLE].pop(key, None)
             else:
@@ -326,34 +312,28 @@ class BulkRunner:
         self.tables = tables
 
     async def _send_changes(self, changes: list[Change]) -> list[asyncio.Future[Any]]:
-        """Table changes to their changelogs; their acknowledgements. The case snapshots
-        wait for `_send_snapshots`."""
+        """Table changes to their changelogs, the case snapshots only once the rest are
+        acknowledged: a snapshot on the log with some of the case-table changes it was
+        taken after lost (a kill between the sends) would match no state of the table,
+        and its tools would be replayed (`engine.rewind.Rewind` finds the table as a
+        snapshot saw it only if that state was on the log). Returns the acknowledgements
+        of all of them."""
         state = self.state_sender
         assert state is not None
-        for change in changes:
-            if change.table == CASE_SNAPSHOTS:
-                self._snapshots.append(change)
-                continue
+        rest = [c for c in changes if c.table != CASE_SNAPSHOTS]
+        snapshots = [c for c in changes if c.table == CASE_SNAPSHOTS]
+        for change in rest:
             await state.add(changelog.topic(self.app_id, change.table),
                             *changelog.encode(change.key, change.value), change.partition)
-        return await state.send_all()
-
-    async def _send_snapshots(self) -> list[asyncio.Future[Any]]:
-        """The case snapshots held back, once the batch's table changes and records are
-        acknowledged (the caller has awaited them); their acknowledgements. A restarted
-        runner rewinds each tool to its snapshot and reads on from the offset it holds
-        (`engine.rewind.Rewind`), so a snapshot must not reach the log before what it
-        was taken after: not before the case-table changes (the table would match none
-        of its states, and the tool would be replayed), and not before the records (a
-        day's alerts and metric snapshots, lost in a kill between the two sends, would
-        never be produced again: the day was evaluated as far as the snapshot said)."""
-        state = self.state_sender
-        assert state is not None
-        for change in self._snapshots:
-            await state.add(changelog.topic(self.app_id, change.table),
-                            *changelog.encode(change.key, change.value), change.partition)
-        self._snapshots = []
-        return await state.send_all()
+        acknowledged = await state.send_all()
+        if snapshots:
+            if acknowledged:
+                await asyncio.gather(*acknowledged)
+            for change in snapshots:
+                await state.add(changelog.topic(self.app_id, change.table),
+                                *changelog.encode(change.key, change.value), change.partition)
+            acknowledged += await state.send_all()
+        return acknowledged
 
     async def _release(self, acknowledged: list[asyncio.Future[Any]],
                        produce: list[Produce]) -> None:
