@@ -19,10 +19,11 @@ case, alert and snapshot in the run's database.
 
 The counts and every stored case, AI result, event id and model version must be those of
 the reference run (first test; what may differ between any two runs is said there, and
-at `NOT_OUTCOMES`). The alerts (all of their content) and the metric snapshots do not
-match yet: the second test is a strict xfail (a fix makes it pass, and the marker must
-then go; what remains is said at the test). The kill points come
-from a seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones.
+at `NOT_OUTCOMES`). So should the alerts (all of their content), the metric snapshots and
+the cases' outcomes (second test, an xfail that is not strict: it passes in some runs and
+not in others, what remains is said there). The kill points come from a seed printed at the start;
+`BACKFILL_CRASH_SEED=<seed>` replays the same ones (a kill lands once a number of records
+is written, so the moment within the processes' work still varies).
 
 Long: 160 s of wall time on a lightly loaded 2-core machine, 240 s at load 14 (the two
 runs side by side; two brokers, seven runner processes, two workers, two store writers).
@@ -274,9 +275,12 @@ def run(tmp_path: Path, postgres: EmbeddedPostgres, backlog: list[SimEvent],
         assert runner.proc is not None and runner.proc.wait(timeout=600) == 0, runner.log_tail()
         done = [line for line in runner.log_tail().splitlines() if "backfill done" in line][-1]
         print(f"{tmp_path.name}: {done}")
-        taken = int(done.split()[2])
-        # Uninterrupted: the whole backlog; restarted: what was not committed before.
-        assert taken == len(backlog) if crash_seed is None else 0 < taken < len(backlog)
+        taken, records = int(done.split()[2]), int(done.split()[5].lstrip("("))
+        # Uninterrupted: the whole backlog; restarted: what was not committed before (the
+        # join can have committed every input event while the case stage was behind: the
+        # last restart then takes only internal records).
+        assert (taken == len(backlog) if crash_seed is None
+                else taken < len(backlog) and records > 0), done
         backfilled = written(broker.bootstrap)
         print(f"{tmp_path.name}: backfilled at {time.monotonic() - started:.0f} s")
 
@@ -371,44 +375,53 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
         assert rows(crashed, table) == rows(reference, table), (table, seed)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "two runs without any kill differ the same way (a new model version's first days, "
-    "dr-screen or ich-triage from 2026-07-02, and the version change): the daily "
-    "evaluation of a backfill still depends on how the bulk fetches fell, a cause "
-    "upstream of the case stage's persisted state, not found yet. No tool is replayed "
-    "any more (#17)"))
+@pytest.mark.xfail(strict=False, reason=(
+    "passes in some runs, not in others: the Faust worker reads the live third as a "
+    "burst in its own fetch order (the bulk runner's event-time order does not apply to "
+    "it), and a tool rewound after one kill can be replayed after the next, or its "
+    "re-read days evaluated short of cases (see the docstring) (#17)"))
 def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     runs: Runs,
 ) -> None:
     """Alerts (every field), metric snapshots (every figure of every day) and the cases'
-    outcomes (`NOT_OUTCOMES`) equal those of the uninterrupted run. Known to fail. What
-    is in place:
+    outcomes (`NOT_OUTCOMES`) should equal those of the uninterrupted run. What remains,
+    on the s9-determinism branch:
+    - seed 12345: passed (every alert, snapshot and case outcome equal);
+    - seed 3261777734: every alert and case outcome equal; the metric snapshots of the
+      last evaluated day (2026-07-19, ich-triage and lvo-triage, the 30-day window one case
+      apart: n=704 against 703) differ. That day is evaluated by the Faust worker on the
+      live third, which the test sends at once: a small backlog the worker reads in
+      Faust's fetch order, with the defects the bulk runner had (its AI clock ahead of the
+      reports it has read; a case labelled at a correction's time when its AI result is
+      read after both reports). The live worker was left as it is;
+    - backfill-only comparisons (killed against uninterrupted, no worker): a tool rewound
+      in one restart was, in a later restart, "not used" (its later snapshot matched no
+      state of the changelog: the rewind is not written back, and the re-read makes the
+      rewound keys again over several batches) and replayed, and its days before were
+      never published again (lvo/ptx 07-06, 07-07); and once a rewound tool's days were
+      evaluated again short of cases (ich-triage from 07-06, n=353 against 368): the
+      re-read did not bring every revision back. Writing the rewound values back to the
+      changelog stopped the first but made the second lose cases for good (the worker
+      taking over counted ptx 1348 of 1578): reverted. Not found.
+    What is in place:
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
+    - the runner takes its input records in one event-time order over every input
+      partition, whatever the fetches brought (`bulk.order.EventTimeMerge`): two runs
+      without any kill differed before (the join read days of AI results before their
+      reports, so the case clock passed days whose reports were unread; and a case whose
+      AI result came after its report and a label-keeping correction was labelled at the
+      correction's time), `test_backfill_determinism.py`;
     - a runner's snapshots go to the changelog after the table changes they were taken
       after are acknowledged, hold their partition's next offset, and are all written
       when the backfill is caught up; a restarted runner rewinds the case table to each
       tool's snapshot and reads its partition again from the snapshot's offset
-      (`engine.rewind.Rewind`), so no tool is replayed: the monitor keeps its
-      verdicts, episodes, charts and the revisions each case went through (the runners'
-      and the worker's logs of a run say "not used" or "rewound" for each exception);
+      (`engine.rewind.Rewind`);
+    - the join re-emits a case read again as it was emitted (the report that labelled
+      it), saying its partition has reached no more than its own AI time;
     - the snapshot holds the case clock (`SourceWatermark.state`), so a restarted process
-      and the worker taking over go on from the clock they left;
-    - a quiet join partition stops holding the case clock back only when also a day
-      behind the others (`SourceWatermark`), so the end of a stream no longer depends on
-      which partition was read 30 s late.
-    What still differs, in each of six runs (seed 12345; no tool replayed or rewound in
-    the last): from a new model version's first days (dr-screen 2.3.1, its 30-day window
-    at all sites two cases apart on 2026-07-02), then the version change alert (its
-    first case and the previous version's figures) and the last days' deviations. Two
-    runs without any kill (this module with `crash_seed` None for both) differ in the
-    same way, so it is not the restarts, and it is not the snapshots. A suspect: the
-    case clock comes from the join's `join-ai-watermark` header, which follows the AI
-    results alone while a labelled revision's time is its report's, so a bulk fetch that
-    hands the join days of AI results before their reports lets a day be evaluated before
-    its reports are read. A header at the earlier of the AI results' and the reports'
-    clocks was tried: two runs without kills still differed (ich-triage from 2026-07-02),
-    so that is not all of it; not found yet."""
+      and the worker taking over go on from the clock they left; a quiet join partition
+      stops holding the case clock back only when also a day behind the others."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []

@@ -54,6 +54,32 @@ def test_duplicate_event_id_has_no_second_effect_but_replays_the_same_revision()
     ]
 
 
+def test_a_replay_re_emits_the_case_as_emitted_not_by_a_later_correction_that_kept_it(
+) -> None:
+    """Read again after a crash, an AI result whose case was labelled by a report and then
+    kept by a correction with the same label: the case comes back as it was emitted,
+    labelled by the first report at its time (with the correction's time the monitor
+    counted it on another day)."""
+    addendum = report_in(event_id="rep-2", at=T0 + timedelta(days=1),
+                         status=ReportStatus.ADDENDUM)
+    state = None
+    emitted = []
+    for item in (ai_in(), report_in(), addendum, ai_in(), report_in()):
+        state, cases = join.apply(state, item, 0, H, None)
+        emitted += cases
+    labelled, *replays = emitted[1:]
+    assert labelled.report_event_id == "rep-1" and len(replays) == 2
+    for replay in replays:
+        assert replay == labelled  # every field: revision, report, its time and status
+    # A state written before the join kept the labelling report: the held one, as before.
+    assert state is not None
+    old = join.JoinState.from_dict(state.as_dict())
+    tool = old.tools["ich-triage"]
+    tool.labelled_by = tool.labelled_at = tool.label_status = None
+    [before] = join.apply(old, ai_in(), 0, H, None)[1]
+    assert (before.report_event_id, before.labelled_at) == ("rep-2", T0 + timedelta(days=1))
+
+
 def test_corrected_report_replaces_label_with_higher_revision() -> None:
     correction = report_in(
         event_id="rep-2",

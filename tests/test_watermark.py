@@ -268,3 +268,28 @@ def test_a_partition_clock_needs_support_events_at_or_after_it(
         assert clock.at == max(windows)
         assert previous is None or clock.at >= previous
         previous = clock.at
+
+
+def test_a_case_re_emitted_for_an_event_read_again_says_no_more_than_its_own_time() -> None:
+    """After a restart the join partition's AI clock is restored from a join table that
+    already holds the batch being read again; the first case re-emitted then carried that
+    clock, the case clock jumped to the batch's end, and days were evaluated before the
+    batch's other cases (lost in the crash) were re-emitted. A re-emitted case says its
+    partition has reached its own AI time, no more."""
+    from surveillance.engine.config import EngineConfig
+    from surveillance.engine.local import JoinFeed
+    from surveillance.simulate import simulate
+    from surveillance.stream.topics import AI_RESULTS
+
+    config = EngineConfig.plain(1)
+    events, _ = simulate(days=3, seed=1)
+    results = [e for e in events if e.topic == AI_RESULTS and e.valid][:200]
+    first = JoinFeed(config)
+    for e in results:
+        first.feed(e)
+    restarted = JoinFeed(config)
+    restarted.join_state.update(first.join_state)
+    [(_, reached, case)] = restarted.feed(results[0])  # read again: a replay
+    restored = restarted.engine.join.clocks[0].ai_watermark
+    assert restored is not None and case.inference_date < restored
+    assert reached == case.inference_date

@@ -18,6 +18,13 @@ started next then failed with InconsistentGroupProtocolError). So: one runner at
 time, and no worker of the same app id while it runs (the worker's group would not
 know of the runner's commits).
 
+What it takes from each fetch goes through `bulk.order.EventTimeMerge`: the input records
+in one event-time order over every input partition it owns, whatever the fetches brought,
+so what a backfill evaluates is a function of the backlog alone (two backfills with other
+batch sizes or processes raise the same alerts). A partition a batch's worth ahead of the
+others is paused until they catch up; the offsets committed are those of the records
+taken, not of those fetched and held.
+
 It stops once every partition has been read to its end and no record has come for
 `idle_seconds` (the internal topics it writes are read back in the meantime). Several
 runners, each in its own process, can share a backfill: each owns some partitions of the
@@ -44,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
 from surveillance.bulk.calibration import CalibrationClient, Channels
-from surveillance.bulk.order import in_event_time
+from surveillance.bulk.order import EventTimeMerge
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
 from surveillance.clinical.ledger import CaseRecord
@@ -174,18 +181,28 @@ class BulkRunner:
         quiet_since: float | None = None
         assert self.engine is not None
         drift = self.engine.cases.drift
+        merge = EventTimeMerge(INPUTS)
+        inputs = [tp for tp in consumer.assignment() if tp.topic in INPUTS]
+        paused: set[TopicPartition] = set()
         while self.slot is None or not self.slot.stopped():
             batch = await consumer.getmany(
                 timeout_ms=CALIBRATION_POLL_MS if drift.held else 500,
                 max_records=self.max_records)
-            records = [Record(m.topic, m.partition, m.offset, m.key, m.value,
+            fetched = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
                        for messages in batch.values() for m in messages]
+            records = merge.add(fetched)
+            if len(merge):
+                records += merge.release(await self._open(consumer, inputs))
+            paused = self._pace(consumer, merge, inputs, paused)
             if not records and drift.held:  # not quiet: their alerts are still to come
                 await self._send(self.engine.process([], datetime.now(UTC), time.monotonic()))
                 quiet_since = None
                 continue
             if not records:
+                if fetched or len(merge):  # held for their turn: not idle
+                    quiet_since = None
+                    continue
                 now = time.monotonic()
                 quiet_since = quiet_since or now
                 if (now - quiet_since >= self.idle_seconds and await self._at_end(consumer)
@@ -200,13 +217,15 @@ class BulkRunner:
             await self._take(records)
             self.batches += 1
             self._crash_if("flushed")
-            await consumer.commit({tp: messages[-1].offset + 1
-                                   for tp, messages in batch.items() if messages})
+            # What was taken, not what was fetched: held input records are read again
+            # after a crash.
+            await consumer.commit({TopicPartition(r.topic, r.partition): r.offset + 1
+                                   for r in records})
             self._crash_if("committed")
             progress = self.progress
             progress.last_batch = time.monotonic()
             progress.busy_cpu = time.process_time() - cpu
-            behind = 0
+            behind = len(merge)
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
             progress.behind = behind
@@ -221,14 +240,39 @@ class BulkRunner:
         out.apply_to(self.tables)
         await self._release(await self._send_changes(out.changes), out.produce)
         await self.sender.flush()
+    @staticmethod
+    async def _open(consumer: AIOKafkaConsumer, inputs: list[TopicPartition]
+                    ) -> set[tuple[str, int]]:
+        """The input partitions that may hold records not fetched yet: not read to the end
+        a fetch reported (or not fetched at all yet)."""
+        out = set()
+        for tp in inputs:
+            high = consumer.highwater(tp)
+            if high is None or await consumer.position(tp) < high:
+                out.add((tp.topic, tp.partition))
+        return out
+
+    def _pace(self, consumer: AIOKafkaConsumer, merge: EventTimeMerge,
+              inputs: list[TopicPartition], paused: set[TopicPartition]
+              ) -> set[TopicPartition]:
+        """Pause the input partitions that hold a batch's worth of records waiting for
+        their turn (the others are behind in event time: the fetches go to them), resume
+        the rest; the partitions paused now. A paused partition's prefetched records are
+        dropped by the consumer and fetched again from its position on resuming."""
+        now = {tp for tp in inputs if merge.held((tp.topic, tp.partition)) >= self.max_records}
+        if now - paused:
+            consumer.pause(*(now - paused))
+        if paused - now:
+            consumer.resume(*(paused - now))
+        return now
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
             os._exit(CRASH_EXIT)
 
     async def _take(self, records: list[Record]) -> None:
-        """One batch through the engine, its input records merged by event time
-        (`bulk.order`), `chunk_records` at a time; returns once every send is
+        """One batch through the engine (its input records in event-time order,
+        `bulk.order`), `chunk_records` at a time; returns once every send is
         acknowledged. A chunk's table changes are sent as soon as it is taken, and its
         records once those changes are acknowledged: in a process without the case
         stage, the engine takes the next chunk meanwhile, and the records of a chunk go
@@ -242,7 +286,6 @@ class BulkRunner:
         assert engine is not None and state is not None and outputs is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
-        records = in_event_time(records, INPUTS)
         waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]

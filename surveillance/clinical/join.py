@@ -37,11 +37,20 @@ class HeldReport(msgspec.Struct, forbid_unknown_fields=True):
     labels: dict[str, Label]
 
 
-class ToolCase(msgspec.Struct, forbid_unknown_fields=True):
+class ToolCase(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ai: AIResult
     revision: int = -1
     outcome: CaseOutcome | None = None
     label: Label | None = None
+    #: The report that gave the case its label (None: pending, unlabelled, or a state of
+    #: an earlier release, whose held report is then taken). A case is re-emitted as it
+    #: was emitted (`_replay`): the latest report held can be a later correction that
+    #: kept the label, and re-emitting the case with its time (read again after a crash)
+    #: moved the case to another day for the monitor. Fields at their defaults are not
+    #: written: a state of an earlier release reads back to the same JSON.
+    labelled_by: str | None = None
+    labelled_at: datetime | None = None
+    label_status: ReportStatus | None = None
 
 
 class JoinState(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,16 +92,28 @@ def outcome_for(ai: AIResult, label: Label | None) -> CaseOutcome:
     return CaseOutcome.FN if present else CaseOutcome.TN
 
 
+def _labelled_by(state: JoinState, tool: ToolCase
+                 ) -> tuple[str | None, datetime | None, ReportStatus | None]:
+    """(report event id, its time, its status) of the report that labelled the case."""
+    if tool.outcome in (CaseOutcome.PENDING, CaseOutcome.UNLABELLED):
+        return None, None, None
+    if tool.labelled_by is not None:
+        return tool.labelled_by, tool.labelled_at, tool.label_status
+    report = state.report
+    return (None, None, None) if report is None else (
+        report.event_id, report.finalized_at, report.status)
+
+
 def _case(state: JoinState, tool: ToolCase) -> AdjudicatedCase:
-    ai, report = tool.ai, state.report
+    ai = tool.ai
     assert tool.outcome is not None
-    labelled = tool.outcome not in (CaseOutcome.PENDING, CaseOutcome.UNLABELLED)
+    report_event_id, labelled_at, label_status = _labelled_by(state, tool)
     return AdjudicatedCase(
         case_id=f"{state.accession}:{ai.tool_id}",
         revision=tool.revision,
         outcome=tool.outcome,
         label=tool.label,
-        label_status=report.status if (report is not None and labelled) else None,
+        label_status=label_status,
         tool_id=ai.tool_id,
         software_version=ai.software_version,
         finding_code=ai.finding_code,
@@ -103,7 +124,7 @@ def _case(state: JoinState, tool: ToolCase) -> AdjudicatedCase:
         accession=state.accession,
         study_date=ai.study_date,
         inference_date=ai.inference_date,
-        labelled_at=report.finalized_at if (report is not None and labelled) else None,
+        labelled_at=labelled_at,
         modality=ai.modality,
         scanner_manufacturer=ai.scanner.manufacturer,
         scanner_model=ai.scanner.model,
@@ -116,7 +137,7 @@ def _case(state: JoinState, tool: ToolCase) -> AdjudicatedCase:
         age=ai.age,
         sex=ai.sex,
         ai_event_id=ai.event_id,
-        report_event_id=report.event_id if (report is not None and labelled) else None,
+        report_event_id=report_event_id,
     )
 
 
@@ -132,6 +153,12 @@ def _settle(state: JoinState, tool: ToolCase, expired: bool) -> AdjudicatedCase 
     if outcome == tool.outcome and label == tool.label:
         return None
     tool.outcome, tool.label = outcome, label
+    report = state.report
+    if label is None or report is None:
+        tool.labelled_by = tool.labelled_at = tool.label_status = None
+    else:
+        tool.labelled_by, tool.labelled_at = report.event_id, report.finalized_at
+        tool.label_status = report.status
     tool.revision += 1
     return _case(state, tool)
 

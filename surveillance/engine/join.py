@@ -160,13 +160,14 @@ class JoinStage:
         """Apply one join input to its accession's state on `partition`."""
         clock = self.clock(partition, now)
         state = self.table.get(item.accession)
-        if state is not None and item.event_id in state.seen:
+        replayed = state is not None and item.event_id in state.seen
+        if replayed:
             out.metric("duplicate", topics.AI_RESULTS if item.ai else topics.REPORTS_FINAL)
         state, cases = join.apply(state, item, partition, self.config.horizon, clock.watermark)
         clock.advance(join.event_time(item), now, ai=item.ai is not None)
         self.table.put(item.accession, state, partition)
         clock.track(state)
-        self._emit(cases, clock, out)
+        self._emit(cases, clock, out, replayed)
         self._expire_due(clock, out)
 
     def clock(self, partition: int, now: datetime) -> PartitionClock:
@@ -203,12 +204,22 @@ class JoinStage:
                 self.table.put(accession, state, clock.partition)
                 self._emit(cases, clock, out)
 
-    def _emit(self, cases: list[AdjudicatedCase], clock: PartitionClock, out: Output) -> None:
+    def _emit(self, cases: list[AdjudicatedCase], clock: PartitionClock, out: Output,
+              replayed: bool = False) -> None:
+        """`replayed`: the cases are re-emitted for an event the state already holds (a
+        duplicate, or a batch read again after a crash): each says its partition has
+        reached no further than its own AI time. After a restart the partition's clock is
+        restored from a join table that already holds the whole batch being read again,
+        and the first re-emitted case would carry it: the case clock jumped to the batch's
+        end and evaluated days whose revisions, lost in the crash between the table's
+        write and the records' send, were only re-emitted further on in the batch."""
         if not cases:
             return
         reached = clock.ai_watermark or clock.watermark  # every case has an AI result
         for case in cases:  # before the clocks move, a case has reached its own AI time
-            headers = (source_headers(clock.partition, case.inference_date) if reached is None
-                       else clock.headers(reached))
+            if reached is None or (replayed and case.inference_date < reached):
+                headers = source_headers(clock.partition, case.inference_date)
+            else:
+                headers = clock.headers(reached)
             out.produce.append(Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
                                        wire.encode(case), headers=headers))
