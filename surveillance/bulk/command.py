@@ -45,8 +45,8 @@ def backfill(
     from pydantic import ValidationError
 
     from surveillance import kafka_clients
+    from surveillance.bulk.backfill import backfill as run_backfill
     from surveillance.bulk.processes import ProcessFailed, Totals
-    from surveillance.bulk.runner import backfill as run_backfill
     from surveillance.engine.config import EngineConfig
     from surveillance.privacy_key import KeyRefused, check_key
     from surveillance.settings import get_settings

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +49,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from surveillance.bulk import changelog
 from surveillance.bulk.batches import BatchSender
-from surveillance.bulk.calibration import CalibrationClient, Channels
-from surveillance.bulk.order import EventTimeMerge
-from surveillance.bulk.ownership import Ownership, plan
-from surveillance.bulk.processes import CRASH_EXIT, Slot, Totals, run_processes
+from surveillance.bulk.calibration import CalibrationClient
+from surveillance.bulk.ownership import Ownership
+from surveillance.bulk.pacing import PacedInputs
+from surveillance.bulk.processes import CRASH_EXIT, Slot
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
@@ -181,9 +180,7 @@ class BulkRunner:
         quiet_since: float | None = None
         assert self.engine is not None
         drift = self.engine.cases.drift
-        merge = EventTimeMerge(INPUTS)
-        inputs = [tp for tp in consumer.assignment() if tp.topic in INPUTS]
-        paused: set[TopicPartition] = set()
+        merge = PacedInputs(consumer, INPUTS, self.max_records)
         while self.slot is None or not self.slot.stopped():
             batch = await consumer.getmany(
                 timeout_ms=CALIBRATION_POLL_MS if drift.held else 500,
@@ -191,10 +188,7 @@ class BulkRunner:
             fetched = [Record(m.topic, m.partition, m.offset, m.key, m.value,
                               tuple(m.headers or ()))
                        for messages in batch.values() for m in messages]
-            records = merge.add(fetched)
-            if len(merge):
-                records += merge.release(await self._open(consumer, inputs))
-            paused = self._pace(consumer, merge, inputs, paused)
+            records = await merge.take(fetched)
             if not records and drift.held:  # not quiet: their alerts are still to come
                 await self._send(self.engine.process([], datetime.now(UTC), time.monotonic()))
                 quiet_since = None
@@ -240,31 +234,6 @@ class BulkRunner:
         out.apply_to(self.tables)
         await self._release(await self._send_changes(out.changes), out.produce)
         await self.sender.flush()
-    @staticmethod
-    async def _open(consumer: AIOKafkaConsumer, inputs: list[TopicPartition]
-                    ) -> set[tuple[str, int]]:
-        """The input partitions that may hold records not fetched yet: not read to the end
-        a fetch reported (or not fetched at all yet)."""
-        out = set()
-        for tp in inputs:
-            high = consumer.highwater(tp)
-            if high is None or await consumer.position(tp) < high:
-                out.add((tp.topic, tp.partition))
-        return out
-
-    def _pace(self, consumer: AIOKafkaConsumer, merge: EventTimeMerge,
-              inputs: list[TopicPartition], paused: set[TopicPartition]
-              ) -> set[TopicPartition]:
-        """Pause the input partitions that hold a batch's worth of records waiting for
-        their turn (the others are behind in event time: the fetches go to them), resume
-        the rest; the partitions paused now. A paused partition's prefetched records are
-        dropped by the consumer and fetched again from its position on resuming."""
-        now = {tp for tp in inputs if merge.held((tp.topic, tp.partition)) >= self.max_records}
-        if now - paused:
-            consumer.pause(*(now - paused))
-        if paused - now:
-            consumer.resume(*(paused - now))
-        return now
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -389,60 +358,3 @@ class BulkRunner:
             if await consumer.position(tp) < ends[tp]:
                 return False
         return True
-
-
-@dataclass
-class Done:
-    totals: Totals
-    started: float  # monotonic, before the tables were restored
-    cpu: float  # CPU seconds of every runner process from `started` to the end
-    processes: int
-    #: CPU seconds of this process before `started` (imports, settings, configuration):
-    #: forked after them, the runner processes do not repeat them.
-    before: float = 0.0
-
-
-def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
-             on_progress: Callable[[Totals, float], None] | None = None,
-             calibration_process: bool = True, **options: Any) -> Done:
-    """The whole backfill in `processes` runner processes (1: in this one), with a
-    calibration process beside them if several and `calibration_process`. `options` go
-    to each `BulkRunner`."""
-    started, cpu = time.monotonic(), _cpu()
-    owners = plan(processes, config.partitions)
-    if len(owners) == 1:
-        def batch_done(done: Progress) -> None:
-            if on_progress is not None:
-                on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
-                                   (done.busy_cpu,), (done.ready_cpu,)), started)
-
-        runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
-        alone = asyncio.run(runner.run())
-        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,),
-                        (alone.ready_cpu,))
-        return Done(totals, started, _cpu() - cpu, 1, cpu)
-
-    casers = [o for o in owners if o.cases]
-    channels = Channels.make(len(casers)) if calibration_process else None
-
-    def runner_of(owned: Ownership) -> Callable[[Slot], None]:
-        def run(slot: Slot) -> None:
-            calibrator = channels.client(casers.index(owned)) if channels and owned.cases else None
-            asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
-                                   calibrator=calibrator, **options).run())
-        return run
-
-    def shown(totals: Totals) -> None:
-        if on_progress is not None:
-            on_progress(totals, started)
-
-    totals = run_processes([runner_of(o) for o in owners], shown,
-                           () if channels is None else (channels.serve,))
-    return Done(totals, started, _cpu() - cpu, len(owners), cpu)
-
-
-def _cpu() -> float:
-    """CPU seconds of this process and of its children that have ended."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

@@ -1,0 +1,74 @@
+"""A whole backfill: the bulk runner (`bulk.runner`) in one process, or in several on
+disjoint partitions with a calibration process beside the case-stage ones."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from surveillance.bulk.calibration import Channels
+from surveillance.bulk.ownership import Ownership, plan
+from surveillance.bulk.processes import Slot, Totals, run_processes
+from surveillance.bulk.runner import BulkRunner, Progress
+from surveillance.engine.config import EngineConfig
+
+
+@dataclass
+class Done:
+    totals: Totals
+    started: float  # monotonic, before the tables were restored
+    cpu: float  # CPU seconds of every runner process from `started` to the end
+    processes: int
+    #: CPU seconds of this process before `started` (imports, settings, configuration):
+    #: forked after them, the runner processes do not repeat them.
+    before: float = 0.0
+
+
+def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
+             on_progress: Callable[[Totals, float], None] | None = None,
+             calibration_process: bool = True, **options: Any) -> Done:
+    """The whole backfill in `processes` runner processes (1: in this one), with a
+    calibration process beside them if several and `calibration_process`. `options` go
+    to each `BulkRunner`."""
+    started, cpu = time.monotonic(), _cpu()
+    owners = plan(processes, config.partitions)
+    if len(owners) == 1:
+        def batch_done(done: Progress) -> None:
+            if on_progress is not None:
+                on_progress(Totals(done.events, done.records, done.behind, done.last_batch,
+                                   (done.busy_cpu,), (done.ready_cpu,)), started)
+
+        runner = BulkRunner(config, app_id, client, on_batch=batch_done, **options)
+        alone = asyncio.run(runner.run())
+        totals = Totals(alone.events, alone.records, 0, alone.last_batch, (alone.busy_cpu,),
+                        (alone.ready_cpu,))
+        return Done(totals, started, _cpu() - cpu, 1, cpu)
+
+    casers = [o for o in owners if o.cases]
+    channels = Channels.make(len(casers)) if calibration_process else None
+
+    def runner_of(owned: Ownership) -> Callable[[Slot], None]:
+        def run(slot: Slot) -> None:
+            calibrator = channels.client(casers.index(owned)) if channels and owned.cases else None
+            asyncio.run(BulkRunner(config, app_id, client, owned=owned, slot=slot,
+                                   calibrator=calibrator, **options).run())
+        return run
+
+    def shown(totals: Totals) -> None:
+        if on_progress is not None:
+            on_progress(totals, started)
+
+    totals = run_processes([runner_of(o) for o in owners], shown,
+                           () if channels is None else (channels.serve,))
+    return Done(totals, started, _cpu() - cpu, len(owners), cpu)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
