@@ -1,0 +1,159 @@
+"""Fill the worker's RocksDB table stores from their changelogs before Faust recovers them.
+
+Faust 0.15 recovers a table partition by reading its changelog from the offset its store
+keeps, one `faust.Event` per record: ~240 us a record, so a worker with no local state
+took ~525 s of CPU for a 2M-exam/yr system's tables (`benchmarks/state_bounds.py`). A
+plain batch consumer reads the same records at a few us each. So at start-up, before
+Faust runs, every table partition's database is brought up to its changelog's end here,
+written exactly as Faust's `Store.apply_changelog_batch` writes it: the record's key and
+value bytes as they are (a record without value deletes the key) and, under the store's
+`offset_key`, the offset of the last record applied. Faust's recovery then starts from
+that offset and reads only what was written since.
+
+Each fetched batch of a partition goes into its database as one RocksDB write batch, the
+offset in it: a start-up stopped halfway leaves each database at the end of some batch,
+with that batch's offset, and the next start (this or Faust's recovery) goes on from it.
+
+Every partition of every table is read, not only those this worker will be assigned (the
+assignment comes later, from Faust's rebalance): a partition it is not given stays on
+disk, up to date as of now, as Faust leaves one it has been revoked. Only rocksdict
+databases (Faust's default driver since 0.11); other stores are left to Faust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rocksdict
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.rocksdb import Store as RocksDBStore
+
+log = logging.getLogger(__name__)
+
+#: How long a fetch may wait at the broker. Short: the embedded broker (Tansu 0.6)
+#: answers a fetch only when the wait runs out, even once records have come.
+FETCH_MAX_WAIT_MS = 20
+#: Bytes a fetch may bring per partition and in all: case records are ~5 kB, and the
+#: client's default (1 MiB a partition) would make ~200 records a round trip.
+PARTITION_FETCH_BYTES = 16 << 20
+FETCH_BYTES = 64 << 20
+
+
+@dataclass
+class Preseeded:
+    """What a pre-seed read: per (changelog topic, partition), the records applied and
+    the offset the store now keeps (the offset Faust's recovery starts from)."""
+
+    records: dict[tuple[str, int], int] = field(default_factory=dict)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.records.values())
+
+
+def rocksdb_stores(tables: Mapping[str, Any]) -> dict[str, RocksDBStore]:
+    """changelog topic -> store, of the Faust tables (`changelog topic -> table`) whose
+    store is a rocksdict RocksDB store."""
+    out = {}
+    for topic, table in tables.items():
+        store = table.data
+        if isinstance(store, RocksDBStore) and store.use_rocksdict:
+            out[topic] = store
+    return out
+
+
+def run(stores: Mapping[str, RocksDBStore], partitions: int,
+        consumer_options: dict[str, Any]) -> Preseeded:
+    """Pre-seed `stores` (changelog topic -> store, `partitions` each) from the broker,
+    on an event loop of its own (Faust later sets up its own), and say what was read."""
+    loop = asyncio.new_event_loop()
+    try:
+        done = loop.run_until_complete(preseed(stores, partitions, consumer_options))
+    finally:
+        loop.close()
+    log.warning("table stores pre-seeded from their changelogs: %d records in %.1f s; "
+                "Faust's recovery starts after them", done.total, done.seconds)
+    return done
+
+
+async def preseed(stores: Mapping[str, RocksDBStore], partitions: int,
+                  consumer_options: dict[str, Any]) -> Preseeded:
+    """Bring every partition database of `stores` to its changelog's end."""
+    began = time.perf_counter()
+    done = Preseeded()
+    dbs: dict[TopicPartition, tuple[rocksdict.Rdict, bytes]] = {}
+    try:
+        for topic, store in stores.items():
+            for partition in range(partitions):
+                path = Path(store.partition_path(partition))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                dbs[TopicPartition(topic, partition)] = (
+                    store.rocksdb_options.open(path), store.offset_key)
+        if dbs:
+            await _read(dbs, consumer_options, done)
+    finally:
+        for db, _ in dbs.values():
+            db.close()  # Faust opens each again (RocksDB allows one opener)
+    done.seconds = time.perf_counter() - began
+    return done
+
+
+async def _read(dbs: Mapping[TopicPartition, tuple[rocksdict.Rdict, bytes]],
+                consumer_options: dict[str, Any], done: Preseeded) -> None:
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        # A kept offset before the log's start (compacted away): from the start.
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES, fetch_max_bytes=FETCH_BYTES,
+        **consumer_options)
+    await consumer.start()
+    try:
+        consumer.assign(list(dbs))
+        for tp, (db, offset_key) in dbs.items():
+            kept = db.get(offset_key)
+            done.offsets[tp.topic, tp.partition] = -1 if kept is None else int(kept)
+            if kept is None:
+                consumer.seek(tp, 0)
+            else:
+                consumer.seek(tp, int(kept) + 1)
+        # The end of a partition is the high watermark its fetch responses carry, not
+        # ListOffsets(latest), which the embedded broker answers wrongly
+        # (`embedded.log_end`). Records written meanwhile are Faust's recovery's.
+        todo = set(dbs)
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=20_000)
+            for tp, messages in batch.items():
+                _apply(dbs[tp], messages)
+                key = tp.topic, tp.partition
+                done.records[key] = done.records.get(key, 0) + len(messages)
+                done.offsets[key] = messages[-1].offset
+            finished = {tp for tp in todo if (high := consumer.highwater(tp)) is not None
+                        and await consumer.position(tp) >= high}
+            if finished:
+                consumer.pause(*finished)
+                todo -= finished
+    finally:
+        await consumer.stop()
+
+
+def _apply(target: tuple[rocksdict.Rdict, bytes], messages: list[Any]) -> None:
+    """As `faust.stores.rocksdb.Store.apply_changelog_batch`, one write with the offset."""
+    db, offset_key = target
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for m in messages:
+        if m.key is None:  # no table writes one; Faust could not file it either
+            continue
+        if m.value is None:
+            batch.delete(m.key)
+        else:
+            batch.put(m.key, m.value)
+    batch.put(offset_key, str(messages[-1].offset).encode())
+    db.write(batch)
