@@ -3,14 +3,17 @@
 On a real broker, with Faust's real RocksDB store: the oracle is Faust's own
 `Store.apply_changelog_batch` fed the same records (read with another client), and the
 two stores' databases must hold the same bytes, the persisted offset among them. Also a
-pre-seed stopped between batches and run again, and one run again after more records
-came (it reads only those).
+pre-seed stopped between batches and run again, one killed (SIGKILL: its writes skip the
+write-ahead log), and one run again after more records came (it reads only those).
 """
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,7 +68,7 @@ def _records(rng: random.Random, n: int) -> list[tuple[int, bytes, bytes | None]
             value = b'{"big":"' + b"x" * rng.randrange(20_000, 120_000) + b'"}'
         else:
             value = changelog.encode("", {"n": rng.random(), "s": "\u00e9\u0000\n"})[1]
-        out.append((sum(key) % PARTITIONS, key, value))
+        out.append((zlib.crc32(key) % PARTITIONS, key, value))
     return out
 
 
@@ -136,9 +139,9 @@ def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
     for table, records in first.items():
         _send(broker.bootstrap, changelog.topic(app_id, table), records)
 
-    # Stopped after its 5th write, with fetches of a few records: some partitions done,
+    # Stopped after its 5th write, with batches of a few records: some partitions done,
     # one halfway, some not begun.
-    monkeypatch.setattr(store_preseed, "PARTITION_FETCH_BYTES", 4096)
+    monkeypatch.setattr(store_preseed, "BATCH_RECORDS", 50)
     applied = store_preseed._apply
     calls = 0
 
@@ -184,3 +187,60 @@ def test_a_store_of_empty_changelogs_stays_without_an_offset(
     assert done.total == 0
     assert set(done.offsets.values()) == {-1}
     assert all(c == {} for c in _contents(stores).values())
+
+
+_KILLED_AFTER_40_WRITES = """
+import os, signal, sys
+from pathlib import Path
+from surveillance.stream import store_preseed
+from tests.test_store_preseed import PARTITIONS, _stores
+store_preseed.BATCH_RECORDS = 10
+store_preseed.BULK_WRITE_BUFFER = 64 << 10  # RocksDB's smallest: flushes come often
+applied, calls = store_preseed._apply, []
+def killing(target, messages):
+    calls.append(1)
+    if len(calls) > 40:
+        os.kill(os.getpid(), signal.SIGKILL)
+    applied(target, messages)
+store_preseed._apply = killing
+store_preseed.run(_stores(sys.argv[1], Path(sys.argv[2])), PARTITIONS,
+                  {"bootstrap_servers": sys.argv[3]})
+"""
+
+
+def test_a_killed_preseed_leaves_each_partition_as_of_a_batch_with_its_offset(
+        topics: tuple[EmbeddedBroker, str], tmp_path: Path) -> None:
+    broker, app_id = topics
+    rng = random.Random(8)
+    for table in TABLES:
+        _send(broker.bootstrap, changelog.topic(app_id, table), _records(rng, 400))
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_40_WRITES, app_id,
+                             str(tmp_path / "seeded"), broker.bootstrap],
+                            capture_output=True, cwd=Path(__file__).parent.parent)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+
+    # Each partition holds the fold of its changelog up to the offset it keeps: no
+    # batch's data without its offset, no offset without its data.
+    records = read_records(broker.bootstrap, [changelog.topic(app_id, t) for t in TABLES])
+    left = _contents(_stores(app_id, tmp_path / "seeded"))
+    kept = {tp: int(c[OFFSET]) for tp, c in left.items() if OFFSET in c}
+    assert kept  # some were flushed before the kill ...
+    assert any(kept.get(tp, -1) < max(r.offset for r in records if (r.topic, r.partition)
+                                      == tp) for tp in left)  # ... and some not to the end
+    for tp, contents in left.items():
+        upto = kept.get(tp, -1)
+        fold: dict[bytes, bytes] = {}
+        for r in records:
+            if (r.topic, r.partition) == tp and r.offset <= upto:
+                if r.value is None:
+                    fold.pop(r.key, None)
+                else:
+                    fold[r.key] = r.value
+        if upto >= 0:
+            fold[OFFSET] = str(upto).encode()
+        assert contents == fold, tp
+
+    _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded"))
+    oracle = _stores(app_id, tmp_path / "faust")
+    _faust_applies(broker.bootstrap, oracle)
+    assert _contents(_stores(app_id, tmp_path / "seeded")) == _contents(oracle)

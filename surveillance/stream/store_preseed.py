@@ -45,6 +45,8 @@ FETCH_MAX_WAIT_MS = 20
 #: client's default (1 MiB a partition) would make ~200 records a round trip.
 PARTITION_FETCH_BYTES = 16 << 20
 FETCH_BYTES = 64 << 20
+#: Records a batch at most (one write each per partition): ~25 MB of case records.
+BATCH_RECORDS = 5_000
 #: Memtable size of a database while it is pre-seeded (`_bulk_options`).
 BULK_WRITE_BUFFER = 32 << 20
 #: Writes skip the write-ahead log: a crash loses the memtables, but RocksDB flushes
@@ -139,7 +141,8 @@ async def _read(dbs: Mapping[TopicPartition, tuple[rocksdict.Rdict, bytes]],
         # (`embedded.log_end`). Records written meanwhile are Faust's recovery's.
         todo = set(dbs)
         while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=100, max_records=5_000)
+            batch = await consumer.getmany(*todo, timeout_ms=100,
+                                         max_records=BATCH_RECORDS)
             for tp, messages in batch.items():
                 _apply(dbs[tp], messages)
                 key = tp.topic, tp.partition
@@ -159,7 +162,7 @@ def _bulk_options(store: RocksDBStore) -> RocksDBOptions:
     (`TABLE_OPTIONS`) RocksDB stalled each write on flushes. Only the memtable size
     differs; Faust opens the database with its own options afterwards."""
     options = copy.copy(store.rocksdb_options)
-    options.write_buffer_size = max(options.write_buffer_size, BULK_WRITE_BUFFER)
+    options.write_buffer_size = BULK_WRITE_BUFFER
     return options
 
 
