@@ -43,12 +43,12 @@ log = logging.getLogger(__name__)
 FETCH_MAX_WAIT_MS = 20
 #: Bytes a fetch may bring per partition and in all: case records are ~5 kB, and the
 #: client's default (1 MiB a partition) would make ~200 records a round trip.
-PARTITION_FETCH_BYTES = 16 << 20
-FETCH_BYTES = 64 << 20
-#: Records a batch at most (one write each per partition): ~25 MB of case records.
-BATCH_RECORDS = 5_000
+PARTITION_FETCH_BYTES = 4 << 20
+FETCH_BYTES = 16 << 20
+#: Records a batch at most (one write each per partition): ~10 MB of case records.
+BATCH_RECORDS = 2_000
 #: Memtable size of a database while it is pre-seeded (`_bulk_options`).
-BULK_WRITE_BUFFER = 32 << 20
+BULK_WRITE_BUFFER = 16 << 20
 #: Writes skip the write-ahead log: a crash loses the memtables, but RocksDB flushes
 #: them in write order, so what survives is every write up to some batch, each batch with
 #: its offset (they are flushed before the database is closed).
