@@ -21,12 +21,11 @@ def worker() -> None:
     from surveillance.stream.app import app as faust_app
     from surveillance.stream.topics import all_topics
 
-    if settings.stream.preseed_tables:
-        _preseed_tables(settings)
-
     # A broker that restarts empty leaves Faust waiting forever: a thread notices, exits 3.
     broker_watch.start(settings.kafka, [s.name for s in all_topics(
         settings.stream.app_id, settings.kafka.partitions)])
+    if settings.stream.preseed_tables:
+        _preseed_tables(settings)
     sys.argv = [
         "surveillance",
         "worker",
