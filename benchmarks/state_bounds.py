@@ -17,8 +17,10 @@ rebalance rebuild takes under 60 s.
    after the tombstones' retention; the embedded broker itself does not compact). Then
    a real worker (`surveillance worker`, a child process) starts on it, as after a
    rebalance onto a new machine: the seconds until it answers /surveillance/counts ready
-   with every case counted (Faust's table recovery from the changelogs, then the
-   monitor, ledger and drift banks rebuilt from the owned records), its peak RSS
+   with every case counted (with `rocksdb://` its stores pre-seeded from the changelogs
+   by a plain consumer, `stream.store_preseed`, then Faust's table recovery of what is
+   left, then the monitor, ledger and drift banks rebuilt from the owned records;
+   `--without-preseed` adds a new worker recovering through Faust alone), its peak RSS
    (VmHWM), and its CPU. With `--store memory://` and `rocksdb://` (rocksdict, on disk),
    and an empty state for the baseline. The changelogs hold each tool's snapshot too, as
    a worker leaves them, so the case stage loads them (the line says how many tools
