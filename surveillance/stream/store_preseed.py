@@ -33,7 +33,6 @@ from typing import Any
 
 import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksDBStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ PARTITION_FETCH_BYTES = 4 << 20
 FETCH_BYTES = 16 << 20
 #: Records a batch at most (one write each per partition): ~10 MB of case records.
 BATCH_RECORDS = 2_000
-#: Memtable size of a database while it is pre-seeded (`_bulk_options`).
+#: Memtable size of a database while it is pre-seeded (`_open`).
 BULK_WRITE_BUFFER = 16 << 20
 #: Writes skip the write-ahead log: a crash loses the memtables, but RocksDB flushes
 #: them in write order, so what survives is every write up to some batch, each batch with
@@ -106,8 +105,7 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: int,
             for partition in range(partitions):
                 path = Path(store.partition_path(partition))
                 path.parent.mkdir(parents=True, exist_ok=True)
-                dbs[TopicPartition(topic, partition)] = (
-                    _bulk_options(store).open(path), store.offset_key)
+                dbs[TopicPartition(topic, partition)] = (_open(store, path), store.offset_key)
         if dbs:
             await _read(dbs, consumer_options, done)
     finally:
@@ -157,13 +155,22 @@ async def _read(dbs: Mapping[TopicPartition, tuple[rocksdict.Rdict, bytes]],
         await consumer.stop()
 
 
-def _bulk_options(store: RocksDBStore) -> RocksDBOptions:
-    """The store's options with room for a bulk write: with the worker's 4 MiB memtables
-    (`TABLE_OPTIONS`) RocksDB stalled each write on flushes. Only the memtable size
-    differs; Faust opens the database with its own options afterwards."""
+def _open(store: RocksDBStore, path: Path) -> rocksdict.Rdict:
+    """A partition database opened as Faust's store opens it (`RocksDBOptions.open`),
+    but for a bulk write: with the worker's 4 MiB memtables (`TABLE_OPTIONS`) RocksDB
+    stalled each write on flushes, and compressing what it flushes took about as much CPU
+    as all the rest (RocksDB's flush threads, the ~5 kB JSON case records). Faust opens
+    the database with its own options afterwards; its compactions compress these files
+    as they move them down the levels."""
     options = copy.copy(store.rocksdb_options)
     options.write_buffer_size = BULK_WRITE_BUFFER
-    return options
+    opening = options.as_options()
+    opening.set_compression_type(rocksdict.DBCompressionType.none())
+    access = (rocksdict.AccessType.read_write() if options.ttl is None
+              else rocksdict.AccessType.with_ttl(options.ttl))
+    db = rocksdict.Rdict(str(path), options=opening, access_type=access)
+    db.set_read_options(rocksdict.ReadOptions())
+    return db
 
 
 def _apply(target: tuple[rocksdict.Rdict, bytes], messages: list[Any]) -> None:
