@@ -48,6 +48,8 @@ FETCH_BYTES = 16 << 20
 BATCH_RECORDS = 2_000
 #: Memtable size of a database while it is pre-seeded (`_open`).
 BULK_WRITE_BUFFER = 16 << 20
+#: What Faust's stores compress with: RocksDB's default (Faust sets none).
+FAUST_COMPRESSION = "kSnappyCompression"
 #: Writes skip the write-ahead log: a crash loses the memtables, but RocksDB flushes
 #: them in write order, so what survives is every write up to some batch, each batch with
 #: its offset (they are flushed before the database is closed).
@@ -100,6 +102,9 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: int,
     began = time.perf_counter()
     done = Preseeded()
     dbs: dict[TopicPartition, tuple[rocksdict.Rdict, bytes]] = {}
+    faust_options = {topic: {
+        "write_buffer_size": str(store.rocksdb_options.write_buffer_size),
+        "compression": FAUST_COMPRESSION} for topic, store in stores.items()}
     try:
         for topic, store in stores.items():
             for partition in range(partitions):
@@ -109,7 +114,10 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: int,
         if dbs:
             await _read(dbs, consumer_options, done)
     finally:
-        for db, _ in dbs.values():
+        for tp, (db, _) in dbs.items():
+            # RocksDB keeps a database's memtable size and compression from its first
+            # opening and Faust's later one does not change them: back to Faust's.
+            db.set_options(faust_options[tp.topic])
             db.flush()  # the writes skipped the write-ahead log
             db.close()  # Faust opens each again (RocksDB allows one opener)
     done.seconds = time.perf_counter() - began
@@ -159,9 +167,10 @@ def _open(store: RocksDBStore, path: Path) -> rocksdict.Rdict:
     """A partition database opened as Faust's store opens it (`RocksDBOptions.open`),
     but for a bulk write: with the worker's 4 MiB memtables (`TABLE_OPTIONS`) RocksDB
     stalled each write on flushes, and compressing what it flushes took about as much CPU
-    as all the rest (RocksDB's flush threads, the ~5 kB JSON case records). Faust opens
-    the database with its own options afterwards; its compactions compress these files
-    as they move them down the levels."""
+    as all the rest (RocksDB's flush threads, the ~5 kB JSON case records). Only for a
+    database created here: an existing one keeps the options it was created with. Faust's
+    are set back before it is closed (`preseed`); Faust's compactions compress these
+    files as they move them down the levels."""
     options = copy.copy(store.rocksdb_options)
     options.write_buffer_size = BULK_WRITE_BUFFER
     opening = options.as_options()
