@@ -117,6 +117,18 @@ def _contents(stores: dict[str, Any]) -> dict[tuple[str, int], dict[bytes, bytes
     return out
 
 
+def _column_options(stores: dict[str, Any]) -> list[list[str]]:
+    """Per partition database, its memtable size and compression as RocksDB keeps them
+    for the next opening (its latest OPTIONS file): Faust's opening does not change them."""
+    out = []
+    for store in stores.values():
+        for partition in range(PARTITIONS):
+            latest = max(Path(store.partition_path(partition)).glob("OPTIONS-*"))
+            out.append([line.strip() for line in latest.read_text().splitlines()
+                        if line.strip().startswith(("write_buffer_size=", "compression="))])
+    return out
+
+
 @pytest.fixture
 def topics(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, str]]:
     app_id = f"preseed-{uuid.uuid4().hex[:8]}"
@@ -167,6 +179,9 @@ def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
     want = _contents(oracle)
     assert _contents(seeded) == want
     assert any(OFFSET in c for c in want.values())
+    assert _column_options(seeded) == _column_options(oracle)  # Faust's, not the bulk's
+    assert ["compression=kSnappyCompression", "write_buffer_size=4194304"] in \
+        _column_options(oracle)
 
     # More records come: the next start reads those only, and still agrees with Faust.
     tail = {t: _records(rng, 40) for t in TABLES}
