@@ -3,7 +3,7 @@
 Faust 0.15 recovers a table partition by reading its changelog from the offset its store
 keeps, one `faust.Event` per record: ~240 us a record, so a worker with no local state
 took ~525 s of CPU for a 2M-exam/yr system's tables (`benchmarks/state_bounds.py`). A
-plain batch consumer reads the same records at a few us each. So at start-up, before
+plain batch consumer and batched writes take ~10 us a record. So at start-up, before
 Faust runs, every table partition's database is brought up to its changelog's end here,
 written exactly as Faust's `Store.apply_changelog_batch` writes it: the record's key and
 value bytes as they are (a record without value deletes the key) and, under the store's
@@ -13,6 +13,8 @@ that offset and reads only what was written since.
 Each fetched batch of a partition goes into its database as one RocksDB write batch, the
 offset in it: a start-up stopped halfway leaves each database at the end of some batch,
 with that batch's offset, and the next start (this or Faust's recovery) goes on from it.
+A database this creates keeps the bulk write's memtable size and compression (`_open`)
+until a pre-seed of it ends; the next start's does.
 
 Every partition of every table is read, not only those this worker will be assigned (the
 assignment comes later, from Faust's rebalance): a partition it is not given stays on
