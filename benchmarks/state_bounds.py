@@ -17,8 +17,10 @@ rebalance rebuild takes under 60 s.
    after the tombstones' retention; the embedded broker itself does not compact). Then
    a real worker (`surveillance worker`, a child process) starts on it, as after a
    rebalance onto a new machine: the seconds until it answers /surveillance/counts ready
-   with every case counted (Faust's table recovery from the changelogs, then the
-   monitor, ledger and drift banks rebuilt from the owned records), its peak RSS
+   with every case counted (with `rocksdb://` its stores pre-seeded from the changelogs
+   by a plain consumer, `stream.store_preseed`, then Faust's table recovery of what is
+   left, then the monitor, ledger and drift banks rebuilt from the owned records;
+   `--without-preseed` adds a new worker recovering through Faust alone), its peak RSS
    (VmHWM), and its CPU. With `--store memory://` and `rocksdb://` (rocksdict, on disk),
    and an empty state for the baseline. The changelogs hold each tool's snapshot too, as
    a worker leaves them, so the case stage loads them (the line says how many tools
@@ -37,6 +39,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import resource
 import tempfile
 import time
@@ -162,18 +165,24 @@ async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str,
     return n
 
 
-Leg = tuple[float, int, float, bool, int]
+Leg = tuple[float, int, float, bool, int, str, float]
+PRESEEDED = re.compile(r"pre-seeded from their changelogs: (\d+) records in ([\d.]+) s")
 
 
 def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Path,
-            timeout: float, web_port: int | None = None) -> Leg:
+            timeout: float, web_port: int | None = None, preseed: bool = True,
+            broker_pid: int | None = None) -> Leg:
     """A worker started on the changelogs: (seconds until every case is counted, peak
-    RSS, CPU seconds, counts exact, tools replayed instead of loaded from a snapshot).
-    The same `web_port` and `state_dir` again: the same worker restarted on its host (its
-    disk-backed store kept)."""
-    worker = WorkerProcess(bootstrap, state_dir, env={"SURVEILLANCE_STREAM__STORE": store},
-                           web_port=web_port)
+    RSS, CPU seconds, counts exact, tools replayed instead of loaded from a snapshot, what
+    its pre-seed read, CPU seconds the broker spent meanwhile). The same `web_port` and
+    `state_dir` again: the same worker restarted on its host (its disk-backed store kept).
+    `preseed`: the RocksDB stores brought to the changelogs' ends before Faust's recovery
+    (`stream.store_preseed`)."""
+    worker = WorkerProcess(bootstrap, state_dir, env={
+        "SURVEILLANCE_STREAM__STORE": store,
+        "SURVEILLANCE_STREAM__PRESEED_TABLES": str(preseed).lower()}, web_port=web_port)
     log_start = worker.log_path.stat().st_size if worker.log_path.exists() else 0
+    broker_cpu = cpu_seconds(broker_pid) if broker_pid else float("nan")
     started = time.perf_counter()
     worker.start()
     assert worker.proc is not None
@@ -192,13 +201,17 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
         seconds = time.perf_counter() - started
         peak = rss_bytes(pid)[1] if worker.alive() else 0
         cpu = cpu_seconds(pid) if worker.alive() else float("nan")
+        broker_cpu = cpu_seconds(broker_pid) - broker_cpu if broker_pid else float("nan")
         if not worker.alive():
             print(worker.log_tail())
     finally:
         worker.stop()
     log = worker.log_path.read_text(errors="replace")[log_start:]
     replayed = log.count("rebuilding it from its case records")
-    return seconds, peak, cpu, exact, replayed
+    seeded = PRESEEDED.search(log)
+    what = (f"pre-seed read {int(seeded[1]):,} records in {float(seeded[2]):.1f} s"
+            if seeded else "no pre-seed")
+    return seconds, peak, cpu, exact, replayed, what, broker_cpu
 
 
 def with_snapshots(state: dict[str, list[tuple[int, str, Any]]], partitions: int) -> None:
@@ -280,6 +293,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--stores", default="rocksdb://,memory://")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--without-preseed", action="store_true",
+                        help="also a new worker on rocksdb:// without the pre-seed (Faust's "
+                             "recovery reads the whole changelog: ~7 min at 0.25)")
     parser.add_argument("--bulk-reload", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure the bulk runner's reload (a few minutes at 0.1)")
     args = parser.parse_args()
@@ -304,7 +320,7 @@ def main() -> None:
         create_topics(broker.bootstrap, all_topics(APP_ID, args.partitions))
         for store in stores:
             results[store, "empty"] = rebuild(broker.bootstrap, store, {}, tmp / "empty",
-                                              args.timeout)
+                                              args.timeout, broker_pid=broker.pid)
         began = time.perf_counter()
         written = asyncio.run(write_changelogs(broker.bootstrap, state))
         print(f"wrote {written:,} changelog records in {time.perf_counter() - began:.0f} s")
@@ -320,29 +336,35 @@ def main() -> None:
             port = free_port()
             where = tmp / store.split(":")[0]
             results[store, "new"] = rebuild(broker.bootstrap, store, expected, where,
-                                            args.timeout, port)
+                                            args.timeout, port, broker_pid=broker.pid)
             if store != "memory://":  # in memory nothing survives a restart
                 results[store, "restart"] = rebuild(broker.bootstrap, store, expected, where,
-                                                    args.timeout, port)
+                                                    args.timeout, port, broker_pid=broker.pid)
+            if store != "memory://" and args.without_preseed:
+                results[store, "faust"] = rebuild(broker.bootstrap, store, expected,
+                                                  tmp / "faust-recovery", args.timeout,
+                                                  preseed=False, broker_pid=broker.pid)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"load average at end: {os.getloadavg()}; this process's peak RSS {peak:.1f} GiB")
     legs = {"new": "a new worker (the whole changelog recovered)",
-            "restart": "the same worker restarted on its host (the changelog's tail)"}
+            "restart": "the same worker restarted on its host (the changelog's tail)",
+            "faust": "a new worker without the pre-seed (Faust's recovery reads it all)"}
     scaled = "" if args.state_scale == 1 else " (extrapolated linearly)"
     for store in stores:
-        base_s, base_rss, base_cpu, _, _ = results[store, "empty"]
+        base_s, base_rss, base_cpu, _, _, _, _ = results[store, "empty"]
         print(f"{store:<11} empty state: ready in {base_s:.1f} s, peak RSS "
               f"{base_rss / 2**20:,.0f} MiB, CPU {base_cpu:.1f} s")
         for leg, what in legs.items():
             if (store, leg) not in results:
                 continue
-            s, rss, cpu, exact, replayed = results[store, leg]
+            s, rss, cpu, exact, replayed, seeded, broker_cpu = results[store, leg]
             full_s = base_s + (s - base_s) / args.state_scale
             full_cpu = base_cpu + (cpu - base_cpu) / args.state_scale
             full_rss = base_rss + (rss - base_rss) / args.state_scale
             print(f"{store:<11} {what}, state x{args.state_scale}: ready in {s:.1f} s "
                   f"(CPU {cpu:.1f} s), peak RSS {rss / 2**20:,.0f} MiB, counts exact: "
-                  f"{exact}, tools replayed instead of loaded from snapshots: {replayed}")
+                  f"{exact}, tools replayed instead of loaded from snapshots: {replayed}; "
+                  f"{seeded}; the broker's CPU meanwhile {broker_cpu:.1f} s")
             print(f"{store:<11} {what}, 2M exams/yr after five years{scaled}: rebuild "
                   f"{full_s:.0f} s wall, {full_cpu:.0f} s CPU (target < 60 s: "
                   f"{'met' if max(full_s, full_cpu) < 60 else 'NOT met'}); peak RSS "

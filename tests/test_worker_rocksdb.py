@@ -8,7 +8,8 @@ on a real worker and broker: the offsets it leaves are the changelogs' last ones
 tables have the small caches the worker asks for (`faust_options.TABLE_OPTIONS`, not
 Faust's 2 GiB per table partition), and the restarted worker counts every case again
 from the store (its owned records read without their drift features,
-`horizon.light_record`).
+`horizon.light_record`). A new worker on an empty state directory pre-seeds its stores
+from the changelogs and counts the same.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from surveillance.stream.faust_options import TABLE_OPTIONS
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, wait_for_counts
 from surveillance.stream.topics import TABLES, all_topics, create_topics
+from tests.topic_read import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -100,4 +102,20 @@ def test_a_worker_restarted_on_its_rocksdb_store_recovers_only_the_tail(
     finally:
         again.stop()
     assert {t: c.get("cases", 0) for t, c in recounted.items()} == expected
+    assert "Traceback" not in log, log[-3000:]
+
+    # A new worker with no local state: its stores pre-seeded with every changelog record
+    # (`stream.store_preseed`), Faust's recovery then starts at their end; it counts what
+    # the worker that processed the events live counted, outcomes too.
+    records = len(read_records(stack.bootstrap, [changelog.topic("surveillance", t)
+                                                 for t in TABLES]))
+    cold = WorkerProcess(stack.bootstrap, tmp_path / "cold", env=env).start()
+    try:
+        cold_counts = wait_for_counts([cold], expected, timeout=240, settle=1.0,
+                                      outcomes=counts)
+        log = cold.log_tail(1_000_000)
+    finally:
+        cold.stop()
+    assert cold_counts == counts
+    assert f"pre-seeded from their changelogs: {records} records" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]

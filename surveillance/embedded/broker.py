@@ -136,6 +136,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process (a benchmark reads the CPU it spent serving)."""
+        return None if self._proc is None else self._proc.pid
+
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
