@@ -3,10 +3,11 @@
 Oracle: each threshold is calibrated with one seed, then fresh stable quarters (or
 windows) are drawn with another seed and another sampler, run through the river-checked
 statistics, and the share that alarms is compared with the promised rate by an exact
-binomial test (scipy.stats.binomtest): not significantly above it (p >= 0.001). Several
-reference shapes: Gaussian, skewed (beta), heavy-tailed (lognormal), discrete (integer
-ages), bimodal. The order-statistic bound is checked against scipy's binomial
-distribution. About 14 s of CPU in all (64 s of wall time under a load average of 14).
+binomial test (scipy.stats.binomtest; for the windows, whose fresh draws share a
+reference, a one-sided t-test over the references' shares): not significantly above it
+(p >= 0.001). Several reference shapes: Gaussian, skewed (beta), heavy-tailed
+(lognormal), discrete (integer ages), bimodal. The order-statistic bound is checked
+against scipy's binomial distribution. About 15 s of wall time in all (quiet).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import binom, binomtest
+from scipy.stats import binom, binomtest, ttest_1samp
 
 from surveillance.stats.chi_square import chi_square_rows
 from surveillance.stats.drift_binning import drift_edges
@@ -123,6 +124,13 @@ def _numeric_reference(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np
     return counts, np.append(widths, 0.0)
 
 
+#: References per truth: thresholds calibrated at 1.5x the budget fail the numeric and
+#: rare truths here (p 8e-20, 1e-5), at 2x the two-category truth too (p 3e-5; at 1.5x
+#: p = 0.006): the spread between references is wide where the reference has few of a
+#: category.
+REFERENCES = 40
+
+
 def _categorical_reference(
     rng: np.random.Generator, n: int, p: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -137,13 +145,18 @@ def test_window_thresholds_keep_the_budget_over_references_and_fresh_windows(
     """A stable tool: its 30-day reference (1,800 events) is one draw from the truth,
     the thresholds are calibrated on that reference (the bank's own null, a posterior
     predictive) and judged on fresh windows from the truth against that reference.
-    Pooled over 12 references, so that the reference's own luck averages out as it does
-    over a fleet of tools; the rate is a daily window's per-test share at 2 features."""
+    Judged over `REFERENCES` references, so that the reference's own luck averages out
+    as it does over a fleet of tools; the rate is a daily window's per-test share at 2
+    features.
+    Windows that share a reference are not independent (one reference's own rate spans
+    about 0.1-1.6x the budget), so the evidence is the references' shares, by a
+    one-sided t-test against the budget, not a binomial test over the pooled windows
+    (which would count 1.2 million windows as independent and overstate it both ways)."""
     tests = ("psi",) if truth == "numeric" else CATEGORICAL_TESTS
     rate, per_window, windows = 1 / 2 / 91, 60.0, 30_000
     rng = np.random.default_rng(77)
-    alarms = 0
-    for i in range(12):
+    shares = []
+    for i in range(REFERENCES):
         if truth == "numeric":
             reference, p = _numeric_reference(rng, 1800)
         else:
@@ -156,5 +169,9 @@ def test_window_thresholds_keep_the_budget_over_references_and_fresh_windows(
         if truth != "numeric":
             alarm |= jensen_shannon_rows(reference, fresh) > thresholds.jensen_shannon
             alarm |= chi_square_rows(reference, fresh)[1] < thresholds.chi_square_p
-        alarms += int(alarm.sum())
-    _assert_within_budget(alarms, 12 * windows, rate, f"windows, {truth}")
+        shares.append(float(alarm.mean()))
+    above = ttest_1samp(shares, rate, alternative="greater").pvalue
+    print(f"windows, {truth}: mean share {np.mean(shares):.4f} over {REFERENCES} references "
+          f"(from {min(shares):.4f} to {max(shares):.4f}), budget {rate:.4f}, "
+          f"p(above budget) = {above:.3g}")
+    assert above >= 0.001, f"windows, {truth}: false-alarm rate above its budget"
