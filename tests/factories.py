@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,6 +16,9 @@ from surveillance.contracts import (
     Scanner,
     wire,
 )
+from surveillance.engine.records import Record
+from surveillance.simulate import SimEvent
+from surveillance.stream.ingest import join_partition
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 
@@ -77,3 +82,15 @@ def ai_in(**kw: Any) -> wire.JoinInput:
 def report_in(**kw: Any) -> wire.JoinInput:
     return wire.from_model(JoinInput(kind="report", report=report_labels(**kw)),
                            wire.JoinInput)
+
+
+def input_records(events: Iterable[SimEvent], partitions: int) -> list[Record]:
+    """Simulated input events as the engine reads them: each on its accession's
+    partition, numbered per topic partition as a broker would."""
+    offsets: Counter[tuple[str, int]] = Counter()
+    out = []
+    for e in events:
+        partition = join_partition(e.key.decode(errors="replace"), partitions)
+        out.append(Record(e.topic, partition, offsets[e.topic, partition], e.key, e.value))
+        offsets[e.topic, partition] += 1
+    return out

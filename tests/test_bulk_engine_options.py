@@ -11,7 +11,6 @@ worker recovers).
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,7 @@ from surveillance.engine.pipeline import JOIN_TABLE, Engine
 from surveillance.engine.records import Record
 from surveillance.simulate import Faults, Scenario, simulate
 from surveillance.stream import topics
-from surveillance.stream.ingest import join_partition
+from tests.factories import input_records
 
 PARTITIONS = 4
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -65,13 +64,7 @@ def run(records: list[Record], chunk: int, **options: Any
 @pytest.mark.parametrize("chunk", [1, 250])
 def test_the_bulk_runners_engine_writes_what_the_workers_does(chunk: int) -> None:
     events, _ = simulate(days=7, seed=11, scenario=Scenario(), faults=Faults())
-    offsets: Counter[tuple[str, int]] = Counter()
-    records = []
-    for e in events:
-        partition = join_partition(e.key.decode(errors="replace"), PARTITIONS)
-        records.append(Record(e.topic, partition, offsets[e.topic, partition], e.key,
-                              e.value))
-        offsets[e.topic, partition] += 1
+    records = input_records(events, PARTITIONS)
 
     written, produced, join_backing, metrics = run(records, chunk)
     bulk_written, bulk_produced, bulk_backing, bulk_metrics = run(

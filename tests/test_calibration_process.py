@@ -53,7 +53,7 @@ from surveillance.stats.drift_bank import DriftBank
 from surveillance.stats.drift_calibration_cache import Calibrations, Entries
 from surveillance.stats.drift_feature_bank import Reference, thresholds_of
 from surveillance.stream import topics
-from surveillance.stream.ingest import join_partition
+from tests.factories import input_records
 from tests.test_drift_equivalence import CONFIG, PROTOCOLS, START, build, reference_results, result
 
 PARTITIONS = 4
@@ -121,14 +121,7 @@ class Run:
 def backlog() -> list[Record]:
     events, _ = simulate(days=41, seed=3, volume_scale=0.4, tools=TOOLS, scenario=Scenario(
         model_update_day=9, new_scanner_software_day=31), faults=Faults())
-    offsets: Counter[tuple[str, int]] = Counter()
-    records = []
-    for e in events:
-        partition = join_partition(e.key.decode(errors="replace"), PARTITIONS)
-        records.append(Record(e.topic, partition, offsets[e.topic, partition], e.key,
-                              e.value))
-        offsets[e.topic, partition] += 1
-    return records
+    return input_records(events, PARTITIONS)
 
 
 def start(tables: dict[str, dict[str, Any]], calibrator: Any) -> Engine:

@@ -28,7 +28,7 @@ from surveillance.engine.tables import Table
 from surveillance.simulate import SimEvent, ToolTruth, simulate
 from surveillance.store.rows import Decoder, Rows
 from surveillance.stream import topics
-from surveillance.stream.ingest import join_partition
+from tests.factories import input_records
 
 PARTITIONS = 4
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -41,13 +41,7 @@ def stream() -> tuple[list[SimEvent], dict[str, ToolTruth]]:
 
 def records_of(events: list[SimEvent]) -> list[Record]:
     """Input records on their accession's partition, numbered as a broker would."""
-    offsets: Counter[tuple[str, int]] = Counter()
-    out = []
-    for e in events:
-        partition = join_partition(e.key.decode(errors="replace"), PARTITIONS)
-        out.append(Record(e.topic, partition, offsets[e.topic, partition], e.key, e.value))
-        offsets[e.topic, partition] += 1
-    return out
+    return input_records(events, PARTITIONS)
 
 
 def run(batches: list[list[Record]]) -> tuple[dict[str, dict[str, Any]], list[bytes], int]:
