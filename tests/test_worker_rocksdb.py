@@ -2,7 +2,7 @@
 
 What a restart on the same host saves (`benchmarks/state_bounds.py`): the worker writes
 its table changes into the store itself and records, per changelog partition, the offset
-the broker acknowledged (`stream.app.apply`); Faust's RocksDB store keeps it on disk, so a
+the broker acknowledged (`stream.staging`); Faust's RocksDB store keeps it on disk, so a
 restarted worker recovers only the changelog after it instead of all of it. Checked here
 on a real worker and broker: the offsets it leaves are the changelogs' last ones, the
 tables have the small caches the worker asks for (`faust_options.TABLE_OPTIONS`, not

@@ -40,7 +40,6 @@ import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.stores.base import SerializedStore
 from faust.streams import _current_event
-from faust.types import TP
 
 from surveillance import kafka_clients
 from surveillance.bulk import changelog
@@ -56,15 +55,16 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import MetricCall, Output, Produce, Record
+from surveillance.engine.records import Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
-from surveillance.stream import effects, faust_consumer, topics
+from surveillance.stream import faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
-from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
-from surveillance.stream.table_stores import raw_items, write_change
+from surveillance.stream.outbox import Outbox, OutboxError
+from surveillance.stream.staging import Staging
+from surveillance.stream.table_stores import raw_items
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,6 @@ tables = {name: app.Table(name, partitions=settings.kafka.partitions,
 join_table, case_table, adverse_table = (tables[n] for n in (JOIN_TABLE, CASE_TABLE,
                                                              ADVERSE_TABLE))
 _changelogs = {name: changelog.topic(settings.stream.app_id, name) for name in tables}
-_changelog_tables = {changelog.topic(settings.stream.app_id, name): table
-                     for name, table in tables.items()}
 # The engine reads the tables' stores: a Faust table's own `get` adds a layer of Python
 # calls and, for a key it lacks, a KeyError raised and caught (about 1 µs a read).
 engine = Engine(config, join_table.data, case_table.data, adverse_table.data,
@@ -144,68 +142,15 @@ def _records(batch: Sequence[Any]) -> list[Record]:
                    e.value, e.message.headers or ()) for e in batch]
 
 
-async def apply(out: Output) -> None:
-    """`stage` the batch's effects and wait until the broker acknowledged its records."""
-    sending = stage(out)
-    if sending is not None:
-        await sending
-
-
-def stage(out: Output) -> Coroutine[Any, Any, None] | None:
-    """Write the batch's table changes now; return the sending of its changelog records
-    and then its records through the worker's own producer (None if there are none),
-    which ends once the broker acknowledged all of them (acks=all): only then does Faust
-    acknowledge the batch's events. The batch's metrics are recorded then too (now if
-    there is nothing to send): a batch whose sends fail is read again by the restarted
-    worker, and counted once, by it.
-
-    A table change goes into the table's store directly (Faust's `table[key] = value`
-    would send its changelog record through Faust's producer, one message at a time) and
-    to the changelog partition of the record that caused it, in the format Faust writes
-    (`bulk.changelog`), so recovery, standbys and the bulk runner read it unchanged. The
-    disk-backed store files the key under the change's partition (`table_stores`). The
-    stores are written before the next batch is processed (the engine reads them)."""
-    state: list[Outgoing] = []
-    for change in out.changes:
-        write_change(tables[change.table].data, change.key, change.value, change.partition)
-        key, value = changelog.encode(change.key, change.value)
-        state.append(Outgoing(_changelogs[change.table], key, value, change.partition))
-    if not out.produce and not state:
-        effects.record(out.metrics)
-        return None
-    return _send(state, out.produce, out.metrics)
-
-
-async def _send(state: list[Outgoing], outputs: list[Produce], calls: list[MetricCall]
-                ) -> None:
-    # The state first, then the outputs (`stream.outbox` says why).
-    last = await (await _outbox()).send(state, then=outputs)
-    for (topic, partition), offset in last.items():
-        table = _changelog_tables.get(topic)
-        if table is not None:  # a disk-backed store keeps it: recovery resumes after it
-            stored: Any = table.data
-            stored.set_persisted_offset(TP(topic, partition), offset)
-    effects.record(calls)
-
-
-_outbox_started: Outbox | None = None
-_outbox_lock = asyncio.Lock()
-
-
-async def _outbox() -> Outbox:
-    global _outbox_started
-    async with _outbox_lock:
-        if _outbox_started is None:
-            _outbox_started = await Outbox(
-                {"bootstrap_servers": settings.kafka.bootstrap,
-                 **kafka_clients.client_options(settings.kafka)}).start()
-    return _outbox_started
+_staging = Staging({name: table.data for name, table in tables.items()}, _changelogs,
+                   Outbox({"bootstrap_servers": settings.kafka.bootstrap,
+                           **kafka_clients.client_options(settings.kafka)}))
+apply, stage = _staging.apply, _staging.stage  # a batch's effects (`stream.staging`)
 
 
 @app.on_before_shutdown.connect
 async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-    if _outbox_started is not None:
-        await _outbox_started.stop()
+    await _staging.close()
 
 
 async def _serve(stream: Any, name: str, size: int = BATCH) -> None:

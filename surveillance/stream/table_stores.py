@@ -1,6 +1,6 @@
 """Writing and reading the worker's table stores directly, as its batches need.
 
-The worker applies a batch's table changes to the stores itself (`stream.app.stage`):
+The worker applies a batch's table changes to the stores itself (`stream.staging`):
 Faust's `table[key] = value` would send each changelog record through Faust's producer,
 one message at a time. Faust 0.15's RocksDB store files a key under the current event's
 partition and fails without one (a timer's changes, the regulatory clocks, have none),
