@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from surveillance.clinical import labels
+from surveillance.clinical import report_clauses
 from surveillance.clinical.label_evaluation import read_gold
 from surveillance.clinical.label_vocabulary import DEFAULT_VOCABULARY, Vocabulary, load_vocabulary
 from surveillance.clinical.labels import default_vocabulary, extract_labels
@@ -60,7 +60,7 @@ def test_the_expressions_were_rewritten() -> None:
     assert NEW.findings["pneumothorax"].pattern != OLD.findings["pneumothorax"].pattern
     assert NEW.headings is not None and OLD.headings is not None
     assert NEW.headings.pattern != OLD.headings.pattern
-    assert labels._SENTENCE_BREAK.pattern != reference._SENTENCE_BREAK.pattern
+    assert report_clauses._SENTENCE_BREAK.pattern != reference._SENTENCE_BREAK.pattern
 
 
 @settings(max_examples=600, deadline=None, database=None,
@@ -73,9 +73,9 @@ def test_every_expression_matches_the_same_spans(text: str) -> None:
                 assert new is old
                 continue
             assert spans(new, lowered) == spans(old, lowered), (new.pattern, lowered)
-        assert (labels._SENTENCE_BREAK.split(lowered)
+        assert (report_clauses._SENTENCE_BREAK.split(lowered)
                 == reference._SENTENCE_BREAK.split(lowered)), lowered
-    assert list(labels._sections(text, NEW)) == list(reference._sections(text, OLD)), text
+    assert list(report_clauses.sections(text, NEW)) == list(reference._sections(text, OLD)), text
 
 
 @settings(max_examples=800, deadline=None, database=None,

@@ -267,7 +267,7 @@ def _headings(sections: _Sections) -> tuple[re.Pattern[str] | None, dict[str, Se
     alternatives = _trie(kinds)
     # After a line break, or blanks after a sentence's end: the one character class in
     # front lets the engine jump between blanks (a heading at the start of the text is
-    # found in the text behind a line break: `labels._sections`).
+    # found in the text behind a line break: `report_clauses.sections`).
     pattern = (rf"[\n \t](?:(?<=\n)|(?<=[.!?][ \t]))[ \t]*({alternatives})(?:[ \t]+\d+)?"
                r"[ \t]*:")
     return re.compile(pattern, re.IGNORECASE), kinds

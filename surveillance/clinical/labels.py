@@ -3,17 +3,14 @@
 A NegEx-style reader configured by `findings.yaml` (terms per finding code; context
 triggers, clause terminators, section headings and template answers shared by all).
 
-1. Sections. The text is cut at the headings the vocabulary lists (``IMPRESSION:``,
-   ``ADDENDUM:``, ``INDICATION:``...; at the start of the text, of a line or of a sentence).
-   Indication, history, comparison and technique sections are never read: they ask
-   questions or describe other studies. Text before any heading, and ``FINDINGS:``, is body.
-2. Sentences and clauses. A section is split into sentences (``.``, ``!`` or ``?`` before
-   white space, blank lines, line breaks before a ``Heading:``; other line breaks only wrap)
-   and each sentence into clauses at the terminators (``;``, "but", "however", ", and there
-   is", a comma before a size word...): a trigger's scope is its clause.
-3. Structured template lines. A sentence ``<name>: <answer>`` whose name mentions the
+1. Sections, sentences and clauses (`clinical.report_clauses`): the text is cut at the
+   headings the vocabulary lists, each section into sentences and each sentence into
+   clauses at the terminators; a trigger's scope is its clause. Indication, history,
+   comparison and technique sections are never read: they ask questions or describe other
+   studies. Text before any heading, and ``FINDINGS:``, is body.
+2. Structured template lines. A sentence ``<name>: <answer>`` whose name mentions the
    finding ("Pneumothorax: None.", "PE: positive") is decided by the answer alone.
-4. Mentions. Every other mention of the finding is, within its clause:
+3. Mentions. Every other mention of the finding is, within its clause:
    ignored after an `ignore_before` phrase ("rule out PE" asks, it states nothing);
    uncertain under an uncertainty trigger ("cannot exclude", "difficult to exclude",
    "... versus ..."); negated under a negation trigger ("no", "was negative", "rather than",
@@ -21,7 +18,7 @@ triggers, clause terminators, section headings and template answers shared by al
    Uncertainty is checked before negation because its phrases contain negation words
    ("not entirely excluded"). "probable" and "likely" are NOT uncertainty: they state the
    reader's diagnosis, which is acted upon.
-5. Decision. The last addendum that mentions the finding decides (an addendum corrects the
+4. Decision. The last addendum that mentions the finding decides (an addendum corrects the
    report); else the impression, if it mentions the finding; else the body. Within the
    deciding part: PRESENT if any mention is affirmed ("No hemorrhage on the left. Right
    subdural hematoma."), else INDETERMINATE if any is uncertain, else ABSENT (negated,
@@ -44,6 +41,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Literal, NamedTuple
 
+from surveillance.clinical import report_clauses
 from surveillance.clinical.label_vocabulary import (
     DEFAULT_VOCABULARY,
     Answer,
@@ -55,6 +53,7 @@ from surveillance.clinical.label_vocabulary import (
     load_vocabulary,
     normal,
 )
+from surveillance.clinical.report_clauses import Clause
 from surveillance.contracts import Label, StructuredFinding, wire
 
 __all__ = [
@@ -69,12 +68,6 @@ __all__ = [
     "load_vocabulary",
     "report_labels",
 ]
-
-# Sentence ends, blank lines, and line breaks before a heading or template line ("Name:"),
-# led by the blank (the engine jumps between blanks). Other line breaks only wrap lines.
-_SENTENCE_BREAK = re.compile(
-    r"\s(?:(?<=[.!?]\s)\s*|(?<=\n)[ \t]*\n|(?<=\n)(?=[ \t]*[A-Za-z][A-Za-z /()-]*:))")
-
 
 class MentionState(Enum):
     AFFIRMED = "affirmed"
@@ -139,63 +132,10 @@ class _Trigger(NamedTuple):
         return before or after
 
 
-class _Clause(NamedTuple):
-    section: SectionKind
-    section_index: int
-    #: (section index, sentence number in the section): which clauses share a sentence.
-    sentence: tuple[int, int]
-    text: str
-    #: For a template line: (name, answer text, answer); its clauses are the whole line.
-    template: tuple[str, str, Answer] | None = None
-
-
 @lru_cache(maxsize=1)
 def default_vocabulary() -> Vocabulary:
     """The shipped vocabulary (`findings.yaml`), compiled once."""
     return load_vocabulary()
-
-
-def _sections(text: str, vocab: Vocabulary) -> Iterable[tuple[int, SectionKind, str]]:
-    if vocab.headings is None:
-        yield 0, SectionKind.BODY, text
-        return
-    padded = "\n" + text  # the start of the text as a line's (`Vocabulary.headings`)
-    kind, start, index = SectionKind.BODY, 1, 0
-    for match in vocab.headings.finditer(padded):
-        yield index, kind, padded[start:match.start()]
-        name = match.group(1)  # as listed but for case: its key (`normal` for the others)
-        kind = vocab.section_kinds.get(name.lower()) or vocab.section_kinds[normal(name)]
-        start, index = match.end(), index + 1
-    yield index, kind, padded[start:]
-
-
-def _clauses(text: str, vocab: Vocabulary) -> list[_Clause]:
-    """The clauses of the readable sections that mention any finding at all."""
-    return [clause for index, kind, body in _sections(text, vocab)
-            if kind is not SectionKind.IGNORED
-            for clause in _section_clauses(index, kind, body, vocab)]
-
-
-def _section_clauses(index: int, kind: SectionKind, body: str, vocab: Vocabulary
-                     ) -> list[_Clause]:
-    out: list[_Clause] = []
-    for number, sentence in enumerate(_SENTENCE_BREAK.split(body.lower())):
-        if vocab.any_finding.search(sentence) is None:
-            continue
-        if vocab.template is not None:
-            line = vocab.template.match(sentence)
-            if line is not None:
-                answer = vocab.answers[normal(line.group(2))]
-                template = (line.group(1), line.group(2), answer)
-                out.append(_Clause(kind, index, (index, number), sentence, template))
-        clauses = vocab.terminators.split(sentence)
-        if len(clauses) == 1:  # the sentence itself, whose finding was found above
-            out.append(_Clause(kind, index, (index, number), sentence))
-            continue
-        for clause in clauses:
-            if clause and vocab.any_finding.search(clause) is not None:
-                out.append(_Clause(kind, index, (index, number), clause))
-    return out
 
 
 class _Parts:
@@ -206,12 +146,13 @@ class _Parts:
 
     def __init__(self, text: str, vocab: Vocabulary) -> None:
         self.vocab = vocab
-        sections = [s for s in _sections(text, vocab) if s[1] is not SectionKind.IGNORED]
+        sections = [s for s in report_clauses.sections(text, vocab)
+                    if s[1] is not SectionKind.IGNORED]
         addenda = [[s] for s in sections if s[1] is SectionKind.ADDENDUM]
         self._parts = [*reversed(addenda),
                        [s for s in sections if s[1] is SectionKind.IMPRESSION],
                        [s for s in sections if s[1] is SectionKind.BODY]]
-        self._clauses: list[list[_Clause] | None] = [None] * len(self._parts)
+        self._clauses: list[list[Clause] | None] = [None] * len(self._parts)
         self.triggers_of: dict[int, list[_Trigger]] = {}
 
     def deciding(self, code: str) -> list[Mention]:
@@ -222,7 +163,7 @@ class _Parts:
             if clauses is None:
                 clauses = self._clauses[i] = [
                     c for index, kind, body in part
-                    for c in _section_clauses(index, kind, body, self.vocab)]
+                    for c in report_clauses.section_clauses(index, kind, body, self.vocab)]
             read = [m for m in _mentions(clauses, code, self.vocab, self.triggers_of)
                     if m.state is not MentionState.IGNORED]
             if read:
@@ -252,7 +193,7 @@ def _triggers(text: str, vocab: Vocabulary) -> list[_Trigger]:
 
 
 def _clause_mentions(
-    clause: _Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
+    clause: Clause, code: str, vocab: Vocabulary, triggers_of: dict[int, list[_Trigger]]
 ) -> list[Mention]:
     text = _mask(clause.text, vocab.exclusions[code])
     if not (found := list(vocab.findings[code].finditer(text))):
@@ -277,7 +218,7 @@ def _clause_mentions(
 
 
 def _mentions(
-    clauses: Sequence[_Clause],
+    clauses: Sequence[Clause],
     code: str,
     vocab: Vocabulary,
     triggers_of: dict[int, list[_Trigger]] | None = None,
@@ -351,7 +292,7 @@ def explain_label(
     """The label for one finding, with every mention and the trigger that set its state."""
     vocab = vocabulary or default_vocabulary()
     _check_codes((finding_code,), vocab)
-    return _decide(_mentions(_clauses(text, vocab), finding_code, vocab))
+    return _decide(_mentions(report_clauses.clauses(text, vocab), finding_code, vocab))
 
 
 def extract_label(text: str, finding_code: str, vocabulary: Vocabulary | None = None) -> Label:
