@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 import threading
 
-from surveillance.embedded import free_port
-
 
 class TcpProxy:
     def __init__(self, upstream_port: int) -> None:
-        self.port = free_port()
+        #: Set by `start` (bound to port 0 there: no other process can take it first).
+        self.port = 0
         self.upstream_port = upstream_port
         self.cuts = 0
         #: Connections accepted, and refused while cut.
@@ -28,8 +27,9 @@ class TcpProxy:
     def start(self) -> TcpProxy:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._accept, "127.0.0.1", self.port), self._loop
+            asyncio.start_server(self._accept, "127.0.0.1", 0), self._loop
         ).result(10)
+        self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
     def cut(self, seconds: float) -> None:

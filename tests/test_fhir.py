@@ -5,8 +5,6 @@ OpenAPI document (no 5xx)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +19,13 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from surveillance.contracts import Label, ReportFinal, ReportStatus, StructuredFinding
-from surveillance.embedded import EmbeddedBroker, free_port
+from surveillance.embedded import EmbeddedBroker
 from surveillance.intake.config import IntakeSettings
 from surveillance.interop.fhir_app import create_fhir_app
 from surveillance.interop.fhir_parse import FhirRejection, FhirSkipped, parse_resource
 from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics
 from tests import fhir_samples as f
+from tests.served_in_thread import served
 from tests.topic_read import read_topic
 
 TOKEN = "fhir-token-" + "d" * 30
@@ -110,19 +109,9 @@ def service(broker: EmbeddedBroker) -> Iterator[str]:
     create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 1)])
     app = create_fhir_app(IntakeSettings(api_tokens={"ris": SecretStr(TOKEN)}),
                           broker.bootstrap)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60  # bounds a hang only (a loaded machine starts slowly)
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start the FHIR app within 60 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    with served(config, "the FHIR app") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _post(url: str, body: Any, token: str | None = TOKEN,

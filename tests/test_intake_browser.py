@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +19,10 @@ from pydantic import SecretStr
 
 from surveillance.contracts import AdverseEvent
 from surveillance.embedded import EmbeddedBroker
-from surveillance.embedded.broker import free_port
 from surveillance.intake import IntakeSettings, KafkaPublisher, create_app
 from surveillance.settings import get_settings
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.served_in_thread import served
 from tests.topic_read import read_topic
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,18 +60,8 @@ def base_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
         ),
         clock=lambda: NOW,
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60  # bounds a hang only (a loaded machine starts slowly)
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start the intake app within 60 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(uvicorn.Config(app, log_level="warning"), "the intake app") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ import re
 import sqlite3
 import ssl
 import stat
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +29,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +41,6 @@ from pydantic import SecretStr, ValidationError
 from surveillance.clinical.baselines import load_registry
 from surveillance.contracts import AdverseEvent
 from surveillance.embedded import EmbeddedBroker
-from surveillance.embedded.broker import free_port
 from surveillance.intake import IntakeSettings, KafkaPublisher, create_app, store_path
 from surveillance.intake.middleware import CSP
 from surveillance.intake.ratelimit import Lockout
@@ -55,6 +51,7 @@ from surveillance.store.batch import write_batch
 from surveillance.store.migrate import migrate
 from surveillance.store.rows import Decoder, Rows
 from surveillance.stream.topics import ADVERSE_EVENTS, TopicSpec, create_topics
+from tests.served_in_thread import served
 from tests.topic_read import read_records, read_topic
 
 pytestmark = pytest.mark.integration
@@ -141,29 +138,17 @@ def serving(
         clock=lambda: NOW,
         monotonic=clock or Clock(),
     )
-    port = free_port()
-    server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning", tls=tls))
+    config = server_config(app, "127.0.0.1", 0, log_level="warning", tls=tls)
     if _capture.handler is not None:  # uvicorn's logging set-up just replaced its handlers
         for name in _UVICORN_LOGGERS:
             logging.getLogger(name).addHandler(_capture.handler)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60  # bounds a hang only (a loaded machine starts slowly)
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start the intake app within 60 s")
-        time.sleep(0.05)
     limits = httpx.Limits(max_keepalive_connections=0)
     scheme = "https" if tls else "http"
     verify: Any = ssl.create_default_context(cafile=str(tls[0])) if tls else True
-    try:
-        with httpx.Client(
-            base_url=f"{scheme}://127.0.0.1:{port}", limits=limits, verify=verify
-        ) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served(config, "the intake app") as port, httpx.Client(
+        base_url=f"{scheme}://127.0.0.1:{port}", limits=limits, verify=verify
+    ) as client:
+        yield client
 
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -21,10 +22,29 @@ from surveillance.embedded.errors import EmbeddedError
 log = logging.getLogger(__name__)
 
 
+#: Starts on a fresh port after the one picked was taken before the broker bound it.
+START_ATTEMPTS = 5
+
+
+class _PortTaken(Exception):
+    """The port picked was bound by another process before ours could."""
+
+
 def free_port() -> int:
+    """A loopback port free now. Another process may take it before the caller binds it:
+    a server that can bind port 0 itself should (and report its port); else the caller
+    must notice the port taken and pick again (`EmbeddedBroker.start`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _broker_binary() -> str:
@@ -43,6 +63,12 @@ def _broker_binary() -> str:
 class EmbeddedBroker:
     """Start a Tansu broker on a free loopback port; stop it on exit (also on Ctrl-C).
 
+    Tansu cannot bind port 0 and report the port (it advertises the port to clients), so
+    a port is picked first; if another process binds it in between, the broker is started
+    again on another (only when the port was not given). The broker is told a cluster id
+    of its own, and is ready only when that id answers: an answer from another broker on
+    the port (a stranger's that took it) is never taken for ours.
+
     >>> with EmbeddedBroker() as broker:      # doctest: +SKIP
     ...     broker.bootstrap                  # '127.0.0.1:40123'
     """
@@ -51,16 +77,37 @@ class EmbeddedBroker:
         self, port: int | None = None, log_dir: Path | None = None,
         advertised_port: int | None = None,
     ) -> None:
+        self._port_given = port is not None
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         #: Clients connect here after bootstrapping (a test puts a TCP proxy there to cut
         #: the clients' connections while the broker keeps its data).
         self.advertised_port = advertised_port or self.port
+        self._advertise_own = advertised_port is None
+        self.cluster_id = f"surveillance-{uuid.uuid4().hex}"
         self._log_dir = log_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start(timeout)
+            except _PortTaken:
+                self.stop()
+                if self._port_given or attempt == START_ATTEMPTS:
+                    raise EmbeddedError(
+                        f"port {self.port} is taken by another process; the embedded "
+                        "broker cannot listen there") from None
+                log.info("port %s was taken before the broker bound it; trying another",
+                         self.port)
+                self.port = free_port()
+                self.bootstrap = f"127.0.0.1:{self.port}"
+                if self._advertise_own:
+                    self.advertised_port = self.port
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> EmbeddedBroker:
         binary = _broker_binary()
         url = f"tcp://127.0.0.1:{self.port}"
         out: IO[bytes] | int = subprocess.DEVNULL
@@ -79,6 +126,8 @@ class EmbeddedBroker:
                 f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
+                "--cluster-id",
+                self.cluster_id,
             ],
             stdout=out,
             stderr=out,
@@ -98,10 +147,10 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
+                if _listening(self.port):  # Tansu exits (code 0) when its port is in use
+                    raise _PortTaken
                 raise EmbeddedError(
-                    f"the embedded broker exited at start (code {self._proc.returncode}); "
-                    f"is port {self.port} free?"
-                )
+                    f"the embedded broker exited at start (code {self._proc.returncode})")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
@@ -109,9 +158,11 @@ class EmbeddedBroker:
                     bootstrap_servers=self.bootstrap, request_timeout_ms=2000
                 )
                 try:
-                    admin.list_topics()
+                    answered = admin.describe_cluster()["cluster_id"]
                 finally:
                     admin.close()
+                if answered != self.cluster_id:
+                    raise _PortTaken  # another broker listens on the port
                 return
             except (OSError, KafkaError) as exc:
                 last = exc

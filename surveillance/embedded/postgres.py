@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
-from surveillance.embedded.broker import free_port
+from surveillance.embedded.broker import START_ATTEMPTS, free_port
 from surveillance.embedded.errors import EmbeddedError
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,21 @@ def _run_as() -> str | None:
     return SYSTEM_USER
 
 
+class _PortTaken(Exception):
+    """The port picked was bound by another process before the server could."""
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server on a free loopback port, in its own data directory.
 
     `stop()` and `start()` may be called repeatedly (the data directory is kept until
     `cleanup()`), so a test can take the database away and give it back.
+
+    The port is picked before the server binds it; if another process binds it first, the
+    first start moves to another port (a port that was given, or that the server already
+    served on, is kept: the error says it is taken). The server is ready only when the one
+    answering on the port reports this data directory, so another PostgreSQL server that
+    took the port is never taken for ours.
     """
 
     def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
@@ -70,6 +80,7 @@ class EmbeddedPostgres:
         self.base = Path(data_dir or tempfile.mkdtemp(prefix="surveillance-pg-"))
         self.data_dir = self.base / "data"
         self.port = port or free_port()
+        self._may_move = port is None  # until the server has served on the port
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._user = _run_as()
@@ -108,9 +119,31 @@ class EmbeddedPostgres:
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start(timeout)
+                break
+            except _PortTaken:
+                self.stop()
+                if not self._may_move or attempt == START_ATTEMPTS:
+                    raise EmbeddedError(
+                        f"port {self.port} is taken by another process; the embedded "
+                        "PostgreSQL server cannot listen there") from None
+                log.info("port %s was taken before PostgreSQL bound it; trying another",
+                         self.port)
+                self.port = free_port()
+                self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        self._may_move = False
+        self._ensure_database()
+        assert self._proc is not None
+        log.info("embedded PostgreSQL ready on port %s (pid %s)", self.port, self._proc.pid)
+        return self
+
+    def _start(self, timeout: float) -> None:
         log_path = self.base / "postgres.log"
         log_path.touch()
         self._chown(log_path)
+        logged = log_path.stat().st_size  # this start's lines follow
         with open(log_path, "ab") as out:
             self._proc = subprocess.Popen(
                 [
@@ -133,23 +166,27 @@ class EmbeddedPostgres:
                 user=self._user,
                 start_new_session=True,
             )
-        self._wait_ready(timeout, log_path)
-        self._ensure_database()
-        log.info("embedded PostgreSQL ready on port %s (pid %s)", self.port, self._proc.pid)
-        return self
+        self._wait_ready(timeout, log_path, logged)
 
-    def _wait_ready(self, timeout: float, log_path: Path) -> None:
+    def _wait_ready(self, timeout: float, log_path: Path, logged: int) -> None:
         import psycopg
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-500:]
+                with open(log_path, "rb") as f:
+                    f.seek(logged)
+                    tail = f.read().decode(errors="replace")[-500:]
+                if "Address already in use" in tail:
+                    raise _PortTaken
                 raise EmbeddedError(f"embedded PostgreSQL exited at start: {tail.strip()}")
             try:
-                with psycopg.connect(self.admin_url, connect_timeout=2):
-                    return
+                with psycopg.connect(self.admin_url, connect_timeout=2) as conn:
+                    row = conn.execute("SHOW data_directory").fetchone()
+                if row is None or Path(row[0]).resolve() != self.data_dir.resolve():
+                    raise _PortTaken  # another server answers on the port
+                return
             except psycopg.OperationalError:
                 time.sleep(0.2)
         self.stop()
