@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from surveillance.bulk import changelog
-from surveillance.bulk.order import in_event_time
+from surveillance.bulk.order import EventTimeMerge
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.pipeline import Engine
@@ -53,6 +53,14 @@ def input_records(events: list[Any], partitions: int) -> list[tuple[Record, Any]
         out.append((Record(event.topic, partition, offset, event.key, event.value),
                     event.arrival))
     return out
+
+
+def in_event_time(records: list[Record], inputs: tuple[str, ...]) -> list[Record]:
+    """A batch in the runner's event-time order (`bulk.order`), every partition read to its
+    end (nothing held back)."""
+    merge = EventTimeMerge(inputs)
+    rest = merge.add(records)
+    return rest + merge.release(())
 
 
 def run(records: list[tuple[Record, Any]], partitions: int,

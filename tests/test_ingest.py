@@ -13,7 +13,7 @@ from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from surveillance.contracts import Label, wire
 from surveillance.privacy import pseudonymize
-from surveillance.stream.ingest import Ingest, Rejected, join_partition, murmur2
+from surveillance.stream.ingest import KEPT_FOR, Ingest, Rejected, join_partition, murmur2
 from tests.factories import T0, ai_result
 
 KEY = b"test-key"
@@ -192,6 +192,67 @@ def test_kept_partitions_and_pseudonyms_are_the_functions_own(
             if accepted[0].ai is not None:
                 assert accepted[0].ai.patient_id == pseudonymize(KEY, "patient", "MRN1")
                 assert accepted[0].ai.study_instance_uid == pseudonymize(KEY, "study", "1.2.3")
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.tuples(st.sampled_from(IDENTIFIERS), st.booleans(),
+                                st.integers(-3600, 3 * 3600)),  # the clock's step, seconds
+                      min_size=1, max_size=40))
+def test_forgetting_the_kept_identifiers_changes_no_output(
+        calls: list[tuple[str, bool, int]]) -> None:
+    """The stores are emptied every `KEPT_FOR` of the processing clock, and whenever it
+    goes back: the partitions and pseudonyms stay those of the functions themselves."""
+    fresh = Ingest(KEY, ["pneumothorax"], max_bytes=4096)
+    now = NOW
+    for accession, is_ai, step in calls:
+        now += timedelta(seconds=step)
+        raw = ai_bytes(accession=accession) if is_ai else report(accession_number=accession)
+        accepted = fresh.accept("ai.results" if is_ai else "reports.final", raw, now,
+                                partitions=8)
+        assert not isinstance(accepted, Rejected)
+        assert accepted[1] == join_partition(accession, 8)
+        assert accepted[0].accession == pseudonymize(KEY, "accession", accession)
+        if accepted[0].ai is not None:
+            assert accepted[0].ai.patient_id == pseudonymize(KEY, "patient", "MRN1")
+
+
+def _strings_held(root: object) -> set[str]:
+    """Every string reachable from `root`'s attributes through their containers and
+    attributes (dict keys too, which the garbage collector's referents leave out)."""
+    seen: set[int] = set()
+    found: set[str] = set()
+    todo = list(vars(root).values())
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            found.add(obj)
+        elif isinstance(obj, dict):
+            todo.extend([*obj.keys(), *obj.values()])
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            todo.extend(obj)
+        elif not callable(obj) and hasattr(obj, "__dict__"):
+            todo.extend(vars(obj).values())
+    return found
+
+
+def test_raw_identifiers_are_kept_no_longer_than_kept_for() -> None:
+    fresh = Ingest(KEY, ["pneumothorax"], max_bytes=4096)
+    first = ai_bytes(accession="ACC-GONE", patient_id="MRN-GONE", study_instance_uid="9.9.1")
+    assert not isinstance(fresh.accept("ai.results", first, NOW, partitions=8), Rejected)
+    gone = {"ACC-GONE", "MRN-GONE", "9.9.1"}
+    assert gone <= _strings_held(fresh)  # kept a while: else the check below proves nothing
+    later = NOW + KEPT_FOR - timedelta(seconds=1)
+    assert not isinstance(fresh.accept("ai.results", ai_bytes(accession="ACC-NEXT"), later,
+                                       partitions=8), Rejected)
+    assert gone <= _strings_held(fresh)
+    assert not isinstance(fresh.accept("reports.final", report(accession_number="ACC-LAST"),
+                                       NOW + KEPT_FOR, partitions=8), Rejected)
+    held = _strings_held(fresh)
+    assert not gone & held and "ACC-NEXT" not in held
+    assert "ACC-LAST" in held
 
 
 def test_accept_rejects_exactly_what_call_rejects() -> None:

@@ -51,6 +51,12 @@ MAX_TOOL_CHARS, MAX_VERSION_CHARS, MAX_SITE_CHARS = 32, 24, 24
 #: Accession numbers whose join partition an `Ingest` keeps, and identifiers per namespace
 #: whose pseudonym it keeps (a few MiB at most; in memory only, like the event itself).
 _PARTITIONS_KEPT = _PSEUDONYMS_KEPT = 1 << 16
+#: How long, by the processing clock (`now`), those raw identifiers are kept at most: then
+#: all are forgotten at once. A study's AI results (one per tool) and its report arrive
+#: within minutes, which is what the stores are for; a quiet worker would otherwise keep
+#: the last 65,536 patients' identifiers in its memory for days.
+KEPT_FOR = timedelta(minutes=10)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 #: C0/C1 controls and lone surrogates: no identifier has them, and storage cannot take NUL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -218,6 +224,9 @@ class Ingest:
         #: tool) and its report name the same patient, accession and study.
         self._pseudonyms: dict[str, dict[str, str]] = {
             "patient": {}, "accession": {}, "study": {}}
+        #: The stores hold what arrived from `_kept_since` on, until `_forget_at` (none yet:
+        #: the first event starts the period).
+        self._kept_since = self._forget_at = _NEVER
 
     def __call__(self, topic: str, raw: bytes | None, now: datetime) -> JoinInput | Rejected:
         accepted = self.accept(topic, raw, now, partitions=1)
@@ -227,6 +236,8 @@ class Ingest:
         self, topic: str, raw: bytes | None, now: datetime, partitions: int
     ) -> tuple[JoinInput, int] | Rejected:
         """The join input and the join partition of its (raw) accession number."""
+        if not self._kept_since <= now < self._forget_at:
+            self._forget(now)  # also when the clock went back: forgetting changes no output
         if raw is None:
             return Rejected("schema", "empty message (no value)")
         if len(raw) > self._max_bytes:
@@ -246,6 +257,13 @@ class Ingest:
         if isinstance(item, Rejected):
             return item
         return item, self._partition(event.accession_number, partitions)
+
+    def _forget(self, now: datetime) -> None:
+        """Drop every raw identifier kept (`KEPT_FOR`)."""
+        self._partitions.clear()
+        for kept in self._pseudonyms.values():
+            kept.clear()
+        self._kept_since, self._forget_at = now, now + KEPT_FOR
 
     def _partition(self, accession_number: str, partitions: int) -> int:
         """`join_partition`, kept for the last `_PARTITIONS_KEPT` accession numbers."""
