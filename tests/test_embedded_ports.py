@@ -1,6 +1,7 @@
 """The embedded broker and PostgreSQL server when the port they picked is taken by another
 process before they bind it (another run's broker or server on the same machine): each
 starts on another port, and never takes the stranger that answers on the port for itself.
+Nor does a worker started by `stream.runner` take another process's counts for its own.
 
 The race is made certain, not waited for: the port picked first is the suite's own
 broker's or server's (a real stranger of the same kind, answering the same protocol).
@@ -8,7 +9,12 @@ broker's or server's (a real stranger of the same kind, answering the same proto
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -18,6 +24,7 @@ from kafka import KafkaAdminClient
 import surveillance.embedded.broker as broker_code
 import surveillance.embedded.postgres as postgres_code
 from surveillance.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, free_port
+from surveillance.stream.runner import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +78,37 @@ def test_a_database_whose_port_was_taken_starts_on_another(
         assert ours.port != stranger.port
     finally:
         ours.cleanup()
+
+
+def test_a_worker_never_reads_another_process_counts(tmp_path: Path) -> None:
+    """A server on the worker's port answers /surveillance/counts as a worker would: its
+    counts are read only when they name the worker's own process."""
+    pid: list[int] = [0]
+
+    class Counts(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"pid": pid[0], "ready": True, "assigned": [],
+                               "tools": {"ich-triage": {"cases": 7}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    stranger = ThreadingHTTPServer(("127.0.0.1", 0), Counts)
+    threading.Thread(target=stranger.serve_forever, daemon=True).start()
+    worker = WorkerProcess("127.0.0.1:9", tmp_path, web_port=stranger.server_address[1])
+    # Our "worker" is a process that serves nothing: the port's answers are the stranger's.
+    worker.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid[0] = worker.proc.pid + 1
+        assert worker.counts() is None
+        pid[0] = worker.proc.pid  # the same answer, from the worker itself
+        assert worker.counts() == {"pid": worker.proc.pid, "ready": True, "assigned": [],
+                                   "tools": {"ich-triage": {"cases": 7}}}
+    finally:
+        worker.kill()
+        stranger.shutdown()
+        stranger.server_close()

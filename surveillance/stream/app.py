@@ -331,9 +331,10 @@ async def counts_view(web: Any, request: Any) -> Any:
     try:
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     except ConsumerNotStarted:  # the web server can answer before the consumer runs
-        return web.json({"ready": False, "assigned": [], "tools": {}})
+        return web.json({"ready": False, "assigned": [], "tools": {}, "pid": os.getpid()})
     return web.json(
         {
+            "pid": os.getpid(),  # whose counts: `stream.runner` reads only its own worker's
             "ready": ready,
             "assigned": assigned,
             "tools": {tool: dict(c) for tool, c in counts.per_tool().items()},

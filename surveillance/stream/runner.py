@@ -81,11 +81,15 @@ class WorkerProcess:
             return json.loads(resp.read())
 
     def counts(self) -> dict[str, Any] | None:
+        """The worker's /surveillance/counts; None until it answers. An answer from another
+        process (one that took the port picked for this worker first) is never taken."""
         try:
             result: dict[str, Any] = self.get_json("/surveillance/counts")
-            return result
         except (urllib.error.URLError, OSError, json.JSONDecodeError):
             return None
+        if self.proc is None or result.get("pid") != self.proc.pid:
+            return None
+        return result
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no final commit — a crash."""
