@@ -42,6 +42,8 @@ from surveillance.store import migrate
 from surveillance.stream.dlq_seal import open_letter
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, wait_for_counts
+from surveillance.stream.topics import TopicSpec, create_topics
+from tests import tls_broker
 from tests.tls_broker import STUNNEL, TlsBroker
 from tests.topic_read import read_topic
 
@@ -65,6 +67,30 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     with TlsBroker(tmp_path_factory.mktemp("tls-broker")) as broker:
         yield broker
+
+
+def test_a_tls_broker_whose_ports_were_taken_starts_on_others(
+        tls: TlsBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ports picked first are those of the module's TLS broker (taken, and a broker
+    answers there): the second starts on two others, and answers as itself."""
+    picks = iter([tls.plain_port, tls.tls_port])
+    monkeypatch.setattr(tls_broker, "free_port", lambda: next(picks, None) or free_port())
+    with TlsBroker(tmp_path) as second:
+        assert {second.plain_port, second.tls_port}.isdisjoint({tls.plain_port, tls.tls_port})
+        create_topics(second.bootstrap, [TopicSpec("tls.second", 1)],
+                      client_options=client_options(second.kafka))
+        assert "tls.second" not in list_topics(tls)
+
+
+def list_topics(broker: TlsBroker) -> set[str]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=5000,
+                             **client_options(broker.kafka))
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from surveillance.embedded.broker import _broker_binary, free_port
+from surveillance.embedded.broker import START_ATTEMPTS, _broker_binary, free_port
 from surveillance.settings import KafkaSettings
 
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
@@ -72,11 +73,16 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+class _PortTaken(Exception):
+    """A port picked was bound by another process first."""
+
+
 class TlsBroker:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.plain_port, self.tls_port = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.tls_port}"
+        self.cluster_id = f"surveillance-tls-{uuid.uuid4().hex}"
         self.cafile, self._cert, self._key = make_certificates(folder / "tls")
         self._procs: list[subprocess.Popen[bytes]] = []
 
@@ -93,6 +99,21 @@ class TlsBroker:
                 "SURVEILLANCE_KAFKA__SSL_CAFILE": str(self.cafile)}
 
     def start(self, timeout: float = 20.0) -> TlsBroker:
+        """Both processes on the ports picked; on two others if one of them was taken
+        first (a process exits, or another broker answers: never taken for ours)."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start(timeout)
+            except _PortTaken:
+                self.stop()
+                if attempt == START_ATTEMPTS:
+                    raise RuntimeError("the TLS broker's ports were taken by other "
+                                       f"processes {START_ATTEMPTS} times") from None
+                self.plain_port, self.tls_port = free_port(), free_port()
+                self.bootstrap = f"127.0.0.1:{self.tls_port}"
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> TlsBroker:
         assert STUNNEL is not None
         conf = self.folder / "stunnel.conf"
         conf.write_text(
@@ -102,14 +123,16 @@ class TlsBroker:
             f"connect = 127.0.0.1:{self.plain_port}\n"
             f"cert = {self._cert}\nkey = {self._key}\n"
         )
-        log = open(self.folder / "processes.log", "ab")  # noqa: SIM115 - children hold it
+        self._log = self.folder / "processes.log"
+        self._logged = self._log.stat().st_size if self._log.exists() else 0  # this start's
+        log = open(self._log, "ab")  # noqa: SIM115 - children hold it
         self._procs.append(subprocess.Popen([STUNNEL, str(conf)], stdout=log, stderr=log,
                                             start_new_session=True))
         self._procs.append(subprocess.Popen(
             [_broker_binary(), "broker",
              "--listener-url", f"tcp://127.0.0.1:{self.plain_port}",
              "--advertised-listener-url", f"tcp://127.0.0.1:{self.tls_port}",
-             "--storage-engine", "memory://tansu/"],
+             "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
             stdout=log, stderr=log, start_new_session=True))
         log.close()
         self._wait_ready(timeout)
@@ -123,12 +146,15 @@ class TlsBroker:
 
         deadline, last = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
+            if self._bind_failed():
+                raise _PortTaken
             try:
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         request_timeout_ms=2000,
+                                         request_timeout_ms=2000, bootstrap_timeout_ms=2000,
                                          **client_options(self.kafka))
                 try:
-                    admin.list_topics()
+                    if admin.describe_cluster()["cluster_id"] != self.cluster_id:
+                        raise _PortTaken  # another broker answers on a port
                     return
                 finally:
                     admin.close()
@@ -137,6 +163,14 @@ class TlsBroker:
                 time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"TLS broker not ready within {timeout}s: {last}")
+
+    def _bind_failed(self) -> bool:
+        """Whether stunnel or Tansu logged that its port is in use (neither need exit:
+        stunnel goes on without the service, Tansu's listener thread panics)."""
+        with open(self._log, "rb") as f:
+            f.seek(self._logged)
+            logged = f.read()
+        return b"Address already in use" in logged or b"AddrInUse" in logged
 
     def stop(self) -> None:
         for proc in reversed(self._procs):
