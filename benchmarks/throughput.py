@@ -136,7 +136,7 @@ class Bulk:
     rate: float  # input events/s, from the runner's start to its last committed batch
     exact: bool
     cpu: float  # process CPU seconds of the runner processes together, start-up included
-    busy_cpu: float  # the same from the tables' restore to the last batch
+    busy_cpu: float  # the same from each process's start to the last batch (wall's end)
     line: str  # the runner's `backfill done` line
     broker_cpu: float  # process CPU seconds of the broker while the runner ran
     load: tuple[float, float, float]  # the load average when the runner ended
@@ -179,7 +179,8 @@ def print_bulk(label: str, run: Bulk, events: int) -> None:
     print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
           f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
           f"processes together {run.cpu / events * 1e6:,.1f} µs per input event "
-          f"({run.cpu:.1f} s, start-up and final idle wait included), "
+          f"({run.cpu:.1f} s, start-up, final idle wait and any calibration after the "
+          f"last batch included), "
           f"{run.busy_cpu / events * 1e6:,.1f} µs from the restore to the last "
           f"batch; the broker's CPU meanwhile {run.broker_cpu:.1f} s; load average "
           f"{run.load[0]:.2f} {run.load[1]:.2f} {run.load[2]:.2f}\n  {run.line}")

@@ -16,7 +16,11 @@ quiet and every one's latest check began after the last of them became quiet: no
 produced since, so nothing unread remains.
 
 Helpers (the calibration process, `bulk.calibration`) are children too, outside the stop:
-they end when the runners they serve say they are done; each reports its CPU.
+they end when the runners they serve say they are done; each reports its CPU, and when
+it finished its last job. A helper may still be working after the runners' last batch
+(the case stage then waits for its thresholds and writes the held tools' alerts), so
+its CPU is also read here, from the operating system at each poll, to give the part
+of it spent up to the last batch: the interval the backfill's wall time covers.
 
 Crashes. Every child dies with the parent (PR_SET_PDEATHSIG): a SIGKILLed backfill leaves
 no runner behind. A child that dies (a crash test's exit, or a failure) takes the others
@@ -33,8 +37,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.sharedctypes import RawArray
+from pathlib import Path
 from typing import Any
 
 EVENTS, RECORDS, BEHIND, LAST_BATCH, BUSY_CPU, QUIET_SINCE, CHECKED_AT, READY_CPU = range(8)
@@ -60,6 +65,11 @@ class Totals:
     ready_cpu: tuple[float, ...] = ()
     #: CPU seconds of each helper process (the calibration process) to its last job.
     helper_cpu: tuple[float, ...] = ()
+    #: monotonic, when each helper finished its last job (0: it had none).
+    helper_ended: tuple[float, ...] = ()
+    #: CPU seconds of each helper to `last_batch` (the wall time's interval), from the
+    #: operating system's readings (`run_processes`); empty where it gives none.
+    helper_cpu_to_last_batch: tuple[float, ...] = ()
 
 
 class Slot:
@@ -77,8 +87,9 @@ class Slot:
         s[b + LAST_BATCH], s[b + BUSY_CPU], s[b + READY_CPU] = last_batch, busy_cpu, ready_cpu
 
     def cpu(self, seconds: float) -> None:
-        """A helper's CPU so far."""
+        """A helper's CPU so far, at the end of a job (and when that was)."""
         self.shared[self.base + BUSY_CPU] = seconds
+        self.shared[self.base + LAST_BATCH] = time.monotonic()
 
     def busy(self) -> None:
         self.shared[self.base + QUIET_SINCE] = 0.0
@@ -108,7 +119,33 @@ def totals(shared: Any, processes: int, helpers: int = 0) -> Totals:
 
     return Totals(int(sum(field(EVENTS))), int(sum(field(RECORDS))),
                   int(sum(field(BEHIND))), max(field(LAST_BATCH)), tuple(field(BUSY_CPU)),
-                  tuple(field(READY_CPU)), tuple(field(BUSY_CPU, processes, helpers)))
+                  tuple(field(READY_CPU)), tuple(field(BUSY_CPU, processes, helpers)),
+                  tuple(field(LAST_BATCH, processes, helpers)))
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds a live process has used so far (Linux /proc; None
+    elsewhere or once it has been reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_at(readings: list[tuple[float, float]], at: float, total: float,
+           ended: float) -> float | None:
+    """A process's CPU at monotonic `at`, from (time, CPU) readings taken while it ran,
+    linear between the two around `at`; `total` if it had ended its work by then (it
+    only waited afterwards). None when no reading brackets `at`."""
+    if ended <= at:
+        return total
+    before = [r for r in readings if r[0] <= at]
+    after = [r for r in readings if r[0] > at]
+    if not before or not after:
+        return None
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    return c0 + (c1 - c0) * (at - t0) / (t1 - t0)
 
 
 def run_processes(runners: list[Callable[[Slot], None]],
@@ -127,8 +164,16 @@ def run_processes(runners: list[Callable[[Slot], None]],
                                 daemon=True) for i, run in enumerate(everyone)]
     for child in children:
         child.start()
+    # Each helper's CPU as the operating system counts it, at each poll: its part up to
+    # the last batch (`Totals.helper_cpu_to_last_batch`).
+    readings: list[list[tuple[float, float]]] = [[] for _ in helpers]
     try:
         while any(child.exitcode is None for child in children):
+            for reading, child in zip(readings, children[len(runners):], strict=True):
+                pid = child.pid
+                cpu = process_cpu(pid) if child.exitcode is None and pid is not None else None
+                if cpu is not None:
+                    reading.append((time.monotonic(), cpu))
             failed = [c for c in children if c.exitcode not in (None, 0)]
             if failed:
                 _kill(children)
@@ -147,7 +192,12 @@ def run_processes(runners: list[Callable[[Slot], None]],
             raise ProcessFailed(_error(errors, failed[0].exitcode))
     finally:
         _kill(children)
-    return totals(shared, len(runners), len(helpers))
+    done = totals(shared, len(runners), len(helpers))
+    to_last = [cpu_at(r, done.last_batch, total, ended) for r, total, ended in
+               zip(readings, done.helper_cpu, done.helper_ended, strict=True)]
+    if any(c is None for c in to_last):
+        return done
+    return replace(done, helper_cpu_to_last_batch=tuple(c for c in to_last if c is not None))
 
 
 CRASH_EXIT = 137  # what a SIGKILLed process reports

@@ -60,9 +60,9 @@ from surveillance.stats.categorical_drift import (
     WindowThresholds,
 )
 from surveillance.stats.chi_square import chi_square_rows
-from surveillance.stats.jensen_shannon import jensen_shannon_rows
+from surveillance.stats.jensen_shannon import jensen_shannon_of_proportions, jensen_shannon_rows
 from surveillance.stats.numeric_drift import DriftParameterError
-from surveillance.stats.psi import FloatArray, proportions, psi_rows
+from surveillance.stats.psi import FloatArray, proportions, psi_of_proportions, psi_rows
 
 WindowKind = Literal["daily", "weekly"]
 DAYS_PER_QUARTER = 91
@@ -171,7 +171,8 @@ def simulate_windows(
     # threshold from a null where most windows go untested (a low-volume tool) would sit
     # at ~0 and alarm on every window that does reach the minimum.
     sizes = np.maximum(sizes, min_window_events)
-    p_windows = rng.gamma(np.broadcast_to(ref + PRIOR_COUNT, (n_windows, ref.size)))
+    # `standard_gamma` is `gamma` at scale 1 (the same draws, without the multiply).
+    p_windows = rng.standard_gamma(np.broadcast_to(ref + PRIOR_COUNT, (n_windows, ref.size)))
     p_windows /= p_windows.sum(axis=1, keepdims=True)
     windows: FloatArray = rng.multinomial(sizes, p_windows).astype(np.float64)
     return windows
@@ -184,13 +185,22 @@ def window_statistics(
 ) -> dict[WindowTestName, FloatArray]:
     """PSI, JS distance and chi-square p-value of each window row (only `tests`)."""
     ref = np.asarray(reference_counts, dtype=np.float64)
+    return _statistics(ref, windows, proportions(ref), proportions(windows), tests)
+
+
+def _statistics(
+    ref: FloatArray, windows: FloatArray, ref_share: FloatArray, window_shares: FloatArray,
+    tests: Sequence[WindowTestName],
+) -> dict[WindowTestName, FloatArray]:
+    """`window_statistics`, with both sides' proportions given (computed once for all
+    the statistics and the gate; the same values as each computing its own)."""
     # The reference as one row that broadcasts: its proportions and empty-bin floors are
     # computed once, not once per simulated window (the same values either way).
     stats: dict[WindowTestName, FloatArray] = {}
     if "psi" in tests:
-        stats["psi"] = psi_rows(ref, windows)
+        stats["psi"] = psi_of_proportions(ref_share, window_shares)
     if "jensen_shannon" in tests:
-        stats["jensen_shannon"] = jensen_shannon_rows(ref, windows)
+        stats["jensen_shannon"] = jensen_shannon_of_proportions(ref_share, window_shares)
     if "chi_square" in tests:
         seen = ref > 0
         stats["chi_square"] = chi_square_rows(ref[seen], windows[:, seen])[1]
@@ -215,9 +225,11 @@ def simulate_window_statistics(
 def total_variation_rows(reference_counts: npt.ArrayLike, windows: FloatArray) -> FloatArray:
     """Share of probability mass moved between the reference and each window row (the
     detector's `min_total_variation` gate)."""
-    result: FloatArray = 0.5 * np.abs(proportions(reference_counts) - proportions(windows)).sum(
-        axis=-1
-    )
+    return _moved(proportions(reference_counts), proportions(windows))
+
+
+def _moved(ref_share: FloatArray, window_shares: FloatArray) -> FloatArray:
+    result: FloatArray = 0.5 * np.abs(ref_share - window_shares).sum(axis=-1)
     return result
 
 
@@ -290,9 +302,11 @@ def calibrate_window_thresholds(
     )
     windows = simulate_windows(reference_counts, events_per_window, n_windows, seed,
                                min_window_events, window_sizes)
-    stats = window_statistics(reference_counts, windows, tests)
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    ref_share, window_shares = proportions(ref), proportions(windows)
+    stats = _statistics(ref, windows, ref_share, window_shares, tests)
     gate = (
-        total_variation_rows(reference_counts, windows) >= min_total_variation
+        _moved(ref_share, window_shares) >= min_total_variation
         if min_total_variation > 0 else None
     )
     typical = max(float(np.median(window_sizes)) if window_sizes else events_per_window,

@@ -21,17 +21,26 @@ from surveillance.stats.psi import FloatArray, check_count_pair, proportions
 
 
 def _kl_terms(p: FloatArray, m: FloatArray) -> FloatArray:
-    safe_m = np.where(m > 0, m, 1.0)
-    safe_p = np.where(p > 0, p, 1.0)
-    return np.where(p > 0, p * np.log(safe_p / safe_m), 0.0)
+    """p * ln(p / m) where p > 0 (there m > 0 too), else 0; the logarithm taken only
+    where it is used (calibration: millions of terms)."""
+    used = np.broadcast_to(p > 0, m.shape)
+    terms: FloatArray = np.divide(p, m, out=np.ones(m.shape), where=used)
+    np.log(terms, out=terms)
+    terms *= p
+    return terms
 
 
 def jensen_shannon_rows(
     reference: npt.ArrayLike, current: npt.ArrayLike, base: float | None = None
 ) -> FloatArray:
     """JS distance of each row pair (last axis = categories); rows broadcast."""
-    p = proportions(reference)
-    q = proportions(current)
+    return jensen_shannon_of_proportions(proportions(reference), proportions(current), base)
+
+
+def jensen_shannon_of_proportions(
+    p: FloatArray, q: FloatArray, base: float | None = None
+) -> FloatArray:
+    """`jensen_shannon_rows` of rows already made `proportions`."""
     m = (p + q) / 2.0
     divergence = (_kl_terms(p, m).sum(axis=-1) + _kl_terms(q, m).sum(axis=-1)) / 2.0
     if base is not None:

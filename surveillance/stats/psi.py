@@ -63,8 +63,14 @@ def fill_empty_bins(props: npt.ArrayLike) -> FloatArray:
 
 def psi_rows(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> FloatArray:
     """PSI of each row pair (last axis = categories); rows broadcast."""
-    ref = fill_empty_bins(proportions(reference_counts))
-    cur = fill_empty_bins(proportions(current_counts))
+    return psi_of_proportions(proportions(reference_counts), proportions(current_counts))
+
+
+def psi_of_proportions(reference: FloatArray, current: FloatArray) -> FloatArray:
+    """`psi_rows` of rows already made `proportions` (the calibration computes a window's
+    proportions once for all its statistics)."""
+    ref = fill_empty_bins(reference)
+    cur = fill_empty_bins(current)
     result: FloatArray = np.sum((ref - cur) * np.log(ref / cur), axis=-1)
     return result
 
