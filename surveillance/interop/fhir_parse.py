@@ -131,10 +131,15 @@ def parse_bundle(data: dict[str, Any], system: str) -> list[FhirResult]:
             if isinstance(result, FhirRejection):
                 result = FhirRejection(f"entry[{n}]: {result.reason}", result.code)
             out.append(result)
+        elif isinstance(kind, str) and kind:
+            # A report system sends a report with what it refers to (its Observations,
+            # Patient, ImagingStudy...): context, not reports. Refusing them refused the
+            # whole of such a transaction.
+            out.append(FhirSkipped(f"entry[{n}]: {kind[:40]} entry (only DiagnosticReport "
+                                   "entries are reports)"))
         else:
-            out.append(FhirRejection(f"entry[{n}]: resourceType {str(kind)[:40]!r} is not "
-                                     "accepted (DiagnosticReport, ServiceRequest)",
-                                     "not-supported"))
+            out.append(FhirRejection(f"entry[{n}]: the entry has no resource with a "
+                                     "resourceType", "structure"))
     return out
 
 
@@ -178,6 +183,9 @@ def parse_report(data: dict[str, Any], system: str,
             return texts
         if data.get("conclusion"):
             texts.append(str(data["conclusion"]))
+        # CRLF and a lone CR (Windows and old Mac text files) are line breaks: the label
+        # reader finds headings (IMPRESSION:) at the start of a line, after a LF only.
+        texts = [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
         text = "\n".join(t.strip("\n") for t in texts if t.strip()) or None
         found = _findings(data)
         if isinstance(found, FhirRejection):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -85,9 +86,10 @@ def hl7_parse(file: Path, mapping: MappingOption = None) -> None:
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
     key = _key()
+    earliest, now = _settings().stream.earliest_event_date, datetime.now(UTC)
     rejected = 0
     for n, message in enumerate(split_batch(data), start=1):
-        result = parse_message(message, rules)
+        result = parse_message(message, rules, now, earliest)
         if isinstance(result, Rejection):
             rejected += 1
             typer.echo(f"{file.name}#{n}: rejected ({result.code} {result.error}): "
@@ -117,9 +119,11 @@ def hl7_listen(
     from surveillance.interop.mllp_server import MllpListener
 
     rules = _mapping(mapping)
-    broker = bootstrap or _settings().kafka.bootstrap
+    settings = _settings()
+    broker, earliest = bootstrap or settings.kafka.bootstrap, settings.stream.earliest_event_date
     if processes > 1:
-        _run(lambda: _listen_in_processes(host, port, processes, broker, rules, max_in_flight))
+        _run(lambda: _listen_in_processes(host, port, processes, broker, rules, max_in_flight,
+                                          earliest))
         return
 
     async def run() -> None:
@@ -127,7 +131,8 @@ def hl7_listen(
 
         sink = await ReportSink(broker).start()
         try:
-            listener = MllpListener(sink, rules, max_in_flight=max_in_flight)
+            listener = MllpListener(sink, rules, max_in_flight=max_in_flight,
+                                    earliest=earliest)
             server = await listener.serve(host, port)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -145,10 +150,11 @@ def hl7_listen(
 
 
 async def _listen_in_processes(host: str, port: int, processes: int, broker: str, rules: Any,
-                               max_in_flight: int) -> None:
+                               max_in_flight: int, earliest: date) -> None:
     from surveillance.interop.mllp_processes import ListenerGroup
 
-    group = await ListenerGroup(host, port, processes, broker, rules, max_in_flight).start()
+    group = await ListenerGroup(host, port, processes, broker, rules, max_in_flight,
+                                earliest=earliest).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,7 +189,8 @@ def hl7_import(
     from surveillance.interop.hl7_sink import ReportSink
 
     rules = _mapping(mapping)
-    broker = bootstrap or _settings().kafka.bootstrap
+    settings = _settings()
+    broker, earliest = bootstrap or settings.kafka.bootstrap, settings.stream.earliest_event_date
     try:
         files = hl7_files(paths)
         marks = Checkpoint(checkpoint)
@@ -196,7 +203,8 @@ def hl7_import(
             total = sum(f.stat().st_size for f in files)
             with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr,
                       disable=None) as bar:
-                summary = await import_files(files, sink, rules, marks, bar.update, workers)
+                summary = await import_files(files, sink, rules, marks, bar.update, workers,
+                                             earliest)
         finally:
             await sink.stop()
         for line in summary.lines():

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -56,6 +57,9 @@ from surveillance.interop.hl7_text import (
     unescape,
 )
 
+if TYPE_CHECKING:
+    from surveillance.stream.ingest import DateRange
+
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _COMMON = frozenset({"PID", "PV1", "ORC", "OBR", "OBX", "NTE", "PD1", "PV2"})
 _UID = re.compile(r"^\s*[0-9]+(\.[0-9]+)+\s*$")
@@ -78,15 +82,22 @@ class Parsed:
     records: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def parse_message(raw: bytes, mapping: Mapping) -> Parsed | Rejection:
-    """One ORU^R01 in bytes (no MLLP framing) -> its reports, or why not."""
+def parse_message(raw: bytes, mapping: Mapping, now: datetime | None = None,
+                  earliest: date | None = None) -> Parsed | Rejection:
+    """One ORU^R01 in bytes (no MLLP framing) -> its reports, or why not.
+
+    With `now` (the receiver's clock), a report time the worker's ingest would refuse
+    (before `earliest`, `stream.earliest_event_date`, default 1980-01-01; or over an hour
+    after `now`)
+    rejects the message here: the sender gets AE with the reason, not an AA for a report
+    the worker then dead-letters."""
     header: Header | None = None
     try:
         header = header_of(raw)
         facility = mapping.for_facility(header.sending_facility)
         if not header.charset:
             header = header.with_charset(codec(facility.charset))
-        return _parse(raw, header, facility)
+        return _parse(raw, header, facility, None if now is None else (now, earliest))
     except Reject as rej:
         return Rejection(rej.code, rej.error, rej.reason, header)
 
@@ -137,13 +148,17 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
 
 
 def _text_lines(value: str, header: Header) -> list[str]:
-    """Each repetition is a line; escapes decoded after splitting (\\R\\ is a literal ~)."""
+    """Each repetition is a line; escapes decoded after splitting (\\R\\ is a literal ~);
+    a hex-escaped CR, CRLF or LF (\\X0D\\, \\X0D0A\\, \\X0A\\) breaks the line too."""
     d = header.delimiters
     if not value:
         return [""]  # an empty text line is a paragraph break, which the label reader uses
     lines: list[str] = []
     for rep in value.split(d.repetition):
-        lines.extend(unescape(rep, d, header.charset).split("\n"))
+        text = unescape(rep, d, header.charset)
+        if "\r" in text:  # \X0D\ or \X0D0A\: a line break the label reader must see as one
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines.extend(text.split("\n"))
     return lines
 
 
@@ -241,7 +256,8 @@ def _findings(group: _Group, header: Header, facility: FacilityMapping,
     return [StructuredFinding(finding_code=k, label=v) for k, v in out.items()]
 
 
-def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
+def _parse(raw: bytes, header: Header, facility: FacilityMapping,
+           clock: tuple[datetime, date | None] | None) -> Parsed:
     check_header(header)
     try:
         text = raw.decode(header.charset)
@@ -260,6 +276,12 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
         }
         code = _status(group, header)
         use = facility.statuses.get(code)
+        if use is None and not code:
+            # OBX-11 is required: an AA here would drop every report of such a feed unseen.
+            raise Reject("AE", ERR_REQUIRED_FIELD,
+                          f"OBR group {group.index}: no result status in OBR-25 or OBX-11 "
+                          "(a feed that never sends one: map it in the facility's mapping, "
+                          "statuses: {\"\": final})")
         if use is None or use == "skip":
             skipped.append(Skipped(group.index, f"result status {code or '(empty)'} not used"))
             continue
@@ -271,6 +293,12 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
                           f"OBR group {group.index}: no accession number in "
                           f"{', '.join(facility.accession)}")
         finalized = _finalized(group, header, facility, segs)
+        if clock is not None:
+            why = _dates(clock[1]).outside("finalized_at", finalized, clock[0])
+            if why is not None:
+                raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report time "
+                             f"({', '.join(facility.report_time)}) "
+                             f"{why.message.removeprefix('finalized_at: ')}")
         lines = _trim(group.lines)
         if status is ReportStatus.FINAL and any(
             line.lstrip().upper().startswith(facility.markers) for line in lines
@@ -317,6 +345,13 @@ def _trim(lines: list[str]) -> list[str]:
     while out and not out[-1]:
         out.pop()
     return out
+
+
+@lru_cache(maxsize=4)
+def _dates(earliest: date | None) -> DateRange:
+    from surveillance.stream.ingest import DateRange
+
+    return DateRange() if earliest is None else DateRange(earliest)
 
 
 @lru_cache(maxsize=1)

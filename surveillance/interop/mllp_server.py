@@ -31,7 +31,7 @@ import logging
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from surveillance.interop.errors import DeliveryError
 from surveillance.interop.hl7_ack import AckCode, build_ack
@@ -196,9 +196,12 @@ class _Connection(asyncio.Protocol):
 class MllpListener:
     def __init__(self, sink: ReportSink, mapping: Mapping, max_in_flight: int = 256,
                  max_message_bytes: int = 1024 * 1024, remembered: int = 200_000,
-                 dedup: DedupStore | None = None) -> None:
+                 dedup: DedupStore | None = None, earliest: date | None = None) -> None:
         self._sink = sink
         self._mapping = mapping
+        #: `stream.earliest_event_date`: an older report time is answered AE, as the
+        #: worker's ingest would dead-letter it (None: its default).
+        self._earliest = earliest
         self._max_in_flight = max_in_flight
         self.max_message_bytes = max_message_bytes
         self._dedup: DedupStore = dedup if dedup is not None else Dedup(remembered)
@@ -256,7 +259,7 @@ class MllpListener:
             self._reject(frame, Rejection("AR", ERR_SEGMENT_SEQUENCE, "empty MLLP frame"),
                          now, finish)
             return
-        result = parse_message(frame, self._mapping)
+        result = parse_message(frame, self._mapping, now, self._earliest)
         if isinstance(result, Rejection):
             self._reject(frame, result, now, finish)
             return

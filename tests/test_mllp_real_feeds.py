@@ -1,0 +1,101 @@
+"""The MLLP listener over real TCP on a real broker, fed what hospital feeds send that the
+simulator does not: a report time no event can have (year 1, 2099), no result status at
+all, a hex-escaped CR inside the report text, frames cut across TCP reads. Before, the
+first two got AA and their reports were dead-lettered by the worker (or dropped unseen);
+now the sender gets AE with the reason and a dead letter names it. About 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from surveillance.embedded import EmbeddedBroker
+from surveillance.interop.hl7_mapping import Mapping
+from surveillance.interop.hl7_sink import ReportSink
+from surveillance.interop.mllp_server import END, START, MllpListener
+from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics, dlq
+from tests.hl7_samples import msg, obr
+from tests.topic_read import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_broker() -> Iterator[str]:
+    with EmbeddedBroker() as broker:
+        create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 2),
+                                         TopicSpec(dlq(REPORTS_FINAL), 1)])
+        yield broker.bootstrap
+
+
+def oru(control: str, f22: str, f25: str, text: str) -> bytes:
+    return msg(
+        f"MSH|^~\\&|PS360|MAIN|RIS|HOSP|20260815143000||ORU^R01|{control}|P|2.3",
+        "PID|1||123456^^^MRN^MR",
+        obr(f1="1", f3=f"ACC-{control}", f4="CTHEAD", f22=f22, f25=f25),
+        f"OBX|1|TX|&GDT^Report||{text}||||||",
+        "ZDS|1.2.840.113619.2.55.3.1^PACS^Application^DICOM",
+    )
+
+
+FRAMES = {
+    "year1": oru("Y1", "00010101", "F", "No acute hemorrhage."),
+    "future": oru("F1", "20991231", "F", "No acute hemorrhage."),
+    "no_status": oru("N1", "20260815142900", "", "No acute hemorrhage."),
+    "cr_escape": oru("X1", "20260815142900", "F",
+                     "FINDINGS: Hemorrhage is suspected.\\X0D\\IMPRESSION: No hemorrhage."),
+}
+
+
+async def exchange(port: int, frames: list[bytes]) -> list[bytes]:
+    """All frames on one connection, each cut in three writes, a LF after each (a relay's
+    habit); the ACKs in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for raw in frames:
+        framed = START + raw + END + b"\n"
+        for part in (framed[:7], framed[7:-3], framed[-3:]):
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+    acks = [(await reader.readuntil(END))[1:-2] for _ in frames]
+    writer.close()
+    await writer.wait_closed()
+    return acks
+
+
+def msa(ack: bytes) -> list[str]:
+    (line,) = [s for s in ack.decode().split("\r") if s.startswith("MSA")]
+    return line.split("|")
+
+
+async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
+    sink = await ReportSink(own_broker, timeout_seconds=20).start()
+    listener = MllpListener(sink, Mapping())
+    server = await listener.serve("127.0.0.1", 0)
+    try:
+        acks = await exchange(server.sockets[0].getsockname()[1], list(FRAMES.values()))
+    finally:
+        server.close()
+        await server.wait_closed()
+        await sink.stop()
+    got = dict(zip(FRAMES, map(msa, acks), strict=True))
+    report_time = "OBR group 1: the report time (OBR-22, OBR-7, OBX-14, MSH-7)"
+    assert got == {
+        "year1": ["MSA", "AE", "Y1",
+                  f"{report_time} is before 1980-01-01 (stream.earliest_event_date)"],
+        "future": ["MSA", "AE", "F1", f"{report_time} is in the future"],
+        "no_status": ["MSA", "AE", "N1", got["no_status"][3]],
+        "cr_escape": ["MSA", "AA", "X1", ""],
+    }
+    assert got["no_status"][3].startswith("OBR group 1: no result status in OBR-25 or OBX-11")
+
+    (report,) = [json.loads(v) for v in read_topic(own_broker, REPORTS_FINAL)]
+    assert (report["accession_number"], report["report_text"]) == (
+        "ACC-X1", "FINDINGS: Hemorrhage is suspected.\nIMPRESSION: No hemorrhage.")
+    letters = [json.loads(v) for v in read_topic(own_broker, dlq(REPORTS_FINAL))]
+    assert sorted(letter["reason"][:31] for letter in letters) == sorted(
+        ["hl7 listen: AE 102: OBR group 1"] * 2 + ["hl7 listen: AE 101: OBR group 1"])
