@@ -43,6 +43,7 @@ def listen() -> None:
         spool_synchronous=d.spool_synchronous,
         topic=d.topic,
         processes=d.processes,
+        earliest=settings.stream.earliest_event_date,
     )
     service = DicomService(config, load_registry(settings.baselines_file)).start()
     typer.echo(f"C-STORE SCP {d.ae_title} on {d.host}:{service.port}; STOW-RS on "
