@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -77,11 +78,18 @@ class FhirSkipped:
 
 
 FhirResult = ReportFinal | FhirRejection | FhirSkipped
+#: The receiver's clock and `stream.earliest_event_date` (None: its default), or None:
+#: no date-range check (the pure mapping alone).
+Clock = tuple[datetime, date | None] | None
 
 
-def parse_resource(raw: bytes, system: str = "fhir") -> list[FhirResult]:
+def parse_resource(raw: bytes, system: str = "fhir", now: datetime | None = None,
+                   earliest: date | None = None) -> list[FhirResult]:
     """A DiagnosticReport -> one result; a Bundle -> one per entry, in order. A body
-    that is neither (or not JSON) -> one rejection."""
+    that is neither (or not JSON) -> one rejection. With `now` (the receiver's clock), an
+    `issued` the worker's ingest would refuse (before `earliest`,
+    `stream.earliest_event_date`, or over an hour after `now`) is refused here."""
+    clock = None if now is None else (now, earliest)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -92,9 +100,9 @@ def parse_resource(raw: bytes, system: str = "fhir") -> list[FhirResult]:
                               whole=True)]
     kind = data.get("resourceType")
     if kind == "DiagnosticReport":
-        return [parse_report(data, system, {})]
+        return [parse_report(data, system, {}, clock)]
     if kind == "Bundle":
-        return parse_bundle(data, system)
+        return parse_bundle(data, system, clock)
     return [FhirRejection(f"resourceType must be DiagnosticReport or Bundle, not "
                           f"{str(kind)[:40]!r}", "not-supported", whole=True)]
 
@@ -103,7 +111,7 @@ def bundle_type(data: dict[str, Any]) -> str:
     return str(data.get("type", ""))
 
 
-def parse_bundle(data: dict[str, Any], system: str) -> list[FhirResult]:
+def parse_bundle(data: dict[str, Any], system: str, clock: Clock = None) -> list[FhirResult]:
     from fhir.resources.R4B.bundle import Bundle
 
     try:
@@ -127,7 +135,7 @@ def parse_bundle(data: dict[str, Any], system: str) -> list[FhirResult]:
         if kind == "ServiceRequest":
             out.append(FhirSkipped("ServiceRequest entry (read for the accession)"))
         elif kind == "DiagnosticReport":
-            result = parse_report(resource, system, requests)
+            result = parse_report(resource, system, requests, clock)
             if isinstance(result, FhirRejection):
                 result = FhirRejection(f"entry[{n}]: {result.reason}", result.code)
             out.append(result)
@@ -153,7 +161,7 @@ def _names(entry: dict[str, Any], resource: dict[str, Any]) -> list[str]:
 
 
 def parse_report(data: dict[str, Any], system: str,
-                 requests: dict[str, dict[str, Any]]) -> FhirResult:
+                 requests: dict[str, dict[str, Any]], clock: Clock = None) -> FhirResult:
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
     try:
@@ -174,6 +182,13 @@ def parse_report(data: dict[str, Any], system: str,
                              "required")
     if report.issued.tzinfo is None:
         return FhirRejection("DiagnosticReport.issued must carry a UTC offset", "value")
+    if clock is not None:
+        from surveillance.stream.ingest import DateRange
+
+        dates = DateRange() if clock[1] is None else DateRange(clock[1])
+        why = dates.outside("issued", report.issued, clock[0])
+        if why is not None:  # a 201 here would be a dead letter at the worker's ingest
+            return FhirRejection(f"DiagnosticReport.{why.message}", "value")
     status = ReportStatus(use)
     text = None
     findings: list[StructuredFinding] | None = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from datetime import UTC, date, datetime
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from surveillance.errors import SurveillanceError
+from surveillance.interop.errors import InteropError
 
 if TYPE_CHECKING:  # every `surveillance` command imports this module: keep it light
     from surveillance.contracts import ReportFinal
@@ -133,7 +135,12 @@ def hl7_listen(
         try:
             listener = MllpListener(sink, rules, max_in_flight=max_in_flight,
                                     earliest=earliest)
-            server = await listener.serve(host, port)
+            try:
+                server = await listener.serve(host, port)
+            except OSError as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise InteropError(f"cannot listen for MLLP on {host}:{port} ({why}): stop "
+                                   "what holds the port or choose another --port") from exc
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -232,7 +239,8 @@ def fhir_parse_command(file: Path) -> None:
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
     key = _key()
-    results = parse_resource(raw)
+    results = parse_resource(raw, "fhir", datetime.now(UTC),
+                             _settings().stream.earliest_event_date)
     rejected = 0
     for n, result in enumerate(results, start=1):
         if isinstance(result, FhirRejection):
@@ -256,9 +264,17 @@ def fhir_serve(
     Same bearer tokens as the intake API (SURVEILLANCE_INTAKE_API_TOKENS)."""
     import uvicorn
 
-    from surveillance.intake.config import IntakeSettings
+    from surveillance.commands.common import load_intake_settings, require_port_free
     from surveillance.interop.fhir_app import create_fhir_app
 
-    broker = bootstrap or _settings().kafka.bootstrap
-    uvicorn.run(create_fhir_app(IntakeSettings(), broker), host=host, port=port,
-                log_level="warning")
+    settings = _settings()
+    broker = bootstrap or settings.kafka.bootstrap
+    intake = load_intake_settings()
+    require_port_free(host, port, "FHIR (--port)")
+    if not intake.api_tokens:
+        typer.secho("warning: SURVEILLANCE_INTAKE_API_TOKENS is empty: every POST will be "
+                    "refused (401) until a token is set", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"FHIR R4 endpoint on http://{host}:{port}/fhir, writing to {broker}",
+               err=True)
+    app = create_fhir_app(intake, broker, earliest=settings.stream.earliest_event_date)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
