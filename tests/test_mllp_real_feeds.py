@@ -1,6 +1,7 @@
 """The MLLP listener over real TCP on a real broker, fed what hospital feeds send that the
 simulator does not: a report time no event can have (year 1, 2099), no result status at
-all, a hex-escaped CR inside the report text, frames cut across TCP reads. Before, the
+all, a hex-escaped CR inside the report text, frames cut across TCP reads, a FHS/BHS
+batch in one frame (was AR for the whole batch, nothing read). Before, the
 first two got AA and their reports were dead-lettered by the worker (or dropped unseen);
 now the sender gets AE with the reason and a dead letter names it. About 10 s.
 """
@@ -42,12 +43,19 @@ def oru(control: str, f22: str, f25: str, text: str) -> bytes:
     )
 
 
+BATCH = (b"FHS|^~\\&|RIS|NORTH|||20260815\rBHS|^~\\&|RIS|NORTH|||20260815||||B-77\r"
+         + oru("B1", "20260815142900", "F", "No pneumothorax.")
+         + oru("B2", "00010101", "F", "No pneumothorax.")
+         + oru("B3", "20260815143100", "C", "Small pneumothorax.")
+         + b"BTS|3\rFTS|1\r")
+
 FRAMES = {
     "year1": oru("Y1", "00010101", "F", "No acute hemorrhage."),
     "future": oru("F1", "20991231", "F", "No acute hemorrhage."),
     "no_status": oru("N1", "20260815142900", "", "No acute hemorrhage."),
     "cr_escape": oru("X1", "20260815142900", "F",
                      "FINDINGS: Hemorrhage is suspected.\\X0D\\IMPRESSION: No hemorrhage."),
+    "batch": BATCH,
 }
 
 
@@ -68,8 +76,14 @@ async def exchange(port: int, frames: list[bytes]) -> list[bytes]:
 
 
 def msa(ack: bytes) -> list[str]:
-    (line,) = [s for s in ack.decode().split("\r") if s.startswith("MSA")]
-    return line.split("|")
+    """The MSA fields of a single ACK; of a batch's ACKs, their codes, control ids and the
+    batch trailer."""
+    lines = [s for s in ack.decode().split("\r") if s]
+    found = [s.split("|") for s in lines if s.startswith("MSA")]
+    if len(found) == 1:
+        return found[0]
+    return [line[:3] for line in lines if line[:3] in ("FHS", "BHS", "BTS", "FTS")] + [
+        f"{m[1]} {m[2]}" for m in found] + [lines[-2]]
 
 
 async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
@@ -90,12 +104,20 @@ async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
         "future": ["MSA", "AE", "F1", f"{report_time} is in the future"],
         "no_status": ["MSA", "AE", "N1", got["no_status"][3]],
         "cr_escape": ["MSA", "AA", "X1", ""],
+        # A batch in one frame: one ACK per message, in a batch of its own.
+        "batch": ["FHS", "BHS", "BTS", "FTS", "AA B1", "AE B2", "AA B3", "BTS|3"],
     }
+    bhs = next(line for line in acks[-1].decode().split("\r") if line.startswith("BHS"))
+    assert bhs.split("|")[11] == "B-77"  # BHS-12 names the batch it answers
     assert got["no_status"][3].startswith("OBR group 1: no result status in OBR-25 or OBX-11")
 
-    (report,) = [json.loads(v) for v in read_topic(own_broker, REPORTS_FINAL)]
-    assert (report["accession_number"], report["report_text"]) == (
-        "ACC-X1", "FINDINGS: Hemorrhage is suspected.\nIMPRESSION: No hemorrhage.")
+    reports = {(r := json.loads(v))["accession_number"]: r
+               for v in read_topic(own_broker, REPORTS_FINAL)}
+    assert sorted(reports) == ["ACC-B1", "ACC-B3", "ACC-X1"]
+    assert reports["ACC-X1"]["report_text"] == (
+        "FINDINGS: Hemorrhage is suspected.\nIMPRESSION: No hemorrhage.")
+    assert (reports["ACC-B3"]["status"], reports["ACC-B3"]["report_text"]) == (
+        "corrected", "Small pneumothorax.")
     letters = [json.loads(v) for v in read_topic(own_broker, dlq(REPORTS_FINAL))]
     assert sorted(letter["reason"][:31] for letter in letters) == sorted(
-        ["hl7 listen: AE 102: OBR group 1"] * 2 + ["hl7 listen: AE 101: OBR group 1"])
+        ["hl7 listen: AE 102: OBR group 1"] * 3 + ["hl7 listen: AE 101: OBR group 1"])

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from surveillance.interop.errors import DeliveryError
-from surveillance.interop.hl7_ack import AckCode, build_ack
+from surveillance.interop.hl7_ack import AckCode, build_ack, build_batch_ack
+from surveillance.interop.hl7_batch import split_batch
 from surveillance.interop.hl7_header import (
     ERR_DATA_TYPE,
     ERR_INTERNAL,
@@ -259,6 +260,9 @@ class MllpListener:
             self._reject(frame, Rejection("AR", ERR_SEGMENT_SEQUENCE, "empty MLLP frame"),
                          now, finish)
             return
+        if frame.lstrip()[:3] in (b"FHS", b"BHS"):
+            self._answer_batch(frame, now, finish)
+            return
         result = parse_message(frame, self._mapping, now, self._earliest)
         if isinstance(result, Rejection):
             self._reject(frame, result, now, finish)
@@ -293,6 +297,30 @@ class MllpListener:
             written.add_done_callback(confirmed)
 
         self._dedup.once(header.dedup_key, deliver, answered)
+
+    def _answer_batch(self, frame: bytes, now: datetime, finish: Reply) -> None:
+        """A batch (FHS/BHS ... BTS/FTS) in one frame, as a RIS may send its backlog: each
+        message is handled as if it came alone (its own duplicate check, dead letter and
+        ACK), and the ACKs go back together as one batch. Before, the whole batch got AR
+        ("does not start with MSH") and none of its reports was read."""
+        messages = list(split_batch(frame))
+        if not messages:
+            self._reject(frame, Rejection("AR", ERR_SEGMENT_SEQUENCE,
+                                          "the batch holds no message"), now, finish)
+            return
+        acks: list[bytes] = [b""] * len(messages)
+        left = [len(messages)]
+
+        def one(index: int) -> Reply:
+            def answered(ack: bytes) -> None:
+                acks[index] = ack
+                left[0] -= 1
+                if left[0] == 0:
+                    finish(build_batch_ack(frame, acks, now, uuid.uuid4().hex[:20]))
+            return answered
+
+        for index, message in enumerate(messages):
+            self._answer(message, now, one(index))
 
     def _reject(self, raw: bytes, why: Rejection, now: datetime, finish: Reply) -> None:
         self.stats["rejected"] += 1
