@@ -1,7 +1,8 @@
 """The MLLP listener over real TCP on a real broker, fed what hospital feeds send that the
 simulator does not: a report time no event can have (year 1, 2099), no result status at
 all, a hex-escaped CR inside the report text, frames cut across TCP reads, a FHS/BHS
-batch in one frame (was AR for the whole batch, nothing read). Before, the
+batch in one frame (was AR for the whole batch, nothing read), ORM/OMI orders on the same
+interface (AA, not used: was AR and a dead letter). Before, the
 first two got AA and their reports were dead-lettered by the worker (or dropped unseen);
 now the sender gets AE with the reason and a dead letter names it. About 10 s.
 """
@@ -56,6 +57,12 @@ FRAMES = {
     "cr_escape": oru("X1", "20260815142900", "F",
                      "FINDINGS: Hemorrhage is suspected.\\X0D\\IMPRESSION: No hemorrhage."),
     "batch": BATCH,
+    "orm": msg("MSH|^~\\&|RIS|NORTH|PACS|NORTH|202608151100||ORM^O01|O1|P|2.3",
+               "PID|1||X1", "ORC|NW|ORD1|ACC-ORM", obr(f1="1", f2="ORD1", f3="ACC-ORM")),
+    "omi": msg("MSH|^~\\&|RIS|NORTH|PACS|NORTH|202608151100||OMI^O23^OMI_O23|O2|P|2.5",
+               "PID|1||X1", "ORC|NW|ORD2|ACC-OMI", "TQ1|1", obr(f1="1", f3="ACC-OMI"),
+               "IPC|ACC-OMI|SPS1|1.2.3.4|SPS1"),
+    "adt": msg("MSH|^~\\&|RIS|NORTH|PACS|NORTH|202608151100||ADT^A08|A1|P|2.5", "PID|1||X1"),
 }
 
 
@@ -106,8 +113,17 @@ async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
         "cr_escape": ["MSA", "AA", "X1", ""],
         # A batch in one frame: one ACK per message, in a batch of its own.
         "batch": ["FHS", "BHS", "BTS", "FTS", "AA B1", "AE B2", "AA B3", "BTS|3"],
+        # Orders on the results interface: AA, not used, no dead letter (was AR and a
+        # dead letter holding the order's identifiers); other types are still refused.
+        "orm": ["MSA", "AA", "O1", ""],
+        "omi": ["MSA", "AA", "O2", ""],
+        "adt": ["MSA", "AR", "A1", got["adt"][3]],
     }
-    bhs = next(line for line in acks[-1].decode().split("\r") if line.startswith("BHS"))
+    assert got["adt"][3].startswith("MSH-9 message type 'ADT\\S\\A08' is not accepted")
+    orm_ack = acks[list(FRAMES).index("orm")].decode().split("\r")[0].split("|")
+    assert orm_ack[8] == "ACK^O01^ACK"
+    batch_ack = acks[list(FRAMES).index("batch")].decode()
+    bhs = next(line for line in batch_ack.split("\r") if line.startswith("BHS"))
     assert bhs.split("|")[11] == "B-77"  # BHS-12 names the batch it answers
     assert got["no_status"][3].startswith("OBR group 1: no result status in OBR-25 or OBX-11")
 
@@ -120,4 +136,5 @@ async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
         "corrected", "Small pneumothorax.")
     letters = [json.loads(v) for v in read_topic(own_broker, dlq(REPORTS_FINAL))]
     assert sorted(letter["reason"][:31] for letter in letters) == sorted(
-        ["hl7 listen: AE 102: OBR group 1"] * 3 + ["hl7 listen: AE 101: OBR group 1"])
+        ["hl7 listen: AE 102: OBR group 1"] * 3 + ["hl7 listen: AE 101: OBR group 1"]
+        + ["hl7 listen: AR 200: MSH-9 messa"])

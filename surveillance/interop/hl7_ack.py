@@ -65,7 +65,7 @@ def build_ack(
         h(header.sending_application) if header else "",
         h(header.sending_facility) if header else "",
         now.strftime("%Y%m%d%H%M%S%z"), "",
-        f"ACK{d.component}R01{d.component}ACK", control_id,
+        f"ACK{d.component}{_trigger(header, d)}{d.component}ACK", control_id,
         (header.processing_id or "P") if header else "P", version,
     ])
     text = (reason or "")[:200]
@@ -80,6 +80,13 @@ def build_ack(
         ]))
     charset = header.charset if header is not None and header.charset else "utf-8"
     return ("\r".join(segments) + "\r").encode(charset, errors="replace")
+
+
+def _trigger(header: Header | None, d: Delimiters) -> str:
+    """The ACK's trigger event is the acknowledged message's (R01, O01, O23...)."""
+    parts = header.message_type.split(d.component) if header is not None else []
+    trigger = parts[1].strip() if len(parts) > 1 else ""
+    return trigger if trigger.isalnum() and len(trigger) == 3 else "R01"
 
 
 def build_batch_ack(batch: bytes, acks: list[bytes], now: datetime, control_id: str) -> bytes:

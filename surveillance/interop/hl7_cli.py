@@ -98,8 +98,8 @@ def hl7_parse(file: Path, mapping: MappingOption = None) -> None:
                        f"{result.reason}", err=True)
             continue
         for skipped in result.skipped:
-            typer.echo(f"{file.name}#{n}: OBR group {skipped.group} skipped: {skipped.reason}",
-                       err=True)
+            what = f"OBR group {skipped.group}" if skipped.group else "message"
+            typer.echo(f"{file.name}#{n}: {what} skipped: {skipped.reason}", err=True)
         for report in result.reports:
             typer.echo(json.dumps(pseudonymized(report, key)))
     if rejected:

@@ -37,6 +37,7 @@ from surveillance.interop.hl7_header import (
     ERR_REQUIRED_FIELD,
     ERR_SEGMENT_SEQUENCE,
     ERR_TABLE_VALUE,
+    ORDER_TYPES,
     Header,
     Reject,
     Rejection,
@@ -46,6 +47,7 @@ from surveillance.interop.hl7_header import (
     event_id,
     field_at,
     header_of,
+    message_kind,
     split_segments,
 )
 from surveillance.interop.hl7_mapping import FacilityMapping, Mapping, field_ref
@@ -259,6 +261,9 @@ def _findings(group: _Group, header: Header, facility: FacilityMapping,
 def _parse(raw: bytes, header: Header, facility: FacilityMapping,
            clock: tuple[datetime, date | None] | None) -> Parsed:
     check_header(header)
+    kind = message_kind(header)
+    if kind in ORDER_TYPES:
+        return Parsed(header, [], [Skipped(0, f"{kind} is an order, not a report: not used")])
     try:
         text = raw.decode(header.charset)
     except UnicodeDecodeError as exc:
