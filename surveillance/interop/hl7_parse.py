@@ -285,8 +285,8 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
             # OBX-11 is required: an AA here would drop every report of such a feed unseen.
             raise Reject("AE", ERR_REQUIRED_FIELD,
                           f"OBR group {group.index}: no result status in OBR-25 or OBX-11 "
-                          "(a feed that never sends one: map it in the facility's mapping, "
-                          "statuses: {\"\": final})")
+                          "(a feed that never sends one: add \"\": final to the facility's "
+                          "statuses, beside F, C, A and X)")
         if use is None or use == "skip":
             skipped.append(Skipped(group.index, f"result status {code or '(empty)'} not used"))
             continue
