@@ -76,3 +76,21 @@ def test_hl7_parse_names_a_report_time_the_worker_would_refuse(tmp_path: Path) -
     assert one_error_line(result.output) == (
         "old.hl7#1: rejected (AE 102): OBR group 1: the report time (OBR-22, OBR-7, OBX-14, "
         "MSH-7) is before 1980-01-01 (stream.earliest_event_date)")
+
+
+def test_dicom_listen_with_its_stow_port_taken(taken_port: int, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from surveillance.settings import get_settings
+
+    monkeypatch.setenv("SURVEILLANCE_DICOM__STOW_PORT", str(taken_port))
+    monkeypatch.setenv("SURVEILLANCE_DICOM__PORT", "0")
+    monkeypatch.setenv("SURVEILLANCE_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["dicom", "listen"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert one_error_line(result.output) == (
+        f"error: cannot serve STOW-RS (SURVEILLANCE_DICOM__STOW_PORT) on 127.0.0.1:"
+        f"{taken_port} (Address already in use): stop what holds the port or choose another")
