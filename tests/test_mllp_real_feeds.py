@@ -10,6 +10,7 @@ now the sender gets AE with the reason and a dead letter names it. About 10 s.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 
@@ -62,6 +63,13 @@ FRAMES = {
     "omi": msg("MSH|^~\\&|RIS|NORTH|PACS|NORTH|202608151100||OMI^O23^OMI_O23|O2|P|2.5",
                "PID|1||X1", "ORC|NW|ORD2|ACC-OMI", "TQ1|1", obr(f1="1", f3="ACC-OMI"),
                "IPC|ACC-OMI|SPS1|1.2.3.4|SPS1"),
+    # The report with its PDF (OBX type ED, base64): 1.5 MB, over the default 1 MiB.
+    "with_pdf": msg(
+        "MSH|^~\\&|PS360|MAIN|RIS|HOSP|20260815143000||ORU^R01|P1|P|2.5",
+        obr(f1="1", f3="ACC-PDF", f22="20260815142900", f25="F"),
+        "OBX|1|TX|&GDT^Report||IMPRESSION: Small left pneumothorax.||||||F",
+        "OBX|2|ED|PDF^Report PDF||^application^pdf^Base64^"
+        + base64.b64encode(b"%PDF-1.4 " * 125_000).decode() + "||||||F"),
     "adt": msg("MSH|^~\\&|RIS|NORTH|PACS|NORTH|202608151100||ADT^A08|A1|P|2.5", "PID|1||X1"),
 }
 
@@ -95,7 +103,7 @@ def msa(ack: bytes) -> list[str]:
 
 async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
     sink = await ReportSink(own_broker, timeout_seconds=20).start()
-    listener = MllpListener(sink, Mapping())
+    listener = MllpListener(sink, Mapping(), max_message_bytes=4 * 1024 * 1024)
     server = await listener.serve("127.0.0.1", 0)
     try:
         acks = await exchange(server.sockets[0].getsockname()[1], list(FRAMES.values()))
@@ -117,6 +125,7 @@ async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
         # dead letter holding the order's identifiers); other types are still refused.
         "orm": ["MSA", "AA", "O1", ""],
         "omi": ["MSA", "AA", "O2", ""],
+        "with_pdf": ["MSA", "AA", "P1", ""],
         "adt": ["MSA", "AR", "A1", got["adt"][3]],
     }
     assert got["adt"][3].startswith("MSH-9 message type 'ADT\\S\\A08' is not accepted")
@@ -129,7 +138,8 @@ async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
 
     reports = {(r := json.loads(v))["accession_number"]: r
                for v in read_topic(own_broker, REPORTS_FINAL)}
-    assert sorted(reports) == ["ACC-B1", "ACC-B3", "ACC-X1"]
+    assert sorted(reports) == ["ACC-B1", "ACC-B3", "ACC-PDF", "ACC-X1"]
+    assert reports["ACC-PDF"]["report_text"] == "IMPRESSION: Small left pneumothorax."
     assert reports["ACC-X1"]["report_text"] == (
         "FINDINGS: Hemorrhage is suspected.\nIMPRESSION: No hemorrhage.")
     assert (reports["ACC-B3"]["status"], reports["ACC-B3"]["report_text"]) == (

@@ -113,6 +113,10 @@ def hl7_listen(
     mapping: MappingOption = None,
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
     max_in_flight: Annotated[int, typer.Option(min=1, max=100_000)] = 256,
+    max_message_bytes: Annotated[int, typer.Option(
+        min=1024, max=256 * 1024 * 1024, help="largest message taken (a report with an "
+        "embedded PDF, OBX type ED, can be several MB); at most --max-in-flight of them "
+        "are held at once")] = 1024 * 1024,
     processes: Annotated[int, typer.Option(
         min=1, max=64, help="listener processes on the port (SO_REUSEPORT), one per core "
         "at most; duplicates are still found across them")] = 1,
@@ -125,7 +129,7 @@ def hl7_listen(
     broker, earliest = bootstrap or settings.kafka.bootstrap, settings.stream.earliest_event_date
     if processes > 1:
         _run(lambda: _listen_in_processes(host, port, processes, broker, rules, max_in_flight,
-                                          earliest))
+                                          earliest, max_message_bytes))
         return
 
     async def run() -> None:
@@ -134,7 +138,7 @@ def hl7_listen(
         sink = await ReportSink(broker).start()
         try:
             listener = MllpListener(sink, rules, max_in_flight=max_in_flight,
-                                    earliest=earliest)
+                                    earliest=earliest, max_message_bytes=max_message_bytes)
             try:
                 server = await listener.serve(host, port)
             except OSError as exc:
@@ -157,11 +161,13 @@ def hl7_listen(
 
 
 async def _listen_in_processes(host: str, port: int, processes: int, broker: str, rules: Any,
-                               max_in_flight: int, earliest: date) -> None:
+                               max_in_flight: int, earliest: date,
+                               max_message_bytes: int) -> None:
     from surveillance.interop.mllp_processes import ListenerGroup
 
     group = await ListenerGroup(host, port, processes, broker, rules, max_in_flight,
-                                earliest=earliest).start()
+                                earliest=earliest,
+                                max_message_bytes=max_message_bytes).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

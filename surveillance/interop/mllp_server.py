@@ -254,7 +254,8 @@ class MllpListener:
         if isinstance(frame, _Oversize):
             self._reject(b"", Rejection("AR", ERR_DATA_TYPE,
                                         f"message of {frame.size} bytes exceeds the "
-                                        f"{self.max_message_bytes}-byte limit"), now, finish)
+                                        f"{self.max_message_bytes}-byte limit (hl7 listen "
+                                        "--max-message-bytes)"), now, finish)
             return
         if not frame.strip():
             self._reject(frame, Rejection("AR", ERR_SEGMENT_SEQUENCE, "empty MLLP frame"),
