@@ -150,3 +150,28 @@ def test_no_result_status_at_all_is_an_error_not_a_silent_skip() -> None:
     # The remedy the reason names works.
     feed = Mapping.model_validate({"defaults": {"statuses": {"": "final", "F": "final"}}})
     assert report_of(raw, feed).report_text == "No pneumothorax."
+
+
+def test_a_report_whose_text_is_in_its_result_observations() -> None:
+    """Contained, and as entries of a batch (by fullUrl and by Observation/id)."""
+    impression = {"resourceType": "Observation", "id": "o1", "status": "final",
+                  "code": {"text": "Impression"}, "valueString": IMPRESSION}
+    findings = {**impression, "id": "o2", "code": {"text": "Findings"},
+                "valueString": FINDINGS}
+    (alone,) = parse_resource(json.dumps(dr(contained=[impression, findings], result=[
+        {"reference": "#o2"}, {"reference": "#o1"}])).encode(), "ris")
+    assert isinstance(alone, ReportFinal)
+    assert alone.report_text == f"{FINDINGS}\n{IMPRESSION}"
+    assert extract_label(alone.report_text, "intracranial_hemorrhage") is Label.ABSENT
+
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"fullUrl": "urn:uuid:0f5a3c1e-0000-4000-8000-0000000000b2", "resource": findings,
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": impression, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": dr(result=[
+            {"reference": "urn:uuid:0f5a3c1e-0000-4000-8000-0000000000b2"},
+            {"reference": "Observation/o1"}]),
+         "request": {"method": "POST", "url": "DiagnosticReport"}}]}
+    in_bundle = parse_resource(json.dumps(bundle).encode(), "ris")[2]
+    assert isinstance(in_bundle, ReportFinal)
+    assert in_bundle.report_text == f"{FINDINGS}\n{IMPRESSION}"

@@ -8,7 +8,8 @@ ServiceRequest are unchanged from R4). Mapping:
 - accession: the identifier whose type is v2-0203 ACSN, else that of the ServiceRequest
   in `basedOn` (contained, or an entry of the same Bundle);
 - finalized_at: `issued` (an instant with its offset);
-- text: text/plain `presentedForm` attachments, then `conclusion`;
+- text: text/plain `presentedForm` attachments, then `conclusion`; without either, the
+  `valueString` of the `result` Observations (contained, or in the same Bundle);
 - findings: `conclusionCode` codings known to `CONCLUSION_CODES`, or in our own system
   ``urn:imaging-ai-surveillance:finding`` as ``<finding>`` (present) or
   ``<finding>:<present|absent|indeterminate>``;
@@ -125,7 +126,7 @@ def parse_bundle(data: dict[str, Any], system: str, clock: Clock = None) -> list
     requests: dict[str, dict[str, Any]] = {}
     for entry in entries:
         resource = entry.get("resource") or {}
-        if resource.get("resourceType") == "ServiceRequest":
+        if resource.get("resourceType") in ("ServiceRequest", "Observation"):
             for name in _names(entry, resource):
                 requests[name] = resource
     out: list[FhirResult] = []
@@ -156,7 +157,7 @@ def _names(entry: dict[str, Any], resource: dict[str, Any]) -> list[str]:
     if entry.get("fullUrl"):
         names.append(str(entry["fullUrl"]))
     if resource.get("id"):
-        names.append(f"ServiceRequest/{resource['id']}")
+        names.append(f"{resource['resourceType']}/{resource['id']}")
     return names
 
 
@@ -198,6 +199,8 @@ def parse_report(data: dict[str, Any], system: str,
             return texts
         if data.get("conclusion"):
             texts.append(str(data["conclusion"]))
+        if not any(t.strip() for t in texts):
+            texts = _observation_texts(data, requests)
         # CRLF and a lone CR (Windows and old Mac text files) are line breaks: the label
         # reader finds headings (IMPRESSION:) at the start of a line, after a LF only.
         texts = [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
@@ -207,8 +210,9 @@ def parse_report(data: dict[str, Any], system: str,
             return found
         findings = found or None
         if findings is None and text is None:
-            return FhirRejection("no report text (conclusion, text/plain presentedForm) and "
-                                 "no known conclusionCode", "required")
+            return FhirRejection("no report text (conclusion, text/plain presentedForm, "
+                                 "valueString of result Observations) and no known "
+                                 "conclusionCode", "required")
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     try:
         event = ReportFinal(
@@ -277,6 +281,22 @@ def _presented_text(data: dict[str, Any]) -> list[str] | FhirRejection:
         except (binascii.Error, UnicodeDecodeError, LookupError):
             return FhirRejection(f"presentedForm[{n}].data is not base64 text in {charset}",
                                  "value")
+    return texts
+
+
+def _observation_texts(data: dict[str, Any], bundled: dict[str, dict[str, Any]]
+                       ) -> list[str]:
+    """The `valueString` of the report's `result` Observations (contained, or entries of
+    the same Bundle), in order: the text of a report sent as Observations only."""
+    contained = {f"#{c.get('id')}": c for c in data.get("contained") or []
+                 if c.get("resourceType") == "Observation"}
+    texts = []
+    for ref in data.get("result") or []:
+        target = contained.get(str(ref.get("reference", ""))) or bundled.get(
+            str(ref.get("reference", "")))
+        if target is not None and target.get("resourceType") == "Observation" and isinstance(
+                target.get("valueString"), str):
+            texts.append(target["valueString"])
     return texts
 
 
