@@ -175,3 +175,19 @@ def test_a_report_whose_text_is_in_its_result_observations() -> None:
     in_bundle = parse_resource(json.dumps(bundle).encode(), "ris")[2]
     assert isinstance(in_bundle, ReportFinal)
     assert in_bundle.report_text == f"{FINDINGS}\n{IMPRESSION}"
+
+
+def test_a_control_character_in_an_identifier_is_refused_at_the_edge() -> None:
+    """A hex-escaped CR in the accession (HL7) or a tab in the patient id (FHIR): ingest
+    dead-letters such a report, so the sender hears it now."""
+    raw = msg("MSH|^~\\&|PS360|MAIN|RIS|HOSP|20260815143000||ORU^R01|CC1|P|2.3",
+              obr(f1="1", f3="ACC\\X0D\\77", f22="20260815142900", f25="F"),
+              "OBX|1|TX|&GDT^Report||No hemorrhage.||||||F")
+    got = parse_message(raw, Mapping())
+    assert isinstance(got, Rejection)
+    assert (got.code, got.reason) == (
+        "AE", "OBR group 1: accession_number: contains a control character")
+    (fhir,) = parse_resource(json.dumps(dr(subject={"identifier": {"value": "MRN\t42"}},
+                                           conclusion="No hemorrhage.")).encode(), "ris")
+    assert fhir == FhirRejection("DiagnosticReport: patient_id: contains a control character",
+                                 "value")

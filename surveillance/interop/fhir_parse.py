@@ -38,6 +38,7 @@ from surveillance.contracts import (
     ReportStatus,
     StructuredFinding,
 )
+from surveillance.interop.ingest_edge import identifier_problem, time_problem
 
 OWN_SYSTEM = "urn:imaging-ai-surveillance:finding"
 SNOMED = "http://snomed.info/sct"
@@ -184,12 +185,9 @@ def parse_report(data: dict[str, Any], system: str,
     if report.issued.tzinfo is None:
         return FhirRejection("DiagnosticReport.issued must carry a UTC offset", "value")
     if clock is not None:
-        from surveillance.stream.ingest import DateRange
-
-        dates = DateRange() if clock[1] is None else DateRange(clock[1])
-        why = dates.outside("issued", report.issued, clock[0])
+        why = time_problem("issued", report.issued, clock[0], clock[1])
         if why is not None:  # a 201 here would be a dead letter at the worker's ingest
-            return FhirRejection(f"DiagnosticReport.{why.message}", "value")
+            return FhirRejection(f"DiagnosticReport.{why}", "value")
     status = ReportStatus(use)
     text = None
     findings: list[StructuredFinding] | None = []
@@ -227,6 +225,9 @@ def parse_report(data: dict[str, Any], system: str,
         )
     except ValidationError as exc:
         return FhirRejection(f"DiagnosticReport: {_describe(exc)}", "value")
+    problem = identifier_problem(event)
+    if problem is not None:
+        return FhirRejection(f"DiagnosticReport: {problem}", "value")
     size = len(event.model_dump_json(exclude_none=True).encode("utf-8"))
     if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our 201
         return FhirRejection(f"the report is {size} bytes as an event, over the "

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -58,9 +57,7 @@ from surveillance.interop.hl7_text import (
     parse_timestamp,
     unescape,
 )
-
-if TYPE_CHECKING:
-    from surveillance.stream.ingest import DateRange
+from surveillance.interop.ingest_edge import identifier_problem, time_problem
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _COMMON = frozenset({"PID", "PV1", "ORC", "OBR", "OBX", "NTE", "PD1", "PV2"})
@@ -299,11 +296,11 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
                           f"{', '.join(facility.accession)}")
         finalized = _finalized(group, header, facility, segs)
         if clock is not None:
-            why = _dates(clock[1]).outside("finalized_at", finalized, clock[0])
+            where = f"the report time ({', '.join(facility.report_time)})"
+            why = time_problem(where, finalized, clock[0], clock[1])
             if why is not None:
-                raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report time "
-                             f"({', '.join(facility.report_time)}) "
-                             f"{why.message.removeprefix('finalized_at: ')}")
+                raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: {where} "
+                             f"{why.removeprefix(where + ': ')}")
         lines = _trim(group.lines)
         if status is ReportStatus.FINAL and any(
             line.lstrip().upper().startswith(facility.markers) for line in lines
@@ -331,6 +328,9 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
             where = ".".join(str(p) for p in first["loc"])
             raise Reject("AE", ERR_DATA_TYPE,
                           f"OBR group {group.index}: {where}: {first['msg']}") from exc
+        problem = identifier_problem(report)
+        if problem is not None:
+            raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: {problem}")
         value = report.model_dump_json(exclude_none=True).encode("utf-8")
         size = len(value)
         if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our AA
@@ -350,13 +350,6 @@ def _trim(lines: list[str]) -> list[str]:
     while out and not out[-1]:
         out.pop()
     return out
-
-
-@lru_cache(maxsize=4)
-def _dates(earliest: date | None) -> DateRange:
-    from surveillance.stream.ingest import DateRange
-
-    return DateRange() if earliest is None else DateRange(earliest)
 
 
 @lru_cache(maxsize=1)
