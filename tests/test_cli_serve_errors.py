@@ -1,7 +1,8 @@
 """What an on-call engineer starting the receivers can get wrong, each ending in one line and
 exit code 2: a port another process holds (uvicorn printed its own error and exited 3; the
 MLLP listener said only "address already in use"), a token setting that is not JSON (a
-pydantic-settings traceback), and a report time `hl7 parse` used to print as fine."""
+pydantic-settings traceback), and a report time `hl7 parse` used to print as fine. And
+`tool history` with nothing recorded, which printed nothing at all."""
 
 from __future__ import annotations
 
@@ -94,3 +95,18 @@ def test_dicom_listen_with_its_stow_port_taken(taken_port: int, tmp_path: Path,
     assert one_error_line(result.output) == (
         f"error: cannot serve STOW-RS (SURVEILLANCE_DICOM__STOW_PORT) on 127.0.0.1:"
         f"{taken_port} (Address already in use): stop what holds the port or choose another")
+
+
+def test_tool_history_with_nothing_recorded_says_so(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from surveillance.settings import get_settings
+
+    monkeypatch.setenv("SURVEILLANCE_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["tool", "history", "--tool", "ptx-triage"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0
+    assert result.output == (f"no lifecycle changes recorded for ptx-triage in {tmp_path} "
+                             "(`surveillance tool register` starts one)\n")
