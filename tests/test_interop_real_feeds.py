@@ -191,3 +191,9 @@ def test_a_control_character_in_an_identifier_is_refused_at_the_edge() -> None:
                                            conclusion="No hemorrhage.")).encode(), "ris")
     assert fhir == FhirRejection("DiagnosticReport: patient_id: contains a control character",
                                  "value")
+
+
+@pytest.mark.parametrize("version", ["2.2", "2.9"])
+def test_older_and_newer_v2_versions_are_read(version: str) -> None:
+    raw = oru(IMPRESSION).replace(b"|P|2.3\r", f"|P|{version}\r".encode())
+    assert report_of(raw).report_text == IMPRESSION

@@ -27,7 +27,9 @@ ERR_UNSUPPORTED_MESSAGE = "200"
 ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
 
-SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
+#: v2.2 (older RIS still send it) and v2.9 carry the segments and fields read here
+#: (MSH, PID, ORC, OBR-2/3/7/22/25, OBX-2/3/5/11/14, NTE) where v2.3-v2.8 do.
+SUPPORTED_VERSIONS = ("2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9")
 
 #: Orders a RIS sends on the same interface as its results (general, imaging, and
 #: general clinical orders): answered AA and not used. AR would put each one, with its
@@ -171,4 +173,4 @@ def check_header(header: Header) -> None:
                       "orders are answered AA and not used)")
     if not header.version.startswith(SUPPORTED_VERSIONS):
         raise Reject("AR", ERR_UNSUPPORTED_VERSION,
-                      f"MSH-12 version {header.version[:12]!r} is not supported (2.3 to 2.8)")
+                      f"MSH-12 version {header.version[:12]!r} is not supported (2.2 to 2.9)")

@@ -1,4 +1,4 @@
-"""HL7 v2 ORU^R01 (v2.3 to v2.8) -> one `ReportFinal` per OBR group. Pure.
+"""HL7 v2 ORU^R01 (v2.2 to v2.9) -> one `ReportFinal` per OBR group. Pure.
 
 Reads MSH, PID, ORC, OBR, OBX (TX, FT, ST, CE, CWE) and NTE. The report text is the
 text OBX values and NTE comments of the group in order, one line per repetition, with
