@@ -159,7 +159,8 @@ def message_kind(header: Header) -> str:
     return "^".join(p.strip() for p in parts[:2] if p.strip())
 
 
-def check_header(header: Header) -> None:
+def check_header(header: Header) -> str:
+    """The message's kind (`message_kind`) when it is one we take; raises `Reject`."""
     if not header.sending_facility.strip():
         raise Reject("AR", ERR_REQUIRED_FIELD, "MSH-4 (sending facility) is empty")
     if not header.control_id:
@@ -174,3 +175,4 @@ def check_header(header: Header) -> None:
     if not header.version.startswith(SUPPORTED_VERSIONS):
         raise Reject("AR", ERR_UNSUPPORTED_VERSION,
                       f"MSH-12 version {header.version[:12]!r} is not supported (2.2 to 2.9)")
+    return kind

@@ -46,7 +46,6 @@ from surveillance.interop.hl7_header import (
     event_id,
     field_at,
     header_of,
-    message_kind,
     split_segments,
 )
 from surveillance.interop.hl7_mapping import FacilityMapping, Mapping, field_ref
@@ -257,8 +256,7 @@ def _findings(group: _Group, header: Header, facility: FacilityMapping,
 
 def _parse(raw: bytes, header: Header, facility: FacilityMapping,
            clock: tuple[datetime, date | None] | None) -> Parsed:
-    check_header(header)
-    kind = message_kind(header)
+    kind = check_header(header)
     if kind in ORDER_TYPES:
         return Parsed(header, [], [Skipped(0, f"{kind} is an order, not a report: not used")])
     try:
@@ -296,11 +294,11 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
                           f"{', '.join(facility.accession)}")
         finalized = _finalized(group, header, facility, segs)
         if clock is not None:
-            where = f"the report time ({', '.join(facility.report_time)})"
-            why = time_problem(where, finalized, clock[0], clock[1])
+            why = time_problem("report time", finalized, clock[0], clock[1])
             if why is not None:
-                raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: {where} "
-                             f"{why.removeprefix(where + ': ')}")
+                raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report time "
+                             f"({', '.join(facility.report_time)}) "
+                             f"{why.removeprefix('report time: ')}")
         lines = _trim(group.lines)
         if status is ReportStatus.FINAL and any(
             line.lstrip().upper().startswith(facility.markers) for line in lines

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from surveillance.contracts import ReportFinal
-
-if TYPE_CHECKING:  # the ingest module loads the label vocabulary: imported when first used
-    from surveillance.stream.ingest import DateRange
+from surveillance.stream.ingest import DateRange, control_characters
 
 
 def identifier_problem(report: ReportFinal) -> str | None:
     """Why an identifier of `report` would be refused (a control character, e.g. a
     hex-escaped CR in an accession number), or None."""
-    from surveillance.stream.ingest import control_characters
-
+    if (report.accession_number + (report.patient_id or "") + report.site).isprintable():
+        return None  # the usual case, in one scan; isprintable() is False for every control
     why = control_characters([("accession_number", report.accession_number),
                               ("patient_id", report.patient_id), ("site", report.site)])
     return None if why is None else why.message
@@ -33,6 +30,4 @@ def time_problem(name: str, value: datetime, now: datetime, earliest: date | Non
 
 @lru_cache(maxsize=4)
 def _dates(earliest: date | None) -> DateRange:
-    from surveillance.stream.ingest import DateRange
-
     return DateRange() if earliest is None else DateRange(earliest)
