@@ -124,7 +124,7 @@ REJECTED = {
                      "OBX|1|TX|R||text||||||F"), "AE", "102"),
     "charset": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X4|P|2.5|||||| KLINGON"),
                 "AR", "103"),
-    "version": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X5|P|2.2",
+    "version": (msg("MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X5|P|2.1",
                     obr(f1="1", f3="A1", f22="20240310", f25="F"), "OBX|1|TX|R||t||||||F"),
                 "AR", "203"),
     "not_utf8": (b"MSH|^~\\&|A|MERCY_PS|R|R|20240310||ORU^R01|X6|P|2.5\r"

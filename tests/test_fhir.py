@@ -177,6 +177,37 @@ def test_service_creates_refuses_and_answers_bundles(service: str,
     assert "ACC-F200" not in accessions
 
 
+@pytest.mark.integration
+def test_service_takes_a_report_with_its_observations_and_refuses_year_one(
+        service: str, broker: EmbeddedBroker) -> None:
+    """What report systems send beside the simulator's resources: a transaction with the
+    report's Observation and Patient (was a 422 for the whole bundle), and an `issued`
+    of year 1 (was 201, then a dead letter at the worker's ingest)."""
+    observation = {"fullUrl": "urn:uuid:7c0e6a52-0000-4000-8000-0000000000a1",
+                   "resource": {"resourceType": "Observation", "status": "final",
+                                "code": {"text": "Impression"},
+                                "valueString": "Small left pneumothorax."},
+                   "request": {"method": "POST", "url": "Observation"}}
+    patient = {"fullUrl": "urn:uuid:7c0e6a52-0000-4000-8000-0000000000a2",
+               "resource": {"resourceType": "Patient", "id": "p1"},
+               "request": {"method": "POST", "url": "Patient"}}
+    report = {**f.REPORT_ENTRY, "resource": {**f.REPORT_ENTRY["resource"],
+                                             "conclusion": "with its observation"}}
+    tx = _post(f"{service}/fhir", f.bundle("transaction", [
+        patient, f.SERVICE_REQUEST_ENTRY, observation, report]))
+    assert tx.status_code == 200, tx.text
+    assert [e["response"]["status"] for e in tx.json()["entry"]] == [
+        "200 OK", "200 OK", "200 OK", "201 Created"]
+
+    year_one = _post(f"{service}/fhir/DiagnosticReport",
+                     f.report(issued="0001-01-01T00:00:00Z"))
+    assert year_one.status_code == 422
+    assert year_one.json()["issue"][0]["diagnostics"] == (
+        "DiagnosticReport.issued: is before 1980-01-01 (stream.earliest_event_date)")
+    texts = [v.get("report_text") for v in _topic_ids(broker.bootstrap).values()]
+    assert "with its observation" in texts
+
+
 # --- schemathesis on the OpenAPI document -------------------------------------------
 
 

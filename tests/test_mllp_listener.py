@@ -293,6 +293,7 @@ async def test_framing_split_writes_junk_oversize_and_a_half_closed_sender(
     assert [a["MSA"][2] for a in acks] == ["C70001", "", "", "C70002"]
     assert acks[1]["MSA"][3] == "empty MLLP frame"
     size = int(acks[2]["MSA"][3].split()[2])  # "message of N bytes exceeds ..."
-    assert 20_000 <= size <= 20_003 and acks[2]["MSA"][3].endswith("the 2000-byte limit")
+    assert 20_000 <= size <= 20_003 and acks[2]["MSA"][3].endswith(
+        "the 2000-byte limit (hl7 listen --max-message-bytes)")
     ids = {json.loads(v)["event_id"] for v in read_topic(broker.bootstrap, REPORTS_FINAL)}
     assert {event_id(header_of(first), 1), event_id(header_of(last), 1)} <= ids

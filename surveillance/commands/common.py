@@ -24,6 +24,44 @@ def load_settings() -> Any:
         fail(f"bad setting SURVEILLANCE_{where}: {first['msg']}")
 
 
+def load_intake_settings() -> Any:
+    """The intake's settings (also the FHIR endpoint's tokens), or one line and exit 2: a
+    value that is not JSON (a token list written `ris:abc`) raised pydantic-settings'
+    SettingsError, shown as a traceback."""
+    from pydantic_settings import SettingsError
+
+    from surveillance.intake import IntakeSettings
+
+    try:
+        return IntakeSettings()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = "_".join(str(p) for p in first["loc"]).upper()
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        fail(f"bad setting SURVEILLANCE_INTAKE_{where}: {msg}" if where else msg)
+    except SettingsError as exc:
+        # "error parsing value for field "api_tokens" from source ...": name the variable.
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        name = f"SURVEILLANCE_INTAKE_{field.upper()}" if field else "a SURVEILLANCE_INTAKE_ setting"
+        fail(f"{name} is not valid JSON: write it as JSON, e.g. "
+             "SURVEILLANCE_INTAKE_API_TOKENS='{\"ris\": \"<token>\"}'")
+
+
+def require_port_free(host: str, port: int, what: str) -> None:
+    """One line and exit 2 when `host:port` cannot be bound, before a server starts (uvicorn
+    logs its own multi-line error and exits 3)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"cannot serve {what} on {host}:{port} ({exc.strerror}): stop what holds "
+                 "the port or choose another")
+
+
 def require_key(settings: Any) -> None:
     """Production refuses a missing, public or weak pseudonym key (one line, exit 2)."""
     from surveillance.privacy_key import KeyRefused, check_key

@@ -76,5 +76,11 @@ def tool_history(tool: str | None = None, version: str | None = None) -> None:
     """The audit trail: every transition with who, when and why."""
     from surveillance.clinical.lifecycle import history
 
-    for t in history(load_settings().state_dir, tool, version):
+    settings = load_settings()
+    transitions = history(settings.state_dir, tool, version)
+    for t in transitions:
         typer.echo(str(t))
+    if not transitions:  # say so: an empty output looked like a broken command
+        which = " ".join(x for x in (tool, version) if x) or "any tool"
+        typer.echo(f"no lifecycle changes recorded for {which} in {settings.state_dir} "
+                   "(`surveillance tool register` starts one)", err=True)

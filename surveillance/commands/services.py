@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from surveillance.commands.common import check_broker, fail, load_settings, require_key
+from surveillance.commands.common import (
+    check_broker,
+    fail,
+    load_intake_settings,
+    load_settings,
+    require_key,
+    require_port_free,
+)
 
 
 def worker() -> None:
@@ -117,18 +123,13 @@ def intake(
     tls_key: Annotated[Path | None, typer.Option(help="serve HTTPS: its private key")] = None,
 ) -> None:
     """Serve the adverse-event form and JSON API (its own process)."""
-    from surveillance.intake import IntakeSettings, serve
+    from surveillance.intake import serve
 
     settings = load_settings()
     require_key(settings)
-    try:
-        intake_settings = IntakeSettings()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = "_".join(str(p) for p in first["loc"]).upper()
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        fail(f"bad setting SURVEILLANCE_INTAKE_{where}: {msg}" if where else msg)
+    intake_settings = load_intake_settings()
     if (tls_cert is None) != (tls_key is None):
         fail("give both --tls-cert and --tls-key to serve HTTPS, or neither")
+    require_port_free(host, port, "the intake (--port)")
     tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     serve(host, port, settings.kafka.bootstrap, settings, intake_settings, tls)

@@ -20,7 +20,7 @@ def listen() -> None:
     import uvicorn
 
     from surveillance.clinical.baselines import load_registry
-    from surveillance.commands.common import load_settings
+    from surveillance.commands.common import load_settings, require_port_free
     from surveillance.interop.dicom_service import DicomConfig, DicomService
     from surveillance.interop.stow import create_app
 
@@ -43,7 +43,10 @@ def listen() -> None:
         spool_synchronous=d.spool_synchronous,
         topic=d.topic,
         processes=d.processes,
+        earliest=settings.stream.earliest_event_date,
     )
+    # Checked before the SCP starts: uvicorn's own bind error is several lines and exit 3.
+    require_port_free(d.stow_host, d.stow_port, "STOW-RS (SURVEILLANCE_DICOM__STOW_PORT)")
     service = DicomService(config, load_registry(settings.baselines_file)).start()
     typer.echo(f"C-STORE SCP {d.ae_title} on {d.host}:{service.port}; STOW-RS on "
                f"http://{d.stow_host}:{d.stow_port}/studies", err=True)

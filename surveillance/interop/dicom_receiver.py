@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from io import BytesIO
 from typing import Protocol
 
@@ -87,8 +87,13 @@ class Receiver:
         dead_letters: DeadLetterSink,
         local_tz: tzinfo = UTC,
         on_stored: Callable[[], None] = lambda: None,
+        earliest: date | None = None,
     ) -> None:
+        from surveillance.stream.ingest import DateRange
+
         self._registry = registry
+        #: The event dates the worker's ingest takes: an SR outside them is refused here.
+        self._dates = DateRange() if earliest is None else DateRange(earliest)
         self._spool = spool
         self._dlq = dead_letters
         self._tz = local_tz
@@ -172,6 +177,13 @@ class Receiver:
         site: str,
     ) -> Outcome:
         parsed = parse_sr(ds, self._registry, site, self._tz)
+        # Every group carries the SR header's dates: one check answers for all of them.
+        first = parsed.results[0]
+        why = self._dates.first_outside(
+            [("study_date", first.study_date), ("inference_date", first.inference_date)],
+            datetime.now(UTC))
+        if why is not None:  # 0xA900 now, rather than success and a dead letter at ingest
+            raise UnusableObject("invalid", f"the SR's {why.message}")
         if parsed.refused:
             reasons = "; ".join(r.message for r in parsed.refused)
             self._dead_letter(raw, channel, f"some measurement groups refused: {reasons}")

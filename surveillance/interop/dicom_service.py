@@ -19,6 +19,7 @@ import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +52,9 @@ class DicomConfig:
     processes: int = 1
     #: Where results and dead letters go (tests and benchmarks use their own topics).
     topic: str = AI_RESULTS
+    #: `stream.earliest_event_date` (None: its default): an SR dated before it, or after
+    #: the clock, is refused (0xA900) as the worker's ingest would dead-letter its results.
+    earliest: date | None = None
 
 
 class DicomService:
@@ -72,7 +76,7 @@ class DicomService:
         )
         self.dead_letters = KafkaPublisher(config.bootstrap, dlq(config.topic))
         self.receiver = Receiver(registry, self.spool, self.dead_letters, tz,
-                                 on_stored=self.publisher.wake)
+                                 on_stored=self.publisher.wake, earliest=config.earliest)
         self._registry = registry
         self._server: Any = None
         self._others: list[Any] = []
@@ -151,7 +155,8 @@ def serve_c_store(
     logging.basicConfig(level=logging.WARNING)
     spool = Spool(config.spool_path, config.spool_synchronous)
     dead_letters = KafkaPublisher(config.bootstrap, dlq(config.topic))
-    receiver = Receiver(registry, spool, dead_letters, ZoneInfo(config.timezone))
+    receiver = Receiver(registry, spool, dead_letters, ZoneInfo(config.timezone),
+                        earliest=config.earliest)
     server = start_scp(receiver, config.host, port, config.ae_title,
                        config.allowed_calling_aets,
                        lambda ae: site_of(ae, config.sites, config.default_site),

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -85,7 +85,9 @@ def capability_statement(now: datetime) -> dict[str, Any]:
 
 
 def create_fhir_app(intake: IntakeSettings, bootstrap: str,
-                    sink: ReportSink | None = None) -> FastAPI:
+                    sink: ReportSink | None = None, earliest: date | None = None) -> FastAPI:
+    """`earliest`: `stream.earliest_event_date` (None: its default); a report issued
+    before it, or in the future, is a 422 as the worker's ingest would dead-letter it."""
     state: dict[str, ReportSink] = {}
     lock = asyncio.Lock()
 
@@ -138,7 +140,7 @@ def create_fhir_app(intake: IntakeSettings, bootstrap: str,
         if isinstance(got, JSONResponse):
             return got
         system, body = got
-        results = parse_resource(body, system)
+        results = parse_resource(body, system, datetime.now(UTC), earliest)
         if len(results) != 1 or _resource_type(body) == "Bundle":
             return _fhir(outcome("error", "not-supported", "POST /fhir/DiagnosticReport takes "
                                  "one DiagnosticReport; POST a Bundle to /fhir"), 422)
@@ -159,7 +161,7 @@ def create_fhir_app(intake: IntakeSettings, bootstrap: str,
         if isinstance(got, JSONResponse):
             return got
         system, body = got
-        results = parse_resource(body, system)
+        results = parse_resource(body, system, datetime.now(UTC), earliest)
         whole = [r for r in results if isinstance(r, FhirRejection) and r.whole]
         if whole:
             return _refused(whole[0])

@@ -8,7 +8,8 @@ ServiceRequest are unchanged from R4). Mapping:
 - accession: the identifier whose type is v2-0203 ACSN, else that of the ServiceRequest
   in `basedOn` (contained, or an entry of the same Bundle);
 - finalized_at: `issued` (an instant with its offset);
-- text: text/plain `presentedForm` attachments, then `conclusion`;
+- text: text/plain `presentedForm` attachments, then `conclusion`; without either, the
+  `valueString` of the `result` Observations (contained, or in the same Bundle);
 - findings: `conclusionCode` codings known to `CONCLUSION_CODES`, or in our own system
   ``urn:imaging-ai-surveillance:finding`` as ``<finding>`` (present) or
   ``<finding>:<present|absent|indeterminate>``;
@@ -25,6 +26,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -36,6 +38,7 @@ from surveillance.contracts import (
     ReportStatus,
     StructuredFinding,
 )
+from surveillance.interop.ingest_edge import identifier_problem, time_problem
 
 OWN_SYSTEM = "urn:imaging-ai-surveillance:finding"
 SNOMED = "http://snomed.info/sct"
@@ -77,11 +80,18 @@ class FhirSkipped:
 
 
 FhirResult = ReportFinal | FhirRejection | FhirSkipped
+#: The receiver's clock and `stream.earliest_event_date` (None: its default), or None:
+#: no date-range check (the pure mapping alone).
+Clock = tuple[datetime, date | None] | None
 
 
-def parse_resource(raw: bytes, system: str = "fhir") -> list[FhirResult]:
+def parse_resource(raw: bytes, system: str = "fhir", now: datetime | None = None,
+                   earliest: date | None = None) -> list[FhirResult]:
     """A DiagnosticReport -> one result; a Bundle -> one per entry, in order. A body
-    that is neither (or not JSON) -> one rejection."""
+    that is neither (or not JSON) -> one rejection. With `now` (the receiver's clock), an
+    `issued` the worker's ingest would refuse (before `earliest`,
+    `stream.earliest_event_date`, or over an hour after `now`) is refused here."""
+    clock = None if now is None else (now, earliest)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -92,9 +102,9 @@ def parse_resource(raw: bytes, system: str = "fhir") -> list[FhirResult]:
                               whole=True)]
     kind = data.get("resourceType")
     if kind == "DiagnosticReport":
-        return [parse_report(data, system, {})]
+        return [parse_report(data, system, {}, clock)]
     if kind == "Bundle":
-        return parse_bundle(data, system)
+        return parse_bundle(data, system, clock)
     return [FhirRejection(f"resourceType must be DiagnosticReport or Bundle, not "
                           f"{str(kind)[:40]!r}", "not-supported", whole=True)]
 
@@ -103,7 +113,7 @@ def bundle_type(data: dict[str, Any]) -> str:
     return str(data.get("type", ""))
 
 
-def parse_bundle(data: dict[str, Any], system: str) -> list[FhirResult]:
+def parse_bundle(data: dict[str, Any], system: str, clock: Clock = None) -> list[FhirResult]:
     from fhir.resources.R4B.bundle import Bundle
 
     try:
@@ -117,7 +127,7 @@ def parse_bundle(data: dict[str, Any], system: str) -> list[FhirResult]:
     requests: dict[str, dict[str, Any]] = {}
     for entry in entries:
         resource = entry.get("resource") or {}
-        if resource.get("resourceType") == "ServiceRequest":
+        if resource.get("resourceType") in ("ServiceRequest", "Observation"):
             for name in _names(entry, resource):
                 requests[name] = resource
     out: list[FhirResult] = []
@@ -127,14 +137,19 @@ def parse_bundle(data: dict[str, Any], system: str) -> list[FhirResult]:
         if kind == "ServiceRequest":
             out.append(FhirSkipped("ServiceRequest entry (read for the accession)"))
         elif kind == "DiagnosticReport":
-            result = parse_report(resource, system, requests)
+            result = parse_report(resource, system, requests, clock)
             if isinstance(result, FhirRejection):
                 result = FhirRejection(f"entry[{n}]: {result.reason}", result.code)
             out.append(result)
+        elif isinstance(kind, str) and kind:
+            # A report system sends a report with what it refers to (its Observations,
+            # Patient, ImagingStudy...): context, not reports. Refusing them refused the
+            # whole of such a transaction.
+            out.append(FhirSkipped(f"entry[{n}]: {kind[:40]} entry (only DiagnosticReport "
+                                   "entries are reports)"))
         else:
-            out.append(FhirRejection(f"entry[{n}]: resourceType {str(kind)[:40]!r} is not "
-                                     "accepted (DiagnosticReport, ServiceRequest)",
-                                     "not-supported"))
+            out.append(FhirRejection(f"entry[{n}]: the entry has no resource with a "
+                                     "resourceType", "structure"))
     return out
 
 
@@ -143,12 +158,12 @@ def _names(entry: dict[str, Any], resource: dict[str, Any]) -> list[str]:
     if entry.get("fullUrl"):
         names.append(str(entry["fullUrl"]))
     if resource.get("id"):
-        names.append(f"ServiceRequest/{resource['id']}")
+        names.append(f"{resource['resourceType']}/{resource['id']}")
     return names
 
 
 def parse_report(data: dict[str, Any], system: str,
-                 requests: dict[str, dict[str, Any]]) -> FhirResult:
+                 requests: dict[str, dict[str, Any]], clock: Clock = None) -> FhirResult:
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
     try:
@@ -169,6 +184,10 @@ def parse_report(data: dict[str, Any], system: str,
                              "required")
     if report.issued.tzinfo is None:
         return FhirRejection("DiagnosticReport.issued must carry a UTC offset", "value")
+    if clock is not None:
+        why = time_problem("issued", report.issued, clock[0], clock[1])
+        if why is not None:  # a 201 here would be a dead letter at the worker's ingest
+            return FhirRejection(f"DiagnosticReport.{why}", "value")
     status = ReportStatus(use)
     text = None
     findings: list[StructuredFinding] | None = []
@@ -178,14 +197,20 @@ def parse_report(data: dict[str, Any], system: str,
             return texts
         if data.get("conclusion"):
             texts.append(str(data["conclusion"]))
+        if not any(t.strip() for t in texts):
+            texts = _observation_texts(data, requests)
+        # CRLF and a lone CR (Windows and old Mac text files) are line breaks: the label
+        # reader finds headings (IMPRESSION:) at the start of a line, after a LF only.
+        texts = [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
         text = "\n".join(t.strip("\n") for t in texts if t.strip()) or None
         found = _findings(data)
         if isinstance(found, FhirRejection):
             return found
         findings = found or None
         if findings is None and text is None:
-            return FhirRejection("no report text (conclusion, text/plain presentedForm) and "
-                                 "no known conclusionCode", "required")
+            return FhirRejection("no report text (conclusion, text/plain presentedForm, "
+                                 "valueString of result Observations) and no known "
+                                 "conclusionCode", "required")
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     try:
         event = ReportFinal(
@@ -200,6 +225,9 @@ def parse_report(data: dict[str, Any], system: str,
         )
     except ValidationError as exc:
         return FhirRejection(f"DiagnosticReport: {_describe(exc)}", "value")
+    problem = identifier_problem(event)
+    if problem is not None:
+        return FhirRejection(f"DiagnosticReport: {problem}", "value")
     size = len(event.model_dump_json(exclude_none=True).encode("utf-8"))
     if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our 201
         return FhirRejection(f"the report is {size} bytes as an event, over the "
@@ -254,6 +282,22 @@ def _presented_text(data: dict[str, Any]) -> list[str] | FhirRejection:
         except (binascii.Error, UnicodeDecodeError, LookupError):
             return FhirRejection(f"presentedForm[{n}].data is not base64 text in {charset}",
                                  "value")
+    return texts
+
+
+def _observation_texts(data: dict[str, Any], bundled: dict[str, dict[str, Any]]
+                       ) -> list[str]:
+    """The `valueString` of the report's `result` Observations (contained, or entries of
+    the same Bundle), in order: the text of a report sent as Observations only."""
+    contained = {f"#{c.get('id')}": c for c in data.get("contained") or []
+                 if c.get("resourceType") == "Observation"}
+    texts = []
+    for ref in data.get("result") or []:
+        target = contained.get(str(ref.get("reference", ""))) or bundled.get(
+            str(ref.get("reference", "")))
+        if target is not None and target.get("resourceType") == "Observation" and isinstance(
+                target.get("valueString"), str):
+            texts.append(target["valueString"])
     return texts
 
 

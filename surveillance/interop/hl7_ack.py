@@ -65,7 +65,7 @@ def build_ack(
         h(header.sending_application) if header else "",
         h(header.sending_facility) if header else "",
         now.strftime("%Y%m%d%H%M%S%z"), "",
-        f"ACK{d.component}R01{d.component}ACK", control_id,
+        f"ACK{d.component}{_trigger(header, d)}{d.component}ACK", control_id,
         (header.processing_id or "P") if header else "P", version,
     ])
     text = (reason or "")[:200]
@@ -80,3 +80,37 @@ def build_ack(
         ]))
     charset = header.charset if header is not None and header.charset else "utf-8"
     return ("\r".join(segments) + "\r").encode(charset, errors="replace")
+
+
+def _trigger(header: Header | None, d: Delimiters) -> str:
+    """The ACK's trigger event is the acknowledged message's (R01, O01, O23...)."""
+    parts = header.message_type.split(d.component) if header is not None else []
+    trigger = parts[1].strip() if len(parts) > 1 else ""
+    return trigger if trigger.isalnum() and len(trigger) == 3 else "R01"
+
+
+def build_batch_ack(batch: bytes, acks: list[bytes], now: datetime, control_id: str) -> bytes:
+    """The answer to a batch sent in one MLLP frame: its FHS and BHS with sender and
+    receiver swapped (FHS-12/BHS-12 naming the original's control id, FHS-11/BHS-11), one
+    ACK per message in order, then BTS (the ACK count) and FTS."""
+    lines = [line for line in batch.decode("latin-1").replace("\n", "\r").split("\r")
+             if line.strip()]
+    out: list[str] = []
+    for tag in ("FHS", "BHS"):
+        seg = next((line.lstrip() for line in lines if line.lstrip().startswith(tag)), None)
+        if seg is None or len(seg) < 4:
+            continue
+        sep = seg[3]
+        fields = seg.split(sep)
+        fields.insert(1, sep)  # index n is FHS-n / BHS-n, as in MSH
+
+        def at(n: int, fields: list[str] = fields) -> str:
+            return fields[n] if n < len(fields) else ""
+
+        out.append(sep.join([tag, at(2), at(5), at(6), at(3), at(4),
+                             now.strftime("%Y%m%d%H%M%S%z"), "", "", "", control_id, at(11)]))
+    head = "".join(f"{line}\r" for line in out).encode("ascii", errors="replace")
+    sep = out[-1][3] if out else "|"
+    tail = f"BTS{sep}{len(acks)}\r" + (f"FTS{sep}1\r" if out and out[0].startswith("FHS")
+                                        else "")
+    return head + b"".join(acks) + tail.encode("ascii")

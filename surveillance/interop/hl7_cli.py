@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from surveillance.errors import SurveillanceError
+from surveillance.interop.errors import InteropError
 
 if TYPE_CHECKING:  # every `surveillance` command imports this module: keep it light
     from surveillance.contracts import ReportFinal
@@ -85,17 +88,18 @@ def hl7_parse(file: Path, mapping: MappingOption = None) -> None:
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
     key = _key()
+    earliest, now = _settings().stream.earliest_event_date, datetime.now(UTC)
     rejected = 0
     for n, message in enumerate(split_batch(data), start=1):
-        result = parse_message(message, rules)
+        result = parse_message(message, rules, now, earliest)
         if isinstance(result, Rejection):
             rejected += 1
             typer.echo(f"{file.name}#{n}: rejected ({result.code} {result.error}): "
                        f"{result.reason}", err=True)
             continue
         for skipped in result.skipped:
-            typer.echo(f"{file.name}#{n}: OBR group {skipped.group} skipped: {skipped.reason}",
-                       err=True)
+            what = f"OBR group {skipped.group}" if skipped.group else "message"
+            typer.echo(f"{file.name}#{n}: {what} skipped: {skipped.reason}", err=True)
         for report in result.reports:
             typer.echo(json.dumps(pseudonymized(report, key)))
     if rejected:
@@ -109,6 +113,10 @@ def hl7_listen(
     mapping: MappingOption = None,
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker")] = None,
     max_in_flight: Annotated[int, typer.Option(min=1, max=100_000)] = 256,
+    max_message_bytes: Annotated[int, typer.Option(
+        min=1024, max=256 * 1024 * 1024, help="largest message taken (a report with an "
+        "embedded PDF, OBX type ED, can be several MB); at most --max-in-flight of them "
+        "are held at once")] = 1024 * 1024,
     processes: Annotated[int, typer.Option(
         min=1, max=64, help="listener processes on the port (SO_REUSEPORT), one per core "
         "at most; duplicates are still found across them")] = 1,
@@ -117,9 +125,11 @@ def hl7_listen(
     from surveillance.interop.mllp_server import MllpListener
 
     rules = _mapping(mapping)
-    broker = bootstrap or _settings().kafka.bootstrap
+    settings = _settings()
+    broker, earliest = bootstrap or settings.kafka.bootstrap, settings.stream.earliest_event_date
     if processes > 1:
-        _run(lambda: _listen_in_processes(host, port, processes, broker, rules, max_in_flight))
+        _run(lambda: _listen_in_processes(host, port, processes, broker, rules, max_in_flight,
+                                          earliest, max_message_bytes))
         return
 
     async def run() -> None:
@@ -127,8 +137,14 @@ def hl7_listen(
 
         sink = await ReportSink(broker).start()
         try:
-            listener = MllpListener(sink, rules, max_in_flight=max_in_flight)
-            server = await listener.serve(host, port)
+            listener = MllpListener(sink, rules, max_in_flight=max_in_flight,
+                                    earliest=earliest, max_message_bytes=max_message_bytes)
+            try:
+                server = await listener.serve(host, port)
+            except OSError as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise InteropError(f"cannot listen for MLLP on {host}:{port} ({why}): stop "
+                                   "what holds the port or choose another --port") from exc
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -145,10 +161,13 @@ def hl7_listen(
 
 
 async def _listen_in_processes(host: str, port: int, processes: int, broker: str, rules: Any,
-                               max_in_flight: int) -> None:
+                               max_in_flight: int, earliest: date,
+                               max_message_bytes: int) -> None:
     from surveillance.interop.mllp_processes import ListenerGroup
 
-    group = await ListenerGroup(host, port, processes, broker, rules, max_in_flight).start()
+    group = await ListenerGroup(host, port, processes, broker, rules, max_in_flight,
+                                earliest=earliest,
+                                max_message_bytes=max_message_bytes).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,7 +202,8 @@ def hl7_import(
     from surveillance.interop.hl7_sink import ReportSink
 
     rules = _mapping(mapping)
-    broker = bootstrap or _settings().kafka.bootstrap
+    settings = _settings()
+    broker, earliest = bootstrap or settings.kafka.bootstrap, settings.stream.earliest_event_date
     try:
         files = hl7_files(paths)
         marks = Checkpoint(checkpoint)
@@ -196,7 +216,8 @@ def hl7_import(
             total = sum(f.stat().st_size for f in files)
             with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr,
                       disable=None) as bar:
-                summary = await import_files(files, sink, rules, marks, bar.update, workers)
+                summary = await import_files(files, sink, rules, marks, bar.update, workers,
+                                             earliest)
         finally:
             await sink.stop()
         for line in summary.lines():
@@ -224,7 +245,8 @@ def fhir_parse_command(file: Path) -> None:
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
     key = _key()
-    results = parse_resource(raw)
+    results = parse_resource(raw, "fhir", datetime.now(UTC),
+                             _settings().stream.earliest_event_date)
     rejected = 0
     for n, result in enumerate(results, start=1):
         if isinstance(result, FhirRejection):
@@ -248,9 +270,17 @@ def fhir_serve(
     Same bearer tokens as the intake API (SURVEILLANCE_INTAKE_API_TOKENS)."""
     import uvicorn
 
-    from surveillance.intake.config import IntakeSettings
+    from surveillance.commands.common import load_intake_settings, require_port_free
     from surveillance.interop.fhir_app import create_fhir_app
 
-    broker = bootstrap or _settings().kafka.bootstrap
-    uvicorn.run(create_fhir_app(IntakeSettings(), broker), host=host, port=port,
-                log_level="warning")
+    settings = _settings()
+    broker = bootstrap or settings.kafka.bootstrap
+    intake = load_intake_settings()
+    require_port_free(host, port, "FHIR (--port)")
+    if not intake.api_tokens:
+        typer.secho("warning: SURVEILLANCE_INTAKE_API_TOKENS is empty: every POST will be "
+                    "refused (401) until a token is set", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"FHIR R4 endpoint on http://{host}:{port}/fhir, writing to {broker}",
+               err=True)
+    app = create_fhir_app(intake, broker, earliest=settings.stream.earliest_event_date)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

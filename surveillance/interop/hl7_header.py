@@ -27,7 +27,15 @@ ERR_UNSUPPORTED_MESSAGE = "200"
 ERR_UNSUPPORTED_VERSION = "203"
 ERR_INTERNAL = "207"
 
-SUPPORTED_VERSIONS = ("2.3", "2.4", "2.5", "2.6", "2.7", "2.8")
+#: v2.2 (older RIS still send it) and v2.9 carry the segments and fields read here
+#: (MSH, PID, ORC, OBR-2/3/7/22/25, OBX-2/3/5/11/14, NTE) where v2.3-v2.8 do.
+SUPPORTED_VERSIONS = ("2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9")
+
+#: Orders a RIS sends on the same interface as its results (general, imaging, and
+#: general clinical orders): answered AA and not used. AR would put each one, with its
+#: patient identifiers, in the dead-letter topic, and some interface engines hold their
+#: queue on an AR.
+ORDER_TYPES = frozenset({"ORM^O01", "OMI^O23", "OMG^O19"})
 
 
 @dataclass(frozen=True)
@@ -145,18 +153,26 @@ def event_id(header: Header, group: int) -> str:
     return f"hl7-{digest}-{group}"
 
 
-def check_header(header: Header) -> None:
+def message_kind(header: Header) -> str:
+    """MSH-9's message code and trigger event, e.g. ``ORU^R01``."""
+    parts = header.message_type.split(header.delimiters.component)
+    return "^".join(p.strip() for p in parts[:2] if p.strip())
+
+
+def check_header(header: Header) -> str:
+    """The message's kind (`message_kind`) when it is one we take; raises `Reject`."""
     if not header.sending_facility.strip():
         raise Reject("AR", ERR_REQUIRED_FIELD, "MSH-4 (sending facility) is empty")
     if not header.control_id:
         raise Reject("AR", ERR_REQUIRED_FIELD, "MSH-10 (message control id) is empty")
     if len(header.control_id) > 199:
         raise Reject("AR", ERR_DATA_TYPE, "MSH-10 (message control id) is over 199 characters")
-    parts = header.message_type.split(header.delimiters.component)
-    kind = "^".join(p for p in parts[:2] if p)
-    if kind != "ORU^R01":
+    kind = message_kind(header)
+    if kind != "ORU^R01" and kind not in ORDER_TYPES:
         raise Reject("AR", ERR_UNSUPPORTED_MESSAGE,
-                      f"MSH-9 message type {kind[:20]!r} is not accepted (only ORU^R01)")
+                      f"MSH-9 message type {kind[:20]!r} is not accepted (only ORU^R01; "
+                      "orders are answered AA and not used)")
     if not header.version.startswith(SUPPORTED_VERSIONS):
         raise Reject("AR", ERR_UNSUPPORTED_VERSION,
-                      f"MSH-12 version {header.version[:12]!r} is not supported (2.3 to 2.8)")
+                      f"MSH-12 version {header.version[:12]!r} is not supported (2.2 to 2.9)")
+    return kind

@@ -22,6 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -108,6 +109,7 @@ class Checkpoint:
 # produces (record batches, one acknowledgement wait per chunk); set by `_init` in each
 # worker.
 _MAPPING: Mapping | None = None
+_EARLIEST: date | None = None
 
 #: Chunks being parsed ahead of the one being produced: enough to keep every worker busy
 #: while the broker acknowledges, across file boundaries.
@@ -124,14 +126,15 @@ class Outcome(NamedTuple):
     rejected: tuple[str, str, str] | None
 
 
-def _init(mapping: Mapping) -> None:
-    global _MAPPING
-    _MAPPING = mapping
+def _init(mapping: Mapping, earliest: date | None = None) -> None:
+    global _MAPPING, _EARLIEST
+    _MAPPING, _EARLIEST = mapping, earliest
 
 
 def parse_for_import(raw: bytes) -> Outcome:
     assert _MAPPING is not None
-    result = parse_message(raw, _MAPPING)
+    # Report times the worker would dead-letter are rejected here, with the reason.
+    result = parse_message(raw, _MAPPING, datetime.now(UTC), _EARLIEST)
     if isinstance(result, Rejection):
         key = result.header.dedup_key if result.header is not None else ""
         return Outcome(key, [], [], (result.code, result.error, result.reason))
@@ -155,13 +158,14 @@ class _Chunk:
 async def import_files(
     files: list[Path], sink: ReportSink, mapping: Mapping, checkpoint: Checkpoint,
     progress: Callable[[int], None] = lambda _n: None, workers: int | None = None,
+    earliest: date | None = None,
 ) -> ImportSummary:
     summary = ImportSummary(files=len(files))
     seen: set[str] = set()
     n_workers = workers or os.cpu_count() or 1
     # spawn: a forked child would inherit the producer's sockets and event loop.
     with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init, initargs=(mapping,)) as pool:
+                             initializer=_init, initargs=(mapping, earliest)) as pool:
         loop = asyncio.get_running_loop()
 
         def parse(messages: list[bytes]) -> asyncio.Future[list[list[Outcome]]]:

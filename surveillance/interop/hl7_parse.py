@@ -1,4 +1,4 @@
-"""HL7 v2 ORU^R01 (v2.3 to v2.8) -> one `ReportFinal` per OBR group. Pure.
+"""HL7 v2 ORU^R01 (v2.2 to v2.9) -> one `ReportFinal` per OBR group. Pure.
 
 Reads MSH, PID, ORC, OBR, OBX (TX, FT, ST, CE, CWE) and NTE. The report text is the
 text OBX values and NTE comments of the group in order, one line per repetition, with
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 
 from pydantic import ValidationError
@@ -36,6 +36,7 @@ from surveillance.interop.hl7_header import (
     ERR_REQUIRED_FIELD,
     ERR_SEGMENT_SEQUENCE,
     ERR_TABLE_VALUE,
+    ORDER_TYPES,
     Header,
     Reject,
     Rejection,
@@ -55,6 +56,7 @@ from surveillance.interop.hl7_text import (
     parse_timestamp,
     unescape,
 )
+from surveillance.interop.ingest_edge import identifier_problem, time_problem
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _COMMON = frozenset({"PID", "PV1", "ORC", "OBR", "OBX", "NTE", "PD1", "PV2"})
@@ -78,15 +80,22 @@ class Parsed:
     records: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def parse_message(raw: bytes, mapping: Mapping) -> Parsed | Rejection:
-    """One ORU^R01 in bytes (no MLLP framing) -> its reports, or why not."""
+def parse_message(raw: bytes, mapping: Mapping, now: datetime | None = None,
+                  earliest: date | None = None) -> Parsed | Rejection:
+    """One ORU^R01 in bytes (no MLLP framing) -> its reports, or why not.
+
+    With `now` (the receiver's clock), a report time the worker's ingest would refuse
+    (before `earliest`, `stream.earliest_event_date`, default 1980-01-01; or over an hour
+    after `now`)
+    rejects the message here: the sender gets AE with the reason, not an AA for a report
+    the worker then dead-letters."""
     header: Header | None = None
     try:
         header = header_of(raw)
         facility = mapping.for_facility(header.sending_facility)
         if not header.charset:
             header = header.with_charset(codec(facility.charset))
-        return _parse(raw, header, facility)
+        return _parse(raw, header, facility, None if now is None else (now, earliest))
     except Reject as rej:
         return Rejection(rej.code, rej.error, rej.reason, header)
 
@@ -137,13 +146,17 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
 
 
 def _text_lines(value: str, header: Header) -> list[str]:
-    """Each repetition is a line; escapes decoded after splitting (\\R\\ is a literal ~)."""
+    """Each repetition is a line; escapes decoded after splitting (\\R\\ is a literal ~);
+    a hex-escaped CR, CRLF or LF (\\X0D\\, \\X0D0A\\, \\X0A\\) breaks the line too."""
     d = header.delimiters
     if not value:
         return [""]  # an empty text line is a paragraph break, which the label reader uses
     lines: list[str] = []
     for rep in value.split(d.repetition):
-        lines.extend(unescape(rep, d, header.charset).split("\n"))
+        text = unescape(rep, d, header.charset)
+        if "\r" in text:  # \X0D\ or \X0D0A\: a line break the label reader must see as one
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines.extend(text.split("\n"))
     return lines
 
 
@@ -241,8 +254,11 @@ def _findings(group: _Group, header: Header, facility: FacilityMapping,
     return [StructuredFinding(finding_code=k, label=v) for k, v in out.items()]
 
 
-def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
-    check_header(header)
+def _parse(raw: bytes, header: Header, facility: FacilityMapping,
+           clock: tuple[datetime, date | None] | None) -> Parsed:
+    kind = check_header(header)
+    if kind in ORDER_TYPES:
+        return Parsed(header, [], [Skipped(0, f"{kind} is an order, not a report: not used")])
     try:
         text = raw.decode(header.charset)
     except UnicodeDecodeError as exc:
@@ -260,6 +276,12 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
         }
         code = _status(group, header)
         use = facility.statuses.get(code)
+        if use is None and not code:
+            # OBX-11 is required: an AA here would drop every report of such a feed unseen.
+            raise Reject("AE", ERR_REQUIRED_FIELD,
+                          f"OBR group {group.index}: no result status in OBR-25 or OBX-11 "
+                          "(a feed that never sends one: add \"\": final to the facility's "
+                          "statuses, beside F, C, A and X)")
         if use is None or use == "skip":
             skipped.append(Skipped(group.index, f"result status {code or '(empty)'} not used"))
             continue
@@ -271,6 +293,12 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
                           f"OBR group {group.index}: no accession number in "
                           f"{', '.join(facility.accession)}")
         finalized = _finalized(group, header, facility, segs)
+        if clock is not None:
+            why = time_problem("report time", finalized, clock[0], clock[1])
+            if why is not None:
+                raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report time "
+                             f"({', '.join(facility.report_time)}) "
+                             f"{why.removeprefix('report time: ')}")
         lines = _trim(group.lines)
         if status is ReportStatus.FINAL and any(
             line.lstrip().upper().startswith(facility.markers) for line in lines
@@ -298,6 +326,9 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping) -> Parsed:
             where = ".".join(str(p) for p in first["loc"])
             raise Reject("AE", ERR_DATA_TYPE,
                           f"OBR group {group.index}: {where}: {first['msg']}") from exc
+        problem = identifier_problem(report)
+        if problem is not None:
+            raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: {problem}")
         value = report.model_dump_json(exclude_none=True).encode("utf-8")
         size = len(value)
         if size > MAX_EVENT_BYTES:  # ingest would dead-letter it after our AA

@@ -17,6 +17,7 @@ import shutil
 import signal
 import tempfile
 from collections import Counter
+from datetime import date
 from typing import Any
 
 from surveillance.interop.errors import DeliveryError, InteropError
@@ -31,11 +32,13 @@ class ListenerGroup:
 
     def __init__(self, host: str, port: int, processes: int, bootstrap: str,
                  mapping: Mapping, max_in_flight: int = 256,
-                 timeout_seconds: float = 30.0) -> None:
+                 timeout_seconds: float = 30.0, earliest: date | None = None,
+                 max_message_bytes: int = 1024 * 1024) -> None:
         if port == 0:
             raise InteropError("several listener processes need a fixed port, not 0")
         self.host, self.port, self.processes = host, port, processes
-        self._args = (bootstrap, mapping, max_in_flight, timeout_seconds)
+        self._args = (bootstrap, mapping, max_in_flight, timeout_seconds, earliest,
+                      max_message_bytes)
         self._dir = ""
         self._coordinator: DedupCoordinator | None = None
         self._children: list[Any] = []
@@ -95,13 +98,15 @@ class ListenerGroup:
 
 
 def _listener_process(host: str, port: int, path: str, bootstrap: str, mapping: Mapping,
-                      max_in_flight: int, timeout_seconds: float, out: Any) -> None:
+                      max_in_flight: int, timeout_seconds: float, earliest: date | None,
+                      max_message_bytes: int, out: Any) -> None:
     asyncio.run(_listen(host, port, path, bootstrap, mapping, max_in_flight,
-                        timeout_seconds, out))
+                        timeout_seconds, earliest, max_message_bytes, out))
 
 
 async def _listen(host: str, port: int, path: str, bootstrap: str, mapping: Mapping,
-                  max_in_flight: int, timeout_seconds: float, out: Any) -> None:
+                  max_in_flight: int, timeout_seconds: float, earliest: date | None,
+                  max_message_bytes: int, out: Any) -> None:
     from surveillance.interop.hl7_sink import ReportSink
     from surveillance.interop.mllp_server import MllpListener
     from surveillance.interop.mllp_shared import SharedDedup
@@ -116,7 +121,8 @@ async def _listen(host: str, port: int, path: str, bootstrap: str, mapping: Mapp
         out.put(("error", str(exc)))
         return
     dedup = await SharedDedup.connect(path)
-    listener = MllpListener(sink, mapping, max_in_flight=max_in_flight, dedup=dedup)
+    listener = MllpListener(sink, mapping, max_in_flight=max_in_flight, dedup=dedup,
+                            earliest=earliest, max_message_bytes=max_message_bytes)
     try:
         server = await listener.serve(host, port, reuse_port=True)
     except OSError as exc:

@@ -31,10 +31,11 @@ import logging
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from surveillance.interop.errors import DeliveryError
-from surveillance.interop.hl7_ack import AckCode, build_ack
+from surveillance.interop.hl7_ack import AckCode, build_ack, build_batch_ack
+from surveillance.interop.hl7_batch import split_batch
 from surveillance.interop.hl7_header import (
     ERR_DATA_TYPE,
     ERR_INTERNAL,
@@ -196,9 +197,12 @@ class _Connection(asyncio.Protocol):
 class MllpListener:
     def __init__(self, sink: ReportSink, mapping: Mapping, max_in_flight: int = 256,
                  max_message_bytes: int = 1024 * 1024, remembered: int = 200_000,
-                 dedup: DedupStore | None = None) -> None:
+                 dedup: DedupStore | None = None, earliest: date | None = None) -> None:
         self._sink = sink
         self._mapping = mapping
+        #: `stream.earliest_event_date`: an older report time is answered AE, as the
+        #: worker's ingest would dead-letter it (None: its default).
+        self._earliest = earliest
         self._max_in_flight = max_in_flight
         self.max_message_bytes = max_message_bytes
         self._dedup: DedupStore = dedup if dedup is not None else Dedup(remembered)
@@ -250,13 +254,17 @@ class MllpListener:
         if isinstance(frame, _Oversize):
             self._reject(b"", Rejection("AR", ERR_DATA_TYPE,
                                         f"message of {frame.size} bytes exceeds the "
-                                        f"{self.max_message_bytes}-byte limit"), now, finish)
+                                        f"{self.max_message_bytes}-byte limit (hl7 listen "
+                                        "--max-message-bytes)"), now, finish)
             return
         if not frame.strip():
             self._reject(frame, Rejection("AR", ERR_SEGMENT_SEQUENCE, "empty MLLP frame"),
                          now, finish)
             return
-        result = parse_message(frame, self._mapping)
+        if frame.lstrip()[:3] in (b"FHS", b"BHS"):
+            self._answer_batch(frame, now, finish)
+            return
+        result = parse_message(frame, self._mapping, now, self._earliest)
         if isinstance(result, Rejection):
             self._reject(frame, result, now, finish)
             return
@@ -290,6 +298,30 @@ class MllpListener:
             written.add_done_callback(confirmed)
 
         self._dedup.once(header.dedup_key, deliver, answered)
+
+    def _answer_batch(self, frame: bytes, now: datetime, finish: Reply) -> None:
+        """A batch (FHS/BHS ... BTS/FTS) in one frame, as a RIS may send its backlog: each
+        message is handled as if it came alone (its own duplicate check, dead letter and
+        ACK), and the ACKs go back together as one batch. Before, the whole batch got AR
+        ("does not start with MSH") and none of its reports was read."""
+        messages = list(split_batch(frame))
+        if not messages:
+            self._reject(frame, Rejection("AR", ERR_SEGMENT_SEQUENCE,
+                                          "the batch holds no message"), now, finish)
+            return
+        acks: list[bytes] = [b""] * len(messages)
+        left = [len(messages)]
+
+        def one(index: int) -> Reply:
+            def answered(ack: bytes) -> None:
+                acks[index] = ack
+                left[0] -= 1
+                if left[0] == 0:
+                    finish(build_batch_ack(frame, acks, now, uuid.uuid4().hex[:20]))
+            return answered
+
+        for index, message in enumerate(messages):
+            self._answer(message, now, one(index))
 
     def _reject(self, raw: bytes, why: Rejection, now: datetime, finish: Reply) -> None:
         self.stats["rejected"] += 1
