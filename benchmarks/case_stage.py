@@ -8,19 +8,30 @@ and faults). Before the clock starts, the engine's join runs over it in process 
 `cases.adjudicated` records it emits are kept as the case-stage process reads them (value,
 headers, the partition the producer's partitioner gives the tool key). Then the case
 stage alone (`Engine.process`, as `bulk.runner` calls it) takes them in chunks of 2,000,
-each chunk's table changes applied and encoded for the changelog as the runner does.
+each chunk's table changes applied and encoded for the changelog as the runner does
+(without metric calls, as the runner's engine makes none).
 
 Two runs on the same records: the first pays every drift calibration (each timed at
 `DriftBanks.calibrate_due`); the second starts a fresh engine whose calibration cache is
 the first run's, so it pays none: the per-event cost of the case stage itself. CPU is
 `time.process_time`; the load average is printed beside it (the machine may be shared).
+
+`--digest` instead prints a SHA-256 over everything the case stage writes (each produced
+record's topic, key, value and headers, each table change's changelog bytes, each alert)
+on a backlog of `--scenario` (default `all`), with a snapshot written at the end of
+every chunk, a planned hand-over half way (`Engine.snapshot`, a new engine rebuilt from
+the tables: the snapshots loaded) and the rest after it: two trees whose digests are equal
+write the same bytes. A snapshot's `code` (the digest of its classes' source, which any
+edit of those modules changes) is left out of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import gc
+import hashlib
 import os
 import platform
 import time
@@ -32,9 +43,11 @@ from surveillance.bulk.batches import default_partition
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.drift import DriftBanks
+from surveillance.engine.horizon import case_records as owned_case_records
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, JOIN_TABLE, Engine
-from surveillance.engine.records import Record
+from surveillance.engine.records import Output, Record
 from surveillance.simulate import Faults, Scenario, simulate
+from surveillance.simulate.scenario import scenario_by_name
 from surveillance.stats.drift_calibration_cache import Calibrations
 from surveillance.stream import topics
 from surveillance.stream.ingest import join_partition
@@ -78,7 +91,7 @@ def run(records: list[tuple[Record, datetime]], partitions: int,
     calibration cache; the number of alerts."""
     config = EngineConfig.plain(partitions)
     tables: dict[str, dict[str, Any]] = {name: {} for name in changelog.TABLES}
-    engine = Engine(config, *(tables[t] for t in changelog.TABLES))
+    engine = Engine(config, *(tables[t] for t in changelog.TABLES), metrics=False)
     if calibrations is not None:
         engine.cases.drift = DriftBanks(calibrations=calibrations, calibrate_inline=False)
     engine.cases.rebuild([], set(range(partitions)))
@@ -120,19 +133,78 @@ def run(records: list[tuple[Record, datetime]], partitions: int,
     return cpu, calibrating[0], engine.cases.drift.calibrations, alerts
 
 
+def _hash_output(digest: Any, out: Output) -> None:
+    for p in out.produce:
+        digest.update(repr((p.topic, p.key, p.value, p.partition,
+                            sorted((p.headers or {}).items()))).encode())
+    for change in out.changes:
+        value = change.value
+        if change.table == CASE_SNAPSHOTS and isinstance(value, dict) and "code" in value:
+            value = {**value, "code": None}
+        digest.update(repr((change.table, change.partition,
+                            changelog.encode(change.key, value))).encode())
+    for alert in out.alerts:
+        digest.update(alert.model_dump_json().encode())
+
+
+def digest_run(records: list[tuple[Record, datetime]], partitions: int) -> tuple[str, int, str]:
+    """SHA-256 over what the case stage writes over the records, a snapshot after every
+    chunk and a planned hand-over half way; the alerts; the tools loaded at the restart."""
+    config = dataclasses.replace(EngineConfig.plain(partitions), snapshot_seconds=0.0)
+    tables: dict[str, dict[str, Any]] = {name: {} for name in changelog.TABLES}
+    digest = hashlib.sha256()
+    alerts = 0
+    chunks = list(range(0, len(records), CHUNK))
+    halves = (chunks[:len(chunks) // 2], chunks[len(chunks) // 2:])
+    restored: list[str] = []
+    calibrations: Calibrations | None = None
+    for half, starts in enumerate(halves):
+        engine = Engine(config, *(tables[t] for t in changelog.TABLES), metrics=False)
+        if calibrations is not None:
+            engine.cases.drift = DriftBanks(calibrations=calibrations, calibrate_inline=False)
+        owned = set(range(partitions))
+        engine.cases.rebuild(owned_case_records(tables[changelog.CASE_TABLE].items(), owned),
+                             owned)
+        if half:
+            restored = engine.cases.restored
+        for at in starts:
+            chunk = records[at:at + CHUNK]
+            out = engine.process([r for r, _ in chunk], chunk[-1][1], float(at))
+            out.apply_to(tables)
+            _hash_output(digest, out)
+            alerts += len(out.alerts)
+        out = engine.snapshot()
+        out.apply_to(tables)
+        _hash_output(digest, out)
+        alerts += len(out.alerts)
+        calibrations = engine.cases.drift.calibrations
+    return digest.hexdigest(), alerts, ",".join(restored)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3, help="calibration-free runs")
     parser.add_argument("--profile", help="write a cProfile of one calibration-free run")
+    parser.add_argument("--digest", action="store_true",
+                        help="print a SHA-256 of everything written (no timing)")
+    parser.add_argument("--scenario", default=None,
+                        help="simulator scenario (default: `all` with --digest, else stable)")
     args = parser.parse_args()
     collector.for_long_lived_state()
-    events, _ = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults())
+    scenario = (scenario_by_name(args.scenario) if args.scenario
+                else scenario_by_name("all") if args.digest else Scenario())
+    events, _ = simulate(days=args.days, seed=7, scenario=scenario, faults=Faults())
     records = case_records(events, args.partitions)
     n = len(events)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
+    if args.digest:
+        sha, alerts, restored = digest_run(records, args.partitions)
+        print(f"{args.days} days, {len(records)} cases.adjudicated records: {alerts} alerts; "
+              f"snapshots loaded at the hand-over: {restored or 'none'}; sha256 {sha}")
+        return
     print(f"{args.days} days: {n} input events, {len(records)} cases.adjudicated records")
     cpu, calibrating, cache, alerts = run(records, args.partitions, None)
     print(f"first run (calibrations paid): {cpu:.2f} s CPU, of which calibrations "

@@ -6,7 +6,8 @@ is known at once, so two tests compare every case of a version (pending ones inc
 over the last `recent_days` with the version's own first `reference_days`:
 
 - positive-call rate: Fisher's exact test on the 2x2 table (positive / negative calls,
-  recent / reference), two-sided;
+  recent / reference), two-sided (scipy's p-value, computed without its array
+  machinery: `stats.fisher_exact`);
 - score distribution: the two-sample Kolmogorov-Smirnov test (scipy `ks_2samp`).
 
 A change in either is an ESTIMATE of a change in performance, not a confirmation: case
@@ -33,9 +34,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.stats import fisher_exact, ks_2samp
+from scipy.stats import ks_2samp
 
 from surveillance.stats.cusum import DAYS_PER_YEAR
+from surveillance.stats.fisher_exact import fisher_two_sided
 from surveillance.stats.intervals import StatsParameterError
 
 Feature = Literal["positive_rate", "score"]
@@ -192,8 +194,8 @@ class LabelFreeMonitor:
             histogram.update(b.scores)
         ref = self._reference
         assert ref.scores is not None
-        table = [[positives, cases - positives], [ref.positives, ref.cases - ref.positives]]
-        rate_p = float(fisher_exact(table, alternative="two-sided").pvalue)
+        rate_p = fisher_two_sided(positives, cases - positives,
+                                  ref.positives, ref.cases - ref.positives)
         sample = self._reference_sample
         if sample is None:
             scores = _scores(ref.scores)

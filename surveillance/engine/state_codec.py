@@ -46,12 +46,6 @@ class StateCodecError(ValueError):
     """The state holds something the codec cannot write, or a snapshot it cannot read."""
 
 
-def _attributes(obj: object) -> Iterable[str]:
-    slots, skip = _class_attributes(type(obj))
-    names = [n for n in slots if hasattr(obj, n)]
-    return [*names, *(n for n in getattr(obj, "__dict__", {}) if n not in skip)]
-
-
 _CLASS_ATTRIBUTES: dict[type, tuple[list[str], frozenset[str]]] = {}
 
 
@@ -80,6 +74,9 @@ def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
     except TypeError:
         return list(items)
 
+
+#: What `getattr` gives for a slot that is not set (no value of the state is this).
+_UNSET = object()
 
 #: Values written as themselves (`bool` has two objects, `None` one: their type says so).
 _PLAIN = frozenset({type(None), bool, int, str})
@@ -212,12 +209,21 @@ class _Encoder:
         return ["ms", ref, self._name(type(value)), _MS_ENCODE(value).decode()]
 
     def _object(self, value: Any) -> Any:
+        """Its attributes: the slots that are set (in `__mro__` order), then `__dict__`'s
+        (in insertion order), each read once."""
         ref = self._number(value)
-        name = self._name(type(value))
+        kind = type(value)
+        name = self._name(kind)
+        slots, skip = _class_attributes(kind)
         plain = _PLAIN
-        return ["o", ref, name, [
-            [a, v if type(v := getattr(value, a)) in plain else self(v)]
-            for a in _attributes(value)]]
+        unset = _UNSET
+        pairs = [[a, v if type(v) in plain else self(v)] for a in slots
+                 if (v := getattr(value, a, unset)) is not unset]
+        own = getattr(value, "__dict__", None)
+        if own:
+            pairs += [[a, v if type(v := getattr(value, a)) in plain else self(v)]
+                      for a in own if a not in skip]
+        return ["o", ref, name, pairs]
 
     def _name(self, kind: type) -> str:
         name = self.names.get(kind)
