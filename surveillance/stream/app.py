@@ -63,6 +63,7 @@ from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
+from surveillance.stream.input_order import InputOrder
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 from surveillance.stream.table_stores import raw_items, write_change
 
@@ -208,12 +209,34 @@ async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         await _outbox_started.stop()
 
 
-async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
+#: The input events in event time (`stream.input_order`); looked at again after this many
+#: seconds without an event.
+_input_order = InputOrder((topics.AI_RESULTS, topics.REPORTS_FINAL))
+_ORDER_IDLE_SECONDS = 1.0
+
+
+def _in_order(batch: list[Any]) -> list[Record]:
+    """The input records whose turn has come (held ones of earlier batches too); `batch`
+    becomes their events, the only ones acknowledged with it."""
+    now = wall.monotonic()
+    _input_order.add(zip(_records(batch), batch, strict=True), now)
+    consumer: Any = app.consumer
+    assigned = [(tp.topic, tp.partition) for tp in consumer.assignment()]
+    started = consumer._read_offset  # from its committed offset, before any is read here
+    released = _input_order.release(
+        _input_order.open_(assigned, lambda tp: consumer.highwater(TP(*tp)), started), now)
+    batch[:] = [event for _, event in released]
+    return [record for record, _ in released]
+
+
+async def _serve(stream: Any, name: str, size: int = BATCH, ordered: bool = False) -> None:
     """Hand each batch to the engine, apply what it returns and send its records; the
     next batch is processed while the broker acknowledges them (`stream.batches`
     acknowledges a batch's events only after its records are acknowledged; the outbox
-    writes sends in the order they were started)."""
-    async for batch in take_batches(stream, size):
+    writes sends in the order they were started). `ordered`: the input records go in
+    event time (`stream.input_order`)."""
+    idle = _ORDER_IDLE_SECONDS if ordered else None
+    async for batch in take_batches(stream, size, idle):
         # No current event while the engine reads: Faust's RocksDB store (0.15) reads a
         # key only in the current event's partition, and a batch holds several
         # partitions' events, so a case or join state of another partition read as
@@ -223,7 +246,10 @@ async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
         try:
             if name == "case_agent":
                 _ensure_monitor()
-            out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
+            records = _in_order(batch) if ordered else _records(batch)
+            if not records:
+                continue
+            out = engine.process(records, datetime.now(UTC), wall.monotonic())
             sending = stage(out)
         except Exception:
             _fatal(name)
@@ -246,7 +272,7 @@ async def _sent_or_exit(name: str, sending: Coroutine[Any, Any, None]) -> None:
 @app.agent(inputs_topic)
 async def ingest_agent(stream: Any) -> None:
     """Ingest (validate, pseudonymize, label) and join in place, or forward."""
-    await _serve(stream, "ingest_agent")
+    await _serve(stream, "ingest_agent", ordered=True)
 
 
 @app.agent(join_topic)
@@ -301,6 +327,7 @@ async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) 
 @app.on_partitions_revoked.connect
 async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     engine.revoked()  # clocks and monitor rebuilt from the tables when next needed
+    _input_order.forget()  # held input events are read again from the committed offsets
 
 
 def _owned(topic: str) -> set[int]:
