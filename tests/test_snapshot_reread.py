@@ -1,0 +1,49 @@
+"""A restarted bulk runner reading a rewound partition again writes no snapshot of its
+tools until the re-read has passed the partition's end at the restart
+(`CaseSnapshots.reread`).
+
+Written mid re-read, a snapshot held some rewound records as rewound and others as made
+again: a state no point of the changelog (which still has the crashed batch's values)
+holds, so the next restart could not rewind to it and replayed the tool, whose days
+evaluated since its earlier snapshot were then never published again (the crash test,
+seed 1754246176: lvo-triage and ptx-triage 07-04 to 07-11).
+"""
+
+from __future__ import annotations
+
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.local import LocalPipeline
+from surveillance.engine.pipeline import CASE_SNAPSHOTS
+from surveillance.engine.snapshots import is_part
+from surveillance.simulate import simulate
+
+
+def test_a_reread_partition_writes_its_tools_snapshots_only_past_its_end() -> None:
+    events, _ = simulate(days=6, seed=3, volume_scale=0.25)
+    path = LocalPipeline(EngineConfig.plain(4), snapshots=True)
+    for event in events:
+        path.feed(event)
+    path._apply(path.engine.snapshot())
+    stage = path.engine.cases
+    tools = sorted({r.tool for r in path.records().values()})
+    assert len(tools) > 1
+    # One tool on the re-read partition, the others on another.
+    reread = 0
+    partition_of = {tool: reread if tool == tools[0] else 1 for tool in tools}
+    end = stage.offsets.get(reread, 0) + 10
+
+    def written(offset: int) -> set[str]:
+        """The tools whose snapshot a batch ending at `offset` of the partition writes."""
+        for tool, partition in partition_of.items():
+            stage.snapshots.changed(tool, partition)
+        stage.snapshots.write(stage.monitor, stage.drift, stage.evaluation, stage.ahead,
+                              stage.sources, {**stage.offsets, reread: offset}, None)
+        assert path.engine.snapshot_table is not None
+        return {c.key for c in path.engine.snapshot_table.changes()
+                if c.table == CASE_SNAPSHOTS and not is_part(c.key)}
+
+    stage.snapshots.reread(reread, end)
+    others = {t for t, p in partition_of.items() if p != reread}
+    assert written(end - 1) == others
+    assert written(end) == set(partition_of)  # passed: written, and not waited for again
+    assert written(end - 5) == set(partition_of)
