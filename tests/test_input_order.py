@@ -74,12 +74,12 @@ def test_a_partition_not_fetched_yet_or_behind_its_high_watermark_holds_the_rest
 def test_held_events_go_anyway_past_the_limit_or_a_stall() -> None:
     stuck = {(INPUTS[1], 0)}  # a partition whose records never come
     order = InputOrder(INPUTS, limit=2, stall_seconds=10.0)
-    records = [ai(0, i, f"2026-03-0{i + 1}T08:00:00Z") for i in range(3)]
+    records = [ai(0, i, f"2026-03-0{i + 1}T08:00:00Z") for i in range(5)]
     order.add(((r, r.offset) for r in records[:2]), 100.0)
     assert order.release(stuck, 105.0) == []
     assert [e for _, e in order.release(stuck, 110.0)] == [0, 1]  # 10 s without an event
-    order.add(((r, r.offset) for r in records), 200.0)
-    assert [e for _, e in order.release(stuck, 200.0)] == [0, 1, 2]  # over the limit
+    order.add(((r, r.offset) for r in records[2:]), 200.0)
+    assert [e for _, e in order.release(stuck, 200.0)] == [2, 3, 4]  # over the limit
 
 
 def test_forget_drops_what_is_held_and_the_offsets_received() -> None:
@@ -90,3 +90,19 @@ def test_forget_drops_what_is_held_and_the_offsets_received() -> None:
     # Expected from the committed offset again, not after the one received.
     assert order.open_([(INPUTS[0], 0)], {(INPUTS[0], 0): 8}.get, {(INPUTS[0], 0): 3}) == {
         (INPUTS[0], 0)}
+
+
+def test_an_offset_delivered_again_is_acknowledged_not_taken_again() -> None:
+    """Faust delivers again what it delivered while awaiting its seek after an assignment:
+    held or taken, such a record goes once; one before the first received is new."""
+    order = InputOrder(INPUTS)
+    records = [ai(0, i, f"2026-03-0{i + 1}T08:00:00Z") for i in range(4)]
+    stuck = {(INPUTS[1], 0)}
+    assert order.add(((r, ("first", r.offset)) for r in records[1:3]), 0.0) == []
+    assert order.release(set(), 0.0) == [(records[1], ("first", 1)), (records[2], ("first", 2))]
+    order.add([(records[3], ("first", 3))], 0.0)
+    assert order.release(stuck, 0.0) == []  # 3 held
+    again = order.add(((r, ("again", r.offset)) for r in records), 0.0)
+    assert again == [("again", 1), ("again", 2), ("again", 3)]
+    assert sorted(event for _, event in order.release(set(), 0.0)) == [
+        ("again", 0), ("first", 3)]

@@ -217,15 +217,15 @@ _ORDER_IDLE_SECONDS = 1.0
 
 def _in_order(batch: list[Any]) -> list[Record]:
     """The input records whose turn has come (held ones of earlier batches too); `batch`
-    becomes their events, the only ones acknowledged with it."""
+    becomes their events and those delivered again, the only ones acknowledged with it."""
     now = wall.monotonic()
-    _input_order.add(zip(_records(batch), batch, strict=True), now)
+    again = _input_order.add(zip(_records(batch), batch, strict=True), now)
     consumer: Any = app.consumer
     assigned = [(tp.topic, tp.partition) for tp in consumer.assignment()]
     started = consumer._read_offset  # from its committed offset, before any is read here
     released = _input_order.release(
         _input_order.open_(assigned, lambda tp: consumer.highwater(TP(*tp)), started), now)
-    batch[:] = [event for _, event in released]
+    batch[:] = [*again, *(event for _, event in released)]
     return [record for record, _ in released]
 
 

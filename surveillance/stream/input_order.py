@@ -49,21 +49,35 @@ class InputOrder:
         self._merge = EventTimeMerge(self.inputs)
         #: (topic, partition, offset) -> the Faust event of a held record.
         self._events: dict[tuple[str, int, int], Any] = {}
-        #: Per input partition, the next offset expected (after the last one received).
+        #: Per input partition, the next offset expected (after the last one received)
+        #: and the first one received.
         self._next: dict[Partition, int] = {}
+        self._first: dict[Partition, int] = {}
         self._heard = 0.0
 
     def __len__(self) -> int:
         return len(self._merge)
 
-    def add(self, records: Iterable[tuple[Record, Any]], now: float) -> None:
-        """Input records received, with their events (each partition's in offset order)."""
+    def add(self, records: Iterable[tuple[Record, Any]], now: float) -> list[Any]:
+        """Input records received, with their events (each partition's in offset order);
+        the events of those received before (to acknowledge, not to take again).
+
+        Faust delivers again what it delivered while it awaited the seek to the
+        committed offsets after an assignment (`stream.app._hold_streams_until_seeked`):
+        an offset received already is held or taken; one before the first received of
+        its partition was not (taken as new)."""
+        again = []
         for record, event in records:
             tp = (record.topic, record.partition)
-            self._next[tp] = record.offset + 1
+            if self._first.get(tp, record.offset + 1) <= record.offset < self._next[tp]:
+                again.append(event)
+                continue
+            self._first[tp] = min(self._first.get(tp, record.offset), record.offset)
+            self._next[tp] = max(self._next.get(tp, 0), record.offset + 1)
             self._events[record.topic, record.partition, record.offset] = event
             self._merge.add((record,))
             self._heard = now
+        return again
 
     def open_(self, assigned: Iterable[Partition], highwater: Callable[[Partition], int | None],
               started: Mapping[Partition, int | None]) -> set[Partition]:
@@ -98,3 +112,4 @@ class InputOrder:
         self._merge = EventTimeMerge(self.inputs)
         self._events.clear()
         self._next.clear()
+        self._first.clear()
