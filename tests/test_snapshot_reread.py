@@ -42,7 +42,7 @@ def test_a_reread_partition_writes_its_tools_snapshots_only_past_its_end() -> No
         return {c.key for c in path.engine.snapshot_table.changes()
                 if c.table == CASE_SNAPSHOTS and not is_part(c.key)}
 
-    stage.snapshots.reread(reread, end)
+    stage.snapshots.reread(reread, 0, end)
     others = {t for t, p in partition_of.items() if p != reread}
     assert written(end - 1) == others
     assert written(end) == set(partition_of)  # passed: written, and not waited for again

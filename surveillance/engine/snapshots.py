@@ -188,8 +188,9 @@ class CaseSnapshots:
         #: Tools whose state the codec cannot write (logged once; rebuilt by replay).
         self._unwritable: set[str] = set()
         #: Per `cases.adjudicated` partition read again after a rewind (`engine.rewind`),
-        #: the offset its tools' snapshots wait for (`reread`).
+        #: the offset its tools' snapshots wait for, and the one it is read from (`reread`).
         self.rereading: dict[int, int] = {}
+        self.reread_from: dict[int, int] = {}
 
     def stored(self, tool: str, case_id: str, before: int | None, after: int | None,
                partition: int) -> None:
@@ -210,15 +211,18 @@ class CaseSnapshots:
             self.dirty[tool] = partition
             self.touched.add(tool)
 
-    def reread(self, partition: int, until: int) -> None:
-        """`partition` is read again after its case table was rewound: write no snapshot
-        of its tools before the offset `until` (its end at the restart). The re-read
+    def reread(self, partition: int, start: int, until: int) -> None:
+        """`partition` is read again from `start` after its case table was rewound: its
+        case clock is restored from the snapshots at or before `start` (`CaseStage`), and
+        no snapshot of its tools is written before the offset `until` (its end at the
+        restart). The re-read
         makes the rewound records again over several batches; a snapshot written
         between held some of them as rewound and others as made again, a state the
         changelog (which still has the crashed batch's values) never held, so the next
         restart could not rewind to it and replayed the tool: the days it had evaluated
         since the earlier snapshot were never published again."""
         self.rereading[partition] = until
+        self.reread_from[partition] = start
 
     def write(self, monitor: PerformanceMonitor, drift: DriftBanks,
               evaluation: DailyEvaluation, ahead: dict[int, AheadCases],
@@ -360,6 +364,7 @@ class CaseSnapshots:
             return None
         state["evaluated"] = saved["evaluated"]
         state["clock"] = saved["clock"]
+        state["offset"] = saved.get("offset")
         return state
 
     @staticmethod
