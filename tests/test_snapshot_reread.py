@@ -1,6 +1,11 @@
 """A restarted bulk runner reading a rewound partition again writes no snapshot of its
-tools until the re-read has passed the partition's end at the restart
-(`CaseSnapshots.reread`).
+tools until the re-read has passed the partition's end at the restart, and restores the
+partition's case clock as it stood where the re-read starts (`CaseSnapshots.reread`).
+
+The clock: restored from the latest of the partition's snapshots (another tool's, written
+after the rewound one's), it was ahead of the re-read, and the rewound tool's days were
+evaluated before their cases were read again (the crash test, seed 481752004: ich-triage
+5.3.0 on 07-11, n=95 against 96).
 
 Written mid re-read, a snapshot held some rewound records as rewound and others as made
 again: a state no point of the changelog (which still has the crashed batch's values)
@@ -11,9 +16,12 @@ seed 1754246176: lvo-triage and ptx-triage 07-04 to 07-11).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import LocalPipeline
-from surveillance.engine.pipeline import CASE_SNAPSHOTS
+from surveillance.engine.pipeline import CASE_SNAPSHOTS, Engine
 from surveillance.engine.snapshots import is_part
 from surveillance.simulate import simulate
 
@@ -47,3 +55,38 @@ def test_a_reread_partition_writes_its_tools_snapshots_only_past_its_end() -> No
     assert written(end - 1) == others
     assert written(end) == set(partition_of)  # passed: written, and not waited for again
     assert written(end - 5) == set(partition_of)
+
+
+def test_a_reread_partition_gets_the_clock_of_the_snapshots_at_or_before_its_start() -> None:
+    """Two tools of one partition, their snapshots at offsets 10 and 20: read again from
+    10 (the first was rewound), the partition's case clock is the first's; from the
+    committed offset (no rewind), the latest of them."""
+    events, _ = simulate(days=6, seed=3, volume_scale=0.25)
+    path = LocalPipeline(EngineConfig.plain(4), snapshots=True)
+    for event in events:
+        path.feed(event)
+    path._apply(path.engine.snapshot())
+    saved = path.tables[CASE_SNAPSHOTS]
+    tools = sorted(t for t, v in saved.items() if not is_part(t) and v.get("clock"))
+    assert len(tools) >= 2 and {r.partition for r in path.records().values()} == {0}
+    day = datetime(2026, 7, 3, tzinfo=UTC)
+
+    def clock(at: datetime) -> dict[str, Any]:
+        return {"sources": [[s, at.isoformat()] for s in range(4)], "pending": [],
+                "low": at.isoformat()}
+
+    table = dict(saved)
+    for tool in tools:
+        table[tool] = {**saved[tool], "offset": 20, "clock": clock(day + timedelta(days=2))}
+    table[tools[0]] = {**saved[tools[0]], "offset": 10, "clock": clock(day)}
+
+    def restored(start: int | None) -> datetime | None:
+        engine = Engine(path.config, *{**path.tables, CASE_SNAPSHOTS: dict(table)}.values())
+        if start is not None:
+            engine.cases.snapshots.reread(0, start, 100)
+        engine.cases.rebuild(list(path.records().items()))
+        assert engine.cases.restored == sorted(t for t in saved if not is_part(t))
+        return engine.cases._sources(0, 0.0).low(0.0)
+
+    assert restored(10) == day
+    assert restored(None) == day + timedelta(days=2)
