@@ -63,7 +63,7 @@ from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import effects, faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
-from surveillance.stream.input_order import InputOrder
+from surveillance.stream.input_order import IDLE_SECONDS, InputOrder
 from surveillance.stream.outbox import Outbox, OutboxError, Outgoing
 from surveillance.stream.table_stores import raw_items, write_change
 
@@ -209,24 +209,8 @@ async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         await _outbox_started.stop()
 
 
-#: The input events in event time (`stream.input_order`); looked at again after this many
-#: seconds without an event.
+#: The input events in event time (`stream.input_order`).
 _input_order = InputOrder((topics.AI_RESULTS, topics.REPORTS_FINAL))
-_ORDER_IDLE_SECONDS = 1.0
-
-
-def _in_order(batch: list[Any]) -> list[Record]:
-    """The input records whose turn has come (held ones of earlier batches too); `batch`
-    becomes their events and those delivered again, the only ones acknowledged with it."""
-    now = wall.monotonic()
-    again = _input_order.add(zip(_records(batch), batch, strict=True), now)
-    consumer: Any = app.consumer
-    assigned = [(tp.topic, tp.partition) for tp in consumer.assignment()]
-    started = consumer._read_offset  # from its committed offset, before any is read here
-    released = _input_order.release(
-        _input_order.open_(assigned, lambda tp: consumer.highwater(TP(*tp)), started), now)
-    batch[:] = [*again, *(event for _, event in released)]
-    return [record for record, _ in released]
 
 
 async def _serve(stream: Any, name: str, size: int = BATCH, ordered: bool = False) -> None:
@@ -235,7 +219,7 @@ async def _serve(stream: Any, name: str, size: int = BATCH, ordered: bool = Fals
     acknowledges a batch's events only after its records are acknowledged; the outbox
     writes sends in the order they were started). `ordered`: the input records go in
     event time (`stream.input_order`)."""
-    idle = _ORDER_IDLE_SECONDS if ordered else None
+    idle = IDLE_SECONDS if ordered else None
     async for batch in take_batches(stream, size, idle):
         # No current event while the engine reads: Faust's RocksDB store (0.15) reads a
         # key only in the current event's partition, and a batch holds several
@@ -246,7 +230,8 @@ async def _serve(stream: Any, name: str, size: int = BATCH, ordered: bool = Fals
         try:
             if name == "case_agent":
                 _ensure_monitor()
-            records = _in_order(batch) if ordered else _records(batch)
+            records = (_input_order.take(_records(batch), batch, app.consumer,
+                                         wall.monotonic()) if ordered else _records(batch))
             if not records:
                 continue
             out = engine.process(records, datetime.now(UTC), wall.monotonic())

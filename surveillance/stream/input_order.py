@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+from faust.types import TP
+
 from surveillance.bulk.order import EventTimeMerge, Partition
 from surveillance.engine.records import Record
 
@@ -38,6 +40,9 @@ from surveillance.engine.records import Record
 HELD_LIMIT = 50_000
 #: Wall seconds without a new event after which held events go anyway.
 STALL_SECONDS = 10.0
+#: The agent is handed an empty batch after this many seconds without an event, to look
+#: at what it holds again.
+IDLE_SECONDS = 1.0
 
 
 class InputOrder:
@@ -105,6 +110,23 @@ class InputOrder:
                 len(self._merge) and now - self._heard >= self.stall_seconds):
             out += self._merge.release(())
         return [(r, self._events.pop((r.topic, r.partition, r.offset))) for r in out]
+
+    def take(self, records: list[Record], batch: list[Any], consumer: Any, now: float
+             ) -> list[Record]:
+        """A Faust batch's input records (`records`, of its events `batch`) in: the
+        records whose turn has come out (held ones of earlier batches too); `batch`
+        becomes their events and those delivered again, the only ones acknowledged with
+        it (`stream.batches`). `consumer`: Faust's, for the assignment, the high
+        watermarks and the offsets it started from."""
+        again = self.add(zip(records, batch, strict=True), now)
+        assigned = [(tp.topic, tp.partition) for tp in consumer.assignment()]
+        # Before a partition's first record is read, Faust's read offset is the committed
+        # one it was sought to.
+        started = consumer._read_offset
+        released = self.release(
+            self.open_(assigned, lambda tp: consumer.highwater(TP(*tp)), started), now)
+        batch[:] = [*again, *(event for _, event in released)]
+        return [record for record, _ in released]
 
     def forget(self) -> None:
         """Partitions were revoked: Faust reads every assigned partition again from its
