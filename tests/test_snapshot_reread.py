@@ -19,6 +19,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, Engine
@@ -26,12 +28,20 @@ from surveillance.engine.snapshots import is_part
 from surveillance.simulate import simulate
 
 
-def test_a_reread_partition_writes_its_tools_snapshots_only_past_its_end() -> None:
+@pytest.fixture(scope="module")
+def stopped() -> LocalPipeline:
+    """Six days in, every tool's snapshot written (the tables hold them)."""
     events, _ = simulate(days=6, seed=3, volume_scale=0.25)
     path = LocalPipeline(EngineConfig.plain(4), snapshots=True)
     for event in events:
         path.feed(event)
     path._apply(path.engine.snapshot())
+    return path
+
+
+def test_a_reread_partition_writes_its_tools_snapshots_only_past_its_end(
+        stopped: LocalPipeline) -> None:
+    path = stopped
     stage = path.engine.cases
     tools = sorted({r.tool for r in path.records().values()})
     assert len(tools) > 1
@@ -57,15 +67,12 @@ def test_a_reread_partition_writes_its_tools_snapshots_only_past_its_end() -> No
     assert written(end - 5) == set(partition_of)
 
 
-def test_a_reread_partition_gets_the_clock_of_the_snapshots_at_or_before_its_start() -> None:
+def test_a_reread_partition_gets_the_clock_of_the_snapshots_at_or_before_its_start(
+        stopped: LocalPipeline) -> None:
     """Two tools of one partition, their snapshots at offsets 10 and 20: read again from
     10 (the first was rewound), the partition's case clock is the first's; from the
     committed offset (no rewind), the latest of them."""
-    events, _ = simulate(days=6, seed=3, volume_scale=0.25)
-    path = LocalPipeline(EngineConfig.plain(4), snapshots=True)
-    for event in events:
-        path.feed(event)
-    path._apply(path.engine.snapshot())
+    path = stopped
     saved = path.tables[CASE_SNAPSHOTS]
     tools = sorted(t for t, v in saved.items() if not is_part(t) and v.get("clock"))
     assert len(tools) >= 2 and {r.partition for r in path.records().values()} == {0}
