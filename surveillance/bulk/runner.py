@@ -153,13 +153,20 @@ class BulkRunner:
             for outcome in (restored, connected):
                 if isinstance(outcome, BaseException):
                     raise outcome
-            for partition, offset in self._seek.items():
-                tp = TopicPartition(topics.CASES_ADJUDICATED, partition)
+            reread = [TopicPartition(topics.CASES_ADJUDICATED, p) for p in self._seek]
+            ends = await consumer.end_offsets(reread) if reread else {}
+            starts = {}
+            for tp in reread:
+                offset = starts[tp] = self._seek[tp.partition]
                 committed = await consumer.committed(tp)
                 if committed is None or offset < committed:
                     consumer.seek(tp, offset)
+                else:
+                    starts[tp] = committed
             self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
                                  join_objects=True, metrics=False)
+            for tp, end in ends.items():
+                self.engine.cases.snapshots.reread(tp.partition, starts[tp], end)
             self.engine.cases.ready = False
             self.engine.cases.drift.calibrator = self.calibrator
             self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)

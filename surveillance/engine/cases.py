@@ -108,8 +108,14 @@ class CaseStage:
         for tool, state in loaded.items():
             self.snapshots.install(tool, state, self.monitor, self.drift, self.evaluation,
                                    self.ahead.setdefault(tool_partition[tool], AheadCases()))
-            if state["clock"] is not None:
-                self._clocks.setdefault(tool_partition[tool], []).append(state["clock"])
+            partition = tool_partition[tool]
+            start = self.snapshots.reread_from.get(partition)
+            # Read again from an earlier offset (a rewind): the clock as it stood there,
+            # not as a later snapshot of another tool of the partition left it (the
+            # rewound tool's days were evaluated before the re-read brought their cases).
+            if state["clock"] is not None and (
+                    start is None or state["offset"] is None or state["offset"] <= start):
+                self._clocks.setdefault(partition, []).append(state["clock"])
         for tool, partition in tool_partition.items():
             if tool not in loaded:  # replayed: its snapshot is written with the next one
                 self.snapshots.dirty[tool] = partition

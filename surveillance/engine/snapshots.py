@@ -187,6 +187,10 @@ class CaseSnapshots:
         self.touched: set[str] = set()
         #: Tools whose state the codec cannot write (logged once; rebuilt by replay).
         self._unwritable: set[str] = set()
+        #: Per `cases.adjudicated` partition read again after a rewind (`engine.rewind`),
+        #: the offset its tools' snapshots wait for, and the one it is read from (`reread`).
+        self.rereading: dict[int, int] = {}
+        self.reread_from: dict[int, int] = {}
 
     def stored(self, tool: str, case_id: str, before: int | None, after: int | None,
                partition: int) -> None:
@@ -207,6 +211,19 @@ class CaseSnapshots:
             self.dirty[tool] = partition
             self.touched.add(tool)
 
+    def reread(self, partition: int, start: int, until: int) -> None:
+        """`partition` is read again from `start` after its case table was rewound: its
+        case clock is restored from the snapshots at or before `start` (`CaseStage`), and
+        no snapshot of its tools is written before the offset `until` (its end at the
+        restart). The re-read
+        makes the rewound records again over several batches; a snapshot written
+        between held some of them as rewound and others as made again, a state the
+        changelog (which still has the crashed batch's values) never held, so the next
+        restart could not rewind to it and replayed the tool: the days it had evaluated
+        since the earlier snapshot were never published again."""
+        self.rereading[partition] = until
+        self.reread_from[partition] = start
+
     def write(self, monitor: PerformanceMonitor, drift: DriftBanks,
               evaluation: DailyEvaluation, ahead: dict[int, AheadCases],
               sources: dict[int, SourceWatermark], offsets: dict[int, int],
@@ -221,7 +238,12 @@ class CaseSnapshots:
             return
         # A tool held for its thresholds (`engine.drift`) is written once released: a
         # snapshot never holds the drift calls queued meanwhile.
-        holding = drift.held
+        holding = set(drift.held)
+        for partition, until in list(self.rereading.items()):
+            if offsets.get(partition, 0) >= until:
+                del self.rereading[partition]
+            else:
+                holding.update(t for t, p in self.dirty.items() if p == partition)
         self.touched.update(tool for tool in touched if tool in holding)
         due = [(tool, partition) for tool, partition in self.dirty.items()
                if tool not in holding and (mono is None or (
@@ -342,6 +364,7 @@ class CaseSnapshots:
             return None
         state["evaluated"] = saved["evaluated"]
         state["clock"] = saved["clock"]
+        state["offset"] = saved.get("offset")
         return state
 
     @staticmethod

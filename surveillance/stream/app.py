@@ -62,6 +62,7 @@ from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
+from surveillance.stream.input_order import IDLE_SECONDS, InputOrder
 from surveillance.stream.outbox import Outbox, OutboxError
 from surveillance.stream.staging import Staging
 from surveillance.stream.table_stores import raw_items
@@ -153,12 +154,18 @@ async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     await _staging.close()
 
 
-async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
+#: The input events in event time (`stream.input_order`).
+_input_order = InputOrder((topics.AI_RESULTS, topics.REPORTS_FINAL))
+
+
+async def _serve(stream: Any, name: str, size: int = BATCH, ordered: bool = False) -> None:
     """Hand each batch to the engine, apply what it returns and send its records; the
     next batch is processed while the broker acknowledges them (`stream.batches`
     acknowledges a batch's events only after its records are acknowledged; the outbox
-    writes sends in the order they were started)."""
-    async for batch in take_batches(stream, size):
+    writes sends in the order they were started). `ordered`: the input records go in
+    event time (`stream.input_order`)."""
+    idle = IDLE_SECONDS if ordered else None
+    async for batch in take_batches(stream, size, idle):
         # No current event while the engine reads: Faust's RocksDB store (0.15) reads a
         # key only in the current event's partition, and a batch holds several
         # partitions' events, so a case or join state of another partition read as
@@ -168,7 +175,11 @@ async def _serve(stream: Any, name: str, size: int = BATCH) -> None:
         try:
             if name == "case_agent":
                 _ensure_monitor()
-            out = engine.process(_records(batch), datetime.now(UTC), wall.monotonic())
+            records = (_input_order.take(_records(batch), batch, app.consumer,
+                                         wall.monotonic()) if ordered else _records(batch))
+            if not records:
+                continue
+            out = engine.process(records, datetime.now(UTC), wall.monotonic())
             sending = stage(out)
         except Exception:
             _fatal(name)
@@ -191,7 +202,7 @@ async def _sent_or_exit(name: str, sending: Coroutine[Any, Any, None]) -> None:
 @app.agent(inputs_topic)
 async def ingest_agent(stream: Any) -> None:
     """Ingest (validate, pseudonymize, label) and join in place, or forward."""
-    await _serve(stream, "ingest_agent")
+    await _serve(stream, "ingest_agent", ordered=True)
 
 
 @app.agent(join_topic)
@@ -246,6 +257,7 @@ async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) 
 @app.on_partitions_revoked.connect
 async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     engine.revoked()  # clocks and monitor rebuilt from the tables when next needed
+    _input_order.forget()  # held input events are read again from the committed offsets
 
 
 def _owned(topic: str) -> set[int]:

@@ -35,19 +35,25 @@ class Batch(list[Any]):
     settled: asyncio.Future[Any] | None = None
 
 
-def take_batches(stream: Any, max_: int) -> AsyncIterator[Batch]:
-    """Batches of at most `max_` events (Faust `EventT`) of `stream`, in order.
+def take_batches(stream: Any, max_: int, idle: float | None = None
+                 ) -> AsyncIterator[Batch]:
+    """Batches of at most `max_` events (Faust `EventT`) of `stream`, in order; with
+    `idle`, an empty batch after that many seconds without an event (an agent holding
+    events for their turn, `stream.input_order`, looks at them again).
 
     At most one batch waits for its `settled` while the agent works on the next: before
-    the one after is gathered, the earlier one is settled and acknowledged (in order)."""
-    batches = _take(stream, max_)
+    the one after is gathered, the earlier one is settled and acknowledged (in order).
+    The agent may replace a batch's events (`batch[:] = ...`) with those it is done with:
+    only those are acknowledged."""
+    batches = _take(stream, max_, idle)
     # As Faust registers its own: a stream that stops closes the generator, so its
     # `finally` (acks, the processor removed) runs then.
     stream._active_agens.add(batches)
     return batches
 
 
-async def _take(stream: Any, max_: int) -> AsyncGenerator[Batch, None]:
+async def _take(stream: Any, max_: int, idle: float | None
+                ) -> AsyncGenerator[Batch, None]:
     events: list[Any] = []
     arrived = asyncio.Event()  # the buffer is not empty
     consumed = asyncio.Event()
@@ -90,7 +96,7 @@ async def _take(stream: Any, max_: int) -> AsyncGenerator[Batch, None]:
     acking: asyncio.Future[None] | None = None  # the last batch's acks, once it settles
     try:
         while not stream.should_stop:
-            if not events and await stream.wait_for_stopped(arrived):
+            if not events and await _stopped_or_idle(stream, arrived, idle):
                 break
             await _settle(events, max_)
             consuming = loop.create_future()
@@ -114,6 +120,16 @@ async def _take(stream: Any, max_: int) -> AsyncGenerator[Batch, None]:
             await acking
         stream.enable_acks = enable_acks
         stream._processors.remove(add_to_buffer)
+
+
+async def _stopped_or_idle(stream: Any, arrived: asyncio.Event, idle: float | None) -> bool:
+    """Wait for an event to arrive (False) or the stream to stop (True); after `idle`
+    seconds, False (mode's own timeout reads as stopped)."""
+    try:
+        stopped: bool = await asyncio.wait_for(stream.wait_for_stopped(arrived), idle)
+    except TimeoutError:
+        return False
+    return stopped
 
 
 async def _settle(events: list[Any], max_: int) -> None:
