@@ -14,7 +14,8 @@
    under any Faust worker on this machine, before the service does any work.
 5. The bulk runner (`surveillance backfill`, aiokafka in batches, the same engine) on the
    same events in a second embedded broker (the live worker's internal records would
-   otherwise be read by it too): end-to-end from its start to its last committed batch,
+   otherwise be read by it too): end-to-end from its start to its last output (its last
+   committed batch, or later the drift alerts of tools a calibration held),
    then a worker started on its state must hold every case (counts exact). In
    `--bulk-processes` processes (default 2: the join in one, the case stage in the
    other), then, for scale, in one process on a third broker; the CPU of the runner
@@ -133,10 +134,10 @@ def children_cpu() -> float:
 
 @dataclass
 class Bulk:
-    rate: float  # input events/s, from the runner's start to its last committed batch
+    rate: float  # input events/s, from the runner's start to its last output
     exact: bool
     cpu: float  # process CPU seconds of the runner processes together, start-up included
-    busy_cpu: float  # the same from each process's start to the last batch (wall's end)
+    busy_cpu: float  # the same from each process's start to the last output (wall's end)
     line: str  # the runner's `backfill done` line
     broker_cpu: float  # process CPU seconds of the broker while the runner ran
     load: tuple[float, float, float]  # the load average when the runner ended

@@ -107,22 +107,24 @@ def backfill(
              f"{settings.kafka.bootstrap}, then run the backfill again (it resumes)")
     totals = done.totals
     busy = max(totals.last_batch - done.started, 1e-9)  # the idle wait left out
-    # Every figure in "to the last batch" covers the `busy` seconds: a calibration
-    # process's CPU after the last batch (its tail: the held tools' drift alerts are
-    # written after it) is given apart, as is its whole.
+    # Every figure "to the last output" covers the `busy` seconds: from the start to the
+    # last batch committed or, later, the last outputs of tools a calibration held
+    # acknowledged (their drift alerts are part of the backfill's work). A calibration
+    # process's CPU after that (none, unless it worked on a job nothing waited for) is
+    # given apart, as is its whole.
     helpers = totals.helper_cpu_to_last_batch or totals.helper_cpu
     calibration = "".join(f" + calibration {c:.2f}" for c in helpers)
     tail = "".join(
         f"; the calibration process: {total:.2f} s CPU in all, its last job done "
-        f"{max(ended - totals.last_batch, 0.0):.1f} s after the last batch"
+        f"{max(ended - totals.last_batch, 0.0):.1f} s after the last output"
         for total, ended in zip(totals.helper_cpu, totals.helper_ended, strict=True))
     if totals.helper_cpu and not totals.helper_cpu_to_last_batch:
-        tail += " (its CPU to the last batch not read: the figure above is to its last job)"
+        tail += " (its CPU to the last output not read: the figure above is to its last job)"
     print(f"\nbackfill done: {totals.events} input events ({totals.records} records) in "
           f"{busy:.1f} s, {totals.events / busy:,.0f} events/s; {done.processes} "
           f"process(es), CPU {sum(totals.busy_cpu) + sum(helpers):.2f} s to the "
-          f"last batch ({' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}{calibration}; "
-          f"each process's CPU from its start to the last batch, within those {busy:.1f} s)"
+          f"last output ({' + '.join(f'{c:.2f}' for c in totals.busy_cpu)}{calibration}; "
+          f"each process's CPU from its start to the last output, within those {busy:.1f} s)"
           f"{tail}; {done.cpu:.2f} s "
           f"with the final idle wait; start-up CPU {done.before:.2f} s before the runner "
           f"(imports, settings), {' + '.join(f'{c:.2f}' for c in totals.ready_cpu)} s "

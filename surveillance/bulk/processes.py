@@ -18,9 +18,10 @@ produced since, so nothing unread remains.
 Helpers (the calibration process, `bulk.calibration`) are children too, outside the stop:
 they end when the runners they serve say they are done; each reports its CPU, and when
 it finished its last job. A helper may still be working after the runners' last batch
-(the case stage then waits for its thresholds and writes the held tools' alerts), so
-its CPU is also read here, from the operating system at each poll, to give the part
-of it spent up to the last batch: the interval the backfill's wall time covers.
+(the case stage then waits for its thresholds and writes the held tools' alerts: their
+acknowledgement moves `last_batch`, the end of the backfill's wall time), so its CPU is
+also read here, from the operating system at each poll, to give the part of it spent
+up to `last_batch`: the interval the backfill's wall time covers.
 
 Crashes. Every child dies with the parent (PR_SET_PDEATHSIG): a SIGKILLed backfill leaves
 no runner behind. A child that dies (a crash test's exit, or a failure) takes the others
@@ -57,7 +58,7 @@ class Totals:
     events: int
     records: int
     behind: int
-    last_batch: float  # monotonic, when the last batch of any process was committed
+    last_batch: float  # monotonic, the last batch committed or held outputs acknowledged
     #: CPU seconds of each runner process from its start to its last batch (with enough
     #: cores, the busy wall time is at least the largest: how well the stages balance).
     busy_cpu: tuple[float, ...]

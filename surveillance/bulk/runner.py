@@ -88,7 +88,8 @@ class Progress:
     records: int = 0  # every record taken, internal ones included
     behind: int = 0  # records between the positions and the log ends, last measured
     started: float = 0.0  # monotonic, before the tables are restored
-    last_batch: float = 0.0  # monotonic, when the last batch was committed
+    #: monotonic, when the last batch was committed or a held tool's outputs acknowledged
+    last_batch: float = 0.0
     busy_cpu: float = 0.0  # CPU seconds of this process from `started` to `last_batch`
     ready_cpu: float = 0.0  # the same from `started` to its first batch's start
 
@@ -197,8 +198,11 @@ class BulkRunner:
                        for messages in batch.values() for m in messages]
             records = await merge.take(fetched)
             if not records and drift.held:  # not quiet: their alerts are still to come
-                await self._send(self.engine.process([], datetime.now(UTC), time.monotonic()))
+                out = self.engine.process([], datetime.now(UTC), time.monotonic())
+                await self._send(out)
                 quiet_since = None
+                if out.produce or out.changes:  # the backfill's work ends with them
+                    self._progressed(cpu, len(merge))
                 continue
             if not records:
                 if fetched or len(merge):  # held for their turn: not idle
@@ -223,16 +227,22 @@ class BulkRunner:
             await consumer.commit({TopicPartition(r.topic, r.partition): r.offset + 1
                                    for r in records})
             self._crash_if("committed")
-            progress = self.progress
-            progress.last_batch = time.monotonic()
-            progress.busy_cpu = time.process_time() - cpu
             behind = len(merge)
             for tp in consumer.assignment():
                 behind += max((consumer.highwater(tp) or 0) - await consumer.position(tp), 0)
-            progress.behind = behind
-            if self.slot is not None:
-                self.slot.progress(progress.events, progress.records, behind,
-                                   progress.last_batch, progress.busy_cpu, progress.ready_cpu)
+            self._progressed(cpu, behind)
+
+    def _progressed(self, cpu: float, behind: int) -> None:
+        """A batch committed, or the outputs of tools a calibration held acknowledged
+        after the last batch: either moves the end of the backfill's wall time (its
+        events/s cover every output, the held tools' drift alerts included)."""
+        progress = self.progress
+        progress.last_batch = time.monotonic()
+        progress.busy_cpu = time.process_time() - cpu
+        progress.behind = behind
+        if self.slot is not None:
+            self.slot.progress(progress.events, progress.records, behind,
+                               progress.last_batch, progress.busy_cpu, progress.ready_cpu)
 
     async def _send(self, out: Output) -> None:
         """What the engine made outside a batch (the tools a calibration held caught up,
