@@ -9,6 +9,7 @@ write-ahead log), and one run again after more records came (it reads only those
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
@@ -96,9 +97,7 @@ def _faust_applies(bootstrap: str, stores: dict[str, Any]) -> None:
                     tp=TP(r.topic, r.partition), partition=r.partition, offset=r.offset,
                     key=r.key, value=r.value)) for r in mine[start:start + 7]],
                 to_key=None, to_value=None)
-        for db in store._dbs.values():
-            db.close()
-        store._dbs.clear()
+    _close(stores)
 
 
 def _contents(stores: dict[str, Any]) -> dict[tuple[str, int], dict[bytes, bytes]]:
@@ -139,7 +138,21 @@ def topics(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, str]]:
 
 
 def _preseed(bootstrap: str, stores: dict[str, Any]) -> store_preseed.Preseeded:
-    return store_preseed.run(stores, PARTITIONS, {"bootstrap_servers": bootstrap})
+    """Every partition pre-seeded through the stores' own handles (as in a worker's
+    recovery), which are then closed (the next check opens the databases)."""
+    try:
+        return asyncio.run(store_preseed.preseed(
+            stores, [(t, p) for t in stores for p in range(PARTITIONS)],
+            {"bootstrap_servers": bootstrap}))
+    finally:
+        _close(stores)
+
+
+def _close(stores: dict[str, Any]) -> None:
+    for store in stores.values():
+        for db in store._dbs.values():
+            db.close()
+        store._dbs.clear()
 
 
 def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
@@ -208,7 +221,7 @@ _KILLED_AFTER_40_WRITES = """
 import os, signal, sys
 from pathlib import Path
 from surveillance.stream import store_preseed
-from tests.test_store_preseed import PARTITIONS, _stores
+from tests.test_store_preseed import _stores
 store_preseed.BATCH_RECORDS = 10
 store_preseed.BULK_WRITE_BUFFER = 64 << 10  # RocksDB's smallest: flushes come often
 applied, calls = store_preseed._apply, []
@@ -218,8 +231,8 @@ def killing(target, messages):
         os.kill(os.getpid(), signal.SIGKILL)
     applied(target, messages)
 store_preseed._apply = killing
-store_preseed.run(_stores(sys.argv[1], Path(sys.argv[2])), PARTITIONS,
-                  {"bootstrap_servers": sys.argv[3]})
+from tests.test_store_preseed import _preseed
+_preseed(sys.argv[3], _stores(sys.argv[1], Path(sys.argv[2])))
 """
 
 

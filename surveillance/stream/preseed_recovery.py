@@ -1,0 +1,107 @@
+"""Faust's table recovery, with this worker's table partitions pre-seeded first.
+
+Faust assigns a worker its partitions in a rebalance; its recovery service then reads,
+for each assigned changelog partition, the offset the store keeps and replays the
+changelog after it, one `faust.Event` a record (~240 us). `PreseedingRecovery` brings
+exactly those partitions (the active ones, then the standbys) up to their changelogs'
+ends first with `stream.store_preseed` (~10 us a record), through the stores' own
+handles, and tells Faust's recovery the offsets they now keep; Faust reads what is left.
+A partition this worker is not assigned is never read or written here.
+
+Where: in `_build_offsets`, which Faust calls after it took the active partitions'
+highwaters and before it seeks to the kept offsets. Not in the rebalance callback: the
+group heartbeat stops while that runs (a 10 s session, `faust_options`). Faust gives
+the step `broker_request_timeout` (90 s) and stops the whole recovery when it passes, so
+the pre-seed stops after half of it and leaves the rest to Faust's own reading. A
+rebalance meanwhile cancels it between two writes; an error ends it with a warning. Each
+leaves every partition at the end of some written batch with its offset, which is where
+Faust's recovery starts: no record is lost or applied out of order. The active
+partitions are read only up to the highwater Faust took (Faust refuses a store that
+keeps an offset past it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from surveillance.kafka_clients import client_options
+from surveillance.settings import get_settings
+from surveillance.stream import store_preseed
+
+log = logging.getLogger(__name__)
+
+#: Share of Faust's `broker_request_timeout` the pre-seed of one step may take.
+TIME_SHARE = 0.5
+
+
+class PreseedingRecovery(Recovery):
+    """Faust's `Recovery`, pre-seeding the assigned RocksDB partitions first."""
+
+    _stores: dict[str, Any] | None = None
+
+    def stores(self) -> dict[str, Any]:
+        """changelog topic -> RocksDB store of the tables (none when the setting is off
+        or the tables are in memory): read once the tables are all registered."""
+        if self._stores is None:
+            self._stores = {} if not get_settings().stream.preseed_tables else (
+                store_preseed.rocksdb_stores(
+                    {t.changelog_topic.get_topic_name(): t for t in self.tables.values()}))
+        return self._stores
+
+    async def _build_offsets(self, consumer: Any, tps: AbstractSet[TP], destination: Any,
+                             title: str) -> None:
+        stores = self.stores()
+        mine = sorted((tp.topic, tp.partition) for tp in tps if tp.topic in stores)
+        if mine:
+            until = ({(tp.topic, tp.partition): self.active_highwaters[tp] for tp in tps
+                      if tp in self.active_highwaters}
+                     if destination is self.active_offsets else None)
+            done = await preseed(stores, mine, until, title,
+                                 time.monotonic() + TIME_SHARE * float(
+                                     self.app.conf.broker_request_timeout))
+            for (topic, partition), offset in done.offsets.items():
+                if offset >= 0:
+                    destination[TP(topic, partition)] = offset
+        await super()._build_offsets(consumer, set(tps), destination, title)
+
+
+async def preseed(stores: dict[str, Any], partitions: list[tuple[str, int]],
+                  until: dict[tuple[str, int], int] | None, title: str, deadline: float
+                  ) -> store_preseed.Preseeded:
+    """Pre-seed `partitions`, saying what was read; an error is logged, not raised:
+    Faust's recovery reads what the pre-seed did not."""
+    settings = get_settings()
+    done = store_preseed.Preseeded()
+    try:
+        await store_preseed.preseed(
+            stores, partitions,
+            {"bootstrap_servers": settings.kafka.bootstrap, **client_options(settings.kafka)},
+            until=until, deadline=deadline, done=done)
+    except Exception:  # the broker, the disk: Faust's recovery can still do it all
+        log.warning("pre-seeding the table stores failed after %d records; Faust's "
+                    "recovery reads the rest", done.total, exc_info=True)
+        return done
+    log.warning("table stores pre-seeded from their changelogs: %d records in %.1f s "
+                "(%s partitions %s); Faust's recovery starts after them%s", done.total,
+                done.seconds, title, " ".join(f"{t}:{p}" for t, p in partitions),
+                f" and reads the rest of {sorted(done.unfinished)} (time allowed ran out)"
+                if done.unfinished else "")
+    return done
+
+
+class PreseedingTableManager(TableManager):
+    """Faust's table manager with `PreseedingRecovery` (the app's `TableManager`)."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = PreseedingRecovery(self.app, self, beacon=self.beacon,
+                                                loop=self.loop)
+        return self._recovery
