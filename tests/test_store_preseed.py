@@ -13,6 +13,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -256,17 +257,69 @@ def test_a_killed_preseed_leaves_each_partition_as_of_a_batch_with_its_offset(
     assert any(kept.get(tp, -1) < max(r.offset for r in records if (r.topic, r.partition)
                                       == tp) for tp in left)  # ... and some not to the end
     for tp, contents in left.items():
-        upto = kept.get(tp, -1)
-        fold: dict[bytes, bytes] = {}
-        for r in records:
-            if (r.topic, r.partition) == tp and r.offset <= upto:
-                if r.value is None:
-                    fold.pop(r.key, None)
-                else:
-                    fold[r.key] = r.value
-        if upto >= 0:
-            fold[OFFSET] = str(upto).encode()
-        assert contents == fold, tp
+        assert contents == _fold(records, tp, kept.get(tp, -1)), tp
+
+    _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded"))
+    oracle = _stores(app_id, tmp_path / "faust")
+    _faust_applies(broker.bootstrap, oracle)
+    assert _contents(_stores(app_id, tmp_path / "seeded")) == _contents(oracle)
+
+
+def _fold(records: list[Any], tp: tuple[str, int], upto: int) -> dict[bytes, bytes]:
+    """What a partition's database holds once its changelog is applied up to `upto`."""
+    fold: dict[bytes, bytes] = {}
+    for r in records:
+        if (r.topic, r.partition) == tp and r.offset <= upto:
+            if r.value is None:
+                fold.pop(r.key, None)
+            else:
+                fold[r.key] = r.value
+    if upto >= 0:
+        fold[OFFSET] = str(upto).encode()
+    return fold
+
+
+def test_a_preseed_stops_at_the_offsets_given_and_once_its_time_is_up(
+        topics: tuple[EmbeddedBroker, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's recovery gives the active partitions' highwaters as `until` and a
+    deadline (`stream.preseed_recovery`): the pre-seed stops at either, each partition
+    at the end of a batch with its offset, and the next one goes on from there."""
+    broker, app_id = topics
+    rng = random.Random(11)
+    for table in TABLES:
+        _send(broker.bootstrap, changelog.topic(app_id, table), _records(rng, 300))
+    records = read_records(broker.bootstrap, [changelog.topic(app_id, t) for t in TABLES])
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        last[r.topic, r.partition] = r.offset
+    until = {tp: offset // 2 for tp, offset in last.items()}
+    until[min(until)] = -1  # an empty log as Faust's highwater says it: nothing to read
+    monkeypatch.setattr(store_preseed, "BATCH_RECORDS", 10)
+    stores = _stores(app_id, tmp_path / "seeded")
+    try:
+        halfway = asyncio.run(store_preseed.preseed(
+            stores, list(until), {"bootstrap_servers": broker.bootstrap}, until=until))
+    finally:
+        _close(stores)
+    assert {tp: o for tp, o in halfway.offsets.items()} == until
+    contents = _contents(_stores(app_id, tmp_path / "seeded"))
+    for tp, upto in until.items():
+        assert contents[tp] == _fold(records, tp, upto), tp
+
+    # The time allowed is already over: one batch (10 records) at most.
+    stores = _stores(app_id, tmp_path / "seeded")
+    try:
+        late = asyncio.run(store_preseed.preseed(
+            stores, list(until), {"bootstrap_servers": broker.bootstrap},
+            deadline=time.monotonic() - 1))
+    finally:
+        _close(stores)
+    assert late.unfinished and late.total <= 10
+    contents = _contents(_stores(app_id, tmp_path / "seeded"))
+    for tp in until:
+        assert contents[tp] == _fold(records, tp, late.offsets[tp]), tp
+        assert late.offsets[tp] >= until[tp]
 
     _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded"))
     oracle = _stores(app_id, tmp_path / "faust")
