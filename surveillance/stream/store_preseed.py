@@ -23,6 +23,7 @@ databases (Faust's default driver since 0.11); other stores are left to Faust.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Collection, Mapping
@@ -134,6 +135,14 @@ def _bulk(db: rocksdict.Rdict) -> None:
 async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str, Any],
                 done: Preseeded, ends: Mapping[TopicPartition, int],
                 deadline: float | None) -> None:
+    starts = {}
+    for tp, (db, offset_key) in dbs.items():
+        kept = db.get(offset_key)
+        starts[tp] = -1 if kept is None else int(kept)
+        done.offsets[tp.topic, tp.partition] = starts[tp]
+    todo = {tp for tp, start in starts.items() if tp not in ends or start < ends[tp]}
+    if not todo:
+        return
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         # A kept offset before the log's start (compacted away): from the start.
@@ -141,18 +150,13 @@ async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES, fetch_max_bytes=FETCH_BYTES,
         **consumer_options)
     await consumer.start()
+    # aiokafka 0.14's stop() raises CancelledError if the consumer's own start-up task
+    # has not run once yet (it cancels and awaits it): let it run.
+    await asyncio.sleep(0)
     try:
-        consumer.assign(list(dbs))
-        todo = set(dbs)
-        for tp, (db, offset_key) in dbs.items():
-            kept = db.get(offset_key)
-            start = -1 if kept is None else int(kept)
-            done.offsets[tp.topic, tp.partition] = start
-            if tp in ends and start >= ends[tp]:
-                todo.discard(tp)
-            consumer.seek(tp, start + 1)
-        if len(todo) < len(dbs):
-            consumer.pause(*(set(dbs) - todo))
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, starts[tp] + 1)
         # The end of a partition is the high watermark its fetch responses carry, not
         # ListOffsets(latest), which the embedded broker answers wrongly
         # (`embedded.log_end`), or `ends` when given. Records written meanwhile are
