@@ -144,8 +144,11 @@ def scaled_state(path: LocalPipeline, factor: float, partitions: int
 
 async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str, Any]]]
                            ) -> int:
+    # A long request timeout: at full scale (~3M records) on a loaded machine the
+    # embedded broker took over aiokafka's default 40 s to answer a produce request.
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=1 << 20, max_request_size=8 << 20)
+                                max_batch_size=1 << 20, max_request_size=8 << 20,
+                                request_timeout_ms=600_000)
     await producer.start()
     n = 0
     try:
@@ -206,6 +209,8 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
             print(worker.log_tail())
     finally:
         worker.stop()
+    print(f"  (a worker leg, {store}, ready in {seconds:.1f} s; load average at its end: "
+          f"{os.getloadavg()})")
     log = worker.log_path.read_text(errors="replace")[log_start:]
     replayed = log.count("rebuilding it from its case records")
     seeded = PRESEEDED.search(log)
