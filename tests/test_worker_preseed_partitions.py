@@ -101,7 +101,7 @@ def test_each_new_worker_preseeds_only_the_partitions_it_is_assigned(
             alone = wait_for_counts([first], expected, timeout=240, settle=1.0)
             assert {t: c.get("cases", 0) for t, c in alone.items()} == expected
             second.start()
-            both = wait_for_counts([first, second], expected, timeout=240)
+            both = wait_for_counts([first, second], expected, timeout=240, settle=1.0)
         finally:
             second.stop()
             first.stop()
