@@ -8,17 +8,19 @@ ends first with `stream.store_preseed` (~10 us a record), through the stores' ow
 handles, and tells Faust's recovery the offsets they now keep; Faust reads what is left.
 A partition this worker is not assigned is never read or written here.
 
-Where: in `_build_offsets`, which Faust calls after it took the active partitions'
-highwaters and before it seeks to the kept offsets. Not in the rebalance callback: the
-group heartbeat stops while that runs (a 10 s session, `faust_options`). Faust gives
-the step `broker_request_timeout` (90 s) and stops the whole recovery when it passes, so
-the pre-seed stops after 80% of it; the active partitions it did not finish are taken
-on first in the standby step (which Faust also runs before it seeks them), and what is
-still left is Faust's own reading (correct, ~25x slower). A rebalance meanwhile cancels
-it between two writes; an error ends it with a warning. Each leaves every partition at
-the end of some written batch with its offset, which is where Faust's recovery starts:
-no record is lost or applied out of order. The active partitions are read only up to
-the highwater Faust took (Faust refuses a store that keeps an offset past it).
+Where: in the steps Faust's recovery runs before it seeks to the kept offsets: the
+active partitions when Faust takes their highwaters (before it does, so those are at
+least where the pre-seed stopped), then the standbys in `_build_offsets`. Not in the
+rebalance callback: the group heartbeat stops while that runs (a 10 s session,
+`faust_options`). Faust gives each step `broker_request_timeout` (90 s) and stops the
+whole recovery when one passes it, so the pre-seed of a step stops after 80% of it; the
+active partitions left go on in the next two steps (`_build_offsets`, active then
+standby, up to the highwaters Faust took), and what is still left after those is
+Faust's own reading (correct, ~25x slower: a very loaded machine). A rebalance
+meanwhile cancels it between two writes; an error ends it with a warning. Each leaves
+every partition at the end of some written batch with its offset, which is where
+Faust's recovery starts: no record is lost or applied out of order. No active partition
+is read past the highwater Faust takes (Faust refuses a store keeping an offset past it).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class PreseedingRecovery(Recovery):
     """Faust's `Recovery`, pre-seeding the assigned RocksDB partitions first."""
 
     _stores: dict[str, Any] | None = None
-    #: Active partitions the active step left unfinished: the standby step (also
-    #: before Faust seeks the active partitions) goes on with them first.
+    #: Active partitions not yet at their ends: each of the three steps Faust runs
+    #: before it seeks them goes on with them.
     _actives_left: Sequence[tuple[str, int]] = ()
 
     def stores(self) -> dict[str, Any]:
@@ -61,24 +63,40 @@ class PreseedingRecovery(Recovery):
                     {t.changelog_topic.get_topic_name(): t for t in self.tables.values()}))
         return self._stores
 
-    async def _build_offsets(self, consumer: Any, tps: AbstractSet[TP], destination: Any,
-                             title: str) -> None:
-        stores = self.stores()
-        deadline = time.monotonic() + TIME_SHARE * float(self.app.conf.broker_request_timeout)
-        if destination is self.active_offsets:
+    def _deadline(self) -> float:
+        return time.monotonic() + TIME_SHARE * float(self.app.conf.broker_request_timeout)
+
+    async def _build_highwaters(self, consumer: Any, tps: AbstractSet[TP], destination: Any,
+                                title: str) -> None:
+        if destination is self.active_highwaters:
+            # Before Faust takes the highwaters: to the ends the fetches report, which
+            # the highwaters Faust then takes are at least.
+            stores = self.stores()
             self._actives_left = sorted((tp.topic, tp.partition) for tp in tps
                                         if tp.topic in stores)
-        if self._actives_left:  # this step's, or those the active step had no time for
-            until = {(tp.topic, tp.partition): offset
-                     for tp, offset in self.active_highwaters.items()}
-            done = await preseed(stores, self._actives_left, until, "active", deadline)
-            _tell(done, self.active_offsets)
-            self._actives_left = sorted(done.unfinished)
+            await self._preseed_actives(capped=False)
+        await super()._build_highwaters(consumer, set(tps), destination, title)
+
+    async def _build_offsets(self, consumer: Any, tps: AbstractSet[TP], destination: Any,
+                             title: str) -> None:
+        deadline = self._deadline()
+        await self._preseed_actives(capped=True)  # those an earlier step had no time for
+        stores = self.stores()
         standbys = sorted((tp.topic, tp.partition) for tp in tps if tp.topic in stores
                           and destination is self.standby_offsets)
         if standbys and not self._actives_left and time.monotonic() < deadline:
             _tell(await preseed(stores, standbys, None, "standby", deadline), destination)
         await super()._build_offsets(consumer, set(tps), destination, title)
+
+    async def _preseed_actives(self, capped: bool) -> None:
+        """Go on with the active partitions left, up to Faust's highwaters if `capped`."""
+        if self._actives_left:
+            until = ({(tp.topic, tp.partition): offset
+                      for tp, offset in self.active_highwaters.items()} if capped else None)
+            done = await preseed(self.stores(), self._actives_left, until, "active",
+                                 self._deadline())
+            _tell(done, self.active_offsets)
+            self._actives_left = sorted(done.unfinished)
 
 
 def _tell(done: store_preseed.Preseeded, offsets: Any) -> None:
