@@ -17,9 +17,10 @@ rebalance rebuild takes under 60 s.
    after the tombstones' retention; the embedded broker itself does not compact). Then
    a real worker (`surveillance worker`, a child process) starts on it, as after a
    rebalance onto a new machine: the seconds until it answers /surveillance/counts ready
-   with every case counted (with `rocksdb://` its stores pre-seeded from the changelogs
-   by a plain consumer, `stream.store_preseed`, then Faust's table recovery of what is
-   left, then the monitor, ledger and drift banks rebuilt from the owned records;
+   with every case counted (with `rocksdb://` the partitions Faust assigns it, here all
+   of them, pre-seeded from the changelogs by a plain consumer in Faust's recovery,
+   `stream.preseed_recovery`, then Faust's table recovery of what is left, then the
+   monitor, ledger and drift banks rebuilt from the owned records;
    `--without-preseed` adds a new worker recovering through Faust alone), its peak RSS
    (VmHWM), and its CPU. With `--store memory://` and `rocksdb://` (rocksdict, on disk),
    and an empty state for the baseline. The changelogs hold each tool's snapshot too, as
@@ -144,8 +145,11 @@ def scaled_state(path: LocalPipeline, factor: float, partitions: int
 
 async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str, Any]]]
                            ) -> int:
+    # A long request timeout: at full scale (~3M records) on a loaded machine the
+    # embedded broker took over aiokafka's default 40 s to answer a produce request.
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=1 << 20, max_request_size=8 << 20)
+                                max_batch_size=1 << 20, max_request_size=8 << 20,
+                                request_timeout_ms=600_000)
     await producer.start()
     n = 0
     try:
@@ -176,8 +180,8 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
     RSS, CPU seconds, counts exact, tools replayed instead of loaded from a snapshot, what
     its pre-seed read, CPU seconds the broker spent meanwhile). The same `web_port` and
     `state_dir` again: the same worker restarted on its host (its disk-backed store kept).
-    `preseed`: the RocksDB stores brought to the changelogs' ends before Faust's recovery
-    (`stream.store_preseed`)."""
+    `preseed`: the RocksDB stores brought to the changelogs' ends in Faust's recovery
+    (`stream.preseed_recovery`)."""
     worker = WorkerProcess(bootstrap, state_dir, env={
         "SURVEILLANCE_STREAM__STORE": store,
         "SURVEILLANCE_STREAM__PRESEED_TABLES": str(preseed).lower()}, web_port=web_port)
@@ -206,6 +210,7 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
             print(worker.log_tail())
     finally:
         worker.stop()
+    print(f"  (a worker leg, {store}: load average at its end {os.getloadavg()})")
     log = worker.log_path.read_text(errors="replace")[log_start:]
     replayed = log.count("rebuilding it from its case records")
     seeded = PRESEEDED.search(log)

@@ -92,10 +92,15 @@ class StreamSettings(BaseModel):
     #: How often regulatory clocks and consumer lag are re-evaluated (wall-clock seconds).
     clock_interval_seconds: float = Field(default=60.0, gt=0)
     store: str = "memory://"
-    #: With `rocksdb://`: at start-up, bring the table stores up to their changelogs' ends
-    #: with a plain consumer before Faust's recovery, which then reads only what follows
-    #: (`stream.store_preseed`: a worker with no local state rebuilds ~50x faster).
+    #: With `rocksdb://`: once Faust assigned the worker its table partitions, bring
+    #: those (active and standby) up to their changelogs' ends with a plain consumer
+    #: before Faust's recovery, which then reads only what follows
+    #: (`stream.preseed_recovery`: a worker with no local state rebuilds ~50x faster).
     preseed_tables: bool = True
+    #: Workers that keep each table partition's copy warm besides its owner (Faust's
+    #: `table_standby_replicas`): a rebalance onto one recovers only the tail. 0: each
+    #: worker holds, on disk, only the partitions it owns.
+    standby_replicas: int = Field(default=1, ge=0)
     #: Event dates before this are refused at ingest (DLQ, reason `schema`): a study date in
     #: year 1 is a typo or a default, and date arithmetic downstream must never overflow.
     earliest_event_date: date = date(1980, 1, 1)

@@ -9,9 +9,11 @@ write-ahead log), and one run again after more records came (it reads only those
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -96,9 +98,7 @@ def _faust_applies(bootstrap: str, stores: dict[str, Any]) -> None:
                     tp=TP(r.topic, r.partition), partition=r.partition, offset=r.offset,
                     key=r.key, value=r.value)) for r in mine[start:start + 7]],
                 to_key=None, to_value=None)
-        for db in store._dbs.values():
-            db.close()
-        store._dbs.clear()
+    _close(stores)
 
 
 def _contents(stores: dict[str, Any]) -> dict[tuple[str, int], dict[bytes, bytes]]:
@@ -139,7 +139,21 @@ def topics(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, str]]:
 
 
 def _preseed(bootstrap: str, stores: dict[str, Any]) -> store_preseed.Preseeded:
-    return store_preseed.run(stores, PARTITIONS, {"bootstrap_servers": bootstrap})
+    """Every partition pre-seeded through the stores' own handles (as in a worker's
+    recovery), which are then closed (the next check opens the databases)."""
+    try:
+        return asyncio.run(store_preseed.preseed(
+            stores, [(t, p) for t in stores for p in range(PARTITIONS)],
+            {"bootstrap_servers": bootstrap}))
+    finally:
+        _close(stores)
+
+
+def _close(stores: dict[str, Any]) -> None:
+    for store in stores.values():
+        for db in store._dbs.values():
+            db.close()
+        store._dbs.clear()
 
 
 def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
@@ -208,7 +222,7 @@ _KILLED_AFTER_40_WRITES = """
 import os, signal, sys
 from pathlib import Path
 from surveillance.stream import store_preseed
-from tests.test_store_preseed import PARTITIONS, _stores
+from tests.test_store_preseed import _stores
 store_preseed.BATCH_RECORDS = 10
 store_preseed.BULK_WRITE_BUFFER = 64 << 10  # RocksDB's smallest: flushes come often
 applied, calls = store_preseed._apply, []
@@ -218,8 +232,8 @@ def killing(target, messages):
         os.kill(os.getpid(), signal.SIGKILL)
     applied(target, messages)
 store_preseed._apply = killing
-store_preseed.run(_stores(sys.argv[1], Path(sys.argv[2])), PARTITIONS,
-                  {"bootstrap_servers": sys.argv[3]})
+from tests.test_store_preseed import _preseed
+_preseed(sys.argv[3], _stores(sys.argv[1], Path(sys.argv[2])))
 """
 
 
@@ -243,17 +257,69 @@ def test_a_killed_preseed_leaves_each_partition_as_of_a_batch_with_its_offset(
     assert any(kept.get(tp, -1) < max(r.offset for r in records if (r.topic, r.partition)
                                       == tp) for tp in left)  # ... and some not to the end
     for tp, contents in left.items():
-        upto = kept.get(tp, -1)
-        fold: dict[bytes, bytes] = {}
-        for r in records:
-            if (r.topic, r.partition) == tp and r.offset <= upto:
-                if r.value is None:
-                    fold.pop(r.key, None)
-                else:
-                    fold[r.key] = r.value
-        if upto >= 0:
-            fold[OFFSET] = str(upto).encode()
-        assert contents == fold, tp
+        assert contents == _fold(records, tp, kept.get(tp, -1)), tp
+
+    _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded"))
+    oracle = _stores(app_id, tmp_path / "faust")
+    _faust_applies(broker.bootstrap, oracle)
+    assert _contents(_stores(app_id, tmp_path / "seeded")) == _contents(oracle)
+
+
+def _fold(records: list[Any], tp: tuple[str, int], upto: int) -> dict[bytes, bytes]:
+    """What a partition's database holds once its changelog is applied up to `upto`."""
+    fold: dict[bytes, bytes] = {}
+    for r in records:
+        if (r.topic, r.partition) == tp and r.offset <= upto:
+            if r.value is None:
+                fold.pop(r.key, None)
+            else:
+                fold[r.key] = r.value
+    if upto >= 0:
+        fold[OFFSET] = str(upto).encode()
+    return fold
+
+
+def test_a_preseed_stops_at_the_offsets_given_and_once_its_time_is_up(
+        topics: tuple[EmbeddedBroker, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's recovery gives the active partitions' highwaters as `until` and a
+    deadline (`stream.preseed_recovery`): the pre-seed stops at either, each partition
+    at the end of a batch with its offset, and the next one goes on from there."""
+    broker, app_id = topics
+    rng = random.Random(11)
+    for table in TABLES:
+        _send(broker.bootstrap, changelog.topic(app_id, table), _records(rng, 300))
+    records = read_records(broker.bootstrap, [changelog.topic(app_id, t) for t in TABLES])
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        last[r.topic, r.partition] = r.offset
+    until = {tp: offset // 2 for tp, offset in last.items()}
+    until[min(until)] = -1  # an empty log as Faust's highwater says it: nothing to read
+    monkeypatch.setattr(store_preseed, "BATCH_RECORDS", 10)
+    stores = _stores(app_id, tmp_path / "seeded")
+    try:
+        halfway = asyncio.run(store_preseed.preseed(
+            stores, list(until), {"bootstrap_servers": broker.bootstrap}, until=until))
+    finally:
+        _close(stores)
+    assert {tp: o for tp, o in halfway.offsets.items()} == until
+    contents = _contents(_stores(app_id, tmp_path / "seeded"))
+    for tp, upto in until.items():
+        assert contents[tp] == _fold(records, tp, upto), tp
+
+    # The time allowed is already over: one batch (10 records) at most.
+    stores = _stores(app_id, tmp_path / "seeded")
+    try:
+        late = asyncio.run(store_preseed.preseed(
+            stores, list(until), {"bootstrap_servers": broker.bootstrap},
+            deadline=time.monotonic() - 1))
+    finally:
+        _close(stores)
+    assert late.unfinished and late.total <= 10
+    contents = _contents(_stores(app_id, tmp_path / "seeded"))
+    for tp in until:
+        assert contents[tp] == _fold(records, tp, late.offsets[tp]), tp
+        assert late.offsets[tp] >= until[tp]
 
     _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded"))
     oracle = _stores(app_id, tmp_path / "faust")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -30,8 +30,6 @@ def worker() -> None:
     # A broker that restarts empty leaves Faust waiting forever: a thread notices, exits 3.
     broker_watch.start(settings.kafka, [s.name for s in all_topics(
         settings.stream.app_id, settings.kafka.partitions)])
-    if settings.stream.preseed_tables:
-        _preseed_tables(settings)
     sys.argv = [
         "surveillance",
         "worker",
@@ -43,21 +41,6 @@ def worker() -> None:
         settings.stream.web_host,
     ]
     faust_app.main()
-
-
-def _preseed_tables(settings: Any) -> None:
-    """The worker's RocksDB table stores brought up to their changelogs' ends before
-    Faust's recovery (`stream.store_preseed`); nothing for the memory store."""
-    from surveillance.bulk import changelog
-    from surveillance.kafka_clients import client_options
-    from surveillance.stream import store_preseed
-    from surveillance.stream.app import tables
-
-    stores = store_preseed.rocksdb_stores(
-        {changelog.topic(settings.stream.app_id, name): t for name, t in tables.items()})
-    if stores:
-        store_preseed.run(stores, settings.kafka.partitions, {
-            "bootstrap_servers": settings.kafka.bootstrap, **client_options(settings.kafka)})
 
 
 def store_writer() -> None:

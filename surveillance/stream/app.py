@@ -64,6 +64,7 @@ from surveillance.stream.batches import take_batches
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
 from surveillance.stream.input_order import IDLE_SECONDS, InputOrder
 from surveillance.stream.outbox import Outbox, OutboxError
+from surveillance.stream.preseed_recovery import PreseedingTableManager
 from surveillance.stream.staging import Staging
 from surveillance.stream.table_stores import raw_items
 
@@ -87,6 +88,8 @@ app = faust.App(
     topic_partitions=settings.kafka.partitions,
     web_host=settings.stream.web_host,
     datadir=str(settings.state_dir / "faust"),
+    table_standby_replicas=settings.stream.standby_replicas,
+    TableManager=PreseedingTableManager,  # its stores pre-seeded (`stream.preseed_recovery`)
     **WORKER_OPTIONS,
     **kafka_clients.faust_options(settings.kafka),  # TLS / SASL
 )
