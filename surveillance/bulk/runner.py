@@ -198,11 +198,12 @@ class BulkRunner:
                        for messages in batch.values() for m in messages]
             records = await merge.take(fetched)
             if not records and drift.held:  # not quiet: their alerts are still to come
+                held = len(drift.held)
                 out = self.engine.process([], datetime.now(UTC), time.monotonic())
                 await self._send(out)
                 quiet_since = None
-                if out.produce or out.changes:  # the backfill's work ends with them
-                    self._progressed(cpu, len(merge))
+                if out.produce or out.changes or len(drift.held) < held:
+                    self._progressed(cpu, len(merge))  # the backfill's work ends with them
                 continue
             if not records:
                 if fetched or len(merge):  # held for their turn: not idle
