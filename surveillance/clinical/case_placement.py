@@ -141,7 +141,9 @@ def record_fields(case: AnyAdjudicatedCase) -> CaseRecord:
     return CaseRecord(
         revision=case.revision, outcome=case.outcome.value, tool=case.tool_id,
         version=case.software_version, site=case.site, partition=0,
-        inference_ts=case.inference_date.timestamp(), score=case.ai_result,
+        inference_ts=case.inference_date.timestamp(),
+        labelled_ts=None if case.labelled_at is None else case.labelled_at.timestamp(),
+        score=case.ai_result,
         positive_call=case.result_indicator, scanner_manufacturer=case.scanner_manufacturer,
         sex=case.sex.value, age=case.age,
     )

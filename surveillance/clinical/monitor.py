@@ -239,7 +239,12 @@ class PerformanceMonitor(ToolState, MonitorReads):
         charts = placement.charts
         if charts is None:
             return []
-        signals = charts.update(case_id, before, outcome, labelled or case.inference_date)
+        if labelled is None:
+            signals = charts.update_at(case_id, before, outcome, ts, case.inference_date)
+        else:
+            labelled_ts = now.labelled_ts
+            assert labelled_ts is not None
+            signals = charts.update_at(case_id, before, outcome, labelled_ts, labelled)
         return self._signalled(record, signals, alert=True) if signals else []
 
     def _moved(self, previous: CaseRecord, case: AnyAdjudicatedCase) -> list[Alert]:
