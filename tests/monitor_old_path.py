@@ -147,8 +147,10 @@ class OldAgreementWindows:
         self._open: dict[str, Entry] = {}
         self._open_limit = 4 * last_n
 
-    def group(self, keys: Iterable[Key]) -> OldKeyGroup:
-        """The windows of `keys` (made on first use), to pass to `apply_group`."""
+    def group(self, keys: Iterable[Key], kept: object = None) -> OldKeyGroup:
+        """The windows of `keys` (made on first use), to pass to `apply_group`. (`kept`
+        is the new windows' choice of the keys keeping their own last N: here every key
+        keeps its own, as it did.)"""
         keys = tuple(keys)
         found = self._groups.get(keys)
         if found is None:

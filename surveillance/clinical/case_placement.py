@@ -105,13 +105,18 @@ def place(state: MonitorState, placements: dict[PlaceKey, Placement], key: Place
     }
     record.sites.add(site)
     keys: list[Key] = []
+    bases: list[Key] = []
     for where in (site, ALL_SITES):
         dims = record.subgroups.setdefault(where, {})
         for dim, value in subgroups.items():
             dims.setdefault(dim, set()).add(value)
-        keys.extend(subgroup_keys(site_key(tool, version, where), subgroups))
+        bases.append(site_key(tool, version, where))
+        keys.extend(subgroup_keys(bases[-1], subgroups))
     windows = state.windows_of(tool)
-    found = placements[key] = Placement(record, windows, windows.group(keys))
+    # The site keys keep their own last N (the daily evaluation reads it for each); the
+    # subgroup keys' is read from the groups' (only on request).
+    group = windows.group(keys, kept=bases)
+    found = placements[key] = Placement(record, windows, group)
     return found
 
 
