@@ -77,7 +77,6 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor_alerts import cusum_alert, version_change_alert
 from surveillance.clinical.monitor_reads import MonitorReads
 from surveillance.clinical.monitor_state import (
-    REPORT_LAGS_KEPT,
     VERDICT_WINDOWS,
     Episode,
     EpisodeKey,
@@ -232,10 +231,7 @@ class PerformanceMonitor(ToolState, MonitorReads):
         )
         labelled = case.labelled_at
         if labelled is not None and not was_labelled:
-            lags = record.report_lags
-            lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
-            if len(lags) > REPORT_LAGS_KEPT:
-                del lags[0]
+            record.report_lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
         charts = placement.charts
         if charts is None:
             return []
@@ -289,7 +285,6 @@ class PerformanceMonitor(ToolState, MonitorReads):
         if view.labelled_at is not None and (before is None or before.labelled_at is None):
             lag = (view.labelled_at - view.inferred_at) / _DAY
             record.report_lags.append(max(lag, 0.0))
-            del record.report_lags[:-REPORT_LAGS_KEPT]
         if record.charts is not None:
             previous = None if before is None else before.outcome
             signals = record.charts.update(view.case_id, previous, view.outcome, view.latest_at)
