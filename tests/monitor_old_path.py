@@ -4,9 +4,11 @@ a test oracle only: `old_path()` swaps these classes in while a monitor is built
 Kept as it was, line for line where it can be: the per-case `on_case` reading the pydantic
 case, one heap of settling observations, the windows counted per key (8 keys per case,
 each with its own day buckets; main 7474894's `stats.windows` with b49acee's full scan
-for old day buckets), the label-free `Counter` increment. Everything else (the general
-path, the daily evaluation) is shared with the production classes, so a difference in
-what the two monitors hold or return comes from the per-case path or the windows.
+for old day buckets), the label-free `Counter` increment; the CUSUM pair on datetimes
+(main ef02b71's `VersionCharts`, whose update b49acee's overrides replace). Everything
+else (the general path, the daily evaluation) is shared with the production classes, so a
+difference in what the two monitors hold or return comes from the per-case path or the
+windows.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import NamedTuple
 from unittest.mock import patch
 
 from surveillance.clinical import case_placement, monitor_state
+from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.case_placement import CaseView
 from surveillance.clinical.label_free import _SCORE_SCALE, LabelFreeMonitor, _Day
 from surveillance.clinical.ledger import CaseRecord
@@ -30,9 +36,16 @@ from surveillance.clinical.monitor import (
     PerformanceMonitor,
 )
 from surveillance.clinical.monitor_state import REPORT_LAGS_KEPT, VersionRecord
-from surveillance.clinical.verdicts import CHART_INPUT
-from surveillance.clinical.version_charts import Observation, Signal, VersionCharts
+from surveillance.clinical.verdicts import (
+    CHART_INPUT,
+    METRICS,
+    Metric,
+    chart_design,
+    chart_designs,
+)
+from surveillance.clinical.version_charts import VOLUME_CHANGE, Chart, Signal
 from surveillance.contracts import AdjudicatedCase, Alert, CaseOutcome
+from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM
 from surveillance.stats.intervals import StatsParameterError
 from surveillance.stats.window_counts import _IN_MATRIX, _LEFT, Entry, WindowCounts, _counts
 from surveillance.stats.windows import COLUMN, Key, utc_day
@@ -134,8 +147,10 @@ class OldAgreementWindows:
         self._open: dict[str, Entry] = {}
         self._open_limit = 4 * last_n
 
-    def group(self, keys: Iterable[Key]) -> OldKeyGroup:
-        """The windows of `keys` (made on first use), to pass to `apply_group`."""
+    def group(self, keys: Iterable[Key], kept: object = None) -> OldKeyGroup:
+        """The windows of `keys` (made on first use), to pass to `apply_group`. (`kept`
+        is the new windows' choice of the keys keeping their own last N: here every key
+        keeps its own, as it did.)"""
         keys = tuple(keys)
         found = self._groups.get(keys)
         if found is None:
@@ -285,7 +300,222 @@ class OldLabelFree(LabelFreeMonitor):
         bucket.scores[key] += 1
 
 
-class OldVersionCharts(VersionCharts):
+
+# -- main ef02b71's VersionCharts, which the old per-case path below overrode in part --
+
+class OldObservation(NamedTuple):
+    metric: Metric
+    failure: bool
+    at: datetime  # report time
+
+
+#: `OldObservation` from a (metric, failure, at) tuple, without the Python-level `__new__`.
+_old_observation = partial(tuple.__new__, OldObservation)
+
+
+@dataclass
+class MainVersionCharts:
+    """Main ef02b71's `VersionCharts` (datetimes throughout), line for line."""
+
+    baseline: ToolBaseline
+    reference_days: int
+    grace_days: int
+    settle_days: int
+    false_alarms_per_year: float
+    clock: datetime | None = None
+    settled: datetime | None = None  # latest report time released to the charts
+    reference_start: datetime | None = None
+    reference_counts: dict[Metric, int] = field(
+        default_factory=lambda: {"sensitivity": 0, "specificity": 0}
+    )
+    charts: dict[Metric, Chart] | None = None
+    period_start: datetime | None = None  # current volume period (report time)
+    period_counts: dict[Metric, int] = field(
+        default_factory=lambda: {"sensitivity": 0, "specificity": 0}
+    )
+    _waiting: list[OldObservation] = field(default_factory=list)
+    _settling: dict[str, OldObservation] = field(default_factory=dict)
+    #: OldObservations waiting to settle, as (at, case): those that came in (at, case) order
+    #: in a FIFO, the others in a heap; released in (at, case) order from both. Reports
+    #: mostly arrive in report-time order, and a FIFO costs a fraction of a heap's pop.
+    _due_in_order: deque[tuple[datetime, str]] = field(default_factory=deque)
+    _due: list[tuple[datetime, str]] = field(default_factory=list)
+    #: clock - settle_days: observations due at or before it are released (kept with the
+    #: clock, so that the per-case path makes no datetime unless the clock moves).
+    _horizon: datetime | None = None
+    reference_end: datetime | None = None  # reference_start + reference_days
+    _design_at: datetime | None = None  # reference_end + grace_days: the design's time
+    _period_end: datetime | None = None  # period_start + reference_days
+
+    def __post_init__(self) -> None:
+        self._settle = timedelta(days=self.settle_days)
+
+    def _set_reference_start(self, start: datetime) -> None:
+        self.reference_start = start
+        self.reference_end = start + timedelta(days=self.reference_days)
+        self._design_at = self.reference_end + timedelta(days=self.grace_days)
+
+    def update(
+        self, case_id: str, previous: CaseOutcome | None, new: CaseOutcome, at: datetime
+    ) -> list[Signal]:
+        """Fold one revision of a case in (`at`: its report time); returns the signals raised.
+
+        A case entering the confusion matrix starts settling; a revision while it settles
+        replaces its observation (or drops it, if it left the matrix); a revision of a case
+        already released changes nothing here (the windows and verdicts take it).
+        """
+        entry = CHART_INPUT.get(new)
+        settling = self._settling
+        held = settling.get(case_id)
+        if held is not None:
+            if entry is None:
+                del settling[case_id]
+            else:
+                settling[case_id] = _old_observation((*entry, held.at))
+        elif entry is not None and previous not in CHART_INPUT:
+            settling[case_id] = _old_observation((*entry, at))
+            item = (at, case_id)
+            in_order = self._due_in_order
+            if not in_order or in_order[-1] <= item:
+                in_order.append(item)
+            else:
+                heapq.heappush(self._due, item)
+        clock = self.clock
+        horizon: datetime | None
+        if clock is None or at > clock:
+            self.clock = at
+            self._horizon = horizon = at - self._settle
+        else:
+            horizon = self._horizon
+        if horizon is None:
+            return []
+        in_order, due = self._due_in_order, self._due
+        if (not in_order or in_order[0][0] > horizon) and (not due or due[0][0] > horizon):
+            return []
+        return self._release(horizon)
+
+    def _release(self, horizon: datetime) -> list[Signal]:
+        signals: list[Signal] = []
+        in_order, due, settling = self._due_in_order, self._due, self._settling
+        charts, end = self.charts, self.reference_end
+        while True:
+            if in_order and (not due or in_order[0] <= due[0]):
+                if in_order[0][0] > horizon:
+                    break
+                at, case_id = in_order.popleft()
+            elif due and due[0][0] <= horizon:
+                at, case_id = heapq.heappop(due)
+            else:
+                break
+            obs = settling.get(case_id)
+            if obs is None or obs.at != at:
+                continue  # dropped while settling
+            del settling[case_id]
+            if charts is not None and end is not None and at >= end:
+                # The usual case, without `_observe`'s reference-period bookkeeping.
+                if self.settled is None or at > self.settled:
+                    self.settled = at
+                self._feed(obs, signals)
+            else:
+                self._observe(obs, signals)  # may design the charts
+                charts, end = self.charts, self.reference_end
+        return signals
+
+    def _observe(self, obs: OldObservation, signals: list[Signal]) -> None:
+        """Count `obs` in the reference period or feed it to its chart; signals to `signals`."""
+        if self.settled is None or obs.at > self.settled:
+            self.settled = obs.at
+        if self.charts is None:
+            self._waiting.append(obs)
+            if self.reference_start is None or obs.at < self.reference_start:
+                self._set_reference_start(obs.at)
+            end, design_at = self.reference_end, self._design_at
+            assert end is not None and design_at is not None
+            if self.settled >= design_at:
+                self._design(end, signals)
+            return
+        end = self.reference_end
+        assert end is not None
+        if obs.at >= end:
+            self._feed(obs, signals)
+
+    def close(self, metric: Metric) -> None:
+        """End the metric's episode: a signalled chart restarts from zero."""
+        if self.charts is not None and self.charts[metric].signalled_at is not None:
+            self.charts[metric].restart()
+
+    def _design(self, end: datetime, signals: list[Signal]) -> None:
+        later: list[OldObservation] = []
+        for obs in self._waiting:
+            if obs.at < end:
+                self.reference_counts[obs.metric] += 1
+            else:
+                later.append(obs)
+        self._waiting = []
+        weeks = self.reference_days / DAYS_PER_WEEK
+        # A chart that saw no case of its kind in the reference period is designed for one:
+        # the volume is tiny either way, and design_chart needs a positive volume.
+        volumes = [max(self.reference_counts[m], 1) / weeks for m in METRICS]
+        designs = chart_designs(self.baseline, volumes[0], volumes[1],
+                                self.false_alarms_per_year)
+        self.charts = {
+            m: Chart(d, BernoulliCUSUM(d.p0, d.p1, d.h)) for m, d in designs.items()
+        }
+        for obs in sorted(later, key=lambda o: o.at):
+            self._feed(obs, signals)
+
+    def _count_volume(self, obs: OldObservation) -> None:
+        """Count `obs` in its volume period; re-derive thresholds when a period ends."""
+        assert self.charts is not None
+        if self.period_start is None:
+            self.period_start = self.reference_end
+        assert self.period_start is not None
+        if self._period_end is None:
+            self._period_end = self.period_start + timedelta(days=self.reference_days)
+        if obs.at >= self._period_end:
+            period = timedelta(days=self.reference_days)
+            weeks = self.reference_days / DAYS_PER_WEEK
+            for metric, chart in self.charts.items():
+                volume = max(self.period_counts[metric], 1) / weeks
+                if abs(volume / chart.design.weekly_volume - 1.0) > VOLUME_CHANGE:
+                    design = chart_design(
+                        self.baseline, metric, volume, self.false_alarms_per_year
+                    )
+                    chart.design = design
+                    chart.cusum.rethreshold(design.h)
+                    chart.redesigns += 1
+            skipped = (obs.at - self.period_start) // period
+            self.period_start += skipped * period
+            self._period_end = self.period_start + period
+            self.period_counts = {m: 0 for m in METRICS}
+        if obs.at >= self.period_start:
+            self.period_counts[obs.metric] += 1
+
+    def _feed(self, obs: OldObservation, signals: list[Signal]) -> None:
+        assert self.charts is not None and self.clock is not None
+        start, end = self.period_start, self._period_end
+        if start is not None and end is not None and start <= obs.at < end:
+            self.period_counts[obs.metric] += 1  # the usual case: within the current period
+        else:
+            self._count_volume(obs)
+        chart = self.charts[obs.metric]
+        if chart.signalled_at is not None:
+            return
+        cusum = chart.cusum
+        was_zero = cusum.statistic == 0.0
+        if cusum.update(obs.failure).statistic == 0.0:
+            chart.excursion_start = None
+        elif was_zero or chart.excursion_start is None:
+            chart.excursion_start = obs.at
+        if not cusum.drift_detected:
+            return
+        chart.signals += 1
+        chart.signalled_at = self.clock
+        since = chart.excursion_start or obs.at
+        signals.append(Signal(obs.metric, chart, self.clock, min(since, self.clock)))
+
+
+class OldVersionCharts(MainVersionCharts):
     def update(
         self, case_id: str, previous: CaseOutcome | None, new: CaseOutcome, at: datetime
     ) -> list[Signal]:
@@ -296,9 +526,9 @@ class OldVersionCharts(VersionCharts):
             if entry is None:
                 del settling[case_id]
             else:
-                settling[case_id] = Observation(entry[0], entry[1], held.at)
+                settling[case_id] = OldObservation(entry[0], entry[1], held.at)
         elif entry is not None and previous not in CHART_INPUT:
-            settling[case_id] = Observation(entry[0], entry[1], at)
+            settling[case_id] = OldObservation(entry[0], entry[1], at)
             heapq.heappush(self._due, (at, case_id))
         clock = self.clock
         if clock is None or at > clock:
@@ -327,7 +557,7 @@ class OldVersionCharts(VersionCharts):
                 self._observe(obs, signals)
         return signals
 
-    def _feed(self, obs: Observation, signals: list[Signal]) -> None:
+    def _feed(self, obs: OldObservation, signals: list[Signal]) -> None:
         assert self.charts is not None and self.clock is not None
         start, end = self.period_start, self._period_end
         if start is not None and end is not None and start <= obs.at < end:

@@ -7,9 +7,10 @@ key and an all-sites key shared by groups, subgroup keys shared by some), with d
 apart (a group lagging the others by more than the longest window, so a key drops days
 its other groups still hold, and cases arrive too late for some keys and not others),
 time going backwards, corrections in and out of the matrix and retractions of cases
-displaced from the last N. After every step both must hold the same for every key: each
-calendar window read at its latest day and at days after it, the last N, the late count
-and the days held.
+displaced from the last N; with every key keeping its own last N, none (each reads its
+groups'), or the site keys only. After every step both must hold the same for every key:
+each calendar window read at its latest day and at days after it, the last N, the late
+count and the days held.
 """
 
 from __future__ import annotations
@@ -75,9 +76,17 @@ def _watermark(windows: AgreementWindows | OldAgreementWindows, key: Key) -> int
     return -1 if state is None else state.watermark
 
 
+# Which keys keep their own last N (the others read their groups'): every key, none,
+# or the monitor's choice (the site keys, each in several groups).
+KEPT = (None, (), (SITE_A, SITE_B, ALL))
+
+
+@pytest.mark.parametrize("kept", KEPT)
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(steps, st.integers(0, 40))
-def test_per_group_counts_equal_per_key_counts(ops: list[tuple[object, ...]], lag: int) -> None:
+def test_per_group_counts_equal_per_key_counts(
+    kept: tuple[Key, ...] | None, ops: list[tuple[object, ...]], lag: int
+) -> None:
     new = AgreementWindows(DAYS, LAST_N)
     old = OldAgreementWindows(DAYS, LAST_N)
     cases: list[tuple[int, int, int]] = []  # group, day, latest column
@@ -99,8 +108,8 @@ def test_per_group_counts_equal_per_key_counts(ops: list[tuple[object, ...]], la
             case = pick % len(cases)
             g, day, previous = cases[case]
             cases[case] = (g, day, column)
-        for windows in (new, old):
-            windows.apply_group(windows.group(GROUPS[g]), f"c{case}", previous, column, day)
+        new.apply_group(new.group(GROUPS[g], kept), f"c{case}", previous, column, day)
+        old.apply_group(old.group(GROUPS[g]), f"c{case}", previous, column, day)
         assert _held(new) == _held(old)
 
 

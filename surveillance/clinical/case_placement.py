@@ -105,13 +105,18 @@ def place(state: MonitorState, placements: dict[PlaceKey, Placement], key: Place
     }
     record.sites.add(site)
     keys: list[Key] = []
+    bases: list[Key] = []
     for where in (site, ALL_SITES):
         dims = record.subgroups.setdefault(where, {})
         for dim, value in subgroups.items():
             dims.setdefault(dim, set()).add(value)
-        keys.extend(subgroup_keys(site_key(tool, version, where), subgroups))
+        bases.append(site_key(tool, version, where))
+        keys.extend(subgroup_keys(bases[-1], subgroups))
     windows = state.windows_of(tool)
-    found = placements[key] = Placement(record, windows, windows.group(keys))
+    # The site keys keep their own last N (the daily evaluation reads it for each); the
+    # subgroup keys' is read from the groups' (only on request).
+    group = windows.group(keys, kept=bases)
+    found = placements[key] = Placement(record, windows, group)
     return found
 
 
@@ -141,7 +146,9 @@ def record_fields(case: AnyAdjudicatedCase) -> CaseRecord:
     return CaseRecord(
         revision=case.revision, outcome=case.outcome.value, tool=case.tool_id,
         version=case.software_version, site=case.site, partition=0,
-        inference_ts=case.inference_date.timestamp(), score=case.ai_result,
+        inference_ts=case.inference_date.timestamp(),
+        labelled_ts=None if case.labelled_at is None else case.labelled_at.timestamp(),
+        score=case.ai_result,
         positive_call=case.result_indicator, scanner_manufacturer=case.scanner_manufacturer,
         sex=case.sex.value, age=case.age,
     )

@@ -77,7 +77,6 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor_alerts import cusum_alert, version_change_alert
 from surveillance.clinical.monitor_reads import MonitorReads
 from surveillance.clinical.monitor_state import (
-    REPORT_LAGS_KEPT,
     VERDICT_WINDOWS,
     Episode,
     EpisodeKey,
@@ -232,14 +231,16 @@ class PerformanceMonitor(ToolState, MonitorReads):
         )
         labelled = case.labelled_at
         if labelled is not None and not was_labelled:
-            lags = record.report_lags
-            lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
-            if len(lags) > REPORT_LAGS_KEPT:
-                del lags[0]
+            record.report_lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
         charts = placement.charts
         if charts is None:
             return []
-        signals = charts.update(case_id, before, outcome, labelled or case.inference_date)
+        if labelled is None:
+            signals = charts.update_at(case_id, before, outcome, ts, case.inference_date)
+        else:
+            labelled_ts = now.labelled_ts
+            assert labelled_ts is not None
+            signals = charts.update_at(case_id, before, outcome, labelled_ts, labelled)
         return self._signalled(record, signals, alert=True) if signals else []
 
     def _moved(self, previous: CaseRecord, case: AnyAdjudicatedCase) -> list[Alert]:
@@ -284,7 +285,6 @@ class PerformanceMonitor(ToolState, MonitorReads):
         if view.labelled_at is not None and (before is None or before.labelled_at is None):
             lag = (view.labelled_at - view.inferred_at) / _DAY
             record.report_lags.append(max(lag, 0.0))
-            del record.report_lags[:-REPORT_LAGS_KEPT]
         if record.charts is not None:
             previous = None if before is None else before.outcome
             signals = record.charts.update(view.case_id, previous, view.outcome, view.latest_at)

@@ -7,6 +7,7 @@ daily evaluation (`daily_evaluation`) read and update it through the helpers her
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -68,7 +69,9 @@ class VersionRecord:
     sites: set[str] = field(default_factory=set)
     subgroups: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # site -> dim
     charts: VersionCharts | None = None  # None when the tool has no clearance baseline
-    report_lags: list[float] = field(default_factory=list)  # days, the latest first reports
+    #: Days from AI call to first report of the latest cases (a bounded deque: dropping
+    #: the oldest of a full list moves all the others, on every labelled case).
+    report_lags: deque[float] = field(default_factory=lambda: deque(maxlen=REPORT_LAGS_KEPT))
 
     def report_lag_days(self) -> float:
         """Median days from AI call to first report over the latest cases (0 before any)."""

@@ -31,6 +31,16 @@ one signal, not one per run length (alert fatigue). The in-control false-alarm b
 unchanged: after a false alarm the metric is within baseline, the episode closes at the
 next evaluation and the chart restarts, as the renewal argument of `cusum` assumes.
 
+Times are numbers. The per-case path compares and offsets report times as POSIX
+timestamps (the ledger's record has them: `CaseRecord.labelled_ts`, `inference_ts`), not
+as datetimes: an aware datetime comparison, or a `datetime - timedelta`, costs several
+times a float's. The datetimes themselves are only kept (never computed with) where they
+leave: the clock and an excursion's start, which date a `Signal` in the zone its case
+came in. Exactness: a timestamp is the datetime's instant rounded to a float; between
+2004-01-10 and 2038-01-19 UTC floats are spaced 2**-22 s apart and the offsets here are
+whole seconds, so every comparison and offset gives what the datetimes gave; outside
+that span a time within a microsecond of a period's boundary could fall on its other side.
+
 Volume. A threshold is a run length in cases; the budget is in calendar time. The
 charts count their observations over consecutive periods of `reference_days` of report
 time after the reference period; when a chart's weekly volume over a period differs
@@ -44,7 +54,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import NamedTuple
 
@@ -56,15 +66,17 @@ from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
 #: Relative change of a chart's weekly volume (over one period) that re-derives its
 #: threshold: 25% more cases than designed for would mean 25% more false alarms a year.
 VOLUME_CHANGE = 0.25
+_SECONDS_PER_DAY = 86_400.0
 
 
 class Observation(NamedTuple):
     metric: Metric
     failure: bool
-    at: datetime  # report time
+    ts: float  # report time, POSIX timestamp (what is compared)
+    at: datetime  # the same report time as the case gave it (what a signal shows)
 
 
-#: `Observation` from a (metric, failure, at) tuple, without the Python-level `__new__`.
+#: `Observation` from a (metric, failure, ts, at) tuple, without the Python-level `__new__`.
 _observation = partial(tuple.__new__, Observation)
 
 
@@ -95,45 +107,48 @@ class Signal:
 
 @dataclass
 class VersionCharts:
-    """Sensitivity and specificity charts of one version; see the module docstring."""
+    """Sensitivity and specificity charts of one version; see the module docstring.
+
+    Times ending in `_ts` are POSIX timestamps (see "Times are numbers")."""
 
     baseline: ToolBaseline
     reference_days: int
     grace_days: int
     settle_days: int
     false_alarms_per_year: float
-    clock: datetime | None = None
-    settled: datetime | None = None  # latest report time released to the charts
+    clock: datetime | None = None  # the latest report time seen, as its case gave it
+    clock_ts: float | None = None
+    settled_ts: float | None = None  # latest report time released to the charts
     reference_start: datetime | None = None
+    reference_start_ts: float | None = None
     reference_counts: dict[Metric, int] = field(
         default_factory=lambda: {"sensitivity": 0, "specificity": 0}
     )
     charts: dict[Metric, Chart] | None = None
-    period_start: datetime | None = None  # current volume period (report time)
+    period_start_ts: float | None = None  # current volume period (report time)
     period_counts: dict[Metric, int] = field(
         default_factory=lambda: {"sensitivity": 0, "specificity": 0}
     )
     _waiting: list[Observation] = field(default_factory=list)
     _settling: dict[str, Observation] = field(default_factory=dict)
-    #: Observations waiting to settle, as (at, case): those that came in (at, case) order
-    #: in a FIFO, the others in a heap; released in (at, case) order from both. Reports
+    #: Observations waiting to settle, as (ts, case): those that came in (ts, case) order
+    #: in a FIFO, the others in a heap; released in (ts, case) order from both. Reports
     #: mostly arrive in report-time order, and a FIFO costs a fraction of a heap's pop.
-    _due_in_order: deque[tuple[datetime, str]] = field(default_factory=deque)
-    _due: list[tuple[datetime, str]] = field(default_factory=list)
-    #: clock - settle_days: observations due at or before it are released (kept with the
-    #: clock, so that the per-case path makes no datetime unless the clock moves).
-    _horizon: datetime | None = None
-    reference_end: datetime | None = None  # reference_start + reference_days
-    _design_at: datetime | None = None  # reference_end + grace_days: the design's time
-    _period_end: datetime | None = None  # period_start + reference_days
+    _due_in_order: deque[tuple[float, str]] = field(default_factory=deque)
+    _due: list[tuple[float, str]] = field(default_factory=list)
+    #: clock - settle_days: observations due at or before it are released.
+    _horizon_ts: float | None = None
+    reference_end_ts: float | None = None  # reference_start + reference_days
+    _design_at_ts: float | None = None  # reference_end + grace_days: the design's time
+    _period_end_ts: float | None = None  # period_start + reference_days
 
     def __post_init__(self) -> None:
-        self._settle = timedelta(days=self.settle_days)
+        self._settle = self.settle_days * _SECONDS_PER_DAY
 
-    def _set_reference_start(self, start: datetime) -> None:
-        self.reference_start = start
-        self.reference_end = start + timedelta(days=self.reference_days)
-        self._design_at = self.reference_end + timedelta(days=self.grace_days)
+    def _set_reference_start(self, obs: Observation) -> None:
+        self.reference_start, self.reference_start_ts = obs.at, obs.ts
+        self.reference_end_ts = obs.ts + self.reference_days * _SECONDS_PER_DAY
+        self._design_at_ts = self.reference_end_ts + self.grace_days * _SECONDS_PER_DAY
 
     def update(
         self, case_id: str, previous: CaseOutcome | None, new: CaseOutcome, at: datetime
@@ -144,6 +159,14 @@ class VersionCharts:
         replaces its observation (or drops it, if it left the matrix); a revision of a case
         already released changes nothing here (the windows and verdicts take it).
         """
+        return self.update_at(case_id, previous, new, at.timestamp(), at)
+
+    def update_at(
+        self, case_id: str, previous: CaseOutcome | None, new: CaseOutcome, ts: float,
+        at: datetime,
+    ) -> list[Signal]:
+        """`update` with the report time also as its POSIX timestamp `ts` (the monitor's
+        per-case path has it from the ledger's record)."""
         entry = CHART_INPUT.get(new)
         settling = self._settling
         held = settling.get(case_id)
@@ -151,22 +174,22 @@ class VersionCharts:
             if entry is None:
                 del settling[case_id]
             else:
-                settling[case_id] = _observation((*entry, held.at))
+                settling[case_id] = _observation((*entry, held.ts, held.at))
         elif entry is not None and previous not in CHART_INPUT:
-            settling[case_id] = _observation((*entry, at))
-            item = (at, case_id)
+            settling[case_id] = _observation((*entry, ts, at))
+            item = (ts, case_id)
             in_order = self._due_in_order
             if not in_order or in_order[-1] <= item:
                 in_order.append(item)
             else:
                 heapq.heappush(self._due, item)
-        clock = self.clock
-        horizon: datetime | None
-        if clock is None or at > clock:
-            self.clock = at
-            self._horizon = horizon = at - self._settle
+        clock = self.clock_ts
+        horizon: float | None
+        if clock is None or ts > clock:
+            self.clock, self.clock_ts = at, ts
+            self._horizon_ts = horizon = ts - self._settle
         else:
-            horizon = self._horizon
+            horizon = self._horizon_ts
         if horizon is None:
             return []
         in_order, due = self._due_in_order, self._due
@@ -174,49 +197,49 @@ class VersionCharts:
             return []
         return self._release(horizon)
 
-    def _release(self, horizon: datetime) -> list[Signal]:
+    def _release(self, horizon: float) -> list[Signal]:
         signals: list[Signal] = []
         in_order, due, settling = self._due_in_order, self._due, self._settling
-        charts, end = self.charts, self.reference_end
+        charts, end = self.charts, self.reference_end_ts
         while True:
             if in_order and (not due or in_order[0] <= due[0]):
                 if in_order[0][0] > horizon:
                     break
-                at, case_id = in_order.popleft()
+                ts, case_id = in_order.popleft()
             elif due and due[0][0] <= horizon:
-                at, case_id = heapq.heappop(due)
+                ts, case_id = heapq.heappop(due)
             else:
                 break
             obs = settling.get(case_id)
-            if obs is None or obs.at != at:
+            if obs is None or obs.ts != ts:
                 continue  # dropped while settling
             del settling[case_id]
-            if charts is not None and end is not None and at >= end:
+            if charts is not None and end is not None and ts >= end:
                 # The usual case, without `_observe`'s reference-period bookkeeping.
-                if self.settled is None or at > self.settled:
-                    self.settled = at
+                if self.settled_ts is None or ts > self.settled_ts:
+                    self.settled_ts = ts
                 self._feed(obs, signals)
             else:
                 self._observe(obs, signals)  # may design the charts
-                charts, end = self.charts, self.reference_end
+                charts, end = self.charts, self.reference_end_ts
         return signals
 
     def _observe(self, obs: Observation, signals: list[Signal]) -> None:
         """Count `obs` in the reference period or feed it to its chart; signals to `signals`."""
-        if self.settled is None or obs.at > self.settled:
-            self.settled = obs.at
+        if self.settled_ts is None or obs.ts > self.settled_ts:
+            self.settled_ts = obs.ts
         if self.charts is None:
             self._waiting.append(obs)
-            if self.reference_start is None or obs.at < self.reference_start:
-                self._set_reference_start(obs.at)
-            end, design_at = self.reference_end, self._design_at
+            if self.reference_start_ts is None or obs.ts < self.reference_start_ts:
+                self._set_reference_start(obs)
+            end, design_at = self.reference_end_ts, self._design_at_ts
             assert end is not None and design_at is not None
-            if self.settled >= design_at:
+            if self.settled_ts >= design_at:
                 self._design(end, signals)
             return
-        end = self.reference_end
+        end = self.reference_end_ts
         assert end is not None
-        if obs.at >= end:
+        if obs.ts >= end:
             self._feed(obs, signals)
 
     def close(self, metric: Metric) -> None:
@@ -224,10 +247,10 @@ class VersionCharts:
         if self.charts is not None and self.charts[metric].signalled_at is not None:
             self.charts[metric].restart()
 
-    def _design(self, end: datetime, signals: list[Signal]) -> None:
+    def _design(self, end: float, signals: list[Signal]) -> None:
         later: list[Observation] = []
         for obs in self._waiting:
-            if obs.at < end:
+            if obs.ts < end:
                 self.reference_counts[obs.metric] += 1
             else:
                 later.append(obs)
@@ -241,19 +264,19 @@ class VersionCharts:
         self.charts = {
             m: Chart(d, BernoulliCUSUM(d.p0, d.p1, d.h)) for m, d in designs.items()
         }
-        for obs in sorted(later, key=lambda o: o.at):
+        for obs in sorted(later, key=lambda o: o.ts):
             self._feed(obs, signals)
 
     def _count_volume(self, obs: Observation) -> None:
         """Count `obs` in its volume period; re-derive thresholds when a period ends."""
         assert self.charts is not None
-        if self.period_start is None:
-            self.period_start = self.reference_end
-        assert self.period_start is not None
-        if self._period_end is None:
-            self._period_end = self.period_start + timedelta(days=self.reference_days)
-        if obs.at >= self._period_end:
-            period = timedelta(days=self.reference_days)
+        if self.period_start_ts is None:
+            self.period_start_ts = self.reference_end_ts
+        assert self.period_start_ts is not None
+        period = self.reference_days * _SECONDS_PER_DAY
+        if self._period_end_ts is None:
+            self._period_end_ts = self.period_start_ts + period
+        if obs.ts >= self._period_end_ts:
             weeks = self.reference_days / DAYS_PER_WEEK
             for metric, chart in self.charts.items():
                 volume = max(self.period_counts[metric], 1) / weeks
@@ -264,17 +287,17 @@ class VersionCharts:
                     chart.design = design
                     chart.cusum.rethreshold(design.h)
                     chart.redesigns += 1
-            skipped = (obs.at - self.period_start) // period
-            self.period_start += skipped * period
-            self._period_end = self.period_start + period
+            skipped = (obs.ts - self.period_start_ts) // period
+            self.period_start_ts += skipped * period
+            self._period_end_ts = self.period_start_ts + period
             self.period_counts = {m: 0 for m in METRICS}
-        if obs.at >= self.period_start:
+        if obs.ts >= self.period_start_ts:
             self.period_counts[obs.metric] += 1
 
     def _feed(self, obs: Observation, signals: list[Signal]) -> None:
         assert self.charts is not None and self.clock is not None
-        start, end = self.period_start, self._period_end
-        if start is not None and end is not None and start <= obs.at < end:
+        start, end = self.period_start_ts, self._period_end_ts
+        if start is not None and end is not None and start <= obs.ts < end:
             self.period_counts[obs.metric] += 1  # the usual case: within the current period
         else:
             self._count_volume(obs)

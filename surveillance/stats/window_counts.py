@@ -1,15 +1,16 @@
-"""The counts behind `stats.windows`: per group of keys, per day; per key, its latest day,
-its last N entries and its late count.
+"""The counts behind `stats.windows`: per group of keys, per day, and its last N entries;
+per key, its latest day, its late count and (if it keeps them) its own last N entries.
 
 A group is a set of keys that cases count under together (the monitor's 8 keys of one
 placement); its day buckets count for all of them at once. `AgreementWindows` reads a
-key's calendar window as the sum of its groups' (`KeyGroup.window_rows`).
+key's calendar window as the sum of its groups' (`KeyGroup.window_rows`), and the last N
+of a key that keeps no entries of its own as the latest N of its groups' last N.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from surveillance.stats.agreement import Confusion
@@ -18,7 +19,8 @@ _IN_MATRIX = 4  # columns below this index are TP, FP, TN, FN
 #: The column of an entry whose case has since left the matrix: counted nowhere.
 _LEFT = 7
 
-#: One entry into the confusion matrix: `[column]`, shared by the keys of its case.
+#: One entry into the confusion matrix: `[column, number]`, shared by the keys and the
+#: group of its case; numbers increase in the order entries are made.
 Entry = list[int]
 
 
@@ -45,32 +47,37 @@ def _counts(row: Sequence[int]) -> WindowCounts:
     )
 
 
+def last_n_counts(entries: Iterable[Entry]) -> WindowCounts:
+    """The last-N window of these entries (those since left the matrix count nowhere)."""
+    row = [0] * 8
+    for entry in entries:
+        row[entry[0]] += 1
+    return _counts([*row[:_IN_MATRIX], 0, 0, 0])
+
+
 class KeyWindows:
-    """What one key holds of its own: its latest day, its last N entries and its late
-    count. Its day counts are those of the groups it belongs to (`KeyGroup`)."""
+    """What one key holds of its own: its latest day, its late count and, if it keeps
+    them, its last N entries (else they are read from its groups'). Its day counts are
+    those of the groups it belongs to (`KeyGroup`)."""
 
     __slots__ = ("_entries", "late_ignored", "watermark")
 
-    def __init__(self, last_n: int) -> None:
+    def __init__(self, last_n: int, kept: bool = True) -> None:
         #: Latest UTC day of a case counted under this key.
         self.watermark = -1
-        self._entries: deque[Entry] = deque(maxlen=last_n)
+        self._entries: deque[Entry] | None = deque(maxlen=last_n) if kept else None
         self.late_ignored = 0
 
     @property
-    def entries(self) -> deque[Entry]:
+    def entries(self) -> deque[Entry] | None:
+        """The key's own last N entries; None if it keeps none (`AgreementWindows.group`)."""
         return self._entries
-
-    def last_n(self) -> WindowCounts:
-        row = [0] * 8
-        for entry in self._entries:
-            row[entry[0]] += 1
-        return _counts([*row[:_IN_MATRIX], 0, 0, 0])
 
 
 class KeyGroup:
     """One set of keys that cases count under together (a placement's 8 keys), with that
-    set's counts per day and the deques of its keys' last N entries.
+    set's counts per day, its own last N entries (when some of its keys keep none) and the
+    deques of its keys' that keep theirs.
 
     Counts per UTC day (ordinal) still readable, in `COLUMN` order. The group drops a day
     once it is at or before (its own latest day - longest window); a key's latest day is
@@ -78,15 +85,22 @@ class KeyGroup:
     groups.
     """
 
-    __slots__ = ("_ordered", "appends", "buckets", "current", "days", "entries", "sums",
-                 "watermark", "windows")
+    __slots__ = ("_ordered", "appends", "buckets", "current", "days", "entries", "last",
+                 "sums", "watermark", "windows")
     #: Not state: made again when a state snapshot is read (`engine.state_codec`).
     __derived__ = ("appends", "sums")
 
-    def __init__(self, windows: tuple[KeyWindows, ...], days: tuple[int, ...]) -> None:
+    def __init__(self, windows: tuple[KeyWindows, ...], days: tuple[int, ...], last_n: int
+                 ) -> None:
         self.windows = windows
         self.days = days
-        self.entries = tuple(w.entries for w in windows)
+        #: The group's last N entries, from which its keys that keep none read theirs:
+        #: one append per entry for all of them (a key's last N are among its groups').
+        self.last: deque[Entry] | None = (
+            deque(maxlen=last_n) if any(w.entries is None for w in windows) else None
+        )
+        kept = tuple(w.entries for w in windows if w.entries is not None)
+        self.entries = kept if self.last is None else (self.last, *kept)
         self.buckets: dict[int, list[int]] = {}
         #: True while `buckets` was filled in increasing day order (no late day since the
         #: last full drop): the days to drop are then its first ones.

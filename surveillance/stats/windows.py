@@ -38,19 +38,32 @@ is read (once per day per key, not once per case; each group's window sums are c
 once per read day and shared by its keys). Each key keeps its own latest day (the latest
 of its groups'), so a key reads, drops and ignores as late exactly the days it would if
 it were counted on its own. The last N of a key is a bounded deque of the entries made
-under it; an entry is one small list `[column]` shared by every key the case counts
-under, so a correction changes it once for all of them and the counts are summed when
-the window is read.
+under it; an entry is one small list `[column, number]` shared by every key the case
+counts under, so a correction changes it once for all of them and the counts are summed
+when the window is read. Only the keys whose last N is read often keep such a deque of
+their own (`group(keys, kept)`: the monitor's two site keys of a placement, read every
+day); the others read the latest N entries of their groups' last N, which each group
+keeps in one deque for all of them. So a case entering the matrix costs three appends,
+not eight (each append to a full deque also drops an entry made long ago, a cache miss).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from collections import deque
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 from surveillance.contracts import CaseOutcome
 from surveillance.stats.intervals import StatsParameterError
-from surveillance.stats.window_counts import _EMPTY, _IN_MATRIX, _LEFT, Entry, _counts
+from surveillance.stats.window_counts import (
+    _EMPTY,
+    _IN_MATRIX,
+    _LEFT,
+    Entry,
+    _counts,
+    last_n_counts,
+)
 from surveillance.stats.window_counts import KeyGroup as KeyGroup
 from surveillance.stats.window_counts import KeyWindows as KeyWindows
 from surveillance.stats.window_counts import WindowCounts as WindowCounts
@@ -103,6 +116,8 @@ class AgreementWindows:
         #: The current matrix entry of each case that may still be in some key's last N.
         self._open: dict[str, Entry] = {}
         self._open_limit = 4 * last_n
+        #: How many entries were made: the next one's number.
+        self._entered = 0
         #: The latest day of any key minus the longest window: a case on or before it may
         #: be too late for some of its keys (`_count_late`); after it, for none.
         self._late_day = -1 - window_days[-1]
@@ -112,8 +127,14 @@ class AgreementWindows:
         #: The groups each key belongs to, found on its first read after a group is made.
         self._containing: dict[Key, list[KeyGroup]] = {}
 
-    def group(self, keys: Iterable[Key]) -> KeyGroup:
-        """The windows of `keys` (made on first use), to pass to `apply_group`."""
+    def group(self, keys: Iterable[Key], kept: Collection[Key] | None = None) -> KeyGroup:
+        """The windows of `keys` (made on first use), to pass to `apply_group`.
+
+        `kept`: the keys that keep their own last N entries (default: all). The others
+        read their last N from their groups' (the latest N of those, by entry order): one
+        append per entry for all of them, and a read that merges their groups'. A key
+        whose last N is read often (the monitor's site keys, every day) keeps its own; a
+        key is made kept or not on its first group, and keeps that."""
         keys = tuple(keys)
         found = self._groups.get(keys)
         if found is None:
@@ -121,9 +142,10 @@ class AgreementWindows:
             for key in keys:
                 state = self._keys.get(key)
                 if state is None:
-                    state = self._keys[key] = KeyWindows(self.last_n)
+                    own = kept is None or key in kept
+                    state = self._keys[key] = KeyWindows(self.last_n, own)
                 states.append(state)
-            found = self._groups[keys] = KeyGroup(tuple(states), self.days)
+            found = self._groups[keys] = KeyGroup(tuple(states), self.days, self.last_n)
             self._containing = {}
         return found
 
@@ -200,7 +222,9 @@ class AgreementWindows:
                 state.late_ignored += 1
 
     def _enter(self, group: KeyGroup, case_id: str, column: int) -> None:
-        entry = [column]
+        number = self._entered
+        self._entered = number + 1
+        entry = [column, number]
         opened = self._open
         opened[case_id] = entry
         for append in group.appends:
@@ -211,9 +235,25 @@ class AgreementWindows:
     def _forget_displaced(self) -> None:
         """Drop the entries no key's last N holds any more (amortized: the map is rebuilt
         only when it has grown to twice what the keys can hold)."""
-        held = {id(entry) for state in self._keys.values() for entry in state.entries}
+        held = {id(entry) for entries in self._entry_deques() for entry in entries}
         self._open = {c: e for c, e in self._open.items() if id(e) in held}
         self._open_limit = 2 * len(self._open) + 4 * self.last_n
+
+    def _entry_deques(self) -> list[deque[Entry]]:
+        """Every deque of last-N entries: the keys' own and the groups'."""
+        own = [state.entries for state in self._keys.values() if state.entries is not None]
+        return own + [group.last for group in self._groups.values() if group.last is not None]
+
+    def _last_entries(self, key: Key, state: KeyWindows) -> Iterable[Entry]:
+        """The last N entries made under `key`: its own, or the latest N of its groups'
+        (a key's last N are among its groups' last N, each group's in entry order)."""
+        if state.entries is not None:
+            return state.entries
+        decks = [g.last for g in self._groups_of(key) if g.last]
+        if len(decks) == 1:
+            return decks[0]
+        return heapq.nlargest(self.last_n, (e for deck in decks for e in deck),
+                              key=_entry_number)
 
     def keys(self) -> list[Key]:
         return list(self._keys)
@@ -226,7 +266,8 @@ class AgreementWindows:
         """
         state = self._keys.get(key)
         if window == "last_n":
-            return state.last_n() if state is not None else _counts([0] * 7)
+            return (last_n_counts(self._last_entries(key, state)) if state is not None
+                    else _counts([0] * 7))
         if window not in self.days:
             raise StatsParameterError(
                 f"unknown window {window!r}: use one of {self.days} or 'last_n'"
@@ -261,12 +302,16 @@ class AgreementWindows:
             return 0
         oldest = state.watermark - self.days[-1]
         days = {day for group in self._groups_of(key) for day in group.buckets if day > oldest}
-        return len(days) + len(state.entries)
+        return len(days) + len(list(self._last_entries(key, state)))
 
     def late_ignored(self, key: Key) -> int:
         """Cases or corrections under `key` that came after their day left the longest window."""
         state = self._keys.get(key)
         return 0 if state is None else state.late_ignored
+
+
+def _entry_number(entry: Entry) -> int:
+    return entry[1]
 
 
 def age_band(age: int | None) -> str:
