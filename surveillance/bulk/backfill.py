@@ -4,6 +4,7 @@ disjoint partitions with a calibration process beside the case-stage ones."""
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
              on_progress: Callable[[Totals, float], None] | None = None,
              calibration_process: bool = True, **options: Any) -> Done:
     """The whole backfill in `processes` runner processes (1: in this one), with a
-    calibration process beside them if several and `calibration_process`. `options` go
+    calibration processes beside them if several and `calibration_process`. `options` go
     to each `BulkRunner`."""
     started, cpu = time.monotonic(), _cpu()
     owners = plan(processes, config.partitions)
@@ -49,7 +50,9 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
         return Done(totals, started, _cpu() - cpu, 1, cpu)
 
     casers = [o for o in owners if o.cases]
-    channels = Channels.make(len(casers)) if calibration_process else None
+    # One calibration process per core (at most 4): see `bulk.calibration`.
+    channels = (Channels.make(len(casers), min(os.cpu_count() or 1, 4))
+                if calibration_process else None)
 
     def runner_of(owned: Ownership) -> Callable[[Slot], None]:
         def run(slot: Slot) -> None:
@@ -63,7 +66,7 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
             on_progress(totals, started)
 
     totals = run_processes([runner_of(o) for o in owners], shown,
-                           () if channels is None else (channels.serve,))
+                           () if channels is None else channels.servers())
     return Done(totals, started, _cpu() - cpu, len(owners), cpu)
 
 

@@ -7,12 +7,17 @@ stage's drift banks submit what a bank is built on (`stats.drift_feature_bank.Re
 by value) and hold that tool's drift until the thresholds come back (`engine.drift`):
 the verdicts are the same whenever they arrive.
 
-One calibration process serves every case-stage process of the backfill: jobs come in
-on one queue and leave on the submitting process's own. A multiprocessing queue, so
-that handing over a reference (a few hundred kB) never waits for a calibration in
-progress: the queue's feeder thread writes it. The process ends once each case-stage
-process has said it is done; a crash of any process takes all down (`bulk.processes`),
-and a restarted backfill submits again what it needs (the thresholds are not stored).
+Calibration processes (one per core by default) serve every case-stage process of the
+backfill: jobs come in on one queue, the next one to whichever is free, and the
+thresholds leave on the submitting process's own queue. Several, because the last
+references complete near the end of a backlog: their jobs (seconds each) are then the
+backfill's tail, with the other processes idle, and jobs are independent (a held tool
+is released whenever its own come back, in any order: `engine.drift`). Multiprocessing
+queues, so that handing over a reference (a few hundred kB) never waits for a
+calibration in progress: the queue's feeder thread writes it. Each process ends once
+each case-stage process has said it is done; a crash of any process takes all down
+(`bulk.processes`), and a restarted backfill submits again what it needs (the thresholds
+are not stored).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import multiprocessing
 import pickle
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,23 +44,32 @@ class Channels:
 
     jobs: Any
     results: list[Any]
+    #: How many calibration processes take from `jobs`.
+    count: int = 1
 
     @classmethod
-    def make(cls, clients: int) -> Channels:
+    def make(cls, clients: int, servers: int = 1) -> Channels:
         context = multiprocessing.get_context("fork")
-        return cls(context.Queue(), [context.Queue() for _ in range(clients)])
+        return cls(context.Queue(), [context.Queue() for _ in range(clients)], servers)
 
     def client(self, index: int) -> CalibrationClient:
         return CalibrationClient(self, index)
 
+    def servers(self) -> tuple[Callable[[Slot], None], ...]:
+        """Each calibration process's function."""
+        return (self.serve,) * self.count
+
     def serve(self, slot: Slot) -> None:
-        """The calibration process: jobs in order, until every client is done."""
+        """A calibration process: jobs in order, until it has taken as many of the
+        clients' ends as there are clients. Each client ends with one per process, after
+        its last job, on one queue: the last process to stop takes the last end, after
+        every job was taken."""
         started = time.process_time()
-        open_clients = set(range(len(self.results)))
-        while open_clients:
+        ends = 0
+        while ends < len(self.results):
             index, job, payload = self.jobs.get()
             if job is None:
-                open_clients.discard(index)
+                ends += 1
                 continue
             references: list[Reference] = pickle.loads(payload)
             self.results[index].put((job, thresholds_of(references)))
@@ -68,6 +83,7 @@ class CalibrationClient:
         self.jobs = channels.jobs
         self.inbox = channels.results[index]
         self.index = index
+        self.count = channels.count
 
     def submit(self, job: int, references: list[Reference]) -> None:
         # Pickled here, not by the feeder thread later: the bank's reference is what it
@@ -86,6 +102,7 @@ class CalibrationClient:
                 return found
 
     def done(self) -> None:
-        """This client submits nothing more (the calibration process ends after all)."""
-        self.jobs.put((self.index, None, b""))
+        """This client submits nothing more (each calibration process ends after all)."""
+        for _ in range(self.count):
+            self.jobs.put((self.index, None, b""))
 
