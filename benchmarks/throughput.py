@@ -6,7 +6,9 @@
    holds its partitions.
 2. Produces the simulator's stream (AI results + reports) and measures the time until
    the worker has counted every case: end-to-end input events per second (validate,
-   pseudonymize, extract labels, join, adjudicate, count, with table changelogs).
+   pseudonymize, extract labels, join, adjudicate, count, with table changelogs). The
+   stream starts on 2026-07-01, or earlier when `--days` would carry it past today
+   (`simulate.past_start`): the service dead-letters events dated in the future.
 3. In the same run, on the same broker, consumes the same input topics with a bare
    aiokafka consumer (no processing): the ceiling the broker and client allow.
 4. And with a Faust agent that does nothing (`faust_floor_app.py`: the worker's settings
