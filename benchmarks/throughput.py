@@ -408,7 +408,8 @@ def main() -> None:
                  f"{worker_cpu / len(events) * 1e6:,.0f} µs per input event "
                  f"({worker_cpu:.1f} s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if floor is None:
-        print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
+        print(f"events: {len(events)} input events ({sum(expected.values())} cases) from "
+              f"{start}")
         print(f"produce: {len(events) / produced:,.0f} events/s (kafka-python producer)")
         print(live_line)
         print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
