@@ -6,7 +6,9 @@
    holds its partitions.
 2. Produces the simulator's stream (AI results + reports) and measures the time until
    the worker has counted every case: end-to-end input events per second (validate,
-   pseudonymize, extract labels, join, adjudicate, count, with table changelogs).
+   pseudonymize, extract labels, join, adjudicate, count, with table changelogs). The
+   stream starts on 2026-07-01, or earlier when `--days` would carry it past today
+   (`simulate.past_start`): the service dead-letters events dated in the future.
 3. In the same run, on the same broker, consumes the same input topics with a bare
    aiokafka consumer (no processing): the ceiling the broker and client allow.
 4. And with a Faust agent that does nothing (`faust_floor_app.py`: the worker's settings
@@ -51,13 +53,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from surveillance.embedded import EmbeddedBroker
 from surveillance.embedded.broker import free_port
-from surveillance.simulate import Faults, Scenario, simulate
+from surveillance.simulate import Faults, Scenario, past_start, simulate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL, all_topics, create_topics
@@ -141,6 +143,7 @@ class Bulk:
     line: str  # the runner's `backfill done` line
     broker_cpu: float  # process CPU seconds of the broker while the runner ran
     load: tuple[float, float, float]  # the load average when the runner ended
+    differ: str  # the tools whose counts are not the truth's: counted against expected
 
 
 def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Path,
@@ -172,13 +175,25 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
             counts = wait_for_counts([worker], expected, timeout=600)
         finally:
             worker.stop()
-    ok = all(counts.get(t, {}).get("cases") == n for t, n in expected.items())
-    return Bulk(len(events) / seconds, ok, cpu, busy_cpu, done[-1], broker_cpu, load)
+    differ = differences(counts, expected)
+    return Bulk(len(events) / seconds, not differ, cpu, busy_cpu, done[-1], broker_cpu, load,
+                differ)
+
+
+def differences(counts: dict[str, dict[str, int]], expected: dict[str, int]) -> str:
+    """The tools whose case count is not the truth's, each `tool counted/expected` ("" when
+    all are equal; "no answer" when the worker never reported ready)."""
+    if not counts:
+        return "no answer from the worker (not ready)"
+    return ", ".join(f"{tool} {counts.get(tool, {}).get('cases', 0)}/{n}"
+                     for tool, n in sorted(expected.items())
+                     if counts.get(tool, {}).get("cases") != n)
 
 
 def print_bulk(label: str, run: Bulk, events: int) -> None:
+    counted = "exact" if run.exact else f"INCOMPLETE: {run.differ}"
     print(f"bulk runner, {label}: {run.rate:,.0f} events/s "
-          f"(counts {'exact' if run.exact else 'INCOMPLETE'}); process CPU of the runner "
+          f"(counts {counted}); process CPU of the runner "
           f"processes together {run.cpu / events * 1e6:,.1f} µs per input event "
           f"({run.cpu:.1f} s, start-up, final idle wait and any calibration after the "
           f"last batch included), "
@@ -340,8 +355,11 @@ def main() -> None:
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
-    events, truth = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults(),
-                             volume_scale=args.scale)
+    # The worker and the runner date-check events against the wall clock: a stream that
+    # reached past today would have its latest cases dead-lettered ("in the future").
+    start = past_start(args.days, datetime.now(UTC).date())
+    events, truth = simulate(days=args.days, seed=7, start=start, scenario=Scenario(),
+                             faults=Faults(), volume_scale=args.scale)
     expected = {tool: t.cases for tool, t in truth.items()}
     # Every case and every outcome (a case counts once its AI result is joined, its
     # outcome once its report is): the live rate is to the last report joined.
@@ -352,7 +370,8 @@ def main() -> None:
     if args.bulk_only:
         bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes,
                          extra)
-        print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
+        print(f"events: {len(events)} input events ({sum(expected.values())} cases) from "
+              f"{start}")
         print_bulk(f"{args.bulk_processes} processes", bulk, len(events))
         print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} "
               "{:.2f} {:.2f}".format(*load_at_start, *os.getloadavg()))
@@ -383,12 +402,14 @@ def main() -> None:
         floor = None if args.live_only else faust_floor_rate(broker.bootstrap, len(events),
                                                              state)
     live = len(events) / elapsed
+    missing = "" if ok else ": " + (differences(counts, expected) or "outcomes differ")
     live_line = (f"end-to-end: {live:,.0f} input events/s ({elapsed:.1f}s; counts "
-                 f"{'exact' if ok else 'INCOMPLETE'}); worker CPU "
+                 f"{'exact' if ok else 'INCOMPLETE' + missing}); worker CPU "
                  f"{worker_cpu / len(events) * 1e6:,.0f} µs per input event "
                  f"({worker_cpu:.1f} s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if floor is None:
-        print(f"events: {len(events)} input events ({sum(expected.values())} cases)")
+        print(f"events: {len(events)} input events ({sum(expected.values())} cases) from "
+              f"{start}")
         print(f"produce: {len(events) / produced:,.0f} events/s (kafka-python producer)")
         print(live_line)
         print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")
@@ -401,8 +422,8 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(f"machine: {platform.system()} {platform.machine()} {cpu}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
-    print(f"events: {len(events)} input events ({sum(expected.values())} cases), "
-          f"{args.partitions} partitions, 1 worker process")
+    print(f"events: {len(events)} input events ({sum(expected.values())} cases) from "
+          f"{start}, {args.partitions} partitions, 1 worker process")
     print(f"produce: {len(events) / produced:,.0f} events/s (kafka-python producer)")
     print(live_line)
     print(f"ceiling (bare aiokafka consume, same broker): {ceiling:,.0f} events/s")

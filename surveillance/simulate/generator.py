@@ -53,6 +53,8 @@ from surveillance.simulate.studies import (
 from surveillance.simulate.truth import CaseRecord, ReportRecord, tool_truth
 
 _STABLE = Scenario()
+#: The first simulated day unless the caller gives one.
+DEFAULT_START = date(2026, 7, 1)
 _CLEAN = Faults()
 
 
@@ -80,7 +82,7 @@ class _Stream:
 def simulate(
     days: int = 90,
     seed: int = 7,
-    start: date = date(2026, 7, 1),
+    start: date = DEFAULT_START,
     scenario: Scenario = _STABLE,
     faults: Faults = _CLEAN,
     volume_scale: float = 1.0,
@@ -116,6 +118,14 @@ def simulate(
     events = sorted(clean + extra, key=lambda e: e.arrival)
     codes = {t: registry[t].finding_code for t in selected}
     return events, tool_truth(stream.cases, stream.reports, codes, end)
+
+
+def past_start(days: int, today: date, usual: date = DEFAULT_START) -> date:
+    """The first day of a `days`-day stream fed to the service on the wall clock: `usual`,
+    or earlier when a stream from `usual` would reach past `today` (every arrival is before
+    the start + `days`). The service dead-letters an event dated in the future (reason
+    `schema`, `stream.ingest.DateRange`), so such a stream would lose its latest cases."""
+    return min(usual, today - timedelta(days=days))
 
 
 def _selected_tools(registry: dict[str, ToolBaseline], tools: Sequence[str] | None) -> list[str]:
