@@ -93,6 +93,20 @@ def test_damaged_bytes_are_declined_or_parse_as_on_pydicoms_decoding(
         assert both[0] == both[1]
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("space", [b"\t", b"\n", b"\r", b"\x0b", b"\x0c"])
+def test_whitespace_in_a_uid_reads_as_on_pydicoms_decoding(implicit: bool, space: bytes) -> None:
+    """A damaged SOP class UID ending in whitespace other than the space DICOM pads with
+    (found by the damaged-bytes test: '...88.3' + tab): pydicom's UID strips it, so the
+    reader must too, or the two refuse with different messages."""
+    uid = str(_mapped_report().SOPClassUID).encode()
+    raw = MAPPED[implicit]
+    assert raw.count(uid) == 1
+    both = _both(raw.replace(uid, uid[:-1] + space), implicit)
+    assert both is not None and both[0][0] == "refused"  # not vacuous: read, then refused
+    assert both[0] == both[1]
+
+
 def test_a_mapped_report_gives_its_result_through_the_reader() -> None:
     both = _both(MAPPED[False], False)
     assert both is not None

@@ -245,6 +245,8 @@ def _value(data: bytes, vr: str) -> Any:
         raise NotRead("multi-valued or escaped text")
     text = data.decode("ascii")
     text = text.rstrip() if vr == "UR" else text.rstrip("\0 ")
+    if vr == "UI":  # pydicom's UID strips any whitespace around it too (a tab, a CR)
+        text = text.strip()
     if vr == "DS":
         number = float(text) if text else math.nan
         if not math.isfinite(number):
