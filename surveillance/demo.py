@@ -8,6 +8,7 @@ prints per tool what the simulator produced next to what the worker counted.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +27,7 @@ from surveillance.interop.hl7_demo import run_interop_leg
 from surveillance.report.committee_figures import committee_figures
 from surveillance.report.quarterly import export_quarterly
 from surveillance.settings import get_settings
-from surveillance.simulate import SimEvent, scenario_by_name, simulate
+from surveillance.simulate import SimEvent, scenario_by_name, simulate, stream_start
 from surveillance.simulate.events import ToolTruth
 from surveillance.store import migrate
 from surveillance.store.committee_series import series_rows, store_series
@@ -36,12 +37,18 @@ from surveillance.stream.topics import ALERTS, all_topics, create_topics
 
 
 def run_demo(
-    days: int, seed: int, scenario: str, timeout: float, state_dir: Path, partitions: int
+    days: int, seed: int, scenario: str, timeout: float, partitions: int,
+    start: date | None = None, state_dir: Path | None = None,
 ) -> bool:
+    """The demo; its files go in `state_dir` (default: a new temporary folder, made once
+    the stream is simulated, so a refused `start` leaves nothing behind)."""
     t0 = time.monotonic()
-    events, truth = simulate(days=days, seed=seed, scenario=scenario_by_name(scenario))
-    print(f"simulated {len(events)} events over {days} days "
+    events, truth = demo_stream(days, seed, scenario, start)
+    print(f"simulated {len(events)} events over {days} days from "
+          f"{events[0].arrival.date().isoformat()} "
           f"(scenario {scenario!r}, seed {seed}) in {time.monotonic() - t0:.1f}s")
+    if state_dir is None:
+        state_dir = Path(tempfile.mkdtemp(prefix="surveillance-demo-"))
     with EmbeddedBroker(log_dir=state_dir) as broker, EmbeddedPostgres(state_dir / "pg") as pg:
         create_topics(broker.bootstrap, all_topics(get_settings().stream.app_id, partitions))
         migrate(pg.url)
@@ -93,6 +100,16 @@ def run_demo(
     print(f"demo files (logs, broker and database data, quarterly reviews): {state_dir} "
           f"({size / 1e6:.0f} MB); delete the folder when done")
     return ok
+
+
+def demo_stream(days: int, seed: int, scenario: str,
+                start: date | None) -> tuple[list[SimEvent], dict[str, ToolTruth]]:
+    """The demo's events (the HL7, FHIR and DICOM legs re-send some of them) from `start`,
+    or by default from a day that ends the stream before today: the worker, like the
+    bulk runner, dead-letters events dated in the future, and a demo over more days than
+    lie between 2026-07-01 and today would otherwise show lost cases."""
+    return simulate(days=days, seed=seed, scenario=scenario_by_name(scenario),
+                    start=stream_start(days, start))
 
 
 def replay_paced(bootstrap: str, events: list[SimEvent], workers: list[WorkerProcess]) -> int:

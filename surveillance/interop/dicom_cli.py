@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from surveillance.commands.demo import Start, start_day
+
 dicom_app = typer.Typer(
     no_args_is_help=True, help="DICOM SR (TID 1500) and image headers: C-STORE SCP, STOW-RS."
 )
@@ -63,12 +65,14 @@ def simulate_dicom(
     studies: Annotated[int, typer.Option(min=1)] = 100,
     days: Annotated[int, typer.Option(min=1)] = 7,
     seed: int = 7,
+    start: Start = None,
 ) -> None:
     """Write simulated studies as DICOM: a header-only image and a TID 1500 SR each."""
     from surveillance.interop.dicom_demo import write_studies
-    from surveillance.simulate import simulate
+    from surveillance.simulate import simulate, stream_start
 
-    events, _ = simulate(days=days, seed=seed)
+    # Dated so that `dicom listen` takes them: it refuses SRs dated in the future.
+    events, _ = simulate(days=days, seed=seed, start=stream_start(days, start_day(start)))
     per_tool = write_studies(events, out, studies)
     typer.echo(f"wrote {studies} studies to {out}: " + ", ".join(
         f"{tool} {n}" for tool, n in sorted(per_tool.items())) + " AI results")

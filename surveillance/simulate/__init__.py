@@ -6,7 +6,7 @@ pipeline must count; `run_simulate()` writes a named scenario to a JSON-lines fi
 
 from surveillance.simulate.events import OUTCOME_KEYS, SimEvent, ToolTruth
 from surveillance.simulate.faults import INVALID_KINDS, Faults
-from surveillance.simulate.generator import past_start, simulate
+from surveillance.simulate.generator import past_start, simulate, stream_start
 from surveillance.simulate.output import run_simulate, write_jsonl
 from surveillance.simulate.scenario import (
     NAMED_SCENARIOS,
@@ -28,5 +28,6 @@ __all__ = [
     "run_simulate",
     "scenario_by_name",
     "simulate",
+    "stream_start",
     "write_jsonl",
 ]

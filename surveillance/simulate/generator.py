@@ -128,6 +128,30 @@ def past_start(days: int, today: date, usual: date = DEFAULT_START) -> date:
     return min(usual, today - timedelta(days=days))
 
 
+def utc_today() -> date:
+    """The wall clock's date in UTC, the clock the service date-checks events against."""
+    return datetime.now(UTC).date()
+
+
+def stream_start(days: int, start: date | None, today: date | None = None) -> date:
+    """The first day of a `days`-day stream a user asks for (`--start`, or none) that will
+    be fed to the service: `past_start` without one; a given start whose stream would reach
+    past `today` (default: `utc_today()`) is refused, since its latest events would be
+    dead-lettered as "in the future" and read as lost by the service."""
+    today = utc_today() if today is None else today
+    if start is None:
+        return past_start(days, today)
+    end = start + timedelta(days=days)
+    if end > today:
+        raise ScenarioError(
+            f"--start {start.isoformat()} with --days {days} runs to "
+            f"{(end - timedelta(days=1)).isoformat()}, past today ({today.isoformat()} UTC): "
+            "the service dead-letters events dated in the future; give an earlier --start "
+            "or fewer --days (without --start the stream ends yesterday)"
+        )
+    return start
+
+
 def _selected_tools(registry: dict[str, ToolBaseline], tools: Sequence[str] | None) -> list[str]:
     simulated = [t for t in P.TOOL_PROFILES if t in registry]
     if tools is None:

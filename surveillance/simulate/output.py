@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from surveillance.simulate.events import SimEvent, ToolTruth
-from surveillance.simulate.generator import simulate
+from surveillance.simulate.generator import simulate, stream_start
 from surveillance.simulate.scenario import ScenarioError, scenario_by_name
 
 
@@ -62,8 +62,11 @@ def read_jsonl(path: Path) -> list[SimEvent]:
     return events
 
 
-def run_simulate(out: Path, days: int, seed: int, scenario_name: str) -> dict[str, ToolTruth]:
-    """Simulate the named scenario and write its events to `out`; returns the ground truth."""
-    events, truth = simulate(days=days, seed=seed, scenario=scenario_by_name(scenario_name))
+def run_simulate(out: Path, days: int, seed: int, scenario_name: str,
+                 start: date | None = None) -> dict[str, ToolTruth]:
+    """Simulate the named scenario from `start` (`stream_start`: by default one that ends
+    before today) and write its events to `out`; returns the ground truth."""
+    events, truth = simulate(days=days, seed=seed, scenario=scenario_by_name(scenario_name),
+                             start=stream_start(days, start))
     write_jsonl(events, out)
     return truth
