@@ -24,6 +24,7 @@ from kafka import KafkaAdminClient
 import surveillance.embedded.broker as broker_code
 import surveillance.embedded.postgres as postgres_code
 from surveillance.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, free_port
+from surveillance.embedded.ports import START_ATTEMPTS
 from surveillance.stream.runner import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -76,6 +77,32 @@ def test_a_database_whose_port_was_taken_starts_on_another(
         ours.stop()
         ours.start()  # served there once: a restart keeps the port
         assert ours.port != stranger.port
+    finally:
+        ours.cleanup()
+
+
+def test_a_broker_whose_every_pick_is_taken_stops_after_the_last_attempt(
+        broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker_code, "free_port", lambda: broker.port)
+    ours = EmbeddedBroker()
+    with pytest.raises(EmbeddedError, match=(
+            f"the embedded broker could not listen: another process took the port picked "
+            f"{START_ATTEMPTS} times in a row \\(last port {broker.port}\\)")):
+        ours.start()
+    assert not ours.running
+    assert _cluster_id(broker.bootstrap) == broker.cluster_id
+
+
+def test_a_database_whose_every_pick_is_taken_stops_after_the_last_attempt(
+        postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(postgres_code, "free_port", lambda: postgres.port)
+    ours = EmbeddedPostgres(data_dir=tmp_path / "pg")
+    try:
+        with pytest.raises(EmbeddedError, match=(
+                f"PostgreSQL server could not listen: .* {START_ATTEMPTS} times in a row "
+                f"\\(last port {postgres.port}\\)")):
+            ours.start()
+        assert not ours.running
     finally:
         ours.cleanup()
 

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from surveillance.embedded.broker import START_ATTEMPTS, _broker_binary, free_port
+from surveillance.embedded.broker import _broker_binary
+from surveillance.embedded.ports import PortTaken, free_port, start_with_port_retry
 from surveillance.settings import KafkaSettings
 
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
@@ -73,10 +74,6 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-class _PortTaken(Exception):
-    """A port picked was bound by another process first."""
-
-
 class TlsBroker:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -101,17 +98,13 @@ class TlsBroker:
     def start(self, timeout: float = 20.0) -> TlsBroker:
         """Both processes on the ports picked; on two others if one of them was taken
         first (a process exits, or another broker answers: never taken for ours)."""
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                return self._start(timeout)
-            except _PortTaken:
-                self.stop()
-                if attempt == START_ATTEMPTS:
-                    raise RuntimeError("the TLS broker's ports were taken by other "
-                                       f"processes {START_ATTEMPTS} times") from None
-                self.plain_port, self.tls_port = free_port(), free_port()
-                self.bootstrap = f"127.0.0.1:{self.tls_port}"
-        raise AssertionError("unreachable")
+        return start_with_port_retry(
+            "the TLS broker", lambda: self._start(timeout), self.stop,
+            lambda: f"port {self.plain_port} or {self.tls_port}", self._repick)
+
+    def _repick(self) -> None:
+        self.plain_port, self.tls_port = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.tls_port}"
 
     def _start(self, timeout: float) -> TlsBroker:
         assert STUNNEL is not None
@@ -147,14 +140,14 @@ class TlsBroker:
         deadline, last = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
             if self._bind_failed():
-                raise _PortTaken
+                raise PortTaken
             try:
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
                                          request_timeout_ms=2000, bootstrap_timeout_ms=2000,
                                          **client_options(self.kafka))
                 try:
                     if admin.describe_cluster()["cluster_id"] != self.cluster_id:
-                        raise _PortTaken  # another broker answers on a port
+                        raise PortTaken  # another broker answers on a port
                     return
                 finally:
                     admin.close()

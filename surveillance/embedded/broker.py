@@ -18,25 +18,11 @@ from types import TracebackType
 from typing import IO
 
 from surveillance.embedded.errors import EmbeddedError
+from surveillance.embedded.ports import PortTaken, free_port, start_with_port_retry
+
+__all__ = ["EmbeddedBroker", "free_port"]
 
 log = logging.getLogger(__name__)
-
-
-#: Starts on a fresh port after the one picked was taken before the broker bound it.
-START_ATTEMPTS = 5
-
-
-class _PortTaken(Exception):
-    """The port picked was bound by another process before ours could."""
-
-
-def free_port() -> int:
-    """A loopback port free now. Another process may take it before the caller binds it:
-    a server that can bind port 0 itself should (and report its port); else the caller
-    must notice the port taken and pick again (`EmbeddedBroker.start`)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -90,22 +76,15 @@ class EmbeddedBroker:
         self._log_file: IO[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                return self._start(timeout)
-            except _PortTaken:
-                self.stop()
-                if self._port_given or attempt == START_ATTEMPTS:
-                    raise EmbeddedError(
-                        f"port {self.port} is taken by another process; the embedded "
-                        "broker cannot listen there") from None
-                log.info("port %s was taken before the broker bound it; trying another",
-                         self.port)
-                self.port = free_port()
-                self.bootstrap = f"127.0.0.1:{self.port}"
-                if self._advertise_own:
-                    self.advertised_port = self.port
-        raise AssertionError("unreachable")
+        return start_with_port_retry(
+            "the embedded broker", lambda: self._start(timeout), self.stop,
+            lambda: f"port {self.port}", None if self._port_given else self._repick)
+
+    def _repick(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        if self._advertise_own:
+            self.advertised_port = self.port
 
     def _start(self, timeout: float) -> EmbeddedBroker:
         binary = _broker_binary()
@@ -148,7 +127,7 @@ class EmbeddedBroker:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 if _listening(self.port):  # Tansu exits (code 0) when its port is in use
-                    raise _PortTaken
+                    raise PortTaken
                 raise EmbeddedError(
                     f"the embedded broker exited at start (code {self._proc.returncode})")
             try:
@@ -162,7 +141,7 @@ class EmbeddedBroker:
                 finally:
                     admin.close()
                 if answered != self.cluster_id:
-                    raise _PortTaken  # another broker listens on the port
+                    raise PortTaken  # another broker listens on the port
                 return
             except (OSError, KafkaError) as exc:
                 last = exc

@@ -20,8 +20,8 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
-from surveillance.embedded.broker import START_ATTEMPTS, free_port
 from surveillance.embedded.errors import EmbeddedError
+from surveillance.embedded.ports import PortTaken, free_port, start_with_port_retry
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ def _run_as() -> str | None:
             capture_output=True,
         )
     return SYSTEM_USER
-
-
-class _PortTaken(Exception):
-    """The port picked was bound by another process before the server could."""
 
 
 class EmbeddedPostgres:
@@ -119,25 +115,18 @@ class EmbeddedPostgres:
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                self._start(timeout)
-                break
-            except _PortTaken:
-                self.stop()
-                if not self._may_move or attempt == START_ATTEMPTS:
-                    raise EmbeddedError(
-                        f"port {self.port} is taken by another process; the embedded "
-                        "PostgreSQL server cannot listen there") from None
-                log.info("port %s was taken before PostgreSQL bound it; trying another",
-                         self.port)
-                self.port = free_port()
-                self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        start_with_port_retry(
+            "the embedded PostgreSQL server", lambda: self._start(timeout), self.stop,
+            lambda: f"port {self.port}", self._repick if self._may_move else None)
         self._may_move = False
         self._ensure_database()
         assert self._proc is not None
         log.info("embedded PostgreSQL ready on port %s (pid %s)", self.port, self._proc.pid)
         return self
+
+    def _repick(self) -> None:
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
     def _start(self, timeout: float) -> None:
         log_path = self.base / "postgres.log"
@@ -179,13 +168,13 @@ class EmbeddedPostgres:
                     f.seek(logged)
                     tail = f.read().decode(errors="replace")[-500:]
                 if "Address already in use" in tail:
-                    raise _PortTaken
+                    raise PortTaken
                 raise EmbeddedError(f"embedded PostgreSQL exited at start: {tail.strip()}")
             try:
                 with psycopg.connect(self.admin_url, connect_timeout=2) as conn:
                     row = conn.execute("SHOW data_directory").fetchone()
                 if row is None or Path(row[0]).resolve() != self.data_dir.resolve():
-                    raise _PortTaken  # another server answers on the port
+                    raise PortTaken  # another server answers on the port
                 return
             except psycopg.OperationalError:
                 time.sleep(0.2)
