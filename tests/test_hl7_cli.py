@@ -43,7 +43,7 @@ def test_hl7_parse_prints_pseudonymized_reports_and_exits_2_on_rejects(tmp_path:
     assert result.stderr.splitlines()[0].startswith("warning: running in test mode")
     assert result.stderr.splitlines()[1:] == [
         "bad.hl7#2: rejected (AR 200): MSH-9 message type 'ADT^A01' is not accepted "
-        "(only ORU^R01; orders are answered AA and not used)",
+        "(only ORU^R01 and MDM^T02; orders are answered AA and not used)",
         "bad.hl7#3: rejected (AE 101): OBR group 1: no accession number in OBR-3",
     ]
 

@@ -36,6 +36,9 @@ SUPPORTED_VERSIONS = ("2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9")
 #: patient identifiers, in the dead-letter topic, and some interface engines hold their
 #: queue on an AR.
 ORDER_TYPES = frozenset({"ORM^O01", "OMI^O23", "OMG^O19"})
+#: Messages that carry reports: results, and a transcribed document (`hl7_document`).
+DOCUMENT_TYPES = frozenset({"MDM^T02"})
+REPORT_TYPES = frozenset({"ORU^R01"}) | DOCUMENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -168,10 +171,10 @@ def check_header(header: Header) -> str:
     if len(header.control_id) > 199:
         raise Reject("AR", ERR_DATA_TYPE, "MSH-10 (message control id) is over 199 characters")
     kind = message_kind(header)
-    if kind != "ORU^R01" and kind not in ORDER_TYPES:
+    if kind not in REPORT_TYPES and kind not in ORDER_TYPES:
         raise Reject("AR", ERR_UNSUPPORTED_MESSAGE,
-                      f"MSH-9 message type {kind[:20]!r} is not accepted (only ORU^R01; "
-                      "orders are answered AA and not used)")
+                      f"MSH-9 message type {kind[:20]!r} is not accepted (only ORU^R01 and "
+                      "MDM^T02; orders are answered AA and not used)")
     if not header.version.startswith(SUPPORTED_VERSIONS):
         raise Reject("AR", ERR_UNSUPPORTED_VERSION,
                       f"MSH-12 version {header.version[:12]!r} is not supported (2.2 to 2.9)")

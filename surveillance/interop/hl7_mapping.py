@@ -1,4 +1,5 @@
-"""Per sending facility: where an ORU^R01 keeps what `ReportFinal` needs. YAML, validated.
+"""Per sending facility: where an ORU^R01 or MDM^T02 keeps what `ReportFinal` needs. YAML,
+validated.
 
 A facility is matched on MSH-4 (sending facility, first component); facilities not
 listed use `defaults`. Every key is optional; the defaults fit the common radiology feed
@@ -21,7 +22,7 @@ from surveillance.contracts import Label, ReportStatus
 from surveillance.interop.errors import MappingError
 from surveillance.interop.hl7_text import codec
 
-_FIELD = re.compile(r"^(MSH|PID|PV1|ORC|OBR|OBX)-(\d{1,3})(?:\.(\d{1,2}))?$")
+_FIELD = re.compile(r"^(MSH|PID|PV1|ORC|OBR|OBX|TXA)-(\d{1,3})(?:\.(\d{1,2}))?$")
 
 FieldRef = Annotated[str, Field(pattern=_FIELD.pattern)]
 
@@ -57,11 +58,15 @@ class FacilityMapping(_Strict):
     #: Character set when MSH-18 is empty (an MSH-18 value always wins).
     charset: str = "utf-8"
     #: Fields tried in order; the first non-empty one is the accession number.
-    accession: list[FieldRef] = Field(default=["OBR-3", "OBR-2"], min_length=1)
+    #: (TXA-15 and TXA-14, the document's filler and placer order numbers: an MDM^T02
+    #: without an order group; an ORU has no TXA, so they never apply to it.)
+    accession: list[FieldRef] = Field(default=["OBR-3", "OBR-2", "TXA-15", "TXA-14"],
+                                      min_length=1)
     #: Fields tried in order for the report's finalization time (OBX-n: the group's first
-    #: OBX that has the field).
-    report_time: list[FieldRef] = Field(default=["OBR-22", "OBR-7", "OBX-14", "MSH-7"],
-                                        min_length=1)
+    #: OBX that has the field). TXA-22.15 is an MDM document's authentication time (when
+    #: it was signed), TXA-6 its origination (dictation) time.
+    report_time: list[FieldRef] = Field(
+        default=["OBR-22", "TXA-22.15", "TXA-6", "OBR-7", "OBX-14", "MSH-7"], min_length=1)
     patient_id: PatientId = PatientId()
     statuses: dict[str, StatusUse] = Field(
         default_factory=lambda: {  # type: ignore[arg-type]
@@ -69,6 +74,20 @@ class FacilityMapping(_Strict):
             "C": ReportStatus.CORRECTED,
             "A": ReportStatus.ADDENDUM,
             "X": ReportStatus.CANCELLED,
+        }
+    )
+    #: MDM^T02: TXA-17, the document completion status (HL7 table 0271), means one of
+    #: these; the document is an addendum when TXA-13 names its parent document. Codes
+    #: not listed are counted as skipped and not used, as result statuses are.
+    document_statuses: dict[str, StatusUse] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]
+            "LA": ReportStatus.FINAL,  # legally authenticated
+            "AU": ReportStatus.FINAL,  # authenticated (signed)
+            "PA": "skip",  # pre-authenticated: a resident's preliminary
+            "DO": "skip",  # documented, awaiting authentication
+            "DI": "skip",  # dictated
+            "IP": "skip",  # in progress
+            "IN": "skip",  # incomplete
         }
     )
     #: A text line starting with one of these (case-insensitive) marks appended text:

@@ -1,4 +1,5 @@
-"""HL7 v2 ORU^R01 (v2.2 to v2.9) -> one `ReportFinal` per OBR group. Pure.
+"""HL7 v2 ORU^R01 (v2.2 to v2.9) -> one `ReportFinal` per OBR group; MDM^T02 (a
+transcribed report as a document, `hl7_document`) -> one per order it names. Pure.
 
 Reads MSH, PID, ORC, OBR, OBX (TX, FT, ST, CE, CWE) and NTE. The report text is the
 text OBX values and NTE comments of the group in order, one line per repetition, with
@@ -30,6 +31,13 @@ from surveillance.contracts import (
     ReportFinal,
     ReportStatus,
     StructuredFinding,
+)
+from surveillance.interop.hl7_document import (
+    DOCUMENT_TYPES,
+    document_segments,
+    document_status,
+    has_parent,
+    withdrawn,
 )
 from surveillance.interop.hl7_header import (
     ERR_DATA_TYPE,
@@ -133,16 +141,33 @@ def _groups(segments: list[Segment], header: Header) -> list[_Group]:
             group = groups[-1]
             if name == "OBX":
                 group.obx.append(seg)
-                kind, value = field_at(seg, 2).strip().upper(), field_at(seg, 5)
-                # An ST value that is a DICOM UID (study, series, SR instance) is a
-                # reference sent beside the report (IHE RAD-28), not words of it.
-                if kind in TEXT_TYPES and not (kind == "ST" and _UID.match(value)):
-                    group.lines.extend(_text_lines(value, header))
+                group.lines.extend(_obx_lines(seg, header))
             else:
                 group.lines.extend(_text_lines(field_at(seg, 3), header))
     if not groups:
         raise Reject("AE", ERR_SEGMENT_SEQUENCE, "the message has no OBR segment")
     return groups
+
+
+def _document(segments: list[Segment], header: Header) -> tuple[list[_Group], Segment]:
+    """An MDM^T02's groups (one per order, all with the document's OBX and text) and TXA."""
+    orders, txa, obx, body = document_segments(segments)
+    lines: list[str] = []
+    for name, seg in body:
+        lines.extend(_obx_lines(seg, header) if name == "OBX"
+                     else _text_lines(field_at(seg, 3), header))
+    return [_Group(n, obr, orc, pid, obx, lines)
+            for n, (pid, orc, obr) in enumerate(orders, start=1)], txa
+
+
+def _obx_lines(seg: Segment, header: Header) -> list[str]:
+    """The report text an OBX carries (TX, FT, ST), none for other value types."""
+    kind, value = field_at(seg, 2).strip().upper(), field_at(seg, 5)
+    # An ST value that is a DICOM UID (study, series, SR instance) is a reference sent
+    # beside the report (IHE RAD-28), not words of it.
+    if kind in TEXT_TYPES and not (kind == "ST" and _UID.match(value)):
+        return _text_lines(value, header)
+    return []
 
 
 def _text_lines(value: str, header: Header) -> list[str]:
@@ -200,9 +225,16 @@ def _status(group: _Group, header: Header) -> str:
     return code.upper()
 
 
+def _refs(refs: list[str], segments: dict[str, Segment | None]) -> list[str]:
+    """The fields of `refs` this message can have: TXA ones only in a document (an
+    ORU's rejection then names only the fields it could have had)."""
+    return refs if segments["TXA"] is not None else [r for r in refs if r[:3] != "TXA"]
+
+
 def _finalized(group: _Group, header: Header, facility: FacilityMapping,
                segments: dict[str, Segment | None]) -> datetime:
-    for ref in facility.report_time:
+    refs = _refs(facility.report_time, segments)
+    for ref in refs:
         value = _field(header, segments, ref, group.obx)
         if value:
             try:
@@ -210,7 +242,7 @@ def _finalized(group: _Group, header: Header, facility: FacilityMapping,
             except ValueProblem as exc:
                 raise Reject("AE", ERR_DATA_TYPE, f"{ref} (report time) {exc}") from exc
     raise Reject("AE", ERR_REQUIRED_FIELD,
-                  f"OBR group {group.index}: no report time in {', '.join(facility.report_time)}")
+                  f"OBR group {group.index}: no report time in {', '.join(refs)}")
 
 
 def _coded(value: str, d: Delimiters) -> tuple[str, str]:
@@ -270,34 +302,49 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
     reports: list[ReportFinal] = []
     records: list[tuple[bytes, bytes]] = []
     skipped: list[Skipped] = []
-    for group in _groups(segments, header):
+    groups, txa = (_document(segments, header) if kind in DOCUMENT_TYPES
+                   else (_groups(segments, header), None))
+    for group in groups:
         segs: dict[str, Segment | None] = {
             "MSH": segments[0], "PID": group.pid, "ORC": group.orc, "OBR": group.obr,
+            "TXA": txa,
         }
-        code = _status(group, header)
-        use = facility.statuses.get(code)
-        if use is None and not code:
-            # OBX-11 is required: an AA here would drop every report of such a feed unseen.
-            raise Reject("AE", ERR_REQUIRED_FIELD,
-                          f"OBR group {group.index}: no result status in OBR-25 or OBX-11 "
-                          "(a feed that never sends one: add \"\": final to the facility's "
-                          "statuses, beside F, C, A and X)")
+        if txa is None:
+            code = _status(group, header)
+            use = facility.statuses.get(code)
+            if use is None and not code:
+                # OBX-11 is required: an AA here would drop every report of such a feed
+                # unseen.
+                raise Reject("AE", ERR_REQUIRED_FIELD,
+                              f"OBR group {group.index}: no result status in OBR-25 or "
+                              "OBX-11 (a feed that never sends one: add \"\": final to the "
+                              "facility's statuses, beside F, C, A and X)")
+            what = f"result status {code or '(empty)'}"
+        else:
+            use, named = document_status(txa, header, facility)
+            what = f"document completion status (TXA-17) {named}"
         if use is None or use == "skip":
-            skipped.append(Skipped(group.index, f"result status {code or '(empty)'} not used"))
+            skipped.append(Skipped(group.index, f"{what} not used"))
             continue
         status = ReportStatus(use)
-        accession = next((v for ref in facility.accession
+        if txa is not None and status is not ReportStatus.CANCELLED:
+            if withdrawn(txa, header):
+                status = ReportStatus.CANCELLED
+            elif status is ReportStatus.FINAL and has_parent(txa, header):
+                status = ReportStatus.ADDENDUM
+        accession_refs = _refs(facility.accession, segs)
+        accession = next((v for ref in accession_refs
                           if (v := _field(header, segs, ref))), "")
         if not accession:
             raise Reject("AE", ERR_REQUIRED_FIELD,
                           f"OBR group {group.index}: no accession number in "
-                          f"{', '.join(facility.accession)}")
+                          f"{', '.join(accession_refs)}")
         finalized = _finalized(group, header, facility, segs)
         if clock is not None:
             why = time_problem("report time", finalized, clock[0], clock[1])
             if why is not None:
                 raise Reject("AE", ERR_DATA_TYPE, f"OBR group {group.index}: the report time "
-                             f"({', '.join(facility.report_time)}) "
+                             f"({', '.join(_refs(facility.report_time, segs))}) "
                              f"{why.removeprefix('report time: ')}")
         lines = _trim(group.lines)
         if status is ReportStatus.FINAL and any(
