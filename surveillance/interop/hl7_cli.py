@@ -25,7 +25,8 @@ from surveillance.interop.errors import InteropError
 if TYPE_CHECKING:  # every `surveillance` command imports this module: keep it light
     from surveillance.contracts import ReportFinal
 
-hl7_app = typer.Typer(no_args_is_help=True, help="HL7 v2 ORU^R01 reports in (MLLP, files).")
+hl7_app = typer.Typer(no_args_is_help=True,
+                      help="HL7 v2 ORU^R01 and MDM^T02 reports in (MLLP, files).")
 fhir_app = typer.Typer(no_args_is_help=True, help="FHIR R4 DiagnosticReport in.")
 
 MappingOption = Annotated[
@@ -121,7 +122,7 @@ def hl7_listen(
         min=1, max=64, help="listener processes on the port (SO_REUSEPORT), one per core "
         "at most; duplicates are still found across them")] = 1,
 ) -> None:
-    """Receive ORU^R01 over MLLP; ACK AA once the reports are on reports.final."""
+    """Receive ORU^R01 and MDM^T02 over MLLP; ACK AA once the reports are on reports.final."""
     from surveillance.interop.mllp_server import MllpListener
 
     rules = _mapping(mapping)
