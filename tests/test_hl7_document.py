@@ -6,7 +6,9 @@ The messages' TXA and OBX segments are built by field name with hl7apy."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import hl7
 import pytest
@@ -148,3 +150,23 @@ def test_a_malformed_document_is_ae_naming_fields_not_values(
 def test_other_mdm_events_are_still_refused() -> None:
     rej = rejected(mdm("D9", *ORDER, txa("LA"), *BODY, event="MDM^T01^MDM_T01"))
     assert (rej.code, rej.error) == ("AR", "200")
+
+
+def test_hl7_parse_reads_a_file_of_documents_pseudonymized(tmp_path: Path) -> None:
+    """`hl7 parse` (and so `hl7 import` and `backfill`, which read files the same way)."""
+    from typer.testing import CliRunner
+
+    from surveillance.cli import app
+    from surveillance.privacy import pseudonymize
+    from surveillance.settings import DEMO_PSEUDONYM_KEY
+
+    path = tmp_path / "documents.hl7"
+    path.write_bytes(mdm("D1", *ORDER, txa("LA"), *BODY) + mdm("D2", *ORDER, txa("DI"), *BODY))
+    result = CliRunner().invoke(app, ["hl7", "parse", str(path)])
+    assert result.exit_code == 0, result.output
+    [line] = [json.loads(x) for x in result.stdout.splitlines()]
+    assert line["accession_number"] == pseudonymize(DEMO_PSEUDONYM_KEY.encode(), "accession",
+                                                    "ACC-77")
+    assert line["status"] == "final" and "ACC-77" not in result.stdout
+    assert "documents.hl7#2: OBR group 1 skipped: document completion status (TXA-17) DI " \
+           "not used" in result.stderr
