@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
-from surveillance.embedded import EmbeddedBroker
-from surveillance.interop.hl7_mapping import Mapping
-from surveillance.interop.hl7_sink import ReportSink
-from surveillance.interop.mllp_server import MllpListener
-from surveillance.stream.topics import REPORTS_FINAL, TopicSpec, create_topics, dlq
+from surveillance.stream.topics import REPORTS_FINAL, dlq
 from tests.mdm_samples import mdm, obx, txa
-from tests.test_mllp_real_feeds import exchange, msa
+from tests.test_mllp_real_feeds import listen_and_send, msa
+from tests.test_mllp_real_feeds import own_broker as own_broker  # the fixture
 from tests.topic_read import read_topic
 
 pytestmark = pytest.mark.integration
@@ -45,26 +41,10 @@ FRAMES = {
 WORDS = ("subdural", "pneumothorax", "Secret", "hemorrhage", "outside CT")
 
 
-@pytest.fixture
-def own_broker() -> Iterator[str]:
-    with EmbeddedBroker() as broker:
-        create_topics(broker.bootstrap, [TopicSpec(REPORTS_FINAL, 2),
-                                         TopicSpec(dlq(REPORTS_FINAL), 1)])
-        yield broker.bootstrap
-
-
 async def test_documents_over_mllp_are_acked_and_read_as_reports(
         own_broker: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    sink = await ReportSink(own_broker, timeout_seconds=20).start()
-    listener = MllpListener(sink, Mapping())
-    server = await listener.serve("127.0.0.1", 0)
-    try:
-        acks = await exchange(server.sockets[0].getsockname()[1], list(FRAMES.values()))
-    finally:
-        server.close()
-        await server.wait_closed()
-        await sink.stop()
+    acks = await listen_and_send(own_broker, list(FRAMES.values()))
     got = {name: msa(ack)[:3] for name, ack in zip(FRAMES, acks, strict=True)}
     assert got == {
         "epic": ["MSA", "AA", "E1"], "resend": ["MSA", "AA", "E1"],

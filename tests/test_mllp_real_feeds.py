@@ -101,16 +101,23 @@ def msa(ack: bytes) -> list[str]:
         f"{m[1]} {m[2]}" for m in found] + [lines[-2]]
 
 
-async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
-    sink = await ReportSink(own_broker, timeout_seconds=20).start()
-    listener = MllpListener(sink, Mapping(), max_message_bytes=4 * 1024 * 1024)
+async def listen_and_send(bootstrap: str, frames: list[bytes],
+                          max_message_bytes: int = 1 << 20) -> list[bytes]:
+    """A listener with the default mapping on `bootstrap`, sent `frames` (`exchange`);
+    their ACKs, once the listener and its producer are stopped."""
+    sink = await ReportSink(bootstrap, timeout_seconds=20).start()
+    listener = MllpListener(sink, Mapping(), max_message_bytes=max_message_bytes)
     server = await listener.serve("127.0.0.1", 0)
     try:
-        acks = await exchange(server.sockets[0].getsockname()[1], list(FRAMES.values()))
+        return await exchange(server.sockets[0].getsockname()[1], frames)
     finally:
         server.close()
         await server.wait_closed()
         await sink.stop()
+
+
+async def test_real_feed_oddities_get_the_right_ack(own_broker: str) -> None:
+    acks = await listen_and_send(own_broker, list(FRAMES.values()), 4 * 1024 * 1024)
     got = dict(zip(FRAMES, map(msa, acks), strict=True))
     report_time = "OBR group 1: the report time (OBR-22, OBR-7, OBX-14, MSH-7)"
     assert got == {

@@ -24,7 +24,7 @@ from surveillance.clinical.baselines import load_registry
 from surveillance.demo import demo_stream
 from surveillance.engine.config import EngineConfig
 from surveillance.interop.dicom_files import read_dicom_files
-from surveillance.simulate import SimEvent, ScenarioError, stream_start
+from surveillance.simulate import ScenarioError, SimEvent, stream_start
 from surveillance.simulate.output import read_jsonl
 from surveillance.stream.ingest import Rejected
 from surveillance.stream.topics import AI_RESULTS
