@@ -2,7 +2,7 @@
 
 AA: the reports are durably on `reports.final`. AE: the message is one we take but its
 content has an error, or the broker did not confirm in time (resend). AR: not a message we
-take (not HL7, not ORU^R01, unsupported version or character set). AE and AR carry the
+take (not HL7, not ORU^R01 or MDM^T02, unsupported version or character set). AE and AR carry the
 reason in MSA-3 (read by v2.3/2.4 engines) and in an ERR segment (ERR-3 code from HL7
 table 0357, ERR-4 severity, ERR-8 the text; v2.5 and later).
 """
