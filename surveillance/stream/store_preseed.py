@@ -67,6 +67,8 @@ class Preseeded:
     records: dict[tuple[str, int], int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: CPU seconds of this process meanwhile (its RocksDB threads' included).
+    cpu: float = 0.0
     #: Partitions left unfinished because the time allowed ran out (Faust reads the rest).
     unfinished: set[tuple[str, int]] = field(default_factory=set)
 
@@ -95,7 +97,7 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
     stays open). `until`: per partition, the last offset to apply (Faust's recovery
     checks that a store keeps no offset past the highwater it took). `deadline`
     (`time.monotonic()`): stop after the batch that passes it."""
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     done = done if done is not None else Preseeded()
     dbs: dict[TopicPartition, Target] = {}
     for topic, partition in partitions:
@@ -106,7 +108,8 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
             dbs[TopicPartition(topic, partition)] = (db, store.offset_key)
     restore = {tp: {"write_buffer_size": str(stores[tp.topic].rocksdb_options
                                              .write_buffer_size),
-                    "compression": FAUST_COMPRESSION} for tp in dbs}
+                    "compression": FAUST_COMPRESSION,
+                    "disable_auto_compactions": "false"} for tp in dbs}
     try:
         for db, _ in dbs.values():
             _bulk(db)
@@ -119,6 +122,7 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
             db.set_options(restore[tp])
             db.flush()  # the writes skipped the write-ahead log
     done.seconds += time.perf_counter() - began
+    done.cpu += time.process_time() - cpu
     return done
 
 
@@ -127,9 +131,14 @@ def _bulk(db: rocksdict.Rdict) -> None:
     (`TABLE_OPTIONS`) RocksDB stalled each write on flushes, and compressing what it
     flushes took about as much CPU as all the rest (RocksDB's flush threads, the ~5 kB
     JSON case records). Faust's compactions compress these files as they move them down
-    the levels."""
+    the levels. No compaction either while the pre-seed writes (RocksDB's own bulk-load
+    advice): the keys are random, so each compaction rewrote whole levels again and again,
+    a third of the pre-seed's CPU at a quarter of a 2M-exam/yr system's tables and a
+    growing share with more (`benchmarks/state_bounds.py`); once they are set back, RocksDB
+    compacts the flushed files in its background threads, once."""
     db.set_options({"write_buffer_size": str(BULK_WRITE_BUFFER),
-                    "compression": "kNoCompression"})
+                    "compression": "kNoCompression",
+                    "disable_auto_compactions": "true"})
 
 
 async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str, Any],
