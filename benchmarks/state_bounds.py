@@ -229,7 +229,7 @@ async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str,
 
 Leg = tuple[float, int, float, bool, int, str, float, str]
 PRESEEDED = re.compile(r"pre-seeded from their changelogs: (\d+) records in ([\d.]+) s "
-                       r"\(CPU ([\d.]+) s")
+                       r"\([^)]*\); CPU ([\d.]+) s")
 REBUILT = re.compile(r"case stage rebuilt from (\d+) case records in ([\d.]+) s \(read "
                      r"([\d.]+) s; CPU ([\d.]+) s\)")
 

@@ -108,8 +108,7 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
             dbs[TopicPartition(topic, partition)] = (db, store.offset_key)
     restore = {tp: {"write_buffer_size": str(stores[tp.topic].rocksdb_options
                                              .write_buffer_size),
-                    "compression": FAUST_COMPRESSION,
-                    "disable_auto_compactions": "false"} for tp in dbs}
+                    "compression": FAUST_COMPRESSION} for tp in dbs}
     try:
         for db, _ in dbs.values():
             _bulk(db)
@@ -131,14 +130,9 @@ def _bulk(db: rocksdict.Rdict) -> None:
     (`TABLE_OPTIONS`) RocksDB stalled each write on flushes, and compressing what it
     flushes took about as much CPU as all the rest (RocksDB's flush threads, the ~5 kB
     JSON case records). Faust's compactions compress these files as they move them down
-    the levels. No compaction either while the pre-seed writes (RocksDB's own bulk-load
-    advice): the keys are random, so each compaction rewrote whole levels again and again,
-    a third of the pre-seed's CPU at a quarter of a 2M-exam/yr system's tables and a
-    growing share with more (`benchmarks/state_bounds.py`); once they are set back, RocksDB
-    compacts the flushed files in its background threads, once."""
+    the levels."""
     db.set_options({"write_buffer_size": str(BULK_WRITE_BUFFER),
-                    "compression": "kNoCompression",
-                    "disable_auto_compactions": "true"})
+                    "compression": "kNoCompression"})
 
 
 async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str, Any],
