@@ -38,18 +38,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import math
 import os
 import re
 import resource
+import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import rocksdict
 from aiokafka import AIOKafkaProducer
 
 from surveillance.bulk import changelog
@@ -73,6 +79,7 @@ from surveillance.stream.topics import all_topics, create_topics
 EVENTS_PER_YEAR = 30_000_000 / 5  # a 2M-exam/yr system: ~30M input events in five years
 GIB = 1 << 30
 APP_ID = "surveillance"
+OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps a partition's offset
 
 
 def rss_bytes(pid: int | str = "self") -> tuple[int, int]:
@@ -143,8 +150,57 @@ def scaled_state(path: LocalPipeline, factor: float, partitions: int
     return out, dict(expected)
 
 
-async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str, Any]]]
-                           ) -> int:
+def _digest(table: str, key: bytes, value: bytes) -> int:
+    """One table entry's share of a store digest (a sum: the order of entries is free)."""
+    return int.from_bytes(hashlib.blake2b(b"\0".join((table.encode(), key, value)),
+                                          digest_size=8).digest(), "big")
+
+
+@dataclass
+class StoreDigest:
+    """What a worker's table stores must hold: per table, its entries and the sum of
+    their `_digest`s (mod 2**64), over the key and value bytes as the changelog has them."""
+
+    entries: Counter[str] = field(default_factory=Counter)
+    sums: Counter[str] = field(default_factory=Counter)
+
+    def add(self, table: str, key: bytes, value: bytes) -> None:
+        self.entries[table] += 1
+        self.sums[table] = (self.sums[table] + _digest(table, key, value)) % 2**64
+
+
+def stores_digest(state_dir: Path) -> StoreDigest:
+    """The digest of a stopped worker's RocksDB table stores (`<table>-<partition>.db`
+    under its Faust data directory), each partition's kept offset left out."""
+    out = StoreDigest()
+    options = rocksdict.Options(raw_mode=True)
+    for path in sorted(state_dir.glob("faust/v*/tables/*-*.db")):
+        table = path.name.rsplit("-", 1)[0]
+        db = rocksdict.Rdict(str(path), options=options,
+                             access_type=rocksdict.AccessType.read_only())
+        try:
+            for key, value in db.items():
+                if key != OFFSET_KEY:
+                    out.add(table, key, value)
+        finally:
+            db.close()
+    return out
+
+
+def state_check(worker_dir: Path, written: StoreDigest) -> str:
+    """Whether a stopped worker's stores hold exactly the state written (the state of
+    the worker it replaces), said in one phrase."""
+    held = stores_digest(worker_dir)
+    if held == written:
+        return f"stores equal the state written ({sum(held.entries.values()):,} entries)"
+    return "stores DIFFER from the state written: " + ", ".join(
+        f"{t} {held.entries[t]:,} entries (written {written.entries[t]:,})"
+        f"{'' if held.sums[t] == written.sums[t] else ', digest differs'}"
+        for t in sorted(set(held.entries) | set(written.entries)))
+
+
+async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str, Any]]],
+                           digest: StoreDigest) -> int:
     # A long request timeout: at full scale (~3M records) on a loaded machine the
     # embedded broker took over aiokafka's default 40 s to answer a produce request.
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
@@ -158,6 +214,8 @@ async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str,
             pending = []
             for partition, key, value in rows:
                 k, v = changelog.encode(key, value)
+                if v is not None:
+                    digest.add(table, k, v)
                 pending.append(await producer.send(topic, v, key=k, partition=partition))
                 n += 1
                 if len(pending) >= 20_000:
@@ -169,16 +227,34 @@ async def write_changelogs(bootstrap: str, state: dict[str, list[tuple[int, str,
     return n
 
 
-Leg = tuple[float, int, float, bool, int, str, float]
-PRESEEDED = re.compile(r"pre-seeded from their changelogs: (\d+) records in ([\d.]+) s")
+Leg = tuple[float, int, float, bool, int, str, float, str]
+PRESEEDED = re.compile(r"pre-seeded from their changelogs: (\d+) records in ([\d.]+) s "
+                       r"\([^)]*\); CPU ([\d.]+) s")
+REBUILT = re.compile(r"case stage rebuilt from (\d+) case records in ([\d.]+) s \(read "
+                     r"([\d.]+) s; CPU ([\d.]+) s\)")
+
+
+def _what_it_did(log: str) -> str:
+    """The worker's pre-seed (each step's records, seconds and CPU summed) and its case
+    stage's rebuild, from its log."""
+    steps = PRESEEDED.findall(log)
+    seeded = (f"pre-seed read {sum(int(n) for n, _, _ in steps):,} records in "
+              f"{sum(float(s) for _, s, _ in steps):.1f} s (CPU "
+              f"{sum(float(c) for _, _, c in steps):.1f} s, {len(steps)} step(s))"
+              if steps else "no pre-seed")
+    rebuilt = REBUILT.search(log)
+    return seeded + ("; case stage rebuilt from {:,} records in {} s (reading them {} s; "
+                     "CPU {} s)".format(int(rebuilt[1]), *rebuilt.groups()[1:])
+                     if rebuilt else "")
 
 
 def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Path,
             timeout: float, web_port: int | None = None, preseed: bool = True,
-            broker_pid: int | None = None) -> Leg:
+            broker_pid: int | None = None, written: StoreDigest | None = None) -> Leg:
     """A worker started on the changelogs: (seconds until every case is counted, peak
     RSS, CPU seconds, counts exact, tools replayed instead of loaded from a snapshot, what
-    its pre-seed read, CPU seconds the broker spent meanwhile). The same `web_port` and
+    its pre-seed and rebuild did, CPU seconds the broker spent meanwhile, whether its
+    stores hold the state `written`, checked once it is stopped). The same `web_port` and
     `state_dir` again: the same worker restarted on its host (its disk-backed store kept).
     `preseed`: the RocksDB stores brought to the changelogs' ends in Faust's recovery
     (`stream.preseed_recovery`)."""
@@ -213,10 +289,9 @@ def rebuild(bootstrap: str, store: str, expected: dict[str, int], state_dir: Pat
     print(f"  (a worker leg, {store}: load average at its end {os.getloadavg()})")
     log = worker.log_path.read_text(errors="replace")[log_start:]
     replayed = log.count("rebuilding it from its case records")
-    seeded = PRESEEDED.search(log)
-    what = (f"pre-seed read {int(seeded[1]):,} records in {float(seeded[2]):.1f} s"
-            if seeded else "no pre-seed")
-    return seconds, peak, cpu, exact, replayed, what, broker_cpu
+    state = (state_check(worker.state_dir, written)
+             if written is not None and store.startswith("rocksdb:") else "stores not checked")
+    return seconds, peak, cpu, exact, replayed, _what_it_did(log), broker_cpu, state
 
 
 def with_snapshots(state: dict[str, list[tuple[int, str, Any]]], partitions: int) -> None:
@@ -284,9 +359,27 @@ def bulk_reload_in_child(bootstrap: str, partitions: int
     queue = context.Queue()
     child = context.Process(target=bulk_reload, args=(bootstrap, partitions, queue))
     child.start()
-    result: tuple[tuple[float, float], tuple[float, float], int, int] = queue.get()
-    child.join()
+    try:
+        result: tuple[tuple[float, float], tuple[float, float], int, int] = queue.get()
+    finally:  # also when this process is told to stop (`_stop_on_sigterm`)
+        if child.is_alive() and sys.exc_info()[0] is not None:
+            child.terminate()
+        child.join()
     return result
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (and SIGHUP) end this process as Ctrl-C does: by an exception, so that
+    the `finally` and `with` blocks stop the worker and the broker it started (each in a
+    session of its own, so the signal does not reach them). Once: a second signal must
+    not cut that cleanup short."""
+    def stop(signum: int, _frame: Any) -> None:
+        for each in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(each, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for each in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(each, stop)
 
 
 def main() -> None:
@@ -304,6 +397,7 @@ def main() -> None:
     parser.add_argument("--bulk-reload", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure the bulk runner's reload (a few minutes at 0.1)")
     args = parser.parse_args()
+    _stop_on_sigterm()
 
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores")
     path, per_day, rows = flat(args.days, args.volume_scale, args.partitions)
@@ -319,6 +413,17 @@ def main() -> None:
     del path
     with_snapshots(state, args.partitions)
     tmp = Path(tempfile.mkdtemp(prefix="bench-state-bounds-"))
+    try:
+        results = _legs(args, state, expected, tmp)
+    finally:  # the workers' stores (GBs at full scale); their logs stay
+        for data in tmp.glob("*/worker-*/faust"):
+            shutil.rmtree(data, ignore_errors=True)
+    report(args, results, tmp)
+
+
+def _legs(args: argparse.Namespace, state: dict[str, list[tuple[int, str, Any]]],
+          expected: dict[str, int], tmp: Path) -> dict[tuple[str, str], Leg]:
+    """The broker, the changelogs written, then each worker leg (and the bulk reload)."""
     stores = args.stores.split(",")
     results: dict[tuple[str, str], Leg] = {}
     with EmbeddedBroker(log_dir=tmp) as broker:
@@ -327,7 +432,8 @@ def main() -> None:
             results[store, "empty"] = rebuild(broker.bootstrap, store, {}, tmp / "empty",
                                               args.timeout, broker_pid=broker.pid)
         began = time.perf_counter()
-        written = asyncio.run(write_changelogs(broker.bootstrap, state))
+        digest = StoreDigest()
+        written = asyncio.run(write_changelogs(broker.bootstrap, state, digest))
         print(f"wrote {written:,} changelog records in {time.perf_counter() - began:.0f} s")
         del state
         if args.bulk_reload:
@@ -341,14 +447,24 @@ def main() -> None:
             port = free_port()
             where = tmp / store.split(":")[0]
             results[store, "new"] = rebuild(broker.bootstrap, store, expected, where,
-                                            args.timeout, port, broker_pid=broker.pid)
+                                            args.timeout, port, broker_pid=broker.pid,
+                                            written=digest)
             if store != "memory://":  # in memory nothing survives a restart
                 results[store, "restart"] = rebuild(broker.bootstrap, store, expected, where,
-                                                    args.timeout, port, broker_pid=broker.pid)
+                                                    args.timeout, port, broker_pid=broker.pid,
+                                                    written=digest)
             if store != "memory://" and args.without_preseed:
                 results[store, "faust"] = rebuild(broker.bootstrap, store, expected,
                                                   tmp / "faust-recovery", args.timeout,
-                                                  preseed=False, broker_pid=broker.pid)
+                                                  preseed=False, broker_pid=broker.pid,
+                                                  written=digest)
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], Leg], tmp: Path
+           ) -> None:
+    stores = args.stores.split(",")
+    print(f"workers' logs: {tmp}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"load average at end: {os.getloadavg()}; this process's peak RSS {peak:.1f} GiB")
     legs = {"new": "a new worker (the whole changelog recovered)",
@@ -356,20 +472,20 @@ def main() -> None:
             "faust": "a new worker without the pre-seed (Faust's recovery reads it all)"}
     scaled = "" if args.state_scale == 1 else " (extrapolated linearly)"
     for store in stores:
-        base_s, base_rss, base_cpu, _, _, _, _ = results[store, "empty"]
+        base_s, base_rss, base_cpu, *_ = results[store, "empty"]
         print(f"{store:<11} empty state: ready in {base_s:.1f} s, peak RSS "
               f"{base_rss / 2**20:,.0f} MiB, CPU {base_cpu:.1f} s")
         for leg, what in legs.items():
             if (store, leg) not in results:
                 continue
-            s, rss, cpu, exact, replayed, seeded, broker_cpu = results[store, leg]
+            s, rss, cpu, exact, replayed, seeded, broker_cpu, held = results[store, leg]
             full_s = base_s + (s - base_s) / args.state_scale
             full_cpu = base_cpu + (cpu - base_cpu) / args.state_scale
             full_rss = base_rss + (rss - base_rss) / args.state_scale
             print(f"{store:<11} {what}, state x{args.state_scale}: ready in {s:.1f} s "
                   f"(CPU {cpu:.1f} s), peak RSS {rss / 2**20:,.0f} MiB, counts exact: "
                   f"{exact}, tools replayed instead of loaded from snapshots: {replayed}; "
-                  f"{seeded}; the broker's CPU meanwhile {broker_cpu:.1f} s")
+                  f"{seeded}; the broker's CPU meanwhile {broker_cpu:.1f} s; {held}")
             print(f"{store:<11} {what}, 2M exams/yr after five years{scaled}: rebuild "
                   f"{full_s:.0f} s wall, {full_cpu:.0f} s CPU (target < 60 s: "
                   f"{'met' if max(full_s, full_cpu) < 60 else 'NOT met'}); peak RSS "

@@ -118,14 +118,16 @@ def _contents(stores: dict[str, Any]) -> dict[tuple[str, int], dict[bytes, bytes
 
 
 def _column_options(stores: dict[str, Any]) -> list[list[str]]:
-    """Per partition database, its memtable size and compression as RocksDB keeps them
-    for the next opening (its latest OPTIONS file): Faust's opening does not change them."""
+    """Per partition database, its memtable size, compression and automatic compactions
+    as RocksDB keeps them for the next opening (its latest OPTIONS file): Faust's opening
+    does not change them. The pre-seed sets the first two for its writes only."""
     out = []
     for store in stores.values():
         for partition in range(PARTITIONS):
             latest = max(Path(store.partition_path(partition)).glob("OPTIONS-*"))
             out.append([line.strip() for line in latest.read_text().splitlines()
-                        if line.strip().startswith(("write_buffer_size=", "compression="))])
+                        if line.strip().startswith(("write_buffer_size=", "compression=",
+                                                    "disable_auto_compactions="))])
     return out
 
 
@@ -194,8 +196,8 @@ def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
     assert _contents(seeded) == want
     assert any(OFFSET in c for c in want.values())
     assert _column_options(seeded) == _column_options(oracle)  # Faust's, not the bulk's
-    assert ["compression=kSnappyCompression", "write_buffer_size=4194304"] in \
-        _column_options(oracle)
+    assert ["compression=kSnappyCompression", "write_buffer_size=4194304",
+            "disable_auto_compactions=false"] in _column_options(oracle)
 
     # More records come: the next start reads those only, and still agrees with Faust.
     tail = {t: _records(rng, 40) for t in TABLES}

@@ -288,8 +288,15 @@ def _ensure_monitor() -> None:
     are kept without their drift features; a tool without a usable snapshot reads its
     own again with them, for its drift replay."""
     if not engine.cases.ready:
-        engine.cases.rebuild(owned_records(light_record), _owned(topics.CASES_ADJUDICATED),
+        began, cpu = wall.perf_counter(), wall.process_time()
+        records = owned_records(light_record)
+        read = wall.perf_counter() - began
+        engine.cases.rebuild(records, _owned(topics.CASES_ADJUDICATED),
                              full=lambda tools: owned_records(tools=tools))
+        log.warning("case stage rebuilt from %d case records in %.1f s (read %.1f s; CPU "
+                    "%.1f s); tools loaded from their snapshots: %s", len(records),
+                    wall.perf_counter() - began, read, wall.process_time() - cpu,
+                    " ".join(engine.cases.restored) or "none")
 
 
 @app.timer(interval=settings.stream.clock_interval_seconds)
