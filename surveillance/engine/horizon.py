@@ -159,6 +159,9 @@ class _Partition:
     def __init__(self) -> None:
         self.by_day: dict[int, list[str]] = {}
         self.cutoff_day: int | None = None
+        #: The case clock `advance` last worked out the cutoff of: it is called once per
+        #: case record, and the clock moves far less often.
+        self.clock: datetime | None = None
         self.evicted: Counter[CountKey] = Counter()
         #: Records past the cutoff kept for their live version (references, last N), by
         #: version: they leave once the version is no longer live.
@@ -236,6 +239,9 @@ class CaseHorizon:
         if self.days is None:
             return 0
         part = self._part(partition)
+        if clock == part.clock:
+            return 0  # the same cutoff as last time: nothing more is past it
+        part.clock = clock
         cutoff_day = int((clock - timedelta(days=self.days)).timestamp() // _DAY)
         if part.cutoff_day is not None and cutoff_day <= part.cutoff_day:
             return 0  # same day, or the clock went back: the cutoff never moves back
