@@ -15,6 +15,8 @@ CPU is `time.process_time` (the machine may be shared: the load average is print
 beside it). The digest (SHA-256) covers every record produced (topic, partition, key,
 value, headers) and every changelog record (table, partition, key, value) in order: equal
 digests before and after a change to the join path mean the same bytes on every topic.
+`--digest` prints it after one run (no timing) on a backlog of `--scenario` (default
+`all`: every fault and drift the simulator has), as `case_stage.py --digest` does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from surveillance.engine.config import EngineConfig
 from surveillance.engine.pipeline import Engine
 from surveillance.engine.records import Record
 from surveillance.simulate import Faults, Scenario, simulate
+from surveillance.simulate.scenario import scenario_by_name
 from surveillance.stream import topics
 from surveillance.stream.ingest import join_partition
 
@@ -110,13 +113,24 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", help="write a cProfile of one more run to FILE")
+    parser.add_argument("--digest", action="store_true",
+                        help="print the SHA-256 of everything written after one run")
+    parser.add_argument("--scenario", default=None,
+                        help="simulator scenario (default: `all` with --digest, else stable)")
     args = parser.parse_args()
     collector.for_long_lived_state()
-    events, _ = simulate(days=args.days, seed=7, scenario=Scenario(), faults=Faults())
+    scenario = (scenario_by_name(args.scenario) if args.scenario
+                else scenario_by_name("all") if args.digest else Scenario())
+    events, _ = simulate(days=args.days, seed=7, scenario=scenario, faults=Faults())
     records = input_records(events, args.partitions)
     n = len(records)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
+    if args.digest:
+        _, digest, produced = run(records, args.partitions)
+        print(f"{args.days} days, scenario {args.scenario or 'all'}: {n} input events, "
+              f"{produced} records produced; sha256 {digest}")
+        return
     cpus = []
     digests = set()
     produced = 0

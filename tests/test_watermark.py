@@ -293,3 +293,26 @@ def test_a_case_re_emitted_for_an_event_read_again_says_no_more_than_its_own_tim
     restored = restarted.engine.join.clocks[0].ai_watermark
     assert restored is not None and case.inference_date < restored
     assert reached == case.inference_date
+
+
+@given(st.integers(1, 6),
+       st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=80))
+def test_a_partition_clock_is_the_least_of_its_last_support_events_at_its_highest(
+        support: int, events: list[tuple[int, int]]) -> None:
+    """The clock kept as events come equals the rule computed from scratch after each
+    event: the highest so far of the least of the last `support` capped event times
+    (ties and repeated values included: hours from a small range)."""
+    from surveillance.stream.watermark import EventClock
+
+    skew = timedelta(hours=3)
+    clock = EventClock(skew, support=support)
+    capped: list[datetime] = []
+    expected: datetime | None = None
+    for at_hour, now_hour in events:
+        at, now = T0 + timedelta(hours=at_hour), T0 + timedelta(hours=now_hour)
+        clock.observe(at, now)
+        capped.append(min(at, now + skew))
+        if len(capped) >= support:
+            least = min(capped[-support:])
+            expected = least if expected is None else max(expected, least)
+        assert clock.at == expected

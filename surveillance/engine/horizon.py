@@ -159,6 +159,9 @@ class _Partition:
     def __init__(self) -> None:
         self.by_day: dict[int, list[str]] = {}
         self.cutoff_day: int | None = None
+        #: The case clock `advance` last worked out the cutoff of: it is called once per
+        #: case record, and the clock moves far less often.
+        self.clock: datetime | None = None
         self.evicted: Counter[CountKey] = Counter()
         #: Records past the cutoff kept for their live version (references, last N), by
         #: version: they leave once the version is no longer live.
@@ -218,17 +221,25 @@ class CaseHorizon:
         if new:
             self._live[record.tool, record.version, record.site] += 1
         part = self._part(record.partition)
-        part.by_day.setdefault(_latest_day(record), []).append(case_id)
+        latest_day = _latest_day(record)
+        part.by_day.setdefault(latest_day, []).append(case_id)
         version = (record.tool, record.version)
-        self._last[version] = max(self._last.get(version, 0), _latest_day(record))
+        last = self._last.get(version)
+        if last is None or latest_day > last:
+            self._last[version] = latest_day if last is not None else max(0, latest_day)
         ai_day = int(record.inference_ts // _DAY)
         report_day = None if record.labelled_ts is None else int(record.labelled_ts // _DAY)
         first = self._first.get(version)
         if first is None:
             self._first[version] = (ai_day, report_day)
-        else:
-            reports = [d for d in (first[1], report_day) if d is not None]
-            self._first[version] = (min(first[0], ai_day), min(reports, default=None))
+            return
+        # The earliest of each, written only when one moves (once per case record: most
+        # records move neither).
+        first_ai, first_report = first
+        if report_day is not None and (first_report is None or report_day < first_report):
+            first_report = report_day
+        if ai_day < first_ai or first_report != first[1]:
+            self._first[version] = (min(first_ai, ai_day), first_report)
 
     def advance(self, partition: int, clock: datetime) -> int:
         """The partition's case clock reached `clock`: evict what is now past the horizon;
@@ -236,6 +247,9 @@ class CaseHorizon:
         if self.days is None:
             return 0
         part = self._part(partition)
+        if clock == part.clock:
+            return 0  # the same cutoff as last time: nothing more is past it
+        part.clock = clock
         cutoff_day = int((clock - timedelta(days=self.days)).timestamp() // _DAY)
         if part.cutoff_day is not None and cutoff_day <= part.cutoff_day:
             return 0  # same day, or the clock went back: the cutoff never moves back

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable
 from datetime import datetime
 
 from surveillance.clinical import join
@@ -84,10 +83,6 @@ class PartitionClock:
             self._headers = (reached, headers)
         return dict(headers)
 
-    def due(self) -> Iterable[str]:
-        watermark = self.watermark
-        while self.deadlines and watermark and self.deadlines[0][0] <= watermark:
-            yield heapq.heappop(self.deadlines)[1]
 
 
 class JoinStage:
@@ -192,7 +187,11 @@ class JoinStage:
         watermark = clock.watermark
         if watermark is None:  # not enough events yet to support a clock
             return
-        for accession in clock.due():
+        deadlines = clock.deadlines
+        # Checked before each pop, and mostly false: one look at the heap's top per input
+        # event, no generator made for it.
+        while deadlines and deadlines[0][0] <= watermark:
+            accession = heapq.heappop(deadlines)[1]
             state = self.table.get(accession)
             if state is None:
                 continue

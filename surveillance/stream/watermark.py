@@ -67,6 +67,9 @@ class EventClock:
         self.skew = skew
         self.support = support
         self._recent: deque[datetime] = deque(maxlen=support)
+        #: The least of `_recent` once it is full (kept as events come: the join observes
+        #: every input event, and a `min` over the window each time was most of it).
+        self._least: datetime | None = None
         self._at: datetime | None = None
 
     @property
@@ -76,9 +79,23 @@ class EventClock:
 
     def observe(self, at: datetime, now: datetime) -> None:
         """An event of event time `at` arrived at wall time `now`."""
-        self._recent.append(min(at, now + self.skew))
-        if len(self._recent) == self.support:
-            self._advance(min(self._recent))
+        value = min(at, now + self.skew)
+        recent = self._recent
+        least = self._least
+        if least is None:
+            recent.append(value)
+            if len(recent) == self.support:
+                self._least = least = min(recent)
+                self._advance(least)
+            return
+        dropped = recent[0]
+        recent.append(value)
+        if dropped == least:  # the least may have left the window
+            least = min(recent)
+        elif value < least:
+            least = value
+        self._least = least
+        self._advance(least)
 
     def restore(self, times: Iterable[datetime], now: datetime) -> None:
         """Set the clock from stored event times: the `support`-th latest of them."""
