@@ -233,6 +233,35 @@ def _moved(ref_share: FloatArray, window_shares: FloatArray) -> FloatArray:
     return result
 
 
+#: Distinct windows above this share of all are not worth gathering (`_distinct_rows`).
+DISTINCT_SHARE = 0.5
+
+
+def _distinct_rows(windows: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """The distinct rows of `windows` (integer counts) and, for each window, its row there.
+
+    A row's statistics depend on that row alone (`_statistics` works row by row), so
+    computing them on the distinct rows and gathering gives every window the same floats.
+    Rows are told apart by one integer key (the counts as digits in base max + 1); when
+    the key would not fit in 63 bits, or most windows are distinct, `windows` itself is
+    returned with the identity gather.
+    """
+    n, k = windows.shape
+    identity = np.arange(n)
+    base = int(windows.max(initial=0)) + 1
+    if n == 0 or k * math.log2(base) >= 62:
+        return windows, identity
+    counts = windows.astype(np.int64)
+    keys = counts[:, 0].copy()
+    for j in range(1, k):
+        keys *= base
+        keys += counts[:, j]
+    distinct, first, back = np.unique(keys, return_index=True, return_inverse=True)
+    if distinct.size > DISTINCT_SHARE * n:
+        return windows, identity
+    return windows[first], back
+
+
 def _thresholds_at(
     ordered: dict[WindowTestName, FloatArray], rate: float
 ) -> dict[WindowTestName, float]:
@@ -303,10 +332,15 @@ def calibrate_window_thresholds(
     windows = simulate_windows(reference_counts, events_per_window, n_windows, seed,
                                min_window_events, window_sizes)
     ref = np.asarray(reference_counts, dtype=np.float64)
-    ref_share, window_shares = proportions(ref), proportions(windows)
-    stats = _statistics(ref, windows, ref_share, window_shares, tests)
+    ref_share = proportions(ref)
+    # Each distinct window's statistics once (a few categories and tens of events per
+    # window repeat the same counts thousands of times), then one value per window again.
+    rows, back = _distinct_rows(windows)
+    row_shares = proportions(rows)
+    stats = {t: v[back] for t, v in _statistics(ref, rows, ref_share, row_shares,
+                                                tests).items()}
     gate = (
-        _moved(ref_share, window_shares) >= min_total_variation
+        _moved(ref_share, row_shares)[back] >= min_total_variation
         if min_total_variation > 0 else None
     )
     typical = max(float(np.median(window_sizes)) if window_sizes else events_per_window,
