@@ -1,24 +1,32 @@
 """The calibration's shortcuts give the very thresholds of the plain computation.
 
-Each simulated window's statistics are computed once per distinct window and gathered
-(`drift_calibration._distinct_rows`); thresholds must equal, to the bit, those of the
-statistics computed on every window (the shortcut switched off)."""
+- Each simulated window's statistics are computed once per distinct window and gathered
+  (`drift_calibration._distinct_rows`); thresholds must equal, to the bit, those of the
+  statistics computed on every window (the shortcut switched off).
+- Page-Hinkley's quarters run time-major in groups (`stream_calibration._maxima`); the
+  threshold must equal, to the bit, the plain bootstrap's order statistic of the
+  river-checked statistics (`page_hinkley_statistics`)."""
 
 from __future__ import annotations
 
 from unittest.mock import patch
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from surveillance.stats import drift_calibration
+from surveillance.stats import drift_calibration, stream_calibration
 from surveillance.stats.drift_calibration import (
     _distinct_rows,
     _statistics,
     calibrate_window_thresholds,
 )
 from surveillance.stats.psi import proportions
+from surveillance.stats.stream_calibration import (
+    calibrate_page_hinkley,
+    order_statistic_bound,
+    page_hinkley_statistics,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -80,4 +88,48 @@ def test_window_thresholds_equal_those_computed_on_every_window(
     fast = calibrate_window_thresholds(reference, events_per_window, 1 / 13 / 91, **kwargs)  # type: ignore[arg-type]
     with patch.object(drift_calibration, "DISTINCT_SHARE", -1.0):
         plain = calibrate_window_thresholds(reference, events_per_window, 1 / 13 / 91, **kwargs)  # type: ignore[arg-type]
+    assert repr(fast) == repr(plain)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    events_per_quarter=st.integers(30, 160),
+    n_quarters=st.integers(300, 900),
+    chunk_values=st.integers(1, 20_000),
+    quarter_values=st.integers(1, 60_000),
+    mode=st.sampled_from(["up", "down", "both"]),
+    reference_size=st.sampled_from([2, 37, 70_000]),
+)
+# Chunks of 7 quarters of 31 values (odd counts of 32-bit draws), groups of 10 quarters.
+@example(seed=1, events_per_quarter=31, n_quarters=300, chunk_values=217, quarter_values=310,
+         mode="both", reference_size=37)
+def test_page_hinkley_threshold_equals_the_plain_bootstrap_of_river_statistics(
+    seed: int, events_per_quarter: int, n_quarters: int, chunk_values: int,
+    quarter_values: int, mode: str, reference_size: int,
+) -> None:
+    """`calibrate_page_hinkley` (quarters drawn in chunks, held in groups, 16-bit indices
+    when they fit, time-major maxima) against the plain computation: the same chunks of
+    bootstrap indices, each quarter's statistics by the river-checked recursion, the
+    maxima's order statistic. Chunk and group sizes are forced small so that groups hold
+    several chunks and the last ones are partial."""
+    reference = np.random.default_rng(seed).lognormal(size=reference_size)
+    rate = 0.01
+    rng = np.random.default_rng(seed)
+    chunk = max(1, chunk_values // events_per_quarter)
+    maxima = []
+    for start in range(0, n_quarters, chunk):
+        picks = rng.integers(0, reference.size,
+                             size=(min(chunk, n_quarters - start), events_per_quarter),
+                             dtype=np.uint32)
+        maxima.append(page_hinkley_statistics(reference[picks], 30, 0.1, 1 - 0.0001, mode)  # type: ignore[arg-type]
+                      .max(axis=-1))
+    every = np.concatenate(maxima)
+    k = order_statistic_bound(n_quarters, rate, 0.95)
+    assert k is not None
+    plain = max(float(np.partition(every, every.size - k)[every.size - k]), 1e-6)
+    with patch.object(stream_calibration, "_CHUNK_VALUES", chunk_values), \
+            patch.object(stream_calibration, "_QUARTER_VALUES", quarter_values):
+        fast = calibrate_page_hinkley(reference, events_per_quarter, rate, seed=seed,
+                                      n_quarters=n_quarters, delta=0.1, mode=mode)  # type: ignore[arg-type]
     assert repr(fast) == repr(plain)
