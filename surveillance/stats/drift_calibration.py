@@ -233,8 +233,10 @@ def _moved(ref_share: FloatArray, window_shares: FloatArray) -> FloatArray:
     return result
 
 
-#: Distinct windows above this share of all are not worth gathering (`_distinct_rows`).
+#: Distinct windows above this share of all are not worth gathering (`_distinct_rows`),
+#: judged first on this many windows.
 DISTINCT_SHARE = 0.5
+SAMPLE_ROWS = 2000
 
 
 def _distinct_rows(windows: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
@@ -242,9 +244,10 @@ def _distinct_rows(windows: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp
 
     A row's statistics depend on that row alone (`_statistics` works row by row), so
     computing them on the distinct rows and gathering gives every window the same floats.
-    Rows are told apart by one integer key (the counts as digits in base max + 1); when
-    the key would not fit in 63 bits, or most windows are distinct, `windows` itself is
-    returned with the identity gather.
+    Rows are told apart by one integer key (the counts as digits in base max + 1), and
+    the distinct rows are decoded from the distinct keys. When the key would not fit in
+    63 bits, or most windows are distinct (judged on the first SAMPLE_ROWS), `windows`
+    itself is returned with the identity gather.
     """
     n, k = windows.shape
     identity = np.arange(n)
@@ -256,10 +259,16 @@ def _distinct_rows(windows: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp
     for j in range(1, k):
         keys *= base
         keys += counts[:, j]
-    distinct, first, back = np.unique(keys, return_index=True, return_inverse=True)
+    sample = keys[:SAMPLE_ROWS]
+    if np.unique(sample).size > DISTINCT_SHARE * sample.size:
+        return windows, identity
+    distinct, back = np.unique(keys, return_inverse=True)
     if distinct.size > DISTINCT_SHARE * n:
         return windows, identity
-    return windows[first], back
+    rows = np.empty((distinct.size, k))
+    for j in range(k - 1, -1, -1):
+        distinct, rows[:, j] = np.divmod(distinct, base)
+    return rows, back
 
 
 def _thresholds_at(
