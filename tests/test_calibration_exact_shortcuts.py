@@ -3,6 +3,8 @@
 - Each simulated window's statistics are computed once per distinct window and gathered
   (`drift_calibration._distinct_rows`); thresholds must equal, to the bit, those of the
   statistics computed on every window (the shortcut switched off).
+- PSI is summed from a table of its terms per (category, window total, count)
+  (`drift_calibration._psi_by_terms`): equal to the bit to `psi_of_proportions`.
 - Page-Hinkley's quarters run time-major in groups (`stream_calibration._maxima`); the
   threshold must equal, to the bit, the plain bootstrap's order statistic of the
   river-checked statistics (`page_hinkley_statistics`)."""
@@ -18,10 +20,11 @@ from hypothesis import strategies as st
 from surveillance.stats import drift_calibration, stream_calibration
 from surveillance.stats.drift_calibration import (
     _distinct_rows,
+    _psi_by_terms,
     _statistics,
     calibrate_window_thresholds,
 )
-from surveillance.stats.psi import proportions
+from surveillance.stats.psi import proportions, psi_of_proportions
 from surveillance.stats.stream_calibration import (
     calibrate_page_hinkley,
     order_statistic_bound,
@@ -133,3 +136,31 @@ def test_page_hinkley_threshold_equals_the_plain_bootstrap_of_river_statistics(
         fast = calibrate_page_hinkley(reference, events_per_quarter, rate, seed=seed,
                                       n_quarters=n_quarters, delta=0.1, mode=mode)  # type: ignore[arg-type]
     assert repr(fast) == repr(plain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    categories=st.integers(1, 14),
+    rows=st.integers(1, 3000),
+    largest=st.sampled_from([1, 5, 40, 300, 2000, 9000]),
+    reference_zeros=st.integers(0, 3),
+)
+def test_psi_from_a_table_of_terms_equals_psi_of_the_proportions_to_the_bit(
+    seed: int, categories: int, rows: int, largest: int, reference_zeros: int
+) -> None:
+    """PSI of each window from its per-(category, total, count) terms against `psi`'s own
+    computation; windows of totals near and over 1 / EMPTY_BIN_PROPORTION included (the
+    table then declines)."""
+    rng = np.random.default_rng(seed)
+    windows = rng.integers(0, largest + 1, size=(rows, categories)).astype(np.float64)
+    windows[:, 0] += 1  # positive totals
+    reference = rng.integers(1, 500, size=categories).astype(np.float64)
+    reference[: min(reference_zeros, categories - 1)] = 0.0
+    ref_share = proportions(reference)
+    direct = psi_of_proportions(ref_share, proportions(windows))
+    by_terms = _psi_by_terms(ref_share, windows)
+    if windows.sum(axis=-1).max() >= 10_000:
+        assert by_terms is None
+    if by_terms is not None:
+        np.testing.assert_array_equal(by_terms.view(np.int64), direct.view(np.int64))

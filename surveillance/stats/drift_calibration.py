@@ -62,7 +62,14 @@ from surveillance.stats.categorical_drift import (
 from surveillance.stats.chi_square import chi_square_rows
 from surveillance.stats.jensen_shannon import jensen_shannon_of_proportions, jensen_shannon_rows
 from surveillance.stats.numeric_drift import DriftParameterError
-from surveillance.stats.psi import FloatArray, proportions, psi_of_proportions, psi_rows
+from surveillance.stats.psi import (
+    EMPTY_BIN_PROPORTION,
+    FloatArray,
+    fill_empty_bins,
+    proportions,
+    psi_of_proportions,
+    psi_rows,
+)
 
 WindowKind = Literal["daily", "weekly"]
 DAYS_PER_QUARTER = 91
@@ -198,13 +205,47 @@ def _statistics(
     # computed once, not once per simulated window (the same values either way).
     stats: dict[WindowTestName, FloatArray] = {}
     if "psi" in tests:
-        stats["psi"] = psi_of_proportions(ref_share, window_shares)
+        by_terms = _psi_by_terms(ref_share, windows)
+        stats["psi"] = (psi_of_proportions(ref_share, window_shares) if by_terms is None
+                        else by_terms)
     if "jensen_shannon" in tests:
         stats["jensen_shannon"] = jensen_shannon_of_proportions(ref_share, window_shares)
     if "chi_square" in tests:
         seen = ref > 0
         stats["chi_square"] = chi_square_rows(ref[seen], windows[:, seen])[1]
     return stats
+
+
+def _psi_by_terms(ref_share: FloatArray, windows: FloatArray) -> FloatArray | None:
+    """`psi_of_proportions(ref_share, proportions(windows))` from a table of its terms.
+
+    A window's PSI term for category j depends only on j, the window's count there and
+    its total (the empty-bin floor is EMPTY_BIN_PROPORTION for every window under
+    1 / EMPTY_BIN_PROPORTION events: its smallest non-zero share, >= 1 / total, is above
+    it). Each term is computed once per (j, total, count) by the same operations on the
+    same floats, gathered into the windows' rows and summed along the same axis: the
+    same PSI to the bit. None (compute it directly) for windows it does not fit: totals
+    of 0 or over the floor's limit, or a table larger than the windows.
+    """
+    n, k = windows.shape
+    totals = windows.sum(axis=-1)
+    if n == 0 or totals.min() <= 0 or totals.max() * EMPTY_BIN_PROPORTION >= 1:
+        return None
+    top = int(windows.max())
+    present = np.bincount(totals.astype(np.int64))
+    sizes = np.flatnonzero(present)
+    if k * sizes.size * (top + 1) > n * k:
+        return None
+    size_index = np.cumsum(present > 0)[totals.astype(np.int64)] - 1
+    count = np.arange(top + 1, dtype=np.float64)
+    share = np.where(count > 0, count / sizes[:, None].astype(np.float64),
+                     EMPTY_BIN_PROPORTION)
+    ref = fill_empty_bins(ref_share)[:, None, None]
+    terms = (ref - share) * np.log(ref / share)
+    at = (np.arange(k) * sizes.size + size_index[:, None]) * (top + 1)
+    at += windows.astype(np.int64)
+    result: FloatArray = terms.ravel()[at].sum(axis=-1)
+    return result
 
 
 def simulate_window_statistics(
