@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -88,7 +88,7 @@ def page_hinkley_statistics(
     return result
 
 
-#: Values per block of rows in `page_hinkley_maxima`: its temporaries stay in cache.
+#: Values per time segment in `page_hinkley_maxima`: its temporaries stay in cache.
 _MAXIMA_BLOCK = 1 << 17
 
 
@@ -99,42 +99,79 @@ def page_hinkley_maxima(
     alpha: float,
     mode: Literal["up", "down", "both"] = "both",
 ) -> FloatArray:
-    """Each row's largest `page_hinkley_statistics` value (what calibration needs).
-
-    The same operations on the same values per row, so the result is equal to the last
-    bit; blocks of rows, in-place arithmetic into two buffers kept across the blocks and
-    one filter pass (`_delta_ramp`) make it about twice as fast as taking the maximum of
-    the full statistics array (calibration runs 10^7-10^8 values).
-    """
+    """Each row's largest `page_hinkley_statistics` value (what calibration needs)."""
     x = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    rows, length = x.shape[0], x.shape[-1]
+    return _maxima(lambda a, b: np.ascontiguousarray(x[:, a:b].T), x.shape[0], x.shape[-1],
+                   min_instances, delta, alpha, mode)
+
+
+def _maxima(
+    columns: Callable[[int, int], FloatArray],
+    rows: int,
+    length: int,
+    min_instances: int,
+    delta: float,
+    alpha: float,
+    mode: Literal["up", "down", "both"],
+) -> FloatArray:
+    """`page_hinkley_maxima` of the streams whose values at times a..b-1 are
+    `columns(a, b)`, one row per time and one column per stream.
+
+    Time-major: the running sums, minima and maxima then run along the first axis, each
+    step one vector operation over all streams, instead of one dependent step at a time
+    per stream (the accumulations were ~4 ns a value). Each stream still sees the same
+    operations on the same floats in the same order: the mean by a running sum divided
+    by t, `lfilter`'s recursion s = alpha * s + dev (its Z + b0 * x with b0 = 1, Z =
+    0 * x - (-alpha) * s), the +-delta sums as s -+ the ramp, so the maxima are equal to
+    the bit (tests: against the full statistics, which are checked against river).
+    Segments of time carry each stream's sum, s, running minimum and maximum across.
+    """
     out = np.full(rows, -np.inf)
-    if length < min_instances:
+    if length < min_instances or rows == 0:
         return out
     t = np.arange(1, length + 1, dtype=np.float64)
     first = max(min_instances, 1) - 1
     ramp = _delta_ramp(length, delta, alpha)
-    step = max(1, _MAXIMA_BLOCK // max(length, 1))
-    one, two = np.empty((step, length)), np.empty((step, length))
-    for r in range(0, rows, step):
-        block = x[r : r + step]
-        n = block.shape[0]
-        dev = np.cumsum(block, axis=-1, out=one[:n])
-        dev /= t
-        np.subtract(block, dev, out=dev)
-        s = lfilter([1.0], [1.0, -alpha], dev, axis=-1)
-        best = np.full(n, -np.inf)
+    # Each stream's running sum, s, running minimum and maximum, carried across segments.
+    total, s = np.zeros(rows), np.zeros(rows)
+    low, peak = np.full(rows, np.inf), np.full(rows, -np.inf)
+    scaled = np.empty(rows)
+    step = max(1, _MAXIMA_BLOCK // rows)
+    for a in range(0, length, step):
+        b = min(a + step, length)
+        x = columns(a, b)
+        # Each sequential step is one vector operation over the streams (numpy's
+        # accumulate runs along the axis one stream at a time, ~4 ns a value).
+        running = np.empty_like(x)
+        for i in range(b - a):
+            total = np.add(total, x[i], out=running[i])
+        # The carries are copies: their rows are changed in place below.
+        total = total.copy()
+        running /= t[a:b, None]
+        dev = np.subtract(x, running, out=running)
+        for i in range(b - a):
+            np.multiply(s, alpha, out=scaled)
+            s = np.add(dev[i], scaled, out=dev[i])
+        s = s.copy()
+        kept = slice(max(first - a, 0), None) if b > first else None
         if mode != "down":
-            inc = np.subtract(s, ramp, out=one[:n])
-            inc -= np.minimum.accumulate(inc, axis=-1, out=two[:n])
-            np.maximum(best, inc[:, first:].max(axis=-1), out=best)
+            inc = np.subtract(dev, ramp[a:b, None])
+            least = np.empty_like(inc)
+            for i in range(b - a):
+                low = np.minimum(low, inc[i], out=least[i])
+            low = low.copy()
+            inc -= least
+            if kept is not None:
+                np.maximum(out, inc[kept].max(axis=0), out=out)
         if mode != "up":
-            s += ramp
-            peak = np.maximum(s, -1.0, out=two[:n])
-            np.maximum.accumulate(peak, axis=-1, out=peak)
-            peak -= s
-            np.maximum(best, peak[:, first:].max(axis=-1), out=best)
-        out[r : r + step] = best
+            dev += ramp[a:b, None]
+            most = np.maximum(dev, -1.0)
+            for i in range(b - a):
+                peak = np.maximum(peak, most[i], out=most[i])
+            peak = peak.copy()
+            most -= dev
+            if kept is not None:
+                np.maximum(out, most[kept].max(axis=0), out=out)
     return out
 
 
@@ -182,6 +219,22 @@ def _check_stream_inputs(
     return ref
 
 
+def _gather(
+    values: FloatArray, picks: npt.NDArray[np.unsignedinteger[Any]]
+) -> Callable[[int, int], FloatArray]:
+    """The picked values at times a..b-1, one row per time (`_maxima`'s columns)."""
+
+    def columns(a: int, b: int) -> FloatArray:
+        taken: FloatArray = np.take(values, picks[:, a:b].T)
+        return taken
+
+    return columns
+
+
+#: Bootstrapped values drawn per call by `calibrate_page_hinkley` (the draws depend on it).
+_CHUNK_VALUES = 2_000_000
+#: Bootstrapped values held at once by `calibrate_page_hinkley` (as 16- or 32-bit indices).
+_QUARTER_VALUES = 1 << 24
 #: Confidence that a Page-Hinkley threshold's true rate is within its share (module doc).
 CONFIDENCE = 0.95
 
@@ -210,12 +263,22 @@ def calibrate_page_hinkley(
         )
     rng = np.random.default_rng(seed)
     maxima = []
-    chunk = max(1, 2_000_000 // events_per_quarter)
-    for start in range(0, n_quarters, chunk):
-        size = min(chunk, n_quarters - start)
-        # Indices as 32-bit integers, then one gather: half the cost of `rng.choice`.
-        picks = rng.integers(0, ref.size, size=(size, events_per_quarter), dtype=np.uint32)
-        maxima.append(page_hinkley_maxima(ref[picks], min_instances, delta, alpha, mode))
+    chunk = max(1, _CHUNK_VALUES // events_per_quarter)
+    # As many quarters at once as _QUARTER_VALUES allows (the time-major maxima are
+    # cheaper the more streams share each step), drawn in the same chunks as always.
+    group = chunk * max(1, _QUARTER_VALUES // events_per_quarter // chunk)
+    index_type = np.uint16 if ref.size <= 1 << 16 else np.uint32
+    for first in range(0, n_quarters, group):
+        size = min(group, n_quarters - first)
+        picks = np.empty((size, events_per_quarter), dtype=index_type)
+        for start in range(0, size, chunk):
+            # Indices as 32-bit integers, then gathers: half the cost of `rng.choice`.
+            # (Kept as 16-bit ones when they fit: the same values, half the memory.)
+            picks[start : start + chunk] = rng.integers(
+                0, ref.size, size=(min(chunk, size - start), events_per_quarter),
+                dtype=np.uint32)
+        maxima.append(_maxima(_gather(ref, picks), size, events_per_quarter,
+                              min_instances, delta, alpha, mode))
     all_max = np.concatenate(maxima)
     threshold = float(np.partition(all_max, all_max.size - k)[all_max.size - k])
     return max(threshold, MIN_DIVERGENCE_THRESHOLD)
