@@ -135,7 +135,8 @@ def every_key_counted(monitor: PerformanceMonitor, stream: list[Revision]) -> st
 def digest(stream: list[Revision]) -> str:
     """SHA-256 of everything the monitor gives over the stream, fed as the engine feeds it:
     each revision's alerts, and every tool's daily evaluation (its alerts and snapshots)
-    once the stream's event time has passed a day's end; then every key's 7/30/90-day and
+    once the stream's event time has passed a day's end, with its charts' states then;
+    then every key's 7/30/90-day and
     last-N counts, every verdict and every chart's state at the end. The same run without
     the stored records (the monitor reads the pydantic case) is hashed in too. Equal
     digests on two trees: the monitor's outputs are equal over the whole stream."""
@@ -157,7 +158,7 @@ def digest(stream: list[Revision]) -> str:
                 for tool in sorted(tools) if stored else ():
                     alerts, snapshots = monitor.evaluate(end, tools=[tool])
                     add("evaluate", tool, end, [a.model_dump_json() for a in alerts],
-                        [s.model_dump_json() for s in snapshots])
+                        [s.model_dump_json() for s in snapshots], monitor.chart_states(tool))
                 next_day += timedelta(days=1)
             tools.add(case.tool_id)
             alerts = monitor.on_case(previous, case, record if stored else None)
