@@ -32,12 +32,13 @@ and CPU per case (its revisions together).
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 
 from surveillance.clinical.baselines import load_registry
@@ -131,6 +132,50 @@ def every_key_counted(monitor: PerformanceMonitor, stream: list[Revision]) -> st
     return f"90-day window cells over all keys: {counted} (expected {expected}): {verdict}"
 
 
+def digest(stream: list[Revision]) -> str:
+    """SHA-256 of everything the monitor gives over the stream, fed as the engine feeds it:
+    each revision's alerts, and every tool's daily evaluation (its alerts and snapshots)
+    once the stream's event time has passed a day's end, with its charts' states then;
+    then every key's 7/30/90-day and
+    last-N counts, every verdict and every chart's state at the end. The same run without
+    the stored records (the monitor reads the pydantic case) is hashed in too. Equal
+    digests on two trees: the monitor's outputs are equal over the whole stream."""
+    sha = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        sha.update(repr(parts).encode())
+
+    for stored in (True, False):
+        monitor = PerformanceMonitor(load_registry())
+        tools: set[str] = set()
+        next_day: date | None = None
+        for previous, case, record in stream:
+            latest = (case.labelled_at or case.inference_date).astimezone(UTC).date()
+            if next_day is None:
+                next_day = latest
+            while next_day < latest:  # a day's end passed: evaluate it
+                end = datetime.combine(next_day, clock_time.min, tzinfo=UTC) + timedelta(days=1)
+                for tool in sorted(tools) if stored else ():
+                    alerts, snapshots = monitor.evaluate(end, tools=[tool])
+                    add("evaluate", tool, end, [a.model_dump_json() for a in alerts],
+                        [s.model_dump_json() for s in snapshots], monitor.chart_states(tool))
+                next_day += timedelta(days=1)
+            tools.add(case.tool_id)
+            alerts = monitor.on_case(previous, case, record if stored else None)
+            add("case", case.case_id, [a.model_dump_json() for a in alerts])
+        assert next_day is not None
+        end = datetime.combine(next_day, clock_time.min, tzinfo=UTC) + timedelta(days=1)
+        for tool in sorted(tools):
+            windows = monitor.tool_windows(tool)
+            for key in sorted(monitor.window_keys(tool)):
+                add("key", key, windows.late_ignored(key),
+                    [windows.window(key, w, None if w == "last_n" else end)
+                     for w in (*monitor.windows_days, "last_n")])
+        add("verdicts", sorted(monitor.verdicts().items()))
+        add("charts", monitor.chart_states(), sorted(monitor.episodes().items()))
+    return sha.hexdigest()
+
+
 def evaluation_cost(monitor: PerformanceMonitor, stream: list[Revision]) -> tuple[float, float]:
     """CPU ms per tool-day of `evaluate` with and without snapshots, over the last 7 days."""
     tools = sorted({case.tool_id for _, case, _ in stream})
@@ -191,6 +236,8 @@ def main() -> None:
     print(f"daily evaluation: {with_snapshots:.2f} ms CPU per tool-day with snapshots, "
           f"{without:.2f} ms without")
     per_case = per_revision * len(stream) / cases
+    print(f"digest of every alert, figure, window and chart over the stream: "
+          f"{digest(stream)}")
     print(f"target 10 us per case: per update call (revision) "
           f"{'met' if per_revision <= 10 else 'NOT met'} ({per_revision:.2f} us); per case "
           f"with its revisions together {'met' if per_case <= 10 else 'NOT met'} "

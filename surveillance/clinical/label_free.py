@@ -148,18 +148,20 @@ class LabelFreeMonitor:
 
     def add(self, day: int, positive: bool, score: float) -> None:
         """Count one case (its first revision only) by the UTC day ordinal of its AI call."""
-        if self._first_day is None:
-            self._first_day = day
+        first = self._first_day
+        if first is None:
+            first = self._first_day = day
         key = round(score * _SCORE_SCALE)
-        if day < self._first_day + self.reference_days:
+        if day < first + self.reference_days:
             bucket = self._reference
             self._reference_sample = None
         else:
-            if self._watermark is None or day > self._watermark:
-                self._watermark = day
+            watermark = self._watermark
+            if watermark is None or day > watermark:
+                self._watermark = watermark = day
                 for old in [d for d in self._recent if d <= day - self.recent_days]:
                     del self._recent[old]
-            if day <= self._watermark - self.recent_days:
+            elif day <= watermark - self.recent_days:
                 return  # too late for any recent window still to be tested
             found = self._recent.get(day)
             if found is None:

@@ -97,6 +97,8 @@ _SECONDS_PER_DAY = 86_400
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 #: A stored record's outcome (its value) as the enum, without an enum call per case.
 _OUTCOME = {outcome.value: outcome for outcome in CaseOutcome}
+#: A stored record's outcome (its value) as its windows' column (`stats.windows.COLUMN`).
+_COLUMN = {outcome.value: column for outcome, column in COLUMN.items()}
 
 
 class PerformanceMonitor(ToolState, MonitorReads):
@@ -192,13 +194,10 @@ class PerformanceMonitor(ToolState, MonitorReads):
         from `case`.
         """
         now = record_fields(case) if stored is None else stored
-        if previous is not None and now.revision <= previous.revision:
-            return []
-        ts = now.inference_ts
-        day = int(ts // _SECONDS_PER_DAY) + _EPOCH_DAY  # `utc_day`, without a datetime
         where = (now.tool, now.version, now.site, now.scanner_manufacturer, now.sex, now.age)
         placement = self._placements.get(where)
-        record: VersionRecord
+        ts = now.inference_ts
+        day = int(ts // _SECONDS_PER_DAY) + _EPOCH_DAY  # `utc_day`, without a datetime
         case_id = case.case_id
         if previous is None:
             if placement is None:
@@ -208,39 +207,46 @@ class PerformanceMonitor(ToolState, MonitorReads):
                 record.latest_inferred, record.latest_ts = case.inference_date, ts
             record.label_free.add(day, now.positive_call, now.score)
             before, was_labelled = None, False
-        elif (
-            placement is None or case_id in self._homes
-            or int(previous.inference_ts // _SECONDS_PER_DAY) + _EPOCH_DAY != day
-            or where != (previous.tool, previous.version, previous.site,
-                         previous.scanner_manufacturer, previous.sex, previous.age)
-        ):
-            return self._moved(previous, case)
+            placement.windows.count_new(placement.group, case_id, _COLUMN[now.outcome], day)
         else:
+            if now.revision <= previous.revision:
+                return []
+            if (
+                placement is None or case_id in self._homes
+                or (previous.inference_ts != ts
+                    and int(previous.inference_ts // _SECONDS_PER_DAY) + _EPOCH_DAY != day)
+                or where != (previous.tool, previous.version, previous.site,
+                             previous.scanner_manufacturer, previous.sex, previous.age)
+            ):
+                return self._moved(previous, case)
             # The place is unchanged; the record's time (the latest revision's) may be
             # later within the same day.
             record = placement.record
-            if previous.inference_ts > record.latest_ts:
-                record.latest_ts = previous.inference_ts
-                record.latest_inferred = datetime.fromtimestamp(previous.inference_ts, UTC)
-            before, was_labelled = _OUTCOME[previous.outcome], previous.labelled_ts is not None
-        # Counted at its place: windows, report lag, charts (the general path's steps).
-        outcome = _OUTCOME[now.outcome]
-        placement.windows.apply_group(
-            placement.group, case_id, None if before is None else COLUMN[before],
-            COLUMN[outcome], day,
-        )
+            previous_ts = previous.inference_ts
+            if previous_ts > record.latest_ts:
+                record.latest_ts = previous_ts
+                record.latest_inferred = datetime.fromtimestamp(previous_ts, UTC)
+            before = _OUTCOME[previous.outcome]
+            placement.windows.count_revision(
+                placement.group, case_id, _COLUMN[previous.outcome], _COLUMN[now.outcome], day
+            )
+            was_labelled = previous.labelled_ts is not None
+        # Counted at its place: report lag, charts (the general path's steps).
         labelled = case.labelled_at
         if labelled is not None and not was_labelled:
-            record.report_lags.append(max((labelled - case.inference_date) / _DAY, 0.0))
+            lag = (labelled - case.inference_date) / _DAY
+            record.report_lags.append(0.0 if lag < 0.0 else lag)
         charts = placement.charts
         if charts is None:
             return []
         if labelled is None:
-            signals = charts.update_at(case_id, before, outcome, ts, case.inference_date)
+            signals = charts.update_at(case_id, before, _OUTCOME[now.outcome], ts,
+                                       case.inference_date)
         else:
             labelled_ts = now.labelled_ts
             assert labelled_ts is not None
-            signals = charts.update_at(case_id, before, outcome, labelled_ts, labelled)
+            signals = charts.update_at(case_id, before, _OUTCOME[now.outcome], labelled_ts,
+                                       labelled)
         return self._signalled(record, signals, alert=True) if signals else []
 
     def _moved(self, previous: CaseRecord, case: AnyAdjudicatedCase) -> list[Alert]:

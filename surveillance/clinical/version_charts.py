@@ -52,6 +52,7 @@ its false alarms per calendar year stay at its share. `Chart.redesigns` counts t
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,7 +62,14 @@ from typing import NamedTuple
 from surveillance.clinical.baselines import ToolBaseline
 from surveillance.clinical.verdicts import CHART_INPUT, METRICS, Metric, chart_design, chart_designs
 from surveillance.contracts import CaseOutcome
-from surveillance.stats.cusum import DAYS_PER_WEEK, BernoulliCUSUM, ChartDesign
+from surveillance.stats.cusum import (
+    DAYS_PER_WEEK,
+    STEP_ROSE,
+    STEP_SIGNAL,
+    STEP_ZERO,
+    BernoulliCUSUM,
+    ChartDesign,
+)
 
 #: Relative change of a chart's weekly volume (over one period) that re-derives its
 #: threshold: 25% more cases than designed for would mean 25% more false alarms a year.
@@ -142,8 +150,20 @@ class VersionCharts:
     _design_at_ts: float | None = None  # reference_end + grace_days: the design's time
     _period_end_ts: float | None = None  # period_start + reference_days
 
+    #: Not state: made again when a state snapshot is read (`engine.state_codec`).
+    __derived__ = ("_next_due_ts",)
+
     def __post_init__(self) -> None:
         self._settle = self.settle_days * _SECONDS_PER_DAY
+        self.__restore_derived__()
+
+    def __restore_derived__(self) -> None:
+        #: The earliest time due among the observations waiting to settle (their queues'
+        #: heads; inf when none): the clock moves on nearly every case, and one comparison
+        #: with this tells whether anything is due at its new horizon.
+        in_order, due = self._due_in_order, self._due
+        self._next_due_ts = min(in_order[0][0] if in_order else math.inf,
+                                due[0][0] if due else math.inf)
 
     def _set_reference_start(self, obs: Observation) -> None:
         self.reference_start, self.reference_start_ts = obs.at, obs.ts
@@ -170,6 +190,7 @@ class VersionCharts:
         entry = CHART_INPUT.get(new)
         settling = self._settling
         held = settling.get(case_id)
+        added = False
         if held is not None:
             if entry is None:
                 del settling[case_id]
@@ -183,19 +204,22 @@ class VersionCharts:
                 in_order.append(item)
             else:
                 heapq.heappush(self._due, item)
+            if ts < self._next_due_ts:
+                self._next_due_ts = ts
+            added = True
         clock = self.clock_ts
-        horizon: float | None
         if clock is None or ts > clock:
             self.clock, self.clock_ts = at, ts
             self._horizon_ts = horizon = ts - self._settle
-        else:
-            horizon = self._horizon_ts
-        if horizon is None:
-            return []
-        in_order, due = self._due_in_order, self._due
-        if (not in_order or in_order[0][0] > horizon) and (not due or due[0][0] > horizon):
-            return []
-        return self._release(horizon)
+            if horizon < self._next_due_ts:
+                return []
+            return self._release(horizon)
+        # The clock stands still: everything due at its horizon was released when it
+        # last moved, so only what this revision added can be due.
+        standing = self._horizon_ts
+        if added and standing is not None and ts <= standing:
+            return self._release(standing)
+        return []
 
     def _release(self, horizon: float) -> list[Signal]:
         signals: list[Signal] = []
@@ -214,14 +238,25 @@ class VersionCharts:
             if obs is None or obs.ts != ts:
                 continue  # dropped while settling
             del settling[case_id]
-            if charts is not None and end is not None and ts >= end:
-                # The usual case, without `_observe`'s reference-period bookkeeping.
-                if self.settled_ts is None or ts > self.settled_ts:
-                    self.settled_ts = ts
-                self._feed(obs, signals)
-            else:
+            if charts is None or end is None or ts < end:
                 self._observe(obs, signals)  # may design the charts
                 charts, end = self.charts, self.reference_end_ts
+                continue
+            # The usual case, without `_observe`'s reference-period bookkeeping, and
+            # `_feed`'s usual case (within the current volume period) in line.
+            settled = self.settled_ts
+            if settled is None or ts > settled:
+                self.settled_ts = ts
+            start, period_end = self.period_start_ts, self._period_end_ts
+            if start is None or period_end is None or not start <= ts < period_end:
+                self._feed(obs, signals)
+                continue
+            metric = obs.metric
+            self.period_counts[metric] += 1
+            chart = charts[metric]
+            if chart.signalled_at is None:
+                self._step(chart, obs, signals)
+        self.__restore_derived__()
         return signals
 
     def _observe(self, obs: Observation, signals: list[Signal]) -> None:
@@ -302,17 +337,23 @@ class VersionCharts:
         else:
             self._count_volume(obs)
         chart = self.charts[obs.metric]
-        if chart.signalled_at is not None:
-            return
-        cusum = chart.cusum
-        was_zero = cusum.statistic == 0.0
-        if cusum.update(obs.failure).statistic == 0.0:
+        if chart.signalled_at is None:
+            self._step(chart, obs, signals)
+
+    def _step(self, chart: Chart, obs: Observation, signals: list[Signal]) -> None:
+        """Feed `obs` to its chart (not signalled): its excursion, and a signal if it
+        crosses the threshold."""
+        step = chart.cusum.step(obs.failure)
+        if step == STEP_ZERO:
             chart.excursion_start = None
-        elif was_zero or chart.excursion_start is None:
-            chart.excursion_start = obs.at
-        if not cusum.drift_detected:
             return
+        if step & STEP_ROSE or chart.excursion_start is None:
+            chart.excursion_start = obs.at
+        if step < STEP_SIGNAL:
+            return
+        clock = self.clock
+        assert clock is not None  # set by the case that released `obs`
         chart.signals += 1
-        chart.signalled_at = self.clock
+        chart.signalled_at = clock
         since = chart.excursion_start or obs.at
-        signals.append(Signal(obs.metric, chart, self.clock, min(since, self.clock)))
+        signals.append(Signal(obs.metric, chart, clock, min(since, clock)))

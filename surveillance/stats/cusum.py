@@ -242,6 +242,11 @@ def design_chart(
     )
 
 
+#: `BernoulliCUSUM.step`'s answers: the statistic is at zero after the case; it left zero
+#: with it; it was above zero before it; (added) the chart crossed its threshold.
+STEP_ZERO, STEP_ROSE, STEP_ABOVE, STEP_SIGNAL = 0, 1, 2, 4
+
+
 class BernoulliCUSUM:
     """Upper Bernoulli CUSUM: signals a rise of a failure rate from p0 towards p1.
 
@@ -318,6 +323,33 @@ class BernoulliCUSUM:
             self._s = s
         self._drift_detected = self._s >= self._limit
         return self
+
+    def step(self, x: bool) -> int:
+        """`update` for a caller that follows excursions: `STEP_ZERO` if the statistic is
+        at zero after the case, else `STEP_ROSE` if it was at zero before it and
+        `STEP_ABOVE` if not, plus `STEP_SIGNAL` if the chart crossed its threshold. One
+        call where `update` and the properties take four (a chart's per-case path)."""
+        if self._drift_detected:
+            self._reset()
+        s = self._s
+        self._n += 1
+        if x:
+            code = STEP_ROSE if s == 0 else STEP_ABOVE
+            s += self._up
+        else:
+            s -= self._down
+            if s <= 0:
+                s = 0
+                self._last_zero = self._n
+                code = STEP_ZERO
+            else:
+                code = STEP_ABOVE
+        self._s = s
+        if s >= self._limit:
+            self._drift_detected = True
+            return code | STEP_SIGNAL
+        self._drift_detected = False
+        return code
 
     @property
     def drift_detected(self) -> bool:

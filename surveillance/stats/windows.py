@@ -206,6 +206,47 @@ class AgreementWindows:
         elif new < _IN_MATRIX:
             self._enter(group, case_id, new)
 
+    def count_revision(
+        self, group: KeyGroup, case_id: str, previous: int, new: int, day: int
+    ) -> None:
+        """`apply_group` of a revision of a case counted at `group` on `day` (with
+        `previous`): the monitor's per-case path. Its usual day (the group's latest, not
+        late) in line, any other through `apply_group`."""
+        bucket = group.current
+        if day != group.watermark or day <= self._late_day or bucket[previous] == 0:
+            self.apply_group(group, case_id, previous, new, day)  # (which raises on the last)
+            return
+        bucket[previous] -= 1
+        bucket[new] += 1
+        group.sums = None
+        if previous < _IN_MATRIX:
+            entry = self._open.get(case_id)
+            if entry is None:
+                return  # displaced from every key's last N; nothing there to change
+            if new < _IN_MATRIX:
+                entry[0] = new
+            else:
+                entry[0] = _LEFT
+                del self._open[case_id]
+        elif new < _IN_MATRIX:
+            self._enter(group, case_id, new)
+
+    def count_new(self, group: KeyGroup, case_id: str, new: int, day: int) -> None:
+        """`apply_group` of a new case (no previous outcome): the monitor's per-case path,
+        its usual steps without `apply_group`'s branches for revisions."""
+        if day <= self._late_day:
+            self._count_late(group, day)
+        if day == group.watermark:
+            group.current[new] += 1
+            group.sums = None
+        else:
+            bucket = group.buckets.get(day) or self._new_bucket(group, day)
+            if bucket is not None:
+                bucket[new] += 1
+                group.sums = None
+        if new < _IN_MATRIX:
+            self._enter(group, case_id, new)
+
     def _new_bucket(self, group: KeyGroup, day: int) -> list[int] | None:
         bucket = group.new_bucket(day)
         late = group.watermark - self.days[-1]
