@@ -406,21 +406,15 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
       and the worker taking over go on from the clock they left; a quiet join partition
       stops holding the case clock back only when also a day behind the others;
     - each join partition's clock is saved with the join table at the offsets a batch
-      starts and ends at (`bulk.join_clocks`), and a restarted runner puts the join table
-      back as it stood at its committed offsets (`bulk.join_rewind`) and goes on from the
-      clock saved there, so a batch read again is joined and stamped as it was first
-      read. On the table holding the batch read again, each input was one the join had
-      seen, and it re-emitted its cases as they stood, with what later inputs of the
-      batch did to them: (a) a case labelled FN by its report and TN by a correction the
-      next day came only as TN when the FN revision's record had been lost in the crash,
-      and was counted pending on its day (seed 120301379: ich-triage 5.3.0 on 07-11, 95
-      cases against 96); (b) restored from that table, the clock stood at the batch's
-      end, and a report read again re-emitted its case (the table held its AI result,
-      read later in the batch) stamped up to a day past where the join had been: the
-      case clock passed a day's evaluation point before a case of that day still to be
-      re-emitted (traced 19-27 h ahead at the same cases). The CI failure (seed
-      2635837757: ich-triage 5.2.1 on 07-08, 502 cases against 503) has the signature
-      of either; it passes with both fixed."""
+      starts and ends at (`bulk.join_clocks`), and a restarted runner's join goes on from
+      the one at its committed offsets, so a batch read again is stamped as it was first
+      read. Restored from the join table, which held the batch read again, the clock
+      stood at the batch's end; a report read again re-emitted its case (the table held
+      its AI result, read later in the batch) stamped up to a day past where the join had
+      been, the case clock passed a day's evaluation point, and a case of that day still
+      to be re-emitted came after it: the day's figures were one case short (CI seed
+      2635837757: ich-triage 5.2.1 on 07-08, 502 cases against 503; before it, in 4 of
+      12 runs, ich-triage 5.3.0 on 07-11, 95 against 96)."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []

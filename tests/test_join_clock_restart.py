@@ -127,35 +127,3 @@ def test_a_restart_takes_the_clock_saved_at_its_committed_offsets() -> None:
     taken = {("ai.results", 0): 10, ("ai.results", 1): 3, ("cases.join", 0): 2}
     assert join_clocks.offsets(taken, 0) == {"ai.results": 10, "reports.final": None,
                                              "cases.join": 2}
-
-
-def test_the_join_table_is_put_back_as_it_stood_at_the_committed_offsets() -> None:
-    """`JoinRewind` over a join-table changelog: per partition, from the saved-clock
-    record whose end offsets are the committed ones (or from the log's start when nothing
-    was committed), the value each key changed since had there."""
-    from surveillance.bulk.join_rewind import JoinRewind
-    from surveillance.engine.join import clock_key
-
-    def state(name: str, partition: int = 0) -> dict[str, object]:
-        return {"accession": name, "partition": partition}
-
-    none = {"ai.results": None, "reports.final": None, "cases.join": None}
-    first = {**none, "ai.results": 5}
-    second = {**none, "ai.results": 9, "reports.final": 2}
-    a1, a2, a3, b2, c = state("a1"), state("a2"), state("a3"), state("b2"), state("c", 1)
-    rewind = JoinRewind()
-    log = [  # key, before, after: as `changelog.restore` tells them, in log order
-        ("a", None, a1), ("c", None, c),  # partition 1: never saved a clock
-        (clock_key(0), None, join_clocks.record((none, None), (first, None))),
-        ("a", a1, a2), ("b", None, b2),
-        (clock_key(0), None, join_clocks.record((first, None), (second, None))),
-        ("a", a2, a3), ("b", b2, None),  # a batch cut short: no clock record
-    ]
-    for key, before, after in log:
-        rewind.change(key, before, after)
-    assert rewind.undo(0, second) == {"a": a2, "b": b2}  # the last batch committed
-    assert rewind.undo(0, first) == {"a": a1, "b": None}  # killed before its commit
-    assert rewind.undo(0, none) == {"a": None, "b": None}  # nothing ever committed
-    assert rewind.undo(0, {**second, "cases.join": 1}) is None  # a worker ran since
-    assert rewind.undo(1, none) == {"c": None}
-    assert rewind.undo(1, first) is None

@@ -65,12 +65,10 @@ def apply(tables: dict[str, dict[str, Any]], table: str,
 
 async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int,
                   owned: Mapping[str, Collection[int]] | None = None,
-                  watch: Mapping[str, Watch] | None = None,
-                  gapless: dict[str, set[int]] | None = None) -> dict[str, dict[str, Any]]:
+                  watch: Mapping[str, Watch] | None = None) -> dict[str, dict[str, Any]]:
     """Every table's state: its changelog read from the beginning to its end now (only
     the partitions `owned` of each table, when given; `watch`: per table, told of each
-    change; `gapless`: filled, per table, with the partitions read without an offset gap
-    from offset 0, so with no record compacted away)."""
+    change)."""
     tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
     tps = {TopicPartition(topic(app_id, t), p): t for t in TABLES
            for p in (range(partitions) if owned is None else sorted(owned[t]))}
@@ -87,20 +85,12 @@ async def restore(consumer_options: dict[str, Any], app_id: str, partitions: int
         todo = {tp for tp in tps if ends[tp] > 0}
         consumer.assign(list(tps))
         await consumer.seek_to_beginning(*tps)
-        following: dict[TopicPartition, int | None] = dict.fromkeys(tps, 0)  # next offset
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10_000)
             for tp, messages in batch.items():
-                for m in messages:
-                    if following[tp] is not None:
-                        following[tp] = m.offset + 1 if m.offset == following[tp] else None
                 apply(tables, tps[tp], ((m.key, m.value) for m in messages),
                       (watch or {}).get(tps[tp]))
             todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
-        if gapless is not None:
-            for tp, table in tps.items():
-                if following[tp] is not None:
-                    gapless.setdefault(table, set()).add(tp.partition)
     finally:
         await consumer.stop()
     return tables

@@ -20,8 +20,7 @@ clocks and input offsets at the batch's start and at its end. The batch's commit
 after it is acknowledged, so the committed offsets are one of the two: before the commit,
 the start's (the batch is read again from there); after it, the end's. A restart takes
 the clock saved at its committed offsets (`chosen`) and the join re-reads from there as
-the uninterrupted run did: the same stamps, the same case clock (and, on the table put
-back as it stood there, `bulk.join_rewind`, the same cases). With none that matches
+the uninterrupted run did: the same stamps, the same case clock. With none that matches
 (a Faust worker ran since: it writes none), the clock is restored from the table as
 before, and marked not exact (`engine.join.PartitionClock.exact`).
 """

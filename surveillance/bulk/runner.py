@@ -9,10 +9,7 @@ acknowledged, the batch's offsets are committed. A crash before the commit re-re
 batch: every effect is idempotent by event id or case revision, as in the worker. At
 start the runner restores the tables from the changelogs, so a restarted backfill
 continues where the last one committed, and a Faust worker started afterwards recovers
-the same tables and continues from the same offsets. The join table and each join
-partition's clock are put back as they stood at the committed offsets
-(`bulk.join_rewind`, `bulk.join_clocks`), so the batch read again is joined and stamped
-as it was first; the case table is rewound to each tool's snapshot (`engine.rewind`).
+the same tables and continues from the same offsets.
 
 It assigns itself the partitions rather than joining the group: Faust's group protocol
 (its own assignor) cannot share a generation with a plain client, and the embedded
@@ -53,7 +50,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from surveillance.bulk import changelog, join_clocks
 from surveillance.bulk.batches import BatchSender
 from surveillance.bulk.calibration import CalibrationClient
-from surveillance.bulk.join_rewind import JoinRewind
 from surveillance.bulk.ownership import JOIN_TOPICS, Ownership
 from surveillance.bulk.pacing import PacedInputs
 from surveillance.bulk.processes import CRASH_EXIT, Slot
@@ -135,11 +131,6 @@ class BulkRunner:
         #: (join topic, partition) -> the offset after the last record taken (None: none
         #: committed): the offsets a join partition's saved clock is at (`bulk.join_clocks`).
         self._taken: dict[tuple[str, int], int | None] = {}
-        #: The join table's changelog followed while restored, to put it back as it stood
-        #: at the committed offsets (`bulk.join_rewind`); and, per table, the changelog
-        #: partitions read without an offset gap (nothing compacted away).
-        self._join_rewind = JoinRewind()
-        self._gapless: dict[str, set[int]] = {}
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
@@ -209,20 +200,7 @@ class BulkRunner:
                 self._taken[tp.topic, tp.partition] = await consumer.committed(tp)
         join = self.engine.join
         for p in sorted(self.owned.join):
-            committed = join_clocks.offsets(self._taken, p)
-            # The table as it stood at the commit (`bulk.join_rewind`): the batch read
-            # again is then joined as it was first.
-            undo = self._join_rewind.undo(p, committed)
-            if undo and p in self._gapless.get(JOIN_TABLE, ()):
-                log.warning("join table of partition %d put back by %d keys to its "
-                            "committed offsets (a crashed batch; the re-read makes them "
-                            "again)", p, len(undo))
-                for key, value in undo.items():
-                    if value is None:
-                        join_table.pop(key, None)
-                    else:
-                        join_table[key] = value
-            state = join_clocks.chosen(saved[p], committed)
+            state = join_clocks.chosen(saved[p], join_clocks.offsets(self._taken, p))
             if state is not None:
                 join.saved_clocks[p] = state
             join.clock(p, datetime.now(UTC))  # now: a batch's start state is its own
@@ -314,21 +292,8 @@ class BulkRunner:
         the final snapshots), sent as a batch's is."""
         assert self.sender is not None
         out.apply_to(self.tables)
-        changes, snapshots = _apart(out.changes)
-        await self._release(await self._send_changes(changes), out.produce)
+        await self._release(await self._send_changes(out.changes), out.produce)
         await self.sender.flush()
-        await self._send_snapshots(snapshots)
-
-    async def _send_snapshots(self, snapshots: list[Change]) -> None:
-        """The tools' snapshots, last: once the outputs of what they were taken after (the
-        alerts and metric snapshots of the days evaluated) are acknowledged. Persisted
-        before them, a snapshot whose days' outputs were lost in a kill was loaded on
-        restart (it matched the case table) and those days were never published (crash
-        test seed 120301379: lvo-triage and ptx-triage 07-02 to 07-04); now a kill before
-        it leaves the case table past the tool's last snapshot, and the restart rewinds
-        the tool and evaluates those days again (`engine.rewind`)."""
-        if snapshots:
-            await asyncio.gather(*await self._send_changes(snapshots))
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -352,13 +317,11 @@ class BulkRunner:
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
         waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
         before = self._clock_states()
-        snapshots: list[Change] = []  # the tools' snapshots go last (`_send_snapshots`)
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]
             out = engine.process(chunk, datetime.now(UTC), time.monotonic())
             out.apply_to(self.tables)
-            changes, taken = _apart(out.changes)
-            snapshots += taken
+            changes = out.changes
             if start + self.chunk_records >= len(records):  # the batch's last chunk
                 # Not in the table's backing: the join reads no clock from it.
                 changes = changes + self._clock_changes(before, records)
@@ -377,7 +340,6 @@ class BulkRunner:
         if waiting is not None:
             await self._release(*waiting)
         await outputs.flush()  # acks=all: every record is on its replicas
-        await self._send_snapshots(snapshots)
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
@@ -397,9 +359,7 @@ class BulkRunner:
         tables = await changelog.restore(
             self.client, self.app_id, self.config.partitions,
             {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
-             CASE_SNAPSHOTS: none},
-            watch={CASE_TABLE: rewind.change, JOIN_TABLE: self._join_rewind.change},
-            gapless=self._gapless)
+             CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
         tables[CASE_SNAPSHOTS] = snapshots
         undo, self._seek = rewind.undo()
         for key, value in undo.items():
@@ -463,9 +423,3 @@ class BulkRunner:
             if await consumer.position(tp) < ends[tp]:
                 return False
         return True
-
-
-def _apart(changes: list[Change]) -> tuple[list[Change], list[Change]]:
-    """A batch's table changes, and apart from them its tools' snapshots."""
-    return ([c for c in changes if c.table != CASE_SNAPSHOTS],
-            [c for c in changes if c.table == CASE_SNAPSHOTS])
