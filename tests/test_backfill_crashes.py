@@ -375,7 +375,13 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
 ) -> None:
     """Alerts (every field, on the broker and stored), the cases' outcomes (`NOT_OUTCOMES`)
     and the metric snapshots (which figures are published on which days, and every
-    figure's value) equal those of the uninterrupted run. What makes them equal:
+    figure's value) equal those of the uninterrupted run. Still open (#17), so this can
+    fail: the join re-emits a case read again as it stands in the join table, with what
+    later inputs of the uncommitted batch did to it; a revision whose record was lost in
+    the kill never reaches the case stage (seed 120301379: an ich-triage case labelled FN
+    by its report and TN by a correction the next day came only as TN, and its day's
+    30-day window counted it pending: 5.3.0 on 07-11, 95 cases against 96). What makes
+    the rest equal:
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
     - the bulk runner takes its input records in one event-time order over every input
