@@ -380,8 +380,9 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     later inputs of the uncommitted batch did to it; a revision whose record was lost in
     the kill never reaches the case stage (seed 120301379: an ich-triage case labelled FN
     by its report and TN by a correction the next day came only as TN, and its day's
-    30-day window counted it pending: 5.3.0 on 07-11, 95 cases against 96). What makes
-    the rest equal:
+    30-day window counted it pending: 5.3.0 on 07-11, 95 cases against 96). It passed 3
+    of 6 runs with the fixes below (failed 120301379, 240348326, 1113946987: figure
+    values only). What makes the rest equal:
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
     - the bulk runner takes its input records in one event-time order over every input
