@@ -21,8 +21,8 @@ snapshot in the run's database.
 The counts and every stored case, AI result, event id and model version must be those of
 the reference run (first test; what may differ between any two runs is said there, and
 at `NOT_OUTCOMES`). So must the alerts (all of their content), the metric snapshots (every
-figure of every day: which are published, their values printed where they differ, see
-there) and the cases' outcomes (second test). The kill points come from a
+figure of every day: which are published, and their values) and the cases' outcomes
+(second test). The kill points come from a
 seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones (a kill
 lands once a number of records is written, so the moment within the processes' work
 still varies).
@@ -374,16 +374,15 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
     runs: Runs,
 ) -> None:
     """Alerts (every field, on the broker and stored), the cases' outcomes (`NOT_OUTCOMES`)
-    and which metric snapshot figures are published on which days equal those of the
-    uninterrupted run. The figures' values are printed where they differ, not asserted:
-    in 4 of 12 runs with every fix below (seeds 1978776204, 2833339810, 240348326 and
-    331115722; 2833339810 passed when run again, so it is the timing, not the kill
-    points) they differed, each time with the same first figure: ich-triage 5.3.0's
-    30-day window on 07-11 held 95 cases against 96 (one positive case taken after that
-    day's evaluation in the crashed run; the next days' windows agree), and figures of
-    lvo-triage 07-09 to 07-13 and ptx-triage 07-10 to 07-17 (not inspected). In each,
-    ich-triage (alone on its `cases.adjudicated` partition) had been rewound after a
-    kill; why its case came late is not found. What makes the rest equal:
+    and the metric snapshots (which figures are published on which days, and every
+    figure's value) equal those of the uninterrupted run. Still open (#17), so this can
+    fail: the join re-emits a case read again as it stands in the join table, with what
+    later inputs of the uncommitted batch did to it; a revision whose record was lost in
+    the kill never reaches the case stage (seed 120301379: an ich-triage case labelled FN
+    by its report and TN by a correction the next day came only as TN, and its day's
+    30-day window counted it pending: 5.3.0 on 07-11, 95 cases against 96). It passed 3
+    of 6 runs with the fixes below (failed 120301379, 240348326, 1113946987: figure
+    values only). What makes the rest equal:
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
     - the bulk runner takes its input records in one event-time order over every input
@@ -412,7 +411,17 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
       it), saying its partition has reached no more than its own AI time;
     - the snapshot holds the case clock (`SourceWatermark.state`), so a restarted process
       and the worker taking over go on from the clock they left; a quiet join partition
-      stops holding the case clock back only when also a day behind the others."""
+      stops holding the case clock back only when also a day behind the others;
+    - each join partition's clock is saved with the join table at the offsets a batch
+      starts and ends at (`bulk.join_clocks`), and a restarted runner's join goes on from
+      the one at its committed offsets, so a batch read again is stamped as it was first
+      read. Restored from the join table, which held the batch read again, the clock
+      stood at the batch's end; a report read again re-emitted its case (the table held
+      its AI result, read later in the batch) stamped up to a day past where the join had
+      been, the case clock passed a day's evaluation point, and a case of that day still
+      to be re-emitted came after it: the day's figures were one case short (CI seed
+      2635837757: ich-triage 5.2.1 on 07-08, 502 cases against 503; before it, in 4 of
+      12 runs, ich-triage 5.3.0 on 07-11, 95 against 96)."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []
@@ -430,11 +439,12 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_as_one_run(
         differences.append(
             f"figures published only after the crashes {sorted(published[0] - published[1])[:4]}"
             f", only uninterrupted {sorted(published[1] - published[0])[:4]}")
-    # Not asserted (see above): the figures' values.
+    # The figures' values: every figure of every day.
     days = sorted({d[:3] for d in snapshot_days(crashed) ^ snapshot_days(reference)})
     if days:
-        print(f"seed {seed}: metric snapshot values differ on (tool, day, kind): {days[:12]}; "
-              f"the first: {first_figures(crashed, reference, days[0])}")
+        differences.append(
+            f"metric snapshot values differ on (tool, day, kind): {days[:12]}; the first: "
+            f"{first_figures(crashed, reference, days[0])}")
     print("\n".join(differences))
     assert not differences, f"seed {seed}"
 

@@ -47,16 +47,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from surveillance.bulk import changelog
+from surveillance.bulk import changelog, join_clocks
 from surveillance.bulk.batches import BatchSender
 from surveillance.bulk.calibration import CalibrationClient
-from surveillance.bulk.ownership import Ownership
+from surveillance.bulk.ownership import JOIN_TOPICS, Ownership
 from surveillance.bulk.pacing import PacedInputs
 from surveillance.bulk.processes import CRASH_EXIT, Slot
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
+from surveillance.engine.join import clock_key
 from surveillance.engine.pipeline import (
     ADVERSE_TABLE,
     CASE_SNAPSHOTS,
@@ -127,6 +128,9 @@ class BulkRunner:
         #: `cases.adjudicated` partitions to read again from an offset before the
         #: committed one: their case table was rewound to a snapshot (`Rewind`).
         self._seek: dict[int, int] = {}
+        #: (join topic, partition) -> the offset after the last record taken (None: none
+        #: committed): the offsets a join partition's saved clock is at (`bulk.join_clocks`).
+        self._taken: dict[tuple[str, int], int | None] = {}
 
     async def run(self) -> Progress:
         collector.for_long_lived_state()
@@ -166,6 +170,7 @@ class BulkRunner:
                     starts[tp] = committed
             self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
                                  join_objects=True, metrics=False)
+            await self._join_clocks(consumer)
             for tp, end in ends.items():
                 self.engine.cases.snapshots.reread(tp.partition, starts[tp], end)
             self.engine.cases.ready = False
@@ -183,6 +188,43 @@ class BulkRunner:
             await consumer.stop()
             await producer.stop()
         return self.progress
+
+    async def _join_clocks(self, consumer: AIOKafkaConsumer) -> None:
+        """Each owned join partition's clock, from the one saved at its committed offsets
+        (`bulk.join_clocks`), else from the join table; and the offsets taken so far."""
+        assert self.engine is not None
+        join_table = self.tables[JOIN_TABLE]
+        saved = {p: join_table.pop(clock_key(p), None) for p in self.owned.join}
+        for tp in consumer.assignment():
+            if tp.topic in JOIN_TOPICS:
+                self._taken[tp.topic, tp.partition] = await consumer.committed(tp)
+        join = self.engine.join
+        for p in sorted(self.owned.join):
+            state = join_clocks.chosen(saved[p], join_clocks.offsets(self._taken, p))
+            if state is not None:
+                join.saved_clocks[p] = state
+            join.clock(p, datetime.now(UTC))  # now: a batch's start state is its own
+
+    def _clock_states(self) -> dict[int, tuple[join_clocks.Offsets, Any]]:
+        """Per owned join partition, its offsets taken and its clock's state (None: not
+        exact)."""
+        assert self.engine is not None
+        clocks = self.engine.join.clocks
+        return {p: (join_clocks.offsets(self._taken, p),
+                    clocks[p].state() if p in clocks and clocks[p].exact else None)
+                for p in self.owned.join}
+
+    def _clock_changes(self, before: dict[int, tuple[join_clocks.Offsets, Any]],
+                       records: list[Record]) -> list[Change]:
+        """The saved clocks of the join partitions `records` (a batch) read: their start
+        state `before` and their state now, after the batch."""
+        read = {r.partition for r in records if r.topic in JOIN_TOPICS}
+        for r in records:
+            if r.topic in JOIN_TOPICS:
+                self._taken[r.topic, r.partition] = r.offset + 1
+        after = self._clock_states()
+        return [Change(JOIN_TABLE, clock_key(p), join_clocks.record(before[p], after[p]), p)
+                for p in sorted(read & self.owned.join)]
 
     async def _loop(self, consumer: AIOKafkaConsumer, cpu: float) -> None:
         quiet_since: float | None = None
@@ -274,11 +316,16 @@ class BulkRunner:
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
         waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
+        before = self._clock_states()
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]
             out = engine.process(chunk, datetime.now(UTC), time.monotonic())
             out.apply_to(self.tables)
-            acknowledged = await self._send_changes(out.changes)
+            changes = out.changes
+            if start + self.chunk_records >= len(records):  # the batch's last chunk
+                # Not in the table's backing: the join reads no clock from it.
+                changes = changes + self._clock_changes(before, records)
+            acknowledged = await self._send_changes(changes)
             # Let the producer hand these sends to the broker before the next chunk's
             # work holds the event loop.
             for _ in range(IO_TURNS):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from surveillance.clinical import join
 from surveillance.clinical.coverage import eligible_tools
@@ -33,6 +35,19 @@ log = logging.getLogger(__name__)
 _ELIGIBLE_KEPT = 1024
 
 
+#: The key prefix of the records of the join table's changelog that are no join state: a
+#: partition's saved clock (`bulk.join_clocks`); the join skips them.
+CLOCK_KEY_PREFIX = "~clock:"
+
+
+def clock_key(partition: int) -> str:
+    return f"{CLOCK_KEY_PREFIX}{partition}"
+
+
+def is_clock_key(key: str) -> bool:
+    return key.startswith(CLOCK_KEY_PREFIX)
+
+
 class PartitionClock:
     """Event-time watermark and pending deadlines of one join partition (the same partition
     number of the input topics, `cases.join` and the join table).
@@ -49,6 +64,10 @@ class PartitionClock:
         self.events = EventClock(MAX_CLOCK_SKEW)
         self.ai_events = EventClock(MAX_CLOCK_SKEW)
         self.deadlines: list[tuple[datetime, str]] = []
+        #: Whether the clock is the one an uninterrupted read would have here: it started
+        #: on an empty partition or from a saved state (`load`), not from the 16th latest
+        #: time of a table that may hold inputs read again now (`JoinStage.clock`).
+        self.exact = True
         #: The source headers of the last clock reading a case was sent with: the AI clock
         #: stays put across many cases, and the headers' ISO time costs more than a case.
         self._headers: tuple[datetime | None, dict[str, bytes]] = (None, {})
@@ -65,6 +84,15 @@ class PartitionClock:
         self.events.observe(at, now)
         if ai:
             self.ai_events.observe(at, now)
+
+    def state(self) -> dict[str, Any]:
+        """Both clocks, to go on from after a restart (`load`)."""
+        return {"events": self.events.state(), "ai": self.ai_events.state()}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.events.load(state["events"])
+        self.ai_events.load(state["ai"])
+        self.exact = True
 
     def track(self, state: join.JoinState) -> None:
         """Remember when this accession next needs attention: a case turning `unlabelled`,
@@ -92,6 +120,9 @@ class JoinStage:
         self.config = config
         self.table = table
         self.clocks: dict[int, PartitionClock] = {}
+        #: Per partition, a clock saved where its inputs are read again from (a restarted
+        #: bulk runner's committed offsets): the clock starts from it, not from the table.
+        self.saved_clocks: dict[int, Mapping[str, Any]] = {}
         self._eligible_of: dict[wire.Exam | None, tuple[str, ...]] = {}
 
     def forget(self) -> None:
@@ -166,21 +197,30 @@ class JoinStage:
         self._expire_due(clock, out)
 
     def clock(self, partition: int, now: datetime) -> PartitionClock:
-        """The partition's clock; after an assignment, restored from the join table."""
+        """The partition's clock; after an assignment, from the clock saved where its
+        inputs are read from (`saved_clocks`), else restored from the join table."""
         clock = self.clocks.get(partition)
         if clock is None:
             clock = self.clocks[partition] = PartitionClock(partition, self.config)
             last_events: list[datetime] = []
             ai_times: list[datetime] = []
-            for _, state in self.table.stored():
+            for _, state in self.table.stored(skip=is_clock_key):
                 if state.partition != partition:
                     continue
                 if state.last_event_at is not None:
                     last_events.append(state.last_event_at)
                 ai_times += (tool.ai.inference_date for tool in state.tools.values())
                 clock.track(state)
-            clock.events.restore(last_events, now)
-            clock.ai_events.restore(ai_times, now)
+            saved = self.saved_clocks.pop(partition, None)
+            if saved is not None:
+                clock.load(saved)
+            else:
+                clock.events.restore(last_events, now)
+                clock.ai_events.restore(ai_times, now)
+                # The table can hold inputs read again now (a crash before their commit):
+                # its 16th latest time is then past where the clock stood when they
+                # were first read.
+                clock.exact = not last_events and not ai_times
         return clock
 
     def _expire_due(self, clock: PartitionClock, out: Output) -> None:
@@ -206,17 +246,20 @@ class JoinStage:
     def _emit(self, cases: list[AdjudicatedCase], clock: PartitionClock, out: Output,
               replayed: bool = False) -> None:
         """`replayed`: the cases are re-emitted for an event the state already holds (a
-        duplicate, or a batch read again after a crash): each says its partition has
-        reached no further than its own AI time. After a restart the partition's clock is
-        restored from a join table that already holds the whole batch being read again,
-        and the first re-emitted case would carry it: the case clock jumped to the batch's
-        end and evaluated days whose revisions, lost in the crash between the table's
-        write and the records' send, were only re-emitted further on in the batch."""
+        duplicate, or a batch read again after a crash). With a clock that is not `exact`
+        (restored from a join table that may already hold the batch being read again, so
+        past where it stood when the batch was first read), each says its partition has
+        reached no further than its own AI time: the restored clock made the case clock
+        jump to the batch's end and evaluate days whose revisions, lost in the crash
+        between the table's write and the records' send, were only re-emitted further on
+        in the batch. An exact clock (`JoinStage.saved_clocks`) re-emits each case with
+        the reading it was first emitted with."""
         if not cases:
             return
         reached = clock.ai_watermark or clock.watermark  # every case has an AI result
+        loose = replayed and not clock.exact
         for case in cases:  # before the clocks move, a case has reached its own AI time
-            if reached is None or (replayed and case.inference_date < reached):
+            if reached is None or (loose and case.inference_date < reached):
                 headers = source_headers(clock.partition, case.inference_date)
             else:
                 headers = clock.headers(reached)

@@ -47,13 +47,14 @@ class Table(Generic[V]):
     def delete(self, key: str, partition: int) -> None:
         self._pending[key] = (_DELETED, partition)
 
-    def stored(self) -> Iterable[tuple[str, V]]:
-        """Every key and value, this batch's writes included (for rebuilds)."""
+    def stored(self, skip: Callable[[str], bool] | None = None) -> Iterable[tuple[str, V]]:
+        """Every key and value, this batch's writes included (for rebuilds); but the keys
+        `skip` names (records of another kind kept in the same changelog)."""
         for key, raw in list(self.backing.items()):
-            if key not in self._pending and raw:
+            if key not in self._pending and raw and not (skip is not None and skip(key)):
                 yield key, self._decode(raw)
         for key, (value, _) in list(self._pending.items()):
-            if value is not _DELETED:
+            if value is not _DELETED and not (skip is not None and skip(key)):
                 yield key, value  # type: ignore[misc]
 
     def changes(self) -> list[Change]:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,6 +102,20 @@ class EventClock:
         latest = heapq.nlargest(self.support, (min(t, now + self.skew) for t in times))
         if len(latest) == self.support:
             self._advance(latest[-1])
+
+    def state(self) -> dict[str, Any]:
+        """Everything the clock goes on from: its recent event times (as capped) and where
+        it is. `load` gives the same clock back, in another process."""
+        return {"recent": [t.isoformat() for t in self._recent],
+                "at": None if self._at is None else self._at.isoformat()}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Become the clock `state` describes (`state`): it then moves, event by event, as
+        the clock that wrote it would have."""
+        self._recent.clear()
+        self._recent.extend(datetime.fromisoformat(t) for t in state["recent"])
+        self._at = None if state["at"] is None else datetime.fromisoformat(state["at"])
+        self._least = min(self._recent) if len(self._recent) == self.support else None
 
     def _advance(self, candidate: datetime) -> None:
         if self._at is None or candidate > self._at:
