@@ -1,10 +1,10 @@
 """The calibration's shortcuts give the very thresholds of the plain computation.
 
 - Each simulated window's statistics are computed once per distinct window and gathered
-  (`drift_calibration._distinct_rows`); thresholds must equal, to the bit, those of the
+  (`window_shortcuts.distinct_rows`); thresholds must equal, to the bit, those of the
   statistics computed on every window (the shortcut switched off).
 - PSI is summed from a table of its terms per (category, window total, count)
-  (`drift_calibration._psi_by_terms`): equal to the bit to `psi_of_proportions`.
+  (`window_shortcuts.psi_by_terms`): equal to the bit to `psi_of_proportions`.
 - Page-Hinkley's quarters run time-major in groups (`stream_calibration._maxima`); the
   threshold must equal, to the bit, the plain bootstrap's order statistic of the
   river-checked statistics (`page_hinkley_statistics`)."""
@@ -17,19 +17,15 @@ import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from surveillance.stats import drift_calibration, stream_calibration
-from surveillance.stats.drift_calibration import (
-    _distinct_rows,
-    _psi_by_terms,
-    _statistics,
-    calibrate_window_thresholds,
-)
+from surveillance.stats import stream_calibration, window_shortcuts
+from surveillance.stats.drift_calibration import _statistics, calibrate_window_thresholds
 from surveillance.stats.psi import proportions, psi_of_proportions
 from surveillance.stats.stream_calibration import (
     calibrate_page_hinkley,
     order_statistic_bound,
     page_hinkley_statistics,
 )
+from surveillance.stats.window_shortcuts import distinct_rows, psi_by_terms
 
 
 @settings(max_examples=60, deadline=None)
@@ -39,7 +35,7 @@ from surveillance.stats.stream_calibration import (
     rows=st.integers(1, 400),
     largest=st.integers(0, 300),
 )
-def test_statistics_of_distinct_rows_gathered_equal_every_row_to_the_bit(
+def test_statistics_ofdistinct_rows_gathered_equal_every_row_to_the_bit(
     seed: int, categories: int, rows: int, largest: int
 ) -> None:
     rng = np.random.default_rng(seed)
@@ -48,7 +44,7 @@ def test_statistics_of_distinct_rows_gathered_equal_every_row_to_the_bit(
     windows[rng.random(rows) < 0.5] = windows[0]
     reference = rng.integers(0, 50, size=categories).astype(np.float64)
     reference[0] += 1  # a positive total
-    distinct, back = _distinct_rows(windows)
+    distinct, back = distinct_rows(windows)
     np.testing.assert_array_equal(distinct[back], windows)
     ref_share = proportions(reference)
     every = _statistics(reference, windows, ref_share, proportions(windows),
@@ -62,13 +58,13 @@ def test_statistics_of_distinct_rows_gathered_equal_every_row_to_the_bit(
 
 def test_rows_too_wide_for_one_key_or_mostly_distinct_are_kept_as_they_are() -> None:
     wide = np.full((4, 13), 200.0)
-    distinct, back = _distinct_rows(wide)
+    distinct, back = distinct_rows(wide)
     assert distinct is wide and back.tolist() == [0, 1, 2, 3]
     varied = np.arange(20.0).reshape(10, 2)
-    distinct, back = _distinct_rows(varied)
+    distinct, back = distinct_rows(varied)
     assert distinct is varied
     repeated = np.array([[3.0, 1.0], [1.0, 3.0], [3.0, 1.0], [3.0, 1.0]])
-    distinct, back = _distinct_rows(repeated)
+    distinct, back = distinct_rows(repeated)
     assert distinct.tolist() == [[1.0, 3.0], [3.0, 1.0]]
     assert back.tolist() == [1, 0, 1, 1]
 
@@ -89,7 +85,7 @@ def test_window_thresholds_equal_those_computed_on_every_window(
     kwargs = dict(seed=seed, min_window_events=20, min_total_variation=gate,
                   window_sizes=[int(events_per_window)] * 5 + [20, 40])
     fast = calibrate_window_thresholds(reference, events_per_window, 1 / 13 / 91, **kwargs)  # type: ignore[arg-type]
-    with patch.object(drift_calibration, "DISTINCT_SHARE", -1.0):
+    with patch.object(window_shortcuts, "DISTINCT_SHARE", -1.0):
         plain = calibrate_window_thresholds(reference, events_per_window, 1 / 13 / 91, **kwargs)  # type: ignore[arg-type]
     assert repr(fast) == repr(plain)
 
@@ -159,7 +155,7 @@ def test_psi_from_a_table_of_terms_equals_psi_of_the_proportions_to_the_bit(
     reference[: min(reference_zeros, categories - 1)] = 0.0
     ref_share = proportions(reference)
     direct = psi_of_proportions(ref_share, proportions(windows))
-    by_terms = _psi_by_terms(ref_share, windows)
+    by_terms = psi_by_terms(ref_share, windows)
     if windows.sum(axis=-1).max() >= 10_000:
         assert by_terms is None
     if by_terms is not None:

@@ -63,13 +63,12 @@ from surveillance.stats.chi_square import chi_square_rows
 from surveillance.stats.jensen_shannon import jensen_shannon_of_proportions, jensen_shannon_rows
 from surveillance.stats.numeric_drift import DriftParameterError
 from surveillance.stats.psi import (
-    EMPTY_BIN_PROPORTION,
     FloatArray,
-    fill_empty_bins,
     proportions,
     psi_of_proportions,
     psi_rows,
 )
+from surveillance.stats.window_shortcuts import distinct_rows, psi_by_terms
 
 WindowKind = Literal["daily", "weekly"]
 DAYS_PER_QUARTER = 91
@@ -205,7 +204,7 @@ def _statistics(
     # computed once, not once per simulated window (the same values either way).
     stats: dict[WindowTestName, FloatArray] = {}
     if "psi" in tests:
-        by_terms = _psi_by_terms(ref_share, windows)
+        by_terms = psi_by_terms(ref_share, windows)
         stats["psi"] = (psi_of_proportions(ref_share, window_shares) if by_terms is None
                         else by_terms)
     if "jensen_shannon" in tests:
@@ -214,38 +213,6 @@ def _statistics(
         seen = ref > 0
         stats["chi_square"] = chi_square_rows(ref[seen], windows[:, seen])[1]
     return stats
-
-
-def _psi_by_terms(ref_share: FloatArray, windows: FloatArray) -> FloatArray | None:
-    """`psi_of_proportions(ref_share, proportions(windows))` from a table of its terms.
-
-    A window's PSI term for category j depends only on j, the window's count there and
-    its total (the empty-bin floor is EMPTY_BIN_PROPORTION for every window under
-    1 / EMPTY_BIN_PROPORTION events: its smallest non-zero share, >= 1 / total, is above
-    it). Each term is computed once per (j, total, count) by the same operations on the
-    same floats, gathered into the windows' rows and summed along the same axis: the
-    same PSI to the bit. None (compute it directly) for windows it does not fit: totals
-    of 0 or over the floor's limit, or a table larger than the windows.
-    """
-    n, k = windows.shape
-    totals = windows.sum(axis=-1)
-    if n == 0 or totals.min() <= 0 or totals.max() * EMPTY_BIN_PROPORTION >= 1:
-        return None
-    top = int(windows.max())
-    present = np.bincount(totals.astype(np.int64))
-    sizes = np.flatnonzero(present)
-    if k * sizes.size * (top + 1) > n * k:
-        return None
-    size_index = np.cumsum(present > 0)[totals.astype(np.int64)] - 1
-    count = np.arange(top + 1, dtype=np.float64)
-    share = np.where(count > 0, count / sizes[:, None].astype(np.float64),
-                     EMPTY_BIN_PROPORTION)
-    ref = fill_empty_bins(ref_share)[:, None, None]
-    terms = (ref - share) * np.log(ref / share)
-    at = (np.arange(k) * sizes.size + size_index[:, None]) * (top + 1)
-    at += windows.astype(np.int64)
-    result: FloatArray = terms.ravel()[at].sum(axis=-1)
-    return result
 
 
 def simulate_window_statistics(
@@ -272,44 +239,6 @@ def total_variation_rows(reference_counts: npt.ArrayLike, windows: FloatArray) -
 def _moved(ref_share: FloatArray, window_shares: FloatArray) -> FloatArray:
     result: FloatArray = 0.5 * np.abs(ref_share - window_shares).sum(axis=-1)
     return result
-
-
-#: Distinct windows above this share of all are not worth gathering (`_distinct_rows`),
-#: judged first on this many windows.
-DISTINCT_SHARE = 0.5
-SAMPLE_ROWS = 2000
-
-
-def _distinct_rows(windows: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
-    """The distinct rows of `windows` (integer counts) and, for each window, its row there.
-
-    A row's statistics depend on that row alone (`_statistics` works row by row), so
-    computing them on the distinct rows and gathering gives every window the same floats.
-    Rows are told apart by one integer key (the counts as digits in base max + 1), and
-    the distinct rows are decoded from the distinct keys. When the key would not fit in
-    63 bits, or most windows are distinct (judged on the first SAMPLE_ROWS), `windows`
-    itself is returned with the identity gather.
-    """
-    n, k = windows.shape
-    identity = np.arange(n)
-    base = int(windows.max(initial=0)) + 1
-    if n == 0 or k * math.log2(base) >= 62:
-        return windows, identity
-    counts = windows.astype(np.int64)
-    keys = counts[:, 0].copy()
-    for j in range(1, k):
-        keys *= base
-        keys += counts[:, j]
-    sample = keys[:SAMPLE_ROWS]
-    if np.unique(sample).size > DISTINCT_SHARE * sample.size:
-        return windows, identity
-    distinct, back = np.unique(keys, return_inverse=True)
-    if distinct.size > DISTINCT_SHARE * n:
-        return windows, identity
-    rows = np.empty((distinct.size, k))
-    for j in range(k - 1, -1, -1):
-        distinct, rows[:, j] = np.divmod(distinct, base)
-    return rows, back
 
 
 def _thresholds_at(
@@ -385,7 +314,7 @@ def calibrate_window_thresholds(
     ref_share = proportions(ref)
     # Each distinct window's statistics once (a few categories and tens of events per
     # window repeat the same counts thousands of times), then one value per window again.
-    rows, back = _distinct_rows(windows)
+    rows, back = distinct_rows(windows)
     row_shares = proportions(rows)
     stats = {t: v[back] for t, v in _statistics(ref, rows, ref_share, row_shares,
                                                 tests).items()}
