@@ -27,14 +27,23 @@ before, and marked not exact (`engine.join.PartitionClock.exact`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Set
+from typing import Any, Protocol
 
 from surveillance.bulk.ownership import JOIN_TOPICS
+from surveillance.engine.records import Record
 
 #: Per join topic of a partition, the offset of the next record to take (None: nothing
 #: committed yet).
 Offsets = dict[str, int | None]
+#: Per join partition, its offsets taken and its clock's state (None: not exact).
+States = dict[int, tuple[Offsets, Mapping[str, Any] | None]]
+
+
+class Clock(Protocol):
+    exact: bool
+
+    def state(self) -> Mapping[str, Any]: ...
 
 
 def offsets(taken: Mapping[tuple[str, int], int | None], partition: int) -> Offsets:
@@ -60,3 +69,25 @@ def chosen(saved: Mapping[str, Any] | None, committed: Offsets) -> Mapping[str, 
             clock: Mapping[str, Any] = at["clock"]
             return clock
     return None
+
+
+def states(taken: Mapping[tuple[str, int], int | None], clocks: Mapping[int, Clock],
+           owned: Iterable[int]) -> States:
+    """Per owned join partition, its offsets taken and its clock's state (None: not
+    exact)."""
+    return {p: (offsets(taken, p), clocks[p].state() if p in clocks and clocks[p].exact
+                else None)
+            for p in owned}
+
+
+def batch(taken: dict[tuple[str, int], int | None], before: States, records: list[Record],
+          clocks: Mapping[int, Clock], owned: Set[int]) -> list[tuple[int, dict[str, Any]]]:
+    """The saved clocks of the join partitions `records` (a batch) read, as (partition,
+    changelog value): their start state `before` and their state now, after the batch;
+    moves `taken` past the batch's records."""
+    read = {r.partition for r in records if r.topic in JOIN_TOPICS}
+    for r in records:
+        if r.topic in JOIN_TOPICS:
+            taken[r.topic, r.partition] = r.offset + 1
+    after = states(taken, clocks, owned)
+    return [(p, record(before[p], after[p])) for p in sorted(read & owned)]

@@ -205,26 +205,15 @@ class BulkRunner:
                 join.saved_clocks[p] = state
             join.clock(p, datetime.now(UTC))  # now: a batch's start state is its own
 
-    def _clock_states(self) -> dict[int, tuple[join_clocks.Offsets, Any]]:
-        """Per owned join partition, its offsets taken and its clock's state (None: not
-        exact)."""
+    def _clock_states(self) -> join_clocks.States:
         assert self.engine is not None
-        clocks = self.engine.join.clocks
-        return {p: (join_clocks.offsets(self._taken, p),
-                    clocks[p].state() if p in clocks and clocks[p].exact else None)
-                for p in self.owned.join}
+        return join_clocks.states(self._taken, self.engine.join.clocks, self.owned.join)
 
-    def _clock_changes(self, before: dict[int, tuple[join_clocks.Offsets, Any]],
-                       records: list[Record]) -> list[Change]:
-        """The saved clocks of the join partitions `records` (a batch) read: their start
-        state `before` and their state now, after the batch."""
-        read = {r.partition for r in records if r.topic in JOIN_TOPICS}
-        for r in records:
-            if r.topic in JOIN_TOPICS:
-                self._taken[r.topic, r.partition] = r.offset + 1
-        after = self._clock_states()
-        return [Change(JOIN_TABLE, clock_key(p), join_clocks.record(before[p], after[p]), p)
-                for p in sorted(read & self.owned.join)]
+    def _clock_changes(self, before: join_clocks.States, records: list[Record]) -> list[Change]:
+        """The saved clocks of the join partitions `records` (a batch) read."""
+        assert self.engine is not None
+        return [Change(JOIN_TABLE, clock_key(p), value, p) for p, value in join_clocks.batch(
+            self._taken, before, records, self.engine.join.clocks, self.owned.join)]
 
     async def _loop(self, consumer: AIOKafkaConsumer, cpu: float) -> None:
         quiet_since: float | None = None
