@@ -110,6 +110,10 @@ class StreamSettings(BaseModel):
     #: (`stream.faust_consumer`). A Kafka cluster answers at once: a larger wait only
     #: means fewer idle fetches there.
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=60_000)
+    #: The drift banks' Monte Carlo calibrations (seconds of CPU once per tool reference)
+    #: in a child process, off the worker's event loop (`stream.calibration_process`);
+    #: false: in the worker, holding every agent and the web server while they run.
+    calibration_process: bool = True
 
 
 class MetricsSettings(BaseModel):

@@ -61,6 +61,7 @@ from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import faust_consumer, topics
 from surveillance.stream.batches import take_batches
+from surveillance.stream.calibration_process import CalibrationProcess
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
 from surveillance.stream.input_order import IDLE_SECONDS, InputOrder
 from surveillance.stream.outbox import Outbox, OutboxError
@@ -121,6 +122,9 @@ _changelogs = {name: changelog.topic(settings.stream.app_id, name) for name in t
 engine = Engine(config, join_table.data, case_table.data, adverse_table.data,
                 tables[CASE_SNAPSHOTS].data)
 engine.cases.ready = False  # the tables are recovered: rebuild before the first case
+#: The drift calibrations off the event loop (`stream.calibration_process`).
+_calibrator = CalibrationProcess() if settings.stream.calibration_process else None
+engine.cases.drift.calibrator = _calibrator
 for _tool in config.registry.values():
     metrics.register_tool(_tool.tool_id, _tool.modality)
     if _tool.coverage is not None:
@@ -155,6 +159,8 @@ apply, stage = _staging.apply, _staging.stage  # a batch's effects (`stream.stag
 @app.on_before_shutdown.connect
 async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     await _staging.close()
+    if _calibrator is not None:
+        _calibrator.close()
 
 
 #: The input events in event time (`stream.input_order`).
@@ -313,6 +319,18 @@ async def regulatory_clocks() -> None:
         log.exception("regulatory clock check failed; retrying next tick")
 
 
+@app.timer(interval=0.25)
+async def calibrations_back() -> None:
+    """The tools a drift calibration holds, released once their thresholds are back
+    (with their queued drift calls replayed: their alerts), also when no case arrives."""
+    if _calibrator is None or not engine.cases.drift.held or not engine.cases.ready:
+        return
+    try:
+        await apply(engine.process([], datetime.now(UTC), wall.monotonic()))
+    except Exception:
+        _fatal("calibrations_back")
+
+
 @app.timer(interval=5.0)
 async def consumer_lag() -> None:
     """Messages behind the end of each stream topic this worker reads."""
@@ -360,6 +378,8 @@ async def counts_view(web: Any, request: Any) -> Any:
             "ready": ready,
             "assigned": assigned,
             "tools": {tool: dict(c) for tool, c in counts.per_tool().items()},
+            # Tools whose drift waits for a calibration (its alerts still to come).
+            "calibrating": sorted(engine.cases.drift.held),
         }
     )
 

@@ -129,6 +129,15 @@ def combined_counts(workers: Iterable[WorkerProcess]) -> dict[str, dict[str, int
     return total
 
 
+def calibrating(workers: Iterable[WorkerProcess]) -> set[str]:
+    """The tools whose drift waits for a calibration in any live worker."""
+    held: set[str] = set()
+    for worker in workers:
+        answer = worker.counts() if worker.alive() else None
+        held.update((answer or {}).get("calibrating", ()))
+    return held
+
+
 def wait_for_counts(
     workers: list[WorkerProcess],
     expected: Mapping[str, int],
@@ -142,6 +151,8 @@ def wait_for_counts(
     A case is counted when its AI result is joined, its outcome when its report is: a
     report that takes one more hop (`cases.join`) can be counted seconds after the last
     case, so a caller that checks outcomes waits for them too.
+    A worker's drift alerts can come after its counts: while a tool waits for its
+    calibration (`stream.calibration_process`) the counts are not taken as settled.
     Returns the last counts seen (equal or not) when the timeout expires; the caller
     compares and reports.
     """
@@ -158,7 +169,8 @@ def wait_for_counts(
             totals = {tool: c.get("cases", 0) for tool, c in counts.items()}
             if all(totals.get(t, 0) == n for t, n in expected.items()) and all(
                     counts.get(t, {}).get(k, 0) == n
-                    for t, want in (outcomes or {}).items() for k, n in want.items()):
+                    for t, want in (outcomes or {}).items() for k, n in want.items()
+            ) and not calibrating(workers):
                 matched_since = matched_since or time.monotonic()
                 if time.monotonic() - matched_since >= settle:
                     return counts
