@@ -92,10 +92,6 @@ def _scores(histogram: Counter[int]) -> np.ndarray:
     return np.repeat(keys / _SCORE_SCALE, counts)
 
 
-def _median(histogram: Counter[int]) -> float:
-    return float(np.median(_scores(histogram)))
-
-
 class LabelFreeMonitor:
     """Positive-call rate and score distribution of one version against its first days.
 
@@ -202,7 +198,8 @@ class LabelFreeMonitor:
         if sample is None:
             scores = _scores(ref.scores)
             sample = self._reference_sample = (scores, float(np.median(scores)))
-        ks = _KS_2SAMP(_scores(histogram), sample[0])
+        recent = _scores(histogram)  # the KS test's sample and the median's, made once
+        ks = _KS_2SAMP(recent, sample[0])
         assert self._first_day is not None
         first_day, last_day = self._first_day, end - 1
         recent_rate, ref_rate = positives / cases, ref.positives / ref.cases
@@ -213,7 +210,7 @@ class LabelFreeMonitor:
                 rate_p < self.alpha, cases, ref.cases, first_day, last_day,
             ),
             LabelFreeTest(
-                "score", _median(histogram), sample[1], float(ks.statistic), ks_p,
+                "score", float(np.median(recent)), sample[1], float(ks.statistic), ks_p,
                 ks_p < self.alpha, cases, ref.cases, first_day, last_day,
             ),
         ]
