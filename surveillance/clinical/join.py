@@ -30,14 +30,15 @@ from surveillance.contracts import CaseOutcome, Label, ReportStatus
 from surveillance.contracts.wire import AdjudicatedCase, AIResult, JoinInput, ReportLabels
 
 
-class HeldReport(msgspec.Struct, forbid_unknown_fields=True):
+class HeldReport(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: str
     finalized_at: datetime
     status: ReportStatus
     labels: dict[str, Label]
 
 
-class ToolCase(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class ToolCase(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True,
+               gc=False):
     ai: AIResult
     revision: int = -1
     outcome: CaseOutcome | None = None
@@ -53,10 +54,12 @@ class ToolCase(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     label_status: ReportStatus | None = None
 
 
-class JoinState(msgspec.Struct, forbid_unknown_fields=True):
+class JoinState(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Everything known about one accession. Stored as the table value: `as_dict`, the
     JSON the pydantic model of earlier releases wrote, field for field (`from_dict`
-    reads either)."""
+    reads either). The join's structs are not tracked by the cyclic garbage collector
+    (`gc=False`): none refers back to another, and the join table holds one per
+    accession for the retention period, which each collection would scan again."""
 
     accession: str
     partition: int = 0

@@ -140,18 +140,25 @@ class Vocabulary:
         inside it where the scan took a longer phrase: "large vessel occlusion" over
         "vessel occlusion"). Each code is then tried only at those spans' word starts
         that hold one of its first characters."""
-        starts: list[tuple[int, str]] = []
+        starts: list[int] = []
         for match in self.any_finding.finditer(lowered):
             start, end = match.span()
-            starts.append((start, lowered[start:start + 1]))
+            starts.append(start)
             if end - start > 1:
-                starts += [(p, lowered[p]) for p in (
-                    w.start() for w in _WORD_START.finditer(lowered, start + 1, end)) if p < end]
+                starts += [p for p in (w.start() for w in _WORD_START.finditer(
+                    lowered, start + 1, end)) if p < end]
+        if not starts:
+            return []
+        by_first: dict[str, list[int]] = {}
+        for p in starts:
+            by_first.setdefault(lowered[p], []).append(p)
         named = []
         for code in codes:
             finding, first = self.findings[code], self.first_characters.get(code)
-            for p, char in starts:
-                if (first is None or char in first) and finding.match(lowered, p):
+            tried = starts if first is None else [
+                p for char in first & by_first.keys() for p in by_first[char]]
+            for p in tried:
+                if finding.match(lowered, p):
                     named.append(code)
                     break
         return named

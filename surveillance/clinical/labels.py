@@ -89,6 +89,7 @@ _ROLE_STATE = (
     (Role.HISTORICAL, MentionState.HISTORICAL),
 )
 _ROLE_RANK = {role: rank for rank, (role, _) in enumerate(_ROLE_STATE)}
+_NEGATION_RANK = _ROLE_RANK[Role.NEGATION]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,19 +118,12 @@ class Explanation:
 class _Trigger(NamedTuple):
     start: int
     end: int
-    role: Role
+    #: The trigger's place in `_ROLE_STATE` (its role's rank; a role without one ranks
+    #: last), kept here: an enum member's hash, looked up per trigger and mention, was a
+    #: tenth of the labeller's time.
+    rank: int
     side: Side
     text: str
-
-    def applies_to(self, start: int, end: int) -> bool:
-        """Whether this trigger's direction reaches a mention spanning [start, end)."""
-        before = self.end <= start
-        after = self.start >= end
-        if self.side is Side.BEFORE:
-            return before
-        if self.side is Side.AFTER:
-            return after
-        return before or after
 
 
 @lru_cache(maxsize=1)
@@ -183,11 +177,13 @@ def _triggers(text: str, vocab: Vocabulary) -> list[_Trigger]:
         found_text = match.group(0)
         role, side = vocab.roles.get(found_text) or vocab.roles[normal(found_text)]
         if role is not Role.PSEUDO:
-            found.append(_Trigger(match.start(), match.end(), role, side, found_text))
+            found.append(_Trigger(match.start(), match.end(),
+                                  _ROLE_RANK.get(role, len(_ROLE_STATE)), side, found_text))
     if vocab.trigger_patterns is not None:
         for match in vocab.trigger_patterns.finditer(text):
             found.append(
-                _Trigger(match.start(), match.end(), Role.NEGATION, Side.BEFORE, match.group(0))
+                _Trigger(match.start(), match.end(), _NEGATION_RANK, Side.BEFORE,
+                         match.group(0))
             )
     return found
 
@@ -207,10 +203,12 @@ def _clause_mentions(
         start, end = mention.span()
         # The first role of `_ROLE_STATE` an applying trigger has, its first such trigger.
         hit, rank = None, len(_ROLE_STATE)
+        # A trigger reaches the mention in its direction: before it, after it, or either.
         for t in triggers:
-            role_rank = _ROLE_RANK.get(t.role, rank)
-            if role_rank < rank and t.applies_to(start, end):
-                hit, rank = t, role_rank
+            if t.rank < rank and (
+                    (t.end <= start or t.start >= end) if t.side is Side.EITHER
+                    else t.end <= start if t.side is Side.BEFORE else t.start >= end):
+                hit, rank = t, t.rank
         state = MentionState.AFFIRMED if hit is None else _ROLE_STATE[rank][1]
         out.append(Mention(clause.section, clause.section_index, mention.group(0), state,
                            None if hit is None else hit.text, clause.text.strip()))

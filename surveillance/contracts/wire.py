@@ -39,9 +39,12 @@ Age = Annotated[int, msgspec.Meta(ge=0, le=130)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Base of every contract struct: unknown fields are an error, values immutable;
-    each is keyword-only, so fields keep the models' order (and JSON theirs)."""
+    each is keyword-only, so fields keep the models' order (and JSON theirs). Not tracked
+    by the cyclic garbage collector (`gc=False`): an immutable value holding values
+    cannot be part of a cycle, and the join keeps every held AI result in its state,
+    which each collection would otherwise scan again."""
 
 
 class Scanner(Struct, frozen=True, kw_only=True):
@@ -268,7 +271,7 @@ def fast(raw: bytes, kind: type[S]) -> S | None:
         value: S = decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    return value if plain(raw) or not suspect(value) else None
+    return value if plain(raw) or plain_but_text(raw, value) or not suspect(value) else None
 
 
 def plain(raw: bytes) -> bool:
@@ -279,6 +282,22 @@ def plain(raw: bytes) -> bool:
     the cheap test; any other is screened string by string (`suspect`)."""
     return (raw.isascii() and b"\\" not in raw and b"\x7f" not in raw and b'" ' not in raw
             and b' "' not in raw)
+
+
+def plain_but_text(raw: bytes, value: Struct) -> bool:
+    """For a report, `plain` once its text is taken out: its line breaks are escapes
+    and it may quote, but a text is screened for edge whitespace only (`suspect`). The
+    text's JSON as msgspec writes it is cut from `raw` once; any other string that had
+    the same bytes is then still there, and as plain as the text's copy that was cut.
+    A producer that escapes the text otherwise (non-ASCII as \\u escapes) goes to
+    `suspect`, as before."""
+    if type(value) is not ReportFinal:
+        return False
+    text = value.report_text
+    if not text or text[0].isspace() or text[-1].isspace():
+        return False
+    encoded = _ENCODER.encode(text)
+    return encoded in raw and plain(raw.replace(encoded, b'""', 1))
 
 
 def from_model(model: BaseModel, kind: type[S]) -> S:
