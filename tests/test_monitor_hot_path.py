@@ -74,3 +74,21 @@ def test_the_per_case_path_gives_what_the_old_path_gave(
         new = PerformanceMonitor(REGISTRY, **SETTINGS)  # type: ignore[arg-type]
         assert _run(new, stream, every, stored) == expected
         assert _held(new) == _held(old)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(operations, st.integers(min_value=1, max_value=25))
+def test_on_cases_of_a_batch_gives_what_on_case_of_each_revision_gave(
+    ops: list[tuple[object, ...]], every: int
+) -> None:
+    """A day's batch (`on_cases`, the evaluation point's call) is its revisions' `on_case`
+    in turn: the same alerts in the same order, the same state after each batch."""
+    stream = feed(PerformanceMonitor(REGISTRY, **SETTINGS), ops).revisions  # type: ignore[arg-type]
+    items = [(previous, case, record_of(case, 0)) for previous, case in stream]
+    batched = PerformanceMonitor(REGISTRY, **SETTINGS)  # type: ignore[arg-type]
+    single = PerformanceMonitor(REGISTRY, **SETTINGS)  # type: ignore[arg-type]
+    for at in range(0, len(items), every):
+        batch = items[at:at + every]
+        expected = [a.model_dump_json() for item in batch for a in single.on_case(*item)]
+        assert [a.model_dump_json() for a in batched.on_cases(batch)] == expected
+        assert _held(batched) == _held(single)

@@ -249,6 +249,19 @@ class PerformanceMonitor(ToolState, MonitorReads):
                                        labelled)
         return self._signalled(record, signals, alert=True) if signals else []
 
+    def on_cases(
+        self, revisions: Iterable[tuple[CaseRecord | None, AnyAdjudicatedCase, CaseRecord]]
+    ) -> list[Alert]:
+        """`on_case` of each (previous, case, stored) in turn (a day's revisions at the
+        evaluation point, `engine.evaluation`); the alerts they raise, in order."""
+        alerts: list[Alert] = []
+        on_case = self.on_case
+        for previous, case, stored in revisions:
+            raised = on_case(previous, case, stored)
+            if raised:
+                alerts += raised
+        return alerts
+
     def _moved(self, previous: CaseRecord, case: AnyAdjudicatedCase) -> list[Alert]:
         """A revision whose place differs from its record's (or whose case moved before)."""
         view = CaseView.of_case(case)

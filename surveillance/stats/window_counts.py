@@ -83,12 +83,22 @@ class KeyGroup:
     once it is at or before (its own latest day - longest window); a key's latest day is
     the latest of its groups', so every day a key can still read is held by each of its
     groups.
+
+    Window sums kept running (`window_rows`): per calendar window, the sum of the held
+    buckets in the window ending on an anchor day, the current bucket (the latest day's,
+    where nearly every count lands) left out. A count in the current bucket changes no
+    sum; a count in another day's bucket (a late case, a correction of an earlier day)
+    adds to the sums whose window holds that day; a day that stops being current is added
+    in, a dropped day taken out. A read at another day moves the anchor: the days that
+    enter and leave each window, not every held day (a window read a day later costs two
+    bucket look-ups, whatever the history). The sums are derived: made again from the
+    buckets when a snapshot is read.
     """
 
-    __slots__ = ("_ordered", "appends", "buckets", "current", "days", "entries", "last",
-                 "sums", "watermark", "windows")
+    __slots__ = ("_anchor", "_ordered", "_rows", "appends", "buckets", "current", "days",
+                 "entries", "last", "sums", "watermark", "windows")
     #: Not state: made again when a state snapshot is read (`engine.state_codec`).
-    __derived__ = ("appends", "sums")
+    __derived__ = ("_anchor", "_rows", "appends", "sums")
 
     def __init__(self, windows: tuple[KeyWindows, ...], days: tuple[int, ...], last_n: int
                  ) -> None:
@@ -115,12 +125,41 @@ class KeyGroup:
         self.appends = tuple(entries.append for entries in self.entries)
         #: (day, one row per calendar window ending that day), until the next count.
         self.sums: tuple[int, list[list[int]]] | None = None
+        #: The running sums (see the class docstring): per window, the held buckets of
+        #: the window ending on `_anchor` other than the current one; None until read.
+        self._anchor: int | None = None
+        self._rows: list[list[int]] = []
+
+    def count_at(self, bucket: list[int], day: int, column: int, delta: int) -> None:
+        """Add `delta` to `column` of `bucket` (the held bucket of `day`), keeping the
+        running sums: the per-case path's counts in the current bucket need not call this."""
+        bucket[column] += delta
+        self.sums = None
+        anchor = self._anchor
+        if anchor is None or day == self.watermark or day > anchor:
+            return
+        for days, row in zip(self.days, self._rows, strict=True):
+            if day > anchor - days:
+                row[column] += delta
+
+    def _retire(self, day: int, bucket: list[int], sign: int) -> None:
+        """Add (`sign` 1) or take out (-1) a non-current held bucket in the running sums."""
+        anchor = self._anchor
+        if anchor is None or day > anchor:
+            return
+        for days, row in zip(self.days, self._rows, strict=True):
+            if day > anchor - days:
+                for column, count in enumerate(bucket):
+                    if count:
+                        row[column] += sign * count
 
     def new_bucket(self, day: int) -> list[int] | None:
         """A bucket for `day`, which has none; None if already dropped."""
         watermark = self.watermark
         buckets = self.buckets
         if day > watermark:
+            if watermark in buckets:  # no longer current: in the running sums from now
+                self._retire(watermark, buckets[watermark], 1)
             self.watermark = day
             for state in self.windows:
                 if day > state.watermark:
@@ -132,10 +171,10 @@ class KeyGroup:
                     first = next(iter(buckets))
                     if first > horizon:
                         break
-                    del buckets[first]
+                    self._retire(first, buckets.pop(first), -1)
             else:
                 for old in [d for d in buckets if d <= horizon]:
-                    del buckets[old]
+                    self._retire(old, buckets.pop(old), -1)
                 buckets = self.buckets = dict(sorted(buckets.items()))
                 self._ordered = True
             bucket = self.current = buckets[day] = [0, 0, 0, 0, 0, 0, 0]
@@ -152,12 +191,51 @@ class KeyGroup:
         sums = self.sums
         if sums is not None and sums[0] == today:
             return sums[1]
-        held = [(day, bucket) for day, bucket in self.buckets.items() if day <= today]
+        if self._anchor != today:
+            self._move(today)
+        watermark, current = self.watermark, self.current
         rows = []
-        for days in self.days:
-            first = today - days + 1
-            picked = [bucket for day, bucket in held if day >= first]
-            rows.append([sum(column) for column in zip(*picked, strict=True)] if picked
-                        else _EMPTY)
+        for days, row in zip(self.days, self._rows, strict=True):
+            if today - days < watermark <= today and watermark in self.buckets:
+                rows.append([a + b for a, b in zip(row, current, strict=True)])
+            else:
+                rows.append(row[:])
         self.sums = (today, rows)
         return rows
+
+    def _move(self, today: int) -> None:
+        """Move the running sums' anchor to `today`: per window, the days that enter and
+        leave it, or the whole window again when it moved by its length or more."""
+        anchor, buckets, watermark = self._anchor, self.buckets, self.watermark
+        if anchor is None:
+            self._rows = [self._sum(today - days + 1, today) for days in self.days]
+            self._anchor = today
+            return
+        get = buckets.get
+        for index, days in enumerate(self.days):
+            if abs(today - anchor) >= days:
+                self._rows[index] = self._sum(today - days + 1, today)
+                continue
+            row = self._rows[index]
+            if today > anchor:
+                entering, leaving = range(anchor + 1, today + 1), range(anchor - days + 1,
+                                                                       today - days + 1)
+            else:
+                entering, leaving = range(today - days + 1, anchor - days + 1), range(
+                    today + 1, anchor + 1)
+            for sign, span in ((1, entering), (-1, leaving)):
+                for day in span:
+                    if day != watermark:
+                        bucket = get(day)
+                        if bucket is not None:
+                            for column, count in enumerate(bucket):
+                                if count:
+                                    row[column] += sign * count
+        self._anchor = today
+
+    def _sum(self, first: int, last: int) -> list[int]:
+        """The held buckets of days first .. last, the current one left out."""
+        watermark = self.watermark
+        picked = [bucket for day, bucket in self.buckets.items()
+                  if first <= day <= last and day != watermark]
+        return [sum(column) for column in zip(*picked, strict=True)] if picked else [0] * 7

@@ -34,8 +34,9 @@ set once to its `KeyGroup` (the monitor keeps the group per tool/version/site/su
 placement), which holds one bucket per day for the whole set, so `apply_group` costs one
 list increment (a new case) or one decrement and one increment (a revision) whatever
 the number of keys. A key's window is the sum of its groups' windows, computed when it
-is read (once per day per key, not once per case; each group's window sums are computed
-once per read day and shared by its keys). Each key keeps its own latest day (the latest
+is read (once per day per key, not once per case; each group's window sums are kept
+running, moved by the days that enter and leave a window, and shared by its keys:
+`KeyGroup.window_rows`). Each key keeps its own latest day (the latest
 of its groups'), so a key reads, drops and ignores as late exactly the days it would if
 it were counted on its own. The last N of a key is a bounded deque of the entries made
 under it; an entry is one small list `[column, number]` shared by every key the case
@@ -179,8 +180,7 @@ class AgreementWindows:
             bucket = group.buckets.get(day) or self._new_bucket(group, day)
         if previous is None:
             if bucket is not None:
-                bucket[new] += 1
-                group.sums = None
+                group.count_at(bucket, day, new, 1)
             if new < _IN_MATRIX:
                 self._enter(group, case_id, new)
             return
@@ -191,9 +191,8 @@ class AgreementWindows:
                     "a correction names a previous outcome that was never counted for this "
                     "case's day: pass the outcome this case was last applied with"
                 )
-            bucket[previous] -= 1
-            bucket[new] += 1
-            group.sums = None
+            group.count_at(bucket, day, previous, -1)
+            group.count_at(bucket, day, new, 1)
         if previous < _IN_MATRIX:
             entry = self._open.get(case_id)
             if entry is None:
@@ -242,8 +241,7 @@ class AgreementWindows:
         else:
             bucket = group.buckets.get(day) or self._new_bucket(group, day)
             if bucket is not None:
-                bucket[new] += 1
-                group.sums = None
+                group.count_at(bucket, day, new, 1)
         if new < _IN_MATRIX:
             self._enter(group, case_id, new)
 
