@@ -21,10 +21,9 @@ snapshot in the run's database.
 The counts and every stored case, AI result, event id and model version must be those of
 the reference run (first test; what may differ between any two runs is said there, and
 at `NOT_OUTCOMES`). So must which alerts fire, which metric snapshot figures are published
-on which days, and the cases' outcomes (second test). The alerts' contents and the figures'
-values must be too, but in about half of the runs one day's window is one case short (#17,
-still open: the third test, an expected failure, says why). The kill points come from a
-seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones (a kill
+on which days, and the cases' outcomes (second test); and so must the alerts' contents and
+the figures' values (third test, which says what makes them equal). The kill points come
+from a seed printed at the start; `BACKFILL_CRASH_SEED=<seed>` replays the same ones (a kill
 lands once a number of records is written, so the moment within the processes' work
 still varies).
 
@@ -378,7 +377,7 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alerts_on_the_same_day
     the broker and stored), the cases' outcomes (`NOT_OUTCOMES`) are the same, and the same
     metric snapshot figures are published on the same days as in the uninterrupted run.
     Their contents (an alert's n and interval, a figure's value) are compared by the next
-    test, which still fails in about half of the runs (see there)."""
+    test."""
     reference, crashed, seed = runs.reference, runs.crashed, runs.seed
     assert len(reference.alerts) >= 3 and reference.rows["metric_snapshots"]
     differences = []
@@ -400,23 +399,25 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alerts_on_the_same_day
     assert not differences, f"seed {seed}"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "#17 open: a revision whose record was lost in a kill is never re-emitted by the "
-    "restarted join (it re-emits the case as the join table holds it after the uncommitted "
-    "batch), so a day's window can be one case short: the alerts' n/CI and figures' values "
-    "of that day differ (3 of 6 runs; seed 120301379 traced)"))
 def test_a_backfill_killed_at_random_points_then_a_worker_alert_values_as_one_run(
     runs: Runs,
 ) -> None:
     """Alerts (every field, on the broker and stored) and every metric snapshot figure's value equal
     those of the uninterrupted run (which alerts fire and which figures are published, on which
-    days, are asserted strictly by the test before). Still open (#17), so this is an expected
-    failure, not asserted: the join re-emits a case read again as it stands in the join table, with
-    what later inputs of the uncommitted batch did to it; a revision whose record was lost in the
-    kill never reaches the case stage (seed 120301379: an ich-triage case labelled FN by its report
-    and TN by a correction the next day came only as TN, and its day's 30-day window counted it
-    pending: 5.3.0 on 07-11, 95 cases against 96). It passed 3 of 6 runs with the fixes below
-    (failed 120301379, 240348326, 1113946987: figure values only). What makes the rest equal:
+    days, are also asserted by the test before). What makes them equal:
+    - the runner sends a chunk's records first and its table changes only once those are
+      acknowledged, the case snapshots last (`bulk.runner.BulkRunner._persist`): no table
+      change is on the log before the records it made. A kill anywhere leaves each join
+      key and each tool's case state either before the batch (the batch read again makes
+      the same revisions, alerts and figures again, with the same ids: dropped as not newer,
+      or stored once) or past it with its records already on the log. The other way round,
+      the join, finding a re-read batch's inputs in its state, re-sent each case as it stood
+      after the batch: a revision whose record was lost in the kill never reached the case
+      stage (seed 120301379: an ich-triage case labelled FN by its report and TN by a
+      correction the next day came only as TN, and its day's 30-day window counted it
+      pending: 5.3.0 on 07-11, 95 cases against 96; also 240348326, 1113946987: 3 of 6 runs
+      failed so), and the alerts and figures of a batch whose case snapshot was on the log
+      were never made again;
     - the daily evaluation is fixed by event time (`engine.evaluation`): a day's cases
       reach the monitor at its evaluation point in (effect time, case id) order;
     - the bulk runner takes its input records in one event-time order over every input

@@ -11,6 +11,7 @@ a case of that day still to be re-emitted in the batch was published a day late.
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 
 from surveillance.bulk import join_clocks
 from surveillance.bulk.order import event_time
+from surveillance.contracts.wire import AdjudicatedCase
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.local import JoinFeed
-from surveillance.simulate import simulate
+from surveillance.simulate import Faults, simulate
 from surveillance.stream.topics import AI_RESULTS, CASES_JOIN, REPORTS_FINAL
 from surveillance.stream.watermark import EventClock
 
@@ -127,3 +129,71 @@ def test_a_restart_takes_the_clock_saved_at_its_committed_offsets() -> None:
     taken = {("ai.results", 0): 10, ("ai.results", 1): 3, ("cases.join", 0): 2}
     assert join_clocks.offsets(taken, 0) == {"ai.results": 10, "reports.final": None,
                                              "cases.join": 2}
+
+
+def _accepted(emitted: list[tuple[int, datetime, AdjudicatedCase]]
+              ) -> list[tuple[int, datetime, AdjudicatedCase]]:
+    """What the case stage takes of `emitted`, in order: each case's revisions newer than
+    the last it took (`clinical.ledger.CaseLedger.apply` drops the rest)."""
+    last: dict[str, int] = {}
+    out = []
+    for source, reached, case in emitted:
+        if case.revision > last.get(case.case_id, -1):
+            last[case.case_id] = case.revision
+            out.append((source, reached, case))
+    return out
+
+
+def test_a_batch_read_again_after_its_records_and_part_of_its_state_loses_no_revision() -> None:
+    """The bulk runner sends a chunk's records before its join-table changes
+    (`bulk.runner.BulkRunner._persist`). Killed anywhere in a batch, the log then holds the
+    records up to some point `sent` and the table as it stood at an earlier point
+    `persisted`, with any part of the keys changed since as they stood at `sent`. The
+    restarted join reads the batch again from the committed offsets with the clock saved
+    there: what the case stage takes of the records on the log and those the restart
+    emits is, revision for revision (content and stamp), what it takes of one
+    uninterrupted run. The other way round (the table persisted first, the batch's
+    records lost), the restart emits each case as the table holds it, and a revision the
+    batch made and superseded (a case labelled, then relabelled by a correction) is
+    never taken."""
+    config = EngineConfig.plain(1)
+    events, _ = simulate(days=6, seed=3, faults=Faults(correction_rate=0.2))
+    rank = {AI_RESULTS: 0, REPORTS_FINAL: 1, CASES_JOIN: 2}
+    done = max(e.arrival for e in events)
+    ordered = [replace(e, arrival=done) for e in
+               sorted(events, key=lambda e: (event_time(e.value), rank[e.topic]))][:1200]
+    committed = 500  # the batch read again: [committed, end)
+
+    first = JoinFeed(config)
+    # What the case stage holds at the committed point.
+    earlier = [c for event in ordered[:committed] for c in first.feed(event)]
+    saved = first.engine.join.clocks[0].state()
+    emitted: list[list[tuple[int, datetime, AdjudicatedCase]]] = []  # per event
+    tables = [dict(first.join_state)]  # the table after each event from `committed` on
+    for event in ordered[committed:]:
+        emitted.append(first.feed(event))
+        tables.append(dict(first.join_state))
+    uninterrupted = _accepted(earlier + [c for cases in emitted for c in cases])
+
+    rng = random.Random(17)
+    for _ in range(8):
+        persisted, sent = sorted(rng.sample(range(len(tables)), 2))
+        table = dict(tables[persisted])
+        changed = [k for k in tables[sent] if tables[sent][k] != table.get(k)]
+        table.update((k, tables[sent][k]) for k in changed if rng.random() < 0.5)
+        restarted = JoinFeed(config)
+        restarted.join_state.update(table)
+        restarted.engine.join.saved_clocks[0] = saved
+        again = [c for event in ordered[committed:] for c in restarted.feed(event)]
+        on_log = earlier + [c for cases in emitted[:sent] for c in cases]
+        assert _accepted(on_log + again) == uninterrupted, (persisted, sent)
+
+    # State first: the whole batch's table persisted, its records lost.
+    killed = 300
+    restarted = JoinFeed(config)
+    restarted.join_state.update(tables[killed])
+    restarted.engine.join.saved_clocks[0] = saved
+    again = _accepted(earlier + [c for event in ordered[committed:] for c in restarted.feed(event)])
+    lost = {(c.case_id, c.revision) for _, _, c in uninterrupted} - {
+        (c.case_id, c.revision) for _, _, c in again}
+    assert lost

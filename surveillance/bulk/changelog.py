@@ -11,13 +11,16 @@ write as null; `stream.internal` refuses them on input).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from surveillance.bulk.batches import BatchSender
 from surveillance.engine.pipeline import ADVERSE_TABLE, CASE_SNAPSHOTS, CASE_TABLE, JOIN_TABLE
+from surveillance.engine.records import Change
 
 #: In the order `Engine` takes their backings.
 TABLES = (JOIN_TABLE, CASE_TABLE, ADVERSE_TABLE, CASE_SNAPSHOTS)
@@ -43,6 +46,28 @@ def encode(key: str, value: Any) -> tuple[bytes, bytes | None]:
 
 #: Told of each change a table's changelog makes, in log order: key, before, after.
 Watch = Callable[[str, Any, Any], None]
+
+
+async def write(sender: BatchSender, app_id: str,
+                changes: list[Change]) -> list[asyncio.Future[Any]]:
+    """Table changes to their changelogs, the case snapshots only once the rest are
+    acknowledged: a snapshot on the log with some of the case-table changes it was taken
+    after lost (a kill between the sends) would match no state of the table, and its
+    tools would be replayed (`engine.rewind.Rewind` finds the table as a snapshot saw it
+    only if that state was on the log). Their acknowledgements, not awaited."""
+    rest = [c for c in changes if c.table != CASE_SNAPSHOTS]
+    snapshots = [c for c in changes if c.table == CASE_SNAPSHOTS]
+    for change in rest:
+        await sender.add(topic(app_id, change.table), *encode(change.key, change.value),
+                         change.partition)
+    sent = await sender.send_all()
+    if snapshots:
+        await asyncio.gather(*sent)
+        for change in snapshots:
+            await sender.add(topic(app_id, change.table), *encode(change.key, change.value),
+                             change.partition)
+        sent += await sender.send_all()
+    return sent
 
 
 def apply(tables: dict[str, dict[str, Any]], table: str,

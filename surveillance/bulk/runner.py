@@ -3,10 +3,13 @@
 The runner takes every partition of the topics the worker reads, inputs and internal
 alike, and keeps its offsets in the worker's consumer group (the app id), so it is a
 worker without Faust: a batch of up to `max_records` from `getmany` goes through the
-engine; its records are sent (acks=all) and its table changes written to the tables'
-changelog topics in Faust's format (`bulk.changelog`); once every send of the batch is
-acknowledged, the batch's offsets are committed. A crash before the commit re-reads the
-batch: every effect is idempotent by event id or case revision, as in the worker. At
+engine; its records are sent (acks=all), then, once they are acknowledged, its table
+changes are written to the tables' changelog topics in Faust's format (`bulk.changelog`),
+the case snapshots last; once every send of the batch is acknowledged, the batch's offsets
+are committed. A crash before the commit re-reads the batch from the state the tables
+were left in: no table change is on the log before the records it made (`_persist` says
+why that makes the re-read's records the same revisions, alerts and figures again, which
+are idempotent by event id, case revision or id, as in the worker). At
 start the runner restores the tables from the changelogs, so a restarted backfill
 continues where the last one committed, and a Faust worker started afterwards recovers
 the same tables and continues from the same offsets.
@@ -73,8 +76,6 @@ log = logging.getLogger(__name__)
 
 #: Input topics: their records are the events counted.
 INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
-#: The topics the engine writes and a runner reads back.
-READ_BACK = frozenset({topics.CASES_JOIN, topics.CASES_ADJUDICATED})
 #: Event-loop turns after a chunk's sends: enough for the producer's sender task to write
 #: them (it wakes, drains the accumulator, starts the request) before the engine's next
 #: chunk holds the loop.
@@ -281,8 +282,8 @@ class BulkRunner:
         the final snapshots), sent as a batch's is."""
         assert self.sender is not None
         out.apply_to(self.tables)
-        await self._release(await self._send_changes(out.changes), out.produce)
-        await self.sender.flush()
+        await asyncio.gather(*await self._persist(await self._send_outputs(out.produce),
+                                                  out.changes))
 
     def _crash_if(self, point: str) -> None:
         if self.crash_at == (self.batches, point):
@@ -291,20 +292,21 @@ class BulkRunner:
     async def _take(self, records: list[Record]) -> None:
         """One batch through the engine (its input records in event-time order,
         `bulk.order`), `chunk_records` at a time; returns once every send is
-        acknowledged. A chunk's table changes are sent as soon as it is taken, and its
-        records once those changes are acknowledged: in a process without the case
-        stage, the engine takes the next chunk meanwhile, and the records of a chunk go
-        out before the next chunk's (the partitions keep the engine's order), so another
-        runner process starts on them about one chunk later. A process with the case
-        stage waits for them before its next chunk: that chunk can hold a drift
+        acknowledged. A chunk's records are sent as soon as it is taken, and its table
+        changes once those records are acknowledged (`_persist`): in a process without
+        the case stage, the engine takes the next chunk meanwhile, and the records of a
+        chunk go out before the next chunk's (the partitions keep the engine's order), so
+        another runner process starts on them about one chunk later. A process with the
+        case stage waits for a chunk's records before its next chunk: that can hold a drift
         calibration (seconds of CPU, ten times that on a loaded machine), and a request
         left in flight across it can outlive the producer's request timeout (a 90-day
         benchmark under load 19 failed so)."""
-        engine, state, outputs = self.engine, self.state_sender, self.sender
-        assert engine is not None and state is not None and outputs is not None
+        engine = self.engine
+        assert engine is not None
         if not engine.cases.ready:  # the case stage from the restored case table
             engine.cases.rebuild(self._owned_cases(self.assigned_cases), self.assigned_cases)
-        waiting: tuple[list[asyncio.Future[Any]], list[Produce]] | None = None
+        waiting: tuple[list[asyncio.Future[Any]], list[Change]] | None = None
+        persisted: list[asyncio.Future[Any]] = []
         before = self._clock_states()
         for start in range(0, len(records), self.chunk_records):
             chunk = records[start:start + self.chunk_records]
@@ -314,21 +316,21 @@ class BulkRunner:
             if start + self.chunk_records >= len(records):  # the batch's last chunk
                 # Not in the table's backing: the join reads no clock from it.
                 changes = changes + self._clock_changes(before, records)
-            acknowledged = await self._send_changes(changes)
+            acknowledged = await self._send_outputs(out.produce)
             # Let the producer hand these sends to the broker before the next chunk's
             # work holds the event loop.
             for _ in range(IO_TURNS):
                 await asyncio.sleep(0)
             if waiting is not None:
-                await self._release(*waiting)
+                persisted += await self._persist(*waiting)
                 waiting = None
             if self.assigned_cases:
-                await self._release(acknowledged, out.produce)
+                persisted += await self._persist(acknowledged, changes)
             else:
-                waiting = (acknowledged, out.produce)
+                waiting = (acknowledged, changes)
         if waiting is not None:
-            await self._release(*waiting)
-        await outputs.flush()  # acks=all: every record is on its replicas
+            persisted += await self._persist(*waiting)
+        await asyncio.gather(*persisted)  # acks=all: every record is on its replicas
         self.progress.records += len(records)
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
@@ -358,47 +360,40 @@ class BulkRunner:
                 tables[CASE_TABLE][key] = value
         self.tables = tables
 
-    async def _send_changes(self, changes: list[Change]) -> list[asyncio.Future[Any]]:
-        """Table changes to their changelogs, the case snapshots only once the rest are
-        acknowledged: a snapshot on the log with some of the case-table changes it was
-        taken after lost (a kill between the sends) would match no state of the table,
-        and its tools would be replayed (`engine.rewind.Rewind` finds the table as a
-        snapshot saw it only if that state was on the log). Returns the acknowledgements
-        of all of them."""
-        state = self.state_sender
-        assert state is not None
-        rest = [c for c in changes if c.table != CASE_SNAPSHOTS]
-        snapshots = [c for c in changes if c.table == CASE_SNAPSHOTS]
-        for change in rest:
-            await state.add(changelog.topic(self.app_id, change.table),
-                            *changelog.encode(change.key, change.value), change.partition)
-        acknowledged = await state.send_all()
-        if snapshots:
-            if acknowledged:
-                await asyncio.gather(*acknowledged)
-            for change in snapshots:
-                await state.add(changelog.topic(self.app_id, change.table),
-                                *changelog.encode(change.key, change.value), change.partition)
-            acknowledged += await state.send_all()
-        return acknowledged
-
-    async def _release(self, acknowledged: list[asyncio.Future[Any]],
-                       produce: list[Produce]) -> None:
-        """A chunk's records, once the table changes that made them are acknowledged.
-        After a crash the batch is read again, and the join, finding its inputs in the
-        state, emits each case as it stands; were the records out without that state, a
-        re-read in another topic interleaving (reports before AI results) could number
-        other contents with the revisions already sent, and the case stage would drop
-        them as not newer."""
+    async def _send_outputs(self, produce: list[Produce]) -> list[asyncio.Future[Any]]:
+        """A chunk's records, sent now; their acknowledgements (not awaited)."""
         outputs = self.sender
         assert outputs is not None
-        await asyncio.gather(*acknowledged)
         for p in produce:
             await outputs.add(p.topic, p.key, p.value, p.partition,
                               tuple((p.headers or {}).items()))
-        # What another runner process reads goes now; the rest fills its batches until
-        # the batch ends (fewer, larger produce requests).
-        await outputs.send_open(READ_BACK)
+        return await outputs.send_all()
+
+    async def _persist(self, acknowledged: list[asyncio.Future[Any]],
+                       changes: list[Change]) -> list[asyncio.Future[Any]]:
+        """A chunk's table changes to their changelogs, once the chunk's records are
+        acknowledged (`acknowledged`); their acknowledgements, not awaited.
+
+        Records first: a table change on the log is then never ahead of the records it
+        made. A kill after the records leaves the tables (or some of their keys) as they
+        were, and the batch is read again from its start through the same clocks
+        (`bulk.join_clocks`, the snapshots' case clocks): the join finds each input either
+        in its state (it re-emits the case as it stands, a revision already sent) or not
+        (it makes the same revisions again); the case stage drops both as not newer, and
+        its alerts and figures made again carry the same ids. The other way round (the
+        tables first, as before), the join, finding a batch's inputs in its state, re-sent
+        only each case's last revision: a revision lost in the kill (a report's label that
+        a correction in the same batch changed) never reached the case stage, and its
+        day's window was a case short; and the alerts and figures of a batch whose case
+        snapshot was on the log were never made again. Not covered: the `cases.join`
+        forwards of a producer keying by something else than the accession pass the merge
+        as fetched, so a re-read can join them in another order and number a case's
+        revisions differently (a later revision under a number already taken is dropped).
+
+        The case snapshots last (`bulk.changelog.write`)."""
+        assert self.state_sender is not None
+        await asyncio.gather(*acknowledged)
+        return await changelog.write(self.state_sender, self.app_id, changes)
 
     def _owned_cases(self, partitions: set[int]) -> list[tuple[str, CaseRecord]]:
         return case_records(self.tables[CASE_TABLE].items(), partitions)

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 class Rewind:
     """The case table as each tool's snapshot saw it, found in the table's changelog.
 
-    A bulk runner killed mid-batch leaves, per tool, its last snapshot (written at its
-    last batch end, before the commit) and the case table with some of the next batch's
-    changes on top (each chunk's are persisted before its records go out). Replaying the
+    A bulk runner killed mid-batch leaves, per tool, its last snapshot (written after the
+    table changes and records of the chunk it was taken at) and the case table with some
+    of the next chunks' changes on top (each chunk's are persisted once its records are
+    acknowledged, so those records, its alerts and figures, are on the log). Replaying the
     tool from its records would lose what the monitor held (verdicts, episodes, the
     revisions a case went through before its latest), so alerts would differ. The
     changelog has the history: fed its records in log order (`change`), this follows each
