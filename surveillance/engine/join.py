@@ -251,8 +251,9 @@ class JoinStage:
         past where it stood when the batch was first read), each says its partition has
         reached no further than its own AI time: the restored clock made the case clock
         jump to the batch's end and evaluate days whose revisions, lost in the crash
-        between the table's write and the records' send, were only re-emitted further on
-        in the batch. An exact clock (`JoinStage.saved_clocks`) re-emits each case with
+        between the table's write and the records' send (the live worker's order,
+        `stream.outbox`; the bulk runner sends the records first), were only re-emitted
+        further on in the batch. An exact clock (`JoinStage.saved_clocks`) re-emits each case with
         the reading it was first emitted with."""
         if not cases:
             return
