@@ -34,7 +34,6 @@ import ctypes
 import multiprocessing
 import os
 import queue
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -43,9 +42,10 @@ from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 from typing import Any
 
+from surveillance.child_process import die_with_parent
+
 EVENTS, RECORDS, BEHIND, LAST_BATCH, BUSY_CPU, QUIET_SINCE, CHECKED_AT, READY_CPU = range(8)
 FIELDS = 8
-_PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.1
 
 
@@ -205,10 +205,7 @@ CRASH_EXIT = 137  # what a SIGKILLed process reports
 
 
 def _child(run: Callable[[Slot], None], slot: Slot, parent: int, errors: Any) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(CRASH_EXIT)
+    die_with_parent(parent, CRASH_EXIT)
     try:
         run(slot)
     except Exception as exc:  # the parent reports it, in one line

@@ -16,16 +16,14 @@ a new child: a lost child costs time, never thresholds.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
 import pickle
 import queue
-import signal
-import sys
 from typing import Any
 
+from surveillance.child_process import die_with_parent
 from surveillance.stats.drift_calibration_cache import Entries
 from surveillance.stats.drift_feature_bank import Reference, thresholds_of
 
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 
 #: How long `results(block=True)` waits at a time (it checks the child between waits).
 WAIT_SECONDS = 0.05
-_PR_SET_PDEATHSIG = 1
 
 
 class CalibrationProcess:
@@ -124,10 +121,7 @@ class CalibrationProcess:
 
 def _serve(jobs: Any, results: Any, parent: int) -> None:
     """The child: jobs in order until the parent goes."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
+    die_with_parent(parent, 1)
     while True:
         job, payload = jobs.get()
         results.put((job, thresholds_of(pickle.loads(payload))))
