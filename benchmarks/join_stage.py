@@ -6,10 +6,12 @@ every byte it writes.
 The backlog is `benchmarks/throughput.py`'s (the simulator, seed 7, its default scenario
 and faults), each input event on the partition a Kafka producer gives its key. The join
 process's work, as `bulk.runner` does it: batches of 20,000 input records (in arrival
-order), each merged by event time (`bulk.order`) and cut in chunks of 2,000; each chunk
-through an `Engine` built as the runner builds it (join objects, no metrics), its table
-changes applied and encoded for the changelog (`bulk.changelog.encode`). Records sent to
-`cases.join` (an input not on its accession's partition) are read back in the next chunk.
+order), each record made as the runner makes it of a fetched message (its input value
+decoded, `bulk.order.decoded`), merged by event time (`bulk.order`) and cut in chunks of
+2,000; each chunk through an `Engine` built as the runner builds it (join objects, no
+metrics), its table changes applied and encoded for the changelog (`bulk.changelog.encode`).
+Records sent to `cases.join` (an input not on its accession's partition) are read back in
+the next chunk.
 
 CPU is `time.process_time` (the machine may be shared: the load average is printed
 beside it). The digest (SHA-256) covers every record produced (topic, partition, key,
@@ -31,7 +33,7 @@ import time
 from typing import Any
 
 from surveillance.bulk import changelog
-from surveillance.bulk.order import EventTimeMerge
+from surveillance.bulk.order import EventTimeMerge, decoded
 from surveillance.engine import collector
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.pipeline import Engine
@@ -47,7 +49,8 @@ INPUTS = (topics.AI_RESULTS, topics.REPORTS_FINAL)
 
 
 def input_records(events: list[Any], partitions: int) -> list[tuple[Record, Any]]:
-    """Each input event as the runner reads it, with its arrival time."""
+    """Each input event as a Kafka client gives it (the runner makes a `Record` of it,
+    in `read`), with its arrival time."""
     offsets: dict[tuple[str, int], int] = {}
     out = []
     for event in events:
@@ -56,6 +59,13 @@ def input_records(events: list[Any], partitions: int) -> list[tuple[Record, Any]
         out.append((Record(event.topic, partition, offset, event.key, event.value),
                     event.arrival))
     return out
+
+
+def read(fetched: list[Record]) -> list[Record]:
+    """The records as the runner makes them of what a fetch brought: its input values
+    decoded once (`bulk.order.decoded`), for their order and for ingest."""
+    return [Record(m.topic, m.partition, m.offset, m.key, m.value, m.headers,
+                   decoded(m.topic, m.value)) for m in fetched]
 
 
 def in_event_time(records: list[Record], inputs: tuple[str, ...]) -> list[Record]:
@@ -85,7 +95,7 @@ def run(records: list[tuple[Record, Any]], partitions: int,
     for at in range(0, len(records), BATCH):
         batch = records[at:at + BATCH]
         now = batch[-1][1]
-        ordered = forwarded + in_event_time([r for r, _ in batch], INPUTS)
+        ordered = forwarded + in_event_time(read([r for r, _ in batch]), INPUTS)
         forwarded = []
         for start in range(0, len(ordered), CHUNK):
             out = engine.process(ordered[start:start + CHUNK], now, 0.0)

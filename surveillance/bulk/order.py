@@ -25,6 +25,10 @@ order (a merge of the partitions' runs, not a sort), which Kafka promises; acros
 partitions it promises none. The records of other topics (`cases.join` forwards, the case
 stage's topics) pass at once, in their order. A value that states no time (or not as
 RFC 3339) goes at once when it heads its partition.
+
+The time of a record its reader decoded already (`decoded`: its topic's contract, which
+ingest then takes as it is) is read from that; only the others' values are decoded here
+for the time alone.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from surveillance.contracts import wire
 from surveillance.engine.records import Record
+from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
 
 
 class _EventTime(msgspec.Struct):
@@ -68,6 +74,31 @@ def event_time(raw: bytes | None) -> float:
     if when.finalized_at is not None:
         return _seconds(when.finalized_at) - _LEAD_SECONDS
     return _NONE
+
+
+#: The contract of each input topic (ingest's).
+CONTRACTS: dict[str, type[wire.AIResult] | type[wire.ReportFinal]] = {
+    AI_RESULTS: wire.AIResult, REPORTS_FINAL: wire.ReportFinal}
+
+
+def decoded(topic: str, raw: bytes | None) -> wire.AIResult | wire.ReportFinal | None:
+    """An input record's value as its topic's contract when the shortcut of
+    `contracts.wire.fast` takes it, for `Record.decoded`; None for another topic's or a
+    value left to pydantic (ingest decides on it)."""
+    kind = CONTRACTS.get(topic)
+    return None if kind is None or raw is None else wire.fast(raw, kind)
+
+
+def record_time(record: Record) -> float:
+    """`event_time` of the record's value, from its `decoded` contract when it has one (a
+    contract has no other time field, and its times have an offset)."""
+    event = record.decoded
+    kind = type(event)
+    if kind is wire.AIResult:
+        return float(event.inference_date.timestamp())
+    if kind is wire.ReportFinal:
+        return float(event.finalized_at.timestamp()) - _LEAD_SECONDS
+    return event_time(record.value)
 
 
 def _seconds(at: datetime) -> float:
@@ -107,7 +138,7 @@ class EventTimeMerge:
             queue = self._held.get(tp)
             if queue is None:
                 queue = self._held[tp] = deque()
-            at = event_time(record.value)
+            at = record_time(record)
             if not queue:
                 heapq.heappush(self._heads, (at, rank, record.partition, record.offset, tp))
             queue.append((at, record))

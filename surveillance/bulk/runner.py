@@ -50,7 +50,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from surveillance.bulk import changelog, join_clocks
+from surveillance.bulk import changelog, join_clocks, order
 from surveillance.bulk.batches import BatchSender
 from surveillance.bulk.calibration import CalibrationClient
 from surveillance.bulk.ownership import JOIN_TOPICS, Ownership
@@ -225,8 +225,10 @@ class BulkRunner:
             batch = await consumer.getmany(
                 timeout_ms=CALIBRATION_POLL_MS if drift.held else 500,
                 max_records=self.max_records)
+            # Input values decoded once, here: their time orders them (`bulk.order`),
+            # and ingest takes them as they are.
             fetched = [Record(m.topic, m.partition, m.offset, m.key, m.value,
-                              tuple(m.headers or ()))
+                              tuple(m.headers or ()), order.decoded(m.topic, m.value))
                        for messages in batch.values() for m in messages]
             records = await merge.take(fetched)
             if not records and drift.held:  # not quiet: their alerts are still to come

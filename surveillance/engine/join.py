@@ -135,7 +135,7 @@ class JoinStage:
         out.metric("processed", record.topic)
         try:
             result = self.config.ingest.accept(record.topic, record.value, now,
-                                               self.config.partitions)
+                                               self.config.partitions, record.decoded)
         except Exception:  # hostile input must never stop the worker: dead-letter it
             log.exception("ingest failed on %s[%d]@%d", record.topic, record.partition,
                           record.offset)

@@ -20,6 +20,10 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    #: An input record's value already decoded as its topic's contract by its reader
+    #: (`bulk.order.decoded`: the bulk runner orders its inputs by their time), which
+    #: ingest then takes as it is: one decode per record. None: ingest decodes it.
+    decoded: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

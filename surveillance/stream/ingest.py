@@ -233,9 +233,11 @@ class Ingest:
         return accepted if isinstance(accepted, Rejected) else accepted[0]
 
     def accept(
-        self, topic: str, raw: bytes | None, now: datetime, partitions: int
+        self, topic: str, raw: bytes | None, now: datetime, partitions: int,
+        decoded: AIResult | ReportFinal | None = None,
     ) -> tuple[JoinInput, int] | Rejected:
-        """The join input and the join partition of its (raw) accession number."""
+        """The join input and the join partition of its (raw) accession number.
+        `decoded`: `raw` as `wire.fast` gave it already (`Record.decoded`), or None."""
         if not self._kept_since <= now < self._forget_at:
             self._forget(now)  # also when the clock went back: forgetting changes no output
         if raw is None:
@@ -245,7 +247,8 @@ class Ingest:
         kind = _CONTRACTS.get(topic)
         # msgspec takes the ordinary event (`contracts.wire`: then no identifier holds a
         # control character); pydantic decides the rest and words the rejection.
-        event = wire.fast(raw, kind) if kind is not None else None
+        event = (decoded if decoded is not None and type(decoded) is kind
+                 else wire.fast(raw, kind) if kind is not None else None)
         screened = event is not None
         if event is None:
             parsed = self._parse(topic, raw)
