@@ -24,6 +24,12 @@
    only if it does suspend does the rest of it go through `wait_first` exactly as before
    (abandoned if the flow is suspended first). A record is delivered, dropped or raised in
    the same cases as in Faust's loop, in the same order.
+
+3. **Per-record statistics.** Faust's `Monitor` sensor counts and times every record four
+   times (in, into a stream, out of it, acknowledged: dicts and clocks per record, ~1.5%
+   of the worker's CPU, measured with py-spy) for Faust's stats pages, which the worker
+   turns off (`web_stats_enabled=False`). `QuietMonitor` (the app's `Monitor`) skips those
+   four; the rest (commits, rebalances, end offsets) it keeps as Faust's.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 from collections.abc import Coroutine, Generator
 from typing import Any, cast
 
+from faust.sensors import Monitor
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -55,6 +62,23 @@ def install(fetch_max_wait_ms: int) -> None:
     setattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer",  # noqa: B010
             _create_worker_consumer)
     setattr(faust_consumer.Consumer, "_drain_messages", _drain_messages)  # noqa: B010
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its per-record statistics (3. above)."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
+                            state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
 
 
 DONE = object()
