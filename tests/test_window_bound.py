@@ -1,0 +1,95 @@
+"""The window calibration's exchangeability bound, against theory and an exact oracle.
+
+- `expected_rate_bound` counts as its definition says (hand-sized examples).
+- The expected false-alarm rate of calibrated thresholds is within the aim: three
+  categories, the thresholds' exact rate on a fresh window of the calibration's own null
+  (the posterior predictive: window size from the reference's sizes, counts
+  Dirichlet-multinomial) by summing scipy's `dirichlet_multinomial` over every possible
+  window, averaged over calibration seeds; the aim is the default tool's rate, where the
+  search reads the thresholds off the largest simulated windows. The spread between seeds
+  is the order statistic's, checked against scipy's beta distribution.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.stats import beta, dirichlet_multinomial, ttest_1samp
+
+from surveillance.stats.drift_calibration import PRIOR_COUNT, calibrate_window_thresholds
+from surveillance.stats.psi import psi_rows
+from surveillance.stats.window_bound import (
+    MIN_SIMULATED_WINDOWS,
+    expected_rate_bound,
+    windows_needed,
+)
+
+
+def test_the_bound_counts_alarms_and_one_window_at_each_threshold() -> None:
+    psi = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    # 4 and 5 alarm; 3 is the threshold window: (2 + 1) / 6.
+    assert expected_rate_bound({"psi": psi}, {"psi": 3.0}) == pytest.approx(3 / 6)
+    # Tied at the threshold, neither of them can alarm: still m = 1 (the fresh window).
+    tied = np.array([1.0, 3.0, 3.0, 4.0, 5.0])
+    assert expected_rate_bound({"psi": tied}, {"psi": 3.0}) == pytest.approx(3 / 6)
+    # Two tests: psi alarms on windows 3 and 4, JS on window 3; the threshold windows
+    # (psi's 2, JS's 0) differ and neither alarms: m = 2.
+    js = np.array([0.5, 0.1, 0.2, 0.9, 0.3])
+    both = {"psi": psi, "jensen_shannon": js}
+    thresholds = {"psi": 3.0, "jensen_shannon": 0.5}
+    assert expected_rate_bound(both, thresholds) == pytest.approx((2 + 2) / 6)
+    # A gated window neither alarms (4) nor counts at a threshold (0).
+    gate = np.array([False, True, True, True, False])
+    assert expected_rate_bound(both, thresholds, gate) == pytest.approx((1 + 1) / 6)
+    # A threshold window that alarms on the other test is counted once, as an alarm.
+    assert expected_rate_bound(both, {"psi": 4.0, "jensen_shannon": 0.5}) == (
+        pytest.approx((2 + 1) / 6))
+
+
+def test_windows_needed_lets_each_test_hold_its_largest_window() -> None:
+    for aim, tests in ((2.63e-5, 1), (0.9 * 5.27e-5, 3), (1e-3, 3)):
+        n = windows_needed(aim, tests)
+        assert n == max(MIN_SIMULATED_WINDOWS, int(np.ceil(tests / aim)) - 1)
+        assert tests / (n + 1) <= aim
+
+
+REFERENCE = np.array([420.0, 250.0, 30.0])
+SIZES = [22, 25, 28, 30, 33]
+AIM = 5e-5
+
+
+def _every_window() -> tuple[np.ndarray, np.ndarray]:
+    """Every window of the calibration's null and its probability."""
+    rows, probability = [], []
+    alpha = REFERENCE + PRIOR_COUNT
+    for n in SIZES:
+        counts = np.array([(a, b, n - a - b) for a, b in itertools.product(range(n + 1), repeat=2)
+                           if a + b <= n], dtype=np.float64)
+        rows.append(counts)
+        probability.append(dirichlet_multinomial.pmf(counts, alpha, n) / len(SIZES))
+    return np.concatenate(rows), np.concatenate(probability)
+
+
+def test_expected_rate_of_calibrated_thresholds_is_within_the_aim() -> None:
+    windows, probability = _every_window()
+    assert probability.sum() == pytest.approx(1.0)
+    psi = psi_rows(REFERENCE, windows)
+    rates = []
+    for seed in range(60):
+        threshold = calibrate_window_thresholds(
+            REFERENCE, 28.0, AIM, seed=seed, tests=("psi",), window_sizes=SIZES).psi
+        rates.append(float(probability[psi > threshold].sum()))
+    n = windows_needed(AIM, 1)
+    mean = float(np.mean(rates))
+    above = ttest_1samp(rates, AIM, alternative="greater").pvalue
+    # The largest of n is exceeded with probability Beta(1, n) (a continuous statistic;
+    # this one is discrete, so at most that): its 95th percentile bounds most seeds.
+    high = beta.ppf(0.95, 1, n)
+    print(f"exact rate of calibrated thresholds: mean {mean:.2e} over {len(rates)} seeds "
+          f"(aim {AIM:.1e}, Beta(1, {n}) mean {1 / (n + 1):.2e}), p(above aim) = {above:.3g}; "
+          f"{sum(r > high for r in rates)} seeds above its 95th percentile {high:.2e}")
+    assert above >= 0.001
+    assert sum(r > high for r in rates) <= 9  # 3 expected of 60; P(>= 10) < 0.002
+    assert mean >= AIM / 10  # not vacuous: the thresholds spend the budget
