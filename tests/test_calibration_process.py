@@ -3,10 +3,11 @@ gives, whenever the thresholds arrive (`engine.drift`, `bulk.calibration`).
 
 The same simulated backlog (41 days of two tools: each one's references calibrated
 after its first 30 days, then a new scanner software version at one site and a protocol
-change at another, which drift alerts) goes through the engine in chunks as the bulk runner takes them, once calibrating in
-process (the reference) and then with the thresholds computed elsewhere and handed back
-late: at the next chunk, three chunks on, only when the engine waits for them at the
-end, and by two real calibration processes (forked, on their queues). Against the reference:
+change at another, which drift alerts) goes through the engine in chunks as the bulk
+runner takes them, once calibrating in process (the reference) and then with the
+thresholds computed elsewhere and handed back late: at the next chunk, three chunks on,
+only when the engine waits for them at the end, and by two real calibration processes
+(forked, on their queues). Against the reference:
 the same alerts (every byte; per tool the drift alerts in the same order), every other
 record produced the same and in the same order, the same case-table changes, and each
 tool's final state snapshot the same (monitor, drift bank with its thresholds and
