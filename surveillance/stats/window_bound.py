@@ -23,6 +23,15 @@ the time above 2x). A 95% confidence bound on each calibration's rate, like
 Page-Hinkley's (`stream_calibration`: ln(20) / aim draws), would need 114,000 windows for
 a numeric feature and 190,000 for a categorical union, and would set thresholds near the
 aim / 3 quantile.
+
+Power. The statistic is the detector's either way, so at an equal realized false-alarm
+rate the power is the same; but the largest of n is the most spread of the thresholds
+with a given expected rate, and power is concave in the rate, so the expected power is
+lower than with a less spread threshold. Measured on a numeric feature's PSI (13 bins,
+91 events a window, its windows shifted one bin; 100 seeds, rates on 5,000,000 fresh
+windows), each spread scaled to the aim: 0.59 from the largest of 38,000, 0.66 from the
+2nd largest of 76,000 (windows_needed's count doubled), 0.69 from the 3rd of 100,000,
+0.87 at the exact quantile.
 """
 
 from __future__ import annotations
