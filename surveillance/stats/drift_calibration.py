@@ -40,7 +40,8 @@ tool's own reference period at the tool's volume (the reference's mean events pe
 - River detectors: `stream_calibration`.
 
 How many windows, and which thresholds: `window_bound` (the expected rate of a fresh
-stable window within the aim, exactly, by exchangeability, from n_tests / aim windows).
+stable window within the aim, exactly, by exchangeability, from about as many windows as
+the point estimate read).
 
 What the simulation does not see: seasonal structure, and dependence
 between consecutive studies; real stable streams with such structure alarm more often
