@@ -21,17 +21,18 @@ from scipy.signal import lfilter
 from surveillance.stats.categorical_drift import WindowTestName, WindowThresholds
 from surveillance.stats.chi_square import chi_square_rows
 from surveillance.stats.drift_calibration import (
-    EXCEEDANCES,
-    MAX_SIMULATED_WINDOWS,
     MIN_DIVERGENCE_THRESHOLD,
-    MIN_SIMULATED_WINDOWS,
     PRIOR_COUNT,
-    _thresholds_at,
-    _union_rate,
     resolution_floor,
 )
 from surveillance.stats.jensen_shannon import jensen_shannon_rows
 from surveillance.stats.psi import FloatArray, psi_rows
+from surveillance.stats.window_bound import _thresholds_at, _union_rate
+
+#: af19bc4's window counts: ~EXCEEDANCES simulated windows beyond the threshold.
+EXCEEDANCES = 50
+MIN_SIMULATED_WINDOWS = 20_000
+MAX_SIMULATED_WINDOWS = 100_000
 
 
 def page_hinkley_maxima(

@@ -16,11 +16,13 @@ from unittest.mock import patch
 import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from scipy.stats import chisquare
 
 from surveillance.stats import stream_calibration, window_shortcuts
 from surveillance.stats.drift_calibration import _statistics, calibrate_window_thresholds
 from surveillance.stats.psi import proportions, psi_of_proportions
 from surveillance.stats.stream_calibration import (
+    bootstrap_picks,
     calibrate_page_hinkley,
     order_statistic_bound,
     page_hinkley_statistics,
@@ -95,43 +97,54 @@ def test_window_thresholds_equal_those_computed_on_every_window(
     seed=st.integers(0, 2**32 - 1),
     events_per_quarter=st.integers(30, 160),
     n_quarters=st.integers(300, 900),
-    chunk_values=st.integers(1, 20_000),
     quarter_values=st.integers(1, 60_000),
     mode=st.sampled_from(["up", "down", "both"]),
     reference_size=st.sampled_from([2, 37, 70_000]),
 )
-# Chunks of 7 quarters of 31 values (odd counts of 32-bit draws), groups of 10 quarters.
-@example(seed=1, events_per_quarter=31, n_quarters=300, chunk_values=217, quarter_values=310,
-         mode="both", reference_size=37)
+# Groups of 10 quarters of 31 values, the last one partial.
+@example(seed=1, events_per_quarter=31, n_quarters=305, quarter_values=310, mode="both",
+         reference_size=37)
 def test_page_hinkley_threshold_equals_the_plain_bootstrap_of_river_statistics(
-    seed: int, events_per_quarter: int, n_quarters: int, chunk_values: int,
-    quarter_values: int, mode: str, reference_size: int,
+    seed: int, events_per_quarter: int, n_quarters: int, quarter_values: int, mode: str,
+    reference_size: int,
 ) -> None:
-    """`calibrate_page_hinkley` (quarters drawn in chunks, held in groups, 16-bit indices
-    when they fit, time-major maxima) against the plain computation: the same chunks of
-    bootstrap indices, each quarter's statistics by the river-checked recursion, the
-    maxima's order statistic. Chunk and group sizes are forced small so that groups hold
-    several chunks and the last ones are partial."""
+    """`calibrate_page_hinkley` (quarters held in groups, time-major maxima) against the
+    plain computation: the same groups of bootstrap indices (`bootstrap_picks`), each
+    quarter's statistics by the river-checked recursion, the maxima's order statistic.
+    Group sizes are forced small so that there are several and the last is partial."""
     reference = np.random.default_rng(seed).lognormal(size=reference_size)
     rate = 0.01
     rng = np.random.default_rng(seed)
-    chunk = max(1, chunk_values // events_per_quarter)
+    group = max(1, quarter_values // events_per_quarter)
     maxima = []
-    for start in range(0, n_quarters, chunk):
-        picks = rng.integers(0, reference.size,
-                             size=(min(chunk, n_quarters - start), events_per_quarter),
-                             dtype=np.uint32)
-        maxima.append(page_hinkley_statistics(reference[picks], 30, 0.1, 1 - 0.0001, mode)  # type: ignore[arg-type]
+    for start in range(0, n_quarters, group):
+        picks = bootstrap_picks(rng, reference.size, events_per_quarter,
+                                min(group, n_quarters - start))
+        quarters = reference[picks.T.astype(np.intp)]
+        maxima.append(page_hinkley_statistics(quarters, 30, 0.1, 1 - 0.0001, mode)  # type: ignore[arg-type]
                       .max(axis=-1))
     every = np.concatenate(maxima)
     k = order_statistic_bound(n_quarters, rate, 0.95)
     assert k is not None
     plain = max(float(np.partition(every, every.size - k)[every.size - k]), 1e-6)
-    with patch.object(stream_calibration, "_CHUNK_VALUES", chunk_values), \
-            patch.object(stream_calibration, "_QUARTER_VALUES", quarter_values):
+    with patch.object(stream_calibration, "_QUARTER_VALUES", quarter_values):
         fast = calibrate_page_hinkley(reference, events_per_quarter, rate, seed=seed,
                                       n_quarters=n_quarters, delta=0.1, mode=mode)  # type: ignore[arg-type]
     assert repr(fast) == repr(plain)
+
+
+def test_bootstrap_picks_are_uniform_over_the_reference() -> None:
+    """The indices, 16-bit or 32-bit, against the uniform distribution (scipy's chi-square
+    goodness of fit), each index within the reference."""
+    rng = np.random.default_rng(3)
+    for size in (37, 70_000):
+        picks = bootstrap_picks(rng, size, 700, 1000)
+        assert picks.shape == (700, 1000) and int(picks.max()) < size
+        assert picks.dtype == (np.uint16 if size <= 1 << 16 else np.uint32)
+        observed = np.bincount((picks.astype(np.int64).ravel() * 20) // size, minlength=20)
+        # Each of 20 cells holds floor or ceil(size / 20) of the indices.
+        expected = np.bincount((np.arange(size) * 20) // size, minlength=20) * picks.size / size
+        assert chisquare(observed, expected).pvalue > 1e-4
 
 
 @settings(max_examples=60, deadline=None)

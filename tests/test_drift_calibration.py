@@ -44,16 +44,21 @@ def test_window_thresholds_hold_their_rate_on_fresh_stable_windows() -> None:
     again = calibrate_window_thresholds(reference, 40.0, rate, seed=1)
     assert thresholds == again  # reproducible
     assert thresholds.chi_square_p <= rate
+    # Fresh windows from the reference's own proportions, judged against the reference
+    # the thresholds were calibrated on (as the detector judges them). Judging them
+    # against 200 other draws of a reference instead (as this test once did) is not what
+    # the calibration promises: one reference's thresholds on other references alarm
+    # ~1.5x the rate on average (main's calibration 1.59x over 12 seeds, on 600,000
+    # windows; 9 of the 12 above this allowance), and the test passed by its seed.
     rng = np.random.default_rng(99)
     p = reference / reference.sum()
     n_windows, alarms = 60_000, 0
-    refs = rng.multinomial(int(reference.sum()), p, size=200)
-    for i in range(n_windows):
+    ref = list(reference)
+    for _ in range(n_windows):
         size = int(rng.poisson(40.0))
         if size < 20:
             continue
         cur = list(rng.multinomial(size, p))
-        ref = list(refs[i % 200])
         keep = [j for j in range(len(cur)) if cur[j] + ref[j] > 0]
         r, c = [ref[j] for j in keep], [cur[j] for j in keep]
         alarms += (

@@ -39,6 +39,10 @@ tool's own reference period at the tool's volume (the reference's mean events pe
   so the real rate is at most the target).
 - River detectors: `stream_calibration`.
 
+How many windows, and which thresholds: `window_bound` (the expected rate of a fresh
+stable window within the aim, exactly, by exchangeability, from about as many windows as
+the point estimate read).
+
 What the simulation does not see: seasonal structure, and dependence
 between consecutive studies; real stable streams with such structure alarm more often
 than the budget. Reproducible: everything is drawn from numpy's PCG64 seeded by `seed`.
@@ -68,16 +72,16 @@ from surveillance.stats.psi import (
     psi_of_proportions,
     psi_rows,
 )
+from surveillance.stats.window_bound import (
+    _thresholds_at,
+    expected_rate_bound,
+    windows_needed,
+)
 from surveillance.stats.window_shortcuts import distinct_rows, psi_by_terms
 
 WindowKind = Literal["daily", "weekly"]
 DAYS_PER_QUARTER = 91
 WINDOW_DAYS: dict[WindowKind, int] = {"daily": 1, "weekly": 7}
-#: Simulated windows: enough for ~EXCEEDANCES windows beyond the threshold at the target
-#: rate (the rate is then estimated to about +-1/sqrt(EXCEEDANCES), 14%), within bounds.
-EXCEEDANCES = 50
-MIN_SIMULATED_WINDOWS = 20_000
-MAX_SIMULATED_WINDOWS = 100_000
 #: Smallest thresholds returned, so that a degenerate null (one category) stays valid.
 MIN_DIVERGENCE_THRESHOLD = 1e-6
 #: Dirichlet prior count per category of the posterior predictive null (Jeffreys).
@@ -241,37 +245,6 @@ def _moved(ref_share: FloatArray, window_shares: FloatArray) -> FloatArray:
     return result
 
 
-def _thresholds_at(
-    ordered: dict[WindowTestName, FloatArray], rate: float
-) -> dict[WindowTestName, float]:
-    """Per-test thresholds whose tail holds at most `rate` of the (sorted) statistics."""
-    out: dict[WindowTestName, float] = {}
-    for test, values in ordered.items():
-        k = math.floor(rate * values.size)
-        if test == "chi_square":
-            out[test] = float(values[min(k, values.size - 1)])
-        else:
-            out[test] = float(values[max(values.size - 1 - k, 0)])
-    return out
-
-
-def _union_rate(
-    stats: dict[WindowTestName, FloatArray],
-    thresholds: dict[WindowTestName, float],
-    gate: npt.NDArray[np.bool_] | None = None,
-) -> float:
-    """Share of windows where any test crosses (and, with `gate`, the window may cross)."""
-    alarm = np.zeros(next(iter(stats.values())).shape, dtype=bool)
-    for t, values in stats.items():
-        if t == "chi_square":
-            alarm |= values < thresholds[t]
-        else:
-            alarm |= values > thresholds[t]
-    if gate is not None:
-        alarm &= gate
-    return float(alarm.mean())
-
-
 def calibrate_window_thresholds(
     reference_counts: Sequence[float] | FloatArray,
     events_per_window: float,
@@ -302,12 +275,8 @@ def calibrate_window_thresholds(
         raise DriftParameterError(
             f"min_total_variation must be in [0, 1), got {min_total_variation}"
         )
-    n_windows = int(
-        min(
-            max(math.ceil(EXCEEDANCES / per_window_rate), MIN_SIMULATED_WINDOWS),
-            MAX_SIMULATED_WINDOWS,
-        )
-    )
+    aim = per_window_rate if min_total_variation <= 0 else per_window_rate * GATED_AIM
+    n_windows = windows_needed(aim, len(tests))
     windows = simulate_windows(reference_counts, events_per_window, n_windows, seed,
                                min_window_events, window_sizes)
     ref = np.asarray(reference_counts, dtype=np.float64)
@@ -350,10 +319,9 @@ def calibrate_window_thresholds(
     # gate no test may exceed the rate alone; with one, a test's tail may be wider than
     # the rate where the gate holds part of it back.
     low, high = 0.0, per_window_rate if gate is None else 1.0
-    aim = per_window_rate if gate is None else per_window_rate * GATED_AIM
     for _ in range(30):
         mid = (low + high) / 2
-        if _union_rate(stats, bounded(_thresholds_at(ordered, mid)), gate) <= aim:
+        if expected_rate_bound(stats, bounded(_thresholds_at(ordered, mid)), gate) <= aim:
             low = mid
         else:
             high = mid

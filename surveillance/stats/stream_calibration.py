@@ -222,21 +222,34 @@ def _check_stream_inputs(
 def _gather(
     values: FloatArray, picks: npt.NDArray[np.unsignedinteger[Any]]
 ) -> Callable[[int, int], FloatArray]:
-    """The picked values at times a..b-1, one row per time (`_maxima`'s columns)."""
+    """The picked values at times a..b-1 (`picks`: one row per time, one column per
+    stream), one row per time (`_maxima`'s columns): contiguous rows of `picks`."""
 
     def columns(a: int, b: int) -> FloatArray:
-        taken: FloatArray = np.take(values, picks[:, a:b].T)
+        taken: FloatArray = np.take(values, picks[a:b])
         return taken
 
     return columns
 
 
-#: Bootstrapped values drawn per call by `calibrate_page_hinkley` (the draws depend on it).
-_CHUNK_VALUES = 2_000_000
-#: Bootstrapped values held at once by `calibrate_page_hinkley` (as 16- or 32-bit indices).
+#: Bootstrapped values held at once by `calibrate_page_hinkley` (as 16- or 32-bit
+#: indices); the quarters are drawn in groups of this many values (the draws depend on it).
 _QUARTER_VALUES = 1 << 24
 #: Confidence that a Page-Hinkley threshold's true rate is within its share (module doc).
 CONFIDENCE = 0.95
+
+
+def bootstrap_picks(
+    rng: np.random.Generator, reference_size: int, events_per_quarter: int, quarters: int
+) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """Bootstrap indices of `quarters` quarters, time-major (one row per time, one column
+    per quarter): i.i.d. uniform on 0..reference_size-1, as 16-bit integers when they fit
+    (half the generator's work of 32-bit ones) and drawn in the layout `_maxima` reads
+    (its gathers are then contiguous)."""
+    index_type = np.uint16 if reference_size <= 1 << 16 else np.uint32
+    picks: npt.NDArray[np.unsignedinteger[Any]] = rng.integers(
+        0, reference_size, size=(events_per_quarter, quarters), dtype=index_type)
+    return picks
 
 
 def calibrate_page_hinkley(
@@ -263,20 +276,12 @@ def calibrate_page_hinkley(
         )
     rng = np.random.default_rng(seed)
     maxima = []
-    chunk = max(1, _CHUNK_VALUES // events_per_quarter)
     # As many quarters at once as _QUARTER_VALUES allows (the time-major maxima are
-    # cheaper the more streams share each step), drawn in the same chunks as always.
-    group = chunk * max(1, _QUARTER_VALUES // events_per_quarter // chunk)
-    index_type = np.uint16 if ref.size <= 1 << 16 else np.uint32
+    # cheaper the more streams share each step).
+    group = max(1, _QUARTER_VALUES // events_per_quarter)
     for first in range(0, n_quarters, group):
         size = min(group, n_quarters - first)
-        picks = np.empty((size, events_per_quarter), dtype=index_type)
-        for start in range(0, size, chunk):
-            # Indices as 32-bit integers, then gathers: half the cost of `rng.choice`.
-            # (Kept as 16-bit ones when they fit: the same values, half the memory.)
-            picks[start : start + chunk] = rng.integers(
-                0, ref.size, size=(min(chunk, size - start), events_per_quarter),
-                dtype=np.uint32)
+        picks = bootstrap_picks(rng, ref.size, events_per_quarter, size)
         maxima.append(_maxima(_gather(ref, picks), size, events_per_quarter,
                               min_instances, delta, alpha, mode))
     all_max = np.concatenate(maxima)
