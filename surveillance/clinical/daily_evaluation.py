@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from surveillance.clinical.alert_fitting import bounded_id
 from surveillance.clinical.monitor_alerts import (
@@ -38,7 +39,8 @@ from surveillance.clinical.verdicts import METRICS, VerdictKind, judge
 from surveillance.contracts import Alert, MetricSnapshot
 from surveillance.contracts.base import trusted
 from surveillance.stats.agreement import Confusion, Estimate
-from surveillance.stats.windows import utc_day
+from surveillance.stats.window_counts import WindowCounts
+from surveillance.stats.windows import AgreementWindows, Key, utc_day
 
 
 def evaluate(
@@ -51,12 +53,13 @@ def evaluate(
     for tool in selected:
         for record in list(state.versions.get(tool, {}).values()):
             at = _read_time(record, now)
-            if not _active(state, record, at):
+            read = _Reads(state.windows_of(record.tool), at)
+            if not _active(state, record, read):
                 continue
             for site in (*sorted(record.sites), ALL_SITES):
                 if snapshots:
-                    out.extend(_snapshots(state, record, site, at))
-                alerts.extend(_verdicts_of(state, record, site, at))
+                    out.extend(_snapshots(state, record, site, at, read))
+                alerts.extend(_verdicts_of(state, record, site, at, read))
             _close_episodes(state, record, at)
             if snapshots:
                 out.extend(_chart_snapshots(record, at))
@@ -72,27 +75,45 @@ def _read_time(record: VersionRecord, now: datetime) -> datetime:
     return now if now >= latest else latest
 
 
-def _active(state: MonitorState, record: VersionRecord, now: datetime) -> bool:
+class _Reads:
+    """A version's window reads at one evaluation, each made once: the evaluation reads
+    the all-sites 90-day window three times (activity, snapshot, verdict) and each site's
+    30- and 90-day windows twice (snapshot, verdict), and nothing counts a case between
+    them, so the second read is the first's answer (`WindowCounts` is immutable)."""
+
+    __slots__ = ("_found", "_now", "_windows")
+
+    def __init__(self, windows: AgreementWindows, now: datetime) -> None:
+        self._windows = windows
+        self._now = now
+        self._found: dict[tuple[Key, int | str], WindowCounts] = {}
+
+    def __call__(self, key: Key, window: int | str) -> WindowCounts:
+        found = self._found.get((key, window))
+        if found is None:
+            found = self._found[key, window] = self._windows.window(key, window, self._now)
+        return found
+
+
+def _active(state: MonitorState, record: VersionRecord, read: _Reads) -> bool:
     """A version is evaluated while it has cases in the longest window."""
-    counts = state.windows_of(record.tool).window(
-        site_key(record.tool, record.version, ALL_SITES), state.settings.windows_days[-1],
-        now,
-    )
+    counts = read(site_key(record.tool, record.version, ALL_SITES),
+                  state.settings.windows_days[-1])
     return counts.confusion.n + counts.pending + counts.unlabelled + counts.indeterminate > 0
 
 
 def _verdicts_of(
-    state: MonitorState, record: VersionRecord, site: str, now: datetime
+    state: MonitorState, record: VersionRecord, site: str, now: datetime, read: _Reads
 ) -> list[Alert]:
     baseline = state.settings.registry.get(record.tool)
     if baseline is None:
         return []
-    windows = state.windows_of(record.tool)
     level = _alert_level(state, record)
     alerts = []
+    where = site_key(record.tool, record.version, site)
     for window in VERDICT_WINDOWS:
-        confusion = windows.window(site_key(record.tool, record.version, site), window, now)
-        for metric, verdict in judge(confusion.confusion, baseline, state.settings.alpha).items():
+        counts = read(where, window)
+        for metric, verdict in judge(counts.confusion, baseline, state.settings.alpha).items():
             key: VerdictKey = (record.tool, record.version, site, window, metric)
             state.verdicts[key] = verdict
             alarming = verdict.kind is VerdictKind.BELOW_BASELINE and (
@@ -154,17 +175,17 @@ def _label_free(state: MonitorState, record: VersionRecord, now: datetime) -> li
 
 
 def _snapshots(
-    state: MonitorState, record: VersionRecord, site: str, now: datetime
+    state: MonitorState, record: VersionRecord, site: str, now: datetime, read: _Reads
 ) -> list[MetricSnapshot]:
     tool, version = record.tool, record.version
-    windows = state.windows_of(tool)
+    key = site_key(tool, version, site)
     day = now.date().isoformat()
     out = []
     last_n = state.settings.last_n
     labelled: list[tuple[int | str, str]] = [(d, f"{d}d") for d in state.settings.windows_days]
     labelled.append(("last_n", f"last{last_n}"))
     for window, label in labelled:
-        confusion = windows.window(site_key(tool, version, site), window, now).confusion
+        confusion = read(key, window).confusion
         for metric, value, interval, n in figures(confusion):
             out.append(agreement_snapshot(
                 bounded_id("agreement", tool, version, site, label, metric, day), now, tool,
@@ -230,6 +251,20 @@ Figure = tuple[str, float | None, tuple[float, float] | None, int]
 
 def figures(confusion: Confusion) -> list[Figure]:
     """The seven agreement metrics of a window: name, value, 95% interval, denominator."""
+    return list(_figures(confusion.tp, confusion.fp, confusion.tn, confusion.fn))
+
+
+@lru_cache(maxsize=4096)
+def _figures(tp: int, fp: int, tn: int, fn: int) -> tuple[Figure, ...]:
+    """`figures` of the counts, kept for the latest counts asked: a daily evaluation asks
+    for 4 windows of each site and of all sites, and a quiet site's or a slow version's
+    counts are often those of an earlier day (figures are a function of the four counts;
+    `tests/test_daily_evaluation_reads.py` holds the two equal)."""
+    return tuple(plain_figures(Confusion(tp=tp, fp=fp, tn=tn, fn=fn)))
+
+
+def plain_figures(confusion: Confusion) -> list[Figure]:
+    """`figures` computed (no cache)."""
     estimates: list[tuple[str, Estimate]] = [
         ("sensitivity", confusion.sensitivity()),
         ("specificity", confusion.specificity()),
