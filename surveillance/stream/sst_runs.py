@@ -69,10 +69,12 @@ def partition(store: Any, number: int) -> Partition:
     """The `Partition` of a Faust RocksDB store's partition `number` (opened if not)."""
     db = store._db_for_partition(number)  # the handle Faust's store opens and keeps
     path = Path(store.partition_path(number))
+    scratch = path.with_name(f".{path.name}.preseed.sst")
+    scratch.unlink(missing_ok=True)  # one a killed pre-seed left
     it = db.iter()
     it.seek_to_first()
-    return Partition(db, store.offset_key, store.rocksdb_options.as_options(),
-                     path.with_name(f".{path.name}.preseed.sst"), not it.valid())
+    return Partition(db, store.offset_key, store.rocksdb_options.as_options(), scratch,
+                     not it.valid())
 
 
 @dataclass
