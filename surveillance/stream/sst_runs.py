@@ -8,7 +8,12 @@ offset under the store's `offset_key` as Faust's `set_persisted_offset` writes i
 (`str(offset).encode()`), and the file is ingested: RocksDB links it into the database
 whole, at the lowest level nothing it already holds overlaps (the bottom one, for a new
 worker's empty database). Writing the same records with puts went through memtables,
-flushes and compactions: a third to a half of the pre-seed's CPU.
+flushes and compactions: a third to a half of the pre-seed's CPU. Measured at a quarter
+of a 2M-exam/yr system (748,325 records, `benchmarks/state_bounds.py`, load 9-10 on 2
+cores): the pre-seed 7.8 and 6.9 s of CPU against 8.8 and 9.0 with puts, the stores
+~250 MiB on disk in ~one file a partition against ~870 MiB with their compactions still
+to come. Smaller runs (32 MiB: several overlapping files a partition, which RocksDB
+compacts) cost more than puts (10.4 and 9.3 s); uncompressed files no less (8.3, 7.9 s).
 
 One ingestion is atomic: a pre-seed stopped anywhere (an error, a kill) leaves each
 database as of the end of some run, with that run's offset. Memory: the runs of all
