@@ -3,8 +3,9 @@
 On a real broker, with Faust's real RocksDB store: the oracle is Faust's own
 `Store.apply_changelog_batch` fed the same records (read with another client), and the
 two stores' databases must hold the same bytes, the persisted offset among them. Also a
-pre-seed stopped between batches and run again, one killed (SIGKILL: its writes skip the
-write-ahead log), and one run again after more records came (it reads only those).
+pre-seed stopped between two ingestions and run again, one killed (SIGKILL), one run
+again after more records came (it reads only those), and one on a store Faust already
+wrote part of, in several SST files a partition (`stream.sst_runs`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rocksdict import AccessType, Options, Rdict
 
 from surveillance.bulk import changelog
 from surveillance.embedded import EmbeddedBroker
-from surveillance.stream import store_preseed
+from surveillance.stream import sst_runs, store_preseed
 from surveillance.stream.faust_options import TABLE_OPTIONS
 from surveillance.stream.topics import TopicSpec, create_topics
 from tests.topic_read import read_records
@@ -167,24 +168,25 @@ def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
     for table, records in first.items():
         _send(broker.bootstrap, changelog.topic(app_id, table), records)
 
-    # Stopped after its 5th write, with batches of a few records: some partitions done,
-    # one halfway, some not begun.
+    # Stopped after its 5th ingestion, with small runs: some partitions done, one
+    # halfway, some not begun.
     monkeypatch.setattr(store_preseed, "BATCH_RECORDS", 50)
-    applied = store_preseed._apply
+    monkeypatch.setattr(sst_runs, "RUN_BYTES", 100_000)
+    applied = sst_runs.write
     calls = 0
 
-    def stopping(target: Any, messages: list[Any]) -> None:
+    def stopping(target: Any, run: Any) -> None:
         nonlocal calls
         calls += 1
         if calls > 5:
             raise Stopped
-        applied(target, messages)
+        applied(target, run)
 
     seeded = _stores(app_id, tmp_path / "seeded")
-    monkeypatch.setattr(store_preseed, "_apply", stopping)
+    monkeypatch.setattr(sst_runs, "write", stopping)
     with pytest.raises(Stopped):
         _preseed(broker.bootstrap, seeded)
-    monkeypatch.setattr(store_preseed, "_apply", applied)
+    monkeypatch.setattr(sst_runs, "write", applied)
     halfway = _contents(seeded)
     assert sum(len(c) for c in halfway.values()) > 0
 
@@ -195,7 +197,7 @@ def test_a_preseeded_store_holds_the_bytes_faust_recovery_would_write(
     want = _contents(oracle)
     assert _contents(seeded) == want
     assert any(OFFSET in c for c in want.values())
-    assert _column_options(seeded) == _column_options(oracle)  # Faust's, not the bulk's
+    assert _column_options(seeded) == _column_options(oracle)  # Faust's, as they were
     assert ["compression=kSnappyCompression", "write_buffer_size=4194304",
             "disable_auto_compactions=false"] in _column_options(oracle)
 
@@ -220,20 +222,20 @@ def test_a_store_of_empty_changelogs_stays_without_an_offset(
     assert all(c == {} for c in _contents(stores).values())
 
 
-_KILLED_AFTER_40_WRITES = """
+_KILLED_AFTER_12_INGESTIONS = """
 import os, signal, sys
 from pathlib import Path
-from surveillance.stream import store_preseed
+from surveillance.stream import sst_runs, store_preseed
 from tests.test_store_preseed import _stores
 store_preseed.BATCH_RECORDS = 10
-store_preseed.BULK_WRITE_BUFFER = 64 << 10  # RocksDB's smallest: flushes come often
-applied, calls = store_preseed._apply, []
-def killing(target, messages):
+sst_runs.RUN_BYTES = 60_000  # a run written every few batches
+applied, calls = sst_runs.write, []
+def killing(target, run):
     calls.append(1)
-    if len(calls) > 40:
+    if len(calls) > 12:
         os.kill(os.getpid(), signal.SIGKILL)
-    applied(target, messages)
-store_preseed._apply = killing
+    applied(target, run)
+sst_runs.write = killing
 from tests.test_store_preseed import _preseed
 _preseed(sys.argv[3], _stores(sys.argv[1], Path(sys.argv[2])))
 """
@@ -245,7 +247,7 @@ def test_a_killed_preseed_leaves_each_partition_as_of_a_batch_with_its_offset(
     rng = random.Random(8)
     for table in TABLES:
         _send(broker.bootstrap, changelog.topic(app_id, table), _records(rng, 400))
-    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_40_WRITES, app_id,
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_12_INGESTIONS, app_id,
                              str(tmp_path / "seeded"), broker.bootstrap],
                             capture_output=True, cwd=Path(__file__).parent.parent)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
@@ -255,7 +257,7 @@ def test_a_killed_preseed_leaves_each_partition_as_of_a_batch_with_its_offset(
     records = read_records(broker.bootstrap, [changelog.topic(app_id, t) for t in TABLES])
     left = _contents(_stores(app_id, tmp_path / "seeded"))
     kept = {tp: int(c[OFFSET]) for tp, c in left.items() if OFFSET in c}
-    assert kept  # some were flushed before the kill ...
+    assert kept  # some were ingested before the kill ...
     assert any(kept.get(tp, -1) < max(r.offset for r in records if (r.topic, r.partition)
                                       == tp) for tp in left)  # ... and some not to the end
     for tp, contents in left.items():

@@ -4,8 +4,9 @@ Faust assigns a worker its partitions in a rebalance; its recovery service then 
 for each assigned changelog partition, the offset the store keeps and replays the
 changelog after it, one `faust.Event` a record (~240 us). `PreseedingRecovery` brings
 exactly those partitions (the active ones, then the standbys) up to their changelogs'
-ends first with `stream.store_preseed` (~10 us a record), through the stores' own
-handles, and tells Faust's recovery the offsets they now keep; Faust reads what is left.
+ends first with `stream.store_preseed` (a few us a record: read, then put into the
+databases by SST file ingestion), through the stores' own handles, and tells Faust's
+recovery the offsets they now keep; Faust reads what is left.
 A partition this worker is not assigned is never read or written here.
 
 Where: in the steps Faust's recovery runs before it seeks to the kept offsets: the
@@ -17,8 +18,8 @@ whole recovery when one passes it, so the pre-seed of a step stops after 80% of 
 active partitions left go on in the next two steps (`_build_offsets`, active then
 standby, up to the highwaters Faust took), and what is still left after those is
 Faust's own reading (correct, ~25x slower: a very loaded machine). A rebalance
-meanwhile cancels it between two writes; an error ends it with a warning. Each leaves
-every partition at the end of some written batch with its offset, which is where
+meanwhile cancels it between two ingestions; an error ends it with a warning. Each leaves
+every partition as of its last ingestion, with that ingestion's offset, which is where
 Faust's recovery starts: no record is lost or applied out of order. No active partition
 is read past the highwater Faust takes (Faust refuses a store keeping an offset past it).
 """
@@ -41,8 +42,9 @@ from surveillance.stream import store_preseed
 
 log = logging.getLogger(__name__)
 
-#: Share of Faust's `broker_request_timeout` the pre-seed of one step may take (a batch
-#: takes well under a second).
+#: Share of Faust's `broker_request_timeout` the pre-seed of one step may take (a fetch
+#: takes well under a second, and writing what is held at the deadline, at most
+#: `sst_runs.RUN_BYTES`, a second or two).
 TIME_SHARE = 0.8
 
 

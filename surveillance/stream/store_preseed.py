@@ -12,13 +12,14 @@ and, under the store's `offset_key`, the offset of the last record applied. Faus
 recovery then starts from that offset and reads only what is left.
 
 Only the partitions this worker is given, active or standby, are read: a partition
-another worker holds is neither read nor kept on disk here. Each fetched batch of a
-partition goes into its database as one RocksDB write batch, the offset in it: a
-pre-seed stopped anywhere leaves each database at the end of some batch, with that
-batch's offset, and Faust's recovery (or the next start) goes on from it. While it runs
-the databases take a larger memtable and no compression (`_bulk`); Faust's options are
-set back, and the memtables flushed, before Faust writes to them again. Only rocksdict
-databases (Faust's default driver since 0.11); other stores are left to Faust.
+another worker holds is neither read nor kept on disk here. A partition's records are
+gathered (the last value per key) and put into its database by SST file ingestion
+(`stream.sst_runs`), with the offset of the last record read: once the partition is read
+to its end, or, when the records held pass `sst_runs.RUN_BYTES`, the largest partition's
+so far. A pre-seed stopped anywhere leaves each database as of some ingestion, with its
+offset, and Faust's recovery (or the next start) goes on from it; at its deadline, what
+it has read is ingested first. Only rocksdict databases (Faust's default driver since
+0.11) without a TTL (their values carry a timestamp); other stores are left to Faust.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.rocksdb import Store as RocksDBStore
+
+from surveillance.stream import sst_runs
+from surveillance.stream.sst_runs import Partition, Run
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +46,8 @@ FETCH_MAX_WAIT_MS = 20
 #: client's default (1 MiB a partition) would make ~200 records a round trip.
 PARTITION_FETCH_BYTES = 4 << 20
 FETCH_BYTES = 16 << 20
-#: Records a batch at most (one write each per partition): ~10 MB of case records.
+#: Records a fetch at most.
 BATCH_RECORDS = 2_000
-#: Memtable size of a database while it is pre-seeded (`_bulk`).
-BULK_WRITE_BUFFER = 16 << 20
-#: What Faust's stores compress with: RocksDB's default (Faust sets none).
-FAUST_COMPRESSION = "kSnappyCompression"
-#: Writes skip the write-ahead log: a crash loses the memtables, but RocksDB flushes
-#: them in write order, so what survives is every write up to some batch, each batch with
-#: its offset. They are flushed before Faust writes again (with its log).
-_NO_WAL = rocksdict.WriteOptions()
-setattr(_NO_WAL, "disable_wal", True)  # a property (rocksdict 0.3's stub: a method)  # noqa: B010
-
-Target = tuple[rocksdict.Rdict, bytes]  # a partition's database and its offset key
-
 
 @dataclass
 class Preseeded:
@@ -83,7 +74,8 @@ def rocksdb_stores(tables: Mapping[str, Any]) -> dict[str, RocksDBStore]:
     out = {}
     for topic, table in tables.items():
         store = table.data
-        if isinstance(store, RocksDBStore) and store.use_rocksdict:
+        if (isinstance(store, RocksDBStore) and store.use_rocksdict
+                and store.rocksdb_options.ttl is None):
             out[topic] = store
     return out
 
@@ -99,48 +91,28 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
     (`time.monotonic()`): stop after the batch that passes it."""
     began, cpu = time.perf_counter(), time.process_time()
     done = done if done is not None else Preseeded()
-    dbs: dict[TopicPartition, Target] = {}
-    for topic, partition in partitions:
+    targets: dict[TopicPartition, Partition] = {}
+    for topic, number in partitions:
         store = stores.get(topic)
         if store is not None:
-            # The handle Faust's store opens (and keeps) for the partition.
-            db = store._db_for_partition(partition)
-            dbs[TopicPartition(topic, partition)] = (db, store.offset_key)
-    restore = {tp: {"write_buffer_size": str(stores[tp.topic].rocksdb_options
-                                             .write_buffer_size),
-                    "compression": FAUST_COMPRESSION} for tp in dbs}
+            targets[TopicPartition(topic, number)] = sst_runs.partition(store, number)
     try:
-        for db, _ in dbs.values():
-            _bulk(db)
-        if dbs:
-            ends = {tp: until[tp.topic, tp.partition] for tp in dbs
+        if targets:
+            ends = {tp: until[tp.topic, tp.partition] for tp in targets
                     if until is not None and (tp.topic, tp.partition) in until}
-            await _read(dbs, consumer_options, done, ends, deadline)
+            await _read(targets, consumer_options, done, ends, deadline)
     finally:
-        for tp, (db, _) in dbs.items():
-            db.set_options(restore[tp])
-            db.flush()  # the writes skipped the write-ahead log
-    done.seconds += time.perf_counter() - began
-    done.cpu += time.process_time() - cpu
+        done.seconds += time.perf_counter() - began
+        done.cpu += time.process_time() - cpu
     return done
 
 
-def _bulk(db: rocksdict.Rdict) -> None:
-    """A database set for a bulk write: with the worker's 4 MiB memtables
-    (`TABLE_OPTIONS`) RocksDB stalled each write on flushes, and compressing what it
-    flushes took about as much CPU as all the rest (RocksDB's flush threads, the ~5 kB
-    JSON case records). Faust's compactions compress these files as they move them down
-    the levels."""
-    db.set_options({"write_buffer_size": str(BULK_WRITE_BUFFER),
-                    "compression": "kNoCompression"})
-
-
-async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str, Any],
+async def _read(targets: Mapping[TopicPartition, Partition], consumer_options: dict[str, Any],
                 done: Preseeded, ends: Mapping[TopicPartition, int],
                 deadline: float | None) -> None:
     starts = {}
-    for tp, (db, offset_key) in dbs.items():
-        kept = db.get(offset_key)
+    for tp, target in targets.items():
+        kept = target.db.get(target.offset_key)
         starts[tp] = -1 if kept is None else int(kept)
         done.offsets[tp.topic, tp.partition] = starts[tp]
     todo = {tp for tp, start in starts.items() if tp not in ends or start < ends[tp]}
@@ -156,6 +128,7 @@ async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str
     # aiokafka 0.14's stop() raises CancelledError if the consumer's own start-up task
     # has not run once yet (it cancels and awaits it): let it run.
     await asyncio.sleep(0)
+    runs: dict[TopicPartition, Run] = {}  # read, not yet written (lost if stopped)
     try:
         consumer.assign(list(todo))
         for tp in todo:
@@ -175,10 +148,7 @@ async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str
                         finished.add(tp)
                 if not messages:
                     continue
-                _apply(dbs[tp], messages)
-                key = tp.topic, tp.partition
-                done.records[key] = done.records.get(key, 0) + len(messages)
-                done.offsets[key] = messages[-1].offset
+                runs.setdefault(tp, Run()).add(messages)
             for tp in todo - finished:
                 high = consumer.highwater(tp)
                 if high is not None and await consumer.position(tp) >= min(
@@ -187,23 +157,23 @@ async def _read(dbs: Mapping[TopicPartition, Target], consumer_options: dict[str
             if finished:
                 consumer.pause(*finished)
                 todo -= finished
+            for tp in finished & runs.keys():
+                _write(targets[tp], tp, runs.pop(tp), done)
+            while runs and sum(run.size for run in runs.values()) > sst_runs.RUN_BYTES:
+                tp = max(runs, key=lambda tp: runs[tp].size)
+                _write(targets[tp], tp, runs.pop(tp), done)
             if todo and deadline is not None and time.monotonic() > deadline:
+                for tp in list(runs):
+                    _write(targets[tp], tp, runs.pop(tp), done)
                 done.unfinished |= {(tp.topic, tp.partition) for tp in todo}
                 return
     finally:
         await consumer.stop()
 
 
-def _apply(target: Target, messages: list[Any]) -> None:
-    """As `faust.stores.rocksdb.Store.apply_changelog_batch`, one write with the offset."""
-    db, offset_key = target
-    batch = rocksdict.WriteBatch(raw_mode=True)
-    for m in messages:
-        if m.key is None:  # no table writes one; Faust could not file it either
-            continue
-        if m.value is None:
-            batch.delete(m.key)
-        else:
-            batch.put(m.key, m.value)
-    batch.put(offset_key, str(messages[-1].offset).encode())
-    db.write(batch, _NO_WAL)
+def _write(target: Partition, tp: TopicPartition, run: Run, done: Preseeded) -> None:
+    """A partition's run ingested, and said in `done`."""
+    sst_runs.write(target, run)
+    key = tp.topic, tp.partition
+    done.records[key] = done.records.get(key, 0) + run.records
+    done.offsets[key] = run.offset
