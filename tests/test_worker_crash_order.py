@@ -129,6 +129,7 @@ class Worker:
                  outbox: LogOutbox) -> None:
         self.tables = tables
         self.engine = Engine(config, *(tables[n] for n in TABLES))
+        self.engine.join.keep_sent = True  # as the worker's (`stream.app`)
         self.staging = Staging(tables, CHANGELOGS, outbox)
 
     async def read(self, records: list[Record], now: datetime) -> None:
@@ -201,10 +202,6 @@ def _uninterrupted(config: EngineConfig, records: list[Record], now: datetime
 KILLS = [(10, 11), (9, 12), (4, 16), (20, 23)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the worker sends a batch's changelogs before its records (`stream.staging`): the "
-    "re-read finds the killed batch in the join state and re-emits each case as it "
-    "stands, so the revisions the batch made and superseded are lost"))
 @pytest.mark.parametrize(("committed", "killed"), KILLS)
 def test_a_worker_killed_reading_a_backlog_loses_no_revision(
         committed: int, killed: int) -> None:
@@ -221,13 +218,6 @@ def test_a_worker_killed_reading_a_backlog_loses_no_revision(
     assert _accepted(config, log, now) == _uninterrupted(config, records, now)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "changelogs first, the killed batch's superseded revisions are lost (as above); "
-    "records first, the restarted worker reads the uncommitted inputs in event time "
-    "(`stream.input_order`), not in the order it first read them live, so a case's "
-    "revisions are numbered otherwise and the case stage keeps one the join has "
-    "superseded (2 to 13 cases at each of 56 kill points swept); it needs the first "
-    "read's order and join clocks, saved with the records, replayed on the re-read"))
 @pytest.mark.parametrize(("committed", "killed"), KILLS)
 def test_a_live_worker_killed_loses_no_revision(committed: int, killed: int) -> None:
     """Live: the worker first reads the inputs as they arrive; killed between the two

@@ -21,9 +21,10 @@ from surveillance.clinical import join
 from surveillance.clinical.coverage import eligible_tools
 from surveillance.contracts import ReportStatus, wire
 from surveillance.contracts.wire import AdjudicatedCase, JoinInput
+from surveillance.engine import join_sent
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
-from surveillance.engine.records import Output, Produce, Record
+from surveillance.engine.records import Change, Output, Produce, Record
 from surveillance.engine.tables import Table
 from surveillance.stream import internal, topics
 from surveillance.stream.ingest import MAX_CLOCK_SKEW, Rejected
@@ -45,7 +46,17 @@ def clock_key(partition: int) -> str:
 
 
 def is_clock_key(key: str) -> bool:
-    return key.startswith(CLOCK_KEY_PREFIX)
+    """Whether `key` is a record of the join table's changelog that is no join state: a
+    saved clock, or a partition's last cases (`sent_key`)."""
+    return key.startswith(CLOCK_KEY_PREFIX) or key.startswith(SENT_KEY_PREFIX)
+
+
+#: The key prefix of a join partition's last cases (`engine.join_sent`).
+SENT_KEY_PREFIX = "~sent:"
+
+
+def sent_key(partition: int) -> str:
+    return f"{SENT_KEY_PREFIX}{partition}"
 
 
 class PartitionClock:
@@ -124,10 +135,39 @@ class JoinStage:
         #: bulk runner's committed offsets): the clock starts from it, not from the table.
         self.saved_clocks: dict[int, Mapping[str, Any]] = {}
         self._eligible_of: dict[wire.Exam | None, tuple[str, ...]] = {}
+        #: Save each batch's cases per partition with its state (`engine.join_sent`):
+        #: for a caller that sends the state before the records (the live worker).
+        self.keep_sent = False
+        #: This batch's cases per partition joined on (`keep_sent`), and the saved ones
+        #: of partitions just assigned, to send again before anything else.
+        self._sent: dict[int, list[Produce]] = {}
+        self._again: list[tuple[int, list[Produce]]] = []
 
     def forget(self) -> None:
         """Partitions were revoked: each clock is rebuilt from the table when next needed."""
         self.clocks.clear()
+        self._again.clear()  # sent again by the partition's next owner
+
+    def sent_changes(self) -> list[Change]:
+        """The batch's saved cases and clocks, one change per partition it joined on
+        (`engine.join_sent`), after the join table's own changes."""
+        if not self._sent:
+            return []
+        out = [Change(self.table.name, sent_key(p),
+                      join_sent.encode(cases, self.clocks[p].state()), p)
+               for p, cases in self._sent.items()]
+        self._sent.clear()
+        return out
+
+    def _send_again(self, out: Output) -> None:
+        """The saved cases of the partitions just assigned, first."""
+        for partition, cases in self._again:
+            out.produce += cases
+            if self.keep_sent:
+                self._sent.setdefault(partition, []).extend(cases)
+            else:  # not kept up to date here: gone, not stale
+                self.table.delete(sent_key(partition), partition)
+        self._again.clear()
 
     def take_input(self, record: Record, now: datetime, out: Output) -> None:
         """An `ai.results` / `reports.final` record: ingest it, then join it here or forward
@@ -185,6 +225,10 @@ class JoinStage:
     def join_one(self, item: JoinInput, partition: int, now: datetime, out: Output) -> None:
         """Apply one join input to its accession's state on `partition`."""
         clock = self.clock(partition, now)
+        if self._again:
+            self._send_again(out)
+        if self.keep_sent and partition not in self._sent:
+            self._sent[partition] = []
         state = self.table.get(item.accession)
         replayed = state is not None and item.event_id in state.seen
         if replayed:
@@ -212,8 +256,17 @@ class JoinStage:
                 ai_times += (tool.ai.inference_date for tool in state.tools.values())
                 clock.track(state)
             saved = self.saved_clocks.pop(partition, None)
+            last = self.table.backing.get(sent_key(partition))
+            if last:
+                cases, last_clock = join_sent.decode(last)
+                self._again.append((partition, cases))
             if saved is not None:
                 clock.load(saved)
+            elif last:
+                # The clocks of the state the table holds: the inputs it holds read again
+                # re-emit their cases stamped no further than their own AI time (below).
+                clock.load(last_clock)
+                clock.exact = False
             else:
                 clock.events.restore(last_events, now)
                 clock.ai_events.restore(ai_times, now)
@@ -264,5 +317,8 @@ class JoinStage:
                 headers = source_headers(clock.partition, case.inference_date)
             else:
                 headers = clock.headers(reached)
-            out.produce.append(Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
-                                       wire.encode(case), headers=headers))
+            sent = Produce(topics.CASES_ADJUDICATED, case.tool_id.encode(),
+                           wire.encode(case), headers=headers)
+            out.produce.append(sent)
+            if self.keep_sent:
+                self._sent.setdefault(clock.partition, []).append(sent)

@@ -113,4 +113,5 @@ class Engine:
                       self.adverse_table, self.snapshot_table):
             if table is not None:
                 out.changes += table.changes()
+        out.changes += self.join.sent_changes()  # after the join state (`engine.join_sent`)
         return out
