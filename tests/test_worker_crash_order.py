@@ -14,27 +14,26 @@ recovery does: the last record per key) and reads the inputs again from a commit
 point at or before the killed batch; the case stage is modelled by what the ledger takes
 (each case's revisions newer than the last it took, `clinical.ledger.CaseLedger.apply`).
 
-Changelogs first (the worker's order, `stream.outbox`), the killed batch's state is on the
-log and its records are not: the re-read finds every input of the batch in the join state
-and re-emits each case as it stands, so a revision the batch made and superseded (a case
-labelled, then relabelled by a correction) never reaches the case stage. Both tests fail
-so (all 8 cases).
+Changelogs first (the worker's order, `stream.outbox`), without more, the killed batch's
+state is on the log and its records are not: the re-read finds every input of the batch
+in the join state and re-emits each case as it stands, so a revision the batch made and
+superseded (a case labelled, then relabelled by a correction) never reaches the case
+stage. Swapping the two writes alone is no fix live: the first read took the inputs as
+they arrived, the re-read takes the uncommitted ones in event time (`InputOrder`), the
+join numbers a case's revisions otherwise, and the case stage keeps a revision the join
+has superseded (2 to 13 cases at each of 56 kill points swept).
 
-Records first, changelogs once they are acknowledged (the bulk runner's order), the first
-test passes: a worker reading a backlog reads it in `InputOrder`'s event-time order both
-times, and the re-read makes the same revisions again. The second does not: live, the
-first read took the inputs as they arrived, the re-read takes the uncommitted ones in
-event time, the join numbers a case's revisions otherwise, and the case stage keeps a
-revision the join has superseded (a stale outcome: 2 to 13 cases at each of 56 kill
-points swept, where changelogs first kept every case's latest and lost only the
-superseded ones). A restart that read the backlog in the order it first read it passes
-(52 of 52 kill points, records first): what is still missing is that order (and the join
-clocks at the committed offsets) saved with the batch's records and replayed.
+The worker saves each batch's cases per join partition with the batch's state, in the
+same changelog write (`engine.join_sent`), and a worker assigned the partition sends them
+again before anything else of it: every test here passes so (8 fixed kill points, a
+seeded sweep over others, some killed twice), and fails without it (`keep_sent` off: the
+first 8 kill points and 7 of the first 8 draws of the sweep).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -100,11 +99,11 @@ class LogOutbox(Outbox):
         return {}
 
 
-def _arrived() -> tuple[list[Record], datetime]:
+def _arrived(seed: int = 3, faults: Faults | None = None) -> tuple[list[Record], datetime]:
     """A join partition's input records as the source systems sent them (each topic's
     offsets in arrival order), corrections included; and the wall time the backlog is
     read at (once every one has arrived)."""
-    events, _ = simulate(days=6, seed=3, faults=Faults(correction_rate=0.2))
+    events, _ = simulate(days=6, seed=seed, faults=faults or Faults(correction_rate=0.2))
     offsets: dict[str, int] = {}
     records = []
     for e in sorted(events, key=lambda e: e.arrival):
@@ -208,10 +207,9 @@ def test_a_worker_killed_reading_a_backlog_loses_no_revision(
     """A worker reading a backlog (both reads in `InputOrder`'s event-time order), killed
     between the two writes of batch `killed`, restarted, reading again from batch
     `committed`: the case stage takes, case by case, the revisions (content and stamp)
-    it takes of one uninterrupted read. Records first, changelogs after they are
-    acknowledged, makes this pass: the re-read starts from the join state of a point at
-    or before the kill whose records are on the log, and makes the same revisions again
-    (dropped as not newer) or the ones the kill lost."""
+    it takes of one uninterrupted read: the killed batch's cases, saved with its state,
+    are sent again first, and the re-read re-emits the cases of the inputs the state
+    holds as they stand (dropped as not newer)."""
     config = EngineConfig.plain(1)
     records, now = _backlog()
     log = _crashed(config, records, records[committed * BATCH:], killed, now)
@@ -227,8 +225,8 @@ def test_a_live_worker_killed_loses_no_revision(committed: int, killed: int) -> 
     arrives. The case stage takes, case by case, the revisions it takes of one
     uninterrupted read of the same inputs: as they arrived up to the killed batch's end,
     then the next batch as the restart reads it (nothing of it had been sent), then the
-    rest as they arrive. (A restart that read the batches up to the killed one in the
-    order it first read them passes, records first: 52 of 52 kill points swept.)"""
+    rest as they arrive. The uncommitted inputs the state holds are read again in
+    another order than the first read's, but only re-emit their cases as they stand."""
     config = EngineConfig.plain(1)
     records, now = _arrived()
     records = records[:1500]
@@ -237,3 +235,62 @@ def test_a_live_worker_killed_loses_no_revision(committed: int, killed: int) -> 
     log = _crashed(config, records, again, killed, now)
     read = records[:end] + _restart_order(records[end:waiting]) + records[waiting:]
     assert _accepted(config, log, now) == _uninterrupted(config, read, now)
+
+
+def _crashed_twice(config: EngineConfig, first: list[Record], again: list[Record],
+                   killed: int, killed_again: int, committed_again: int, now: datetime
+                   ) -> list[Sendable]:
+    """`_crashed`, and the restarted worker killed too, after the first write of its own
+    batch `killed_again` (0: the one that sends the saved cases again), restarted from
+    the log, reading `again` once more from its batch `committed_again` (<= that)."""
+    log: list[Sendable] = []
+    outbox = LogOutbox(log)
+    worker = Worker(config, {n: {} for n in TABLES}, outbox)
+    asyncio.run(worker.read(first[:killed * BATCH], now))
+    outbox.kill_at = outbox.writes + 1
+    with pytest.raises(Killed):
+        asyncio.run(worker.read(first[killed * BATCH:(killed + 1) * BATCH], now))
+    outbox = LogOutbox(log)
+    restarted = Worker(config, _recovered(log), outbox)
+    asyncio.run(restarted.read(again[:killed_again * BATCH], now))
+    outbox.kill_at = outbox.writes + 1
+    with pytest.raises(Killed):
+        asyncio.run(restarted.read(again[killed_again * BATCH:(killed_again + 1) * BATCH], now))
+    last = Worker(config, _recovered(log), LogOutbox(log))
+    asyncio.run(last.read(again[committed_again * BATCH:], now))
+    return log
+
+
+@pytest.mark.parametrize("draw", range(12))
+def test_a_worker_killed_at_random_points_loses_no_revision(draw: int) -> None:
+    """A seeded sweep: simulations with many corrections and addenda (and duplicates and
+    invalid events), a worker reading live or a backlog, killed between the two writes
+    of a random batch, its commit a random number of batches behind; every third draw
+    the restarted worker is killed again (while it sends the saved cases again, or
+    later) and restarted once more. The case stage takes, case by case, the revisions of
+    one uninterrupted read (as in the tests above)."""
+    rng = random.Random(1_000 + draw)
+    faults = Faults(correction_rate=rng.choice((0.2, 0.4)), duplicate_rate=0.05,
+                    invalid_rate=0.02)
+    config = EngineConfig.plain(1)
+    records, now = _arrived(seed=rng.randrange(1, 50), faults=faults)
+    records = records[:1500]
+    killed = rng.randrange(1, len(records) // BATCH - 3)
+    committed = rng.randrange(max(0, killed - 6), killed + 1)
+    if draw % 2:  # a backlog: both reads in event time
+        records = _restart_order(records)
+        again = records[committed * BATCH:]
+        read = records
+    else:  # live: as it arrives; the restart reads its uncommitted inputs in event time
+        end, waiting = (killed + 1) * BATCH, (killed + 2) * BATCH
+        again = _restart_order(records[committed * BATCH:waiting]) + records[waiting:]
+        read = records[:end] + _restart_order(records[end:waiting]) + records[waiting:]
+    if draw % 3:
+        log = _crashed(config, records, again, killed, now)
+    else:
+        killed_again = rng.randrange(0, 3)
+        log = _crashed_twice(config, records, again, killed, killed_again,
+                             rng.randrange(0, killed_again + 1), now)
+    accepted = _accepted(config, log, now)
+    assert accepted == _uninterrupted(config, read, now)
+    assert any(revision > 1 for _, revision, _, _ in accepted)  # corrections relabelled
