@@ -14,6 +14,19 @@ worker's staging over a log (`tests.test_worker_crash_order`), killed after the 
 write of a batch that raised an alert, restarted, reading again from a batch at or
 before it. The counts (the case table) and the alerts on the log are compared with those
 of one uninterrupted read.
+
+They differ (strict xfail, each of 3 kill points): the counts are equal, the alerts are
+not. At the first alerting batch (44 of 100-case batches), killed, the restart raised
+`baseline_deviation:ich-triage:5.2.1:site-c:sensitivity:30d:2026-07-10`, which the
+uninterrupted read did not. But the kill is not shown to be the cause: the same restart
+at the end of that batch with every write made (no kill, read on from the next batch,
+`/tmp`-only script, session 14) also raised it, and missed
+`version_change:ich-triage:5.3.0`; there every tool's snapshot was refused ("the case
+table has changed since it was written (a partly persisted batch)") and replayed from
+its case records, which `tests/test_engine_restart.py` shows gives other alerts. So what
+is missing first is a restart of the case agent at a batch end, here, that loads its
+snapshots (why they do not match the case table in this harness is open: the harness or
+the worker); only then does this test isolate the window between the two writes.
 """
 
 from __future__ import annotations
@@ -100,11 +113,11 @@ def uninterrupted() -> tuple[EngineConfig, list[Record], datetime, list[Sendable
     return config, cases, now, log, alerting
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the case agent sends a batch's table changes before its alerts (`stream.staging`): "
-    "killed between the two, the restart finds the batch's cases in the case table "
-    "(rebuilt into the monitor, so its counts are right), drops them as not newer on "
-    "the re-read, and the alerts the batch raised are never sent"))
+@pytest.mark.xfail(strict=True, reason=(
+    "a restarted case agent raises other alerts than an uninterrupted one, with the same "
+    "counts; not the kill's alone: restarted cleanly at the end of the same batch (every "
+    "write made) it differs too (its tools' snapshots not used: 'the case table has "
+    "changed since it was written', replayed)"))
 @pytest.mark.parametrize(("behind", "which"), [(0, 0), (2, 1), (1, -1)])
 def test_a_case_agent_killed_between_its_writes_loses_no_alert(
         uninterrupted: tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]],

@@ -43,6 +43,7 @@ import pytest
 from surveillance.bulk import changelog
 from surveillance.bulk.order import EventTimeMerge
 from surveillance.contracts.wire import AdjudicatedCase
+from surveillance.engine import join_sent
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.pipeline import (
     ADVERSE_TABLE,
@@ -51,7 +52,7 @@ from surveillance.engine.pipeline import (
     JOIN_TABLE,
     Engine,
 )
-from surveillance.engine.records import Record
+from surveillance.engine.records import Produce, Record
 from surveillance.simulate import Faults, simulate
 from surveillance.stream import internal
 from surveillance.stream.ingest import Rejected
@@ -294,3 +295,19 @@ def test_a_worker_killed_at_random_points_loses_no_revision(draw: int) -> None:
     accepted = _accepted(config, log, now)
     assert accepted == _uninterrupted(config, read, now)
     assert any(revision > 1 for _, revision, _, _ in accepted)  # corrections relabelled
+
+
+def test_a_large_batch_s_cases_are_saved_in_parts_and_read_back_whole() -> None:
+    """Over `PART_BYTES` of cases go in several changelog records, each under the
+    broker's record limit; read back, they are the cases as sent, in order."""
+    cases = [Produce(CASES_ADJUDICATED, b"tool", b'{"case": %d, "x": "%s"}' % (i, b"y" * 900),
+                     headers={"h": str(i).encode()}) for i in range(1000)]
+    saved = join_sent.records(3, cases, {"at": None})
+    assert len(saved) > 3
+    assert all(len(changelog.encode(k, v)[1] or b"") < 1_000_000 for k, v in saved)
+    backing = {"~sent:3/9": {"cases": [["stale", "{}", {}]]}, **dict(saved)}
+    read = join_sent.saved(backing, 3)
+    assert read is not None
+    assert read[0] == cases
+    assert read[1] == {"at": None}
+    assert join_sent.saved({}, 3) is None

@@ -24,6 +24,7 @@ from surveillance.contracts.wire import AdjudicatedCase, JoinInput
 from surveillance.engine import join_sent
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
+from surveillance.engine.join_sent import SENT_KEY_PREFIX
 from surveillance.engine.records import Change, Output, Produce, Record
 from surveillance.engine.tables import Table
 from surveillance.stream import internal, topics
@@ -49,14 +50,6 @@ def is_clock_key(key: str) -> bool:
     """Whether `key` is a record of the join table's changelog that is no join state: a
     saved clock, or a partition's last cases (`sent_key`)."""
     return key.startswith(CLOCK_KEY_PREFIX) or key.startswith(SENT_KEY_PREFIX)
-
-
-#: The key prefix of a join partition's last cases (`engine.join_sent`).
-SENT_KEY_PREFIX = "~sent:"
-
-
-def sent_key(partition: int) -> str:
-    return f"{SENT_KEY_PREFIX}{partition}"
 
 
 class PartitionClock:
@@ -141,7 +134,7 @@ class JoinStage:
         #: This batch's cases per partition joined on (`keep_sent`), and the saved ones
         #: of partitions just assigned, to send again before anything else.
         self._sent: dict[int, list[Produce]] = {}
-        self._again: list[tuple[int, list[Produce]]] = []
+        self._again: list[tuple[int, list[Produce], list[str]]] = []
 
     def forget(self) -> None:
         """Partitions were revoked: each clock is rebuilt from the table when next needed."""
@@ -153,20 +146,20 @@ class JoinStage:
         (`engine.join_sent`), after the join table's own changes."""
         if not self._sent:
             return []
-        out = [Change(self.table.name, sent_key(p),
-                      join_sent.encode(cases, self.clocks[p].state()), p)
-               for p, cases in self._sent.items()]
+        out = [Change(self.table.name, key, value, p) for p, cases in self._sent.items()
+               for key, value in join_sent.records(p, cases, self.clocks[p].state())]
         self._sent.clear()
         return out
 
     def _send_again(self, out: Output) -> None:
         """The saved cases of the partitions just assigned, first."""
-        for partition, cases in self._again:
+        for partition, cases, keys in self._again:
             out.produce += cases
             if self.keep_sent:
                 self._sent.setdefault(partition, []).extend(cases)
             else:  # not kept up to date here: gone, not stale
-                self.table.delete(sent_key(partition), partition)
+                for key in keys:
+                    self.table.delete(key, partition)
         self._again.clear()
 
     def take_input(self, record: Record, now: datetime, out: Output) -> None:
@@ -256,16 +249,15 @@ class JoinStage:
                 ai_times += (tool.ai.inference_date for tool in state.tools.values())
                 clock.track(state)
             saved = self.saved_clocks.pop(partition, None)
-            last = self.table.backing.get(sent_key(partition))
-            if last:
-                cases, last_clock = join_sent.decode(last)
-                self._again.append((partition, cases))
+            last = join_sent.saved(self.table.backing, partition)
+            if last is not None:
+                self._again.append((partition, last[0], last[2]))
             if saved is not None:
                 clock.load(saved)
-            elif last:
+            elif last is not None:
                 # The clocks of the state the table holds: the inputs it holds read again
                 # re-emit their cases stamped no further than their own AI time (below).
-                clock.load(last_clock)
+                clock.load(last[1])
                 clock.exact = False
             else:
                 clock.events.restore(last_events, now)
