@@ -210,7 +210,7 @@ def test_a_preseed_process_killed_mid_file_fails_the_preseed_and_its_file_is_not
 
 
 def test_a_preseed_killed_with_its_processes_leaves_files_the_restart_does_not_trust(
-        topics: tuple[EmbeddedBroker, str], tmp_path: Path) -> None:
+        topics: tuple[EmbeddedBroker, str], tmp_path: Path) -> None:  # noqa: F811
     broker, app_id = topics
     rng = random.Random(23)
     for table in TABLES:
