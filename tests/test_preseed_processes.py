@@ -84,6 +84,7 @@ from pathlib import Path
 from surveillance.stream import sst_runs, store_preseed
 from tests.test_store_preseed import PARTITIONS, _stores
 store_preseed.BATCH_RECORDS = 10
+store_preseed.HAND_OVER_RECORDS = 0
 sst_runs.RUN_BYTES = 60_000
 stores = _stores(sys.argv[1], Path(sys.argv[2]))
 asyncio.run(store_preseed.preseed(
@@ -138,6 +139,7 @@ def test_stores_preseeded_by_several_processes_equal_those_of_one(
               [r for r in _records(rng, 400) if table == "join_state" or r[0] != 0])
     monkeypatch.setattr(store_preseed, "BATCH_RECORDS", 20)
     monkeypatch.setattr(sst_runs, "RUN_BYTES", 60_000)  # several files a partition
+    monkeypatch.setattr(store_preseed, "HAND_OVER_RECORDS", 0)  # processes for any
 
     done = {n: _preseed(broker.bootstrap, stores, n) for n, stores in seeded.items()}
     assert done[1].processes == 0 and done[2].processes == 2 and done[3].processes == 3
@@ -157,6 +159,16 @@ def test_stores_preseeded_by_several_processes_equal_those_of_one(
     assert set(_fold(records, (case_topic, 2), mid)) - set(contents[2][case_topic, 2])
     assert any(r.value is None for r in records if r.offset > mid and r.partition == 2)
     assert not any(_scratch(tmp_path / f"seeded-{n}") for n in seeded)
+
+    # A tail (a restart's) below the hand-over is read here, without processes.
+    for table in TABLES:
+        _send(broker.bootstrap, changelog.topic(app_id, table), _records(rng, 30))
+    monkeypatch.setattr(store_preseed, "HAND_OVER_RECORDS", 1_000)
+    tail = _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded-2"), 2)
+    assert tail.processes == 0 and tail.total == 60
+    oracle = _stores(app_id, tmp_path / "faust-all")
+    _faust_applies(broker.bootstrap, oracle)
+    assert _contents(_stores(app_id, tmp_path / "seeded-2")) == _contents(oracle)
 
 
 def _hook(tmp_path: Path, kill: str) -> dict[str, str]:
@@ -201,6 +213,7 @@ def test_a_preseed_process_killed_mid_file_fails_the_preseed_and_its_file_is_not
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(store_preseed, "BATCH_RECORDS", 10)
     monkeypatch.setattr(sst_runs, "RUN_BYTES", 60_000)
+    monkeypatch.setattr(store_preseed, "HAND_OVER_RECORDS", 0)
     with pytest.raises(preseed_processes.PreseedProcessError, match="exit code -9"):
         _preseed(broker.bootstrap, _stores(app_id, tmp_path / "seeded"), 2)
     assert not _scratch(tmp_path / "seeded")  # the half-written file is gone, unused

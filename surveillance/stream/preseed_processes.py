@@ -147,8 +147,12 @@ def _main(parent: int) -> None:
     unfinished = asyncio.run(store_preseed.read(
         starts, options, ends, job["deadline"], lambda tp, run: files[tp].write(tp, run)))
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    # Not `ru_maxrss`: Linux carries the forking worker's over the exec.
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text()
+                  .splitlines() if ":" in line)
     _say({"unfinished": [[tp.topic, tp.partition] for tp in unfinished],
-          "cpu": usage.ru_utime + usage.ru_stime, "peak_rss": usage.ru_maxrss * 1024})
+          "cpu": usage.ru_utime + usage.ru_stime,
+          "peak_rss": int(status.get("VmHWM", "0 kB").split()[0]) * 1024})
 
 
 class _Files:

@@ -50,6 +50,10 @@ PARTITION_FETCH_BYTES = 4 << 20
 FETCH_BYTES = 16 << 20
 #: Records a fetch at most.
 BATCH_RECORDS = 2_000
+#: With several processes allowed: records left to read (by the first fetch's high
+#: watermarks) past which they take over. Starting them costs ~0.4 s of CPU each and a
+#: restart's tail is mostly nothing, which this process reads at once.
+HAND_OVER_RECORDS = 50_000
 
 @dataclass
 class Preseeded:
@@ -117,16 +121,18 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
                 done.offsets[tp.topic, tp.partition] = starts[tp]
             todo = {tp: start for tp, start in starts.items()
                     if tp not in ends or start < ends[tp]}
-            if todo and processes > 1 and len(todo) > 1:
+            several = processes > 1 and len(todo) > 1
+            left = todo and await read(todo, consumer_options, ends, deadline,
+                              lambda tp, run: _write(targets[tp], tp, run, done),
+                              hand_over=HAND_OVER_RECORDS if several else None)
+            if left and (deadline is None or time.monotonic() <= deadline):
                 from surveillance.stream import preseed_processes
 
-                await preseed_processes.read(targets, todo, ends, consumer_options,
-                                             deadline, processes, done)
-            elif todo:
-                unfinished = await read(
-                    todo, consumer_options, ends, deadline,
-                    lambda tp, run: _write(targets[tp], tp, run, done))
-                done.unfinished |= {(tp.topic, tp.partition) for tp in unfinished}
+                await preseed_processes.read(
+                    targets, {tp: done.offsets[tp.topic, tp.partition] for tp in left},
+                    ends, consumer_options, deadline, processes, done)
+            elif left:
+                done.unfinished |= {(tp.topic, tp.partition) for tp in left}
     finally:
         done.seconds += time.perf_counter() - began
         done.cpu += time.process_time() - cpu
@@ -135,10 +141,14 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
 
 async def read(starts: Mapping[TopicPartition, int], consumer_options: dict[str, Any],
                ends: Mapping[TopicPartition, int], deadline: float | None,
-               write: Callable[[TopicPartition, Run], None]) -> set[TopicPartition]:
+               write: Callable[[TopicPartition, Run], None], hand_over: int | None = None
+               ) -> set[TopicPartition]:
     """Read each partition of `starts` after its offset there, up to its end (or `ends`),
     gathering its records into runs that `write` is given; the partitions left
-    unfinished at the `deadline`. Runs are held to `sst_runs.RUN_BYTES` together."""
+    unfinished at the `deadline` (what is held written first), or, once the high
+    watermarks of all are known, when more than `hand_over` records are left to read
+    (what is held of those dropped: their starts stand). Runs are held to
+    `sst_runs.RUN_BYTES` together."""
     todo = set(starts)
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
@@ -184,6 +194,12 @@ async def read(starts: Mapping[TopicPartition, int], consumer_options: dict[str,
             while runs and sum(run.size for run in runs.values()) > sst_runs.RUN_BYTES:
                 tp = max(runs, key=lambda tp: runs[tp].size)
                 write(tp, runs.pop(tp))
+            if todo and hand_over is not None:
+                left = await _left(consumer, todo, ends)
+                if left is not None and left > hand_over:
+                    return todo  # what is held not written: read again from the starts
+                if left is not None:
+                    hand_over = None  # little to read: all here
             if todo and deadline is not None and time.monotonic() > deadline:
                 for tp in list(runs):
                     write(tp, runs.pop(tp))
@@ -191,6 +207,18 @@ async def read(starts: Mapping[TopicPartition, int], consumer_options: dict[str,
         return set()
     finally:
         await consumer.stop()
+
+
+async def _left(consumer: AIOKafkaConsumer, todo: set[TopicPartition],
+                ends: Mapping[TopicPartition, int]) -> int | None:
+    """Records left to read of `todo` (None until every high watermark is known)."""
+    left = 0
+    for tp in todo:
+        high = consumer.highwater(tp)
+        if high is None:
+            return None
+        left += min(high, ends[tp] + 1 if tp in ends else high) - await consumer.position(tp)
+    return left
 
 
 def _write(target: Partition, tp: TopicPartition, run: Run, done: Preseeded) -> None:
