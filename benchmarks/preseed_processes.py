@@ -88,7 +88,7 @@ def digest(app_id: str, datadir: Path) -> str:
 
 
 def leg(bootstrap: str, broker_pid: int, app_id: str, datadir: Path, processes: int
-        ) -> tuple[float, float, float, float, int, str]:
+        ) -> tuple[float, float, float, float, int, int, str]:
     held = stores(app_id, datadir)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     broker = cpu_seconds(broker_pid)
@@ -103,7 +103,7 @@ def leg(bootstrap: str, broker_pid: int, app_id: str, datadir: Path, processes: 
         for db in store._dbs.values():
             db.close()
     return (wall, own, kids, cpu_seconds(broker_pid) - broker, done.total,
-            digest(app_id, datadir))
+            done.process_peak_rss, digest(app_id, datadir))
 
 
 def main() -> None:
@@ -126,12 +126,13 @@ def main() -> None:
             for r in range(args.rounds):
                 for processes in (int(p) for p in args.processes.split(",")):
                     where = tmp / f"p{processes}-{r}"
-                    wall, own, kids, broker_cpu, total, d = leg(
+                    wall, own, kids, broker_cpu, total, rss, d = leg(
                         broker.bootstrap, broker.pid, app_id, where, processes)
                     digests.add(d)
                     print(f"processes={processes} round {r}: {total:,} records, wall "
                           f"{wall:.1f} s, CPU {own + kids:.1f} s (this process {own:.1f}, "
-                          f"its processes {kids:.1f}), broker CPU {broker_cpu:.1f} s; "
+                          f"its processes {kids:.1f}; their peak RSS {rss >> 20} MiB at most), "
+                          f"broker CPU {broker_cpu:.1f} s; "
                           f"stores {d}; load {os.getloadavg()}", flush=True)
                     shutil.rmtree(where, ignore_errors=True)
             print(f"stores equal across legs: {len(digests) == 1}")
