@@ -90,8 +90,10 @@ def rss_bytes(pid: int | str = "self") -> tuple[int, int]:
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its children that ended and were waited for (the
+    worker's pre-seed processes, `stream.preseed_processes`)."""
     parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(t) for t in parts[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def flat(days: int, volume_scale: float, partitions: int

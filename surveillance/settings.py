@@ -97,6 +97,10 @@ class StreamSettings(BaseModel):
     #: before Faust's recovery, which then reads only what follows
     #: (`stream.preseed_recovery`: a worker with no local state rebuilds ~50x faster).
     preseed_tables: bool = True
+    #: Processes the pre-seed reads and writes the partitions with
+    #: (`stream.preseed_processes`); 0: one per core (`os.cpu_count()`); 1: this
+    #: process alone.
+    preseed_processes: int = Field(default=0, ge=0)
     #: Workers that keep each table partition's copy warm besides its owner (Faust's
     #: `table_standby_replicas`): a rebalance onto one recovers only the tail. 0: each
     #: worker holds, on disk, only the partitions it owns.

@@ -27,6 +27,7 @@ is read past the highwater Faust takes (Faust refuses a store keeping an offset 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -119,15 +120,17 @@ async def preseed(stores: dict[str, Any], partitions: Sequence[tuple[str, int]],
         await store_preseed.preseed(
             stores, partitions,
             {"bootstrap_servers": settings.kafka.bootstrap, **client_options(settings.kafka)},
-            until=until, deadline=deadline, done=done)
+            until=until, deadline=deadline, done=done,
+            processes=settings.stream.preseed_processes or os.cpu_count() or 1)
     except Exception:  # the broker, the disk: Faust's recovery can still do it all
         log.warning("pre-seeding the table stores failed after %d records; Faust's "
                     "recovery reads the rest", done.total, exc_info=True)
         return done
     log.warning("table stores pre-seeded from their changelogs: %d records in %.1f s "
-                "(%s partitions %s); CPU %.1f s; Faust's recovery starts after them%s",
+                "(%s partitions %s); CPU %.1f s; %d process(es), peak RSS of the largest "
+                "%d MiB; Faust's recovery starts after them%s",
                 done.total, done.seconds, title, " ".join(f"{t}:{p}" for t, p in partitions),
-                done.cpu,
+                done.cpu, done.processes, done.process_peak_rss >> 20,
                 f"; the time allowed ran out with {len(done.unfinished)} partition(s) unfinished"
                 if done.unfinished else "")
     return done

@@ -68,6 +68,8 @@ class Partition:
     #: The database holds nothing (no key, no offset): the first run's deletions are
     #: left out.
     empty: bool
+    #: `store_options`: what a pre-seed process writes this partition's files with.
+    file_options: dict[str, Any] = field(default_factory=dict)
 
 
 def partition(store: Any, number: int) -> Partition:
@@ -75,11 +77,35 @@ def partition(store: Any, number: int) -> Partition:
     db = store._db_for_partition(number)  # the handle Faust's store opens and keeps
     path = Path(store.partition_path(number))
     scratch = path.with_name(f".{path.name}.preseed.sst")
-    scratch.unlink(missing_ok=True)  # one a killed pre-seed left
+    for left in scratch_files(scratch):  # ones a killed pre-seed (or its process) left
+        left.unlink(missing_ok=True)
     it = db.iter()
     it.seek_to_first()
     return Partition(db, store.offset_key, store.rocksdb_options.as_options(), scratch,
-                     not it.valid())
+                     not it.valid(), store_options(store))
+
+
+def scratch_files(scratch: Path) -> list[Path]:
+    """The partition's scratch SST file and those of the pre-seed's processes
+    (`<scratch>.<n>`): never ingested unless a pre-seed finished writing them."""
+    return [scratch, *scratch.parent.glob(f"{scratch.name}.*")]
+
+
+def file_options(options: dict[str, Any]) -> rocksdict.Options:
+    """Options to write a store's SST files with, in a process without Faust, from
+    `store_options` (what Faust's `RocksDBOptions.as_options` makes of them for
+    rocksdict: its bloom filter and index; the block cache only serves reads)."""
+    out = rocksdict.Options(raw_mode=True)
+    table = rocksdict.BlockBasedOptions()
+    table.set_bloom_filter(options["bloom_filter_size"], block_based=True)
+    table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+    out.set_block_based_table_factory(table)
+    return out
+
+
+def store_options(store: Any) -> dict[str, Any]:
+    """What `file_options` needs of a Faust RocksDB store's options (plain values)."""
+    return {"bloom_filter_size": store.rocksdb_options.bloom_filter_size}
 
 
 @dataclass
@@ -117,26 +143,37 @@ class Run:
 
 def write(target: Partition, run: Run) -> None:
     """`run` into its partition's database, with its offset, in one ingestion."""
-    values = run.values
-    values[target.offset_key] = str(run.offset).encode()
-    writer = rocksdict.SstFileWriter(target.options)
-    path = str(target.scratch)
-    writer.open(path)  # a file a killed pre-seed left is written over
     try:
-        if target.empty:
-            for key in sorted(values):
-                value = values[key]
-                if value is not None:
-                    writer[key] = value
-        else:
-            for key in sorted(values):
-                value = values[key]
-                if value is None:
-                    del writer[key]
-                else:
-                    writer[key] = value
-        writer.finish()
-        target.db.ingest_external_file([path], _INGEST)
+        write_file(target.options, target.scratch, target.offset_key, run, target.empty)
+        ingest(target, target.scratch)
     finally:
         target.scratch.unlink(missing_ok=True)
+
+
+def write_file(options: rocksdict.Options, path: Path, offset_key: bytes, run: Run,
+               empty: bool) -> None:
+    """`run` and its offset (under `offset_key`) as one SST file at `path` (a file there
+    is written over). `empty`: for a database holding nothing (its deletions left out)."""
+    values = run.values
+    values[offset_key] = str(run.offset).encode()
+    writer = rocksdict.SstFileWriter(options)
+    writer.open(str(path))
+    if empty:
+        for key in sorted(values):
+            value = values[key]
+            if value is not None:
+                writer[key] = value
+    else:
+        for key in sorted(values):
+            value = values[key]
+            if value is None:
+                del writer[key]
+            else:
+                writer[key] = value
+    writer.finish()
+
+
+def ingest(target: Partition, path: Path) -> None:
+    """A finished SST file into the partition's database, at once (it then holds data)."""
+    target.db.ingest_external_file([str(path)], _INGEST)
     target.empty = False

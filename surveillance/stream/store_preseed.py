@@ -27,15 +27,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.stores.rocksdb import Store as RocksDBStore
 
 from surveillance.stream import sst_runs
 from surveillance.stream.sst_runs import Partition, Run
+
+if TYPE_CHECKING:  # not imported at run time: the pre-seed's processes go without Faust
+    from faust.stores.rocksdb import Store as RocksDBStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,10 @@ PARTITION_FETCH_BYTES = 4 << 20
 FETCH_BYTES = 16 << 20
 #: Records a fetch at most.
 BATCH_RECORDS = 2_000
+#: With several processes allowed: records left to read (by the first fetch's high
+#: watermarks) past which they take over. Starting them costs ~0.4 s of CPU each and a
+#: restart's tail is mostly nothing, which this process reads at once.
+HAND_OVER_RECORDS = 50_000
 
 @dataclass
 class Preseeded:
@@ -58,8 +64,12 @@ class Preseeded:
     records: dict[tuple[str, int], int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     seconds: float = 0.0
-    #: CPU seconds of this process meanwhile (its RocksDB threads' included).
+    #: CPU seconds of this process meanwhile (its RocksDB threads' included) and of the
+    #: pre-seed's processes, if any (`stream.preseed_processes`).
     cpu: float = 0.0
+    #: The pre-seed's processes: how many, and the peak resident memory of the largest.
+    processes: int = 0
+    process_peak_rss: int = 0
     #: Partitions left unfinished because the time allowed ran out (Faust reads the rest).
     unfinished: set[tuple[str, int]] = field(default_factory=set)
 
@@ -71,6 +81,8 @@ class Preseeded:
 def rocksdb_stores(tables: Mapping[str, Any]) -> dict[str, RocksDBStore]:
     """changelog topic -> store, of the Faust tables (`changelog topic -> table`) whose
     store is a rocksdict RocksDB store."""
+    from faust.stores.rocksdb import Store as RocksDBStore
+
     out = {}
     for topic, table in tables.items():
         store = table.data
@@ -83,12 +95,14 @@ def rocksdb_stores(tables: Mapping[str, Any]) -> dict[str, RocksDBStore]:
 async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any],
                   consumer_options: dict[str, Any], *,
                   until: Mapping[Any, int] | None = None, deadline: float | None = None,
-                  done: Preseeded | None = None) -> Preseeded:
+                  done: Preseeded | None = None, processes: int = 1) -> Preseeded:
     """Bring the databases of `partitions` ((changelog topic, partition) pairs of
     `stores`) to their changelogs' ends, through each store's own handle (Faust's, which
     stays open). `until`: per partition, the last offset to apply (Faust's recovery
     checks that a store keeps no offset past the highwater it took). `deadline`
-    (`time.monotonic()`): stop after the batch that passes it."""
+    (`time.monotonic()`): stop after the batch that passes it. `processes` above 1: the
+    partitions are read and their SST files written by that many processes
+    (`stream.preseed_processes`), this one ingesting the files they finish."""
     began, cpu = time.perf_counter(), time.process_time()
     done = done if done is not None else Preseeded()
     targets: dict[TopicPartition, Partition] = {}
@@ -100,24 +114,42 @@ async def preseed(stores: Mapping[str, RocksDBStore], partitions: Collection[Any
         if targets:
             ends = {tp: until[tp.topic, tp.partition] for tp in targets
                     if until is not None and (tp.topic, tp.partition) in until}
-            await _read(targets, consumer_options, done, ends, deadline)
+            starts = {}
+            for tp, target in targets.items():
+                kept = target.db.get(target.offset_key)
+                starts[tp] = -1 if kept is None else int(kept)
+                done.offsets[tp.topic, tp.partition] = starts[tp]
+            todo = {tp: start for tp, start in starts.items()
+                    if tp not in ends or start < ends[tp]}
+            several = processes > 1 and len(todo) > 1
+            left = todo and await read(todo, consumer_options, ends, deadline,
+                              lambda tp, run: _write(targets[tp], tp, run, done),
+                              hand_over=HAND_OVER_RECORDS if several else None)
+            if left and (deadline is None or time.monotonic() <= deadline):
+                from surveillance.stream import preseed_processes
+
+                await preseed_processes.read(
+                    targets, {tp: done.offsets[tp.topic, tp.partition] for tp in left},
+                    ends, consumer_options, deadline, processes, done)
+            elif left:
+                done.unfinished |= {(tp.topic, tp.partition) for tp in left}
     finally:
         done.seconds += time.perf_counter() - began
         done.cpu += time.process_time() - cpu
     return done
 
 
-async def _read(targets: Mapping[TopicPartition, Partition], consumer_options: dict[str, Any],
-                done: Preseeded, ends: Mapping[TopicPartition, int],
-                deadline: float | None) -> None:
-    starts = {}
-    for tp, target in targets.items():
-        kept = target.db.get(target.offset_key)
-        starts[tp] = -1 if kept is None else int(kept)
-        done.offsets[tp.topic, tp.partition] = starts[tp]
-    todo = {tp for tp, start in starts.items() if tp not in ends or start < ends[tp]}
-    if not todo:
-        return
+async def read(starts: Mapping[TopicPartition, int], consumer_options: dict[str, Any],
+               ends: Mapping[TopicPartition, int], deadline: float | None,
+               write: Callable[[TopicPartition, Run], None], hand_over: int | None = None
+               ) -> set[TopicPartition]:
+    """Read each partition of `starts` after its offset there, up to its end (or `ends`),
+    gathering its records into runs that `write` is given; the partitions left
+    unfinished at the `deadline` (what is held written first), or, once the high
+    watermarks of all are known, when more than `hand_over` records are left to read
+    (what is held of those dropped: their starts stand). Runs are held to
+    `sst_runs.RUN_BYTES` together."""
+    todo = set(starts)
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         # A kept offset before the log's start (compacted away): from the start.
@@ -158,17 +190,35 @@ async def _read(targets: Mapping[TopicPartition, Partition], consumer_options: d
                 consumer.pause(*finished)
                 todo -= finished
             for tp in finished & runs.keys():
-                _write(targets[tp], tp, runs.pop(tp), done)
+                write(tp, runs.pop(tp))
             while runs and sum(run.size for run in runs.values()) > sst_runs.RUN_BYTES:
                 tp = max(runs, key=lambda tp: runs[tp].size)
-                _write(targets[tp], tp, runs.pop(tp), done)
+                write(tp, runs.pop(tp))
+            if todo and hand_over is not None:
+                left = await _left(consumer, todo, ends)
+                if left is not None and left > hand_over:
+                    return todo  # what is held not written: read again from the starts
+                if left is not None:
+                    hand_over = None  # little to read: all here
             if todo and deadline is not None and time.monotonic() > deadline:
                 for tp in list(runs):
-                    _write(targets[tp], tp, runs.pop(tp), done)
-                done.unfinished |= {(tp.topic, tp.partition) for tp in todo}
-                return
+                    write(tp, runs.pop(tp))
+                return todo
+        return set()
     finally:
         await consumer.stop()
+
+
+async def _left(consumer: AIOKafkaConsumer, todo: set[TopicPartition],
+                ends: Mapping[TopicPartition, int]) -> int | None:
+    """Records left to read of `todo` (None until every high watermark is known)."""
+    left = 0
+    for tp in todo:
+        high = consumer.highwater(tp)
+        if high is None:
+            return None
+        left += min(high, ends[tp] + 1 if tp in ends else high) - await consumer.position(tp)
+    return left
 
 
 def _write(target: Partition, tp: TopicPartition, run: Run, done: Preseeded) -> None:
