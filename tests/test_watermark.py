@@ -129,6 +129,40 @@ def test_the_clock_is_monotone_and_never_ahead_of_the_latest_event(
         previous = low
 
 
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 4),
+                          st.sampled_from([0.0, 0.0, 1.0, 40.0])), min_size=1, max_size=200))
+def test_the_clock_asked_again_with_nothing_new_gives_the_recomputed_answer(
+    steps: list[tuple[bool, int, int, float]],
+) -> None:
+    """`low` answers again from its last result while no source changed and `now` did
+    not move: with sources expected from the start, the same event times observed again,
+    the same `now` asked twice, it gives what the definition gives over the history."""
+    w = SourceWatermark(idle_seconds=30, expected=range(3), now=0.0)
+    now, previous = 0.0, None
+    history: dict[int, tuple[datetime, float]] = {}
+    pending = dict.fromkeys(range(3), 0.0)
+    for observe, source, days, dt in steps:
+        now += dt
+        if observe:
+            w.observe(source, at(days), now)
+            pending.pop(source, None)
+            best = history.get(source, (at(days), now))[0]
+            history[source] = (max(best, at(days)), now)
+        for _ in range(2):
+            pending = {s: t for s, t in pending.items() if now - t <= 30}
+            if pending or not history:
+                expected = previous
+            else:
+                top = max(t for t, _ in history.values())
+                active = [t for t, heard in history.values()
+                          if now - heard <= 30 or top - t < timedelta(days=1)]
+                candidate = min(active) if active else top
+                expected = candidate if previous is None else max(candidate, previous)
+            assert w.low(now) == expected
+            previous = expected
+
+
 NOW = datetime(2026, 12, 1, tzinfo=UTC)  # the worker's wall clock when the case arrives
 
 

@@ -42,13 +42,14 @@ from surveillance.contracts.wire import AnyAdjudicatedCase
 
 #: The outcomes of a case with no report (no report time).
 _UNREPORTED = (CaseOutcome.PENDING.value, CaseOutcome.UNLABELLED.value)
+_UNLABELLED = CaseOutcome.UNLABELLED.value
 
 
 def effect_ts(outcome: str, inference_ts: float, labelled_ts: float | None,
               unlabelled_after: float) -> float:
     """A revision's own effect time (POSIX seconds), before the not-earlier-than-previous
     rule (`EvaluationQueue.add`)."""
-    if outcome == CaseOutcome.UNLABELLED.value:
+    if outcome == _UNLABELLED:
         return inference_ts + unlabelled_after
     if outcome in _UNREPORTED or labelled_ts is None:
         return inference_ts

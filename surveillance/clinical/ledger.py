@@ -72,10 +72,12 @@ class CaseRecord(msgspec.Struct, frozen=True):
 
 
 def record_of(case: AnyAdjudicatedCase, partition: int, source: int | None = None) -> CaseRecord:
+    # `_value_`, not `value`: the same string, without the enum's property (a Python-level
+    # descriptor call per read, on the per-case path).
     return CaseRecord(
         source=source,
         revision=case.revision,
-        outcome=case.outcome.value,
+        outcome=case.outcome._value_,
         tool=case.tool_id,
         version=case.software_version,
         site=case.site,
@@ -85,7 +87,7 @@ def record_of(case: AnyAdjudicatedCase, partition: int, source: int | None = Non
         score=case.ai_result,
         positive_call=case.result_indicator,
         scanner_manufacturer=case.scanner_manufacturer,
-        sex=case.sex.value,
+        sex=case.sex._value_,
         age=case.age,
         features=drift_features(case),
     )

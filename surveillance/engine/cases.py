@@ -225,6 +225,8 @@ class CaseStage:
 
     def _version_check(self, case: AnyAdjudicatedCase, out: Output) -> list[Alert]:
         """A result from a version that is not live, for a tool under lifecycle management."""
+        if not self.lifecycle:
+            return []  # no tool's versions are managed through the lifecycle here
         if not any(tool == case.tool_id for tool, _ in self.lifecycle):
             return []  # this site does not manage the tool's versions through the lifecycle
         verdict = check_version(self.lifecycle, case.tool_id, case.software_version)

@@ -145,20 +145,30 @@ class SourceWatermark:
         self._sources: dict[int, tuple[datetime, float]] = {}
         self._pending = dict.fromkeys(expected, now)
         self._low: datetime | None = None
+        #: The `now` `low` last worked from, and whether a source changed since: `low` is
+        #: asked once per case record, and its answer is the same until one of them moves.
+        self._asked: float | None = None
+        self._changed = True
 
     def observe(self, source: int, at: datetime, now: float) -> None:
         """`source` has reached event time `at`, as of wall time `now` (monotonic s)."""
-        self._pending.pop(source, None)
+        if self._pending and self._pending.pop(source, None) is not None:
+            self._changed = True
         seen = self._sources.get(source)
         if seen is None or at > seen[0]:
             self._sources[source] = (at, now)
-        else:
+            self._changed = True
+        elif seen[1] != now:
             self._sources[source] = (seen[0], now)
+            self._changed = True
 
     def low(self, now: float) -> datetime | None:
         """The event time all sources have reached but those quiet for over `idle_seconds`
         of `now` and at least `idle_lag` behind the latest; None before any source has
         reported."""
+        if not self._changed and now == self._asked:
+            return self._low
+        self._changed, self._asked = False, now
         if self._pending:
             self._pending = {s: t for s, t in self._pending.items()
                              if now - t <= self.idle_seconds}
