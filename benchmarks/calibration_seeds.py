@@ -93,7 +93,7 @@ def _aim(kw: dict[str, Any], rate: float) -> float:
     return rate * GATED_AIM if kw.get("min_total_variation", 0.0) > 0 else rate
 
 
-def measure(call: Call, seeds: int, pool: int) -> dict[str, Any]:
+def measure(call: Call, seeds: int, pool: int, own_only: bool = False) -> dict[str, Any]:
     """One calibration's realized rates: rates[mode][b] on its fresh pool."""
     identity, args, kw = call
     reference, events_per_window, rate = args
@@ -107,7 +107,8 @@ def measure(call: Call, seeds: int, pool: int) -> dict[str, Any]:
     gate = total_variation_rows(reference, rows)[back] >= gate_level if gate_level > 0 else None
     rates: dict[str, list[float]] = {"own": [], "shared": []}
     for b in range(seeds):
-        for mode, seed in (("own", calibration_seed(b, *identity)), ("shared", b)):
+        modes = [("own", calibration_seed(b, *identity)), ("shared", b)]
+        for mode, seed in modes[:1] if own_only else modes:
             t = calibrate_window_thresholds(reference, events_per_window, rate,
                                             **{**kw, "seed": seed})
             chosen = {"psi": t.psi, "jensen_shannon": t.jensen_shannon,
@@ -159,6 +160,10 @@ def report(results: list[dict[str, Any]], seeds: int) -> None:
         line.append(f"  Var shared / Var own {ratio:.2f}, F test p "
                     f"{stats.f.sf(ratio, seeds - 1, seeds - 1):.4f}")
         print("\n".join(line))
+    report_rates(results, seeds)
+
+
+def report_rates(results: list[dict[str, Any]], seeds: int) -> None:
     print("per calibration (own seeds): mean rate / aim, t 95% upper bound, "
           "pool Clopper-Pearson 95% upper bound")
     worst = 0.0
@@ -181,7 +186,7 @@ def report(results: list[dict[str, Any]], seeds: int) -> None:
           f"one-sided t (over calibrations) that the mean is above 1: p {t_all.pvalue:.3f}")
 
 
-def _measure(job: tuple[Call, int, int]) -> dict[str, Any]:
+def _measure(job: tuple[Call, int, int, bool]) -> dict[str, Any]:
     return measure(*job)
 
 
@@ -194,6 +199,8 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--only", choices=("numeric", "categorical", "all"), default="all")
+    parser.add_argument("--own-only", action="store_true",
+                        help="own seeds only (the per-calibration rates; no variance test)")
     parser.add_argument("--results", type=Path, help="keep the measured rates here")
     parser.add_argument("--report", type=Path, help="only report the rates kept in this file")
     args = parser.parse_args()
@@ -214,12 +221,15 @@ def main() -> None:
     if args.only != "all":
         calls = [c for c in calls if (tuple(c[2]["tests"]) == ("psi",)) == (args.only == "numeric")]
     started = time.time()
-    jobs = [(call, args.seeds, args.pool) for call in calls]
+    jobs = [(call, args.seeds, args.pool, args.own_only) for call in calls]
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         results = pool.map(_measure, jobs, chunksize=1)
     if args.results:
         args.results.write_bytes(pickle.dumps(results, pickle.HIGHEST_PROTOCOL))
-    report(results, args.seeds)
+    if args.own_only:
+        report_rates(results, args.seeds)
+    else:
+        report(results, args.seeds)
     print(f"wall {time.time() - started:.0f} s")
 
 
