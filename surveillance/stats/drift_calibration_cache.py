@@ -3,12 +3,14 @@
 Calibrating a tool's bank simulates 76,000-95,000 windows per feature and 1,250
 quarters per continuous numeric feature (a few seconds of CPU per bank). Its result
 depends only on the feature's reference (bin or category counts, standardised values),
-the tool's volume and window sizes, the budget share and the seed, so it is kept under
-a digest of exactly those: a bank rebuilt from the same stored cases after a rebalance,
-a second bank of the same tool, or a replay reuses the thresholds instead of simulating
-again. Thresholds, not detector state, are shared; a hit returns the very value a fresh
-calibration would. Entries can be computed elsewhere (another process) and installed
-(`entries`, `install`); `cached_only` asks whether every threshold a build needs is in.
+the tool's volume and window sizes, the budget share and the seed (the calibration's
+own, from the base seed and its identity: `drift_calibration.calibration_seed`, the same
+in every process), so it is kept under a digest of exactly those: a bank rebuilt from
+the same stored cases after a rebalance, a second bank of the same tool, or a replay
+reuses the thresholds instead of simulating again. Thresholds, not detector state, are
+shared; a hit returns the very value a fresh calibration would. Entries can be computed
+elsewhere (another process) and installed (`entries`, `install`); `cached_only` asks
+whether every threshold a build needs is in.
 """
 
 from __future__ import annotations

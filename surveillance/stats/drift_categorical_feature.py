@@ -16,7 +16,7 @@ from surveillance.stats.categorical_drift import (
     WindowResult,
     WindowTestName,
 )
-from surveillance.stats.drift_calibration import WINDOW_DAYS, FalseAlarmBudget
+from surveillance.stats.drift_calibration import WINDOW_DAYS, FalseAlarmBudget, calibration_seed
 from surveillance.stats.drift_calibration_cache import Calibrations
 from surveillance.stats.drift_episode import Episode, VerdictContext
 from surveillance.stats.drift_features import DriftBankConfig, FeatureSpec, FeatureValue
@@ -61,7 +61,9 @@ class CategoricalFeature:
             np.array([*counts.values(), 0], dtype=np.float64),
             events_per_day * WINDOW_DAYS[config.window],
             budget.per_window_rate(budget.per_feature),
-            seed=config.seed,
+            # Its own seed (`drift_calibration.calibration_seed`).
+            seed=calibration_seed(config.seed, ctx.tool_id, ctx.role, ctx.software_version,
+                                  spec.name, "window"),
             tests=("psi", "jensen_shannon", "chi_square"),
             min_window_events=config.min_window_events,
             window_sizes=window_sizes,

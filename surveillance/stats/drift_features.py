@@ -113,6 +113,8 @@ class DriftBankConfig(BaseModel):
     min_reference_events: int = Field(default=200, ge=2)
     calibration_quarters: int = Field(default=400, ge=10)
     events_per_day: float | None = Field(default=None, gt=0)
+    #: Base seed: each calibration's seed is derived from it and the calibration's
+    #: identity (`drift_calibration.calibration_seed`).
     seed: int = 0
 
     @model_validator(mode="after")

@@ -20,7 +20,12 @@ import numpy as np
 
 from surveillance.stats.categorical_drift import WindowedDistributionTest
 from surveillance.stats.drift_binning import drift_edges, is_discrete
-from surveillance.stats.drift_calibration import DAYS_PER_QUARTER, WINDOW_DAYS, FalseAlarmBudget
+from surveillance.stats.drift_calibration import (
+    DAYS_PER_QUARTER,
+    WINDOW_DAYS,
+    FalseAlarmBudget,
+    calibration_seed,
+)
 from surveillance.stats.drift_calibration_cache import Calibrations
 from surveillance.stats.drift_episode import Episode, VerdictContext
 from surveillance.stats.drift_features import DriftBankConfig, FeatureSpec, FeatureValue
@@ -75,7 +80,7 @@ class NumericFeature:
             ref_bins,
             events_per_day * WINDOW_DAYS[config.window],
             budget.per_window_rate(share),
-            seed=config.seed,
+            seed=self._seed(config, "window"),
             tests=("psi",),
             min_window_events=config.min_window_events,
             window_sizes=window_sizes,
@@ -109,6 +114,12 @@ class NumericFeature:
         self.window_sites: list[str] = []
         self._fired = False
 
+    def _seed(self, config: DriftBankConfig, detector: str) -> int:
+        """This calibration's own seed (`drift_calibration.calibration_seed`)."""
+        ctx = self.ctx
+        return calibration_seed(config.seed, ctx.tool_id, ctx.role, ctx.software_version,
+                                self.spec.name, detector)
+
     def _calibrate_detector(
         self,
         standardised: FloatArray,
@@ -121,7 +132,7 @@ class NumericFeature:
                 standardised,
                 self.horizon,
                 share,
-                seed=config.seed,
+                seed=self._seed(config, "page_hinkley"),
                 n_quarters=max(config.calibration_quarters, quarters_for_rate(share, CONFIDENCE)),
                 min_instances=config.page_hinkley_min_instances,
                 delta=config.page_hinkley_delta,
@@ -133,7 +144,8 @@ class NumericFeature:
             return PageHinkleyRun(threshold, config.page_hinkley_delta,
                                   config.page_hinkley_min_instances, self.horizon)
         delta = calibrations.adwin_delta(
-            config.adwin_deltas, standardised, self.horizon, share, seed=config.seed
+            config.adwin_deltas, standardised, self.horizon, share,
+            seed=self._seed(config, "adwin"),
         )
         return DetectorRun(lambda: AdwinDetector(delta=delta), self.horizon)
 

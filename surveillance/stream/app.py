@@ -91,7 +91,6 @@ app = faust.App(
     datadir=str(settings.state_dir / "faust"),
     table_standby_replicas=settings.stream.standby_replicas,
     TableManager=PreseedingTableManager,  # its stores pre-seeded (`stream.preseed_recovery`)
-    Monitor=faust_consumer.QuietMonitor,  # no per-record statistics (`stream.faust_consumer`)
     **WORKER_OPTIONS,
     **kafka_clients.faust_options(settings.kafka),  # TLS / SASL
 )

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from surveillance.stream.faust_consumer import QuietMonitor
+
 WORKER_OPTIONS: dict[str, Any] = {
+    # No per-record statistics (`stream.faust_consumer`): the Faust-floor benchmark's app
+    # then runs the worker's Monitor too.
+    "Monitor": QuietMonitor,
     "topic_allow_declare": False,  # `surveillance topics create` made every topic
     "topic_disable_leader": True,
     "consumer_auto_offset_reset": "earliest",
