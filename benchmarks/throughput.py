@@ -19,9 +19,10 @@
    otherwise be read by it too): end-to-end from its start to its last output (its last
    committed batch, or later the drift alerts of tools a calibration held),
    then a worker started on its state must hold every case (counts exact). In
-   `--bulk-processes` processes (default 2: the join in one, the case stage in the
-   other), then, for scale, in one process on a third broker; the CPU of the runner
-   processes together, and the runner's own count from its restore to its last batch.
+   `--bulk-processes` processes (default 2: the join and the lighter half of the tools in
+   one, the other tools in the other: `bulk.ownership.tool_split`), then, for scale, in
+   one process on a third broker; the CPU of the runner processes together, and the
+   runner's own count from its restore to its last batch.
 6. Per-stage costs of the engine, in process (cProfile over the same events, each event
    a batch with the records it leads to, `engine.local`): CPU per input event per stage;
    and without the profiler: ingest, join, case records read back, whole engine.

@@ -1,5 +1,6 @@
 """A whole backfill: the bulk runner (`bulk.runner`) in one process, or in several on
-disjoint partitions with a calibration process beside the case-stage ones."""
+disjoint partitions with calibration processes beside them (two processes share the case
+stage's partitions by the registry's tools: `bulk.ownership.tool_split`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from surveillance.bulk.batches import default_partition
 from surveillance.bulk.calibration import Channels
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import Slot, Totals, run_processes
@@ -36,7 +38,9 @@ def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processe
     calibration processes beside them if several and `calibration_process`. `options` go
     to each `BulkRunner`."""
     started, cpu = time.monotonic(), _cpu()
-    owners = plan(processes, config.partitions)
+    # Each tool's cases are on one `cases.adjudicated` partition (keyed by the tool id).
+    tools = [default_partition(tool.encode(), config.partitions) for tool in config.registry]
+    owners = plan(processes, config.partitions, tools)
     if len(owners) == 1:
         def batch_done(done: Progress) -> None:
             if on_progress is not None:

@@ -27,8 +27,9 @@ def backfill(
         2_000, help="Records taken through the engine at a time within a batch, their "
         "outputs sent before the next (another runner process reads them meanwhile)."),
     processes: int = typer.Option(
-        2, help="Runner processes: 1 runs the join and the case stage in one; 2 or more split "
-        "them (the join's partitions over half, the case stage's over the rest)."),
+        2, help="Runner processes: 1 runs the join and the case stage in one; 2 share the case "
+        "stage's tools (the join with the lighter half); 3 or more split the stages (the "
+        "join's partitions over half, the case stage's over the rest)."),
     idle_seconds: float = typer.Option(
         5.0, help="Stop once caught up and nothing has come for this long."),
     calibration_process: bool = typer.Option(
