@@ -1,6 +1,7 @@
 """A whole backfill: the bulk runner (`bulk.runner`) in one process, or in several on
-disjoint partitions with calibration processes beside them (two processes share the case
-stage's partitions by the registry's tools: `bulk.ownership.tool_split`)."""
+disjoint partitions with calibration processes beside them (with `tool_split`, two
+processes share the case stage's partitions by the registry's tools:
+`bulk.ownership.tool_split`)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ class Done:
 
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
              on_progress: Callable[[Totals, float], None] | None = None,
-             calibration_process: bool = True, **options: Any) -> Done:
+             calibration_process: bool = True, tool_split: bool = False,
+             **options: Any) -> Done:
     """The whole backfill in `processes` runner processes (1: in this one), with a
     calibration processes beside them if several and `calibration_process`. `options` go
     to each `BulkRunner`."""
     started, cpu = time.monotonic(), _cpu()
     # Each tool's cases are on one `cases.adjudicated` partition (keyed by the tool id).
-    tools = [default_partition(tool.encode(), config.partitions) for tool in config.registry]
+    tools = ([default_partition(tool.encode(), config.partitions) for tool in config.registry]
+             if tool_split else [])
     owners = plan(processes, config.partitions, tools)
     if len(owners) == 1:
         def batch_done(done: Progress) -> None:

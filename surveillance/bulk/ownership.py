@@ -9,18 +9,21 @@ the two case topics and of the case and adverse tables' changelogs). A tool's ca
 go to one `cases.adjudicated` partition, so the monitor and drift bank of a tool always
 live in one process.
 
-With three processes or more the stages are split rather than the partitions: the join's
+With two processes or more the stages are split rather than the partitions: the join's
 and the case stage's costs are of the same order, and splitting by stage keeps each
 process's share independent of how the tools happen to hash onto partitions (four tools
 on four partitions put two on one partition in the shipped registry).
 
-With two (the default), the case partitions are shared out too, by the tools on them: the
-join process also owns the case partitions of the lighter half of the tools, the other
-process those of the heavier half (at least half of them). Split by stage, the case
-stage ran alone on one core for the last third of a 90-day backfill: it lagged the join
-while the calibration processes shared the cores, then caught up and replayed its held
-tools' drift with the join done. With tools in both processes, both have case work to
-the end, and a tool waiting for its thresholds leaves the other process's tools going.
+With two and `surveillance backfill --tool-split` (`bulk.backfill` passes the tools), the
+case partitions are shared out too, by the tools on them: the join process also owns the
+case partitions of the lighter half of the tools, the other process those of the heavier
+half (at least half of them). Split by stage, the case stage ran alone on one core for
+the last third of a 90-day backfill: it lagged the join while the calibration processes
+shared the cores, then caught up and replayed its held tools' drift with the join done.
+With tools in both processes, both have case work to the end (the per-process timeline
+shows the lone case stage gone), but on a loaded host it was not shown faster (the
+join's process is then the longer one, and a held tool's last calibration job still
+ends the backfill): not the default until measured in a quiet window.
 The join stays in one process: its inputs are taken in one event-time order
 (`bulk.order`), so the case records each tool reads come in the same order as with one
 process (the same alerts).
