@@ -19,9 +19,11 @@
    otherwise be read by it too): end-to-end from its start to its last output (its last
    committed batch, or later the drift alerts of tools a calibration held),
    then a worker started on its state must hold every case (counts exact). In
-   `--bulk-processes` processes (default 2: the join in one, the case stage in the
-   other), then, for scale, in one process on a third broker; the CPU of the runner
-   processes together, and the runner's own count from its restore to its last batch.
+   `--bulk-processes` processes (default 2: the join in one, the case stage in the other;
+   with `--tool-split`, the join and the lighter half of the tools in one, the other tools
+   in the other: `bulk.ownership.tool_split`), then, for scale, in
+   one process on a third broker; the CPU of the runner processes together, and the
+   runner's own count from its restore to its last batch.
 6. Per-stage costs of the engine, in process (cProfile over the same events, each event
    a batch with the records it leads to, `engine.local`): CPU per input event per stage;
    and without the profiler: ingest, join, case records read back, whole engine.
@@ -366,6 +368,9 @@ def main() -> None:
     parser.add_argument("--no-calibration-process", action="store_true",
                         help="the bulk runner calibrates drift in its case-stage process "
                         "(as before the calibration process; for a comparison)")
+    parser.add_argument("--tool-split", action="store_true",
+                        help="the bulk runner's two processes share the case stage's tools "
+                        "(`surveillance backfill --tool-split`)")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -380,7 +385,8 @@ def main() -> None:
     outcomes = {tool: {o: t.final_outcomes.get(o, 0) for o in OUTCOMES}
                 for tool, t in truth.items()}
     state = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    extra = ("--no-calibration-process",) if args.no_calibration_process else ()
+    extra = (("--no-calibration-process",) if args.no_calibration_process else ()) + (
+        ("--tool-split",) if args.tool_split else ())
     if args.bulk_only:
         bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes,
                          extra)

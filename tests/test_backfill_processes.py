@@ -47,6 +47,41 @@ def test_the_processes_own_every_partition_of_both_stages_once(processes: int,
         assert any(o.join for o in owners) and any(o.cases for o in owners)
 
 
+@given(st.integers(1, 12), st.integers(1, 40), st.data())
+def test_with_tools_two_processes_share_the_case_stage_by_tool(
+        processes: int, partitions: int, data: st.DataObject) -> None:
+    tools = data.draw(st.lists(st.integers(0, partitions - 1), min_size=1, max_size=12))
+    owners = plan(processes, partitions, tools)
+    for stage in ("join", "cases"):
+        shares = [getattr(o, stage) for o in owners]
+        assert sorted(p for share in shares for p in share) == list(range(partitions))
+    if processes != 2:
+        assert owners == plan(processes, partitions)  # the tools change only two
+        return
+    first, second = owners
+    assert first.join == frozenset(range(partitions)) and not second.join
+    # The second process holds at least half of the tools' cases, and no fewer partitions
+    # would do: dropping any of its partitions leaves it under half.
+    mine = [p for p in tools if p in second.cases]
+    assert 2 * len(mine) >= len(tools)
+    for p in second.cases:
+        assert 2 * sum(1 for q in mine if q != p) < len(tools)
+
+
+def test_the_shipped_registry_puts_the_join_beside_the_lighter_half_of_the_tools() -> None:
+    """Six tools on four partitions (dr-screen and ad-triage 0, ich-triage 1, lvo-triage
+    and ptx-triage 2, pe-triage 3): the case-only process takes partitions 0 and 2, four
+    tools; the join process partitions 1 and 3, one tool each."""
+    from surveillance.clinical.baselines import load_registry
+
+    tools = {tool: default_partition(tool.encode(), 4) for tool in load_registry()}
+    assert tools == {"ich-triage": 1, "lvo-triage": 2, "ptx-triage": 2, "dr-screen": 0,
+                     "pe-triage": 3, "ad-triage": 0}
+    every = frozenset(range(4))
+    assert plan(2, 4, list(tools.values())) == [
+        Ownership(every, frozenset({1, 3})), Ownership(frozenset(), frozenset({0, 2}))]
+
+
 def test_a_process_reads_its_stages_topics_on_its_partitions_only() -> None:
     owned = Ownership(frozenset({1, 3}), frozenset({0}))
     assert sorted(owned.topic_partitions()) == sorted(

@@ -1,5 +1,7 @@
 """A whole backfill: the bulk runner (`bulk.runner`) in one process, or in several on
-disjoint partitions with a calibration process beside the case-stage ones."""
+disjoint partitions with calibration processes beside them (with `tool_split`, two
+processes share the case stage's partitions by the registry's tools:
+`bulk.ownership.tool_split`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from surveillance.bulk.batches import default_partition
 from surveillance.bulk.calibration import Channels
 from surveillance.bulk.ownership import Ownership, plan
 from surveillance.bulk.processes import Slot, Totals, run_processes
@@ -31,12 +34,16 @@ class Done:
 
 def backfill(config: EngineConfig, app_id: str, client: dict[str, Any], processes: int,
              on_progress: Callable[[Totals, float], None] | None = None,
-             calibration_process: bool = True, **options: Any) -> Done:
+             calibration_process: bool = True, tool_split: bool = False,
+             **options: Any) -> Done:
     """The whole backfill in `processes` runner processes (1: in this one), with a
     calibration processes beside them if several and `calibration_process`. `options` go
     to each `BulkRunner`."""
     started, cpu = time.monotonic(), _cpu()
-    owners = plan(processes, config.partitions)
+    # Each tool's cases are on one `cases.adjudicated` partition (keyed by the tool id).
+    tools = ([default_partition(tool.encode(), config.partitions) for tool in config.registry]
+             if tool_split else [])
+    owners = plan(processes, config.partitions, tools)
     if len(owners) == 1:
         def batch_done(done: Progress) -> None:
             if on_progress is not None:

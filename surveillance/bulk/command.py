@@ -29,6 +29,9 @@ def backfill(
     processes: int = typer.Option(
         2, help="Runner processes: 1 runs the join and the case stage in one; 2 or more split "
         "them (the join's partitions over half, the case stage's over the rest)."),
+    tool_split: bool = typer.Option(
+        False, help="With 2 processes: share the case stage's tools between both (the join "
+        "beside the lighter half) rather than split by stage (not shown faster yet)."),
     idle_seconds: float = typer.Option(
         5.0, help="Stop once caught up and nothing has come for this long."),
     calibration_process: bool = typer.Option(
@@ -99,6 +102,7 @@ def backfill(
             EngineConfig.from_settings(settings, lookup), settings.stream.app_id, client,
             processes, report, max_records=max_records, chunk_records=chunk_records,
             idle_seconds=idle_seconds, calibration_process=calibration_process,
+            tool_split=tool_split,
             crash_at=(crash_after_batch, crash_point) if crash_after_batch else None)
     except KafkaError as exc:
         fail(broker_failed.format(exc))
