@@ -45,7 +45,13 @@ from surveillance.engine.records import Record
 from surveillance.stream.outbox import Sendable
 from surveillance.stream.topics import ALERTS, CASES_ADJUDICATED
 from tests.test_backfill_crashes import stream
-from tests.test_worker_crash_order import TABLES, Killed, LogOutbox, Worker, _recovered
+from tests.test_worker_crash_order import (
+    TABLES,
+    LogOutbox,
+    Worker,
+    _recovered,
+    read_until_killed,
+)
 
 CASE_BATCH = 100
 
@@ -131,10 +137,7 @@ def test_a_case_agent_killed_between_its_writes_loses_no_alert(
     log: list[Sendable] = []
     outbox = LogOutbox(log)
     worker = CaseWorker(config, {n: {} for n in TABLES}, outbox)
-    asyncio.run(worker.read(cases[:killed * CASE_BATCH], now))
-    outbox.kill_at = outbox.writes + 1
-    with pytest.raises(Killed):
-        asyncio.run(worker.read(cases[killed * CASE_BATCH:(killed + 1) * CASE_BATCH], now))
+    read_until_killed(worker, outbox, cases, CASE_BATCH, killed, now)
     tables = _recovered(log)
     restarted = CaseWorker(config, tables, LogOutbox(log))
     restarted.engine.cases.rebuild(  # as `stream.app._ensure_monitor`

@@ -173,6 +173,16 @@ def _restart_order(backlog: list[Record]) -> list[Record]:
     return [r for r, _ in order.release((), 0.0)]
 
 
+def read_until_killed(worker: Worker, outbox: LogOutbox, records: list[Record], batch: int,
+                      killed: int, now: datetime) -> None:
+    """`worker` reads `records` in batches of `batch`, killed in batch `killed`: its first
+    write made, then killed."""
+    asyncio.run(worker.read(records[:killed * batch], now))
+    outbox.kill_at = outbox.writes + 1
+    with pytest.raises(Killed):
+        asyncio.run(worker.read(records[killed * batch:(killed + 1) * batch], now))
+
+
 def _crashed(config: EngineConfig, first: list[Record], again: list[Record],
              killed: int, now: datetime) -> list[Sendable]:
     """The log of a worker that reads `first` in batches and is killed after the first
@@ -181,10 +191,7 @@ def _crashed(config: EngineConfig, first: list[Record], again: list[Record],
     log: list[Sendable] = []
     outbox = LogOutbox(log)
     worker = Worker(config, {n: {} for n in TABLES}, outbox)
-    asyncio.run(worker.read(first[:killed * BATCH], now))
-    outbox.kill_at = outbox.writes + 1  # batch `killed`: its first write made, then killed
-    with pytest.raises(Killed):
-        asyncio.run(worker.read(first[killed * BATCH:(killed + 1) * BATCH], now))
+    read_until_killed(worker, outbox, first, BATCH, killed, now)
     restarted = Worker(config, _recovered(log), LogOutbox(log))
     asyncio.run(restarted.read(again, now))
     return log
@@ -247,16 +254,10 @@ def _crashed_twice(config: EngineConfig, first: list[Record], again: list[Record
     log: list[Sendable] = []
     outbox = LogOutbox(log)
     worker = Worker(config, {n: {} for n in TABLES}, outbox)
-    asyncio.run(worker.read(first[:killed * BATCH], now))
-    outbox.kill_at = outbox.writes + 1
-    with pytest.raises(Killed):
-        asyncio.run(worker.read(first[killed * BATCH:(killed + 1) * BATCH], now))
+    read_until_killed(worker, outbox, first, BATCH, killed, now)
     outbox = LogOutbox(log)
     restarted = Worker(config, _recovered(log), outbox)
-    asyncio.run(restarted.read(again[:killed_again * BATCH], now))
-    outbox.kill_at = outbox.writes + 1
-    with pytest.raises(Killed):
-        asyncio.run(restarted.read(again[killed_again * BATCH:(killed_again + 1) * BATCH], now))
+    read_until_killed(restarted, outbox, again, BATCH, killed_again, now)
     last = Worker(config, _recovered(log), LogOutbox(log))
     asyncio.run(last.read(again[committed_again * BATCH:], now))
     return log
