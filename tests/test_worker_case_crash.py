@@ -40,7 +40,7 @@ import pytest
 
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
-from surveillance.engine.pipeline import CASE_TABLE
+from surveillance.engine.pipeline import CASE_SNAPSHOTS, CASE_TABLE
 from surveillance.engine.records import Record
 from surveillance.stream.outbox import Sendable
 from surveillance.stream.topics import ALERTS, CASES_ADJUDICATED
@@ -102,10 +102,34 @@ def _counts(log: list[Sendable]) -> dict[str, Counter[str]]:
     return counts
 
 
+def _stop(worker: CaseWorker) -> None:
+    """The worker stopped cleanly (`stream.app._snapshots_at_stop`): every tool's pending
+    snapshot written."""
+    asyncio.run(worker.staging.apply(worker.engine.snapshot()))
+
+
+def _snapshots(log: list[Sendable]) -> dict[str, dict[str, object]]:
+    """Per tool, the snapshot the log's changelogs recover, but its write's offset."""
+    return {tool: {k: v for k, v in saved.items() if k != "offset"}
+            for tool, saved in _recovered(log)[CASE_SNAPSHOTS].items()}
+
+
+def _restarted(config: EngineConfig, log: list[Sendable]) -> CaseWorker:
+    """A case agent started on the tables the log's changelogs recover, its case stage
+    rebuilt (as `stream.app._ensure_monitor`)."""
+    tables = _recovered(log)
+    restarted = CaseWorker(config, tables, LogOutbox(log))
+    restarted.engine.cases.rebuild(
+        case_records(tables[CASE_TABLE].items(), {0}), {0},
+        full=lambda tools: [(k, r) for k, r in case_records(tables[CASE_TABLE].items(), {0})
+                            if r.tool in tools])
+    return restarted
+
+
 @pytest.fixture(scope="module")
 def uninterrupted() -> tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]]:
-    """The case records, one uninterrupted case agent's log, and the batches that raised
-    an alert."""
+    """The case records, one uninterrupted case agent's log (stopped cleanly at the end),
+    and the batches that raised an alert."""
     config, cases, now = _cases()
     log: list[Sendable] = []
     outbox = LogOutbox(log)
@@ -116,7 +140,31 @@ def uninterrupted() -> tuple[EngineConfig, list[Record], datetime, list[Sendable
         asyncio.run(worker.read(cases[batch * CASE_BATCH:(batch + 1) * CASE_BATCH], now))
         if len(_alerts(log)) > before:
             alerting.append(batch)
+    _stop(worker)
     return config, cases, now, log, alerting
+
+
+@pytest.mark.parametrize("which", [0, -1])
+def test_a_case_agent_stopped_at_a_batch_end_loads_its_snapshots_and_alerts_the_same(
+        uninterrupted: tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]],
+        which: int) -> None:
+    """Stopped cleanly at the end of an alerting batch (`which` of them), every write
+    made, restarted, reading on from the next batch: every tool loaded from its snapshot
+    (none replayed), and the same counts, alerts (every field) and final snapshots as the
+    uninterrupted case agent."""
+    config, cases, now, whole, alerting = uninterrupted
+    stopped = alerting[which] + 1
+    log: list[Sendable] = []
+    worker = CaseWorker(config, {n: {} for n in TABLES}, LogOutbox(log))
+    asyncio.run(worker.read(cases[:stopped * CASE_BATCH], now))
+    _stop(worker)
+    restarted = _restarted(config, log)
+    assert restarted.engine.cases.restored == sorted(_counts(log))
+    asyncio.run(restarted.read(cases[stopped * CASE_BATCH:], now))
+    _stop(restarted)
+    assert _counts(log) == _counts(whole)
+    assert _alerts(log) == _alerts(whole)
+    assert _snapshots(log) == _snapshots(whole)
 
 
 @pytest.mark.xfail(strict=True, reason=(
