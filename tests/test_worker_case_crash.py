@@ -27,18 +27,20 @@ minute old at a stop in the same way. Replayed from their case records, the tool
 `baseline_deviation:ich-triage:5.2.1:site-c:sensitivity:30d:2026-07-10` and missed
 `version_change:ich-triage:5.3.0` (`PerformanceMonitor.rebuild` is approximate: it starts
 a newly assigned tool without its verdicts and episodes, so an ongoing deviation is
-alerted again under another day's id, and takes every record in the table silently, so
-a version first seen in it raises no change).
+alerted again under another day's id, and takes every record in the table silently:
+after batch 44 the table held 7 ich-triage 5.3.0 records waiting for their day's
+evaluation (the monitor had seen only 5.2.1), so 5.3.0 was never a change).
 
 Killed between the two writes (strict xfail, each of 3 kill points), the alerts still
 differ, for two reasons. With the snapshots throttled (60 s), the killed batch's is not
-written and every tool is replayed, with the replay's differences above (and more: at
-batch 55, commit 2 behind, the restart raised
+written and every tool is replayed, with the replay's differences above (at batch 55,
+commit 2 behind, the restart raised
 `baseline_deviation:ich-triage:5.2.1:site-c:sensitivity:30d:2026-07-12` and missed
 `version_change:ich-triage:5.3.0`). With a snapshot every batch (`snapshot_seconds=0`,
 `/tmp` probe, session 15) every tool loads the snapshot of the killed batch's first
 write, and the one difference is the killed batch's own alert, lost
-(`baseline_deviation:ich-triage:5.2.1:all:sensitivity:30d:2026-07-08` at batch 44): the
+(`baseline_deviation:ich-triage:5.2.1:all:sensitivity:30d:2026-07-08` at batch 44,
+`version_change:ich-triage:5.3.0` at batch 55 with the commit 2 behind): the
 state that raised it is on the log, the alert is not, and the re-read batch's cases are
 not newer than the recovered records, so nothing raises it again. What is missing is
 the join's remedy for the case stage: the batch's records saved with its state in the
