@@ -157,8 +157,23 @@ _staging = Staging({name: table.data for name, table in tables.items()}, _change
 apply, stage = _staging.apply, _staging.stage  # a batch's effects (`stream.staging`)
 
 
+async def _snapshots_at_stop() -> None:
+    """Every tool's pending snapshot written, before the worker stops or gives up its
+    partitions. Snapshots are throttled (`EngineConfig.snapshot_seconds`), so without this
+    a tool changed in the last minute has one older than the case table: the next owner
+    refuses it ("the case table has changed since it was written") and replays the tool,
+    which raises other alerts than the stopped worker would have (`engine.snapshots`)."""
+    if not engine.cases.ready:
+        return  # not rebuilt since the last assignment: its state is no newer than the table
+    try:
+        await apply(engine.snapshot())
+    except Exception:  # the tools are then replayed, as after a crash
+        log.exception("the case stage's snapshots were not written at the stop")
+
+
 @app.on_before_shutdown.connect
 async def _close_outbox(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    await _snapshots_at_stop()
     await _staging.close()
     if _calibrator is not None:
         _calibrator.close()
@@ -266,6 +281,7 @@ async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) 
 
 @app.on_partitions_revoked.connect
 async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    await _snapshots_at_stop()  # the next owner of a tool loads its state
     engine.revoked()  # clocks and monitor rebuilt from the tables when next needed
     _input_order.forget()  # held input events are read again from the committed offsets
 
