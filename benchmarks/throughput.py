@@ -33,7 +33,10 @@ average at the end of its run: the machine is often shared, and CPU per event mo
 less with the load than events/s does. The live rate ends once every case is counted and
 no tool waits for its calibration (its drift alerts still to come).
 `--live-only` runs steps 1-3 (for iterating on the worker); `--bulk-only` the bulk runner
-in `--bulk-processes` processes alone (for iterating on it; no final line). The bulk lines
+in `--bulk-processes` processes alone (for iterating on it; no final line). With
+`--digest` (and `--bulk-only`), after the backfill, a SHA-256 each (16 hex digits) of the
+alerts, the state snapshots and `cases.adjudicated` it wrote (each topic's values sorted):
+two trees or layouts with equal digests wrote the same outputs. The bulk lines
 give each runner process's CPU to its last batch and to its first (start-up), the CPU
 spent before the runner started (imports), the broker's CPU and the load average.
 7. The codec alone, timed without the profiler: msgspec decode + validate (`contracts.wire`)
@@ -160,10 +163,54 @@ class Bulk:
     broker_cpu: float  # process CPU seconds of the broker while the runner ran
     load: tuple[float, float, float]  # the load average when the runner ended
     differ: str  # the tools whose counts are not the truth's: counted against expected
+    digests: str = ""  # `outputs_digest`, when asked for
+
+
+def topic_values(bootstrap: str, topic: str, timeout: float = 120) -> list[bytes]:
+    """Every record value of `topic`, read up to each partition's high watermark (the
+    embedded broker's ListOffsets answers short of the log end: `embedded.log_end`)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while any((high := consumer.highwater(tp)) is None or consumer.position(tp) < high
+                  for tp in partitions):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{topic} was not read to its end in {timeout:.0f} s")
+            values += [r.value for batch in consumer.poll(timeout_ms=1000).values()
+                       for r in batch]
+        return values
+    finally:
+        consumer.close()
+
+
+def outputs_digest(bootstrap: str) -> str:
+    """The alerts (once each, by id), the snapshots and `cases.adjudicated`: per topic its
+    count and the SHA-256 of its values sorted (their order across partitions and
+    batches is not an output)."""
+    import hashlib
+
+    from surveillance.demo import read_alerts
+    from surveillance.stream.topics import CASES_ADJUDICATED, SNAPSHOTS
+
+    alerts = sorted(json.dumps(a.model_dump(mode="json"), sort_keys=True)
+                    for a in read_alerts(bootstrap))
+    parts = [("alerts", alerts)] + [
+        (name, sorted(v.decode() for v in topic_values(bootstrap, topic)))
+        for name, topic in (("snapshots", SNAPSHOTS), ("cases.adjudicated", CASES_ADJUDICATED))]
+    return "; ".join(f"{name} {len(values)} "
+                     f"{hashlib.sha256(chr(10).join(values).encode()).hexdigest()[:16]}"
+                     for name, values in parts)
 
 
 def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Path,
-              processes: int, extra: tuple[str, ...] = ()) -> Bulk:
+              processes: int, extra: tuple[str, ...] = (), digest: bool = False) -> Bulk:
     """The bulk runner in `processes` processes on a broker of its own, then a worker on
     its state (counts exact?). CPU from the operating system (the runner's children
     included: it waits for them) and from the runner's own `backfill done` line."""
@@ -186,6 +233,7 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
         done = [ln for ln in runner.log_tail().splitlines() if ln.startswith("backfill done")]
         seconds = float(done[-1].split(" in ")[1].split(" s,")[0])
         busy_cpu = float(done[-1].split(" CPU ")[1].split(" s ")[0])  # all processes
+        digests = outputs_digest(broker.bootstrap) if digest else ""
         worker = WorkerProcess(broker.bootstrap, state / f"bulk-{processes}").start()
         try:
             counts = wait_for_counts([worker], expected, timeout=600)
@@ -193,7 +241,7 @@ def bulk_rate(events: list, expected: dict[str, int], partitions: int, state: Pa
             worker.stop()
     differ = differences(counts, expected)
     return Bulk(len(events) / seconds, not differ, cpu, busy_cpu, done[-1], broker_cpu, load,
-                differ)
+                differ, digests)
 
 
 def differences(counts: dict[str, dict[str, int]], expected: dict[str, int]) -> str:
@@ -371,6 +419,9 @@ def main() -> None:
     parser.add_argument("--tool-split", action="store_true",
                         help="the bulk runner's two processes share the case stage's tools "
                         "(`surveillance backfill --tool-split`)")
+    parser.add_argument("--digest", action="store_true",
+                        help="with --bulk-only: digests of the alerts, snapshots and "
+                        "cases.adjudicated the backfill wrote")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -389,10 +440,12 @@ def main() -> None:
         ("--tool-split",) if args.tool_split else ())
     if args.bulk_only:
         bulk = bulk_rate(events, expected, args.partitions, state, args.bulk_processes,
-                         extra)
+                         extra, args.digest)
         print(f"events: {len(events)} input events ({sum(expected.values())} cases) from "
               f"{start}")
         print_bulk(f"{args.bulk_processes} processes", bulk, len(events))
+        if bulk.digests:
+            print(f"outputs: {bulk.digests}")
         print("load average (1, 5, 15 min): at start {:.2f} {:.2f} {:.2f}; at end {:.2f} "
               "{:.2f} {:.2f}".format(*load_at_start, *os.getloadavg()))
         return
