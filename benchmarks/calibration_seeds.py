@@ -20,7 +20,12 @@ between features, `scipy.stats.permutation_test`, pairings: p small when feature
 rates move together), and the F test of the shared mode's variance of the sum against
 the own seeds'. Per calibration: the mean realized rate over b against the aim, with a
 one-sided 95% upper bound over seeds (Student t: the seeds' spread only) and the pool's
-Clopper-Pearson bound (its noise only, `pool` windows), and a t test over calibrations.
+Clopper-Pearson bound (its noise only, `pool` windows), and a t test over calibrations
+with the mean's 95% CI and the pooled ratio (sum of rates / sum of aims).
+
+`--first-seed` runs the base seeds first-seed .. first-seed + seeds - 1 (a run apart from
+an earlier one's seeds), `--fresh-base` another pool; the pool is simulated in chunks of
+POOL_CHUNK windows (tens of millions without holding their counts).
 
     nice -n 19 .venv/bin/python benchmarks/calibration_seeds.py --seeds 30 --jobs 2 \\
         --inputs /tmp/calibration-seeds-90.pkl   # --save FILE to capture first
@@ -55,6 +60,9 @@ from surveillance.stats.window_shortcuts import distinct_rows
 #: Base of the fresh pools' seeds: `calibration_seed` of it is apart from every
 #: calibration's seed (another base).
 FRESH_BASE = 987_654_321
+#: Fresh windows simulated at a time (each chunk its own seed; the first chunk's is the
+#: unchunked pool's): a pool of tens of millions without holding its counts.
+POOL_CHUNK = 1_000_000
 Call = tuple[tuple[str | None, ...], tuple[Any, ...], dict[str, Any]]
 
 
@@ -93,20 +101,40 @@ def _aim(kw: dict[str, Any], rate: float) -> float:
     return rate * GATED_AIM if kw.get("min_total_variation", 0.0) > 0 else rate
 
 
-def measure(call: Call, seeds: int, pool: int, own_only: bool = False) -> dict[str, Any]:
-    """One calibration's realized rates: rates[mode][b] on its fresh pool."""
+def _pool_statistics(call: Call, pool: int, fresh_base: int) -> tuple[
+        dict[str, np.ndarray], np.ndarray | None]:
+    """The fresh pool's statistics (and gate) of one calibration's null, in chunks of
+    POOL_CHUNK windows: chunk i's seed is `calibration_seed(fresh_base, *identity,
+    "fresh")` for i = 0 (as unchunked), with str(i) appended after."""
+    identity, args, kw = call
+    reference, events_per_window, _ = args
+    tests = tuple(kw["tests"])
+    gate_level = kw.get("min_total_variation", 0.0)
+    parts: list[dict[str, np.ndarray]] = []
+    gates: list[np.ndarray] = []
+    for i, start in enumerate(range(0, pool, POOL_CHUNK)):
+        extra = (str(i),) if i else ()
+        windows = simulate_windows(reference, events_per_window, min(POOL_CHUNK, pool - start),
+                                   calibration_seed(fresh_base, *identity, "fresh", *extra),
+                                   kw["min_window_events"], kw["window_sizes"])
+        rows, back = distinct_rows(windows)
+        parts.append({t: v[back] for t, v in window_statistics(reference, rows, tests).items()})
+        if gate_level > 0:
+            gates.append(total_variation_rows(reference, rows)[back] >= gate_level)
+    statistics = {t: np.concatenate([p[t] for p in parts]) for t in tests}
+    return statistics, np.concatenate(gates) if gates else None
+
+
+def measure(call: Call, seeds: int, pool: int, own_only: bool = False, first_seed: int = 0,
+            fresh_base: int = FRESH_BASE) -> dict[str, Any]:
+    """One calibration's realized rates: rates[mode][i] on its fresh pool, for the base
+    seeds b = first_seed + i."""
     identity, args, kw = call
     reference, events_per_window, rate = args
     tests = tuple(kw["tests"])
-    windows = simulate_windows(reference, events_per_window, pool,
-                               calibration_seed(FRESH_BASE, *identity, "fresh"),
-                               kw["min_window_events"], kw["window_sizes"])
-    rows, back = distinct_rows(windows)
-    statistics = {t: v[back] for t, v in window_statistics(reference, rows, tests).items()}
-    gate_level = kw.get("min_total_variation", 0.0)
-    gate = total_variation_rows(reference, rows)[back] >= gate_level if gate_level > 0 else None
+    statistics, gate = _pool_statistics(call, pool, fresh_base)
     rates: dict[str, list[float]] = {"own": [], "shared": []}
-    for b in range(seeds):
+    for b in range(first_seed, first_seed + seeds):
         modes = [("own", calibration_seed(b, *identity)), ("shared", b)]
         for mode, seed in modes[:1] if own_only else modes:
             t = calibrate_window_thresholds(reference, events_per_window, rate,
@@ -182,11 +210,14 @@ def report_rates(results: list[dict[str, Any]], seeds: int) -> None:
     t_all = stats.ttest_1samp(means, 1.0, alternative="greater")
     # Each calibration's mean has its own pool and seeds: independent between calibrations,
     # each unbiased for its expected rate, so this t test carries both noises.
-    print(f"calibrations' mean rate / aim: mean {means.mean():.3f}, max {worst:.3f}; "
-          f"one-sided t (over calibrations) that the mean is above 1: p {t_all.pvalue:.3f}")
+    low, high = stats.ttest_1samp(means, 1.0).confidence_interval(0.95)
+    pooled = sum(np.mean(r["rates"]["own"]) for r in results) / sum(r["aim"] for r in results)
+    print(f"calibrations' mean rate / aim: mean {means.mean():.3f} (95% CI {low:.3f}-{high:.3f}), "
+          f"max {worst:.3f}; one-sided t (over calibrations) that the mean is above 1: "
+          f"p {t_all.pvalue:.4f}; pooled (sum of rates / sum of aims) {pooled:.3f}")
 
 
-def _measure(job: tuple[Call, int, int, bool]) -> dict[str, Any]:
+def _measure(job: tuple[Call, int, int, bool, int, int]) -> dict[str, Any]:
     return measure(*job)
 
 
@@ -196,6 +227,10 @@ def main() -> None:
     parser.add_argument("--save", type=Path)
     parser.add_argument("--inputs", type=Path)
     parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="base seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--fresh-base", type=int, default=FRESH_BASE,
+                        help="base of the fresh pools' seeds (another pool)")
     parser.add_argument("--pool", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--only", choices=("numeric", "categorical", "all"), default="all")
@@ -221,11 +256,18 @@ def main() -> None:
     if args.only != "all":
         calls = [c for c in calls if (tuple(c[2]["tests"]) == ("psi",)) == (args.only == "numeric")]
     started = time.time()
-    jobs = [(call, args.seeds, args.pool, args.own_only) for call in calls]
+    jobs = [(call, args.seeds, args.pool, args.own_only, args.first_seed, args.fresh_base)
+            for call in calls]
+    results = []
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        results = pool.map(_measure, jobs, chunksize=1)
-    if args.results:
-        args.results.write_bytes(pickle.dumps(results, pickle.HIGHEST_PROTOCOL))
+        # Each calibration's line as it ends (a long run's partial answer).
+        for r in pool.imap_unordered(_measure, jobs, chunksize=1):
+            results.append(r)
+            own = np.array(r["rates"]["own"])
+            print(f"  done {'/'.join(str(p) for p in r['identity'])}: mean rate / aim "
+                  f"{own.mean() / r['aim']:.3f} ({time.time() - started:.0f} s)", flush=True)
+            if args.results:
+                args.results.write_bytes(pickle.dumps(results, pickle.HIGHEST_PROTOCOL))
     if args.own_only:
         report_rates(results, args.seeds)
     else:

@@ -14,6 +14,14 @@
   that searched before (100,000 windows, the union's simulated share within the aim) ran
   at 1.18x the aim (60 seeds, p = 0.001 that it was not above), the bound at 0.96x
   (0.87x with the fewest windows that can meet it, 63,309).
+- The expected rate over calibration seeds of a single test (a numeric feature's PSI) on a
+  near-discrete null (a kVp-like feature: two values and an empty bin, windows of ~90
+  studies) is the order-statistic formula's, exactly: the search keeps the lowest
+  simulated value with at most J - 1 simulated windows above it (J / (n + 1) <= aim, the
+  bound), so a fresh window at a value v alarms when fewer than J of the n simulated
+  windows are at or above v: E = sum over values v > floor of P(v) * P(Binomial(n, Q(v))
+  <= J - 1), Q(v) = P(stat >= v) (scipy's beta-binomial and binomial). E is at most the
+  integral J / (n + 1) (a decreasing function's right sum): ties only lower the rate.
 """
 
 from __future__ import annotations
@@ -22,12 +30,14 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy.stats import beta, dirichlet_multinomial, ttest_1samp
+from scipy.stats import beta, betabinom, binom, dirichlet_multinomial, ttest_1samp
 
 from surveillance.stats.drift_calibration import (
     GATED_AIM,
+    MIN_DIVERGENCE_THRESHOLD,
     PRIOR_COUNT,
     calibrate_window_thresholds,
+    resolution_floor,
     total_variation_rows,
     window_statistics,
 )
@@ -135,3 +145,50 @@ def test_expected_rate_of_a_gated_union_is_within_the_aim() -> None:
           f"(aim {aim:.2e}), p(above aim) = {above:.3g}")
     assert above >= 0.001
     assert mean >= aim / 10  # not vacuous
+
+
+def test_expected_rate_on_a_near_discrete_null_is_the_order_statistics() -> None:
+    # kVp-like: two values (one bin each) and a bin the reference never saw, daily
+    # windows of 80-95 studies, a numeric feature's per-window rate (J = 2 of 75,971).
+    reference = np.array([2300.0, 325.0, 0.0])
+    sizes = [80, 87, 95]
+    rate = 2.632548833780867e-05
+    rows, probability = [], []
+    for size in sizes:
+        # Every window: counts (a, b, size - a - b). Dirichlet-multinomial = the first bin
+        # beta-binomial, then the second beta-binomial of what is left.
+        for a in range(size + 1):
+            b = np.arange(size - a + 1)
+            rows.append(np.column_stack([np.full(b.size, a), b, size - a - b]))
+            first = betabinom.pmf(a, size, reference[0] + PRIOR_COUNT,
+                                  reference[1:].sum() + 2 * PRIOR_COUNT)
+            second = betabinom.pmf(b, size - a, reference[1] + PRIOR_COUNT,
+                                   reference[2] + PRIOR_COUNT)
+            probability.append(first * second / len(sizes))
+    windows = np.concatenate(rows).astype(np.float64)
+    p = np.concatenate(probability)
+    assert p.sum() == pytest.approx(1.0)
+    psi = psi_rows(reference, windows)
+    # The order-statistic formula over the statistic's distinct values, largest first.
+    n = windows_needed(rate, 1)
+    j = max(k for k in range(1, 100) if k / (n + 1) <= rate)
+    values, where = np.unique(psi, return_inverse=True)
+    mass = np.bincount(where, weights=p)[::-1]
+    at_or_above = np.cumsum(mass)
+    floor = max(resolution_floor(reference, float(np.median(sizes)), "psi"),
+                MIN_DIVERGENCE_THRESHOLD)
+    beyond = values[::-1] > floor
+    expected = float((mass * binom.cdf(j - 1, n, at_or_above))[beyond].sum())
+    assert expected <= j / (n + 1) <= rate
+    rates = []
+    for seed in range(80):
+        threshold = calibrate_window_thresholds(
+            reference, 87.0, rate, seed=seed, tests=("psi",), window_sizes=sizes).psi
+        rates.append(float(p[psi > threshold].sum()))
+    test = ttest_1samp(rates, expected)
+    low, high = test.confidence_interval(0.999)
+    print(f"near-discrete null: exact expected rate {expected / rate:.3f}x the aim "
+          f"(continuous: {j / (n + 1) / rate:.3f}x); calibrated over {len(rates)} seeds "
+          f"{np.mean(rates) / rate:.3f}x (99.9% CI {low / rate:.3f}-{high / rate:.3f})")
+    assert low <= expected <= high
+    assert expected >= rate / 2  # not vacuous: the ties cost at most half the aim here
