@@ -64,12 +64,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.topic_read
+
 from surveillance.embedded import EmbeddedBroker
 from surveillance.embedded.broker import free_port
 from surveillance.simulate import Faults, Scenario, past_start, simulate
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerProcess, combined_counts, wait_for_counts
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL, all_topics, create_topics
+from tests.topic_read import read_records
 
 #: The outcomes a worker counts per tool (`/surveillance/counts`) and the simulator's truth
 #: gives (its `no_report` is a case still pending).
@@ -166,30 +169,6 @@ class Bulk:
     digests: str = ""  # `outputs_digest`, when asked for
 
 
-def topic_values(bootstrap: str, topic: str, timeout: float = 120) -> list[bytes]:
-    """Every record value of `topic`, read up to each partition's high watermark (the
-    embedded broker's ListOffsets answers short of the log end: `embedded.log_end`)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p)
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        values: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while any((high := consumer.highwater(tp)) is None or consumer.position(tp) < high
-                  for tp in partitions):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{topic} was not read to its end in {timeout:.0f} s")
-            values += [r.value for batch in consumer.poll(timeout_ms=1000).values()
-                       for r in batch]
-        return values
-    finally:
-        consumer.close()
-
-
 def outputs_digest(bootstrap: str) -> str:
     """The alerts (once each, by id), the snapshots and `cases.adjudicated`: per topic its
     count and the SHA-256 of its values sorted (their order across partitions and
@@ -202,7 +181,7 @@ def outputs_digest(bootstrap: str) -> str:
     alerts = sorted(json.dumps(a.model_dump(mode="json"), sort_keys=True)
                     for a in read_alerts(bootstrap))
     parts = [("alerts", alerts)] + [
-        (name, sorted(v.decode() for v in topic_values(bootstrap, topic)))
+        (name, sorted(r.value.decode() for r in read_records(bootstrap, [topic])))
         for name, topic in (("snapshots", SNAPSHOTS), ("cases.adjudicated", CASES_ADJUDICATED))]
     return "; ".join(f"{name} {len(values)} "
                      f"{hashlib.sha256(chr(10).join(values).encode()).hexdigest()[:16]}"
