@@ -51,6 +51,10 @@ def sent_key(partition: int, part: int = 0) -> str:
     return f"{SENT_KEY_PREFIX}{partition}" + (f"/{part}" if part else "")
 
 
+def is_sent_key(key: str) -> bool:
+    return key.startswith(SENT_KEY_PREFIX)
+
+
 def records(partition: int, sent: list[Produce]) -> list[tuple[str, dict[str, Any]]]:
     """The snapshot-table records (key, value) of a partition's saved records: the parts
     after the first, then the first (with the number of parts)."""
