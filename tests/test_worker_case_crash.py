@@ -75,6 +75,7 @@ from surveillance.stream.topics import ALERTS, CASES_ADJUDICATED
 from tests.test_backfill_crashes import stream
 from tests.test_worker_crash_order import (
     TABLES,
+    Killed,
     LogOutbox,
     Worker,
     _recovered,
@@ -241,3 +242,32 @@ def test_a_case_agent_killed_between_its_writes_loses_no_alert(
     assert _counts(log) == _counts(whole)
     assert _alerts(log) == _alerts(whole)
 
+
+
+def test_a_case_agent_killed_again_before_it_sent_the_saved_alerts_loses_none(
+        uninterrupted: tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]],
+        ) -> None:
+    """Killed after the first write of the first alerting batch, restarted, and killed
+    again after the first write of its first batch (the saved alerts, sent again in its
+    second write, never sent): the saved alerts were saved again in that first write, so
+    the third worker sends them, and the alerts are the uninterrupted case agent's."""
+    config, cases, now, whole, alerting = uninterrupted
+    if config.snapshot_seconds > 0:
+        pytest.skip("throttled snapshots: replayed tools (the test above)")
+    killed = alerting[0]
+    log: list[Sendable] = []
+    outbox = LogOutbox(log)
+    read_until_killed(CaseWorker(config, {n: {} for n in TABLES}, outbox), outbox, cases,
+                      CASE_BATCH, killed, now)
+    again = LogOutbox(log, kill_at=1)
+    second = CaseWorker(config, _recovered(log), again)
+    second.engine.cases.rebuild(
+        case_records(second.tables[CASE_TABLE].items(), {0}), {0})
+    assert second.engine.cases.again  # what it sends first
+    with pytest.raises(Killed):
+        asyncio.run(second.read(cases[killed * CASE_BATCH:(killed + 1) * CASE_BATCH], now))
+    assert _alerts(log) != _alerts(whole)  # the killed batch's alert is still not sent
+    third = _restarted(config, log)
+    asyncio.run(third.read(cases[killed * CASE_BATCH:], now))
+    assert _counts(log) == _counts(whole)
+    assert _alerts(log) == _alerts(whole)
