@@ -29,6 +29,7 @@ from kafka import KafkaProducer
 
 from surveillance.bulk import changelog
 from surveillance.embedded import EmbeddedBroker
+from surveillance.engine.case_sent import is_sent_key
 from surveillance.engine.pipeline import CASE_SNAPSHOTS
 from surveillance.engine.records import Record
 from surveillance.engine.snapshots import is_part
@@ -106,8 +107,9 @@ def _run(tmp_path: Path, records: list[Record], counts: list[dict[str, dict[str,
         changelog.apply({CASE_SNAPSHOTS: snapshots}, CASE_SNAPSHOTS, [
             (r.key, r.value) for r in read_records(
                 broker.bootstrap, [changelog.topic(APP, CASE_SNAPSHOTS)])])
+    # Each tool's snapshot, not its parts nor a partition's saved alerts (`~sent:<p>`).
     last = {tool: {k: saved[k] for k in STATE} for tool, saved in snapshots.items()
-            if not is_part(tool)}
+            if not is_part(tool) and not is_sent_key(tool)}
     return alerts, last, "\n".join(logs)
 
 

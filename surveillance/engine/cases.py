@@ -17,7 +17,7 @@ revision of an evicted case from the store).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,12 +26,13 @@ from surveillance.clinical.lifecycle import ToolState, check_version, version_al
 from surveillance.clinical.monitor import PerformanceMonitor
 from surveillance.contracts import Alert
 from surveillance.contracts.wire import AnyAdjudicatedCase
+from surveillance.engine import case_sent
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.deadletter import dead_letter
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.evaluation import DailyEvaluation
 from surveillance.engine.horizon import CaseHorizon, Late
-from surveillance.engine.records import Output, Record
+from surveillance.engine.records import Output, Produce, Record
 from surveillance.engine.snapshots import CaseSnapshots, table_digests
 from surveillance.engine.tables import Table
 from surveillance.stream import internal
@@ -69,6 +70,16 @@ class CaseStage:
         self.restored: list[str] = []
         #: False after a revocation: rebuild from the owned records before the next case.
         self.ready = True
+        #: Save each batch's alerts and published days per partition with its state
+        #: (`engine.case_sent`): for a caller that sends the state first (the live worker).
+        self.keep_sent = False
+        #: Per tool, its `cases.adjudicated` partition (where its saved records go).
+        self.partition_of: dict[str, int] = {}
+        #: This batch's records to save per partition it took a record of or raised an
+        #: alert for (`keep_sent`), and the saved ones of partitions just assigned, to send
+        #: again before anything else.
+        self._sent: dict[int, list[Produce]] = {}
+        self.again: list[tuple[int, list[Produce]]] = []
 
     def rebuild(self, records: list[tuple[str, CaseRecord]],
                 partitions: Collection[int] | None = None,
@@ -120,7 +131,57 @@ class CaseStage:
             if tool not in loaded:  # replayed: its snapshot is written with the next one
                 self.snapshots.dirty[tool] = partition
         self.restored = sorted(loaded)
+        self.partition_of.update(tool_partition)
+        self.again = []
+        if self.snapshots.table is not None:
+            for partition in sorted(owned):
+                sent = case_sent.saved(self.snapshots.table.backing, partition)
+                if sent:
+                    self.again.append((partition, sent))
         self.ready = True
+
+    def send_again(self, out: Output) -> None:
+        """The saved records of the partitions just assigned (`engine.case_sent`), first;
+        kept saved until a write of this worker's replaces them (`keep_sent`), else
+        deleted."""
+        for partition, sent in self.again:
+            out.produce += sent
+            if self.keep_sent:
+                self._sent.setdefault(partition, []).extend(sent)
+            elif self.snapshots.table is not None:
+                for key in case_sent.keys(self.snapshots.table.backing, partition):
+                    self.snapshots.table.delete(key, partition)
+        self.again = []
+
+    def keep(self, produced: Sequence[Produce], partition: int | None = None) -> None:
+        """Of `produced` (the case stage's records of this batch), those a re-read cannot
+        make again, to save with the batch's state (`keep_sent`): on `partition` (a
+        record of it was taken: its saved ones are replaced), else on their tool's."""
+        if partition is not None:
+            self._sent.setdefault(partition, [])
+        for r in produced:
+            if r.topic not in case_sent.SAVED_TOPICS:
+                continue
+            p = partition if partition is not None else self.partition_of.get(r.key.decode())
+            if p is not None:
+                self._sent.setdefault(p, []).append(r)
+
+    def save_sent(self) -> None:
+        """The batch's saved records into the snapshot table, per partition: written, or
+        the saved ones of an earlier batch deleted (acknowledged before this batch's
+        first write: the outbox writes sends in order)."""
+        table = self.snapshots.table
+        if table is None or not self._sent:
+            self._sent.clear()
+            return
+        for partition, sent in self._sent.items():
+            stale = case_sent.keys(table.backing, partition)
+            written = case_sent.records(partition, sent) if sent else []
+            for key, value in written:
+                table.put(key, value, partition)
+            for key in stale[len(written):]:
+                table.delete(key, partition)
+        self._sent.clear()
 
     def take(self, record: Record, now: datetime, mono: float, out: Output) -> None:
         self.offsets[record.partition] = record.offset + 1
@@ -130,6 +191,7 @@ class CaseStage:
             dead_letter(self.config, record, read, now, out)
             return
         case, source, reached = read
+        self.partition_of[case.tool_id] = record.partition
         watermark = self._sources(record.partition, mono)
         watermark.observe(source, reached, mono)
         previous = self.table.get(case.case_id)

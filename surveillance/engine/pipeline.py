@@ -68,13 +68,20 @@ class Engine:
         (the case stage through `rebuild`, from the records owned then)."""
         self.join.forget()
         self.cases.ready = False
+        self.cases.again = []  # sent again by the partition's next owner (`engine.case_sent`)
 
     def process(self, records: Iterable[Record], now: datetime, mono: float) -> Output:
         """One batch: `now` is the wall clock (UTC) and `mono` a monotonic clock in seconds,
         read once for the batch."""
         out = self._output()
+        cases = self.cases
+        if cases.again:  # the saved records of partitions just assigned, first
+            cases.send_again(out)
         # Thresholds from a calibration process first: the tools they held catch up.
-        out.alert(self.cases.drift.collect())
+        mark = len(out.produce)
+        out.alert(cases.drift.collect())
+        if cases.keep_sent:
+            cases.keep(out.produce[mark:])
         for record in records:
             self._take(record, now, mono, out)
         self.cases.flush(mono)
@@ -91,7 +98,13 @@ class Engine:
         planned hand-over: a shutdown, the end of a backfill), after waiting for the
         thresholds the tools hold for (`engine.drift`), with the alerts of those."""
         out = self._output()
-        out.alert(self.cases.drift.settle())
+        cases = self.cases
+        if cases.again:
+            cases.send_again(out)
+        mark = len(out.produce)
+        out.alert(cases.drift.settle())
+        if cases.keep_sent:
+            cases.keep(out.produce[mark:])
         self.cases.flush(None)
         return self._flush(out)
 
@@ -101,14 +114,23 @@ class Engine:
         elif record.topic == topics.CASES_JOIN:
             self.join.take_forwarded(record, now, out)
         elif record.topic == topics.CASES_ADJUDICATED:
-            self.cases.take(record, now, mono, out)
+            if self.cases.keep_sent:  # its records saved with its state (`engine.case_sent`)
+                mark = len(out.produce)
+                self.cases.take(record, now, mono, out)
+                self.cases.keep(out.produce[mark:], record.partition)
+            else:
+                self.cases.take(record, now, mono, out)
         elif record.topic == topics.ADVERSE_EVENTS:
             self.adverse.take(record, now, out)
         else:
             raise ValueError(f"the engine reads no topic {record.topic!r}")
 
     def _flush(self, out: Output) -> Output:
+        mark = len(out.produce)
         self.cases.evaluation.flush(self.cases.monitor, self.cases.drift, out)
+        if self.cases.keep_sent:
+            self.cases.keep(out.produce[mark:])
+        self.cases.save_sent()  # after the snapshots, in the snapshot table's changes
         for table in (self.join_table, self.case_table, self.horizon_summaries,
                       self.adverse_table, self.snapshot_table):
             if table is not None:

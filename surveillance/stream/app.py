@@ -123,6 +123,7 @@ engine = Engine(config, join_table.data, case_table.data, adverse_table.data,
                 tables[CASE_SNAPSHOTS].data)
 engine.cases.ready = False  # the tables are recovered: rebuild before the first case
 engine.join.keep_sent = True  # a batch's cases saved with its state (`engine.join_sent`)
+engine.cases.keep_sent = True  # a batch's alerts saved with its state (`engine.case_sent`)
 #: The drift calibrations off the event loop (`stream.calibration_process`).
 _calibrator = CalibrationProcess() if settings.stream.calibration_process else None
 engine.cases.drift.calibrator = _calibrator

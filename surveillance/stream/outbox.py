@@ -16,7 +16,8 @@ records of one send go out in several produce requests:
   are acknowledged. The join is built for that order: an input read again after a restart
   finds itself in the join state and re-emits the case as it stands, and the cases the
   batch made (a revision it superseded too) are saved with its state and sent again
-  first by the partition's next owner (`engine.join_sent`). The other way round
+  first by the partition's next owner (`engine.join_sent`); the case stage's alerts and
+  published days likewise (`engine.case_sent`). The other way round
   (outputs on the broker, state not) the input is joined again from older state, in
   whatever order the restarted fetch gives, and can re-emit a later outcome under a
   revision number already used: the case stage keeps the first and drops the correct one
