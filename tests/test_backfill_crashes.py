@@ -75,7 +75,9 @@ from tests.test_pipeline_integration import (
 pytestmark = pytest.mark.integration
 
 APP = "surveillance"
-KILLS = 3
+#: `BACKFILL_CRASH_KILLS=<n>` kills more often (each kill correspondingly sooner): a search
+#: for a rare kill point, as `BACKFILL_CRASH_SEED` replays one.
+KILLS = int(os.environ.get("BACKFILL_CRASH_KILLS") or 3)
 RUNNER_ARGS = ("--idle-seconds", "3", "--max-records", "500")
 #: What the runner writes while it works: a kill is placed by how much of it is on the log.
 WRITTEN = (topics.CASES_JOIN, topics.CASES_ADJUDICATED,
@@ -191,14 +193,15 @@ def kill_after(broker: EmbeddedBroker, tmp_path: Path, records: int) -> int:
 
 def crash_repeatedly(broker: EmbeddedBroker, tmp_path: Path, seed: int, backlog: int) -> None:
     """The two chosen crash points, then `KILLS` random SIGKILLs, each after between 5% and
-    25% as many records written as the backlog has events: together less than the
-    backfill writes (about 1.8 records per event), so each kill comes before the end."""
+    25% (with 3 kills; with n, 15/n% and 75/n%) as many records written as the backlog has
+    events: together less than the backfill writes (about 1.8 records per event), so each
+    kill comes before the end."""
     for point in ("flushed", "committed"):
         runner = backfill(broker, tmp_path, "--crash-after-batch", "2", "--crash-point", point)
         assert runner.proc is not None and runner.proc.wait(timeout=300) == 137, (
             runner.log_tail())
     rng = np.random.default_rng(seed)
-    for target in rng.integers(backlog // 20, backlog // 4, KILLS):
+    for target in rng.integers(backlog * 3 // (20 * KILLS), backlog * 3 // (4 * KILLS), KILLS):
         died = kill_after(broker, tmp_path, int(target))
         print(f"SIGKILL after {died} records written (target {target})")
 
@@ -438,6 +441,12 @@ def test_a_backfill_killed_at_random_points_then_a_worker_alert_values_as_one_ru
       a state no point of the changelog holds: after the next kill the tool was replayed,
       and the days it had evaluated since its earlier snapshot were never published again
       (seed 1754246176: lvo-triage and ptx-triage 07-04 to 07-11 missing);
+    - a tool with case records and no snapshot at all (killed before its first was
+      written, which a re-read of its partition also holds back) is rewound to empty and
+      its partition read again from offset 0 (`engine.rewind.Rewind`). Replayed from its
+      records instead, its daily evaluation started at the latest case day they held,
+      and the days it had evaluated since the last day on the log were never published
+      (CI seed 3299872936: ich-triage's 07-04, every figure);
     - the re-read partition's case clock is restored from the snapshots at or before the
       offset it is read from, not from a later snapshot of another tool of the partition,
       which ran the clock ahead of the re-read and evaluated the rewound tool's days short

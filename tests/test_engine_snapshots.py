@@ -256,7 +256,10 @@ def test_a_snapshot_too_big_for_a_changelog_record_is_not_written(
     with caplog.at_level(logging.WARNING, logger=snapshots.__name__):
         out = path.engine.snapshot()
     written = {c.key: c.value for c in out.changes if c.table == CASE_SNAPSHOTS}
-    assert written == dict.fromkeys(tools)  # deleted: an older one would be stale
+    # In place of each (an older one would be stale), a marker: a restart replays the
+    # tool rather than rewind it to empty as a tool never snapshotted (`engine.rewind`).
+    assert written == {tool: {"tool": tool, "format": snapshots.FORMAT, "unwritable": True}
+                       for tool in tools}
     assert caplog.text.count("over the 100 a snapshot may take") == len(tools)
 
 
@@ -354,11 +357,18 @@ def test_a_smaller_snapshot_deletes_the_parts_it_no_longer_has(
     _write_into(table, stopped)  # over the parted one, as the next write would be
     assert not any(snapshots.is_part(k) for k in table)
     assert all(value["parts"] == 1 for value in table.values())
-    # Too big in all: the snapshot and every part go (an older one would be stale).
+    # Too big in all: every part goes, the snapshot's place keeps a marker (an older one
+    # would be stale), which a rebuild does not load.
     monkeypatch.setattr(snapshots, "PART_BYTES", 1024)
     _write_into(table, stopped)
     monkeypatch.setattr(snapshots, "MAX_STATE_BYTES", 100)
-    assert _write_into(table, stopped) == {}
+    table = _write_into(table, stopped)
+    assert table and all(v == {"tool": k, "format": snapshots.FORMAT, "unwritable": True}
+                         for k, v in table.items())
+    stage = stopped.engine.cases
+    reader = snapshots.CaseSnapshots(Table(CASE_SNAPSHOTS, table, dict, dict))
+    reader.digests = dict(stage.snapshots.digests)
+    assert all(reader.load(tool, stage.monitor, stage.drift) is None for tool in table)
 
 
 # -- a rebuild keeping its records light -------------------------------------------------

@@ -103,12 +103,16 @@ def test_the_table_is_rewound_to_each_snapshot_unless_a_record_left_after_it(
     steps: list[tuple[str, int, str]], data: st.DataObject,
 ) -> None:
     log, ends = run(steps)
-    # Each tool's snapshot was written at some batch end (or never).
-    cuts = {tool: data.draw(st.one_of(st.none(), st.sampled_from(ends)), label=tool)
-            for tool in TOOLS}
+    # Each tool's snapshot was written at some batch end, or never (None: its point is
+    # then the empty table at offset 0), or could not be written ("unwritable": a marker).
+    cuts = {tool: data.draw(st.one_of(st.none(), st.just("unwritable"), st.sampled_from(ends)),
+                            label=tool) for tool in TOOLS}
     # Its offset: where its partition is read again from after a rewind (here the cut).
-    snapshots = {tool: {"format": FORMAT, "digest": digests(fold(log[:cut])).get(tool, 0),
-                        "offset": cut} for tool, cut in cuts.items() if cut is not None}
+    snapshots: dict[str, dict[str, Any]] = {
+        tool: {"format": FORMAT, "digest": digests(fold(log[:cut])).get(tool, 0),
+               "offset": cut} for tool, cut in cuts.items() if isinstance(cut, int)}
+    snapshots.update({tool: {"tool": tool, "format": FORMAT, "unwritable": True}
+                      for tool, cut in cuts.items() if cut == "unwritable"})
     rewind = Rewind(snapshots)
     final = fold(log, rewind)
     table = dict(final)
@@ -119,10 +123,11 @@ def test_the_table_is_rewound_to_each_snapshot_unless_a_record_left_after_it(
         else:
             table[key] = value
     for tool in TOOLS:
-        cut = cuts[tool]
-        if cut is None:  # no snapshot: nothing to rewind to
+        drawn = cuts[tool]
+        if drawn == "unwritable":  # replayed from its records: nothing to rewind to
             assert of_tool(table, tool) == of_tool(final, tool)
             continue
+        cut = 0 if drawn is None else int(drawn)
         at_cut = of_tool(fold(log[:cut]), tool)
 
         def moved(end: int, tool: str = tool, cut: int = cut) -> bool:
@@ -163,13 +168,32 @@ def test_a_rewind_never_reaches_past_an_eviction() -> None:
     assert rewind.undo() == ({"ich-triage/case-1": record("ich-triage", 0)}, {0: 7})
 
 
-def test_a_snapshot_of_another_format_or_without_offset_is_not_rewound_to() -> None:
+def test_a_snapshot_of_another_format_or_without_offset_or_unwritable_is_not_rewound_to(
+) -> None:
     log = [("ich-triage/case-0", record("ich-triage", 0))]
     for saved in ({"format": FORMAT - 1, "digest": 0, "offset": 0},
-                  {"format": FORMAT, "digest": 0, "offset": None}):
+                  {"format": FORMAT, "digest": 0, "offset": None},
+                  {"tool": "ich-triage", "format": FORMAT, "unwritable": True}):
         rewind = Rewind({"ich-triage": saved})
         fold(log, rewind)
         assert rewind.undo() == ({}, {})
+
+
+def test_a_tool_never_snapshotted_is_rewound_to_empty_unless_its_log_start_moved() -> None:
+    """Killed before a tool's first snapshot (a backfill's first batches, or while its drift
+    waited for a calibration: CI seed 3299872936), its records go and its partition is read
+    again from offset 0; replayed, its evaluation started at its latest case day. Not when
+    retention has removed the partition's first offsets: they could not be read again."""
+    log = [("ich-triage/case-0", record("ich-triage", 0)),
+           ("pe-detect/case-0", record("pe-detect", 0)),
+           ("ich-triage/case-0", record("ich-triage", 1))]
+    snapshot = {"pe-detect": {"format": FORMAT, "digest": digests(fold(log))["pe-detect"],
+                              "offset": 5}}
+    rewind = Rewind(snapshot)
+    fold(log, rewind)
+    assert rewind.undo() == ({"ich-triage/case-0": None}, {0: 0})
+    assert rewind.undo({0: 0, 1: 3}) == ({"ich-triage/case-0": None}, {0: 0})
+    assert rewind.undo({0: 1}) == ({}, {})
 
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

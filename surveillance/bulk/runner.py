@@ -50,7 +50,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from surveillance.bulk import changelog, join_clocks, order
+from surveillance.bulk import changelog, join_clocks, order, restore
 from surveillance.bulk.batches import BatchSender
 from surveillance.bulk.calibration import CalibrationClient
 from surveillance.bulk.ownership import JOIN_TOPICS, Ownership
@@ -62,14 +62,11 @@ from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
 from surveillance.engine.join import clock_key
 from surveillance.engine.pipeline import (
-    ADVERSE_TABLE,
-    CASE_SNAPSHOTS,
     CASE_TABLE,
     JOIN_TABLE,
     Engine,
 )
 from surveillance.engine.records import Change, Output, Produce, Record
-from surveillance.engine.rewind import Rewind
 from surveillance.stream import topics
 
 log = logging.getLogger(__name__)
@@ -126,9 +123,6 @@ class BulkRunner:
         self.assigned_cases: set[int] = set()
         self.sender: BatchSender | None = None  # the engine's records
         self.state_sender: BatchSender | None = None  # the tables' changelogs
-        #: `cases.adjudicated` partitions to read again from an offset before the
-        #: committed one: their case table was rewound to a snapshot (`Rewind`).
-        self._seek: dict[int, int] = {}
         #: (join topic, partition) -> the offset after the last record taken (None: none
         #: committed): the offsets a join partition's saved clock is at (`bulk.join_clocks`).
         self._taken: dict[tuple[str, int], int | None] = {}
@@ -155,25 +149,19 @@ class BulkRunner:
             # Both run to their end before either's failure is raised: the clients are
             # then stopped once, not while starting.
             restored, connected = await asyncio.gather(
-                self._restore(), connect(), return_exceptions=True)
+                restore.restore(self.client, self.app_id, self.config.partitions, owned),
+                connect(), return_exceptions=True)
             for outcome in (restored, connected):
                 if isinstance(outcome, BaseException):
                     raise outcome
-            reread = [TopicPartition(topics.CASES_ADJUDICATED, p) for p in self._seek]
-            ends = await consumer.end_offsets(reread) if reread else {}
-            starts = {}
-            for tp in reread:
-                offset = starts[tp] = self._seek[tp.partition]
-                committed = await consumer.committed(tp)
-                if committed is None or offset < committed:
-                    consumer.seek(tp, offset)
-                else:
-                    starts[tp] = committed
+            assert not isinstance(restored, BaseException)
+            self.tables, rewind = restored
+            again = await restore.reread(consumer, owned, rewind, self.tables)
             self.engine = Engine(self.config, *(self.tables[t] for t in changelog.TABLES),
                                  join_objects=True, metrics=False)
             await self._join_clocks(consumer)
-            for tp, end in ends.items():
-                self.engine.cases.snapshots.reread(tp.partition, starts[tp], end)
+            for partition, (start, end) in again.items():
+                self.engine.cases.snapshots.reread(partition, start, end)
             self.engine.cases.ready = False
             self.engine.cases.drift.calibrator = self.calibrator
             self.sender, self.state_sender = BatchSender(producer), BatchSender(producer)
@@ -337,30 +325,6 @@ class BulkRunner:
         self.progress.events += sum(r.topic in INPUTS for r in records)
         if self.on_batch is not None:
             self.on_batch(self.progress)
-
-    async def _restore(self) -> None:
-        """The tables from their changelogs, the case table as each tool's snapshot saw
-        it (`Rewind`); sets the partitions to read again (`_seek`)."""
-        owned = self.owned
-        # The snapshots first: the case table is then read back to each tool's (`Rewind`).
-        none: tuple[int, ...] = ()
-        snapshots = (await changelog.restore(
-            self.client, self.app_id, self.config.partitions,
-            {JOIN_TABLE: none, CASE_TABLE: none, ADVERSE_TABLE: none,
-             CASE_SNAPSHOTS: owned.cases}))[CASE_SNAPSHOTS]
-        rewind = Rewind(snapshots)
-        tables = await changelog.restore(
-            self.client, self.app_id, self.config.partitions,
-            {JOIN_TABLE: owned.join, CASE_TABLE: owned.cases, ADVERSE_TABLE: owned.cases,
-             CASE_SNAPSHOTS: none}, watch={CASE_TABLE: rewind.change})
-        tables[CASE_SNAPSHOTS] = snapshots
-        undo, self._seek = rewind.undo()
-        for key, value in undo.items():
-            if value is None:
-                tables[CASE_TABLE].pop(key, None)
-            else:
-                tables[CASE_TABLE][key] = value
-        self.tables = tables
 
     async def _send_outputs(self, produce: list[Produce]) -> list[asyncio.Future[Any]]:
         """A chunk's records, sent now; their acknowledgements (not awaited)."""

@@ -17,6 +17,7 @@ revision of an evicted case from the store).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,8 @@ from surveillance.stream.ahead import AheadCases
 from surveillance.stream.case_features import record_ai_result
 from surveillance.stream.ingest import Rejected
 from surveillance.stream.watermark import SourceWatermark
+
+log = logging.getLogger(__name__)
 
 
 class CaseStage:
@@ -130,6 +133,8 @@ class CaseStage:
         for tool, partition in tool_partition.items():
             if tool not in loaded:  # replayed: its snapshot is written with the next one
                 self.snapshots.dirty[tool] = partition
+                if self.snapshots.table is not None and self.snapshots.table.get(tool) is None:
+                    log.warning("no snapshot of %s: rebuilt from its case records", tool)
         self.restored = sorted(loaded)
         self.partition_of.update(tool_partition)
         self.again = []

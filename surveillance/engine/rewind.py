@@ -35,10 +35,20 @@ class Rewind:
     changes again, through the same monitor state (the other tools' records read again
     are not newer than their stored revisions: dropped).
 
+    A tool with case records and no snapshot at all (killed before its first was written:
+    the first batches of a backfill, or while its drift waited for a calibration, which
+    holds its snapshots, `engine.snapshots`) is rewound to empty and its partition read
+    again from offset 0. Replayed instead, it started its daily evaluation at the latest
+    case day its records held, so the days it had evaluated since the last day published
+    before the kill were never published (CI seed 3299872936: ich-triage's 07-04 missing).
+    A tool whose snapshot could not be written (`CaseSnapshots` leaves a marker) is replayed.
+
     The horizon's summaries (evicted counts, per partition, shared by its tools) are not
     rewound: a tool one of whose records left the table after that point (an eviction), or
     whose evicted counts changed (an eviction or a re-admitted correction), is not rewound
-    but replayed. So is a tool whose point is no longer in the log (compacted away).
+    but replayed. So is a tool whose point is no longer in the log (compacted away), or
+    whose partition of `cases.adjudicated` no longer holds the offset to read again from
+    (retention: `undo`'s `log_starts`).
     """
 
     def __init__(self, snapshots: Mapping[str, Any]) -> None:
@@ -46,6 +56,8 @@ class Rewind:
                         if saved and saved.get("format") == FORMAT
                         and saved.get("offset") is not None}
         self._offset = {tool: snapshots[tool]["offset"] for tool in self._target}
+        #: Every key of the snapshot table: a tool not among them has never had one.
+        self._saved = set(snapshots)
         self._partition: dict[str, int] = {}
         self._digest: dict[str, int] = {}
         #: Per tool, since its digest last equalled the snapshot's: each changed key's
@@ -71,9 +83,15 @@ class Rewind:
                     self._counts_at[tool] = self._counts(tool)
             return
         record = after or before
-        if record is None or record["tool"] not in self._target:
+        if record is None:
             return
         tool = record["tool"]
+        if tool not in self._target:
+            if tool in self._saved:  # another format, no offset, or not writable
+                return
+            # Never snapshotted: its point is the empty table, before the whole log.
+            self._target[tool], self._offset[tool] = 0, 0
+            self._undo[tool], self._counts_at[tool] = {}, []
         self._partition[tool] = record["partition"]
         digest = self._digest.get(tool, 0)
         if before is not None:
@@ -96,16 +114,26 @@ class Rewind:
         return sorted(tuple(row) for summary in self._summaries.values()
                       for row in summary.get("evicted", ()) if row[0] == tool)
 
-    def undo(self) -> tuple[dict[str, dict[str, Any] | None], dict[int, int]]:
+    def undo(self, log_starts: Mapping[int, int] | None = None
+             ) -> tuple[dict[str, dict[str, Any] | None], dict[int, int]]:
         """Key -> the value to put back (None: remove), for every tool that can be rewound
         and is not at its snapshot's point already; and per `cases.adjudicated` partition
-        of those, the offset to read again from (the earliest of their snapshots')."""
+        of those, the offset to read again from (the earliest of their snapshots').
+        `log_starts`: per partition, its first offset still on the log (retention); a
+        tool whose offset is before it cannot be read again, so is not rewound."""
         out: dict[str, dict[str, Any] | None] = {}
         seek: dict[int, int] = {}
         for tool, undo in sorted(self._undo.items()):
+            if undo and log_starts is not None and (
+                    self._offset[tool] < log_starts.get(self._partition[tool], 0)):
+                log.warning("case table of %s not rewound to its snapshot: offset %d of its "
+                            "partition is no longer on the log (replayed instead)", tool,
+                            self._offset[tool])
+                continue
             if undo and tool not in self._left and self._counts(tool) == self._counts_at[tool]:
-                log.warning("case table of %s rewound by %d records to its snapshot (a "
-                            "crashed batch; the re-read makes them again)", tool, len(undo))
+                log.warning("case table of %s rewound by %d records to %s (a crashed "
+                            "batch; the re-read makes them again)", tool, len(undo),
+                            "its snapshot" if tool in self._saved else "empty (no snapshot)")
                 out.update(undo)
                 partition = self._partition[tool]
                 seek[partition] = min(seek.get(partition, self._offset[tool]),

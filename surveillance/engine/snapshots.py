@@ -309,10 +309,12 @@ class CaseSnapshots:
         return 0 if saved is None else int(saved.get("parts", 1))
 
     def _delete(self, tool: str, partition: int) -> None:
+        """No snapshot of `tool`: a marker in its place, so a restart replays the tool
+        (a tool without any is rewound to empty and read again, `engine.rewind`)."""
         assert self.table is not None
         for part in range(1, self._parts(tool)):
             self.table.delete(part_key(tool, part), partition)
-        self.table.delete(tool, partition)
+        self.table.put(tool, {"tool": tool, "format": FORMAT, "unwritable": True}, partition)
 
     def _packed(self, saved: dict[str, Any]) -> str | None:
         """The packed state of a stored snapshot, its parts joined; None if a part is
@@ -338,7 +340,9 @@ class CaseSnapshots:
         if saved is None:
             return None
         why = ""
-        if saved.get("format") != FORMAT:
+        if saved.get("unwritable"):
+            why = "its state could not be written"
+        elif saved.get("format") != FORMAT:
             why = f"its format {saved.get('format')!r} is not {FORMAT}"
         elif saved.get("code") != CODE:
             why = "it was written by other code of the state's classes (an upgrade)"
