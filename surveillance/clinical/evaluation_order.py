@@ -84,6 +84,11 @@ class EvaluationQueue:
         #: report). An entry whose case has moved on since is skipped when popped.
         self._next: dict[str, list[tuple[float, str]]] = {}
 
+    @property
+    def unlabelled_after(self) -> float:
+        """The join's unlabelled horizon, in seconds (`effect_ts`)."""
+        return self._unlabelled_after
+
     def __len__(self) -> int:
         return sum(len(w.revisions) for cases in self._tools.values() for w in cases.values())
 

@@ -351,6 +351,15 @@ class PerformanceMonitor(ToolState, MonitorReads):
 
     # -- ownership -----------------------------------------------------------------------
 
+    def replay(self, steps: Iterable[tuple[CaseView | None, CaseView]]) -> list[Alert]:
+        """Stored records' revisions (before, after) taken in turn, alerting as a new
+        revision does: the part of a replayed tool's records in effect after its last
+        evaluated day (`engine.evaluation.DailyEvaluation.defer`)."""
+        alerts: list[Alert] = []
+        for before, view in steps:
+            alerts += self._apply(before, view, alert=True)
+        return alerts
+
     def rebuild(self, records: Iterable[CaseRecord | tuple[str, CaseRecord]]) -> None:
         """Rebuild every tool's state from the stored case records, raising no alerts.
 

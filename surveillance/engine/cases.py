@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from surveillance.clinical.ledger import CaseLedger, CaseRecord
@@ -102,16 +102,16 @@ class CaseStage:
         if full is not None and replayed:
             replayed = full(set(tool_partition) - set(loaded))
         self.monitor = PerformanceMonitor(self.config.registry, last_n=self.config.last_n)
-        self.monitor.rebuild(replayed)
+        # What waited for the monitor is stored: a replayed tool's is rebuilt here, a
+        # loaded tool's waits again (its snapshot holds it).
+        self.evaluation.forget()
+        self.monitor.rebuild(self._taken_now(replayed))
         self.ledger = CaseLedger()
         for _case_id, record in records:
             self.ledger.add_existing(record)
         owned = partitions if partitions is not None else {r.partition for _, r in records}
         self.ledger.counts.update(self.horizon.rebuild(records, owned))
         self.drift.rebuild(r for _, r in replayed)
-        # What waited for the monitor is stored: a replayed tool's is rebuilt above, a
-        # loaded tool's waits again (its snapshot holds it).
-        self.evaluation.forget()
         # Wait for every join partition again (the first must not lead), unless a loaded
         # snapshot says where they were.
         self.sources.clear()
@@ -144,6 +144,27 @@ class CaseStage:
                 if sent:
                     self.again.append((partition, sent))
         self.ready = True
+
+    def _taken_now(self, replayed: list[tuple[str, CaseRecord]]
+                   ) -> list[tuple[str, CaseRecord]]:
+        """Of the replayed tools' records, what the monitor takes at the rebuild: a tool
+        whose refused snapshot says which day it was to evaluate next goes on from that
+        day, its records in effect since waiting for their days (`DailyEvaluation.defer`);
+        before, it went on from its latest case day, and the days between were never
+        published (`tests/test_worker_case_crash.py`)."""
+        by_tool: dict[str, list[tuple[str, CaseRecord]]] = {}
+        for item in replayed:
+            by_tool.setdefault(item[1].tool, []).append(item)
+        now: list[tuple[str, CaseRecord]] = []
+        for tool, items in by_tool.items():
+            known, day = self.snapshots.evaluated(tool)
+            if not known:
+                now += items
+                continue
+            if day is None:  # none evaluated yet: from its first case day
+                day = min(datetime.fromtimestamp(r.inference_ts, UTC) for _, r in items).date()
+            now += self.evaluation.defer(tool, day, items)
+        return now
 
     def send_again(self, out: Output) -> None:
         """The saved records of the partitions just assigned (`engine.case_sent`), first;

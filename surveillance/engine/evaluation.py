@@ -19,12 +19,16 @@ case was read (their content, dated by event time, is unchanged).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
-from surveillance.clinical.evaluation_order import EvaluationQueue
+import msgspec
+
+from surveillance.clinical.case_placement import CaseView
+from surveillance.clinical.evaluation_order import EvaluationQueue, effect_ts
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.contracts import Alert, MetricSnapshot, SnapshotBatch
+from surveillance.contracts import Alert, CaseOutcome, MetricSnapshot, SnapshotBatch
 from surveillance.contracts.wire import AnyAdjudicatedCase
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.records import Output, Produce
@@ -33,6 +37,10 @@ from surveillance.stream import topics
 #: Default lag of the evaluation point behind the end of a day (`EngineConfig`).
 EVALUATION_GRACE = timedelta(days=1)
 _DAY = timedelta(days=1)
+_DAY_S = 86_400.0
+#: A stored record's revision waiting for its day (`DailyEvaluation.defer`): effect time
+#: (POSIX s), case id, the view the monitor holds of the case (None: none), the new one.
+Step = tuple[float, str, CaseView | None, CaseView]
 
 
 def _start(day: date) -> datetime:
@@ -55,6 +63,10 @@ class DailyEvaluation:
         #: Per tool, (next day, the clock that makes it due): `maybe` runs once per case
         #: record and, between two days, only compares the clock with this.
         self._due_at: dict[str, tuple[date, datetime]] = {}
+        #: Per tool replayed from its records, their revisions in effect from the day its
+        #: refused snapshot was to evaluate next, in (effect time, case id) order
+        #: (`defer`); each is taken at the evaluation it is due at. Held in the snapshot.
+        self.deferred: dict[str, list[Step]] = {}
 
     def take(self, previous: CaseRecord | None, case: AnyAdjudicatedCase,
              record: CaseRecord) -> None:
@@ -64,6 +76,48 @@ class DailyEvaluation:
     def forget(self) -> None:
         """After a rebuild: the waiting revisions are among the stored records it counted."""
         self.queue.forget()
+        self.deferred.clear()
+
+    def defer(self, tool: str, day: date, records: Iterable[tuple[str, CaseRecord]]
+              ) -> list[tuple[str, CaseRecord]]:
+        """`tool`, replayed from its stored records (`engine.cases.CaseStage.rebuild`),
+        goes on from `day`, the day its refused snapshot was to evaluate next. Without this
+        its evaluation went on from its latest case day (the monitor's windows cannot be
+        read before it), and the days between were never published. Returns what the
+        monitor takes now, silently: the records in effect before `day`, and a pending
+        stand-in for a case whose AI call is before `day` and whose report is not. The
+        rest waits (`deferred`) and is taken at the evaluation of its day, as the case
+        revisions would have been: a case in effect after its AI call's day as pending on
+        that day, then as recorded at its effect time (`clinical.evaluation_order`).
+        Approximate as a replay is: a record is a case's latest revision only."""
+        start = _start(day).timestamp()
+        after = self.queue.unlabelled_after
+        now: list[tuple[str, CaseRecord]] = []
+        steps: list[Step] = []
+        for case_id, record in records:
+            effect = effect_ts(record.outcome, record.inference_ts, record.labelled_ts, after)
+            if effect < start:
+                now.append((case_id, record))
+                continue
+            view = CaseView.of_record(case_id, record)
+            # In effect after its AI call's day: that day's evaluation took it as pending
+            # (`EvaluationQueue.due`'s stand-in), and its record later.
+            if effect >= (record.inference_ts // _DAY_S + 1) * _DAY_S:
+                pending = msgspec.structs.replace(
+                    record, revision=-1, outcome=CaseOutcome.PENDING.value, labelled_ts=None)
+                stand_in = CaseView.of_record(case_id, pending)
+                if record.inference_ts < start:
+                    now.append((case_id, pending))
+                else:
+                    steps.append((record.inference_ts, case_id, None, stand_in))
+                steps.append((effect, case_id, stand_in, view))
+            else:
+                steps.append((effect, case_id, None, view))
+        steps.sort(key=lambda s: (s[0], s[1]))
+        if steps:
+            self.deferred[tool] = steps
+        self.next_day[tool] = day
+        return now
 
     def maybe(self, tool: str, clock: datetime, monitor: PerformanceMonitor, out: Output
               ) -> list[Alert]:
@@ -89,12 +143,26 @@ class DailyEvaluation:
             day = max([first, *held])
         alerts: list[Alert] = []
         while (end := _start(day) + _DAY) + self.grace <= clock:
+            if tool in self.deferred:
+                alerts += self._deferred(tool, end, monitor)
             for previous, case, record in self.queue.due(tool, end):
                 alerts += monitor.on_case(previous, case, record)
             alerts += self._evaluate(tool, end, monitor, out)
             day += _DAY
         self.next_day[tool] = day
         return alerts
+
+    def _deferred(self, tool: str, end: datetime, monitor: PerformanceMonitor) -> list[Alert]:
+        """The deferred revisions of `tool` in effect before `end`, into the monitor."""
+        steps, cut = self.deferred[tool], end.timestamp()
+        due = 0
+        while due < len(steps) and steps[due][0] < cut:
+            due += 1
+        if due == len(steps):
+            del self.deferred[tool]
+        else:
+            self.deferred[tool] = steps[due:]
+        return monitor.replay((before, view) for _, _, before, view in steps[:due])
 
     def _evaluate(self, tool: str, end: datetime, monitor: PerformanceMonitor, out: Output
                   ) -> list[Alert]:

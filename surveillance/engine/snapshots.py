@@ -262,7 +262,8 @@ class CaseSnapshots:
             try:
                 state = encode_json({"monitor": monitor.tool_state(tool),
                                      "drift": drift.banks.get(tool), "ahead": held,
-                                     "waiting": evaluation.queue.of_tool(tool)},
+                                     "waiting": evaluation.queue.of_tool(tool),
+                                     "deferred": evaluation.deferred.get(tool, [])},
                                     CLASSES, externals)
             except StateCodecError as e:
                 if tool not in self._unwritable:
@@ -302,6 +303,15 @@ class CaseSnapshots:
                                partition)
             for part in range(max(len(chunks), 1), before):
                 self.table.delete(part_key(tool, part), partition)
+
+    def evaluated(self, tool: str) -> tuple[bool, date | None]:
+        """Whether `tool`'s stored snapshot says which day it was to evaluate next (even
+        if it is not used), and that day (None: none evaluated yet when it was written)."""
+        saved = None if self.table is None else self.table.get(tool)
+        if not saved or saved.get("unwritable") or "evaluated" not in saved:
+            return False, None
+        day = saved["evaluated"]
+        return True, None if day is None else date.fromordinal(day)
 
     def _parts(self, tool: str) -> int:
         """How many parts the tool's stored snapshot has (0: none)."""
@@ -383,6 +393,11 @@ class CaseSnapshots:
         if state["evaluated"] is not None:
             evaluation.next_day[tool] = date.fromordinal(state["evaluated"])
         evaluation.queue.restore(tool, state["waiting"])
+        deferred = [tuple(step) for step in state.get("deferred") or ()]
+        if deferred:  # a replayed tool's records still waiting for their days
+            evaluation.deferred[tool] = deferred
+        else:
+            evaluation.deferred.pop(tool, None)
         ahead.restore(state["ahead"])
 
 
