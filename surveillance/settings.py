@@ -118,6 +118,10 @@ class StreamSettings(BaseModel):
     #: in a child process, off the worker's event loop (`stream.calibration_process`);
     #: false: in the worker, holding every agent and the web server while they run.
     calibration_process: bool = True
+    #: A restarted worker rewinds its case table to its tools' snapshots and reads their
+    #: partitions again (`stream.case_rewind`), instead of replaying the tools whose
+    #: snapshots a crash left behind. Off until a test kills a real worker for it.
+    case_rewind: bool = False
 
 
 class MetricsSettings(BaseModel):

@@ -78,15 +78,20 @@ from typing import Any
 
 import msgspec
 import pytest
+from faust.types import TP
 
+from surveillance.bulk import changelog
+from surveillance.engine.cases import CaseStage
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, CASE_TABLE
 from surveillance.engine.records import Record
+from surveillance.stream.case_rewind import CaseRewind
 from surveillance.stream.outbox import Sendable
 from surveillance.stream.topics import ALERTS, CASES_ADJUDICATED, SNAPSHOTS
 from tests.test_backfill_crashes import stream
 from tests.test_worker_crash_order import (
+    CHANGELOGS,
     TABLES,
     Killed,
     LogOutbox,
@@ -183,6 +188,66 @@ def _restarted(config: EngineConfig, log: list[Sendable]) -> CaseWorker:
     return restarted
 
 
+class LogConsumer:
+    """What the worker's rewind asks of Faust's consumer (`CaseRewind.before_seek`), over
+    `cases.adjudicated` partition 0: its committed offset (moved by `_commit`), start and
+    end."""
+
+    def __init__(self, committed: int, end: int) -> None:
+        self.tp = TP(CASES_ADJUDICATED, 0)
+        self.committed = committed
+        self.end = end
+
+    def assignment(self) -> set[TP]:
+        return {self.tp}
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        return {self.tp: self.committed}
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.end for tp in tps}
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: 0 for tp in tps}
+
+    async def _commit(self, offsets: dict[TP, int]) -> bool:
+        self.committed = offsets[self.tp]
+        return True
+
+
+class LogRewind(CaseRewind):
+    """The worker's rewind, its case-table changelog read from the log."""
+
+    def __init__(self, log: list[Sendable], tables: dict[str, dict[str, Any]],
+                 cases: CaseStage) -> None:
+        super().__init__(tables[CASE_TABLE], tables[CASE_SNAPSHOTS], cases)
+        self.log = log
+
+    async def _history(self, partitions: list[int], watch: changelog.Watch) -> None:
+        assert partitions == [0]
+        changelog.apply({CASE_TABLE: {}}, CASE_TABLE, [
+            (r.key, r.value) for r in self.log if r.topic == CHANGELOGS[CASE_TABLE]], watch)
+
+
+def _rewound(config: EngineConfig, log: list[Sendable], committed: int, end: int
+             ) -> tuple[CaseWorker, int]:
+    """A case agent restarted after a kill with the worker's rewind
+    (`SURVEILLANCE_STREAM__CASE_REWIND`): the tables recovered from the log's changelogs;
+    the rewind (`stream.case_rewind`) before the seek, the partition's commit `committed`
+    and end `end`; the case stage rebuilt (as `stream.app._ensure_monitor`). And the offset
+    it reads from: the committed one after the rewind (Faust seeks there)."""
+    tables = _recovered(log)
+    restarted = CaseWorker(config, tables, LogOutbox(log))
+    consumer = LogConsumer(committed, end)
+    asyncio.run(LogRewind(log, tables, restarted.engine.cases).before_seek(
+        consumer, lambda: case_records(tables[CASE_TABLE].items(), {0})))
+    restarted.engine.cases.rebuild(
+        case_records(tables[CASE_TABLE].items(), {0}), {0},
+        full=lambda tools: [(k, r) for k, r in case_records(tables[CASE_TABLE].items(), {0})
+                            if r.tool in tools])
+    return restarted, consumer.committed
+
+
 @pytest.fixture(scope="module")
 def joined() -> tuple[EngineConfig, list[Record], datetime]:
     return _cases()
@@ -263,6 +328,33 @@ def test_a_case_agent_killed_between_its_writes_loses_no_alert(
         full=lambda tools: [(k, r) for k, r in case_records(tables[CASE_TABLE].items(), {0})
                             if r.tool in tools])
     asyncio.run(restarted.read(cases[max(0, killed - behind) * CASE_BATCH:], now))
+    _stop(restarted)
+    assert _counts(log) == _counts(whole)
+    assert sorted(_published(whole) - _published(log)) == []
+    assert _alerts(log) == _alerts(whole)
+
+
+@pytest.mark.parametrize("uninterrupted", [60.0], indirect=True, ids=["snapshots-throttled"])
+@pytest.mark.parametrize(("behind", "which"), [(0, 0), (2, 1), (1, -1)])
+def test_a_case_agent_killed_between_its_writes_rewinds_and_loses_nothing(
+        uninterrupted: tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]],
+        behind: int, which: int) -> None:
+    """The test above with throttled snapshots, restarted with the worker's rewind (off by
+    default, `stream.case_rewind`): the case table put back to the tools' snapshots, the
+    partition committed back to their offset (here 100, each tool's first snapshot's) and
+    read again from there; every tool loads its snapshot (none replayed), and the counts,
+    alerts (every field) and published days are the uninterrupted ones at each kill point."""
+    config, cases, now, whole, alerting = uninterrupted
+    assert config.snapshot_seconds > 0 and len(alerting) >= 3
+    killed = alerting[which]
+    log: list[Sendable] = []
+    outbox = LogOutbox(log)
+    worker = CaseWorker(config, {n: {} for n in TABLES}, outbox)
+    read_until_killed(worker, outbox, cases, CASE_BATCH, killed, now)
+    restarted, start = _rewound(config, log, max(0, killed - behind) * CASE_BATCH, len(cases))
+    assert start < max(0, killed - behind) * CASE_BATCH  # read again from a snapshot
+    assert restarted.engine.cases.restored == sorted(_counts(log))  # none replayed
+    asyncio.run(restarted.read(cases[start:], now))
     _stop(restarted)
     assert _counts(log) == _counts(whole)
     assert sorted(_published(whole) - _published(log)) == []

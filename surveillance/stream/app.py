@@ -59,7 +59,7 @@ from surveillance.engine.records import Record
 from surveillance.observe import metrics, publish
 from surveillance.settings import get_settings
 from surveillance.store.case_lookup import lookup_of
-from surveillance.stream import faust_consumer, topics
+from surveillance.stream import case_rewind, faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.calibration_process import CalibrationProcess
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
@@ -156,6 +156,7 @@ _staging = Staging({name: table.data for name, table in tables.items()}, _change
                    Outbox({"bootstrap_servers": settings.kafka.bootstrap,
                            **kafka_clients.client_options(settings.kafka)}))
 apply, stage = _staging.apply, _staging.stage  # a batch's effects (`stream.staging`)
+_rewind = case_rewind.CaseRewind(case_table.data, tables[CASE_SNAPSHOTS].data, engine.cases)
 
 
 async def _snapshots_at_stop() -> None:
@@ -266,18 +267,16 @@ async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) 
     """Keep fetched stream records out of the agents until Faust has seeked the streams.
 
     Once the tables are recovered, Faust (0.15) resumes fetching the stream partitions,
-    then awaits their seek to the committed offsets, then resumes flow control, which
-    empties every agent's queue. Records fetched while the seek is awaited were delivered
-    to the queues (some even processed), then emptied with them; and the seek had set the
-    partition's read offset back, so the next record of that fetch looked like a jump in
-    the log, which Faust takes for a compacted gap and commits over. A worker restarted
-    on a backlog lost 19 inputs of each of six partitions this way, for good (one run in
-    ten of a SIGKILL-restart reproducer). This signal comes just before
-    that sequence: with flow control suspended, a fetched record waits in Faust's
-    conductor until the resume, which lets it into the emptied queue, in offset order
-    from the committed offset.
-    """
+    awaits their seek to the committed offsets, then resumes flow control, which empties
+    every agent's queue. Records fetched during the seek reached the queues (some were
+    processed) and were emptied with them, and the next record of that fetch looked like a
+    compacted gap, which Faust commits over (a worker restarted on a backlog lost 19 inputs
+    of each of six partitions, one run in ten of a SIGKILL-restart reproducer). This signal
+    comes just before: with the flow suspended, a fetched record waits in Faust's conductor
+    until the resume, in offset order from the committed offset."""
     app.flow_control.suspend()
+    if settings.stream.case_rewind:  # a rewound case partition is moved back first
+        await _rewind.before_seek(app.consumer, lambda: owned_records(light_record))
 
 
 @app.on_partitions_revoked.connect

@@ -1,0 +1,156 @@
+"""A restarted worker's case table put back as each tool's snapshot saw it (`engine.rewind`).
+
+Snapshots are throttled (`EngineConfig.snapshot_seconds`, 60 s), so a worker killed
+between a batch's two writes leaves case records on the changelog that are newer than
+its tools' last snapshots. The next owner refused those snapshots ("the case table has
+changed since it was written") and replayed the tools from their records, and a replayed
+monitor raises other alerts (`PerformanceMonitor.rebuild` is approximate). The bulk
+runner's remedy, done by the worker once its tables are recovered and before Faust seeks
+the streams to their committed offsets (`stream.app._hold_streams_until_seeked`):
+
+1. `needed`: a tool of an owned `cases.adjudicated` partition whose snapshot does not
+   match the case table (its digest over the records).
+2. The owned partitions of the case table's changelog read from their start through a
+   `Rewind` (Faust's recovery may have read only a tail, after the local store's offset,
+   so the history the rewind follows is read here), and the value each rewound tool's
+   changed keys had at its snapshot's point put back in the table's store (`put_back`).
+   Not on the changelog: it still holds the killed batch's values, so a worker killed
+   again before the re-read has made them again rewinds the same way.
+3. Each such partition committed back to the earliest snapshot offset of its rewound
+   tools, if before the committed offset (before the values are put back: a failed
+   commit leaves the tools to be replayed, as before), and Faust's own seek then reads
+   it again from there, through the normal path. The re-read makes the rewound changes
+   again through the loaded state (the same alerts, under the same ids); the other
+   tools' records it reads again are not newer than their stored revisions and are
+   dropped. No snapshot of the partition is written until the re-read has passed its end
+   at the restart, and its case clock starts from the snapshots at or before the
+   re-read's start (`CaseSnapshots.reread`).
+
+Costs: step 1 is a pass over the owned case records at every assignment (the rebuild
+reads them again at the first case batch); a rewind reads the owned case-table changelog
+partitions in full and holds the table they make in memory meanwhile.
+
+Off by default (`SURVEILLANCE_STREAM__CASE_REWIND`): the pure harness
+(`tests/test_worker_case_crash.py`, `tests/test_case_rewind.py`) runs this code with the
+broker replaced, but no test yet kills a real worker between its writes with throttled
+snapshots and restarts it through Faust's seek. Without it a replayed tool goes on from
+the day its refused snapshot was to evaluate next (`DailyEvaluation.defer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from faust.types import TP
+
+from surveillance.bulk import changelog
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.engine.cases import CaseStage
+from surveillance.engine.pipeline import (
+    ADVERSE_TABLE,
+    CASE_SNAPSHOTS,
+    CASE_TABLE,
+    JOIN_TABLE,
+)
+from surveillance.engine.rewind import Rewind
+from surveillance.engine.snapshots import FORMAT, table_digests
+from surveillance.kafka_clients import client_options
+from surveillance.settings import get_settings
+from surveillance.stream import topics
+from surveillance.stream.table_stores import write_change
+
+log = logging.getLogger(__name__)
+
+
+def snapshots_of(store: Mapping[str, Any], tools: Iterable[str]) -> dict[str, Any]:
+    """tool -> its stored snapshot record (without its parts), of `tools` that have one."""
+    return {tool: saved for tool in tools if (saved := store.get(tool)) is not None}
+
+
+def needed(snapshots: Mapping[str, Any], digests: Mapping[str, int]) -> bool:
+    """Whether a tool with case records (`digests`: per tool, over its records in the
+    table) has a snapshot a rewind could restore that does not match them."""
+    return any(saved.get("format") == FORMAT and saved.get("offset") is not None
+               and saved.get("digest") != digests[tool]
+               for tool, saved in snapshots.items() if tool in digests)
+
+
+def put_back(store: Any, undo: Mapping[str, dict[str, Any] | None]) -> None:
+    """A rewind's values into the case table's store (None: the key removed)."""
+    for key, value in undo.items():
+        write_change(store, key, value, value["partition"] if value is not None else 0)
+
+
+class CaseRewind:
+    """The worker's rewind over its case table's and snapshot table's stores and its case
+    stage: `before_seek` once the tables are recovered, before Faust seeks the streams to
+    their committed offsets."""
+
+    def __init__(self, case_store: Any, snapshot_store: Any, cases: CaseStage) -> None:
+        self.case_store = case_store
+        self.snapshot_store = snapshot_store
+        self.cases = cases
+
+    async def before_seek(self, consumer: Any,
+                          owned_records: Callable[[], list[tuple[str, CaseRecord]]]) -> None:
+        """Rewind the owned case partitions if a tool's snapshot does not match the case
+        table; commit those partitions back to the rewound snapshots' offsets and hold
+        their snapshots during the re-read (`CaseSnapshots.reread`)."""
+        owned = {tp.partition for tp in consumer.assignment()
+                 if tp.topic == topics.CASES_ADJUDICATED}
+        if not owned:
+            return
+        digests = table_digests(owned_records())
+        snapshots = snapshots_of(self.snapshot_store, digests)
+        if not needed(snapshots, digests):
+            return
+        follow = Rewind(snapshots)
+        try:
+            await self._history(sorted(owned), follow.change)
+        except Exception:  # the broker: the tools are replayed, as without a rewind
+            log.warning("the case table's changelog could not be read to rewind it; the "
+                        "tools whose snapshots do not match are rebuilt by replay",
+                        exc_info=True)
+            return
+        # A tool whose offset to read again from has left the log (retention; a tool
+        # never snapshotted is read again from offset 0) is replayed instead.
+        cases = [TP(topics.CASES_ADJUDICATED, p) for p in sorted(owned)]
+        log_starts = await consumer.earliest_offsets(*cases)
+        undo, seek = follow.undo({tp.partition: at for tp, at in log_starts.items()})
+        if not seek:
+            return
+        tps = [TP(topics.CASES_ADJUDICATED, p) for p in sorted(seek)]
+        committed = await consumer.seek_to_committed()
+        ends = await consumer.highwaters(*tps)
+        starts, back = {}, {}
+        for tp in tps:
+            at = committed.get(tp)
+            if at is not None and 0 <= at <= seek[tp.partition]:
+                starts[tp] = at
+            else:
+                starts[tp] = back[tp] = seek[tp.partition]
+        # The commit first: without it the partitions would not be read again, and the
+        # tools loaded from their snapshots would lack the rewound changes for good.
+        if back and not await consumer._commit(back):  # Faust's seek to them follows
+            log.warning("the rewound partitions' offsets were not committed; their tools "
+                        "are rebuilt by replay")
+            return
+        put_back(self.case_store, undo)
+        for tp in tps:
+            self.cases.snapshots.reread(tp.partition, starts[tp], ends[tp])
+        log.warning("case table rewound to its tools' snapshots; cases.adjudicated read "
+                    "again from %s", " ".join(f"{tp.partition}@{o}" for tp, o in back.items())
+                    or "the committed offsets")
+
+    async def _history(self, partitions: list[int], watch: changelog.Watch) -> None:
+        """The case table's changelog `partitions` read from their start to their end now,
+        each change told to `watch` in log order (the table they make is dropped)."""
+        settings = get_settings()
+        none: tuple[int, ...] = ()
+        await changelog.restore(
+            {"bootstrap_servers": settings.kafka.bootstrap, **client_options(settings.kafka)},
+            settings.stream.app_id, settings.kafka.partitions,
+            {JOIN_TABLE: none, CASE_TABLE: partitions, ADVERSE_TABLE: none, CASE_SNAPSHOTS: none},
+            watch={CASE_TABLE: watch})

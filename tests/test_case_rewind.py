@@ -1,0 +1,92 @@
+"""The worker's rewind (`stream.case_rewind.CaseRewind.before_seek`) on a two-record
+history: what it commits, puts back and holds, and what it leaves alone when its commit
+fails. The whole path over a killed case agent is `tests/test_worker_case_crash.py`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.types import TP
+
+from surveillance.bulk import changelog
+from surveillance.clinical.ledger import CaseRecord
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.pipeline import Engine
+from surveillance.engine.snapshots import FORMAT, record_digest
+from surveillance.stream.case_rewind import CaseRewind
+from surveillance.stream.topics import CASES_ADJUDICATED
+
+CASES = TP(CASES_ADJUDICATED, 0)
+
+
+class Consumer:
+    def __init__(self, committed: int, commits: bool = True) -> None:
+        self.committed = committed
+        self.commits = commits
+
+    def assignment(self) -> set[TP]:
+        return {CASES, TP("other", 0)}
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        return {CASES: self.committed}
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: 12 for tp in tps}
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: 0 for tp in tps}
+
+    async def _commit(self, offsets: dict[TP, int]) -> bool:
+        if self.commits:
+            self.committed = offsets[CASES]
+        return self.commits
+
+
+class History(CaseRewind):
+    """Case "a" of tool "t" stored at revision 1 (the snapshot's point, offset 5), then
+    at revision 2 by a batch whose snapshot was not written."""
+
+    async def _history(self, partitions: list[int], watch: changelog.Watch) -> None:
+        assert partitions == [0]
+        changelog.apply({"t": {}}, "t", [
+            changelog.encode("a", _record(1)), changelog.encode("a", _record(2))], watch)
+
+
+def _record(revision: int) -> dict[str, Any]:
+    return CaseRecord(revision=revision, outcome="TP", tool="t", version="1", site="s",
+                      partition=0, inference_ts=0.0).as_dict()
+
+
+def _rewind(consumer: Consumer) -> tuple[dict[str, Any], Engine]:
+    table = {"a": _record(2)}
+    engine = Engine(EngineConfig.plain(1), {}, table, {}, {})
+    snapshots = {"t": {"format": FORMAT, "digest": record_digest("a", 1), "offset": 5}}
+    asyncio.run(History(table, snapshots, engine.cases).before_seek(
+        consumer, lambda: [(k, CaseRecord.from_dict(v)) for k, v in table.items()]))
+    return table, engine
+
+
+def test_a_rewound_partition_is_committed_back_to_the_snapshot_and_held() -> None:
+    consumer = Consumer(committed=8)
+    table, engine = _rewind(consumer)
+    assert consumer.committed == 5
+    assert table == {"a": _record(1)}
+    assert engine.cases.snapshots.reread_from == {0: 5}
+    assert engine.cases.snapshots.rereading == {0: 12}
+
+
+def test_a_commit_already_before_the_snapshot_stays() -> None:
+    consumer = Consumer(committed=3)
+    table, engine = _rewind(consumer)
+    assert consumer.committed == 3
+    assert table == {"a": _record(1)}
+    assert engine.cases.snapshots.reread_from == {0: 3}
+
+
+def test_a_failed_commit_puts_nothing_back() -> None:
+    consumer = Consumer(committed=8, commits=False)
+    table, engine = _rewind(consumer)
+    assert consumer.committed == 8
+    assert table == {"a": _record(2)}  # the tool is replayed, as without a rewind
+    assert engine.cases.snapshots.reread_from == {}
