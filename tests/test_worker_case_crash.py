@@ -361,6 +361,27 @@ def test_a_case_agent_killed_between_its_writes_rewinds_and_loses_nothing(
     assert _alerts(log) == _alerts(whole)
 
 
+@pytest.mark.parametrize("uninterrupted", [60.0], indirect=True, ids=["snapshots-throttled"])
+def test_a_replayed_tools_deferred_revisions_are_in_its_snapshot(
+        uninterrupted: tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]],
+        ) -> None:
+    """A tool replayed after a kill keeps its records in effect from its refused
+    snapshot's day waiting (`DailyEvaluation.defer`); a snapshot written meanwhile holds
+    them, and a worker loading it waits for the same ones."""
+    config, cases, now, _, alerting = uninterrupted
+    log: list[Sendable] = []
+    outbox = LogOutbox(log)
+    worker = CaseWorker(config, {n: {} for n in TABLES}, outbox)
+    read_until_killed(worker, outbox, cases, CASE_BATCH, alerting[0], now)
+    restarted = _restarted(config, log)
+    deferred = restarted.engine.cases.evaluation.deferred
+    assert restarted.engine.cases.restored == [] and len(deferred) == 4
+    _stop(restarted)  # every tool's snapshot written, its deferred revisions with it
+    loaded = _restarted(config, log)
+    assert loaded.engine.cases.restored == sorted(deferred)
+    assert loaded.engine.cases.evaluation.deferred == deferred
+
+
 # With throttled snapshots the killed worker's tools are replayed (the test above), so
 # this one runs with a snapshot every batch only.
 @pytest.mark.parametrize("uninterrupted", [0.0], indirect=True, ids=["snapshot-every-batch"])
