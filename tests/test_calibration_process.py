@@ -46,7 +46,7 @@ from surveillance.contracts import AIResult
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, CASE_TABLE, Engine
-from surveillance.engine.records import Record
+from surveillance.engine.records import Produce, Record
 from surveillance.engine.rewind import Rewind
 from surveillance.engine.snapshots import is_part
 from surveillance.simulate import Faults, Scenario, simulate
@@ -169,14 +169,7 @@ def run(records: list[Record], calibrator: Any = None, restart_at: int | None = 
                 result.chunk_of[p.value] = chunks
             else:
                 result.other.append((p.topic, p.key, p.value, p.partition))
-            if p.topic in (topics.CASES_JOIN, topics.CASES_ADJUDICATED):
-                partition = p.partition if p.partition is not None else 0
-                record = Record(p.topic, partition, offsets[p.topic, partition], p.key,
-                                p.value, tuple((p.headers or {}).items()))
-                pending.append(record)
-                offsets[p.topic, partition] += 1
-                if p.topic == topics.CASES_ADJUDICATED:
-                    logs.setdefault(partition, []).append(record)
+            feed_back(p, offsets, pending, logs)
     out = engine.snapshot()  # the end of the backfill: waits for every threshold
     out.apply_to(tables)
     assert not engine.cases.drift.held
@@ -185,6 +178,21 @@ def run(records: list[Record], calibrator: Any = None, restart_at: int | None = 
             result.alerts.append(p.value)
             result.chunk_of[p.value] = chunks + 1
     return result
+
+
+def feed_back(p: Produce, offsets: Counter[tuple[str, int]], pending: list[Record],
+              logs: dict[int, list[Record]]) -> None:
+    """An internal record the engine produced (`cases.join`, `cases.adjudicated`), fed back
+    as a later chunk's input as the broker would number it; `cases.adjudicated` ones also
+    kept in `logs`, per partition, as the log a restart reads again."""
+    if p.topic in (topics.CASES_JOIN, topics.CASES_ADJUDICATED):
+        partition = p.partition if p.partition is not None else 0
+        record = Record(p.topic, partition, offsets[p.topic, partition], p.key,
+                        p.value, tuple((p.headers or {}).items()))
+        pending.append(record)
+        offsets[p.topic, partition] += 1
+        if p.topic == topics.CASES_ADJUDICATED:
+            logs.setdefault(partition, []).append(record)
 
 
 def restarted(tables: dict[str, dict[str, Any]], history: list[tuple[str, Any]],

@@ -37,7 +37,7 @@ from surveillance.engine.snapshots import is_part
 from surveillance.simulate import Faults, Scenario, simulate
 from surveillance.stream import topics
 from tests.factories import input_records
-from tests.test_calibration_process import MINUTE, NOW, PARTITIONS, start
+from tests.test_calibration_process import MINUTE, NOW, PARTITIONS, feed_back, start
 
 TOOLS = ("ich-triage", "ptx-triage", "lvo-triage")
 CHUNK = 150
@@ -94,8 +94,8 @@ def run(records: list[Record], unsaved: str | None = None,
             engine = start(tables, None)
             # As the runner does: the partitions read again first, then the case stage
             # rebuilt (its clock from the snapshots at or before where each is read from).
-            for p, offset in seek.items():
-                engine.cases.snapshots.reread(p, offset, len(logs[p]))
+            for part, offset in seek.items():
+                engine.cases.snapshots.reread(part, offset, len(logs[part]))
             engine.cases.rebuild([(k, CaseRecord.from_dict(v))
                                   for k, v in tables[CASE_TABLE].items()])
         chunk, pending = pending[:CHUNK], pending[CHUNK:]
@@ -110,14 +110,7 @@ def run(records: list[Record], unsaved: str | None = None,
             elif p.topic == topics.SNAPSHOTS:
                 batch = SnapshotBatch.model_validate_json(p.value)
                 published[batch.tool_id, batch.at.date().isoformat()] = p.value
-            if p.topic in (topics.CASES_JOIN, topics.CASES_ADJUDICATED):
-                partition = p.partition if p.partition is not None else 0
-                record = Record(p.topic, partition, offsets[p.topic, partition], p.key,
-                                p.value, tuple((p.headers or {}).items()))
-                pending.append(record)
-                offsets[p.topic, partition] += 1
-                if p.topic == topics.CASES_ADJUDICATED:
-                    logs.setdefault(partition, []).append(record)
+            feed_back(p, offsets, pending, logs)
     assert restarted or unsaved is None
     out = engine.snapshot()
     for p in out.produce:
