@@ -71,10 +71,13 @@ def snapshots_of(store: Mapping[str, Any], tools: Iterable[str]) -> dict[str, An
 
 def needed(snapshots: Mapping[str, Any], digests: Mapping[str, int]) -> bool:
     """Whether a tool with case records (`digests`: per tool, over its records in the
-    table) has a snapshot a rewind could restore that does not match them."""
-    return any(saved.get("format") == FORMAT and saved.get("offset") is not None
-               and saved.get("digest") != digests[tool]
-               for tool, saved in snapshots.items() if tool in digests)
+    table) has a snapshot a rewind could restore that does not match them, or none at
+    all (killed before its first was written, or while its drift waited for a
+    calibration: it is rewound to empty, `engine.rewind`)."""
+    return any((saved := snapshots.get(tool)) is None
+               or (saved.get("format") == FORMAT and saved.get("offset") is not None
+                   and saved.get("digest") != digest)
+               for tool, digest in digests.items())
 
 
 def put_back(store: Any, undo: Mapping[str, dict[str, Any] | None]) -> None:
