@@ -49,42 +49,14 @@ from typing import Any
 
 import msgspec
 
-from surveillance.clinical.case_placement import CaseView, Placement
-from surveillance.clinical.evaluation_order import _Waiting
-from surveillance.clinical.label_free import LabelFreeMonitor, _Day
-from surveillance.clinical.ledger import CaseRecord
 from surveillance.clinical.monitor import PerformanceMonitor
-from surveillance.clinical.monitor_state import Episode, VersionRecord
-from surveillance.clinical.verdicts import MetricVerdict, VerdictKind
-from surveillance.clinical.version_charts import Chart, Observation, VersionCharts
-from surveillance.contracts import (
-    Acquisition,
-    AdjudicatedCase,
-    AIResult,
-    CaseOutcome,
-    Scanner,
-    wire,
-)
-from surveillance.engine import state_codec
+from surveillance.engine import snapshot_classes, state_codec
 from surveillance.engine.drift import DriftBanks
 from surveillance.engine.evaluation import DailyEvaluation
+from surveillance.engine.snapshot_classes import CLASSES
 from surveillance.engine.state_codec import StateCodecError, decode, encode_json
 from surveillance.engine.tables import Table
-from surveillance.stats import drift_bank, drift_episode
-from surveillance.stats.agreement import Confusion
-from surveillance.stats.categorical_drift import (
-    CategoricalDriftDetector,
-    NewCategory,
-    WindowedDistributionTest,
-    WindowThresholds,
-)
-from surveillance.stats.cusum import BernoulliCUSUM, ChartDesign
-from surveillance.stats.drift_categorical_feature import CategoricalFeature
-from surveillance.stats.drift_feature_bank import Columns, FeatureBank
 from surveillance.stats.drift_features import FEATURES_BY_NAME
-from surveillance.stats.drift_numeric_feature import NumericFeature
-from surveillance.stats.page_hinkley_run import PageHinkleyRun
-from surveillance.stats.windows import AgreementWindows, KeyGroup, KeyWindows
 from surveillance.stream.ahead import AheadCases
 from surveillance.stream.case_features import WORKER_DRIFT
 from surveillance.stream.watermark import SourceWatermark
@@ -103,25 +75,12 @@ PART_BYTES = 900_000
 #: a bound on what one tool may add to a batch, about 20 times the largest measured.
 MAX_STATE_BYTES = 64_000_000
 
-_CLASSES: tuple[type, ...] = (
-    AgreementWindows, KeyWindows, KeyGroup, VersionRecord, LabelFreeMonitor, _Day,
-    VersionCharts, Chart, Observation, BernoulliCUSUM, ChartDesign, MetricVerdict,
-    VerdictKind, Episode, Placement, CaseView, CaseOutcome, Confusion,
-    drift_bank.DriftBank, drift_bank._Phase, drift_episode.VerdictContext,
-    drift_episode.Episode, Columns, FeatureBank, NumericFeature, CategoricalFeature,
-    WindowedDistributionTest, WindowThresholds, NewCategory, PageHinkleyRun,
-    CategoricalDriftDetector,
-    AIResult, Scanner, Acquisition, AdjudicatedCase, _Waiting, CaseRecord,
-    wire.AdjudicatedCase, wire.Scanner, wire.Acquisition,
-)
-CLASSES = {f"{c.__module__}.{c.__qualname__}": c for c in _CLASSES}
-
-
 def _code_digest() -> str:
     """A digest of the source of every module whose classes a snapshot holds: a snapshot
     written by other code (an upgrade) is not trusted to mean the same, and is rebuilt."""
     digest = hashlib.sha256()
-    modules = {c.__module__ for c in _CLASSES} | {__name__, state_codec.__name__}
+    modules = ({c.__module__ for c in snapshot_classes.SNAPSHOT_CLASSES}
+               | {__name__, snapshot_classes.__name__, state_codec.__name__})
     for module in sorted(modules):
         path = getattr(sys.modules[module], "__file__", None)
         digest.update(module.encode())

@@ -21,16 +21,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 
 from pydantic import ValidationError
 
 from surveillance.contracts import (
     MAX_EVENT_BYTES,
-    Label,
     ReportFinal,
     ReportStatus,
-    StructuredFinding,
 )
 from surveillance.interop.hl7_document import (
     DOCUMENT_TYPES,
@@ -39,11 +36,11 @@ from surveillance.interop.hl7_document import (
     has_parent,
     withdrawn,
 )
+from surveillance.interop.hl7_findings import coded_findings
 from surveillance.interop.hl7_header import (
     ERR_DATA_TYPE,
     ERR_REQUIRED_FIELD,
     ERR_SEGMENT_SEQUENCE,
-    ERR_TABLE_VALUE,
     ORDER_TYPES,
     Header,
     Reject,
@@ -58,7 +55,6 @@ from surveillance.interop.hl7_header import (
 )
 from surveillance.interop.hl7_mapping import FacilityMapping, Mapping, field_ref
 from surveillance.interop.hl7_text import (
-    Delimiters,
     ValueProblem,
     codec,
     parse_timestamp,
@@ -70,7 +66,6 @@ _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _COMMON = frozenset({"PID", "PV1", "ORC", "OBR", "OBX", "NTE", "PD1", "PV2"})
 _UID = re.compile(r"^\s*[0-9]+(\.[0-9]+)+\s*$")
 TEXT_TYPES = frozenset({"TX", "FT", "ST"})
-CODED_TYPES = frozenset({"CE", "CWE", "CNE"})
 
 
 @dataclass(frozen=True)
@@ -245,47 +240,6 @@ def _finalized(group: _Group, header: Header, facility: FacilityMapping,
                   f"OBR group {group.index}: no report time in {', '.join(refs)}")
 
 
-def _coded(value: str, d: Delimiters) -> tuple[str, str]:
-    """(code, system) of the first repetition of a CE/CWE value."""
-    first = value.split(d.repetition, 1)[0].split(d.component)
-    code = first[0].strip()
-    system = first[2].strip() if len(first) > 2 else ""
-    return code, system
-
-
-def _lookup(table: dict[str, str] | dict[str, Label], code: str, system: str, upper: bool,
-            ) -> str | Label | None:
-    keys = [f"{system}|{code}", code] if system else [code]
-    for key in keys:
-        k = key.upper() if upper else key
-        if k in table:
-            return table[k]
-    return None
-
-
-def _findings(group: _Group, header: Header, facility: FacilityMapping,
-              known: frozenset[str]) -> list[StructuredFinding]:
-    d = header.delimiters
-    out: dict[str, Label] = {}
-    for obx in group.obx:
-        if field_at(obx, 2).strip().upper() not in CODED_TYPES:
-            continue
-        code, system = _coded(field_at(obx, 3), d)
-        finding = _lookup(facility.findings, code, system, upper=False)
-        if finding is None and code in known:
-            finding = code  # our own finding codes need no mapping entry
-        if finding is None:
-            continue
-        answer_code, answer_system = _coded(field_at(obx, 5), d)
-        label = _lookup(facility.answer_labels, answer_code, answer_system, upper=True)
-        if label is None:
-            raise Reject("AE", ERR_TABLE_VALUE,
-                          f"OBR group {group.index}: OBX-5 answer of coded result "
-                          f"{str(finding)[:40]!r} is not in the facility's answers")
-        out[str(finding)] = Label(label)
-    return [StructuredFinding(finding_code=k, label=v) for k, v in out.items()]
-
-
 def _parse(raw: bytes, header: Header, facility: FacilityMapping,
            clock: tuple[datetime, date | None] | None) -> Parsed:
     kind = check_header(header)
@@ -298,7 +252,6 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
                       f"not valid {header.charset} at byte {exc.start} (MSH-18 or the "
                       "facility's charset)") from exc
     segments = split_segments(text.lstrip())
-    known_codes = _known_findings()
     reports: list[ReportFinal] = []
     records: list[tuple[bytes, bytes]] = []
     skipped: list[Skipped] = []
@@ -351,8 +304,8 @@ def _parse(raw: bytes, header: Header, facility: FacilityMapping,
             line.lstrip().upper().startswith(facility.markers) for line in lines
         ):
             status = ReportStatus.ADDENDUM
-        findings = [] if status is ReportStatus.CANCELLED else _findings(
-            group, header, facility, known_codes)
+        findings = [] if status is ReportStatus.CANCELLED else coded_findings(
+            group.obx, group.index, header.delimiters, facility)
         text_out = None if status is ReportStatus.CANCELLED else "\n".join(lines) or None
         if status is not ReportStatus.CANCELLED and not findings and not text_out:
             raise Reject("AE", ERR_REQUIRED_FIELD,
@@ -395,10 +348,3 @@ def _trim(lines: list[str]) -> list[str]:
     while out and not out[-1]:
         out.pop()
     return out
-
-
-@lru_cache(maxsize=1)
-def _known_findings() -> frozenset[str]:
-    from surveillance.clinical.labels import load_vocabulary
-
-    return frozenset(load_vocabulary().findings)

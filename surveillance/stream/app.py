@@ -62,6 +62,7 @@ from surveillance.store.case_lookup import lookup_of
 from surveillance.stream import case_rewind, faust_consumer, topics
 from surveillance.stream.batches import take_batches
 from surveillance.stream.calibration_process import CalibrationProcess
+from surveillance.stream.consumer_lag import measure as measure_lag
 from surveillance.stream.faust_options import TABLE_OPTIONS, WORKER_OPTIONS
 from surveillance.stream.input_order import IDLE_SECONDS, InputOrder
 from surveillance.stream.outbox import Outbox, OutboxError
@@ -352,28 +353,9 @@ async def calibrations_back() -> None:
 async def consumer_lag() -> None:
     """Messages behind the end of each stream topic this worker reads."""
     try:
-        _measure_lag()
+        measure_lag(app.consumer)
     except Exception:
         log.exception("consumer lag measurement failed; retrying next tick")
-
-
-def _measure_lag() -> None:
-    lag: dict[str, int] = {}
-    consumer: Any = app.consumer
-    read = consumer._read_offset  # Faust keeps the last offset it read per partition
-    for tp in app.consumer.assignment():
-        if tp.topic not in _LAG_TOPICS:
-            continue
-        position, high = read.get(tp), app.consumer.highwater(tp)
-        if high is None:  # not fetched yet since assignment: unknown, not zero
-            continue
-        behind = high - (position + 1 if position is not None else 0)
-        lag[tp.topic] = lag.get(tp.topic, 0) + max(behind, 0)
-    for topic, n in lag.items():
-        metrics.set_consumer_lag(metrics.Topic(topic), n)
-
-
-_LAG_TOPICS = {t.value for t in metrics.Topic}
 
 
 @app.page("/surveillance/counts")
