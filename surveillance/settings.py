@@ -120,8 +120,8 @@ class StreamSettings(BaseModel):
     calibration_process: bool = True
     #: A restarted worker rewinds its case table to its tools' snapshots and reads their
     #: partitions again (`stream.case_rewind`), instead of replaying the tools whose
-    #: snapshots a crash left behind. Off until a test kills a real worker for it.
-    case_rewind: bool = False
+    #: snapshots a crash left behind (a replay is approximate: other alerts and figures).
+    case_rewind: bool = True
 
 
 class MetricsSettings(BaseModel):

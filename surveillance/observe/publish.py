@@ -111,3 +111,15 @@ def publish_baselines(registry: Mapping[str, ToolBaseline]) -> None:
                 tool, AgreementMetric(metric), getattr(entry.baseline, metric).value,
                 getattr(entry.tolerance, metric),
             )
+
+
+def register_tools(registry: Mapping[str, ToolBaseline], sites: list[str], max_sites: int,
+                   max_versions_per_tool: int) -> None:
+    """A worker's metrics set up at startup: each registered tool's labels and coverage
+    floor, the bounds on the site and version labels, and the tools' baselines."""
+    for entry in registry.values():
+        metrics.register_tool(entry.tool_id, entry.modality)
+        if entry.coverage is not None:
+            metrics.register_coverage_floor(entry.tool_id, entry.coverage.floor)
+    metrics.bound_labels(sites, max_sites, max_versions_per_tool)
+    publish_baselines(registry)

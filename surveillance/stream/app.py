@@ -128,13 +128,8 @@ engine.cases.keep_sent = True  # a batch's alerts saved with its state (`engine.
 #: The drift calibrations off the event loop (`stream.calibration_process`).
 _calibrator = CalibrationProcess() if settings.stream.calibration_process else None
 engine.cases.drift.calibrator = _calibrator
-for _tool in config.registry.values():
-    metrics.register_tool(_tool.tool_id, _tool.modality)
-    if _tool.coverage is not None:
-        metrics.register_coverage_floor(_tool.tool_id, _tool.coverage.floor)
-metrics.bound_labels(settings.metrics.sites, settings.metrics.max_sites,
-                     settings.metrics.max_versions_per_tool)
-publish.publish_baselines(config.registry)
+publish.register_tools(config.registry, settings.metrics.sites, settings.metrics.max_sites,
+                       settings.metrics.max_versions_per_tool)
 _lifecycle = LifecycleStore(settings.state_dir)
 engine.cases.lifecycle = _lifecycle.states()
 
@@ -275,13 +270,26 @@ async def _hold_streams_until_seeked(sender: Any, /, *args: Any, **kwargs: Any) 
     of each of six partitions, one run in ten of a SIGKILL-restart reproducer). This signal
     comes just before: with the flow suspended, a fetched record waits in Faust's conductor
     until the resume, in offset order from the committed offset."""
+    global _read_at_seek, _settled
     app.flow_control.suspend()
     if settings.stream.case_rewind:  # a rewound case partition is moved back first
-        await _rewind.before_seek(app.consumer, lambda: owned_records(light_record))
+        _read_at_seek = await _rewind.before_seek(app.consumer,
+                                                  lambda: owned_records(light_record))
+    _settled = True
+
+
+#: The owned case records the rewind read, if it left the table as it was: the rebuild's
+#: (`_ensure_monitor`, before the case agent's first batch), so a restart reads them once.
+_read_at_seek: list[tuple[str, CaseRecord]] | None = None
+#: Tables recovered and rewound for this assignment (Faust's `recovery.completed` stays
+#: set after the first recovery: the counts page would rebuild from a table mid-recovery).
+_settled = False
 
 
 @app.on_partitions_revoked.connect
 async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    global _read_at_seek, _settled
+    _read_at_seek, _settled = None, False
     await _snapshots_at_stop()  # the next owner of a tool loads its state
     engine.revoked()  # clocks and monitor rebuilt from the tables when next needed
     _input_order.forget()  # held input events are read again from the committed offsets
@@ -311,9 +319,10 @@ def _ensure_monitor() -> None:
     case records this worker owns (once; then kept up to date case by case). The records
     are kept without their drift features; a tool without a usable snapshot reads its
     own again with them, for its drift replay."""
+    global _read_at_seek
     if not engine.cases.ready:
         began, cpu = wall.perf_counter(), wall.process_time()
-        records = owned_records(light_record)
+        records, _read_at_seek = _read_at_seek or owned_records(light_record), None
         read = wall.perf_counter() - began
         engine.cases.rebuild(records, _owned(topics.CASES_ADJUDICATED),
                              full=lambda tools: owned_records(tools=tools))
@@ -363,7 +372,7 @@ async def counts_view(web: Any, request: Any) -> Any:
     """Counts per tool over the cases this worker owns (the ledger, rebuilt from the table
     after every assignment)."""
     faust_tables: Any = app.tables
-    ready = not app.rebalancing and faust_tables.recovery.completed.is_set()
+    ready = _settled and not app.rebalancing and faust_tables.recovery.completed.is_set()
     if ready:
         _ensure_monitor()
     counts = engine.cases.ledger

@@ -26,21 +26,29 @@ the streams to their committed offsets (`stream.app._hold_streams_until_seeked`)
    at the restart, and its case clock starts from the snapshots at or before the
    re-read's start (`CaseSnapshots.reread`).
 
-Costs: step 1 is a pass over the owned case records at every assignment (the rebuild
-reads them again at the first case batch); a rewind reads the owned case-table changelog
-partitions in full and holds the table they make in memory meanwhile.
+The changelog is read as `stream.case_history.Held` records (a case's tool, partition,
+revision and offset, not its ~5 kB of features), and the values put back are read again
+at their offsets: the memory is ~200 bytes per owned record, not the table decoded.
 
-Off by default (`SURVEILLANCE_STREAM__CASE_REWIND`): the pure harness
-(`tests/test_worker_case_crash.py`, `tests/test_case_rewind.py`) runs this code with the
-broker replaced, but no test yet kills a real worker between its writes with throttled
-snapshots and restarts it through Faust's seek. Without it a replayed tool goes on from
-the day its refused snapshot was to evaluate next (`DailyEvaluation.defer`).
+Costs: step 1 is the pass over the owned case records the rebuild makes anyway (they
+are handed to it when nothing was rewound, `stream.app._read_at_seek`); a rewind reads
+the owned case-table changelog partitions from their start once, and the put-back
+values again.
+
+On by default (`SURVEILLANCE_STREAM__CASE_REWIND`): `tests/test_worker_case_rewind_process.py`
+kills real workers between a case batch's two writes and restarts them through Faust's
+seek to the lowered commit (the alerts and figures of an uninterrupted worker; without
+the rewind they differ), and the pure harness (`tests/test_worker_case_crash.py`,
+`tests/test_case_rewind.py`) runs this code at three kill points. Off, or when a rewind
+cannot be made (retention, an eviction since the snapshot, the broker), a replayed tool
+goes on from the day its refused snapshot was to evaluate next
+(`DailyEvaluation.defer`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from faust.types import TP
@@ -48,17 +56,12 @@ from faust.types import TP
 from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine.cases import CaseStage
-from surveillance.engine.pipeline import (
-    ADVERSE_TABLE,
-    CASE_SNAPSHOTS,
-    CASE_TABLE,
-    JOIN_TABLE,
-)
 from surveillance.engine.rewind import Rewind
 from surveillance.engine.snapshots import FORMAT, table_digests
 from surveillance.kafka_clients import client_options
 from surveillance.settings import get_settings
-from surveillance.stream import topics
+from surveillance.stream import case_history, topics
+from surveillance.stream.case_history import Held
 from surveillance.stream.table_stores import write_change
 
 log = logging.getLogger(__name__)
@@ -97,18 +100,21 @@ class CaseRewind:
         self.cases = cases
 
     async def before_seek(self, consumer: Any,
-                          owned_records: Callable[[], list[tuple[str, CaseRecord]]]) -> None:
+                          owned_records: Callable[[], list[tuple[str, CaseRecord]]]
+                          ) -> list[tuple[str, CaseRecord]] | None:
         """Rewind the owned case partitions if a tool's snapshot does not match the case
         table; commit those partitions back to the rewound snapshots' offsets and hold
-        their snapshots during the re-read (`CaseSnapshots.reread`)."""
+        their snapshots during the re-read (`CaseSnapshots.reread`). The owned records it
+        read, if the table was left as it was (the rebuild's, `stream.app`); else None."""
         owned = {tp.partition for tp in consumer.assignment()
                  if tp.topic == topics.CASES_ADJUDICATED}
         if not owned:
-            return
-        digests = table_digests(owned_records())
+            return None
+        records = owned_records()
+        digests = table_digests(records)
         snapshots = snapshots_of(self.snapshot_store, digests)
         if not needed(snapshots, digests):
-            return
+            return records
         follow = Rewind(snapshots)
         try:
             await self._history(sorted(owned), follow.change)
@@ -116,14 +122,17 @@ class CaseRewind:
             log.warning("the case table's changelog could not be read to rewind it; the "
                         "tools whose snapshots do not match are rebuilt by replay",
                         exc_info=True)
-            return
+            return records
         # A tool whose offset to read again from has left the log (retention; a tool
         # never snapshotted is read again from offset 0) is replayed instead.
         cases = [TP(topics.CASES_ADJUDICATED, p) for p in sorted(owned)]
         log_starts = await consumer.earliest_offsets(*cases)
         undo, seek = follow.undo({tp.partition: at for tp, at in log_starts.items()})
         if not seek:
-            return
+            return records
+        whole = await self._whole(undo)
+        if whole is None:
+            return records
         tps = [TP(topics.CASES_ADJUDICATED, p) for p in sorted(seek)]
         committed = await consumer.seek_to_committed()
         ends = await consumer.highwaters(*tps)
@@ -139,21 +148,50 @@ class CaseRewind:
         if back and not await consumer._commit(back):  # Faust's seek to them follows
             log.warning("the rewound partitions' offsets were not committed; their tools "
                         "are rebuilt by replay")
-            return
-        put_back(self.case_store, undo)
+            return records
+        put_back(self.case_store, whole)
         for tp in tps:
             self.cases.snapshots.reread(tp.partition, starts[tp], ends[tp])
         log.warning("case table rewound to its tools' snapshots; cases.adjudicated read "
                     "again from %s", " ".join(f"{tp.partition}@{o}" for tp, o in back.items())
                     or "the committed offsets")
+        return None
+
+    async def _whole(self, undo: Mapping[str, Any]) -> dict[str, dict[str, Any] | None] | None:
+        """The rewind's values whole: a `Held` one read again at its offset. None, with
+        the reason logged, if one cannot be (the tools are then replayed)."""
+        wanted: dict[int, set[int]] = {}
+        for value in undo.values():
+            if isinstance(value, Held):
+                wanted.setdefault(value.partition, set()).add(value.offset)
+        try:
+            found = await self._values(wanted) if wanted else {}
+        except Exception:  # the broker
+            log.warning("the values to rewind the case table to could not be read; the "
+                        "tools whose snapshots do not match are rebuilt by replay",
+                        exc_info=True)
+            return None
+        whole: dict[str, dict[str, Any] | None] = {}
+        for key, value in undo.items():
+            if isinstance(value, Held):
+                value = found.get((value.partition, value.offset))
+                if value is None:  # compacted away since it was read
+                    log.warning("a value to rewind the case table to has left its "
+                                "changelog; the tools are rebuilt by replay")
+                    return None
+            whole[key] = value
+        return whole
 
     async def _history(self, partitions: list[int], watch: changelog.Watch) -> None:
         """The case table's changelog `partitions` read from their start to their end now,
-        each change told to `watch` in log order (the table they make is dropped)."""
-        settings = get_settings()
-        none: tuple[int, ...] = ()
-        await changelog.restore(
-            {"bootstrap_servers": settings.kafka.bootstrap, **client_options(settings.kafka)},
-            settings.stream.app_id, settings.kafka.partitions,
-            {JOIN_TABLE: none, CASE_TABLE: partitions, ADVERSE_TABLE: none, CASE_SNAPSHOTS: none},
-            watch={CASE_TABLE: watch})
+        each change told to `watch` in log order, its records as `Held`s."""
+        await case_history.follow(_options(), get_settings().stream.app_id, partitions, watch)
+
+    async def _values(self, wanted: Mapping[int, Collection[int]]
+                      ) -> dict[tuple[int, int], Any]:
+        return await case_history.values(_options(), get_settings().stream.app_id, wanted)
+
+
+def _options() -> dict[str, Any]:
+    settings = get_settings()
+    return {"bootstrap_servers": settings.kafka.bootstrap, **client_options(settings.kafka)}
