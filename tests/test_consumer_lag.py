@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
-from surveillance.stream.consumer_lag import lag_by_topic
+import pytest
+
+from surveillance.stream.consumer_lag import lag_by_topic, measure
 from surveillance.stream.topics import AI_RESULTS, REPORTS_FINAL
 
 CHANGELOG = "surveillance-case_table-changelog"  # a topic the gauge has no label for
@@ -34,3 +37,13 @@ def test_a_read_offset_past_the_watermark_counts_as_caught_up() -> None:
     # A fetch's watermark can be older than the last record read from a later fetch.
     tp = TP(AI_RESULTS, 3)
     assert lag_by_topic([tp], {tp: 40}, {tp: 30}.get) == {AI_RESULTS: 0}
+
+
+def test_a_failed_measurement_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    class NotStarted:
+        def assignment(self) -> set[TP]:
+            raise RuntimeError("the consumer has not started")
+
+    with caplog.at_level(logging.ERROR, "surveillance.stream.consumer_lag"):
+        measure(NotStarted())  # a timer's exception would stop the whole worker
+    assert "consumer lag measurement failed" in caplog.text

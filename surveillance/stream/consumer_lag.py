@@ -8,10 +8,13 @@ assignment has no high watermark yet: its lag is unknown, not zero, and is left 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from surveillance.observe import metrics
+
+log = logging.getLogger(__name__)
 
 #: The topics the gauge has a label value for (the stream topics a worker reads).
 TOPICS = frozenset(t.value for t in metrics.Topic)
@@ -34,7 +37,11 @@ def lag_by_topic(assignment: Iterable[Any], read: Mapping[Any, int | None],
 
 
 def measure(consumer: Any) -> None:
-    """Set the gauge from a Faust consumer's assignment, read offsets and watermarks."""
-    for topic, n in lag_by_topic(consumer.assignment(), consumer._read_offset,
-                                 consumer.highwater).items():
-        metrics.set_consumer_lag(metrics.Topic(topic), n)
+    """Set the gauge from a Faust consumer's assignment, read offsets and watermarks. A
+    failure is logged, not raised: a timer's exception would stop the whole worker."""
+    try:
+        for topic, n in lag_by_topic(consumer.assignment(), consumer._read_offset,
+                                     consumer.highwater).items():
+            metrics.set_consumer_lag(metrics.Topic(topic), n)
+    except Exception:
+        log.exception("consumer lag measurement failed; retrying next tick")
