@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from faust.types import TP
 
 from surveillance.bulk import changelog
@@ -90,3 +91,37 @@ def test_a_failed_commit_puts_nothing_back() -> None:
     assert consumer.committed == 8
     assert table == {"a": _record(2)}  # the tool is replayed, as without a rewind
     assert engine.cases.snapshots.reread_from == {}
+
+
+class NeverSnapshotted(CaseRewind):
+    """Cases "a" and "b" of tool "t", which has no snapshot: rewound to empty, its
+    partition read again from offset 0."""
+
+    async def _history(self, partitions: list[int], watch: changelog.Watch) -> None:
+        changelog.apply({"t": {}}, "t", [changelog.encode("a", _record(1)),
+                                         changelog.encode("b", _record(1))], watch)
+
+
+class Ends(Consumer):
+    def __init__(self, end: int) -> None:
+        super().__init__(committed=end)
+        self.end = end
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.end for tp in tps}
+
+
+@pytest.mark.parametrize("end", [0, 1, 2])
+def test_no_rewind_removes_more_cases_than_the_re_read_can_make_again(end: int) -> None:
+    """A state without the records that made it (a topic recreated under kept
+    changelogs): removing "a" and "b" to read `end` records again would lose cases."""
+    table = {"a": _record(1), "b": _record(1)}
+    engine = Engine(EngineConfig.plain(1), {}, table, {}, {})
+    consumer = Ends(end)
+    asyncio.run(NeverSnapshotted(table, {}, engine.cases).before_seek(
+        consumer, lambda: [(k, CaseRecord.from_dict(v)) for k, v in table.items()]))
+    if end < 2:  # kept as it is: the tool is replayed from its records
+        assert table == {"a": _record(1), "b": _record(1)} and consumer.committed == end
+    else:
+        assert table == {} and consumer.committed == 0
+        assert engine.cases.snapshots.reread_from == {0: 0}

@@ -17,12 +17,11 @@ A second worker, on the same broker, must rewind its case table to the snapshots
 log says so, no snapshot is refused, every tool loads its own), read the partitions
 again from their offsets, and end with the exact counts, the alerts (every field) and
 the published figures (every value) of a worker that was never killed, run beside it on
-its own broker. The rewind is on by default; with it off
-(`SURVEILLANCE_STREAM__CASE_REWIND=false`) the tools are replayed from their records
-(`PerformanceMonitor.rebuild` is approximate), and at both kill points the alerts and
-figures differed (measured: `baseline_deviation:ich-triage:5.2.1:all:sensitivity:30d:
-2026-07-08` with another p-value and interval, and 3 figures of 07-06 published only
-after the crash).
+its own broker. With the rewind off (its default, `stream.case_rewind` says why) the
+tools are replayed from their records (`PerformanceMonitor.rebuild` is approximate),
+and at both kill points the alerts and figures differed (measured:
+`baseline_deviation:ich-triage:5.2.1:all:sensitivity:30d:2026-07-08` with another
+p-value and interval, and 3 figures of 07-06 published only after the crash).
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from tests.topic_read import read_topic
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
+REWIND = {"SURVEILLANCE_STREAM__CASE_REWIND": "true"}  # off by default (`stream.case_rewind`)
 KILLED = "killed between the case batch's two writes"
 REWOUND = "case table rewound to its tools' snapshots"
 REFUSED = "not used, rebuilding it from its case records"
@@ -133,7 +133,7 @@ def finish(worker: WorkerProcess, truth: dict[str, ToolTruth], logs: list[str]) 
 def uninterrupted(broker: EmbeddedBroker, tmp_path: Path,
                   events: list[SimEvent], truth: dict[str, ToolTruth]) -> Outcome:
     produce(broker.bootstrap, ((e.topic, e.key, e.value) for e in events))
-    worker = WorkerProcess(broker.bootstrap, tmp_path / "reference").start()
+    worker = WorkerProcess(broker.bootstrap, tmp_path / "reference", env=REWIND).start()
     return finish(worker, truth, [])
 
 
@@ -145,7 +145,7 @@ def crashed(broker: EmbeddedBroker, tmp_path: Path, events: list[SimEvent],
     (hook / "sitecustomize.py").write_text(KILL_HOOK)
     path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
     first = WorkerProcess(broker.bootstrap, tmp_path / "crashed", env={
-        "PYTHONPATH": path, "CASE_REWIND_TEST_KILL_AT": str(kill_at)}).start()
+        **REWIND, "PYTHONPATH": path, "CASE_REWIND_TEST_KILL_AT": str(kill_at)}).start()
     try:
         # Ends with the kill, or (if the kill never came) once every case is counted.
         with contextlib.suppress(WorkerError):
@@ -154,7 +154,7 @@ def crashed(broker: EmbeddedBroker, tmp_path: Path, events: list[SimEvent],
     finally:
         first.kill()
     logs = [first.log_tail(10_000_000)]
-    second = WorkerProcess(broker.bootstrap, tmp_path / "crashed").start()
+    second = WorkerProcess(broker.bootstrap, tmp_path / "crashed", env=REWIND).start()
     return finish(second, truth, logs)
 
 

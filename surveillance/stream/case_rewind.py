@@ -36,14 +36,17 @@ are handed to it when nothing is rewound, `stream.app._read_at_seek`); a rewind 
 the owned case-table changelog partitions from their start once (~10 µs per record),
 the put-back values again, and the rebuild reads the owned records after it.
 
-On by default (`SURVEILLANCE_STREAM__CASE_REWIND`): `tests/test_worker_case_rewind_process.py`
-kills real workers between a case batch's two writes and restarts them through Faust's
-seek to the lowered commit (the alerts and figures of an uninterrupted worker; without
-the rewind they differ), and the pure harness (`tests/test_worker_case_crash.py`,
-`tests/test_case_rewind.py`) runs this code at three kill points. Off, or when a rewind
-cannot be made (retention, an eviction since the snapshot, the broker), a replayed tool
-goes on from the day its refused snapshot was to evaluate next
-(`DailyEvaluation.defer`).
+Off by default (`SURVEILLANCE_STREAM__CASE_REWIND`). `tests/test_worker_case_rewind_process.py`
+kills real workers between a case batch's two writes and restarts them with it through
+Faust's seek to the lowered commit: the alerts and figures of an uninterrupted worker
+(without the rewind they differ), and the pure harness (`tests/test_worker_case_crash.py`,
+`tests/test_case_rewind.py`) runs this code at three kill points. But with it on for
+the whole suite, under load (load 5-8), `test_pipeline_integration`'s random SIGKILLs
+twice ended with ich-triage 138 and 251 cases short of the truth, every tool loaded from
+its snapshot and the worker idle (three runs alone passed); not yet explained. Off, or
+when a rewind cannot be made (retention, an eviction since the snapshot, the broker,
+fewer records to read again than cases it would remove), a replayed tool goes on from
+the day its refused snapshot was to evaluate next (`DailyEvaluation.defer`).
 """
 
 from __future__ import annotations
@@ -140,6 +143,15 @@ class CaseRewind:
         tps = [TP(topics.CASES_ADJUDICATED, p) for p in sorted(seek)]
         committed = await consumer.seek_to_committed()
         ends = await consumer.highwaters(*tps)
+        # Each case the rewind removes is made again by a record of the re-read: fewer
+        # records than that (a topic recreated under kept changelogs, a state written
+        # without its records) and the rewind would lose cases for good.
+        removed = sum(value is None for value in whole.values())
+        if removed > sum(max(ends[tp] - seek[tp.partition], 0) for tp in tps):
+            log.warning("case table not rewound: it would remove %d cases that the %s "
+                        "records to read again cannot make again; the tools are rebuilt "
+                        "by replay", removed, "cases.adjudicated")
+            return None
         starts, back = {}, {}
         for tp in tps:
             at = committed.get(tp)
