@@ -175,35 +175,61 @@ def backfill(broker: EmbeddedBroker, tmp_path: Path, *args: str) -> WorkerProces
     return runner
 
 
-def kill_after(broker: EmbeddedBroker, tmp_path: Path, records: int) -> int:
-    """Start the runner and SIGKILL it once `records` more are on the logs it writes;
-    how many it had written when it died."""
-    start = written(broker.bootstrap)
-    runner = backfill(broker, tmp_path)
+async def _kill_after(broker: EmbeddedBroker, tmp_path: Path, records: int) -> int | None:
+    """Start the runner and SIGKILL it once `records` more are on the logs it writes; how
+    many it had written when it died (None: it finished before that, and was not killed).
+
+    The records are counted as they arrive, by one consumer assigned to every partition
+    the runner writes and placed at their ends before it starts: a kill lands within a
+    fetch (tens of milliseconds) of its target. (Polling the log ends instead costs a
+    ListOffsets and a probe per look, up to a second under load, in which the runner
+    writes thousands of records: kills then overshoot, and the backlog can run out
+    before the last one.)"""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=10, max_partition_fetch_bytes=1 << 20)
+    await consumer.start()
     try:
-        while (now := written(broker.bootstrap)) - start < records:
-            assert runner.alive(), (f"the runner finished before {records} records were "
-                                    f"written (it wrote {now - start})\n{runner.log_tail()}")
-            time.sleep(0.01)
+        tps = [TopicPartition(t, p) for t in WRITTEN for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        ends = await probe_log_end(broker.bootstrap, await consumer.end_offsets(tps))
+        for tp, end in ends.items():
+            consumer.seek(tp, end)
+        runner = backfill(broker, tmp_path)
+        seen = 0
+        try:
+            while seen < records and runner.alive():
+                batch = await consumer.getmany(timeout_ms=20)
+                seen += sum(len(got) for got in batch.values())
+        finally:
+            runner.kill()
     finally:
-        runner.kill()
-    assert runner.proc is not None and runner.proc.returncode == -9, runner.log_tail()
-    return now - start
+        await consumer.stop()
+    assert runner.proc is not None
+    if runner.proc.returncode == 0:
+        print(f"the runner finished before {records} records were written (it wrote "
+              f"{seen}): no more kills")
+        return None
+    assert runner.proc.returncode == -9, runner.log_tail()
+    return seen
 
 
-def crash_repeatedly(broker: EmbeddedBroker, tmp_path: Path, seed: int, backlog: int) -> None:
+def crash_repeatedly(broker: EmbeddedBroker, tmp_path: Path, seed: int, backlog: int) -> bool:
     """The two chosen crash points, then `KILLS` random SIGKILLs, each after between 5% and
     25% (with 3 kills; with n, 15/n% and 75/n%) as many records written as the backlog has
     events: together less than the backfill writes (about 1.8 records per event), so each
-    kill comes before the end."""
+    kill comes before the end. Whether the last one landed (if the runner finishes first,
+    which a slow start-up and a fast runner can make happen, the kills stop there)."""
     for point in ("flushed", "committed"):
         runner = backfill(broker, tmp_path, "--crash-after-batch", "2", "--crash-point", point)
         assert runner.proc is not None and runner.proc.wait(timeout=300) == 137, (
             runner.log_tail())
     rng = np.random.default_rng(seed)
     for target in rng.integers(backlog * 3 // (20 * KILLS), backlog * 3 // (4 * KILLS), KILLS):
-        died = kill_after(broker, tmp_path, int(target))
+        died = asyncio.run(_kill_after(broker, tmp_path, int(target)))
+        if died is None:
+            return False
         print(f"SIGKILL after {died} records written (target {target})")
+    return True
 
 
 async def _store(bootstrap: str, url: str) -> None:
@@ -264,8 +290,8 @@ def run(tmp_path: Path, postgres: EmbeddedPostgres, backlog: list[SimEvent],
     with EmbeddedBroker(log_dir=tmp_path) as broker, database(postgres) as url:
         topics.create_topics(broker.bootstrap, topics.all_topics(APP, PARTITIONS))
         send(broker, backlog)
-        if crash_seed is not None:
-            crash_repeatedly(broker, tmp_path, crash_seed, len(backlog))
+        killed = crash_seed is not None and crash_repeatedly(
+            broker, tmp_path, crash_seed, len(backlog))
         runner = backfill(broker, tmp_path)
         assert runner.proc is not None and runner.proc.wait(timeout=600) == 0, runner.log_tail()
         done = [line for line in runner.log_tail().splitlines() if "backfill done" in line][-1]
@@ -273,9 +299,10 @@ def run(tmp_path: Path, postgres: EmbeddedPostgres, backlog: list[SimEvent],
         taken, records = int(done.split()[2]), int(done.split()[5].lstrip("("))
         # Uninterrupted: the whole backlog; restarted: what was not committed before (the
         # join can have committed every input event while the case stage was behind: the
-        # last restart then takes only internal records).
+        # last restart then takes only internal records; it takes none if the runner
+        # finished before the last kill).
         assert (taken == len(backlog) if crash_seed is None
-                else taken < len(backlog) and records > 0), done
+                else taken < len(backlog) and (records > 0 or not killed)), done
         backfilled = written(broker.bootstrap)
         print(f"{tmp_path.name}: backfilled at {time.monotonic() - started:.0f} s")
 
