@@ -5,6 +5,7 @@ fails. The whole path over a killed case agent is `tests/test_worker_case_crash.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,14 +24,24 @@ CASES = TP(CASES_ADJUDICATED, 0)
 
 class Consumer:
     def __init__(self, committed: int, commits: bool = True) -> None:
-        self.committed = committed
+        self.at = committed  # the group's committed offset
         self.commits = commits
 
     def assignment(self) -> set[TP]:
         return {CASES, TP("other", 0)}
 
-    async def seek_to_committed(self) -> dict[TP, int]:
-        return {CASES: self.committed}
+    @property
+    def _thread(self) -> Consumer:  # Faust's consumer thread, and its aiokafka consumer
+        return self
+
+    def _ensure_consumer(self) -> Consumer:
+        return self
+
+    async def call_thread(self, fun: Callable[[], Awaitable[Any]]) -> Any:
+        return await fun()
+
+    async def committed(self, tp: TP) -> int:
+        return self.at
 
     async def highwaters(self, *tps: TP) -> dict[TP, int]:
         return {tp: 12 for tp in tps}
@@ -40,7 +51,7 @@ class Consumer:
 
     async def _commit(self, offsets: dict[TP, int]) -> bool:
         if self.commits:
-            self.committed = offsets[CASES]
+            self.at = offsets[CASES]
         return self.commits
 
 
@@ -71,7 +82,7 @@ def _rewind(consumer: Consumer) -> tuple[dict[str, Any], Engine]:
 def test_a_rewound_partition_is_committed_back_to_the_snapshot_and_held() -> None:
     consumer = Consumer(committed=8)
     table, engine = _rewind(consumer)
-    assert consumer.committed == 5
+    assert consumer.at == 5
     assert table == {"a": _record(1)}
     assert engine.cases.snapshots.reread_from == {0: 5}
     assert engine.cases.snapshots.rereading == {0: 12}
@@ -80,7 +91,7 @@ def test_a_rewound_partition_is_committed_back_to_the_snapshot_and_held() -> Non
 def test_a_commit_already_before_the_snapshot_stays() -> None:
     consumer = Consumer(committed=3)
     table, engine = _rewind(consumer)
-    assert consumer.committed == 3
+    assert consumer.at == 3
     assert table == {"a": _record(1)}
     assert engine.cases.snapshots.reread_from == {0: 3}
 
@@ -88,7 +99,7 @@ def test_a_commit_already_before_the_snapshot_stays() -> None:
 def test_a_failed_commit_puts_nothing_back() -> None:
     consumer = Consumer(committed=8, commits=False)
     table, engine = _rewind(consumer)
-    assert consumer.committed == 8
+    assert consumer.at == 8
     assert table == {"a": _record(2)}  # the tool is replayed, as without a rewind
     assert engine.cases.snapshots.reread_from == {}
 
@@ -121,7 +132,7 @@ def test_no_rewind_removes_more_cases_than_the_re_read_can_make_again(end: int) 
     asyncio.run(NeverSnapshotted(table, {}, engine.cases).before_seek(
         consumer, lambda: [(k, CaseRecord.from_dict(v)) for k, v in table.items()]))
     if end < 2:  # kept as it is: the tool is replayed from its records
-        assert table == {"a": _record(1), "b": _record(1)} and consumer.committed == end
+        assert table == {"a": _record(1), "b": _record(1)} and consumer.at == end
     else:
-        assert table == {} and consumer.committed == 0
+        assert table == {} and consumer.at == 0
         assert engine.cases.snapshots.reread_from == {0: 0}

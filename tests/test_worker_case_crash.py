@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -195,14 +196,24 @@ class LogConsumer:
 
     def __init__(self, committed: int, end: int) -> None:
         self.tp = TP(CASES_ADJUDICATED, 0)
-        self.committed = committed
+        self.at = committed  # the group's committed offset
         self.end = end
 
     def assignment(self) -> set[TP]:
         return {self.tp}
 
-    async def seek_to_committed(self) -> dict[TP, int]:
-        return {self.tp: self.committed}
+    @property
+    def _thread(self) -> LogConsumer:  # Faust's consumer thread, and its aiokafka consumer
+        return self
+
+    def _ensure_consumer(self) -> LogConsumer:
+        return self
+
+    async def call_thread(self, fun: Callable[[], Awaitable[Any]]) -> Any:
+        return await fun()
+
+    async def committed(self, tp: TP) -> int:
+        return self.at
 
     async def highwaters(self, *tps: TP) -> dict[TP, int]:
         return {tp: self.end for tp in tps}
@@ -211,7 +222,7 @@ class LogConsumer:
         return {tp: 0 for tp in tps}
 
     async def _commit(self, offsets: dict[TP, int]) -> bool:
-        self.committed = offsets[self.tp]
+        self.at = offsets[self.tp]
         return True
 
 
@@ -245,7 +256,7 @@ def _rewound(config: EngineConfig, log: list[Sendable], committed: int, end: int
         case_records(tables[CASE_TABLE].items(), {0}), {0},
         full=lambda tools: [(k, r) for k, r in case_records(tables[CASE_TABLE].items(), {0})
                             if r.tool in tools])
-    return restarted, consumer.committed
+    return restarted, consumer.at
 
 
 @pytest.fixture(scope="module")
