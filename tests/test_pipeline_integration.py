@@ -306,7 +306,8 @@ def test_a_restarted_worker_rebuilds_drift_monitoring_and_sees_a_protocol_change
     before: dict[str, set[str]] = {}
     for _, _, case in revisions(EngineConfig.plain(1), events[:cut]):
         before.setdefault(case.tool_id, set()).add(case.case_id)
-    env = {"SURVEILLANCE_STREAM__CASE_REWIND": "true"} if rewind else None
+    # Set either way: an operator's environment (or a suite run with it on) is inherited.
+    env = {"SURVEILLANCE_STREAM__CASE_REWIND": "true" if rewind else "false"}
     first = WorkerProcess(stack.bootstrap, tmp_path, env=env).start()
     send(stack, events[:cut])
     wait_for_counts([first], {t: len(c) for t, c in before.items()}, timeout=240)
