@@ -121,8 +121,8 @@ class StreamSettings(BaseModel):
     #: A restarted worker rewinds its case table to its tools' snapshots and reads their
     #: partitions again (`stream.case_rewind`), instead of replaying the tools whose
     #: snapshots a crash left behind (a replay is approximate: other alerts and figures).
-    #: Off by default until the whole suite has run with it on (`stream.case_rewind`: a
-    #: loss of input records it caused is found and fixed).
+    #: Off by default until fresh-clone suite runs pass with it on by default
+    #: (`stream.case_rewind`: a loss of input records it caused is found and fixed).
     case_rewind: bool = False
 
 

@@ -22,19 +22,18 @@ from surveillance.stream.topics import CASES_ADJUDICATED
 CASES = TP(CASES_ADJUDICATED, 0)
 
 
-class Consumer:
-    def __init__(self, committed: int, commits: bool = True) -> None:
-        self.at = committed  # the group's committed offset
-        self.commits = commits
+class OnFaustThread:
+    """What `stream.case_rewind.committed_offsets` asks of Faust's consumer: its consumer
+    thread (`call_thread`) and that thread's aiokafka consumer (`committed`), all this
+    one fake, whose committed offset is `at`."""
 
-    def assignment(self) -> set[TP]:
-        return {CASES, TP("other", 0)}
+    at: int
 
     @property
-    def _thread(self) -> Consumer:  # Faust's consumer thread, and its aiokafka consumer
+    def _thread(self) -> OnFaustThread:
         return self
 
-    def _ensure_consumer(self) -> Consumer:
+    def _ensure_consumer(self) -> OnFaustThread:
         return self
 
     async def call_thread(self, fun: Callable[[], Awaitable[Any]]) -> Any:
@@ -42,6 +41,15 @@ class Consumer:
 
     async def committed(self, tp: TP) -> int:
         return self.at
+
+
+class Consumer(OnFaustThread):
+    def __init__(self, committed: int, commits: bool = True) -> None:
+        self.at = committed  # the group's committed offset
+        self.commits = commits
+
+    def assignment(self) -> set[TP]:
+        return {CASES, TP("other", 0)}
 
     async def highwaters(self, *tps: TP) -> dict[TP, int]:
         return {tp: 12 for tp in tps}

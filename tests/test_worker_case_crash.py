@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -91,6 +90,7 @@ from surveillance.stream.case_rewind import CaseRewind
 from surveillance.stream.outbox import Sendable
 from surveillance.stream.topics import ALERTS, CASES_ADJUDICATED, SNAPSHOTS
 from tests.test_backfill_crashes import stream
+from tests.test_case_rewind import OnFaustThread
 from tests.test_worker_crash_order import (
     CHANGELOGS,
     TABLES,
@@ -189,7 +189,7 @@ def _restarted(config: EngineConfig, log: list[Sendable]) -> CaseWorker:
     return restarted
 
 
-class LogConsumer:
+class LogConsumer(OnFaustThread):
     """What the worker's rewind asks of Faust's consumer (`CaseRewind.before_seek`), over
     `cases.adjudicated` partition 0: its committed offset (moved by `_commit`), start and
     end."""
@@ -201,19 +201,6 @@ class LogConsumer:
 
     def assignment(self) -> set[TP]:
         return {self.tp}
-
-    @property
-    def _thread(self) -> LogConsumer:  # Faust's consumer thread, and its aiokafka consumer
-        return self
-
-    def _ensure_consumer(self) -> LogConsumer:
-        return self
-
-    async def call_thread(self, fun: Callable[[], Awaitable[Any]]) -> Any:
-        return await fun()
-
-    async def committed(self, tp: TP) -> int:
-        return self.at
 
     async def highwaters(self, *tps: TP) -> dict[TP, int]:
         return {tp: self.end for tp in tps}

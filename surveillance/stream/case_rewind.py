@@ -49,7 +49,8 @@ The rewind read its committed offsets through Faust's `seek_to_committed`, which
 now read without a seek (`committed_offsets`). That test's `case-rewind` case asserts
 the rewind was made and every input partition committed to its log end: with the seek
 it failed 2 of 6 runs, without it 0 of 40 (session 20).
-Still off by default until the whole suite has run with it on. Off, or
+One whole-suite run with it exported passed (session 20); it stays off by default
+until fresh-clone runs pass with it on by default. Off, or
 when a rewind cannot be made (retention, an eviction since the snapshot, the broker,
 fewer records to read again than cases it would remove), a replayed tool goes on from
 the day its refused snapshot was to evaluate next (`DailyEvaluation.defer`).
