@@ -121,9 +121,9 @@ class StreamSettings(BaseModel):
     #: A restarted worker rewinds its case table to its tools' snapshots and reads their
     #: partitions again (`stream.case_rewind`), instead of replaying the tools whose
     #: snapshots a crash left behind (a replay is approximate: other alerts and figures).
-    #: Off by default until fresh-clone suite runs pass with it on by default
-    #: (`stream.case_rewind`: a loss of input records it caused is found and fixed).
-    case_rewind: bool = False
+    #: On by default (session 21); false: the replay, which is also the fallback when a
+    #: rewind cannot be made (retention, an eviction, the broker: `stream.case_rewind`).
+    case_rewind: bool = True
 
 
 class MetricsSettings(BaseModel):

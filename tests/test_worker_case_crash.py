@@ -304,11 +304,13 @@ def test_a_case_agent_killed_between_its_writes_loses_no_alert(
     """Killed after the changelog write of an alerting batch (`which` of them), its
     commit `behind` batches back: the same counts, the same alerts (every field) and the
     same days' figures published as by the uninterrupted case agent. The batch's alerts
-    were saved with its state and are sent again first (`engine.case_sent`)."""
+    were saved with its state and are sent again first (`engine.case_sent`). Restarted
+    without the rewind (the test below has it): with throttled snapshots, the replay."""
     config, cases, now, whole, alerting = uninterrupted
     if config.snapshot_seconds > 0 and (behind, which) == (0, 0):
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "with throttled snapshots every tool is replayed from its case records; "
+            "without the rewind (off, or its fallback) throttled snapshots leave every "
+            "tool to be replayed from its case records; "
             "replayed from the day its snapshot was to evaluate next, the alerts are the "
             "same but for version_change:ich-triage:5.3.0's raised_at (00:13:35 against "
             "01:34:22): a record holds no read time, and the uninterrupted worker read "
@@ -337,7 +339,7 @@ def test_a_case_agent_killed_between_its_writes_loses_no_alert(
 def test_a_case_agent_killed_between_its_writes_rewinds_and_loses_nothing(
         uninterrupted: tuple[EngineConfig, list[Record], datetime, list[Sendable], list[int]],
         behind: int, which: int) -> None:
-    """The test above with throttled snapshots, restarted with the worker's rewind (off by
+    """The test above with throttled snapshots, restarted with the worker's rewind (on by
     default, `stream.case_rewind`): the case table put back to the tools' snapshots, the
     partition committed back to their offset (here 100, each tool's first snapshot's) and
     read again from there; every tool loads its snapshot (none replayed), and the counts,

@@ -17,7 +17,7 @@ A second worker, on the same broker, must rewind its case table to the snapshots
 log says so, no snapshot is refused, every tool loads its own), read the partitions
 again from their offsets, and end with the exact counts, the alerts (every field) and
 the published figures (every value) of a worker that was never killed, run beside it on
-its own broker. With the rewind off (its default, `stream.case_rewind` says why) the
+its own broker. With the rewind off (`SURVEILLANCE_STREAM__CASE_REWIND=false`) the
 tools are replayed from their records (`PerformanceMonitor.rebuild` is approximate),
 and at both kill points the alerts and figures differed (measured:
 `baseline_deviation:ich-triage:5.2.1:all:sensitivity:30d:2026-07-08` with another
@@ -50,7 +50,7 @@ from tests.topic_read import read_topic
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-REWIND = {"SURVEILLANCE_STREAM__CASE_REWIND": "true"}  # off by default (`stream.case_rewind`)
+REWIND = {"SURVEILLANCE_STREAM__CASE_REWIND": "true"}  # the default, set against the environment
 KILLED = "killed between the case batch's two writes"
 REWOUND = "case table rewound to its tools' snapshots"
 REFUSED = "not used, rebuilding it from its case records"

@@ -36,24 +36,24 @@ are handed to it when nothing is rewound, `stream.app._read_at_seek`); a rewind 
 the owned case-table changelog partitions from their start once (~10 µs per record),
 the put-back values again, and the rebuild reads the owned records after it.
 
-Off by default (`SURVEILLANCE_STREAM__CASE_REWIND`). `tests/test_worker_case_rewind_process.py`
-kills real workers between a case batch's two writes and restarts them with it through
-Faust's seek to the lowered commit: the alerts and figures of an uninterrupted worker
-(without the rewind they differ), and the pure harness (`tests/test_worker_case_crash.py`,
-`tests/test_case_rewind.py`) runs this code at three kill points. With it on for the
-whole suite, `test_pipeline_integration`'s SIGKILLs ended some runs with cases short or
-left pending: one input partition's committed offset stayed at the killed worker's, and
-a run of ~900 records after it never reached the join (the records after the run did).
-The rewind read its committed offsets through Faust's `seek_to_committed`, which seeks
-*every* assigned partition, the inputs' too, in the middle of Faust's recovery; they are
-now read without a seek (`committed_offsets`). That test's `case-rewind` case asserts
-the rewind was made and every input partition committed to its log end: with the seek
-it failed 2 of 6 runs, without it 0 of 40 (session 20).
-One whole-suite run with it exported passed (session 20); it stays off by default
-until fresh-clone runs pass with it on by default. Off, or
-when a rewind cannot be made (retention, an eviction since the snapshot, the broker,
-fewer records to read again than cases it would remove), a replayed tool goes on from
-the day its refused snapshot was to evaluate next (`DailyEvaluation.defer`).
+`tests/test_worker_case_rewind_process.py` kills real workers between a case batch's two
+writes and restarts them with it through Faust's seek to the lowered commit: the alerts
+and figures of an uninterrupted worker (without the rewind they differ), and the pure
+harness (`tests/test_worker_case_crash.py`, `tests/test_case_rewind.py`) runs this code
+at three kill points. With it on for the whole suite (session 19),
+`test_pipeline_integration`'s SIGKILLs ended some runs with cases short or left pending:
+one input partition's committed offset stayed at the killed worker's, and a run of ~900
+records after it never reached the join (the records after the run did). The rewind read
+its committed offsets through Faust's `seek_to_committed`, which seeks *every* assigned
+partition, the inputs' too, in the middle of Faust's recovery; they are now read without
+a seek (`committed_offsets`). That test's `case-rewind` case asserts the rewind was made
+and every input partition committed to its log end: with the seek it failed 2 of 6 runs,
+without it 0 of 40 (session 20).
+On by default since session 21, after fresh-clone runs of the whole suite with it on
+(`SURVEILLANCE_STREAM__CASE_REWIND=false` turns it off). Off, or when a rewind cannot be
+made (retention, an eviction since the snapshot, the broker, fewer records to read again
+than cases it would remove), a replayed tool goes on from the day its refused snapshot
+was to evaluate next (`DailyEvaluation.defer`).
 """
 
 from __future__ import annotations
