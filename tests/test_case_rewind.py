@@ -16,7 +16,8 @@ from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.pipeline import Engine
 from surveillance.engine.snapshots import FORMAT, record_digest
-from surveillance.stream.case_rewind import CaseRewind
+from surveillance.observe.metric_labels import StateRebuild
+from surveillance.stream.case_rewind import CaseRewind, rebuilt
 from surveillance.stream.topics import CASES_ADJUDICATED
 
 CASES = TP(CASES_ADJUDICATED, 0)
@@ -78,38 +79,52 @@ def _record(revision: int) -> dict[str, Any]:
                       partition=0, inference_ts=0.0).as_dict()
 
 
-def _rewind(consumer: Consumer) -> tuple[dict[str, Any], Engine]:
+def _rewind(consumer: Consumer) -> tuple[dict[str, Any], Engine, CaseRewind]:
     table = {"a": _record(2)}
     engine = Engine(EngineConfig.plain(1), {}, table, {}, {})
     snapshots = {"t": {"format": FORMAT, "digest": record_digest("a", 1), "offset": 5}}
-    asyncio.run(History(table, snapshots, engine.cases).before_seek(
+    rewind = History(table, snapshots, engine.cases)
+    rewind.rewound = {"left from an earlier assignment"}
+    asyncio.run(rewind.before_seek(
         consumer, lambda: [(k, CaseRecord.from_dict(v)) for k, v in table.items()]))
-    return table, engine
+    return table, engine, rewind
 
 
 def test_a_rewound_partition_is_committed_back_to_the_snapshot_and_held() -> None:
     consumer = Consumer(committed=8)
-    table, engine = _rewind(consumer)
+    table, engine, rewind = _rewind(consumer)
     assert consumer.at == 5
     assert table == {"a": _record(1)}
     assert engine.cases.snapshots.reread_from == {0: 5}
     assert engine.cases.snapshots.rereading == {0: 12}
+    assert rewind.rewound == {"t"}
 
 
 def test_a_commit_already_before_the_snapshot_stays() -> None:
     consumer = Consumer(committed=3)
-    table, engine = _rewind(consumer)
+    table, engine, rewind = _rewind(consumer)
     assert consumer.at == 3
     assert table == {"a": _record(1)}
     assert engine.cases.snapshots.reread_from == {0: 3}
+    assert rewind.rewound == {"t"}
 
 
 def test_a_failed_commit_puts_nothing_back() -> None:
     consumer = Consumer(committed=8, commits=False)
-    table, engine = _rewind(consumer)
+    table, engine, rewind = _rewind(consumer)
     assert consumer.at == 8
     assert table == {"a": _record(2)}  # the tool is replayed, as without a rewind
     assert engine.cases.snapshots.reread_from == {}
+    assert rewind.rewound == set()  # not told as rewound (`surveillance_tool_state_rebuilds`)
+
+
+def test_each_tool_is_told_as_loaded_rewound_or_replayed() -> None:
+    """`surveillance_tool_state_rebuilds`' status per tool with records: a tool not
+    loaded is replayed, whether or not a rewind was tried for it."""
+    how = rebuilt(["c", "a", "b", "d"], loaded={"a", "b"}, rewound={"b", "c"})
+    assert how == {"a": StateRebuild.SNAPSHOT, "b": StateRebuild.REWOUND,
+                   "c": StateRebuild.REPLAYED, "d": StateRebuild.REPLAYED}
+    assert list(how) == ["a", "b", "c", "d"]
 
 
 class NeverSnapshotted(CaseRewind):

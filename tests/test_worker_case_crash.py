@@ -86,6 +86,7 @@ from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records
 from surveillance.engine.pipeline import CASE_SNAPSHOTS, CASE_TABLE
 from surveillance.engine.records import Record
+from surveillance.observe.metric_labels import StateRebuild
 from surveillance.stream.case_rewind import CaseRewind
 from surveillance.stream.outbox import Sendable
 from surveillance.stream.topics import ALERTS, CASES_ADJUDICATED, SNAPSHOTS
@@ -228,22 +229,24 @@ class LogRewind(CaseRewind):
 
 
 def _rewound(config: EngineConfig, log: list[Sendable], committed: int, end: int
-             ) -> tuple[CaseWorker, int]:
+             ) -> tuple[CaseWorker, int, dict[str, StateRebuild]]:
     """A case agent restarted after a kill with the worker's rewind
     (`SURVEILLANCE_STREAM__CASE_REWIND`): the tables recovered from the log's changelogs;
     the rewind (`stream.case_rewind`) before the seek, the partition's commit `committed`
     and end `end`; the case stage rebuilt (as `stream.app._ensure_monitor`). And the offset
-    it reads from: the committed one after the rewind (Faust seeks there)."""
+    it reads from: the committed one after the rewind (Faust seeks there), and how each
+    tool was rebuilt (`surveillance_tool_state_rebuilds`)."""
     tables = _recovered(log)
     restarted = CaseWorker(config, tables, LogOutbox(log))
     consumer = LogConsumer(committed, end)
-    asyncio.run(LogRewind(log, tables, restarted.engine.cases).before_seek(
+    rewind = LogRewind(log, tables, restarted.engine.cases)
+    asyncio.run(rewind.before_seek(
         consumer, lambda: case_records(tables[CASE_TABLE].items(), {0})))
     restarted.engine.cases.rebuild(
         case_records(tables[CASE_TABLE].items(), {0}), {0},
         full=lambda tools: [(k, r) for k, r in case_records(tables[CASE_TABLE].items(), {0})
                             if r.tool in tools])
-    return restarted, consumer.at
+    return restarted, consumer.at, rewind.how_rebuilt()
 
 
 @pytest.fixture(scope="module")
@@ -351,9 +354,14 @@ def test_a_case_agent_killed_between_its_writes_rewinds_and_loses_nothing(
     outbox = LogOutbox(log)
     worker = CaseWorker(config, {n: {} for n in TABLES}, outbox)
     read_until_killed(worker, outbox, cases, CASE_BATCH, killed, now)
-    restarted, start = _rewound(config, log, max(0, killed - behind) * CASE_BATCH, len(cases))
+    restarted, start, how = _rewound(config, log, max(0, killed - behind) * CASE_BATCH,
+                                     len(cases))
     assert start < max(0, killed - behind) * CASE_BATCH  # read again from a snapshot
     assert restarted.engine.cases.restored == sorted(_counts(log))  # none replayed
+    # Told so: the tools whose snapshots the killed batch left behind rewound, the rest
+    # loaded as written.
+    assert sorted(how) == sorted(_counts(log)) and StateRebuild.REWOUND in how.values()
+    assert StateRebuild.REPLAYED not in how.values()
     asyncio.run(restarted.read(cases[start:], now))
     _stop(restarted)
     assert _counts(log) == _counts(whole)

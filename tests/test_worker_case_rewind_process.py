@@ -43,6 +43,7 @@ from surveillance.simulate import SimEvent, ToolTruth
 from surveillance.stream.produce import produce
 from surveillance.stream.runner import WorkerError, WorkerProcess, wait_for_counts
 from surveillance.stream.topics import SNAPSHOTS, all_topics, create_topics
+from tests.alert_e2e_helpers import scrape
 from tests.test_backfill_crashes import stream
 from tests.test_pipeline_integration import assert_exact, expected_counts, expected_outcomes
 from tests.topic_read import read_topic
@@ -93,6 +94,8 @@ class Outcome:
     alerts: dict[str, dict[str, Any]]  # alert id -> every field
     figures: set[str]  # every published figure (a canonical JSON each)
     logs: list[str]
+    #: (tool, how) -> times the worker rebuilt its state so (`surveillance_tool_state_rebuilds`)
+    rebuilds: dict[tuple[str, str], float]
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +127,13 @@ def finish(worker: WorkerProcess, truth: dict[str, ToolTruth], logs: list[str]) 
         counts = wait_for_counts([worker], expected_counts(truth), timeout=300,
                                  outcomes=expected_outcomes(truth))
         logs.append(worker.log_tail(10_000_000))
+        rebuilds = {(labels["tool"], labels["status"]): value
+                    for name, labels, value in scrape(worker.url + "/metrics")
+                    if name == "surveillance_tool_state_rebuilds_total"}
     finally:
         worker.stop()
     alerts = {a.alert_id: a.model_dump(mode="json") for a in read_alerts(worker.bootstrap)}
-    return Outcome(counts, alerts, published(worker.bootstrap), logs)
+    return Outcome(counts, alerts, published(worker.bootstrap), logs, rebuilds)
 
 
 def uninterrupted(broker: EmbeddedBroker, tmp_path: Path,
@@ -175,6 +181,12 @@ def test_a_worker_killed_between_a_case_batchs_writes_rewinds_and_alerts_as_one_
     assert REWOUND in second, second[-3000:]
     assert REFUSED not in second, second[-3000:]
     assert f"tools loaded from their snapshots: {' '.join(sorted(truth))}" in second
+    # Told on /metrics too: each tool rebuilt once, rewound (or loaded as written, if its
+    # snapshot was not behind), none replayed.
+    assert sorted(tool for tool, _ in after.rebuilds) == sorted(truth), after.rebuilds
+    assert set(after.rebuilds.values()) == {1.0}, after.rebuilds
+    how = {status for _, status in after.rebuilds}
+    assert "rewound" in how and how <= {"rewound", "snapshot"}, after.rebuilds
     assert_exact(truth, after.counts)
     assert_exact(truth, reference.counts)
     assert len(reference.alerts) >= 3 and reference.figures

@@ -154,6 +154,10 @@ HORIZON_LATE = Counter(
     ["tool", "status"],
     registry=REGISTRY,
 )
+TOOL_STATE_REBUILDS = Counter(
+    "surveillance_tool_state_rebuilds", "Tools' state rebuilt on an assignment, by how: "
+    "snapshot, rewound (after a crash, exact), replayed (approximate: see the README).",
+    ["tool", "status"], registry=REGISTRY)
 
 # Performance verdicts -------------------------------------------------------------------
 _AGREEMENT = [*_ID, "metric", "window"]
@@ -326,6 +330,7 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     DLQ_EVENTS,
     HORIZON_EVICTED,
     HORIZON_LATE,
+    TOOL_STATE_REBUILDS,
     DUPLICATE_EVENTS,
     JOIN_REROUTED,
     EVENT_PROCESSING_SECONDS,

@@ -46,6 +46,14 @@ class DlqReason(StrEnum):
     HORIZON = "horizon"  # a revision of a possibly evicted case, no store to resolve it
 
 
+class StateRebuild(StrEnum):
+    """How a tool's monitoring state was rebuilt when a worker was given its partition."""
+
+    SNAPSHOT = "snapshot"  # its snapshot loaded as written
+    REWOUND = "rewound"  # the case table put back to its snapshot after a crash, then loaded
+    REPLAYED = "replayed"  # from its case records: alerts may differ from one uninterrupted run
+
+
 class DicomOutcome(StrEnum):
     """What the DICOM receiver (C-STORE SCP, STOW-RS) did with one object."""
 

@@ -79,6 +79,7 @@ from surveillance.observe.metric_families import (
     TIMESCALEDB_JOB_FAILED,
     TIMESCALEDB_JOB_OVERDUE_SECONDS,
     TOOL_INFO,
+    TOOL_STATE_REBUILDS,
     UNVALIDATED_VERSION_CASES,
     exposed_sample_names,
     render,
@@ -95,6 +96,7 @@ from surveillance.observe.metric_labels import (
     DriftFeature,
     MetricLabelError,
     MetricValueError,
+    StateRebuild,
     Topic,
     VersionState,
     Window,
@@ -115,19 +117,20 @@ __all__ = [
     "DICOM_OBJECTS", "DICOM_PENDING", "DICOM_RESULTS", "DICOM_RESULTS_WITHOUT_IMAGES",
     "DLQ_EVENTS", "DRIFT_DETECTED", "DRIFT_STATISTIC", "DUPLICATE_EVENTS", "ELIGIBLE_STUDIES",
     "EVENTS_PROCESSED", "EVENT_PROCESSING_SECONDS", "HORIZON_EVICTED", "HORIZON_LATE",
-    "JOIN_REROUTED", "LAST_EVENT_TIMESTAMP",
-    "MODALITY_STUDIES", "MODEL_VERSION_INFO", "OTHER", "OUTPUT_FEATURES", "REGISTRY",
+    "JOIN_REROUTED", "LAST_EVENT_TIMESTAMP", "MODALITY_STUDIES", "MODEL_VERSION_INFO",
+    "OTHER", "OUTPUT_FEATURES", "REGISTRY",
     "REGULATORY_DUE_SOON", "REGULATORY_OVERDUE", "REPORTS", "SHADOW_KAPPA", "SHADOW_SCORED",
     "SHADOW_SHED", "STORE_BUFFERED_ROWS", "STORE_OUTAGE",
     "TIMESCALEDB_JOB_CONSECUTIVE_FAILURES", "TIMESCALEDB_JOB_FAILED",
-    "TIMESCALEDB_JOB_OVERDUE_SECONDS", "TOOL_INFO", "UNVALIDATED_VERSION_CASES",
-    "AgreementMetric", "DicomOutcome", "DlqReason", "DriftDetector", "DriftFeature",
-    "MetricLabelError", "MetricValueError", "Topic", "VersionState", "Window", "admit_tools",
-    "bound_labels", "exposed_sample_names", "forget_tool", "identifier", "label_safe",
-    "record_adverse_event", "record_ai_result", "record_case", "record_dead_letter",
-    "record_dicom_object", "record_dicom_result", "record_duplicate", "record_eligible",
-    "record_horizon_evicted", "record_horizon_late",
-    "record_processed", "record_report", "record_rerouted", "record_shadow", "record_study",
+    "TIMESCALEDB_JOB_OVERDUE_SECONDS", "TOOL_INFO", "TOOL_STATE_REBUILDS",
+    "UNVALIDATED_VERSION_CASES", "AgreementMetric", "DicomOutcome", "DlqReason",
+    "DriftDetector", "DriftFeature", "MetricLabelError", "MetricValueError", "StateRebuild",
+    "Topic", "VersionState", "Window", "admit_tools", "bound_labels", "exposed_sample_names",
+    "forget_tool", "identifier", "label_safe", "record_adverse_event", "record_ai_result",
+    "record_case", "record_dead_letter", "record_dicom_object", "record_dicom_result",
+    "record_duplicate", "record_eligible", "record_horizon_evicted", "record_horizon_late",
+    "record_processed", "record_report", "record_rerouted", "record_shadow",
+    "record_state_rebuilds", "record_study",
     "record_unvalidated_case", "register_coverage_floor", "register_tool", "render",
     "set_agreement", "set_baseline", "set_below_baseline", "set_consumer_lag", "set_cusum",
     "set_dicom_pending", "set_drift", "set_regulatory_clock", "set_shadow_kappa",
@@ -346,6 +349,11 @@ def record_horizon_evicted(n: int) -> None:
 
 def record_horizon_late(tool: str, status: str, n: int = 1) -> None:
     HORIZON_LATE.labels(_bounds.tool(tool), status).inc(n)
+
+
+def record_state_rebuilds(how: dict[str, StateRebuild]) -> None:
+    for tool, status in how.items():
+        TOOL_STATE_REBUILDS.labels(_bounds.tool(tool), StateRebuild(status).value).inc()
 
 
 def record_unvalidated_case(tool: str, version: str, n: int = 1) -> None:

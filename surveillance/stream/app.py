@@ -329,6 +329,7 @@ def _ensure_monitor() -> None:
         read = wall.perf_counter() - began
         engine.cases.rebuild(records, _owned(topics.CASES_ADJUDICATED),
                              full=lambda tools: owned_records(tools=tools))
+        metrics.record_state_rebuilds(_rewind.how_rebuilt())
         log.warning("case stage rebuilt from %d case records in %.1f s (read %.1f s; CPU "
                     "%.1f s); tools loaded from their snapshots: %s", len(records),
                     wall.perf_counter() - began, read, wall.process_time() - cpu,

@@ -70,6 +70,7 @@ from surveillance.engine.cases import CaseStage
 from surveillance.engine.rewind import Rewind
 from surveillance.engine.snapshots import FORMAT, table_digests
 from surveillance.kafka_clients import client_options
+from surveillance.observe.metric_labels import StateRebuild
 from surveillance.settings import get_settings
 from surveillance.stream import case_history, topics
 from surveillance.stream.case_history import Held
@@ -83,15 +84,24 @@ def snapshots_of(store: Mapping[str, Any], tools: Iterable[str]) -> dict[str, An
     return {tool: saved for tool in tools if (saved := store.get(tool)) is not None}
 
 
-def needed(snapshots: Mapping[str, Any], digests: Mapping[str, int]) -> bool:
-    """Whether a tool with case records (`digests`: per tool, over its records in the
-    table) has a snapshot a rewind could restore that does not match them, or none at
-    all (killed before its first was written, or while its drift waited for a
-    calibration: it is rewound to empty, `engine.rewind`)."""
-    return any((saved := snapshots.get(tool)) is None
-               or (saved.get("format") == FORMAT and saved.get("offset") is not None
-                   and saved.get("digest") != digest)
-               for tool, digest in digests.items())
+def needed(snapshots: Mapping[str, Any], digests: Mapping[str, int]) -> set[str]:
+    """The tools with case records (`digests`: per tool, over its records in the table)
+    that have a snapshot a rewind could restore that does not match them, or none at all
+    (killed before its first was written, or while its drift waited for a calibration:
+    it is rewound to empty, `engine.rewind`)."""
+    return {tool for tool, digest in digests.items()
+            if (saved := snapshots.get(tool)) is None
+            or (saved.get("format") == FORMAT and saved.get("offset") is not None
+                and saved.get("digest") != digest)}
+
+
+def rebuilt(tools: Iterable[str], loaded: Collection[str], rewound: Collection[str]
+            ) -> dict[str, StateRebuild]:
+    """How each tool with case records was rebuilt (`surveillance_tool_state_rebuilds`):
+    `loaded` from its snapshot, after a rewind to it if in `rewound`; else replayed."""
+    return {tool: (StateRebuild.REPLAYED if tool not in loaded else
+                   StateRebuild.REWOUND if tool in rewound else StateRebuild.SNAPSHOT)
+            for tool in sorted(tools)}
 
 
 async def committed_offsets(consumer: Any, tps: Iterable[TP]) -> dict[TP, int | None]:
@@ -125,6 +135,12 @@ class CaseRewind:
         self.case_store = case_store
         self.snapshot_store = snapshot_store
         self.cases = cases
+        #: The tools the last `before_seek` rewound to their snapshots.
+        self.rewound: set[str] = set()
+
+    def how_rebuilt(self) -> dict[str, StateRebuild]:
+        """How the case stage's last rebuild rebuilt each tool with case records."""
+        return rebuilt(self.cases.snapshots.digests, self.cases.restored, self.rewound)
 
     async def before_seek(self, consumer: Any,
                           owned_records: Callable[[], list[tuple[str, CaseRecord]]]
@@ -134,6 +150,7 @@ class CaseRewind:
         their snapshots during the re-read (`CaseSnapshots.reread`). The owned records it
         read if no rewind was needed (the rebuild's, `stream.app`); else None (dropped
         before the changelog is read, so the two are never in memory together)."""
+        self.rewound = set()
         owned = {tp.partition for tp in consumer.assignment()
                  if tp.topic == topics.CASES_ADJUDICATED}
         if not owned:
@@ -141,7 +158,8 @@ class CaseRewind:
         records = owned_records()
         digests = table_digests(records)
         snapshots = snapshots_of(self.snapshot_store, digests)
-        if not needed(snapshots, digests):
+        mismatched = needed(snapshots, digests)
+        if not mismatched:
             return records
         # Not held beside the changelog's records: the rebuild reads them again.
         del records
@@ -191,6 +209,7 @@ class CaseRewind:
         put_back(self.case_store, whole)
         for tp in tps:
             self.cases.snapshots.reread(tp.partition, starts[tp], ends[tp])
+        self.rewound = mismatched
         log.warning("case table rewound to its tools' snapshots; cases.adjudicated read "
                     "again from %s", " ".join(f"{tp.partition}@{o}" for tp, o in back.items())
                     or "the committed offsets")
