@@ -324,6 +324,10 @@ def test_a_restarted_worker_rebuilds_drift_monitoring_and_sees_a_protocol_change
         # The path under test was taken: with the rewind on, the tools' snapshots (one per
         # 60 s) were behind the case table the first worker left, and it was rewound.
         assert ("case table rewound to its tools' snapshots" in log) == rewind, log[-3000:]
+        # And /metrics tells the on-call which: rewound (exact), or replayed (approximate).
+        how = {dict(labels)["status"] for name, labels in scrape(second)
+               if name == "surveillance_tool_state_rebuilds_total"}
+        assert ("rewound" in how, "replayed" in how) == (rewind, not rewind), how
     finally:
         second.stop()
     # The change starts on day 45, after the first worker died: only the second can see
