@@ -103,6 +103,10 @@ def test_a_worker_restarted_on_its_rocksdb_store_recovers_only_the_tail(
         again.stop()
     assert {t: c.get("cases", 0) for t, c in recounted.items()} == expected
     assert "Traceback" not in log, log[-3000:]
+    # The records read back (`table_stores.raw_items`) match every tool's snapshot (their
+    # digests), none replayed.
+    assert "not used, rebuilding it from its case records" not in log, log[-3000:]
+    assert f"tools loaded from their snapshots: {' '.join(sorted(expected))}" in log
 
     # A new worker with no local state: its stores pre-seeded with every changelog record
     # (`stream.store_preseed`), Faust's recovery then starts at their end; it counts what
@@ -119,3 +123,7 @@ def test_a_worker_restarted_on_its_rocksdb_store_recovers_only_the_tail(
     assert cold_counts == counts
     assert f"pre-seeded from their changelogs: {records} records" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+    # The records read back (`table_stores.raw_items`) match every tool's snapshot (their
+    # digests), none replayed.
+    assert "not used, rebuilding it from its case records" not in log, log[-3000:]
+    assert f"tools loaded from their snapshots: {' '.join(sorted(expected))}" in log
