@@ -376,7 +376,6 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
 )
 
 
-
 def render() -> tuple[bytes, str]:
     """The `/metrics` response body and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -307,14 +307,8 @@ def set_below_baseline(
     )
 
 
-def set_cusum(
-    tool: str,
-    version: str,
-    site: str,
-    metric: AgreementMetric,
-    statistic: float,
-    threshold: float,
-) -> None:
+def set_cusum(tool: str, version: str, site: str, metric: AgreementMetric, statistic: float,
+              threshold: float) -> None:
     """Publish a CUSUM state; the signal is derived here so it can never disagree."""
     if threshold <= 0:
         raise MetricValueError(f"CUSUM threshold must be > 0, got {threshold}")
