@@ -191,10 +191,12 @@ def stores_digest(state_dir: Path) -> StoreDigest:
 
 def state_check(worker_dir: Path, written: StoreDigest) -> str:
     """Whether a stopped worker's stores hold exactly the state written (the state of
-    the worker it replaces), said in one phrase."""
+    the worker it replaces), and their size on disk, said in one phrase."""
     held = stores_digest(worker_dir)
+    disk = sum(f.stat().st_size for f in worker_dir.rglob("*.sst")) / 2**20
     if held == written:
-        return f"stores equal the state written ({sum(held.entries.values()):,} entries)"
+        return (f"stores equal the state written ({sum(held.entries.values()):,} entries, "
+                f"{disk:,.0f} MiB of SST files)")
     return "stores DIFFER from the state written: " + ", ".join(
         f"{t} {held.entries[t]:,} entries (written {written.entries[t]:,})"
         f"{'' if held.sums[t] == written.sums[t] else ', digest differs'}"
