@@ -1,8 +1,10 @@
 """The case stage's read of its owned records back from RocksDB (`table_stores.raw_items`),
 with and without readahead.
 
-Sixteen partition databases of case records (~3.3 kB of JSON each, drift features
-included), written as the pre-seed writes them (one SST file each, `stream.sst_runs`);
+Sixteen partition databases of the case records the engine writes for a simulation
+(`--days`; ~870 bytes of JSON each, ~600 of them the drift features; taken in turn,
+each under a case id of its own), written as the pre-seed writes them (one SST file
+each, `stream.sst_runs`);
 then `--rounds` times, in alternating order: the worker's read (the keys and values iterated,
 `horizon.light_record` each) as it was before session 21 and as it is, with
 `table_stores.scan_options` (readahead, the block cache left alone), and, as the ceiling
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -29,7 +30,11 @@ import rocksdict
 
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
-from surveillance.engine.horizon import case_records, light_record
+from surveillance.engine.config import EngineConfig
+from surveillance.engine.horizon import case_records, is_summary, light_record
+from surveillance.engine.local import LocalPipeline
+from surveillance.engine.pipeline import CASE_TABLE
+from surveillance.simulate import simulate
 from surveillance.stream import sst_runs
 from surveillance.stream.table_stores import scan_options
 
@@ -37,9 +42,20 @@ OFFSET_KEY = b"__faust\0offset__"
 PARTITIONS = 16
 
 
-def build(tmp: Path, records: int) -> list[tuple[int, Path]]:
-    rng = random.Random(5)
-    features = {"kvp": 120, "embedding": [round(rng.random(), 6) for _ in range(300)]}
+def simulated_records(days: int) -> list[bytes]:
+    """The case records the engine writes for `days` simulated days (as stored: JSON,
+    ~870 bytes each, the drift features ~600 of them), without the horizon's summaries."""
+    events, _ = simulate(days=days, seed=17)
+    path = LocalPipeline(EngineConfig.plain(4, snapshots=False))
+    for event in events:
+        path.feed(event)
+    return [msgspec.json.encode(v) for k, v in path.tables[CASE_TABLE].items()
+            if not is_summary(k)]
+
+
+def build(tmp: Path, records: int, values: list[bytes]) -> list[tuple[int, Path]]:
+    """`records` of `values` (taken in turn, each under a case id of its own) in
+    `PARTITIONS` databases, one SST file each, as the pre-seed writes them."""
     options = sst_runs.file_options({"bloom_filter_size": 3})
     dbs = []
     for p in range(PARTITIONS):
@@ -48,12 +64,7 @@ def build(tmp: Path, records: int) -> list[tuple[int, Path]]:
         run = sst_runs.Run()
         for i in range(records // PARTITIONS):
             key = json.dumps(f"ACC-{p}-{i:08d}:ich-triage").encode()
-            run.values[key] = msgspec.json.encode(CaseRecord(
-                revision=1, outcome=rng.choice(["TP", "FP", "TN", "FN"]), tool="ich-triage",
-                version="5.2.1", site=f"site-{i % 40}", partition=p,
-                inference_ts=1.7e9 + i, labelled_ts=1.7e9 + i + 600, score=rng.random(),
-                positive_call=True, scanner_manufacturer="GE", sex="F", age=61,
-                features=features, source=p % 4).as_dict())
+            run.values[key] = values[(p * records // PARTITIONS + i) % len(values)]
         run.offset = len(run.values)
         sst_runs.write(sst_runs.Partition(db, OFFSET_KEY, options, tmp / f".{p}.sst", True),
                        run)
@@ -102,16 +113,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--days", type=int, default=30,
+                        help="simulated days whose case records are written (in turn)")
     args = parser.parse_args()
     collector.for_long_lived_state()  # as the worker (`stream.app`)
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-scan-"))
     owned = set(range(PARTITIONS))
     try:
         t = time.perf_counter()
-        dbs = build(tmp, args.records)
-        print(f"wrote {args.records:,} records in {PARTITIONS} databases in "
-              f"{time.perf_counter() - t:.0f} s; load {os.getloadavg()}; "
-              f"{os.cpu_count()} cores", flush=True)
+        values = simulated_records(args.days)
+        dbs = build(tmp, args.records, values)
+        size = sum(len(v) for v in values) / len(values)
+        disk = sum(f.stat().st_size for _, path in dbs for f in path.glob("*.sst"))
+        print(f"wrote {args.records:,} records ({len(values):,} simulated, {size:,.0f} bytes "
+              f"of JSON on average; {disk / args.records:,.0f} bytes each on disk) in "
+              f"{PARTITIONS} databases in {time.perf_counter() - t:.0f} s; load "
+              f"{os.getloadavg()}; {os.cpu_count()} cores", flush=True)
         for r in range(args.rounds):
             if r % 2:  # the order alternated: the first read of a round warms the cache
                 one, wall1, cpu1 = timed(in_process, dbs, owned)

@@ -15,7 +15,7 @@ from surveillance.bulk import changelog
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine.config import EngineConfig
 from surveillance.engine.pipeline import Engine
-from surveillance.engine.snapshots import FORMAT, record_digest
+from surveillance.engine.snapshots import FORMAT, record_digest, table_digests
 from surveillance.observe.metric_labels import StateRebuild
 from surveillance.stream.case_rewind import CaseRewind, rebuilt
 from surveillance.stream.topics import CASES_ADJUDICATED
@@ -116,6 +116,26 @@ def test_a_failed_commit_puts_nothing_back() -> None:
     assert table == {"a": _record(2)}  # the tool is replayed, as without a rewind
     assert engine.cases.snapshots.reread_from == {}
     assert rewind.rewound == set()  # not told as rewound (`surveillance_tool_state_rebuilds`)
+
+
+def test_records_whose_snapshots_match_come_back_with_their_digests() -> None:
+    """No rewind needed: `before_seek` returns the records it read and keeps the digests
+    it took of them, which the rebuild from those records takes instead of taking them
+    again (`stream.app._ensure_monitor`); a rewind returns no records and no digests."""
+    table = {"a": _record(2), "b": {**_record(1), "tool": "u"}}
+    engine = Engine(EngineConfig.plain(1), {}, table, {}, {})
+    snapshots = {"t": {"format": FORMAT, "digest": record_digest("a", 2), "offset": 5},
+                 "u": {"format": FORMAT, "digest": record_digest("b", 1), "offset": 5}}
+    rewind = History(table, snapshots, engine.cases)
+    rewind.digests = {"left from": 1}
+    records = asyncio.run(rewind.before_seek(
+        Consumer(committed=8),
+        lambda: [(k, CaseRecord.from_dict(v)) for k, v in table.items()]))
+    assert records is not None and rewind.rewound == set()
+    assert rewind.digests == {"t": record_digest("a", 2), "u": record_digest("b", 1)}
+    assert rewind.digests == table_digests(records)  # the oracle: taken afresh
+    _, _, rewound = _rewind(Consumer(committed=8))
+    assert rewound.rewound == {"t"} and rewound.digests is None
 
 
 def test_each_tool_is_told_as_loaded_rewound_or_replayed() -> None:

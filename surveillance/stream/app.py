@@ -319,16 +319,16 @@ def owned_records(decode: Callable[[Any], CaseRecord] = CaseRecord.from_dict,
 
 def _ensure_monitor() -> None:
     """After an assignment, rebuild the monitor, ledger counts and drift banks from the
-    case records this worker owns (once; then kept up to date case by case). The records
-    are kept without their drift features; a tool without a usable snapshot reads its
-    own again with them, for its drift replay."""
+    case records this worker owns (once; then kept up to date case by case), without
+    their drift features: a tool without a usable snapshot reads its own again in full."""
     global _read_at_seek
     if not engine.cases.ready:
         began, cpu = wall.perf_counter(), wall.process_time()
+        digests = _rewind.digests if _read_at_seek else None  # over the records it read
         records, _read_at_seek = _read_at_seek or owned_records(light_record), None
         read = wall.perf_counter() - began
         engine.cases.rebuild(records, _owned(topics.CASES_ADJUDICATED),
-                             full=lambda tools: owned_records(tools=tools))
+                             full=lambda tools: owned_records(tools=tools), digests=digests)
         metrics.record_state_rebuilds(_rewind.how_rebuilt())
         log.warning("case stage rebuilt from %d case records in %.1f s (read %.1f s; CPU "
                     "%.1f s); tools loaded from their snapshots: %s", len(records),

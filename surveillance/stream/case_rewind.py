@@ -137,6 +137,9 @@ class CaseRewind:
         self.cases = cases
         #: The tools the last `before_seek` rewound to their snapshots.
         self.rewound: set[str] = set()
+        #: Each tool's digest over the records the last `before_seek` returned (None when
+        #: it returned none): the rebuild from those records takes them as they are.
+        self.digests: dict[str, int] | None = None
 
     def how_rebuilt(self) -> dict[str, StateRebuild]:
         """How the case stage's last rebuild rebuilt each tool with case records."""
@@ -150,7 +153,7 @@ class CaseRewind:
         their snapshots during the re-read (`CaseSnapshots.reread`). The owned records it
         read if no rewind was needed (the rebuild's, `stream.app`); else None (dropped
         before the changelog is read, so the two are never in memory together)."""
-        self.rewound = set()
+        self.rewound, self.digests = set(), None
         owned = {tp.partition for tp in consumer.assignment()
                  if tp.topic == topics.CASES_ADJUDICATED}
         if not owned:
@@ -160,6 +163,7 @@ class CaseRewind:
         snapshots = snapshots_of(self.snapshot_store, digests)
         mismatched = needed(snapshots, digests)
         if not mismatched:
+            self.digests = digests
             return records
         # Not held beside the changelog's records: the rebuild reads them again.
         del records
