@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,25 +31,23 @@ import rocksdict
 
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
-from surveillance.engine.config import EngineConfig
 from surveillance.engine.horizon import case_records, is_summary, light_record
-from surveillance.engine.local import LocalPipeline
 from surveillance.engine.pipeline import CASE_TABLE
-from surveillance.simulate import simulate
 from surveillance.stream import sst_runs
 from surveillance.stream.table_stores import scan_options
+
+sys.path.insert(0, str(Path(__file__).parent))
+from state_bounds import flat
 
 OFFSET_KEY = b"__faust\0offset__"
 PARTITIONS = 16
 
 
 def simulated_records(days: int) -> list[bytes]:
-    """The case records the engine writes for `days` simulated days (as stored: JSON,
-    ~870 bytes each, the drift features ~600 of them), without the horizon's summaries."""
-    events, _ = simulate(days=days, seed=17)
-    path = LocalPipeline(EngineConfig.plain(4, snapshots=False))
-    for event in events:
-        path.feed(event)
+    """The case records the engine writes for `days` simulated days (`state_bounds.flat`:
+    the same simulation) as stored: JSON, ~870 bytes each, the drift features ~600 of
+    them; the horizon's summaries left out."""
+    path, _, _ = flat(days, 1.0, 4)
     return [msgspec.json.encode(v) for k, v in path.tables[CASE_TABLE].items()
             if not is_summary(k)]
 
