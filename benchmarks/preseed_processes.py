@@ -1,6 +1,7 @@
 """The pre-seed alone, in one process against several (`stream.preseed_processes`).
 
-Changelogs of case-record-sized values (~4 kB of JSON, some keys written again, some
+Changelogs of the values the engine writes (the simulator's case records, ~870 bytes of
+JSON, and join states, `--days` of them taken in turn; some keys written again, some
 deleted) on the embedded broker, then new Faust RocksDB stores pre-seeded from them
 (`store_preseed.preseed`) with `--processes` values alternated, `--rounds` times each:
 wall, CPU of this process and of the pre-seed's processes, the broker's CPU meanwhile,
@@ -31,20 +32,37 @@ from rocksdict import AccessType, Options, Rdict
 
 from surveillance.bulk import changelog
 from surveillance.embedded import EmbeddedBroker
+from surveillance.engine.horizon import is_summary
 from surveillance.stream import store_preseed
 from surveillance.stream.faust_options import TABLE_OPTIONS
 from surveillance.stream.topics import TopicSpec, create_topics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from state_bounds import cpu_seconds
+from state_bounds import CASE_TABLE, JOIN_TABLE, cpu_seconds, flat
 
 TABLES = ("case_state", "join_state")
 PARTITIONS = 4
 
 
-async def write(bootstrap: str, app_id: str, records: int) -> int:
+def table_values(days: int) -> dict[str, list[bytes]]:
+    """Per table, the values the engine writes for `days` simulated days
+    (`state_bounds.flat`: the same simulation), as the changelog holds them: the case
+    records (~870 bytes of JSON) and the join's pending states."""
+    path, _, _ = flat(days, 1.0, 4)
+    out = {"case_state": [changelog.encode("", v)[1] for k, v in path.tables[CASE_TABLE].items()
+                          if not is_summary(k)],
+           "join_state": [changelog.encode("", v)[1] for v in path.tables[JOIN_TABLE].values()]}
+    for name, values in out.items():
+        if not values:
+            raise SystemExit(f"the simulation left no {name} values: give more --days")
+    return out
+
+
+async def write(bootstrap: str, app_id: str, records: int, values: dict[str, list[bytes]]
+                ) -> int:
+    """`records` changelog records, four in five on `case_state`: each table's values
+    taken in turn, under keys of which ~10% are written again and 5% deleted."""
     rng = random.Random(7)
-    features = [round(rng.random(), 6) for _ in range(300)]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
                                 max_request_size=4 << 20, max_batch_size=1 << 20)
     await producer.start()
@@ -52,10 +70,9 @@ async def write(bootstrap: str, app_id: str, records: int) -> int:
     try:
         for i in range(records):
             key = changelog.encode(f"ACC-{rng.randrange(int(records * 0.9))}", None)[0]
-            value = None if rng.random() < 0.05 else changelog.encode("", {
-                "revision": i, "tool": "ich-triage", "site": f"site-{i % 40}",
-                "score": rng.random(), "features": [*features[i % 7:], rng.random()]})[1]
             table = TABLES[i % 5 == 0]
+            kept = values[table]
+            value = None if rng.random() < 0.05 else kept[i % len(kept)]
             await producer.send(changelog.topic(app_id, table), key=key, value=value,
                                 partition=zlib.crc32(key) % PARTITIONS)
             sent += 1
@@ -111,6 +128,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--days", type=int, default=30, help="simulated days of values")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-preseed-"))
     app_id = "bench"
@@ -119,7 +137,8 @@ def main() -> None:
             create_topics(broker.bootstrap, [TopicSpec(changelog.topic(app_id, t), PARTITIONS)
                                              for t in TABLES])
             t = time.perf_counter()
-            n = asyncio.run(write(broker.bootstrap, app_id, args.records))
+            n = asyncio.run(write(broker.bootstrap, app_id, args.records,
+                                  table_values(args.days)))
             print(f"wrote {n:,} records in {time.perf_counter() - t:.0f} s; load "
                   f"{os.getloadavg()}; {os.cpu_count()} cores", flush=True)
             digests = set()

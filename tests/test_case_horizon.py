@@ -26,11 +26,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from surveillance.clinical.ledger import CountKey
+from surveillance.clinical.ledger import CaseRecord, CountKey
 from surveillance.contracts import AdjudicatedCase, AdverseEvent, DeadLetter
 from surveillance.engine.config import EngineConfig
-from surveillance.engine.horizon import MIN_HORIZON_DAYS, StoredCase, is_summary
+from surveillance.engine.horizon import MIN_HORIZON_DAYS, CaseHorizon, StoredCase, is_summary
 from surveillance.engine.records import Record
+from surveillance.engine.tables import Table
 from surveillance.store.batch import write_batch
 from surveillance.store.case_lookup import StoreCaseLookup
 from surveillance.store.migrate import migrate
@@ -313,3 +314,47 @@ def test_a_horizon_shorter_than_the_longest_window_and_settling_is_refused() -> 
     assert StreamSettings().case_horizon_days == 180
     with pytest.raises(ValueError, match="at least 98 days"):
         Engine(config(timedelta(days=97)), {}, {}, {})
+
+
+def _index_of(horizon: CaseHorizon) -> tuple[object, ...]:
+    return (dict(horizon._live), {p: part.by_day for p, part in horizon._parts.items()},
+            horizon._first, horizon._last)
+
+
+_stamps = st.one_of(st.floats(-62_135_596_800.0, 253_402_300_799.0),  # years 1-9999
+                    st.sampled_from([0.0, -0.0, 86_399.999, 86_400.0, -86_400.0]))
+
+
+@settings(max_examples=60, deadline=None)
+# Before 1970 on both sides: a version's first last day is held at 0 ("pe" 1.0); a
+# later record's report moves the first report day; versions and partitions apart.
+@example([("a", "ich", "1.0", "site-a", 1, -900_000.0, -800_000.0),
+          ("b", "ich", "1.0", "site-a", 1, -1_000_000.0, None),
+          ("c", "ich", "1.0", "站点", 2, 5.0, -2_000_000.0),
+          ("d", "pe", "5.2.1 build 7", "site-a", 6, 90_000.0, 10.0),
+          ("e", "pe", "1.0", "site-a", 3, -900_000.0, -800_000.0)], {1, 3})
+@given(st.lists(st.tuples(
+    st.text(max_size=3), st.sampled_from(["ich", "pe", "Main Campus"]),
+    st.sampled_from(["1.0", "5.2.1 build 7"]), st.sampled_from(["site-a", "站点"]),
+    st.integers(0, 5), _stamps, st.none() | _stamps), max_size=60),
+    st.sets(st.integers(0, 7), max_size=4))
+def test_a_rebuild_indexes_the_records_as_tracking_them_one_by_one_does(
+    rows: list[tuple[str, str, str, str, int, float, float | None]], owned: set[int],
+) -> None:
+    """`CaseHorizon.rebuild`'s own loop (`_index`) against `track(new=True)` per record,
+    the path every live record takes: the same live counts, day index (ids in order),
+    first and last days, for odd values (year-1 and year-9999 stamps, -0.0, a report
+    before its AI call, a partition not owned)."""
+    records = [(case_id, CaseRecord(revision=1, outcome="TP", tool=tool, version=version,
+                                    site=site, partition=partition, inference_ts=ai,
+                                    labelled_ts=report))
+               for case_id, tool, version, site, partition, ai, report in rows]
+    empty = Table("s", {}, lambda v: v, lambda v: v)
+    rebuilt = CaseHorizon(HORIZON, Table("c", {}, lambda v: v, lambda v: v), empty)
+    rebuilt.rebuild(records, owned)
+    tracked = CaseHorizon(HORIZON, Table("c", {}, lambda v: v, lambda v: v), empty)
+    tracked._parts = {p: tracked._restored(p) for p in owned}
+    for case_id, record in records:
+        tracked.track(case_id, record, new=True)
+    assert _index_of(rebuilt) == _index_of(tracked)
+    assert list(rebuilt._live) == list(tracked._live)

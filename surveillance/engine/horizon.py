@@ -206,8 +206,8 @@ class CaseHorizon:
         self._last = {}
         self._live = Counter()
         self._references = Counter()
-        for case_id, record in records:
-            self.track(case_id, record, new=True)
+        if self.days is not None:
+            self._index(records)
         total: Counter[CountKey] = Counter()
         for part in self._parts.values():
             total.update(part.evicted)
@@ -215,7 +215,7 @@ class CaseHorizon:
 
     def track(self, case_id: str, record: CaseRecord, new: bool) -> None:
         """A record stored (`new` to the table, or revised): index it under its latest
-        event day."""
+        event day. (`_index` does this for a rebuild's records: keep the two alike.)"""
         if self.days is None:
             return
         if new:
@@ -240,6 +240,45 @@ class CaseHorizon:
             first_report = report_day
         if ai_day < first_ai or first_report != first[1]:
             self._first[version] = (min(first_ai, ai_day), first_report)
+
+    def _index(self, records: Iterable[tuple[str, CaseRecord]]) -> None:
+        """`track(case_id, record, new=True)` of each record, in one loop: the same
+        index (~2.2M records at full scale) without two calls and the lookups per record."""
+        live: dict[tuple[str, str, str], int] = {}
+        days: dict[int, dict[int, list[str]]] = {}
+        first, last = self._first, self._last
+        for case_id, record in records:
+            tool, version, ai_ts, labelled = (record.tool, record.version,
+                                              record.inference_ts, record.labelled_ts)
+            key = tool, version, record.site
+            live[key] = live.get(key, 0) + 1
+            by_day = days.get(record.partition)
+            if by_day is None:
+                by_day = days[record.partition] = self._part(record.partition).by_day
+            latest_day = int(max(ai_ts, labelled or 0.0) // _DAY)  # `_latest_day`
+            held = by_day.get(latest_day)
+            if held is None:
+                by_day[latest_day] = [case_id]
+            else:
+                held.append(case_id)
+            pair = tool, version
+            seen = last.get(pair)
+            if seen is None:
+                last[pair] = max(0, latest_day)
+            elif latest_day > seen:
+                last[pair] = latest_day
+            ai_day = int(ai_ts // _DAY)
+            report_day = None if labelled is None else int(labelled // _DAY)
+            earliest = first.get(pair)
+            if earliest is None:
+                first[pair] = (ai_day, report_day)
+                continue
+            first_ai, first_report = earliest
+            if report_day is not None and (first_report is None or report_day < first_report):
+                first_report = report_day
+            if ai_day < first_ai or first_report != earliest[1]:
+                first[pair] = (min(first_ai, ai_day), first_report)
+        self._live.update(live)
 
     def advance(self, partition: int, clock: datetime) -> int:
         """The partition's case clock reached `clock`: evict what is now past the horizon;

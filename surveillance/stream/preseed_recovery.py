@@ -145,3 +145,12 @@ class PreseedingTableManager(TableManager):
             self._recovery = PreseedingRecovery(self.app, self, beacon=self.beacon,
                                                 loop=self.loop)
         return self._recovery
+
+    async def on_start(self) -> None:
+        """Faust's, without the second it first sleeps: that waits for tables an app
+        declares after it starts, and this app declares all of its tables on import
+        (`stream.app`). Each worker start (a restart, a new worker) is ready a second
+        sooner."""
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
