@@ -245,16 +245,16 @@ class CaseHorizon:
         """`track(case_id, record, new=True)` of each record, in one loop: the same
         index (~2.2M records at full scale) without two calls and the lookups per record."""
         live: dict[tuple[str, str, str], int] = {}
-        days: dict[int, dict[int, list[str]]] = {}
+        day_index: dict[int, dict[int, list[str]]] = {}  # partition -> its `by_day`
         first, last = self._first, self._last
         for case_id, record in records:
             tool, version, ai_ts, labelled = (record.tool, record.version,
                                               record.inference_ts, record.labelled_ts)
             key = tool, version, record.site
             live[key] = live.get(key, 0) + 1
-            by_day = days.get(record.partition)
+            by_day = day_index.get(record.partition)
             if by_day is None:
-                by_day = days[record.partition] = self._part(record.partition).by_day
+                by_day = day_index[record.partition] = self._part(record.partition).by_day
             latest_day = int(max(ai_ts, labelled or 0.0) // _DAY)  # `_latest_day`
             held = by_day.get(latest_day)
             if held is None:
