@@ -32,30 +32,15 @@ from rocksdict import AccessType, Options, Rdict
 
 from surveillance.bulk import changelog
 from surveillance.embedded import EmbeddedBroker
-from surveillance.engine.horizon import is_summary
 from surveillance.stream import store_preseed
 from surveillance.stream.faust_options import TABLE_OPTIONS
 from surveillance.stream.topics import TopicSpec, create_topics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from state_bounds import CASE_TABLE, JOIN_TABLE, cpu_seconds, flat
+from state_bounds import cpu_seconds, table_values
 
 TABLES = ("case_state", "join_state")
 PARTITIONS = 4
-
-
-def table_values(days: int) -> dict[str, list[bytes]]:
-    """Per table, the values the engine writes for `days` simulated days
-    (`state_bounds.flat`: the same simulation), as the changelog holds them: the case
-    records (~870 bytes of JSON) and the join's pending states."""
-    path, _, _ = flat(days, 1.0, 4)
-    out = {"case_state": [changelog.encode("", v)[1] for k, v in path.tables[CASE_TABLE].items()
-                          if not is_summary(k)],
-           "join_state": [changelog.encode("", v)[1] for v in path.tables[JOIN_TABLE].values()]}
-    for name, values in out.items():
-        if not values:
-            raise SystemExit(f"the simulation left no {name} values: give more --days")
-    return out
 
 
 async def write(bootstrap: str, app_id: str, records: int, values: dict[str, list[bytes]]

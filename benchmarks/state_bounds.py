@@ -125,6 +125,21 @@ def _row(path: LocalPipeline, day: int) -> tuple[int, int, int, int]:
     return day, cases, len(path.tables[JOIN_TABLE]), rss_bytes()[0]
 
 
+def table_values(days: int) -> dict[str, list[bytes]]:
+    """Per table, the values the engine writes for `days` simulated days (`flat`, one
+    partition set of 4), as its changelog holds them: `case_state`, the case records
+    (JSON, ~870 bytes each, the drift features ~600 of them; the horizon's summaries
+    left out), and `join_state`, the join's pending states."""
+    path, _, _ = flat(days, 1.0, 4)
+    out = {"case_state": [changelog.encode("", v)[1] for k, v in path.tables[CASE_TABLE].items()
+                          if not is_summary(k)],
+           "join_state": [changelog.encode("", v)[1] for v in path.tables[JOIN_TABLE].values()]}
+    for name, values in out.items():
+        if not values:
+            raise SystemExit(f"the simulation left no {name} values: give more --days")
+    return out
+
+
 def scaled_state(path: LocalPipeline, factor: float, partitions: int
                  ) -> tuple[dict[str, list[tuple[int, str, dict[str, Any]]]], dict[str, int]]:
     """The pipeline's tables cloned `factor` times (new keys): per table, (changelog

@@ -31,25 +31,15 @@ import rocksdict
 
 from surveillance.clinical.ledger import CaseRecord
 from surveillance.engine import collector
-from surveillance.engine.horizon import case_records, is_summary, light_record
-from surveillance.engine.pipeline import CASE_TABLE
+from surveillance.engine.horizon import case_records, light_record
 from surveillance.stream import sst_runs
 from surveillance.stream.table_stores import scan_options
 
 sys.path.insert(0, str(Path(__file__).parent))
-from state_bounds import flat
+from state_bounds import table_values
 
 OFFSET_KEY = b"__faust\0offset__"
 PARTITIONS = 16
-
-
-def simulated_records(days: int) -> list[bytes]:
-    """The case records the engine writes for `days` simulated days (`state_bounds.flat`:
-    the same simulation) as stored: JSON, ~870 bytes each, the drift features ~600 of
-    them; the horizon's summaries left out."""
-    path, _, _ = flat(days, 1.0, 4)
-    return [msgspec.json.encode(v) for k, v in path.tables[CASE_TABLE].items()
-            if not is_summary(k)]
 
 
 def build(tmp: Path, records: int, values: list[bytes]) -> list[tuple[int, Path]]:
@@ -120,7 +110,7 @@ def main() -> None:
     owned = set(range(PARTITIONS))
     try:
         t = time.perf_counter()
-        values = simulated_records(args.days)
+        values = table_values(args.days)["case_state"]
         dbs = build(tmp, args.records, values)
         size = sum(len(v) for v in values) / len(values)
         disk = sum(f.stat().st_size for _, path in dbs for f in path.glob("*.sst"))
