@@ -21,6 +21,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from surveillance.bulk.backfill import JOIN_NICENESS
 from surveillance.bulk.batches import BatchSender, default_partition
 from surveillance.bulk.ownership import CASE_TOPICS, JOIN_TOPICS, Ownership, plan
 from surveillance.bulk.processes import CHECKED_AT, FIELDS, QUIET_SINCE, all_caught_up
@@ -209,3 +210,46 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_the_join_process_runs_below_the_case_stage_and_the_calibrations(
+        tmp_path: Path) -> None:
+    """The case stage is the critical path (`bulk.backfill.JOIN_NICENESS`): the process
+    that owns only join partitions runs at a lower priority, every other child (the case
+    stage, the calibration processes) at the backfill's own."""
+    events, _ = simulate(days=10, seed=2, scenario=Scenario(), faults=Faults())
+    with EmbeddedBroker(log_dir=tmp_path) as broker:
+        create_topics(broker.bootstrap, all_topics("surveillance", 4))
+        send(broker, events)
+        runner = WorkerProcess(broker.bootstrap, tmp_path, command="backfill",
+                               args=("--processes", "2", "--idle-seconds", "30")).start()
+        assert runner.proc is not None
+        try:
+            own = os.getpriority(os.PRIO_PROCESS, runner.proc.pid)
+            lower = own + JOIN_NICENESS
+            assert lower <= 19, f"run at niceness {own}: no lower priority to see"
+            deadline = time.monotonic() + 120
+            # Two runners and a calibration process per core (at most 4); each child sets
+            # its priority as it starts.
+            expected = 2 + min(os.cpu_count() or 1, 4)
+            while True:
+                niceness = sorted(_niceness(runner.proc.pid).values())
+                if len(niceness) == expected and niceness[-1] == lower:
+                    break
+                assert runner.alive() and time.monotonic() < deadline, (niceness,
+                                                                         runner.log_tail())
+                time.sleep(0.05)
+        finally:
+            os.kill(runner.proc.pid, signal.SIGKILL)
+            runner.proc.wait()
+    assert niceness == [own] * (expected - 1) + [lower]
+
+
+def _niceness(pid: int) -> dict[int, int]:
+    found = {}
+    for child in _children(pid):
+        try:
+            found[child] = os.getpriority(os.PRIO_PROCESS, child)
+        except OSError:
+            continue
+    return found

@@ -218,9 +218,7 @@ class BulkRunner:
         drift = self.engine.cases.drift
         merge = PacedInputs(consumer, INPUTS, self.max_records)
         while self.slot is None or not self.slot.stopped():
-            batch = await consumer.getmany(
-                timeout_ms=CALIBRATION_POLL_MS if drift.held else 500,
-                max_records=self.max_records)
+            batch = await merge.fetch(CALIBRATION_POLL_MS if drift.held else 500)
             # Input values decoded once, here: their time orders them (`bulk.order`),
             # and ingest takes them as they are.
             fetched = [Record(m.topic, m.partition, m.offset, m.key, m.value,
